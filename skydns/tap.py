@@ -1,0 +1,141 @@
+"""The composition root: ``twistd skydns`` options and the service tree.
+
+This is the only module that imports the global reactor, reads the
+environment, or knows every part.  Everything else receives what it needs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from skydns import config
+
+DEFAULT_DOMAIN = "skydns.local"
+DEFAULT_DNS = "127.0.0.1:8053"
+DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
+DEFAULT_RAFT = "tcp:7070:interface=127.0.0.1"
+DEFAULT_NODE_ID = "node1"
+
+
+def _checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--{flag}: {e}") from None
+
+
+def _check_endpoint(description: str) -> str:
+    """Reject a server endpoint description that Twisted cannot parse."""
+    from twisted.internet.endpoints import _parseServer as parse_server
+
+    try:
+        kind, args, kwargs = parse_server(description, None)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{description!r} is not an endpoint description ({e})") from None
+    if kind.lower() in ("tcp", "tcp6") and (not args or not str(args[0]).isdigit()):
+        raise ValueError(f"{description!r}: a tcp endpoint needs a port number")
+    return description
+
+
+class Options(usage.Options):
+    """``twistd skydns`` options (SPEC.md §4)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "SkyDNS: services register over HTTP, clients discover them over DNS, and a "
+        "Raft cluster replicates the registry. With no options: a one-node cluster on "
+        "loopback (DNS 127.0.0.1:8053, HTTP 127.0.0.1:8080, Raft 127.0.0.1:7070) keeping "
+        "its data in ./skydns-data and forwarding other names to /etc/resolv.conf's "
+        "nameservers."
+    )
+
+    optParameters = [
+        ["domain", None, DEFAULT_DOMAIN, "The DNS domain SkyDNS is authoritative for."],
+        ["dns", None, DEFAULT_DNS, "HOST:PORT to answer DNS on, UDP and TCP ([::1]:53 for IPv6)."],
+        ["http", None, DEFAULT_HTTP, "Twisted endpoint for the HTTP API (ssl:... for TLS)."],
+        ["raft", None, DEFAULT_RAFT, "Twisted endpoint for Raft traffic between nodes."],
+        ["data-dir", None, "./skydns-data", "Directory for the Raft log and snapshots."],
+        ["node-id", None, DEFAULT_NODE_ID, "This node's name in the cluster (one DNS label)."],
+        [
+            "peers",
+            None,
+            None,
+            "Every member of the initial cluster, this node included: ID=HOST:PORT,... "
+            "(the Raft addresses). Start each node with the same list.",
+        ],
+        ["join", None, None, "HOST:PORT of any member's Raft port: join that running cluster."],
+        [
+            "nameserver",
+            None,
+            None,
+            "Upstream nameservers IP:PORT,... for names outside the domain "
+            "(default: the nameserver lines of /etc/resolv.conf).",
+        ],
+        ["secret", None, None, "Require this secret in the Authorization header of /skydns/."],
+    ]
+    optFlags = [
+        ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
+    ]
+
+    def postOptions(self) -> None:
+        self["domain"] = _checked("domain", config.check_domain, self["domain"])
+        self["dns"] = _checked("dns", config.parse_ip_hostport, self["dns"])
+        self["http"] = _checked("http", _check_endpoint, self["http"])
+        self["raft"] = _checked("raft", _check_endpoint, self["raft"])
+        self["node-id"] = _checked("node-id", config.check_node_id, self["node-id"])
+        if not self["data-dir"]:
+            raise usage.UsageError("--data-dir: must not be empty")
+        if self["peers"] is not None:
+            self["peers"] = _checked("peers", config.parse_peers, self["peers"])
+            if self["node-id"] not in [p.node_id for p in self["peers"]]:
+                raise usage.UsageError(
+                    f"--peers: this node's --node-id {self['node-id']!r} is not in the list"
+                )
+        if self["join"] is not None:
+            self["join"] = _checked("join", config.parse_hostport, self["join"])
+            if self["peers"] is not None:
+                raise usage.UsageError("--join and --peers are exclusive: use one")
+        if self["secret"] is None:
+            self["secret"] = os.environ.get("SKYDNS_SECRET") or None
+        if self["secret"] == "":
+            raise usage.UsageError("--secret: must not be empty")
+
+
+def makeService(options: Options) -> service.IService:
+    """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
+    import treq
+    from klein import Klein
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+
+    from skydns.api import make_api
+    from skydns.callbacks import CallbackNotifier
+    from skydns.cluster import LocalCluster
+    from skydns.dns.authority import SkyDNSAuthority
+    from skydns.dns.server import DNSService
+    from skydns.leases import LeaseKeeper
+    from skydns.registry import Registry
+
+    top = service.MultiService()
+    registry = Registry()
+    cluster = LocalCluster(registry, options["node-id"])
+
+    cluster.add_apply_listener(CallbackNotifier(treq).on_applied)
+    LeaseKeeper(cluster, reactor).setServiceParent(top)
+
+    dns_address: config.HostPort = options["dns"]
+    authority = SkyDNSAuthority(
+        registry, reactor, options["domain"], [(options["node-id"], dns_address.host)]
+    )
+    DNSService(authority, dns_address.host, dns_address.port).setServiceParent(top)
+
+    api = make_api(cluster, reactor, options["domain"], secret=options["secret"])
+    app: Klein = getattr(api, "app", api)
+    site = Site(app.resource())
+    site.displayTracebacks = False
+    strports.service(options["http"], site).setServiceParent(top)
+    return top
