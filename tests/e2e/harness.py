@@ -1,0 +1,182 @@
+"""Real `twistd skydns` processes on loopback, for end-to-end tests.
+
+Every wait is bounded; processes are stopped with SIGTERM and killed if they
+do not stop.  Only loopback addresses are ever used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free for both TCP and UDP on ``host`` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
+            finally:
+                udp.close()
+            return int(port)
+        finally:
+            tcp.close()
+    raise RuntimeError("no free port found")
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
+    """One HTTP request over a real socket; returns (status, decoded JSON or text)."""
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+class SkyDNSProcess:
+    """One `twistd -n skydns` node with its own ports and data dir."""
+
+    def __init__(
+        self,
+        extra_args: list[str] | None = None,
+        data_dir: str | None = None,
+        dns_port: int | None = None,
+        http_port: int | None = None,
+        raft_port: int | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        self.dns_port = dns_port or free_port()
+        self.http_port = http_port or free_port()
+        self.raft_port = raft_port or free_port()
+        self.node_id = node_id
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="skydns-e2e-")
+        self.extra_args = list(extra_args or [])
+        self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def args(self) -> list[str]:
+        args = [
+            sys.executable, "-m", "twisted", "--nodaemon", "--pidfile=",
+            "--logfile", self.log_path, "skydns",
+            "--dns", f"127.0.0.1:{self.dns_port}",
+            "--http", f"tcp:{self.http_port}:interface=127.0.0.1",
+            "--raft", f"tcp:{self.raft_port}:interface=127.0.0.1",
+            "--data-dir", self.data_dir,
+        ]  # fmt: skip
+        if self.node_id:
+            args += ["--node-id", self.node_id]
+        return args + self.extra_args
+
+    def start(self, wait: bool = True) -> SkyDNSProcess:
+        env = dict(os.environ)
+        env.pop("SKYDNS_SECRET", None)
+        self.process = subprocess.Popen(
+            self.args(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        self.wait_for("/health", timeout)
+
+    def wait_for(self, path: str, timeout: float = START_TIMEOUT) -> None:
+        """Poll ``path`` until it answers 200; fail with the node's log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(
+                    f"skydns exited with {self.process.returncode}:\n{self.log()[-4000:]}"
+                )
+            try:
+                status, _ = http("GET", self.url + path, timeout=1.0)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{path} not 200 within {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it has not stopped in time; return the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+            raise AssertionError(f"skydns did not stop on SIGTERM:\n{self.log()[-4000:]}")
+
+    def kill(self) -> None:
+        """kill -9, as a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+
+def dns_query(
+    name: str, rdtype: str, port: int, tcp: bool = False, timeout: float = 3.0, **make: Any
+) -> Any:
+    """Ask 127.0.0.1:port with dnspython; returns the dns.message.Message."""
+    import dns.message
+    import dns.query
+
+    query = dns.message.make_query(name, rdtype, **make)
+    if tcp:
+        return dns.query.tcp(query, "127.0.0.1", port=port, timeout=timeout)
+    return dns.query.udp(query, "127.0.0.1", port=port, timeout=timeout)
