@@ -155,7 +155,7 @@ class SkyDNSProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(STOP_TIMEOUT)
-            raise AssertionError(f"skydns did not stop on SIGTERM:\n{self.log()[-4000:]}")
+            raise AssertionError(f"skydns did not stop on SIGTERM:\n{self.log()[-4000:]}") from None
 
     def kill(self) -> None:
         """kill -9, as a crash."""
