@@ -1,0 +1,102 @@
+"""Prometheus metrics for one SkyDNS process (served at ``GET /metrics``).
+
+Each `Metrics` owns its own `CollectorRegistry`, so tests and several nodes in
+one process never share counters.  Components receive a `Metrics` (or None)
+and record into its attributes; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
+
+
+class Metrics:
+    """The metric families SkyDNS exports (names follow CoreDNS where one exists)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.dns_queries = Counter(
+            "skydns_dns_requests", "DNS queries received, by query type and transport.",
+            ["type", "proto"], registry=r,
+        )  # fmt: skip
+        self.dns_responses = Counter(
+            "skydns_dns_responses", "DNS responses sent, by response code.", ["rcode"], registry=r
+        )
+        self.dns_latency = Histogram(
+            "skydns_dns_request_duration_seconds", "Time to answer a DNS query, by source.",
+            ["source"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dns_cache = Counter(
+            "skydns_dns_cache", "Answer cache lookups, by cache and result (hit, miss).",
+            ["cache", "result"], registry=r,
+        )  # fmt: skip
+        self.dns_malformed = Counter(
+            "skydns_dns_malformed", "DNS packets that could not be parsed as a query.", registry=r
+        )
+        self.forwarded = Counter(
+            "skydns_forward_requests", "Queries forwarded upstream, by upstream.",
+            ["upstream"], registry=r,
+        )  # fmt: skip
+        self.forward_failures = Counter(
+            "skydns_forward_failures", "Upstream failures (timeout, servfail, refused, error).",
+            ["upstream", "reason"], registry=r,
+        )  # fmt: skip
+        self.instances = Gauge(
+            "skydns_registered_instances", "Service instances in the local replica.", registry=r
+        )
+        self.expirations = Counter(
+            "skydns_expirations", "Instances removed because their lease ran out.", registry=r
+        )
+        self.registry_changes = Counter(
+            "skydns_registry_changes", "Commands applied to the registry, by operation and status.",
+            ["op", "status"], registry=r,
+        )  # fmt: skip
+        self.http_requests = Counter(
+            "skydns_http_requests", "HTTP API requests, by route, method and status code.",
+            ["route", "method", "code"], registry=r,
+        )  # fmt: skip
+        self.http_latency = Histogram(
+            "skydns_http_request_duration_seconds", "Time to answer an HTTP request, by route.",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.raft_role = Gauge(
+            "skydns_raft_role", "1 for this node's current Raft role, 0 for the others.",
+            ["role"], registry=r,
+        )  # fmt: skip
+        self.raft_term = Gauge("skydns_raft_term", "Current Raft term.", registry=r)
+        self.raft_commit = Gauge("skydns_raft_commit_index", "Highest committed index.", registry=r)
+        self.raft_applied = Gauge("skydns_raft_applied_index", "Highest applied index.", registry=r)
+        self.raft_elections = Counter(
+            "skydns_raft_elections", "Elections this node started (campaigns).", registry=r
+        )
+        self.raft_leader_changes = Counter(
+            "skydns_raft_leader_changes", "Times this node saw the leader change.", registry=r
+        )
+        self.fsync_latency = Histogram(
+            "skydns_raft_fsync_duration_seconds", "Time to make a batch of log writes durable.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+
+    def set_role(self, role: str) -> None:
+        for each in ("leader", "follower", "candidate", "learner"):
+            self.raft_role.labels(each).set(1 if each == role else 0)
+
+    def watch_instances(self, count: Callable[[], int]) -> None:
+        """Report the instance gauge from ``count()`` at each scrape."""
+        self.instances.set_function(count)
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format and its Content-Type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
