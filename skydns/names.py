@@ -4,22 +4,52 @@ Names have the fixed layout, most specific on the left::
 
     [<uuid>.]<host>.<version>.<region>.<name>.<environment>.<domain>
 
-Dots inside Version and Host are written as ``-`` in their label.  A query
+Dots inside Version and Host are written as ``-`` in their label (and so are
+the colons of an IPv6 literal: ``2001:db8::1`` → ``2001-db8--1``).  A query
 may leave out labels on the left; ``*`` and ``any`` are wildcards anywhere.
 
-SKELETON: the signatures below are the contract other modules build on.
-Bodies marked ``NotImplementedError`` are being filled in.
+Validation choices where SPEC.md is silent (documented for users in docs/):
+
+- Host and Port are required (as in SkyDNS 1).  Name, Environment, Region and
+  Version may be absent or empty: such an instance matches only a wildcard in
+  that position.  A non-empty value must fit one DNS label.
+- A label is 1–63 ASCII letters, digits, ``-`` or ``_``.  Version may also
+  hold dots; Host is a host name (dot-separated labels, one trailing dot
+  dropped) or an IPv4/IPv6 literal.  Their encoded label must fit 63 chars.
+- TTL defaults to `DEFAULT_TTL` when absent; otherwise 1 ≤ TTL ≤ 2**31 - 1
+  (RFC 2181 §8).  Priority and Weight are optional, 0–65535.
+- Wrong JSON types (a string, a float or a boolean where an integer is due)
+  are refused; ``null`` counts as absent.  When a key appears twice
+  (case-insensitively) the last one wins, as in Go's ``encoding/json``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import datetime
+import ipaddress
+import json
+import math
+import re
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from attrs import frozen
+
+if TYPE_CHECKING:  # pragma: no cover
+    from skydns.registry import Instance
 
 #: Label positions, left to right, of a fully specified instance name.
 POSITIONS = ("uuid", "host", "version", "region", "name", "environment")
 WILDCARDS = frozenset({"*", "any"})
+
+#: Lease length when a registration gives no TTL.
+DEFAULT_TTL = 3600
+#: Longest TTL a DNS record may carry (RFC 2181 §8).
+MAX_TTL = 2**31 - 1
+MAX_LABEL = 63
+
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
+_DOTTED = re.compile(r"[A-Za-z0-9_.-]{1,63}\Z")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
 
 
 class ValidationError(ValueError):
@@ -36,8 +66,20 @@ class PatternError(ValueError):
 
 
 def encode_label(value: str) -> str:
-    """The DNS label for a Version or Host value: dots become ``-``, lower case."""
-    raise NotImplementedError
+    """The DNS label for a Version or Host value: dots become ``-``, lower case.
+
+    The colons of an IPv6 literal also become ``-``.
+    """
+    return value.lower().replace(".", "-").replace(":", "-")
+
+
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @frozen
@@ -62,16 +104,57 @@ class Service:
 
     def labels(self) -> tuple[str, str, str, str, str, str]:
         """Lower-cased labels in `POSITIONS` order (uuid, host, ... environment)."""
-        raise NotImplementedError
+        return (
+            self.uuid.lower(),
+            encode_label(self.host),
+            encode_label(self.version),
+            self.region.lower(),
+            self.name.lower(),
+            self.environment.lower(),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Log/snapshot encoding (round-trips through `from_dict`)."""
-        raise NotImplementedError
+        data: dict[str, Any] = {
+            "uuid": self.uuid,
+            "name": self.name,
+            "environment": self.environment,
+            "region": self.region,
+            "version": self.version,
+            "host": self.host,
+            "port": self.port,
+            "ttl": self.ttl,
+        }
+        if self.priority is not None:
+            data["priority"] = self.priority
+        if self.weight is not None:
+            data["weight"] = self.weight
+        if self.no_expire:
+            data["no_expire"] = True
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Service":
+    def from_dict(cls, data: dict[str, Any]) -> Service:
         """Inverse of `to_dict` (trusted input from our own log)."""
-        raise NotImplementedError
+        priority = data.get("priority")
+        weight = data.get("weight")
+        return cls(
+            uuid=str(data["uuid"]),
+            name=str(data["name"]),
+            environment=str(data["environment"]),
+            region=str(data["region"]),
+            version=str(data["version"]),
+            host=str(data["host"]),
+            port=int(data["port"]),
+            ttl=int(data["ttl"]),
+            priority=None if priority is None else int(priority),
+            weight=None if weight is None else int(weight),
+            no_expire=bool(data.get("no_expire", False)),
+        )
+
+
+def _matches_field(wanted: str, label: str) -> bool:
+    return not wanted or wanted in WILDCARDS or wanted == label
 
 
 @frozen
@@ -89,15 +172,44 @@ class Callback:
     port: int
 
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return {
+            "uuid": self.uuid,
+            "name": self.name,
+            "environment": self.environment,
+            "region": self.region,
+            "version": self.version,
+            "host": self.host,
+            "reply": self.reply,
+            "port": self.port,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Callback":
-        raise NotImplementedError
+    def from_dict(cls, data: dict[str, Any]) -> Callback:
+        return cls(
+            uuid=str(data["uuid"]),
+            name=str(data["name"]),
+            environment=str(data["environment"]),
+            region=str(data["region"]),
+            version=str(data["version"]),
+            host=str(data["host"]),
+            reply=str(data["reply"]),
+            port=int(data["port"]),
+        )
 
     def matches(self, service: Service) -> bool:
-        """Whether this callback watches ``service``."""
-        raise NotImplementedError
+        """Whether this callback watches ``service``.
+
+        Each non-empty field must equal the service's (compared as labels,
+        so case-insensitively); empty, ``*`` and ``any`` match anything.
+        """
+        _, host, version, region, name, environment = service.labels()
+        return (
+            _matches_field(self.name.lower(), name)
+            and _matches_field(self.environment.lower(), environment)
+            and _matches_field(self.region.lower(), region)
+            and _matches_field(encode_label(self.version), version)
+            and _matches_field(encode_label(self.host), host)
+        )
 
 
 @frozen
@@ -111,41 +223,269 @@ class Pattern:
     name: Optional[str] = None
     environment: Optional[str] = None
 
+    def labels(self) -> tuple[Optional[str], ...]:
+        """The positions in `POSITIONS` order."""
+        return (self.uuid, self.host, self.version, self.region, self.name, self.environment)
+
     def matches(self, service: Service) -> bool:
-        raise NotImplementedError
+        return all(
+            want is None or want == have
+            for want, have in zip(self.labels(), service.labels(), strict=True)
+        )
 
-    def without_region(self) -> "Pattern":
+    def without_region(self) -> Pattern:
         """The same pattern with the region position set to any (for failover)."""
-        raise NotImplementedError
+        return Pattern(
+            uuid=self.uuid,
+            host=self.host,
+            version=self.version,
+            region=None,
+            name=self.name,
+            environment=self.environment,
+        )
 
 
-def parse_pattern(labels: "list[str] | tuple[str, ...]") -> Pattern:
+def parse_pattern(labels: list[str] | tuple[str, ...]) -> Pattern:
     """Labels left of the domain (most specific first) to a `Pattern`.
 
     Fewer than six labels are padded on the left with wildcards.  More than
-    six raise `PatternError` (the DNS side answers NXDOMAIN).
+    six raise `PatternError` (the DNS side answers NXDOMAIN), and so does an
+    empty label or one longer than 63 characters.
     """
-    raise NotImplementedError
+    if len(labels) > len(POSITIONS):
+        raise PatternError(
+            f"too many labels: {len(labels)} (at most {len(POSITIONS)} before the domain)"
+        )
+    values: list[Optional[str]] = [None] * (len(POSITIONS) - len(labels))
+    for label in labels:
+        if not label:
+            raise PatternError("empty label")
+        if len(label) > MAX_LABEL:
+            raise PatternError(f"label longer than {MAX_LABEL} characters")
+        lowered = label.lower()
+        values.append(None if lowered in WILDCARDS else lowered)
+    return Pattern(*values)
 
 
 def parse_query(query: str, domain: str) -> Pattern:
     """An HTTP ``?query=`` value (``rails.production``, with or without the
-    domain suffix) to a `Pattern`; `PatternError` if it cannot be one."""
-    raise NotImplementedError
+    domain suffix) to a `Pattern`; `PatternError` if it cannot be one.
+
+    An empty query (or the domain alone) matches every instance.
+    """
+    text = query.strip().lower()
+    if text.endswith("."):
+        text = text[:-1]
+    suffix = domain.strip().lower().rstrip(".")
+    if suffix:
+        if text == suffix:
+            text = ""
+        elif text.endswith("." + suffix):
+            text = text[: -len(suffix) - 1]
+    if not text:
+        return Pattern()
+    return parse_pattern(text.split("."))
+
+
+# -- JSON bodies ----------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    """A JSON object with lower-cased keys; `ValidationError` for "body"."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError("body", "is not UTF-8 text") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise ValidationError("body", "is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("body", "must be a JSON object")
+    return {key.lower(): value for key, value in data.items()}
+
+
+def _integer(data: dict[str, Any], field: str, low: int, high: int) -> Optional[int]:
+    value = data.get(field.lower())
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer from {low} to {high}")
+    if not low <= value <= high:
+        raise ValidationError(field, f"must be an integer from {low} to {high}")
+    return value
+
+
+def _required_integer(data: dict[str, Any], field: str, low: int, high: int) -> int:
+    value = _integer(data, field, low, high)
+    if value is None:
+        raise ValidationError(field, "is required")
+    return value
+
+
+def _string(data: dict[str, Any], field: str) -> str:
+    value = data.get(field.lower())
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a string")
+    return value
+
+
+def _check_label(field: str, value: str) -> str:
+    if not _LABEL.match(value):
+        raise ValidationError(
+            field, "must be one DNS label: 1-63 letters, digits, '-' or '_' (no dots)"
+        )
+    return value
+
+
+def _check_version(field: str, value: str) -> str:
+    if not _DOTTED.match(value):
+        raise ValidationError(
+            field, "must be 1-63 letters, digits, '-', '_' or '.' (dots become '-')"
+        )
+    return value
+
+
+def _check_host(field: str, value: str) -> str:
+    """A host name or IP literal whose encoded label fits 63 characters."""
+    if is_ip(value):
+        if "%" in value:
+            raise ValidationError(field, "must not carry an IPv6 zone")
+        host = value
+    else:
+        host = value[:-1] if value.endswith(".") else value
+        parts = host.split(".")
+        if not host or not all(_HOST_LABEL.match(part) for part in parts):
+            raise ValidationError(
+                field, "must be a host name (letters, digits, '-', '_' and dots) or an IP address"
+            )
+    if len(encode_label(host)) > MAX_LABEL:
+        raise ValidationError(field, f"its label ({encode_label(host)}) is longer than 63 chars")
+    return host
+
+
+def _optional(check: Callable[[str, str], str], field: str, value: str) -> str:
+    return check(field, value) if value else value
 
 
 def parse_service(uuid: str, body: bytes) -> Service:
     """Validate a PUT body (JSON whatever the content type; keys matched
     case-insensitively; unknown keys ignored).  `ValidationError` names the
     first bad field."""
-    raise NotImplementedError
+    _check_label("UUID", uuid)
+    data = _load_object(body)
+    host = _string(data, "Host")
+    if not host:
+        raise ValidationError("Host", "is required")
+    host = _check_host("Host", host)
+    port = _required_integer(data, "Port", 1, 65535)
+    name = _optional(_check_label, "Name", _string(data, "Name"))
+    environment = _optional(_check_label, "Environment", _string(data, "Environment"))
+    region = _optional(_check_label, "Region", _string(data, "Region"))
+    version = _optional(_check_version, "Version", _string(data, "Version"))
+    ttl = _integer(data, "TTL", 1, MAX_TTL)
+    priority = _integer(data, "Priority", 0, 65535)
+    weight = _integer(data, "Weight", 0, 65535)
+    no_expire = data.get("noexpire")
+    if no_expire is None:
+        no_expire = False
+    if not isinstance(no_expire, bool):
+        raise ValidationError("NoExpire", "must be true or false")
+    return Service(
+        uuid=uuid,
+        name=name,
+        environment=environment,
+        region=region,
+        version=version,
+        host=host,
+        port=port,
+        ttl=DEFAULT_TTL if ttl is None else ttl,
+        priority=priority,
+        weight=weight,
+        no_expire=no_expire,
+    )
 
 
 def parse_callback(uuid: str, body: bytes) -> Callback:
-    """Validate a PUT /skydns/callbacks/{uuid} body."""
-    raise NotImplementedError
+    """Validate a PUT /skydns/callbacks/{uuid} body.
+
+    Reply (a host name or IP address) and Port are required; the match
+    fields (Name, Environment, Region, Version, Host) are optional and may be
+    ``*`` or ``any``.
+    """
+    _check_label("UUID", uuid)
+    data = _load_object(body)
+    reply = _string(data, "Reply")
+    if not reply:
+        raise ValidationError("Reply", "is required")
+    reply = _check_host("Reply", reply)
+    port = _required_integer(data, "Port", 1, 65535)
+
+    def match(field: str, check: Callable[[str, str], str]) -> str:
+        value = _string(data, field)
+        if not value or value.lower() in WILDCARDS:
+            return value
+        return check(field, value)
+
+    return Callback(
+        uuid=uuid,
+        name=match("Name", _check_label),
+        environment=match("Environment", _check_label),
+        region=match("Region", _check_label),
+        version=match("Version", _check_version),
+        host=match("Host", _check_host),
+        reply=reply,
+        port=port,
+    )
 
 
 def parse_ttl(body: bytes) -> int:
     """Validate a PATCH body ``{"TTL": n}``; return n."""
-    raise NotImplementedError
+    ttl = _integer(_load_object(body), "TTL", 1, MAX_TTL)
+    if ttl is None:
+        raise ValidationError("TTL", "is required")
+    return ttl
+
+
+# -- JSON out -------------------------------------------------------------------
+
+
+def rfc3339(when: float) -> str:
+    """``when`` (seconds since the epoch) as an RFC 3339 UTC timestamp."""
+    stamp = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    text = stamp.isoformat(timespec="milliseconds" if when % 1 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def remaining_ttl(instance: Instance, now: float) -> int:
+    """Whole seconds left on the lease, rounded down (never more than left)."""
+    return max(0, math.floor(instance.remaining(now)))
+
+
+def service_json(instance: Instance, now: float) -> dict[str, Any]:
+    """The service as ``GET /skydns/services/{uuid}`` shows it (SPEC.md §2).
+
+    ``TTL`` is the remaining lease in whole seconds (the registered TTL for
+    NoExpire instances); ``Expires`` is RFC 3339 UTC, null for NoExpire.
+    """
+    service = instance.service
+    return {
+        "UUID": service.uuid,
+        "Name": service.name,
+        "Version": service.version,
+        "Environment": service.environment,
+        "Region": service.region,
+        "Host": service.host,
+        "Port": service.port,
+        "TTL": remaining_ttl(instance, now),
+        "Priority": service.priority,
+        "Weight": service.weight,
+        "NoExpire": service.no_expire,
+        "Expires": None if service.no_expire else rfc3339(instance.expires),
+    }

@@ -27,10 +27,13 @@ class Instance:
 
     def remaining(self, now: float) -> float:
         """Seconds left on the lease (``service.ttl`` for NoExpire instances)."""
-        raise NotImplementedError
+        if self.service.no_expire:
+            return float(self.service.ttl)
+        return max(0.0, self.expires - now)
 
     def alive(self, now: float) -> bool:
-        raise NotImplementedError
+        """Whether the lease still runs at ``now`` (it ends at ``expires``)."""
+        return self.service.no_expire or now < self.expires
 
 
 @frozen
