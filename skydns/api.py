@@ -1,0 +1,400 @@
+"""The HTTP API (SPEC.md §2): a Klein app over an `ICluster`.
+
+Writes become `skydns.commands` values carrying ``now = clock.seconds()`` and
+go through ``cluster.propose``; reads come from the local replica
+(``cluster.registry``), after ``cluster.read_barrier()`` when the client asks
+for ``?consistent=true``.  Every answer, error or not, is a JSON body.
+
+The secret guards every ``/skydns/`` path.  ``/health``, ``/ready`` and
+``/metrics`` are deliberately left open: load balancers, orchestrators and
+Prometheus scrapers probe them without credentials, and they reveal nothing
+about the registered services.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from typing import Any, Awaitable, Callable, Optional, Protocol, TypeVar, cast
+
+from attrs import define, field
+from klein import Klein
+from klein.resource import KleinResource
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from skydns.cluster import NotLeader
+from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.names import (
+    Callback,
+    Pattern,
+    PatternError,
+    ValidationError,
+    parse_callback,
+    parse_query,
+    parse_service,
+    parse_ttl,
+    service_json,
+)
+from skydns.registry import Applied, Instance, Registry
+
+log = Logger()
+
+#: Largest request body accepted; anything bigger gets 413.
+MAX_BODY = 64 * 1024
+
+#: Seconds a write may wait for the cluster before the client gets 503.
+DEFAULT_PROPOSE_TIMEOUT = 10.0
+
+#: Retry-After (seconds) sent with a 503.
+RETRY_AFTER = b"1"
+
+JSON_TYPE = b"application/json"
+
+
+class Clock(Protocol):
+    """The part of `IReactorTime` the API uses (mypy does not see zope
+    interfaces as protocols)."""
+
+    def seconds(self) -> float: ...
+
+    def callLater(self, delay: float, f: Callable[..., Any], *a: Any, **kw: Any) -> Any: ...
+
+
+class Cluster(Protocol):
+    """The part of `skydns.cluster.ICluster` the API uses."""
+
+    registry: Registry
+
+    def propose(self, command: Command) -> "Deferred[Applied]": ...
+
+    def read_barrier(self) -> "Deferred[None]": ...
+
+    def is_ready(self) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class MetricsRenderer(Protocol):
+    """What ``GET /metrics`` serves: ``render()`` gives (body, content type)."""
+
+    def render(self) -> tuple[bytes, str]: ...
+
+
+class APIError(Exception):
+    """An answer other than success: status code, message and extra headers."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        headers: Optional[dict[bytes, bytes]] = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def _render_json(request: Request, code: int, body: Any) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", JSON_TYPE)
+    return json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def callback_json(callback: Callback) -> dict[str, Any]:
+    """A callback as the API shows it (SkyDNS v1 field names)."""
+    return {
+        "UUID": callback.uuid,
+        "Name": callback.name,
+        "Version": callback.version,
+        "Environment": callback.environment,
+        "Region": callback.region,
+        "Host": callback.host,
+        "Reply": callback.reply,
+        "Port": callback.port,
+    }
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def _guarded(handler: _Handler) -> _Handler:
+    """Refuse the request with 401 unless it carries the secret."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: "API", request: Request, **kwargs: Any) -> Any:
+        self.authorize(request)
+        return await handler(self, request, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@define(slots=False)  # Klein binds itself to the instance through an attribute
+class API:
+    """The routes of SPEC.md §2 over ``cluster``; use `resource` to serve it."""
+
+    app = Klein()
+
+    cluster: Cluster
+    clock: Clock
+    domain: str
+    secret: Optional[str] = None
+    metrics: Optional[MetricsRenderer] = None
+    propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT
+    _secret_bytes: Optional[bytes] = field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.secret:
+            self._secret_bytes = self.secret.encode("utf-8")
+
+    def resource(self) -> KleinResource:
+        """The twisted.web resource serving this API."""
+        return self.app.resource()
+
+    # -- plumbing ------------------------------------------------------------
+
+    def authorize(self, request: Request) -> None:
+        """Raise a 401 `APIError` unless the secret is set and matches, in the
+        raw form or as ``Bearer <secret>``."""
+        if self._secret_bytes is None:
+            return
+        given = request.getHeader(b"Authorization") or b""
+        if given[:7].lower() == b"bearer ":
+            given = given[7:].strip()
+        if not hmac.compare_digest(given, self._secret_bytes):
+            raise APIError(
+                401,
+                "missing or wrong secret in the Authorization header",
+                {b"WWW-Authenticate": b'Bearer realm="skydns"'},
+            )
+
+    def _now(self) -> float:
+        return self.clock.seconds()
+
+    @staticmethod
+    def _body(request: Request) -> bytes:
+        content = request.content
+        if content is None:
+            return b""
+        body: bytes = content.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise APIError(413, f"body: larger than {MAX_BODY} bytes")
+        return body
+
+    @staticmethod
+    def _arg(request: Request, name: bytes) -> Optional[str]:
+        values = (request.args or {}).get(name)
+        if not values:
+            return None
+        value: bytes = values[0]
+        return value.decode("utf-8", "replace")
+
+    async def _propose(self, command: Command) -> Applied:
+        d: Deferred[Applied] = self.cluster.propose(command)
+        d.addTimeout(self.propose_timeout, cast(IReactorTime, self.clock))
+        try:
+            return await d
+        except NotLeader as e:
+            raise APIError(
+                503, f"no leader can take the write now: {e}" if str(e) else
+                "no leader can take the write now", {b"Retry-After": RETRY_AFTER},
+            ) from e
+        except TimeoutError as e:
+            raise APIError(
+                503,
+                "the cluster did not commit the write in time; it may still be applied",
+                {b"Retry-After": RETRY_AFTER},
+            ) from e
+
+    async def _read_barrier(self, request: Request) -> None:
+        if (self._arg(request, b"consistent") or "").lower() not in ("true", "1", "yes"):
+            return
+        d: Deferred[None] = self.cluster.read_barrier()
+        d.addTimeout(self.propose_timeout, cast(IReactorTime, self.clock))
+        try:
+            await d
+        except (NotLeader, TimeoutError) as e:
+            raise APIError(
+                503, "no consistent read is possible now", {b"Retry-After": RETRY_AFTER}
+            ) from e
+
+    def _instance_json(self, uuid: str) -> dict[str, Any]:
+        now = self._now()
+        instance = self.cluster.registry.get(uuid, now)
+        if instance is None:
+            raise APIError(404, f"service {uuid} not found")
+        return service_json(instance, now)
+
+    # -- services ------------------------------------------------------------
+
+    @app.route("/skydns/services/<uuid>", methods=["PUT"])
+    @_guarded
+    async def add_service(self, request: Request, uuid: str) -> bytes:
+        body = self._body(request)
+        try:
+            service = parse_service(uuid, body)
+        except ValidationError as e:
+            raise APIError(400, str(e), field=e.field) from e
+        now = self._now()
+        applied = await self._propose(Register(service, now))
+        if applied.status == "conflict":
+            raise APIError(409, f"service {uuid} already exists")
+        now = self._now()
+        instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
+        return _render_json(request, 201, service_json(instance, now))
+
+    @app.route("/skydns/services/<uuid>", methods=["GET"])
+    @_guarded
+    async def get_service(self, request: Request, uuid: str) -> bytes:
+        await self._read_barrier(request)
+        return _render_json(request, 200, self._instance_json(uuid))
+
+    @app.route("/skydns/services/<uuid>", methods=["PATCH"])
+    @_guarded
+    async def renew_service(self, request: Request, uuid: str) -> bytes:
+        body = self._body(request)
+        try:
+            ttl = parse_ttl(body)
+        except ValidationError as e:
+            raise APIError(400, str(e), field=e.field) from e
+        applied = await self._propose(Renew(uuid, ttl, self._now()))
+        if applied.status == "not_found":
+            raise APIError(404, f"service {uuid} not found")
+        return _render_json(request, 200, self._instance_json(uuid))
+
+    @app.route("/skydns/services/<uuid>", methods=["DELETE"])
+    @_guarded
+    async def remove_service(self, request: Request, uuid: str) -> bytes:
+        now = self._now()
+        applied = await self._propose(Unregister(uuid, now))
+        if applied.status == "not_found":
+            raise APIError(404, f"service {uuid} not found")
+        for removal in applied.removals:
+            if removal.instance.service.uuid.lower() == uuid.lower():
+                return _render_json(request, 200, service_json(removal.instance, now))
+        return _render_json(request, 200, {"UUID": uuid})
+
+    @app.route("/skydns/services", methods=["GET"], endpoint="list_services_bare")
+    @app.route("/skydns/services/", methods=["GET"])
+    @_guarded
+    async def list_services(self, request: Request) -> bytes:
+        query = self._arg(request, b"query")
+        if query is None or not query.strip():
+            pattern = Pattern()
+        else:
+            try:
+                pattern = parse_query(query, self.domain)
+            except PatternError as e:
+                raise APIError(400, f"query: {e}", field="query") from e
+        await self._read_barrier(request)
+        now = self._now()
+        instances = self.cluster.registry.query(pattern, now)
+        return _render_json(request, 200, [service_json(i, now) for i in instances])
+
+    @app.route("/skydns/regions", methods=["GET"], endpoint="regions_bare")
+    @app.route("/skydns/regions/", methods=["GET"])
+    @_guarded
+    async def regions(self, request: Request) -> bytes:
+        await self._read_barrier(request)
+        return _render_json(request, 200, self.cluster.registry.regions(self._now()))
+
+    @app.route("/skydns/environments", methods=["GET"], endpoint="environments_bare")
+    @app.route("/skydns/environments/", methods=["GET"])
+    @_guarded
+    async def environments(self, request: Request) -> bytes:
+        await self._read_barrier(request)
+        return _render_json(request, 200, self.cluster.registry.environments(self._now()))
+
+    # -- callbacks -----------------------------------------------------------
+
+    @app.route("/skydns/callbacks/<uuid>", methods=["PUT"])
+    @_guarded
+    async def add_callback(self, request: Request, uuid: str) -> bytes:
+        body = self._body(request)
+        try:
+            callback = parse_callback(uuid, body)
+        except ValidationError as e:
+            raise APIError(400, str(e), field=e.field) from e
+        applied = await self._propose(AddCallback(callback, self._now()))
+        if applied.status == "not_found":
+            raise APIError(404, f"no service matches callback {uuid}")
+        return _render_json(request, 201, callback_json(callback))
+
+    # -- cluster and operations ----------------------------------------------
+
+    @app.route("/skydns/cluster", methods=["GET"])
+    @app.route("/skydns/cluster/", methods=["GET"], endpoint="cluster_status_slash")
+    @_guarded
+    async def cluster_status(self, request: Request) -> bytes:
+        return _render_json(request, 200, self.cluster.status())
+
+    @app.route("/health", methods=["GET"])
+    async def health(self, request: Request) -> bytes:
+        return _render_json(request, 200, {"status": "ok"})
+
+    @app.route("/ready", methods=["GET"])
+    async def ready(self, request: Request) -> bytes:
+        if self.cluster.is_ready():
+            return _render_json(request, 200, {"ready": True})
+        request.setHeader(b"Retry-After", RETRY_AFTER)
+        return _render_json(request, 503, {"ready": False})
+
+    @app.route("/metrics", methods=["GET"])
+    async def metrics_text(self, request: Request) -> bytes:
+        if self.metrics is None:
+            raise APIError(404, "metrics are not enabled")
+        body, content_type = self.metrics.render()
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        return body
+
+    # -- errors --------------------------------------------------------------
+
+    @app.handle_errors(Exception)
+    def _error(self, request: Request, failure: Failure) -> bytes:
+        error = failure.value
+        if isinstance(error, HTTPException):
+            # Routing failures (unknown path, wrong method).  Under /skydns/
+            # the secret still comes first, so the routes stay private.
+            try:
+                if request.path.startswith(b"/skydns"):
+                    self.authorize(request)
+            except APIError as auth_error:
+                error = auth_error
+            else:
+                headers = {}
+                if isinstance(error, MethodNotAllowed) and error.valid_methods:
+                    headers[b"Allow"] = ", ".join(error.valid_methods).encode("ascii")
+                code = error.code or 500
+                message = (error.name or "error").lower()
+                error = APIError(code, message, headers)
+        if not isinstance(error, APIError):
+            log.failure(
+                "Unhandled error serving {method} {path}",
+                failure,
+                method=request.method,
+                path=request.path,
+            )
+            error = APIError(500, "internal server error")
+        for name, value in error.headers.items():
+            request.setHeader(name, value)
+        return _render_json(request, error.code, {"error": error.message, **error.extra})
+
+
+def make_api(
+    cluster: Cluster,
+    clock: Clock,
+    domain: str,
+    secret: Optional[str] = None,
+    metrics: Optional[MetricsRenderer] = None,
+    propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT,
+) -> API:
+    """Build the HTTP API; serve ``make_api(...).resource()``."""
+    return API(cluster, clock, domain, secret, metrics, propose_timeout)
