@@ -22,7 +22,7 @@ from attrs import define, field
 from klein import Klein
 from klein.resource import KleinResource
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -63,7 +63,9 @@ class Clock(Protocol):
 
     def seconds(self) -> float: ...
 
-    def callLater(self, delay: float, f: Callable[..., Any], *a: Any, **kw: Any) -> Any: ...
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall: ...
 
 
 class Cluster(Protocol):
@@ -364,7 +366,7 @@ class API:
             # Routing failures (unknown path, wrong method).  Under /skydns/
             # the secret still comes first, so the routes stay private.
             try:
-                if request.path.startswith(b"/skydns"):
+                if request.path == b"/skydns" or request.path.startswith(b"/skydns/"):
                     self.authorize(request)
             except APIError as auth_error:
                 error = auth_error
