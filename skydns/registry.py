@@ -5,17 +5,41 @@ index by (environment, name) so a lookup that fixes both never scans every
 instance, and serialises itself to bytes for snapshots.  It never reads a
 clock: readers pass ``now``.
 
-SKELETON: the signatures below are the contract other modules build on.
+Semantics where SPEC.md is silent:
+
+- UUIDs are compared case-insensitively: ``ABC`` and ``abc`` are one instance.
+- A lease ends at ``expires``: an instance is live while ``now < expires``.
+  Reads hide an instance as soon as its lease ends, before the leader's
+  `Expire` removes it.
+- Register over an expired-but-not-yet-removed UUID is allowed: the old
+  instance is removed (its callbacks listed in the result) and replaced.
+- Unregister of an expired-but-not-yet-removed UUID removes it (its callbacks
+  fire) but answers ``not_found``, as GET already does.
+- Renew sets the lease to ``now + ttl`` and the instance's TTL to ``ttl``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import heapq
+import ipaddress
+import json
+from collections.abc import Iterable
+from typing import Any, Callable, Optional
 
-from attrs import define, frozen
+from attrs import define, evolve, field, frozen
+from twisted.logger import Logger
 
-from skydns.commands import Command
-from skydns.names import Callback, Pattern, Service
+from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.names import WILDCARDS, Callback, Pattern, Service
+
+#: Version of the snapshot encoding written by `Registry.snapshot`.
+SNAPSHOT_FORMAT = 1
+
+log = Logger()
+
+
+class SnapshotError(ValueError):
+    """The bytes are not a registry snapshot this code can read."""
 
 
 @frozen
@@ -57,57 +81,312 @@ class Applied:
     removals: tuple[Removal, ...] = ()
 
 
+def _address_key(address: str) -> Optional[str]:
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return None
+
+
+def _fixed(value: str) -> Optional[str]:
+    """A callback match field as a label, or None when it matches anything."""
+    lowered = value.lower()
+    return None if not lowered or lowered in WILDCARDS else lowered
+
+
 @define
 class Registry:
     """All instances, indexed for lookups."""
 
     #: Bumped on every change; answer caches key on it.
     version: int = 0
+    #: How many instances the last `query`/`exists`/`failover` examined
+    #: (how tests see that the index was used).
+    examined: int = field(default=0, init=False)
+    _instances: dict[str, Instance] = field(factory=dict, init=False)
+    _index: dict[tuple[str, str], set[str]] = field(factory=dict, init=False)
+    _by_address: dict[str, set[str]] = field(factory=dict, init=False)
+    _callbacks: dict[str, dict[str, Callback]] = field(factory=dict, init=False)
+    _leases: list[tuple[float, str]] = field(factory=list, init=False)
+    _listeners: list[Callable[[], None]] = field(factory=list, init=False)
+
+    # -- writes ------------------------------------------------------------------
 
     def apply(self, command: Command) -> Applied:
-        raise NotImplementedError
+        """Apply one command at the time it carries; never raises for a
+        well-formed command."""
+        if isinstance(command, Register):
+            result = self._register(command.service, command.now)
+        elif isinstance(command, Unregister):
+            result = self._unregister(command.uuid, command.now)
+        elif isinstance(command, Renew):
+            result = self._renew(command.uuid, command.ttl, command.now)
+        elif isinstance(command, Expire):
+            result = self._expire(command.uuids, command.now)
+        elif isinstance(command, AddCallback):
+            result = self._add_callback(command.callback, command.now)
+        else:  # pragma: no cover - the Union is closed
+            raise TypeError(f"not a command: {command!r}")
+        return result
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every change (cache invalidation)."""
-        raise NotImplementedError
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.failure("registry listener {listener!r} failed", listener=listener)
+
+    def _register(self, service: Service, now: float) -> Applied:
+        key = service.uuid.lower()
+        removals: tuple[Removal, ...] = ()
+        old = self._instances.get(key)
+        if old is not None:
+            if old.alive(now):
+                return Applied("conflict")
+            removals = (self._remove(key),)
+        self._insert(Instance(service, now + service.ttl))
+        self._changed()
+        return Applied("ok", removals)
+
+    def _unregister(self, uuid: str, now: float) -> Applied:
+        key = uuid.lower()
+        instance = self._instances.get(key)
+        if instance is None:
+            return Applied("not_found")
+        removal = self._remove(key)
+        self._changed()
+        return Applied("ok" if instance.alive(now) else "not_found", (removal,))
+
+    def _renew(self, uuid: str, ttl: int, now: float) -> Applied:
+        key = uuid.lower()
+        instance = self._instances.get(key)
+        if instance is None or not instance.alive(now):
+            return Applied("not_found")
+        renewed = Instance(evolve(instance.service, ttl=ttl), now + ttl)
+        self._instances[key] = renewed
+        self._push_lease(renewed)
+        self._changed()
+        return Applied("ok")
+
+    def _expire(self, uuids: Iterable[str], now: float) -> Applied:
+        removals = []
+        for uuid in uuids:
+            key = uuid.lower()
+            instance = self._instances.get(key)
+            if instance is not None and not instance.alive(now):
+                removals.append(self._remove(key))
+        if removals:
+            self._changed()
+        return Applied("ok", tuple(removals))
+
+    def _add_callback(self, callback: Callback, now: float) -> Applied:
+        name, environment = _fixed(callback.name), _fixed(callback.environment)
+        if name is not None and environment is not None:
+            keys: Iterable[str] = sorted(self._index.get((environment, name), ()))
+        else:
+            keys = sorted(self._instances)
+        attached = False
+        for key in keys:
+            instance = self._instances[key]
+            if instance.alive(now) and callback.matches(instance.service):
+                self._callbacks.setdefault(key, {})[callback.uuid.lower()] = callback
+                attached = True
+        if not attached:
+            return Applied("not_found")
+        self._changed()
+        return Applied("ok")
+
+    def _insert(self, instance: Instance, callbacks: Iterable[Callback] = ()) -> None:
+        service = instance.service
+        key = service.uuid.lower()
+        self._instances[key] = instance
+        labels = service.labels()
+        self._index.setdefault((labels[5], labels[4]), set()).add(key)
+        address = _address_key(service.host)
+        if address is not None:
+            self._by_address.setdefault(address, set()).add(key)
+        for callback in callbacks:
+            self._callbacks.setdefault(key, {})[callback.uuid.lower()] = callback
+        self._push_lease(instance)
+
+    def _remove(self, key: str) -> Removal:
+        instance = self._instances.pop(key)
+        labels = instance.service.labels()
+        bucket = self._index[(labels[5], labels[4])]
+        bucket.discard(key)
+        if not bucket:
+            del self._index[(labels[5], labels[4])]
+        address = _address_key(instance.service.host)
+        if address is not None:
+            same = self._by_address[address]
+            same.discard(key)
+            if not same:
+                del self._by_address[address]
+        callbacks = self._callbacks.pop(key, {})
+        return Removal(instance, tuple(callbacks[k] for k in sorted(callbacks)))
+
+    def _push_lease(self, instance: Instance) -> None:
+        if instance.service.no_expire:
+            return
+        heapq.heappush(self._leases, (instance.expires, instance.service.uuid.lower()))
+        # Renewals leave stale entries behind; rebuild before they dominate.
+        if len(self._leases) > 2 * len(self._instances) + 1024:
+            self._leases = [
+                (i.expires, k) for k, i in self._instances.items() if not i.service.no_expire
+            ]
+            heapq.heapify(self._leases)
+
+    # -- reads -------------------------------------------------------------------
 
     def get(self, uuid: str, now: float) -> Optional[Instance]:
         """The live instance with this UUID (case-insensitive), or None."""
-        raise NotImplementedError
+        instance = self._instances.get(uuid.lower())
+        if instance is None or not instance.alive(now):
+            return None
+        return instance
+
+    def callbacks(self, uuid: str) -> tuple[Callback, ...]:
+        """The callbacks attached to the instance with this UUID."""
+        attached = self._callbacks.get(uuid.lower(), {})
+        return tuple(attached[k] for k in sorted(attached))
+
+    def _candidates(self, pattern: Pattern) -> list[str]:
+        """UUID keys that may match ``pattern``, from the narrowest index."""
+        if pattern.uuid is not None:
+            return [pattern.uuid] if pattern.uuid in self._instances else []
+        if pattern.name is not None and pattern.environment is not None:
+            return sorted(self._index.get((pattern.environment, pattern.name), ()))
+        return sorted(self._instances)
+
+    def _matching(self, pattern: Pattern, now: float) -> Iterable[Instance]:
+        self.examined = 0
+        for key in self._candidates(pattern):
+            instance = self._instances[key]
+            self.examined += 1
+            if instance.alive(now) and pattern.matches(instance.service):
+                yield instance
 
     def query(self, pattern: Pattern, now: float) -> list[Instance]:
         """Live instances matching ``pattern``, in a stable order (by UUID)."""
-        raise NotImplementedError
+        return list(self._matching(pattern, now))
 
     def failover(self, pattern: Pattern, now: float) -> list[Instance]:
         """Live instances matching ``pattern`` in every position but region,
-        and not in ``pattern.region`` (SRV region failover, priority 20)."""
-        raise NotImplementedError
+        and not in ``pattern.region`` (SRV region failover, priority 20).
+
+        Empty when the pattern does not name a region.
+        """
+        if pattern.region is None:
+            return []
+        return [
+            instance
+            for instance in self._matching(pattern.without_region(), now)
+            if instance.service.labels()[3] != pattern.region
+        ]
 
     def exists(self, pattern: Pattern, now: float) -> bool:
         """Whether any live instance matches (NXDOMAIN vs NODATA)."""
-        raise NotImplementedError
+        return any(True for _ in self._matching(pattern, now))
+
+    def _count(self, now: float, attribute: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for instance in self._instances.values():
+            if instance.alive(now):
+                value = getattr(instance.service, attribute)
+                counts[value] = counts.get(value, 0) + 1
+        return dict(sorted(counts.items()))
 
     def regions(self, now: float) -> dict[str, int]:
-        raise NotImplementedError
+        """Live instances per Region, keyed by the value as registered (as
+        SkyDNS 1 did)."""
+        return self._count(now, "region")
 
     def environments(self, now: float) -> dict[str, int]:
-        raise NotImplementedError
+        """Live instances per Environment, keyed by the value as registered."""
+        return self._count(now, "environment")
 
     def expired(self, now: float) -> list[str]:
-        """UUIDs whose lease ran out at ``now`` (for the leader's Expire)."""
-        raise NotImplementedError
+        """UUIDs whose lease ran out at ``now`` (for the leader's Expire).
+
+        Earliest expiry first.  Only the expired part of the lease heap is
+        visited, so this is cheap when little has expired.
+        """
+        found: list[tuple[float, str]] = []
+        seen: set[str] = set()
+        while self._leases and self._leases[0][0] <= now:
+            expires, key = heapq.heappop(self._leases)
+            instance = self._instances.get(key)
+            if (
+                instance is None
+                or instance.service.no_expire
+                or instance.expires != expires
+                or key in seen
+            ):
+                continue  # stale: removed, renewed, or a duplicate entry
+            seen.add(key)
+            found.append((expires, key))
+        for entry in found:
+            heapq.heappush(self._leases, entry)
+        return [self._instances[key].service.uuid for _, key in found]
 
     def by_address(self, address: str, now: float) -> list[Instance]:
         """Live instances whose Host is this IP literal (reverse lookups)."""
-        raise NotImplementedError
+        key = _address_key(address)
+        if key is None:
+            return []
+        instances = (self._instances[k] for k in sorted(self._by_address.get(key, ())))
+        return [instance for instance in instances if instance.alive(now)]
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Instances held, including expired ones the leader has not yet removed."""
+        return len(self._instances)
+
+    # -- snapshots ---------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        raise NotImplementedError
+        """The whole state as deterministic JSON bytes (format `SNAPSHOT_FORMAT`)."""
+        instances = []
+        for key in sorted(self._instances):
+            instance = self._instances[key]
+            instances.append(
+                {
+                    "service": instance.service.to_dict(),
+                    "expires": instance.expires,
+                    "callbacks": [cb.to_dict() for cb in self.callbacks(key)],
+                }
+            )
+        body = {"format": SNAPSHOT_FORMAT, "version": self.version, "instances": instances}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def restore(cls, data: bytes) -> "Registry":
-        raise NotImplementedError
+    def restore(cls, data: bytes) -> Registry:
+        """A registry from `snapshot` bytes; `SnapshotError` if unreadable."""
+        try:
+            body: Any = json.loads(data.decode("utf-8"))
+            if body.get("format") != SNAPSHOT_FORMAT:
+                raise SnapshotError(f"unknown snapshot format {body.get('format')!r}")
+            registry = cls(version=int(body["version"]))
+            for item in body["instances"]:
+                registry._insert(
+                    Instance(Service.from_dict(item["service"]), float(item["expires"])),
+                    [Callback.from_dict(cb) for cb in item["callbacks"]],
+                )
+        except SnapshotError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SnapshotError(f"unreadable registry snapshot: {e}") from e
+        return registry
+
+    def __eq__(self, other: object) -> bool:
+        """Registries are equal when they hold the same state."""
+        if not isinstance(other, Registry):
+            return NotImplemented
+        return self.snapshot() == other.snapshot()
+
+    __hash__ = None  # type: ignore[assignment]
+
