@@ -216,6 +216,22 @@ class ServiceTests(APITestCase):
         self.assertEqual(self.call("GET", "/skydns/services/1001").code, 404)
         self.assertEqual(self.call("GET", "/skydns/services/").json(), [])
 
+    def test_reregister_after_expiry(self) -> None:
+        """A UUID whose lease ran out can be registered again (no 409)."""
+        self.register("1001")
+        self.clock.advance(11)
+        self.assertEqual(self.register("1001", Port=9001).json()["Port"], 9001)
+
+    def test_delete_expired_404(self) -> None:
+        self.register("1001")
+        self.clock.advance(11)
+        self.assertError(self.call("DELETE", "/skydns/services/1001"), 404)
+
+    def test_uuid_case_insensitive(self) -> None:
+        self.register("AbC")
+        self.assertEqual(self.call("GET", "/skydns/services/abc").json()["UUID"], "AbC")
+        self.assertEqual(self.call("DELETE", "/skydns/services/ABC").code, 200)
+
     def test_patch_renews(self) -> None:
         """PATCH {"TTL": n} renews the lease for n seconds from now."""
         self.register("1001")
