@@ -1,0 +1,290 @@
+"""The authoritative resolver for the SkyDNS domain (SPEC.md §3).
+
+`SkyDNSAuthority` answers, from the registry's live instances, every name
+under its domain; like `twisted.names.authority.FileAuthority` it fails with
+a plain `twisted.names.error.DomainError` for names outside it, so a
+`ResolverChain` (see `make_resolver`) can hand those to the next resolver.
+
+Choices where SPEC.md is silent:
+
+- A single label that is a registered UUID (``<uuid>.<domain>``) names that
+  instance; only when no instance has that UUID is it read as an
+  environment.  It has SRV (the instance, weight 100) and A or AAAA (when its
+  Host is an IP literal); a host-name instance has no address records there.
+- ``ANY`` is answered with every record the name has (SRV, A and AAAA for a
+  service name; SOA and NS at the apex), not with a minimal RFC 8482 reply.
+- AXFR/IXFR are refused (`QueryRefused`): the zone is not transferable.
+- A name exists (NODATA rather than NXDOMAIN for a missing type) when a
+  live instance matches it, or, if it names a region, when instances in
+  other regions would answer its SRV query by failover.
+- Failover records always get priority 20; an explicit service Weight is
+  kept in both groups.
+- The nameservers ``<node-id>.ns.dns.<domain>`` take precedence over a
+  service pattern of the same shape.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Protocol, Union
+
+from twisted.internet import defer
+from twisted.names import common, dns, error, resolve
+from twisted.names.common import ResolverBase
+
+from skydns.dns.records import (
+    FAILOVER_PRIORITY,
+    Answer,
+    address_answer,
+    address_record,
+    header,
+    srv_answer,
+    ttl_of,
+)
+from skydns.names import POSITIONS, Pattern, PatternError, parse_pattern
+from skydns.registry import Instance, Registry
+
+#: SOA timers (RFC 1912 §2.2 ranges).  MINIMUM is the negative-caching TTL
+#: (RFC 2308 §4) and the TTL of the SOA record itself.
+SOA_REFRESH = 3600
+SOA_RETRY = 600
+SOA_EXPIRE = 86400
+SOA_MINIMUM = 60
+#: TTL of the apex NS records and their glue.
+NS_TTL = 300
+
+Nameservers = Sequence[tuple[str, str]]
+
+_NOT_LABEL = re.compile(r"[^a-z0-9-]+")
+
+
+class Clock(Protocol):
+    """The part of `IReactorTime` the authority reads (mypy does not see
+    zope interfaces as protocols)."""
+
+    def seconds(self) -> float: ...
+
+
+class NameNotFound(error.AuthoritativeDomainError):
+    """NXDOMAIN for a name in our domain.  ``authority`` holds the SOA for the
+    authority section (RFC 2308 §2.1).  Not a `DomainError`, so a chain stops
+    here instead of asking the next resolver."""
+
+    def __init__(self, name: bytes, authority: Sequence[dns.RRHeader]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.authority = list(authority)
+
+
+class QueryRefused(Exception):
+    """A question in our domain we will not answer (zone transfers)."""
+
+
+def ns_label(node_id: str) -> str:
+    """The DNS label for a node id: lower case, runs of anything but letters,
+    digits and ``-`` become ``-``."""
+    label = _NOT_LABEL.sub("-", node_id.lower()).strip("-")[:63].strip("-")
+    return label or "node"
+
+
+class SkyDNSAuthority(ResolverBase):
+    """Authoritative answers for ``domain`` from ``registry``'s live instances.
+
+    ``nameservers`` is a list of ``(node_id, ip)`` for the apex NS records and
+    their glue, or a callable returning one (so a cluster can change it).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        clock: Clock,
+        domain: str,
+        nameservers: Union[Nameservers, Callable[[], Nameservers]] = (),
+    ) -> None:
+        ResolverBase.__init__(self)
+        self.registry = registry
+        self.clock = clock
+        self.domain = domain.strip(".").lower()
+        self._domain = self.domain.encode("ascii")
+        self._suffix = b"." + self._domain
+        self._nameservers = nameservers
+
+    # The IResolver entry point (ResolverBase.query and lookup* call it).
+    def _lookup(
+        self, name: bytes, cls: int, type: int, timeout: object = None
+    ) -> "defer.Deferred[tuple[list[dns.RRHeader], list[dns.RRHeader], list[dns.RRHeader]]]":
+        return defer.maybeDeferred(self.resolve, name, type)
+
+    def resolve(
+        self, name: bytes, qtype: int
+    ) -> tuple[list[dns.RRHeader], list[dns.RRHeader], list[dns.RRHeader]]:
+        """Answer, authority and additional sections for ``name``/``qtype``.
+
+        Raises `NameNotFound` (NXDOMAIN), `QueryRefused`, or
+        `error.DomainError` when ``name`` is outside the domain.
+        """
+        key = name.lower().rstrip(b".")
+        if key != self._domain and not key.endswith(self._suffix):
+            raise error.DomainError(name)
+        if qtype in (dns.AXFR, dns.IXFR):
+            raise QueryRefused(name)
+        now = self.clock.seconds()
+        if key == self._domain:
+            found: Optional[Answer] = self._apex(name, qtype)
+        else:
+            labels = key[: -len(self._suffix)].decode("ascii", "replace").split(".")
+            found = self._below_apex(name, labels, qtype, now)
+        if found is None:
+            raise NameNotFound(name, [self.soa()])
+        if not found.answers:
+            return [], [self.soa()], []
+        return list(found.answers), [], list(found.additional)
+
+    # The apex and the nameservers.
+
+    def soa(self) -> dns.RRHeader:
+        """The SOA RR; its serial follows the registry's version."""
+        servers = self.nameservers()
+        primary = servers[0][0] if servers else b"ns.dns." + self._domain
+        record = dns.Record_SOA(
+            mname=primary,
+            rname=b"hostmaster." + self._domain,
+            serial=self.registry.version % 2**32,
+            refresh=SOA_REFRESH,
+            retry=SOA_RETRY,
+            expire=SOA_EXPIRE,
+            minimum=SOA_MINIMUM,
+            ttl=SOA_MINIMUM,
+        )
+        return header(self._domain, record, SOA_MINIMUM)
+
+    def nameservers(self) -> list[tuple[bytes, Any]]:
+        """``(name, glue record or None)`` for each configured nameserver."""
+        configured = self._nameservers
+        pairs = configured() if callable(configured) else configured
+        servers = []
+        seen = set()
+        for node_id, ip in pairs:
+            name = f"{ns_label(node_id)}.ns.dns.".encode("ascii") + self._domain
+            if name in seen:
+                continue
+            seen.add(name)
+            servers.append((name, _glue(ip)))
+        return servers
+
+    def _apex(self, name: bytes, qtype: int) -> Answer:
+        found = Answer()
+        if qtype in (dns.SOA, dns.ALL_RECORDS):
+            soa = self.soa()
+            found += Answer((header(name, soa.payload, SOA_MINIMUM),))
+        if qtype in (dns.NS, dns.ALL_RECORDS):
+            answers = []
+            additional = []
+            for server, glue in self.nameservers():
+                answers.append(header(name, dns.Record_NS(server, NS_TTL), NS_TTL))
+                if glue is not None:
+                    additional.append(header(server, glue, NS_TTL))
+            found += Answer(tuple(answers), tuple(additional))
+        return found
+
+    def _nameserver(self, key: bytes, qtype: int, name: bytes) -> Optional[Answer]:
+        """The answer for a nameserver's own name, or None if ``key`` is not one."""
+        for server, glue in self.nameservers():
+            if server == key:
+                if glue is not None and qtype in (glue.TYPE, dns.ALL_RECORDS):
+                    return Answer((header(name, glue, NS_TTL),))
+                return Answer()
+        return None
+
+    def _is_nameserver_ancestor(self, key: bytes) -> bool:
+        """Whether ``key`` is an empty non-terminal above a nameserver name
+        (``ns.dns.<domain>``): it exists, with no records (RFC 8020)."""
+        return any(server.endswith(b"." + key) for server, _ in self.nameservers())
+
+    # Service names.
+
+    def _below_apex(
+        self, name: bytes, labels: list[str], qtype: int, now: float
+    ) -> Optional[Answer]:
+        key = name.lower().rstrip(b".")
+        found = self._nameserver(key, qtype, name)
+        if found is not None:
+            return found
+        if len(labels) == 1:
+            instance = self.registry.get(labels[0], now)
+            if instance is not None:
+                return self._instance(name, instance, qtype, now)
+        found = self._service(name, labels, qtype, now)
+        if found is None and self._is_nameserver_ancestor(key):
+            return Answer()
+        return found
+
+    def _instance(self, name: bytes, instance: Instance, qtype: int, now: float) -> Answer:
+        """``<uuid>.<domain>``: the one instance with that UUID."""
+        found = Answer()
+        if qtype in (dns.SRV, dns.ALL_RECORDS):
+            found += srv_answer(name, [instance], now, self._domain)
+        if qtype in (dns.A, dns.AAAA, dns.ALL_RECORDS):
+            ttl = ttl_of(instance, now)
+            record = address_record(instance.service.host, ttl)
+            if record is not None and qtype in (record.TYPE, dns.ALL_RECORDS):
+                found += Answer((header(name, record, ttl),))
+        return found
+
+    def _service(self, name: bytes, labels: list[str], qtype: int, now: float) -> Optional[Answer]:
+        """A pattern name: SRV with region failover, A/AAAA for IP hosts.
+        None when nothing matches (NXDOMAIN)."""
+        if len(labels) > len(POSITIONS) or not all(labels):
+            return None
+        try:
+            pattern = parse_pattern(labels)
+        except PatternError:
+            return None
+        registry = self.registry
+        matches = registry.query(pattern, now)
+        found = Answer()
+        if qtype in (dns.SRV, dns.ALL_RECORDS):
+            found += srv_answer(name, matches, now, self._domain)
+            if pattern.region is not None:
+                others = registry.failover(pattern, now)
+                if others:
+                    found += srv_answer(name, others, now, self._domain, priority=FAILOVER_PRIORITY)
+        for record_type in (dns.A, dns.AAAA):
+            if qtype in (record_type, dns.ALL_RECORDS):
+                found += address_answer(name, matches, now, record_type)
+        if found.answers or matches or self._exists_by_failover(pattern, now):
+            return found
+        return None
+
+    def _exists_by_failover(self, pattern: Pattern, now: float) -> bool:
+        return pattern.region is not None and bool(self.registry.failover(pattern, now))
+
+
+def _glue(ip: str) -> Any:
+    """The A/AAAA glue for a nameserver address; None for a wildcard bind
+    address (0.0.0.0, ::) or something that is not an IP literal."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if address.is_unspecified:
+        return None
+    record = address_record(str(address), NS_TTL)
+    return record
+
+
+def make_resolver(
+    authority: common.ResolverBase, forwarder: Optional[common.ResolverBase] = None
+) -> resolve.ResolverChain:
+    """The resolver a DNS server asks: the authority first, then the
+    forwarder (if any) for names outside the domain.
+
+    With no forwarder a name outside the domain fails with a bare
+    `error.DomainError`, which `skydns.dns.server` answers with REFUSED.
+    """
+    resolvers: list[common.ResolverBase] = [authority]
+    if forwarder is not None:
+        resolvers.append(forwarder)
+    return resolve.ResolverChain(resolvers)
