@@ -1,0 +1,40 @@
+"""A treq-based asynchronous client for the SkyDNS HTTP API, and a lease keeper.
+
+    client = SkyDNSClient("http://127.0.0.1:8080", secret="s3cret")
+    await client.register("web-1", ServiceSpec("web", "production", "east",
+                                               "1.0.0", "10.0.0.5", 8000, ttl=30))
+
+See docs/client.md.
+"""
+
+from skydns.client.errors import (
+    BadRequest,
+    Conflict,
+    ConnectionFailed,
+    NotFound,
+    SkyDNSError,
+    Unauthorized,
+    Unavailable,
+    error_for_status,
+)
+from skydns.client.http import SkyDNSClient
+from skydns.client.lease import LeaseKeeper
+from skydns.client.models import CallbackSpec, ClusterStatus, Member, ServiceInfo, ServiceSpec
+
+__all__ = [
+    "BadRequest",
+    "CallbackSpec",
+    "ClusterStatus",
+    "ConnectionFailed",
+    "Conflict",
+    "LeaseKeeper",
+    "Member",
+    "NotFound",
+    "ServiceInfo",
+    "ServiceSpec",
+    "SkyDNSClient",
+    "SkyDNSError",
+    "Unauthorized",
+    "Unavailable",
+    "error_for_status",
+]

@@ -1,0 +1,164 @@
+"""Values the client sends and receives, with their JSON encodings (SPEC.md §2).
+
+Field names on the wire are SkyDNS version 1's (``Name``, ``TTL``, ...);
+responses are read with case-insensitive keys, like the server reads requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from attrs import field, frozen
+
+
+def _lower_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def _opt_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+@frozen
+class ServiceSpec:
+    """What to register for an instance (the body of ``PUT /skydns/services/{uuid}``)."""
+
+    name: str
+    environment: str
+    region: str
+    version: str
+    host: str
+    port: int
+    ttl: int
+    priority: Optional[int] = None
+    weight: Optional[int] = None
+    no_expire: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The request body; optional fields are sent only when set."""
+        body: dict[str, Any] = {
+            "Name": self.name,
+            "Environment": self.environment,
+            "Region": self.region,
+            "Version": self.version,
+            "Host": self.host,
+            "Port": self.port,
+            "TTL": self.ttl,
+        }
+        if self.priority is not None:
+            body["Priority"] = self.priority
+        if self.weight is not None:
+            body["Weight"] = self.weight
+        if self.no_expire:
+            body["NoExpire"] = True
+        return body
+
+
+@frozen
+class ServiceInfo:
+    """A registered instance as the server reports it; ``ttl`` is the lease remaining."""
+
+    uuid: str
+    name: str
+    environment: str
+    region: str
+    version: str
+    host: str
+    port: int
+    ttl: int
+    priority: Optional[int] = None
+    weight: Optional[int] = None
+    no_expire: bool = False
+    expires: Any = None
+    #: The JSON object exactly as received (``--json`` prints it).
+    raw: Mapping[str, Any] = field(factory=dict, eq=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], uuid: str = "") -> "ServiceInfo":
+        """Read a service object; ``uuid`` fills in when the body does not carry one."""
+        d = _lower_keys(data)
+        return cls(
+            uuid=str(d.get("uuid") or uuid),
+            name=str(d.get("name", "")),
+            environment=str(d.get("environment", "")),
+            region=str(d.get("region", "")),
+            version=str(d.get("version", "")),
+            host=str(d.get("host", "")),
+            port=int(d.get("port") or 0),
+            ttl=int(d.get("ttl") or 0),
+            priority=_opt_int(d.get("priority")),
+            weight=_opt_int(d.get("weight")),
+            no_expire=bool(d.get("noexpire", False)),
+            expires=d.get("expires"),
+            raw=dict(data),
+        )
+
+
+@frozen
+class CallbackSpec:
+    """A callback request: be told at ``reply:port`` when a matching instance goes.
+
+    Empty match fields match anything.
+    """
+
+    reply: str
+    port: int
+    name: str = ""
+    environment: str = ""
+    region: str = ""
+    version: str = ""
+    host: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Name": self.name,
+            "Environment": self.environment,
+            "Region": self.region,
+            "Version": self.version,
+            "Host": self.host,
+            "Reply": self.reply,
+            "Port": self.port,
+        }
+
+
+@frozen
+class Member:
+    """One cluster member as the answering node knows it."""
+
+    id: str
+    address: Optional[str]
+    role: str
+
+
+@frozen
+class ClusterStatus:
+    """The ``GET /skydns/cluster`` object."""
+
+    id: str
+    leader: Optional[str]
+    term: int
+    commit_index: int
+    applied_index: int
+    members: tuple[Member, ...]
+    raw: Mapping[str, Any] = field(factory=dict, eq=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ClusterStatus":
+        members = tuple(
+            Member(
+                id=str(m.get("id", "")),
+                address=None if m.get("address") is None else str(m.get("address")),
+                role=str(m.get("role", "")),
+            )
+            for m in data.get("members") or ()
+        )
+        leader = data.get("leader")
+        return cls(
+            id=str(data.get("id", "")),
+            leader=None if leader is None else str(leader),
+            term=int(data.get("term") or 0),
+            commit_index=int(data.get("commit_index") or 0),
+            applied_index=int(data.get("applied_index") or 0),
+            members=members,
+            raw=dict(data),
+        )
