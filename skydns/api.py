@@ -108,7 +108,9 @@ class APIError(Exception):
 def _render_json(request: Request, code: int, body: Any) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", JSON_TYPE)
-    return json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
+    data = json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
+    request.setHeader(b"Content-Length", b"%d" % len(data))
+    return data
 
 
 def callback_json(callback: Callback) -> dict[str, Any]:
@@ -228,8 +230,9 @@ class API:
                 503, "no consistent read is possible now", {b"Retry-After": RETRY_AFTER}
             ) from e
 
-    def _instance_json(self, uuid: str) -> dict[str, Any]:
-        now = self._now()
+    def _instance_json(self, uuid: str, now: Optional[float] = None) -> dict[str, Any]:
+        if now is None:
+            now = self._now()
         instance = self.cluster.registry.get(uuid, now)
         if instance is None:
             raise APIError(404, f"service {uuid} not found")
@@ -249,7 +252,7 @@ class API:
         applied = await self._propose(Register(service, now))
         if applied.status == "conflict":
             raise APIError(409, f"service {uuid} already exists")
-        now = self._now()
+        # Shown as of the registration, so TTL is the full lease just granted.
         instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
         return _render_json(request, 201, service_json(instance, now))
 
@@ -267,10 +270,11 @@ class API:
             ttl = parse_ttl(body)
         except ValidationError as e:
             raise APIError(400, str(e), field=e.field) from e
-        applied = await self._propose(Renew(uuid, ttl, self._now()))
+        now = self._now()
+        applied = await self._propose(Renew(uuid, ttl, now))
         if applied.status == "not_found":
             raise APIError(404, f"service {uuid} not found")
-        return _render_json(request, 200, self._instance_json(uuid))
+        return _render_json(request, 200, self._instance_json(uuid, now))
 
     @app.route("/skydns/services/<uuid>", methods=["DELETE"])
     @_guarded

@@ -156,6 +156,19 @@ class ServiceTests(APITestCase):
         self.assertEqual(command.now, START + 5)
         self.assertEqual(command.service.uuid, "1001")
 
+    def test_put_answer_shows_granted_lease(self) -> None:
+        """The 201 body shows the whole TTL granted, even if the commit took time."""
+        held: Deferred[Applied] = Deferred()
+        self.cluster.propose_result = held
+        d = self.start("PUT", "/skydns/services/1001", service(TTL=30))
+        self.treq.flush()
+        self.clock.advance(2)
+        [command] = self.cluster.proposed
+        held.callback(self.registry.apply(command))
+        response = self.finish(d)
+        self.assertEqual(response.code, 201)
+        self.assertEqual(response.json()["TTL"], 30)
+
     def test_keys_case_insensitive(self) -> None:
         """Lower-case JSON keys register the same service as capitalised ones."""
         lower = {k.lower(): v for k, v in RAILS.items()}
