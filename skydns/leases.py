@@ -1,0 +1,145 @@
+"""Lease expiry: the leader turns lapsed leases into replicated `Expire` commands.
+
+Every node hides an instance from reads as soon as its lease ends (the
+registry compares with ``now``); removing it, and so firing its callbacks, is
+the leader's decision, replicated through the log so that every node removes
+the same instance at the same log position (DESIGN.md, "Decisions").
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, cast
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from skydns.cluster import NotLeader
+from skydns.commands import Command, Expire
+from skydns.registry import Applied, Registry
+
+#: Most UUIDs in one Expire command: 500 UUIDs of at most 63 characters keep
+#: the encoded command well under AMP's 65,535-byte value limit.
+MAX_BATCH = 500
+
+
+class Clock(Protocol):
+    """The part of `IReactorTime` used here (mypy does not see zope
+    interfaces as protocols)."""
+
+    def seconds(self) -> float: ...
+
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall: ...
+
+
+class Cluster(Protocol):
+    """The part of `skydns.cluster.ICluster` used here."""
+
+    registry: Registry
+
+    def propose(self, command: Command) -> Deferred[Applied]: ...
+
+    def is_leader(self) -> bool: ...
+
+
+class LeaseKeeper(Service):
+    """Every ``interval`` seconds, on the leader, propose `Expire` for the
+    leases that ran out.
+
+    One sweep runs at a time: the next tick waits until every batch of the
+    previous one is applied or has failed.  Failures are logged and the
+    loop carries on.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        clock: Clock,
+        interval: float = 0.5,
+        batch: int = MAX_BATCH,
+        timeout: float = 10.0,
+    ) -> None:
+        self.cluster = cluster
+        self.clock = clock
+        self.interval = interval
+        self.batch = batch
+        self.timeout = timeout
+        self._loop: Optional[LoopingCall] = None
+        self._done: Optional[Deferred[LoopingCall]] = None
+        self._sweeping: Optional[Deferred[None]] = None
+        self._stopping = False
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        loop = self._loop = LoopingCall(self.sweep)
+        loop.clock = cast(IReactorTime, self.clock)
+        done = self._done = loop.start(self.interval, now=False)
+        done.addErrback(lambda f: self.log.failure("lease loop stopped", f))
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._stopping = True
+        done = self._done
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = self._done = None
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        result: Deferred[None] = Deferred()
+        if done is None:
+            result.callback(None)
+        else:
+            done.addBoth(lambda _: result.callback(None))
+        return result
+
+    def sweep(self) -> Deferred[None]:
+        """Propose Expire for every lapsed lease, in batches (one tick's work).
+
+        Never fails: errors are logged.  Exposed for tests and for a caller
+        that wants an immediate sweep.
+        """
+        if self._sweeping is not None:
+            # A sweep is under way; its caller waits on that one.
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+        sweeping = self._sweeping = Deferred.fromCoroutine(self._sweep())
+
+        def finished(result: object) -> None:
+            self._sweeping = None
+
+        sweeping.addBoth(finished)
+        return sweeping
+
+    async def _sweep(self) -> None:
+        try:
+            if not self.cluster.is_leader():
+                return
+            now = self.clock.seconds()
+            uuids = self.cluster.registry.expired(now)
+            for start in range(0, len(uuids), self.batch):
+                if not self.cluster.is_leader():
+                    return
+                command = Expire(tuple(uuids[start : start + self.batch]), now)
+                proposal = self.cluster.propose(command)
+                proposal.addTimeout(self.timeout, cast(IReactorTime, self.clock))
+                applied = await proposal
+                self.log.debug(
+                    "expired {count} of {proposed} leases",
+                    count=len(applied.removals),
+                    proposed=len(command.uuids),
+                )
+        except NotLeader:
+            self.log.info("lost leadership while expiring leases")
+        except CancelledError:
+            if not self._stopping:
+                self.log.failure("expiring leases was cancelled")
+        except Exception:
+            self.log.failure("expiring leases failed")
