@@ -45,7 +45,8 @@ class EncodingError(ValueError):
 
 
 def encode_entry(entry: Entry) -> bytes:
-    return _ENTRY_HEADER.pack(entry.term, entry.index, int(entry.kind), len(entry.data)) + entry.data
+    header = _ENTRY_HEADER.pack(entry.term, entry.index, int(entry.kind), len(entry.data))
+    return header + entry.data
 
 
 def decode_entry(data: bytes) -> Entry:
@@ -59,3 +60,167 @@ def decode_entry(data: bytes) -> Entry:
     except ValueError as e:
         raise EncodingError(f"unknown entry kind {kind}") from e
     return Entry(term, index, entry_kind, bytes(data[_ENTRY_HEADER.size :]))
+
+
+# --- Messages between nodes -------------------------------------------------
+#
+# Every message carries its sender (``src``), its addressee (``dst``) and the
+# sender's term.  They are plain frozen values: the core produces them in
+# ``Ready.messages`` and consumes them in ``RaftCore.step``; how they travel
+# (AMP, or the simulation's network) is the adapter's business.
+
+
+@frozen
+class Configuration:
+    """Who votes and who only follows (a seam for membership changes).
+
+    Changed later through ``EntryKind.CONFIG`` entries; today it is fixed at
+    start-up or restored from a snapshot.
+    """
+
+    voters: frozenset[str]
+    learners: frozenset[str] = frozenset()
+
+
+@frozen
+class SnapshotMeta:
+    """Where a snapshot ends: the log may start after ``index``."""
+
+    index: int = 0
+    term: int = 0
+    config: Configuration | None = None
+
+
+@frozen
+class RequestVote:
+    """Raft §5.2; with ``prevote`` the thesis §9.6 pre-election round, which
+    changes nobody's term.  ``transfer`` marks a campaign started by
+    `TimeoutNow`, which may depose a leader the voter still hears from."""
+
+    src: str
+    dst: str
+    term: int
+    last_log_index: int
+    last_log_term: int
+    prevote: bool = False
+    transfer: bool = False
+
+
+@frozen
+class RequestVoteResponse:
+    src: str
+    dst: str
+    term: int
+    granted: bool
+    prevote: bool = False
+
+
+@frozen
+class AppendEntries:
+    """Raft §5.3: entries after ``prev_log_index``, which must hold a
+    ``prev_log_term`` entry on the follower."""
+
+    src: str
+    dst: str
+    term: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    commit: int
+
+
+@frozen
+class AppendEntriesResponse:
+    """On success ``index`` is the last index the follower now matches.
+
+    On rejection ``index`` is the rejected ``prev_log_index`` and the hint
+    (``hint_index``, ``hint_term``) is the follower's last entry at or below
+    it whose term is at most the leader's ``prev_log_term``: the leader skips
+    straight back to it (thesis §5.3 "fast backup").
+    """
+
+    src: str
+    dst: str
+    term: int
+    success: bool
+    index: int
+    hint_index: int = 0
+    hint_term: int = 0
+
+
+@frozen
+class Heartbeat:
+    """Keeps followers quiet and carries the commit index (capped at what
+    the follower is known to hold).  ``context`` is set when the round also
+    confirms leadership for a ReadIndex request (thesis §6.4)."""
+
+    src: str
+    dst: str
+    term: int
+    commit: int
+    context: bytes | None = None
+
+
+@frozen
+class HeartbeatResponse:
+    src: str
+    dst: str
+    term: int
+    context: bytes | None = None
+
+
+@frozen
+class ReadIndexRequest:
+    """A follower forwards a linearizable read to its leader."""
+
+    src: str
+    dst: str
+    term: int
+    context: bytes
+
+
+@frozen
+class ReadIndexResponse:
+    """The leader's confirmed read index for a forwarded read."""
+
+    src: str
+    dst: str
+    term: int
+    index: int
+    context: bytes
+
+
+@frozen
+class TimeoutNow:
+    """Leadership transfer (thesis §3.10): campaign now, skipping PreVote."""
+
+    src: str
+    dst: str
+    term: int
+
+
+@frozen
+class InstallSnapshot:
+    """Seam for the snapshot issue: the core emits this (with empty
+    ``data``, which the adapter fills from its snapshot store) when a
+    follower needs entries the log no longer holds."""
+
+    src: str
+    dst: str
+    term: int
+    meta: SnapshotMeta
+    data: bytes = b""
+
+
+Message = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | Heartbeat
+    | HeartbeatResponse
+    | ReadIndexRequest
+    | ReadIndexResponse
+    | TimeoutNow
+    | InstallSnapshot
+)

@@ -1,0 +1,573 @@
+"""The Raft consensus algorithm as a pure state machine (no I/O at all).
+
+Modelled on etcd's raft library.  The adapter (``skydns.raft.node``, or the
+simulation in ``tests/raft/sim.py``) drives a `RaftCore` with three inputs:
+
+- ``tick()``: one unit of logical time (elections and heartbeats count ticks);
+- ``step(message)``: a message from another node;
+- ``propose(data)``, ``read_index(context)``, ``transfer_leadership(to)``:
+  requests from this node's clients.
+
+and drains its output with ``ready()`` / ``advance(ready)``.  The Ready
+contract, which is what makes the algorithm safe across crashes:
+
+1. write ``ready.hard_state`` (if any) and ``ready.entries`` (if any; they
+   replace the durable log from ``entries[0].index`` on) and **sync** them;
+2. only then send ``ready.messages`` (a vote or an acknowledgement is a
+   promise about what is on disk);
+3. apply ``ready.committed_entries`` to the state machine in order, and
+   serve ``ready.read_states`` once the applied index reaches theirs;
+4. call ``advance(ready)`` before the next ``step``/``tick``/``propose``.
+
+Construct with the state restored from disk::
+
+    RaftCore(node_id, peers, RestoredState(hard_state, entries, snapshot),
+             rng, election_tick=10, heartbeat_tick=1,
+             max_size_per_msg=64 * 1024, max_inflight=64,
+             pre_vote=True, check_quorum=True)
+
+``peers`` lists every voter, this node included (a snapshot's configuration,
+when present, wins).  ``status()`` describes the node for operators.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Any
+
+from attrs import frozen
+
+from skydns.raft import election
+from skydns.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Configuration,
+    Entry,
+    EntryKind,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    SnapshotMeta,
+    TimeoutNow,
+)
+from skydns.raft.progress import Inflights, Progress, ProgressState
+from skydns.raft.raftlog import RaftLog
+from skydns.raft.readonly import ReadOnly, ReadState
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class NotLeader(Exception):
+    """Only the leader takes proposals (``leader`` is who to ask, if known)."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__(leader)
+        self.leader = leader
+
+
+class ProposalDropped(Exception):
+    """The leader is handing over leadership and takes no new proposals."""
+
+
+@frozen
+class SoftState:
+    """Volatile state the adapter may want to observe (never persisted)."""
+
+    leader: str | None
+    role: Role
+
+
+@frozen
+class RestoredState:
+    """What the adapter read back from disk at start-up."""
+
+    hard_state: HardState = HardState()
+    entries: tuple[Entry, ...] = ()
+    snapshot: SnapshotMeta = SnapshotMeta()
+    #: The state machine's applied index, if it is durable (else the snapshot's).
+    applied: int = 0
+
+
+@frozen
+class Ready:
+    hard_state: HardState | None
+    entries: tuple[Entry, ...]
+    committed_entries: tuple[Entry, ...]
+    messages: tuple[Message, ...]
+    read_states: tuple[ReadState, ...]
+    soft_state: SoftState | None
+
+    @property
+    def must_sync(self) -> bool:
+        return self.hard_state is not None or bool(self.entries)
+
+
+class RaftCore:
+    def __init__(
+        self,
+        node_id: str,
+        peers: list[str],
+        storage: RestoredState,
+        rng: random.Random,
+        election_tick: int = 10,
+        heartbeat_tick: int = 1,
+        max_size_per_msg: int = 64 * 1024,
+        max_inflight: int = 64,
+        pre_vote: bool = True,
+        check_quorum: bool = True,
+    ) -> None:
+        if heartbeat_tick >= election_tick:
+            raise ValueError("heartbeat_tick must be below election_tick")
+        self.id = node_id
+        self.rng = rng
+        self.election_tick = election_tick
+        self.heartbeat_tick = heartbeat_tick
+        self.max_size_per_msg = max_size_per_msg
+        self.max_inflight = max_inflight
+        self.pre_vote = pre_vote
+        self.check_quorum = check_quorum
+        config = storage.snapshot.config
+        self.config = config if config is not None else Configuration(frozenset(peers))
+        hs = storage.hard_state
+        self.term = hs.term
+        self.vote = hs.vote
+        self.log = RaftLog.restore(storage.snapshot, list(storage.entries), hs.commit)
+        self.log.applied = min(max(storage.applied, storage.snapshot.index), self.log.committed)
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = election_tick
+        self.ticks = 0
+        self.votes: dict[str, bool] = {}
+        self.progress: dict[str, Progress] = {}
+        self.lead_transferee: str | None = None
+        self.read_only = ReadOnly()
+        self.pending_reads: list[tuple[bytes, str | None]] = []
+        self.msgs: list[Message] = []
+        self.read_states: list[ReadState] = []
+        self.prev_hard_state = hs
+        self.prev_soft_state = SoftState(None, Role.FOLLOWER)
+        self._reset(self.term)
+
+    # --- helpers ------------------------------------------------------------
+
+    def quorum(self) -> int:
+        return len(self.config.voters) // 2 + 1
+
+    def promotable(self) -> bool:
+        return self.id in self.config.voters
+
+    def send(self, message: Message) -> None:
+        self.msgs.append(message)
+
+    def _peers(self) -> list[str]:
+        everyone = self.config.voters | self.config.learners
+        return sorted(p for p in everyone if p != self.id)
+
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.committed)
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = self.election_tick + self.rng.randrange(
+            self.election_tick
+        )
+        self.lead_transferee = None
+        self.votes = {}
+        self.progress = {}
+        self.read_only.clear()
+        self.pending_reads = []
+
+    # --- role changes -------------------------------------------------------
+
+    def become_follower(self, term: int, leader: str | None) -> None:
+        self._reset(term)
+        self.leader = leader
+        self.role = Role.FOLLOWER
+
+    def become_leader(self) -> None:
+        assert self.role is Role.CANDIDATE, "only a candidate can become leader"
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader = self.id
+        last = self.log.last_index()
+        for peer in [self.id, *self._peers()]:
+            self.progress[peer] = Progress(
+                match=0,
+                next=last + 1,
+                inflights=Inflights(self.max_inflight),
+                last_active_tick=self.ticks,
+            )
+        # A no-op of the new term lets the leader commit (and learn the
+        # commit index) without waiting for a client (Raft §5.4.2, §8).
+        self._append(Entry(self.term, last + 1, EntryKind.NOOP))
+        self.broadcast_append()
+
+    def campaign(self, prevote: bool, transfer: bool = False) -> None:
+        election.campaign(self, prevote, transfer)
+
+    # --- inputs -------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.ticks += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+            return
+        self.election_elapsed += 1
+        if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
+            self.election_elapsed = 0
+            self.campaign(prevote=self.pre_vote)
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.check_quorum and not self._quorum_active():
+            # CheckQuorum (thesis §6.2): a leader that has not heard from a
+            # quorum for an election timeout steps down.
+            self.become_follower(self.term, None)
+            return
+        if self.election_elapsed >= self.election_tick:
+            self.election_elapsed = 0
+            self.lead_transferee = None  # the transfer took too long: abort
+        if self.heartbeat_elapsed >= self.heartbeat_tick:
+            self.heartbeat_elapsed = 0
+            self.broadcast_heartbeat(self.read_only.last_context())
+
+    def _quorum_active(self) -> bool:
+        active = 0
+        for voter in self.config.voters:
+            pr = self.progress.get(voter)
+            if voter == self.id or (
+                pr is not None and self.ticks - pr.last_active_tick <= self.election_tick
+            ):
+                active += 1
+        return active >= self.quorum()
+
+    def step(self, m: Message) -> None:
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                in_lease = (
+                    self.check_quorum
+                    and self.leader is not None
+                    and self.election_elapsed < self.election_tick
+                )
+                if in_lease and not m.transfer:
+                    # We heard from a leader within the election timeout: a
+                    # node cut off from it must not depose it (thesis §4.2.3).
+                    return
+            if isinstance(m, RequestVote) and m.prevote:
+                pass  # a PreVote changes no term
+            elif isinstance(m, RequestVoteResponse) and m.prevote and m.granted:
+                pass  # granted PreVotes carry the term we would campaign at
+            else:
+                from_leader = isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot))
+                self.become_follower(m.term, m.src if from_leader else None)
+        elif m.term < self.term:
+            if (self.check_quorum or self.pre_vote) and isinstance(m, (AppendEntries, Heartbeat)):
+                # Tell a stale leader about the newer term so it steps down.
+                self.send(AppendEntriesResponse(self.id, m.src, self.term, False, 0))
+            elif isinstance(m, RequestVote) and m.prevote:
+                self.send(RequestVoteResponse(self.id, m.src, self.term, False, prevote=True))
+            return
+        if isinstance(m, RequestVote):
+            election.handle_vote_request(self, m)
+        elif self.role is Role.LEADER:
+            self._step_leader(m)
+        elif self.role is Role.FOLLOWER:
+            self._step_follower(m)
+        else:
+            self._step_candidate(m)
+
+    def _step_leader(self, m: Message) -> None:
+        if isinstance(m, AppendEntriesResponse):
+            self._handle_append_response(m)
+        elif isinstance(m, HeartbeatResponse):
+            self._handle_heartbeat_response(m)
+        elif isinstance(m, ReadIndexRequest):
+            self._leader_read(m.context, m.src)
+
+    def _step_candidate(self, m: Message) -> None:
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+            self.become_follower(self.term, m.src)
+            self._step_follower(m)
+        elif isinstance(m, RequestVoteResponse):
+            election.handle_vote_response(self, m)
+
+    def _step_follower(self, m: Message) -> None:
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+            self.election_elapsed = 0
+            self.leader = m.src
+        if isinstance(m, AppendEntries):
+            self._handle_append(m)
+        elif isinstance(m, Heartbeat):
+            self.log.commit_to(m.commit)
+            self.send(HeartbeatResponse(self.id, m.src, self.term, m.context))
+        elif isinstance(m, TimeoutNow):
+            if self.promotable():
+                self.campaign(prevote=False, transfer=True)
+        elif isinstance(m, ReadIndexResponse):
+            self.read_states.append(ReadState(m.index, m.context))
+        # InstallSnapshot: the seam for the snapshot issue; ignored until then.
+
+    def propose(self, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> int:
+        """Append a command to the leader's log; return its index.
+
+        The index is no promise: the entry may still be lost if leadership
+        changes before it commits.  Clients use request ids and retry.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if self.lead_transferee is not None:
+            raise ProposalDropped(f"transferring leadership to {self.lead_transferee}")
+        entry = Entry(self.term, self.log.last_index() + 1, kind, data)
+        self._append(entry)
+        for peer in self._peers():
+            self.send_append(peer, send_if_empty=False)
+        return entry.index
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read; a `ReadState` with ``context`` comes
+        out of a later Ready (or never, if leadership is lost meanwhile)."""
+        if self.role is Role.LEADER:
+            self._leader_read(context, None)
+        elif self.leader is not None:
+            self.send(ReadIndexRequest(self.id, self.leader, self.term, context))
+        else:
+            raise NotLeader(None)
+
+    def transfer_leadership(self, to: str) -> None:
+        """Hand leadership to ``to`` once its log is caught up (thesis §3.10)."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if to == self.id or to not in self.config.voters or self.lead_transferee == to:
+            return
+        self.lead_transferee = to
+        self.election_elapsed = 0  # abort if not done within an election timeout
+        if self.progress[to].match == self.log.last_index():
+            self.send(TimeoutNow(self.id, to, self.term))
+        else:
+            self.send_append(to)
+
+    # --- replication (leader) -----------------------------------------------
+
+    def _append(self, entry: Entry) -> None:
+        self.log.append([entry])
+        own = self.progress[self.id]
+        own.maybe_update(entry.index)
+        self.maybe_commit()
+
+    def send_append(self, to: str, send_if_empty: bool = True) -> bool:
+        pr = self.progress[to]
+        if pr.paused():
+            return False
+        prev = pr.next - 1
+        prev_term = self.log.term(prev)
+        if prev_term is None:
+            # The entries it needs were compacted away: it needs a snapshot.
+            pr.become_snapshot(self.log.snapshot.index)
+            self.send(InstallSnapshot(self.id, to, self.term, self.log.snapshot))
+            return True
+        entries = self.log.slice(pr.next, self.max_size_per_msg)
+        if not entries and not send_if_empty:
+            return False
+        commit = self.log.committed
+        self.send(AppendEntries(self.id, to, self.term, prev, prev_term, tuple(entries), commit))
+        pr.sent(entries[-1].index if entries else prev, len(entries))
+        return True
+
+    def broadcast_append(self) -> None:
+        for peer in self._peers():
+            self.send_append(peer)
+
+    def broadcast_heartbeat(self, context: bytes | None) -> None:
+        for peer in self._peers():
+            commit = min(self.progress[peer].match, self.log.committed)
+            self.send(Heartbeat(self.id, peer, self.term, commit, context))
+
+    def maybe_commit(self) -> bool:
+        """Advance the commit index to what a quorum holds (Raft §5.3, §5.4.2).
+
+        Only an entry of the current term is committed by counting replicas;
+        earlier ones commit with it (the paper's Figure 8).
+        """
+        matches = sorted((self.progress[v].match for v in self.config.voters), reverse=True)
+        index = matches[self.quorum() - 1]
+        if index > self.log.committed and self.log.term(index) == self.term:
+            self.log.commit_to(index)
+            return True
+        return False
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        if m.prev_log_index < self.log.committed:
+            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, self.log.committed))
+            return
+        last_new = self.log.maybe_append(m.prev_log_index, m.prev_log_term, m.commit, m.entries)
+        if last_new is not None:
+            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, last_new))
+            return
+        hint_index, hint_term = self.log.find_conflict_by_term(m.prev_log_index, m.prev_log_term)
+        self.send(
+            AppendEntriesResponse(
+                self.id, m.src, self.term, False, m.prev_log_index, hint_index, hint_term
+            )
+        )
+
+    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.last_active_tick = self.ticks
+        if not m.success:
+            hint = m.hint_index
+            if m.hint_term > 0:
+                hint, _ = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
+            if pr.maybe_decrease_to(m.index, hint):
+                if pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+                self.send_append(m.src)
+            return
+        was_paused = pr.paused()
+        if not pr.maybe_update(m.index):
+            return
+        if pr.state is ProgressState.PROBE:
+            pr.become_replicate()
+        elif pr.state is ProgressState.SNAPSHOT:
+            if pr.match >= pr.pending_snapshot:
+                pr.become_probe()
+        else:
+            pr.inflights.free_le(m.index)
+        if self.maybe_commit():
+            self._release_pending_reads()
+            self.broadcast_append()
+        elif was_paused:
+            self.send_append(m.src)
+        while self.send_append(m.src, send_if_empty=False):
+            pass
+        if m.src == self.lead_transferee and pr.match == self.log.last_index():
+            self.send(TimeoutNow(self.id, m.src, self.term))
+
+    def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.last_active_tick = self.ticks
+        pr.probe_sent = False
+        if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+            pr.inflights.free_first()
+        if pr.match < self.log.last_index():
+            self.send_append(m.src)
+        if m.context is None or m.src not in self.config.voters:
+            return
+        if len(self.read_only.ack(m.context, m.src)) >= self.quorum():
+            for index, context, origin in self.read_only.release(m.context):
+                self._deliver_read(index, context, origin)
+
+    # --- linearizable reads (thesis §6.4) -----------------------------------
+
+    def _leader_read(self, context: bytes, origin: str | None) -> None:
+        if self.log.term(self.log.committed) != self.term:
+            # Until an entry of its term commits, the leader's commit index
+            # may lag the cluster's: hold the read until then.
+            self.pending_reads.append((context, origin))
+            return
+        if self.quorum() == 1:
+            self._deliver_read(self.log.committed, context, origin)
+        elif self.read_only.add(self.log.committed, context, origin, self.id):
+            self.broadcast_heartbeat(context)
+
+    def _release_pending_reads(self) -> None:
+        if self.log.term(self.log.committed) != self.term:
+            return
+        pending, self.pending_reads = self.pending_reads, []
+        for context, origin in pending:
+            self._leader_read(context, origin)
+
+    def _deliver_read(self, index: int, context: bytes, origin: str | None) -> None:
+        if origin is None or origin == self.id:
+            self.read_states.append(ReadState(index, context))
+        else:
+            self.send(ReadIndexResponse(self.id, origin, self.term, index, context))
+
+    # --- output -------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self.msgs
+            or self.read_states
+            or self.hard_state() != self.prev_hard_state
+            or SoftState(self.leader, self.role) != self.prev_soft_state
+            or self.log.unstable <= self.log.last_index()
+            or self.log.committed > self.log.applied
+        )
+
+    def ready(self) -> Ready:
+        hs = self.hard_state()
+        soft = SoftState(self.leader, self.role)
+        return Ready(
+            hard_state=hs if hs != self.prev_hard_state else None,
+            entries=tuple(self.log.unstable_entries()),
+            committed_entries=tuple(self.log.next_committed()),
+            messages=tuple(self.msgs),
+            read_states=tuple(self.read_states),
+            soft_state=soft if soft != self.prev_soft_state else None,
+        )
+
+    def advance(self, rd: Ready) -> None:
+        """The adapter has persisted, sent and applied what ``rd`` held."""
+        if rd.hard_state is not None:
+            self.prev_hard_state = rd.hard_state
+        if rd.soft_state is not None:
+            self.prev_soft_state = rd.soft_state
+        if rd.entries:
+            self.log.unstable = rd.entries[-1].index + 1
+        if rd.committed_entries:
+            self.log.applied = rd.committed_entries[-1].index
+        del self.msgs[: len(rd.messages)]
+        del self.read_states[: len(rd.read_states)]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "term": self.term,
+            "vote": self.vote,
+            "role": self.role.value,
+            "leader": self.leader,
+            "commit": self.log.committed,
+            "applied": self.log.applied,
+            "last_index": self.log.last_index(),
+            "lead_transferee": self.lead_transferee,
+            "progress": {
+                peer: {"match": pr.match, "next": pr.next, "state": pr.state.value}
+                for peer, pr in sorted(self.progress.items())
+            },
+        }
+
+
+__all__ = [
+    "NotLeader",
+    "ProposalDropped",
+    "RaftCore",
+    "Ready",
+    "ReadState",
+    "RestoredState",
+    "Role",
+    "SoftState",
+]

@@ -1,0 +1,132 @@
+"""What a leader knows about each follower's log (etcd's ``Progress``).
+
+A follower is *probed* (one AppendEntries in flight, waiting for an answer
+that says where its log matches) until it acknowledges an index; then it is
+*replicated* (entries are pipelined optimistically, bounded by a window of
+``max_inflight`` unacknowledged messages).  A rejection sends it back to
+probing.  ``SNAPSHOT`` is the seam for followers whose next entry has been
+compacted away.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from attrs import define, field
+
+
+class ProgressState(enum.Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
+@define
+class Inflights:
+    """The last index of each AppendEntries sent but not yet acknowledged."""
+
+    capacity: int
+    _indexes: deque[int] = field(factory=deque)
+
+    def full(self) -> bool:
+        return len(self._indexes) >= self.capacity
+
+    def add(self, last_index: int) -> None:
+        self._indexes.append(last_index)
+
+    def free_le(self, index: int) -> None:
+        """Forget every message whose entries the follower now holds."""
+        while self._indexes and self._indexes[0] <= index:
+            self._indexes.popleft()
+
+    def free_first(self) -> None:
+        """Make room for one more message (its answer was probably lost)."""
+        if self._indexes:
+            self._indexes.popleft()
+
+    def reset(self) -> None:
+        self._indexes.clear()
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+
+@define
+class Progress:
+    match: int
+    next: int
+    inflights: Inflights
+    state: ProgressState = ProgressState.PROBE
+    probe_sent: bool = False
+    #: The leader's tick at which it last heard from this peer (CheckQuorum).
+    last_active_tick: int = 0
+    pending_snapshot: int = 0
+
+    def become_probe(self) -> None:
+        if self.state is ProgressState.SNAPSHOT:
+            self.next = max(self.match + 1, self.pending_snapshot + 1)
+        else:
+            self.next = self.match + 1
+        self.state = ProgressState.PROBE
+        self.probe_sent = False
+        self.pending_snapshot = 0
+        self.inflights.reset()
+
+    def become_replicate(self) -> None:
+        self.state = ProgressState.REPLICATE
+        self.next = self.match + 1
+        self.probe_sent = False
+        self.inflights.reset()
+
+    def become_snapshot(self, index: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.pending_snapshot = index
+        self.probe_sent = False
+        self.inflights.reset()
+
+    def paused(self) -> bool:
+        """Whether the leader should hold off sending entries."""
+        if self.state is ProgressState.PROBE:
+            return self.probe_sent
+        if self.state is ProgressState.REPLICATE:
+            return self.inflights.full()
+        return True
+
+    def sent(self, last_index: int, count: int) -> None:
+        """Record an AppendEntries carrying ``count`` entries up to ``last_index``."""
+        if self.state is ProgressState.REPLICATE:
+            if count:
+                self.next = last_index + 1
+                self.inflights.add(last_index)
+        elif self.state is ProgressState.PROBE:
+            self.probe_sent = True
+
+    def maybe_update(self, index: int) -> bool:
+        """The follower holds everything up to ``index``; False if stale."""
+        updated = False
+        if index > self.match:
+            self.match = index
+            updated = True
+            self.probe_sent = False
+        self.next = max(self.next, index + 1)
+        return updated
+
+    def maybe_decrease_to(self, rejected: int, hint: int) -> bool:
+        """A rejection of ``prev_log_index == rejected``; False if stale.
+
+        ``hint`` is the highest index that may still match (from the
+        follower's conflict hint, already mapped onto the leader's log).
+        """
+        if self.state is ProgressState.REPLICATE:
+            # Rejections of indexes at or below match are old news.
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        # Probing: only the answer to the probe we sent counts.
+        if self.next - 1 != rejected:
+            return False
+        self.next = max(min(rejected, hint + 1), self.match + 1, 1)
+        self.probe_sent = False
+        return True
