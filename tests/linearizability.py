@@ -35,6 +35,12 @@ Models
     ``register`` service -> "ok"/"conflict", ``unregister`` -> "ok"/"not_found",
     ``get`` -> service or None).
 
+Recording
+    `Recorder` builds a history during a simulation: ``token =
+    recorder.invoke(client, key, kind, input)`` when a client sends a request,
+    ``recorder.complete(token, output)`` when it gets the answer (never, for a
+    timeout or a crash), then ``check(recorder.history(), model)``.
+
 Checking
     `check(history, model, timeout_steps)` partitions the history by key
     (linearizability is compositional, Herlihy & Wing 1990) and searches each key
@@ -57,7 +63,7 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar, Protocol
 
-from attrs import evolve, frozen
+from attrs import define, evolve, field, frozen
 
 
 class _Unknown(enum.Enum):
@@ -99,6 +105,40 @@ class Operation:
 
 
 History = Sequence[Operation]
+
+
+@define
+class Recorder:
+    """Builds a history as a simulation runs, in logical time.
+
+    Every `invoke` and `complete` takes the next tick of a counter, so the
+    recorded order is exactly the order of events in a single-threaded
+    simulation (no ties, unlike a fake clock that does not advance between
+    them).  Calls never completed stay pending (``ret=None``).
+    """
+
+    _ops: list[Operation] = field(factory=list)
+    _open: dict[int, Operation] = field(factory=dict)
+    _tick: int = 0
+
+    def invoke(self, client: str, key: str, kind: str, input: Any = None) -> int:
+        """Record a call; return the token to pass to `complete`."""
+        self._tick += 1
+        token = len(self._ops)
+        op = Operation(client, key, kind, input, UNKNOWN, float(self._tick), None)
+        self._ops.append(op)
+        self._open[token] = op
+        return token
+
+    def complete(self, token: int, output: Any) -> None:
+        """Record the answer to the call ``token``."""
+        self._tick += 1
+        op = self._open.pop(token)
+        self._ops[token] = evolve(op, output=output, ret=float(self._tick))
+
+    def history(self) -> list[Operation]:
+        """Every call so far, in invocation order."""
+        return list(self._ops)
 
 
 class Model(Protocol):

@@ -16,6 +16,7 @@ from tests.linearizability import (
     FunctionalModel,
     Model,
     Operation,
+    Recorder,
     RegisterModel,
     RegistryModel,
     UnknownKindError,
@@ -300,6 +301,27 @@ class ExtensionTests(SynchronousTestCase):
         self.assertTrue(check([incr(1, 1, 0, 5), incr(2, 3, 1, 6)], CounterModel()).ok)
         self.assertTrue(check([incr(1, 3, 0, 5), incr(2, 2, 1, 6)], CounterModel()).ok)
         self.assertTrue(check([incr(1, 1, 0, 1), incr(2, 2, 2, 3)], CounterModel()).violation)
+
+
+class RecorderTests(SynchronousTestCase):
+    def test_records_in_event_order(self) -> None:
+        """The recorder orders events strictly and leaves unanswered calls pending."""
+        recorder = Recorder()
+        write = recorder.invoke("c1", "x", "write", 1)
+        read = recorder.invoke("c2", "x", "read")
+        recorder.complete(write, None)
+        lost = recorder.invoke("c3", "x", "write", 2)
+        recorder.complete(read, None)
+        stale = recorder.invoke("c2", "x", "read")
+        recorder.complete(stale, None)
+        history = recorder.history()
+        self.assertEqual(
+            [(op.client, op.call, op.ret) for op in history],
+            [("c1", 1, 3), ("c2", 2, 5), ("c3", 4, None), ("c2", 6, 7)],
+        )
+        self.assertTrue(history[lost].pending)
+        self.assertTrue(check(history[:3], REGISTER).ok)
+        self.assertTrue(check(history, REGISTER).violation)
 
 
 VALUES = st.integers(0, 2)
