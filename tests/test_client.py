@@ -254,9 +254,11 @@ class GatedHTTP:
         self.waiting: list[Deferred[Any]] = []
         self.cancelled: list[Deferred[Any]] = []
         self.urls: list[str] = []
+        self.methods: list[str] = []
 
     def request(self, method: str, url: str, **kwargs: Any) -> "Deferred[Any]":
         self.urls.append(url)
+        self.methods.append(method)
         if method in self.held:
             d: Deferred[Any] = Deferred(self.cancelled.append)
             self.waiting.append(d)
@@ -582,3 +584,94 @@ class LeaseKeeperTests(SynchronousTestCase):
         self.server.fail_next = [503]
         self.successResultOf(keeper.stopService())
         self.assertEqual(self.methods(), ["PUT", "DELETE"])
+
+    def test_contradictory_server_backs_off(self) -> None:
+        """409 on register then 404 on renew, repeatedly, ends in backoff, not a loop."""
+        self.server.fail_next = [409, 404, 409] * 10
+        keeper = self.keeper()
+        keeper.startService()
+        self.assertEqual(self.methods(), ["PUT", "PATCH", "PUT"])
+        self.assertEqual(keeper.failures, 1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.successResultOf(keeper.stopService())
+
+
+class RealAPITests(SynchronousTestCase):
+    """The client against the real `skydns.api` over a `LocalCluster`."""
+
+    def setUp(self) -> None:
+        from skydns.api import make_api
+        from skydns.cluster import LocalCluster
+        from skydns.registry import Registry
+
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.api = make_api(LocalCluster(Registry(), "n1"), self.clock, "skydns.local",
+                            secret="s3cret")
+        self.stub = StubTreq(self.api.resource())
+        self.client = SkyDNSClient(BASE, secret="s3cret", http=self.stub, clock=self.clock)
+
+    def result(self, d: "Deferred[Any]") -> Any:
+        self.stub.flush()
+        return self.successResultOf(d)
+
+    def failure(self, d: "Deferred[Any]", *types: type[BaseException]) -> Any:
+        self.stub.flush()
+        return self.failureResultOf(d, *types)
+
+    def test_lifecycle(self) -> None:
+        """register, get, list, regions, renew and unregister round-trip through the API."""
+        echoed = self.result(self.client.register("web-1", WEB))
+        self.assertEqual(echoed.name, "web")
+        info = self.result(self.client.get("web-1"))
+        self.assertEqual((info.uuid, info.host, info.port, info.ttl),
+                         ("web-1", "10.0.0.5", 8000, 30))
+        self.clock.advance(10)
+        self.assertEqual(self.result(self.client.get("web-1", consistent=True)).ttl, 20)
+        self.assertEqual([s.uuid for s in self.result(self.client.list("web.production"))],
+                         ["web-1"])
+        self.assertEqual(self.result(self.client.list("nothing.production")), [])
+        self.assertEqual(self.result(self.client.regions()), {"east": 1})
+        self.assertEqual(self.result(self.client.environments()), {"production": 1})
+        self.assertEqual(self.result(self.client.renew("web-1", 90)).ttl, 90)
+        self.result(self.client.unregister("web-1"))
+        self.failure(self.client.get("web-1"), NotFound)
+
+    def test_errors(self) -> None:
+        """The API's statuses map to the typed errors, with the server's message."""
+        self.result(self.client.register("web-1", WEB))
+        self.failure(self.client.register("web-1", WEB), Conflict)
+        bad = self.failure(self.client.register("x", {"Host": "h"}), BadRequest)
+        self.assertIn("Port", bad.value.message)
+        self.failure(self.client.renew("nope", 5), NotFound)
+        self.failure(self.client.list("a.b.c.d.e.f.g"), BadRequest)
+        anonymous = SkyDNSClient(BASE, http=self.stub, clock=self.clock)
+        self.failure(anonymous.regions(), Unauthorized)
+
+    def test_bearer_secret(self) -> None:
+        """A "Bearer <secret>" secret is accepted as well as the raw one."""
+        client = SkyDNSClient(BASE, secret="Bearer s3cret", http=self.stub, clock=self.clock)
+        self.assertEqual(self.result(client.regions()), {})
+
+    def test_cluster_health_ready(self) -> None:
+        """cluster_status, health and ready read the operational endpoints."""
+        status = self.result(self.client.cluster_status())
+        self.assertEqual((status.id, status.leader), ("n1", "n1"))
+        self.assertEqual([m.role for m in status.members], ["leader"])
+        self.assertTrue(self.result(self.client.health()))
+        self.assertTrue(self.result(self.client.ready()))
+
+    def test_lease_keeper_survives_expiry(self) -> None:
+        """A lease that ran out (renewals too late) is registered again by the keeper."""
+        http = GatedHTTP(self.stub)
+        client = SkyDNSClient(BASE, secret="s3cret", http=http, clock=self.clock)
+        keeper = LeaseKeeper(client, "web-1", WEB, interval=40, clock=self.clock)
+        keeper.startService()
+        self.stub.flush()
+        self.assertTrue(keeper.registered)
+        self.clock.advance(40)
+        self.stub.flush()
+        self.assertEqual(http.methods, ["PUT", "PATCH", "PUT"])
+        self.assertEqual(self.result(self.client.get("web-1")).ttl, 30)
+        self.successResultOf(keeper.stopService())
+        self.failure(self.client.get("web-1"), NotFound)

@@ -167,6 +167,13 @@ class SkyDNSClient:
             raise ConnectionFailed(self._url(path), ValueError(f"bad JSON: {e}")) from e
 
     @staticmethod
+    def _maybe_service(data: Any, uuid: str) -> Optional[ServiceInfo]:
+        """A service echoed in a write's answer; None when the body carries none."""
+        if isinstance(data, dict) and any(str(k).lower() == "name" for k in data):
+            return ServiceInfo.from_json(data, uuid=uuid)
+        return None
+
+    @staticmethod
     def _service_path(uuid: str) -> str:
         return "/skydns/services/" + quote(uuid, safe="")
 
@@ -178,13 +185,16 @@ class SkyDNSClient:
         uuid: str,
         service: "ServiceSpec | Mapping[str, Any] | None" = None,
         **fields: Any,
-    ) -> None:
+    ) -> Optional[ServiceInfo]:
         """Register an instance (PUT): a `ServiceSpec`, a raw JSON mapping, or
-        the `ServiceSpec` fields as keywords.  `Conflict` if the UUID exists."""
+        the `ServiceSpec` fields as keywords.  `Conflict` if the UUID exists.
+
+        Fires with the registration as the server echoes it, if it does."""
         if service is None:
             service = ServiceSpec(**fields)
         body = service.to_json() if isinstance(service, ServiceSpec) else dict(service)
-        await self._request("PUT", self._service_path(uuid), body=body)
+        return self._maybe_service(await self._json("PUT", self._service_path(uuid), body=body),
+                                   uuid)
 
     add = register
 
@@ -196,14 +206,15 @@ class SkyDNSClient:
         return ServiceInfo.from_json(data or {}, uuid=uuid)
 
     @_deferred
-    async def renew(self, uuid: str, ttl: int) -> None:
+    async def renew(self, uuid: str, ttl: int) -> Optional[ServiceInfo]:
         """Renew the lease for ``ttl`` seconds from now (PATCH).  `NotFound` if gone."""
-        await self._request("PATCH", self._service_path(uuid), body={"TTL": ttl})
+        data = await self._json("PATCH", self._service_path(uuid), body={"TTL": ttl})
+        return self._maybe_service(data, uuid)
 
     @_deferred
-    async def unregister(self, uuid: str) -> None:
+    async def unregister(self, uuid: str) -> Optional[ServiceInfo]:
         """Remove an instance (DELETE).  `NotFound` if absent."""
-        await self._request("DELETE", self._service_path(uuid))
+        return self._maybe_service(await self._json("DELETE", self._service_path(uuid)), uuid)
 
     @_deferred
     async def list(self, pattern: Optional[str] = None) -> "builtins.list[ServiceInfo]":

@@ -60,6 +60,7 @@ class LeaseKeeper(Service):
         self.failures = 0
         self._call: Any = None  # the pending IDelayedCall
         self._inflight: Optional[Deferred[Any]] = None
+        self._bounces = 0
 
     # -- IService --------------------------------------------------------------
 
@@ -79,23 +80,23 @@ class LeaseKeeper(Service):
             return succeed(None)
         # Unregister even if no register was acknowledged: one may have
         # reached the server before it was cancelled.
-        d = self.client.unregister(self.uuid)
+        d: Deferred[Any] = self.client.unregister(self.uuid)
         d.addCallback(self._unregistered)
         d.addErrback(self._unregister_failed)
         return d
 
     # -- the schedule ----------------------------------------------------------
 
-    def _register(self) -> "Deferred[None]":
+    def _register(self) -> "Deferred[Any]":
         return self.client.register(self.uuid, self.service)
 
-    def _renew(self) -> "Deferred[None]":
+    def _renew(self) -> "Deferred[Any]":
         return self.client.renew(self.uuid, self.service.ttl)
 
-    def _schedule(self, delay: float, action: Callable[[], "Deferred[None]"]) -> None:
+    def _schedule(self, delay: float, action: Callable[[], "Deferred[Any]"]) -> None:
         self._call = self.clock.callLater(delay, self._attempt, action)
 
-    def _attempt(self, action: Callable[[], "Deferred[None]"]) -> None:
+    def _attempt(self, action: Callable[[], "Deferred[Any]"]) -> None:
         self._call = None
         d = action()
         self._inflight = d
@@ -110,22 +111,29 @@ class LeaseKeeper(Service):
             self.log.info("registered {uuid}", uuid=self.uuid)
         self.registered = True
         self.failures = 0
+        self._bounces = 0
         self._schedule(self.interval, self._renew)
 
-    def _failed(self, failure: Failure, action: Callable[[], "Deferred[None]"]) -> None:
+    def _failed(self, failure: Failure, action: Callable[[], "Deferred[Any]"]) -> None:
         self._inflight = None
         if not self.running or failure.check(CancelledError):
             return
-        if action == self._renew and failure.check(NotFound):
+        # A 404 after a 409 (or the reverse) more than once in a row means the
+        # server contradicts itself: back off rather than bounce forever.
+        bouncing = self._bounces >= 2
+        if action == self._renew and failure.check(NotFound) and not bouncing:
+            self._bounces += 1
             self.log.warn("{uuid} was gone from the registry; registering it again",
                           uuid=self.uuid)
             self.registered = False
             self._attempt(self._register)
             return
-        if action == self._register and failure.check(Conflict):
+        if action == self._register and failure.check(Conflict) and not bouncing:
+            self._bounces += 1
             # Already there under our UUID (e.g. we restarted): take over its lease.
             self._attempt(self._renew)
             return
+        self._bounces = 0
         self.failures += 1
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (self.failures - 1))
         if failure.check(ConnectionFailed, Unavailable):
