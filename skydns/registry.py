@@ -105,10 +105,14 @@ class Registry:
     examined: int = field(default=0, init=False)
     _instances: dict[str, Instance] = field(factory=dict, init=False)
     _index: dict[tuple[str, str], set[str]] = field(factory=dict, init=False)
+    #: Each instance's labels (`Service.labels`), computed once.
+    _labels: dict[str, tuple[str, ...]] = field(factory=dict, init=False)
     _by_address: dict[str, set[str]] = field(factory=dict, init=False)
     _callbacks: dict[str, dict[str, Callback]] = field(factory=dict, init=False)
     _leases: list[tuple[float, str]] = field(factory=list, init=False)
     _listeners: list[Callable[[], None]] = field(factory=list, init=False)
+    #: Every UUID key in order, for wide queries; None when it must be rebuilt.
+    _order: Optional[list[str]] = field(default=None, init=False)
 
     # -- writes ------------------------------------------------------------------
 
@@ -189,7 +193,7 @@ class Registry:
         if name is not None and environment is not None:
             keys: Iterable[str] = sorted(self._index.get((environment, name), ()))
         else:
-            keys = sorted(self._instances)
+            keys = self._all_keys()
         attached = False
         for key in keys:
             instance = self._instances[key]
@@ -204,8 +208,10 @@ class Registry:
     def _insert(self, instance: Instance, callbacks: Iterable[Callback] = ()) -> None:
         service = instance.service
         key = service.uuid.lower()
+        if key not in self._instances:
+            self._order = None
         self._instances[key] = instance
-        labels = service.labels()
+        labels = self._labels[key] = service.labels()
         self._index.setdefault((labels[5], labels[4]), set()).add(key)
         address = _address_key(service.host)
         if address is not None:
@@ -216,7 +222,8 @@ class Registry:
 
     def _remove(self, key: str) -> Removal:
         instance = self._instances.pop(key)
-        labels = instance.service.labels()
+        self._order = None
+        labels = self._labels.pop(key)
         bucket = self._index[(labels[5], labels[4])]
         bucket.discard(key)
         if not bucket:
@@ -261,15 +268,23 @@ class Registry:
             return [pattern.uuid] if pattern.uuid in self._instances else []
         if pattern.name is not None and pattern.environment is not None:
             return sorted(self._index.get((pattern.environment, pattern.name), ()))
-        return sorted(self._instances)
+        return self._all_keys()
+
+    def _all_keys(self) -> list[str]:
+        if self._order is None:
+            self._order = sorted(self._instances)
+        return self._order
 
     def _matching(self, pattern: Pattern, now: float) -> Iterable[Instance]:
         self.examined = 0
+        fixed = [(i, want) for i, want in enumerate(pattern.labels()) if want is not None]
         for key in self._candidates(pattern):
-            instance = self._instances[key]
             self.examined += 1
-            if instance.alive(now) and pattern.matches(instance.service):
-                yield instance
+            labels = self._labels[key]
+            if all(labels[i] == want for i, want in fixed):
+                instance = self._instances[key]
+                if instance.alive(now):
+                    yield instance
 
     def query(self, pattern: Pattern, now: float) -> list[Instance]:
         """Live instances matching ``pattern``, in a stable order (by UUID)."""
@@ -286,7 +301,7 @@ class Registry:
         return [
             instance
             for instance in self._matching(pattern.without_region(), now)
-            if instance.service.labels()[3] != pattern.region
+            if self._labels[instance.service.uuid.lower()][3] != pattern.region
         ]
 
     def exists(self, pattern: Pattern, now: float) -> bool:
