@@ -294,8 +294,8 @@ def decode_snapshot(path: str, raw: bytes) -> tuple[SnapshotMeta, bytes]:
     """Parse a snapshot file; it is written atomically, so any damage is corruption."""
     if len(raw) < _SNAPSHOT_HEADER.size:
         raise CorruptDataError(path, 0, "snapshot shorter than its header")
-    magic, version, index, term, config_len, data_len, crc, head_crc = (
-        _SNAPSHOT_HEADER.unpack_from(raw)
+    magic, version, index, term, config_len, data_len, crc, head_crc = _SNAPSHOT_HEADER.unpack_from(
+        raw
     )
     if magic != SNAPSHOT_MAGIC:
         raise CorruptDataError(path, 0, f"bad magic {magic!r}: not a SkyDNS snapshot")
