@@ -87,6 +87,9 @@ class CallbackNotifier:
             for callback in removal.callbacks:
                 self.send(callback, body)
 
+    #: The name the composition root uses for the apply listener.
+    on_applied = notify
+
     def send(self, callback: Callback, body: bytes) -> Deferred[None]:
         """Deliver one callback; the Deferred fires (never fails) when done."""
         url = callback_url(callback)

@@ -129,6 +129,8 @@ class NotifierTests(SynchronousTestCase):
         self.assertEqual(self.recorder.requests, [])
         self.notifier(Unregister("u1", 110.0), Applied("ok", (removal,)), True)
         self.assertEqual(len(self.recorder.requests), 1)
+        self.notifier.on_applied(Unregister("u1", 110.0), Applied("ok", (removal,)), True)
+        self.assertEqual(len(self.recorder.requests), 2)
 
     def test_error_status_logged(self) -> None:
         """A non-2xx answer is logged, not raised."""
