@@ -18,19 +18,20 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 
 from skydns.commands import Command
 from skydns.names import Callback, service_json
 from skydns.registry import Applied
 
-JSON_HEADERS = {b"Content-Type": [b"application/json"]}
+JSON_TYPE = b"application/json"
 
 
 class HTTPClient(Protocol):
     """The part of a treq client (``treq``, ``treq.client.HTTPClient``,
     ``treq.testing.StubTreq``) used here."""
 
-    def delete(self, url: Any, **kwargs: Any) -> Deferred[Any]: ...
+    def delete(self, url: EncodedURL, *, data: bytes, headers: Headers) -> Deferred[Any]: ...
 
 
 class Clock(Protocol):
@@ -102,7 +103,9 @@ class CallbackNotifier:
         return d
 
     async def _deliver(self, url: EncodedURL, body: bytes) -> None:
-        response = await self.http_client.delete(url, data=body, headers=JSON_HEADERS)
+        response = await self.http_client.delete(
+            url, data=body, headers=Headers({b"Content-Type": [JSON_TYPE]})
+        )
         await content(response)  # read it, so the connection is released
         if 200 <= response.code < 300:
             self.log.debug("callback {url} delivered", url=url.to_text())

@@ -37,6 +37,7 @@ class Recorder(Resource):
         super().__init__()
         self.code = code
         self.requests: list[tuple[bytes, bytes, bytes, dict[str, Any]]] = []
+        self.content_types: list[bytes | None] = []
 
     def render(self, request: Request) -> bytes:
         assert request.content is not None
@@ -46,6 +47,7 @@ class Recorder(Resource):
             request.uri,
             json.loads(request.content.read()),
         ))
+        self.content_types.append(request.getHeader(b"content-type"))
         request.setResponseCode(self.code)
         return b"ok"
 
@@ -103,6 +105,7 @@ class NotifierTests(SynchronousTestCase):
         self.assertEqual(body["Host"], "web1.example.com")
         self.assertEqual(body["Port"], 8080)
         self.assertEqual(body["TTL"], 20)
+        self.assertEqual(self.recorder.content_types, [b"application/json"])
         self.assertEqual(self.notifier.pending(), 0)
 
     def test_expire_sends_each_callback_once(self) -> None:
