@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -30,6 +30,9 @@ from skydns.registry import Instance
 LABEL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 labels = st.text(alphabet=LABEL_CHARS, min_size=1, max_size=63)
 lower_labels = labels.map(str.lower).filter(lambda s: s not in ("any",))
+
+#: Deterministic enough for CI: no per-example deadline, no speed health check.
+steady = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 GOOD = {
     "Name": "rails",
@@ -80,6 +83,7 @@ class EncodeLabelTests(SynchronousTestCase):
         """The colons of an IPv6 literal are written as '-'."""
         self.assertEqual(encode_label("2001:DB8::1"), "2001-db8--1")
 
+    @steady
     @given(st.text(alphabet=LABEL_CHARS + ".:", max_size=80))
     def test_encoded_is_one_label(self, value: str) -> None:
         """The encoding keeps the length, has no dots and is lower case."""
@@ -188,6 +192,7 @@ class ParseServiceTests(SynchronousTestCase):
                     b'{"Port": NaN, "Host": "h"}', b"{"):
             self.assertField("body", raw)
 
+    @steady
     @given(st.dictionaries(
         st.sampled_from(["Host", "Port", "TTL", "Name", "Priority", "NoExpire", "Version"]),
         st.one_of(st.none(), st.booleans(), st.integers(-10, 70000),
@@ -209,6 +214,7 @@ class ParseServiceTests(SynchronousTestCase):
             self.assertLessEqual(len(label), 63)
             self.assertNotIn(".", label)
 
+    @steady
     @given(labels, labels, labels, st.text(alphabet=LABEL_CHARS + ".", min_size=1,
                                              max_size=63).filter(lambda v: ".." not in v))
     def test_label_round_trip(self, name: str, env: str, region: str, version: str) -> None:
@@ -220,6 +226,7 @@ class ParseServiceTests(SynchronousTestCase):
 
 
 class ServiceDictTests(SynchronousTestCase):
+    @steady
     @given(
         st.builds(
             Service,
@@ -266,6 +273,7 @@ class PatternTests(SynchronousTestCase):
         self.assertRaises(PatternError, parse_pattern, ["a", ""])
         self.assertRaises(PatternError, parse_pattern, ["a" * 64])
 
+    @steady
     @given(st.lists(st.one_of(lower_labels, st.sampled_from(["*", "any", "ANY"])),
                     max_size=6))
     def test_pattern_positions(self, parts: list[str]) -> None:
@@ -307,6 +315,7 @@ class PatternTests(SynchronousTestCase):
         p = Pattern(version="1", region="east", name="n", environment="e")
         self.assertEqual(p.without_region(), Pattern(version="1", name="n", environment="e"))
 
+    @steady
     @given(labels, labels, labels, labels)
     def test_own_name_matches(self, uuid: str, region: str, name: str, env: str) -> None:
         """A service's full name (and every left-truncation) matches it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -323,7 +323,7 @@ commands = st.one_of(
 
 
 class PropertyTests(SynchronousTestCase):
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(commands, max_size=30), st.integers(0, 50).map(float))
     def test_snapshot_round_trip(self, history: list[Command], now: float) -> None:
         """restore(snapshot()) gives a registry that answers and evolves the same."""
@@ -344,7 +344,7 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(copy.apply(follow_up), registry.apply(follow_up))
         self.assertEqual(copy, registry)
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(commands, max_size=30), st.integers(0, 50).map(float))
     def test_deterministic_and_index_consistent(
         self, history: list[Command], now: float
