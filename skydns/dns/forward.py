@@ -1,0 +1,368 @@
+"""Forwarding names outside the SkyDNS domain to upstream nameservers.
+
+`Forwarder` relays a client's question to the upstreams in order, over the
+client's own transport (a UDP question goes out over UDP, a TCP one over TCP),
+and builds the reply from what comes back:
+
+- it moves to the next upstream when one times out (``timeout``, 2 s), is
+  unreachable, or answers SERVFAIL, REFUSED, FORMERR or NOTIMP;
+- a truncated (TC) UDP answer is asked again of the same upstream over TCP;
+- when no upstream answers within ``total_timeout`` (5 s) the client gets
+  SERVFAIL;
+- relayed answers carry RA, the client's id, flags and question (its letter
+  case included), and an OPT record when the client sent one; the records of
+  all three sections are relayed as the upstream sent them, and made to fit
+  the client's UDP payload size (TC set when the answer does not fit).
+
+Answers are cached in a `ResponseCache` (RFC 2308 rules; see
+`skydns.dns.rcache`).  Identical questions in flight at the same time are sent
+upstream once and share the answer.
+
+Loops.  `skydns.dns.upstreams.without_self` keeps SkyDNS's own listening
+address out of the upstream list.  At run time two guards catch the loops it
+cannot see (an upstream that is our LAN address, or another server that
+forwards back to us): a question arriving from the local address of one of
+our own upstream sockets is our own forwarded question come back, and is
+answered REFUSED at once, which sends the outer query on to the next upstream;
+and because identical questions in flight are coalesced, a question that
+comes round a longer loop joins the pending one instead of being forwarded
+again, so a loop costs one timeout, never a storm of packets.
+
+Call it from a `twisted.names.server.DNSServerFactory` subclass:
+`ForwardingServerMixin.forward_query(message, protocol, address)` from
+``handleQuery`` for names outside the domain.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Protocol, Sequence
+
+from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.logger import Logger
+from twisted.names import dns
+
+from skydns.dns.rcache import Answer, CacheKey, ResponseCache
+from skydns.dns.upstreams import NetworkClient, Upstream, UpstreamClient
+
+log = Logger()
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_TOTAL_TIMEOUT = 5.0
+#: The UDP payload size we offer and accept: the DNS Flag Day 2020 value,
+#: small enough to avoid IP fragmentation on common paths.
+DEFAULT_UDP_PAYLOAD = 1232
+#: Without EDNS0 a UDP DNS message is at most 512 bytes (RFC 1035 §4.2.1).
+CLASSIC_UDP_SIZE = 512
+
+#: Upstream answers that mean "ask someone else" (the next upstream).
+_TRY_NEXT = frozenset({dns.ESERVER, dns.EREFUSED, dns.EFORMAT, dns.ENOTIMP})
+#: Zone transfers are multi-message TCP streams; they are not forwarded.
+_NOT_FORWARDED = frozenset({dns.AXFR, dns.IXFR})
+
+
+class Clock(Protocol):
+    """The part of `IReactorTime` the forwarder uses (mypy does not see zope interfaces)."""
+
+    def seconds(self) -> float: ...
+
+    def callLater(self, delay: float, callable: Any, *args: Any, **kw: Any) -> Any: ...
+
+
+class ClientEDNS:
+    """What the client's OPT record (RFC 6891) says: present or not, its UDP
+    payload size and its DO bit."""
+
+    __slots__ = ("present", "payload", "dnssec_ok")
+
+    def __init__(self, present: bool = False, payload: int = 0, dnssec_ok: bool = False):
+        self.present = present
+        self.payload = payload
+        self.dnssec_ok = dnssec_ok
+
+    @classmethod
+    def of(cls, message: Any) -> ClientEDNS:
+        """The EDNS of a `dns.Message` (OPT in additional) or a `dns._EDNSMessage`."""
+        if isinstance(message, dns._EDNSMessage):
+            if message.ednsVersion is None:
+                return cls()
+            return cls(True, message.maxSize, bool(message.dnssecOK))
+        for record in message.additional:
+            if record.type == dns.OPT:
+                if not isinstance(record, dns._OPTHeader):
+                    record = dns._OPTHeader.fromRRHeader(record)
+                return cls(True, record.udpPayloadSize, bool(record.dnssecOK))
+        return cls()
+
+
+def fit(message: dns.Message, limit: int | None) -> dns.Message:
+    """Make ``message`` encode within ``limit`` bytes (None: no limit, TCP).
+
+    Additional records are dropped first without setting TC (RFC 2181 §9: TC
+    is only for records the client needs).  If it still does not fit, the
+    answer and authority sections go as well and TC is set, so the client asks
+    again over TCP.  The OPT record always stays.
+    """
+    message.maxSize = 0  # Twisted would cut the encoding mid-record; we do it by sections
+    if limit is None or len(message.toStr()) <= limit:
+        return message
+    opt = [r for r in message.additional if r.type == dns.OPT]
+    message.additional = opt
+    if len(message.toStr()) <= limit:
+        return message
+    message.answers, message.authority = [], []
+    message.trunc = 1
+    return message
+
+
+def _renamed(records: Sequence[dns.RRHeader], query: dns.Query) -> list[dns.RRHeader]:
+    """``records`` with owner names equal to the question written as the client wrote it."""
+    wanted = query.name.name
+    lower = wanted.lower()
+    out = []
+    for r in records:
+        if r.name.name != wanted and r.name.name.lower() == lower:
+            r = dns.RRHeader(wanted, r.type, r.cls, r.ttl, r.payload, r.auth)
+        out.append(r)
+    return out
+
+
+class Forwarder:
+    """Relays questions to ``upstreams`` (in order), caching the answers.
+
+    ``reactor`` provides the clock (``seconds``, ``callLater``) and, unless a
+    ``client`` is given, the UDP and TCP sockets of a `NetworkClient`.
+    Counters for metrics: ``forwarded`` (exchanges with an upstream),
+    ``failures`` (upstream exchanges that failed or said try-next),
+    ``servfails`` (clients answered SERVFAIL), ``coalesced`` and ``loops``.
+    """
+
+    def __init__(
+        self,
+        upstreams: Sequence[Upstream],
+        reactor: Any,
+        timeout: float = DEFAULT_TIMEOUT,
+        cache: ResponseCache | None = None,
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        client: UpstreamClient | None = None,
+        udp_payload: int = DEFAULT_UDP_PAYLOAD,
+        rng: random.Random | None = None,
+    ) -> None:
+        if timeout <= 0 or total_timeout <= 0:
+            raise ValueError(f"timeouts must be positive (got {timeout}, {total_timeout})")
+        if not CLASSIC_UDP_SIZE <= udp_payload <= 65535:
+            raise ValueError(f"UDP payload size {udp_payload} is not within 512-65535")
+        self.upstreams = list(upstreams)
+        self._clock: Clock = reactor
+        self.timeout = timeout
+        self.total_timeout = total_timeout
+        self.cache = cache
+        self._client: UpstreamClient = client if client is not None else NetworkClient(reactor)
+        self.udp_payload = udp_payload
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._pending: dict[tuple[CacheKey, bool], list[Deferred[Answer | None]]] = {}
+        self.forwarded = 0
+        self.failures = 0
+        self.servfails = 0
+        self.coalesced = 0
+        self.loops = 0
+
+    def handle_query(
+        self, message: dns.Message, protocol: object, address: tuple[str, int] | None
+    ) -> Deferred[dns.Message]:
+        """`resolve` for a `DNSServerFactory.handleQuery` call: ``address`` is
+        None for a TCP client (Twisted's convention), whose peer address is
+        then read from the protocol's transport."""
+        tcp = address is None
+        source: tuple[str, int] | None = address
+        if tcp:
+            transport = getattr(protocol, "transport", None)
+            peer = transport.getPeer() if transport is not None else None
+            if peer is not None and hasattr(peer, "port"):
+                source = (peer.host, peer.port)
+        return self.resolve(message, tcp=tcp, source=source)
+
+    def resolve(
+        self, message: dns.Message, tcp: bool, source: tuple[str, int] | None = None
+    ) -> Deferred[dns.Message]:
+        """The reply to the client's query ``message``, ready to send as it is.
+
+        Never fails: every failure becomes a SERVFAIL reply.  ``tcp`` says the
+        client's transport; ``source`` is the client's address, used to detect
+        our own forwarded queries coming back.
+        """
+        edns = ClientEDNS.of(message)
+        if len(message.queries) != 1:
+            return succeed(self._reply(message, Answer(dns.EFORMAT), tcp, edns))
+        query = message.queries[0]
+        if query.type in _NOT_FORWARDED:
+            return succeed(self._reply(message, Answer(dns.EREFUSED), tcp, edns))
+        if source is not None and self._client.is_own_address(source[0], source[1]):
+            self.loops += 1
+            log.warn(
+                "refusing {name} from {source}: our own forwarded query came back (loop)",
+                name=query.name.name.decode("ascii", "replace"),
+                source=f"{source[0]}:{source[1]}",
+            )
+            return succeed(self._reply(message, Answer(dns.EREFUSED), tcp, edns))
+        key = CacheKey.for_query(query, edns.dnssec_ok)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return succeed(self._reply(message, cached, tcp, edns))
+        d = self._shared_lookup(key, query, tcp, edns, bool(message.checkingDisabled))
+        return d.addCallback(lambda answer: self._reply(message, answer, tcp, edns))
+
+    def _shared_lookup(
+        self, key: CacheKey, query: dns.Query, tcp: bool, edns: ClientEDNS, cd: bool
+    ) -> Deferred[Answer | None]:
+        """One upstream lookup per (question, transport) in flight; late askers wait for it."""
+        waiter: Deferred[Answer | None] = Deferred()
+        pending = self._pending.get((key, tcp))
+        if pending is not None:
+            self.coalesced += 1
+            pending.append(waiter)
+            return waiter
+        waiters = self._pending[(key, tcp)] = [waiter]
+
+        def done(answer: Answer | None) -> None:
+            del self._pending[(key, tcp)]
+            if answer is not None and self.cache is not None:
+                self.cache.put(key, answer)
+            for w in waiters:
+                w.callback(answer)
+
+        def failed(failure: Any) -> None:
+            log.failure("forwarding {name} failed", failure, name=repr(query.name.name))
+            done(None)
+
+        Deferred.fromCoroutine(self._ask_upstreams(query, tcp, edns, cd)).addCallbacks(done, failed)
+        return waiter
+
+    async def _ask_upstreams(
+        self, query: dns.Query, tcp: bool, edns: ClientEDNS, cd: bool
+    ) -> Answer | None:
+        """The first usable answer from the upstreams in order, or None when none
+        answers within ``total_timeout``."""
+        deadline = self._clock.seconds() + self.total_timeout
+        for upstream in self.upstreams:
+            response = await self._exchange(upstream, query, tcp, edns, cd, deadline)
+            if response is not None and response.trunc and not tcp:
+                # RFC 1035 §4.2.1 / RFC 7766 §5: a truncated UDP answer is retried over TCP.
+                response = await self._exchange(upstream, query, True, edns, cd, deadline)
+            if response is None:
+                continue
+            if response.trunc or response.rCode in _TRY_NEXT:
+                self.failures += 1
+                log.info(
+                    "upstream {upstream} answered rcode {rcode}{tc}; trying the next",
+                    upstream=str(upstream),
+                    rcode=response.rCode,
+                    tc=" with TC over TCP" if response.trunc else "",
+                )
+                continue
+            return Answer.from_message(response)
+        return None
+
+    async def _exchange(
+        self,
+        upstream: Upstream,
+        query: dns.Query,
+        tcp: bool,
+        edns: ClientEDNS,
+        cd: bool,
+        deadline: float,
+    ) -> dns.Message | None:
+        """One question to one upstream, bounded by the per-upstream timeout and
+        the overall deadline; None when it fails in any way."""
+        remaining = min(self.timeout, deadline - self._clock.seconds())
+        if remaining <= 0:
+            return None
+        request = dns.Message(id=self._rng.getrandbits(16), recDes=1, checkingDisabled=int(cd))
+        request.queries = [dns.Query(query.name.name, query.type, query.cls)]
+        if edns.present:
+            request.additional = [
+                dns._OPTHeader(  # type: ignore[list-item]
+                    udpPayloadSize=self.udp_payload, dnssecOK=edns.dnssec_ok
+                )
+            ]
+        self.forwarded += 1
+        d = self._client.query(upstream, request, tcp)
+        d.addTimeout(remaining, self._clock)  # type: ignore[arg-type]
+        try:
+            return await d
+        except TimeoutError:
+            self.failures += 1
+            log.info(
+                "upstream {upstream} did not answer within {timeout:.1f}s ({proto})",
+                upstream=str(upstream),
+                timeout=remaining,
+                proto="tcp" if tcp else "udp",
+            )
+        except Exception as e:  # any failure of one upstream means: try the next one
+            self.failures += 1
+            log.info(
+                "upstream {upstream} failed ({proto}): {error}",
+                upstream=str(upstream),
+                proto="tcp" if tcp else "udp",
+                error=repr(e),
+            )
+        return None
+
+    def _reply(
+        self, request: dns.Message, answer: Answer | None, tcp: bool, edns: ClientEDNS
+    ) -> dns.Message:
+        """The client's reply: its id, flags and question, the answer's records."""
+        if answer is None:
+            self.servfails += 1
+            answer = Answer(dns.ESERVER)
+        reply = dns.Message(
+            id=request.id,
+            answer=1,
+            opCode=request.opCode,
+            recDes=request.recDes,
+            recAv=1,
+            rCode=answer.rcode,
+            # RFC 6840 §5.8: AD only for clients that asked for DNSSEC data (DO or AD).
+            authenticData=int(answer.authentic_data and (edns.dnssec_ok or request.authenticData)),
+            checkingDisabled=request.checkingDisabled,
+        )
+        reply.timeReceived = getattr(request, "timeReceived", None)
+        reply.queries = list(request.queries)
+        if request.queries:
+            reply.answers = _renamed(answer.answers, request.queries[0])
+        reply.authority = list(answer.authority)
+        reply.additional = list(answer.additional)
+        limit: int | None = None
+        if edns.present:
+            reply.additional.append(
+                dns._OPTHeader(  # type: ignore[arg-type]
+                    udpPayloadSize=self.udp_payload, dnssecOK=edns.dnssec_ok
+                )
+            )
+            if not tcp:
+                limit = max(CLASSIC_UDP_SIZE, min(edns.payload, self.udp_payload))
+        elif not tcp:
+            limit = CLASSIC_UDP_SIZE
+        return fit(reply, limit)
+
+
+class ForwardingServerMixin:
+    """For a `DNSServerFactory` subclass: ``self.forwarder`` answers a query.
+
+    Call ``self.forward_query(message, protocol, address)`` from
+    ``handleQuery`` for a name outside the domain; the reply is sent with
+    ``sendReply`` as it is (it already fits the client's payload size).
+    """
+
+    forwarder: Forwarder
+
+    def forward_query(
+        self, message: dns.Message, protocol: object, address: tuple[str, int] | None
+    ) -> Deferred[None]:
+        def send(reply: dns.Message) -> None:
+            self.sendReply(protocol, reply, address)  # type: ignore[attr-defined]
+
+        d = self.forwarder.handle_query(message, protocol, address).addCallback(send)
+        d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
+        return d

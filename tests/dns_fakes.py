@@ -1,0 +1,203 @@
+"""Fake upstream nameservers for the forwarding tests.
+
+`FakeUpstream` listens on 127.0.0.1, UDP and TCP on the same port, and answers
+every query with a handler ``(query, tcp) -> response | None`` (None: stay
+silent).  `FakeClient` stands in for the network in synchronous tests: each
+question is recorded with a Deferred the test fires by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.names import dns
+from twisted.protocols.basic import Int16StringReceiver
+from zope.interface import implementer
+
+from skydns.dns.upstreams import IUpstreamClient, Upstream
+
+Handler = Callable[[dns.Message, bool], "dns.Message | None"]
+
+
+def response_to(query: dns.Message, rcode: int = dns.OK, **flags: Any) -> dns.Message:
+    """An empty response to ``query``: same id and question, QR and RA set."""
+    response = dns.Message(id=query.id, answer=1, recDes=query.recDes, recAv=1, rCode=rcode)
+    response.maxSize = 0  # Twisted's default (512) would cut the encoding mid-record
+    for name, value in flags.items():
+        setattr(response, name, value)
+    response.queries = list(query.queries)
+    return response
+
+
+def a_records(name: bytes, count: int, ttl: int = 300) -> list[dns.RRHeader]:
+    """``count`` A records for ``name``: 192.0.2.1, 192.0.2.2, ..."""
+    return [
+        dns.RRHeader(name, dns.A, dns.IN, ttl, dns.Record_A(f"192.0.2.{i + 1}", ttl))  # type: ignore[arg-type]
+        for i in range(count)
+    ]
+
+
+def soa(zone: bytes, ttl: int, minimum: int) -> dns.RRHeader:
+    payload = dns.Record_SOA(
+        mname=b"ns." + zone, rname=b"admin." + zone, serial=1, minimum=minimum, ttl=ttl
+    )
+    return dns.RRHeader(zone, dns.SOA, dns.IN, ttl, payload)  # type: ignore[arg-type]
+
+
+def answering(count: int = 1, ttl: int = 300) -> Callable[[dns.Message, bool], dns.Message]:
+    """Answers every question with ``count`` A records."""
+
+    def handle(query: dns.Message, tcp: bool) -> dns.Message:
+        response = response_to(query)
+        response.answers = a_records(query.queries[0].name.name, count, ttl)
+        return response
+
+    return handle
+
+
+def silent(query: dns.Message, tcp: bool) -> None:
+    """Never answers."""
+    return None
+
+
+def failing(rcode: int = dns.ESERVER) -> Handler:
+    """Answers every question with ``rcode`` and no records."""
+    return lambda query, tcp: response_to(query, rcode)
+
+
+def truncating(count: int = 40, ttl: int = 300) -> Handler:
+    """Over UDP: TC and no records.  Over TCP: ``count`` A records."""
+
+    def handle(query: dns.Message, tcp: bool) -> dns.Message:
+        if not tcp:
+            return response_to(query, trunc=1)
+        return answering(count, ttl)(query, tcp)
+
+    return handle
+
+
+def nxdomain(zone: bytes = b"example.org", ttl: int = 3600, minimum: int = 60) -> Handler:
+    """NXDOMAIN with the zone's SOA in the authority section."""
+
+    def handle(query: dns.Message, tcp: bool) -> dns.Message:
+        response = response_to(query, dns.ENAME)
+        response.authority = [soa(zone, ttl, minimum)]
+        return response
+
+    return handle
+
+
+class _UDP(protocol.DatagramProtocol):
+    def __init__(self, fake: FakeUpstream) -> None:
+        self.fake = fake
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        response = self.fake.handle(data, tcp=False)
+        if response is not None:
+            transport: Any = self.transport
+            transport.write(response, addr)
+
+
+class _TCP(Int16StringReceiver):
+    def __init__(self, fake: FakeUpstream) -> None:
+        self.fake = fake
+
+    def stringReceived(self, string: bytes) -> None:
+        response = self.fake.handle(string, tcp=True)
+        if response is not None:
+            self.sendString(response)
+
+
+class FakeUpstream:
+    """A nameserver on 127.0.0.1 (UDP and TCP, one port) answering with ``handler``."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.queries: list[tuple[dns.Message, bool]] = []
+        self._ports: list[Any] = []
+        self._connections: list[_TCP] = []
+
+    @property
+    def udp_count(self) -> int:
+        return sum(1 for _, tcp in self.queries if not tcp)
+
+    @property
+    def tcp_count(self) -> int:
+        return sum(1 for _, tcp in self.queries if tcp)
+
+    def handle(self, data: bytes, tcp: bool) -> bytes | None:
+        query = dns.Message()
+        query.fromStr(data)
+        self.queries.append((query, tcp))
+        response = self.handler(query, tcp)
+        return None if response is None else response.toStr()
+
+    def start(self, reactor: Any) -> Upstream:
+        """Listen on a free port (the same for UDP and TCP) and return its address."""
+        fake = self
+
+        class Factory(protocol.ServerFactory):
+            def buildProtocol(self, addr: Any) -> _TCP:
+                connection = _TCP(fake)
+                fake._connections.append(connection)
+                return connection
+
+        for _ in range(20):
+            udp = reactor.listenUDP(0, _UDP(self), interface="127.0.0.1")
+            port = udp.getHost().port
+            try:
+                tcp = reactor.listenTCP(port, Factory(), interface="127.0.0.1")
+            except CannotListenError:
+                udp.stopListening()
+                continue
+            self._ports = [udp, tcp]
+            return Upstream("127.0.0.1", port)
+        raise RuntimeError("no port free for both UDP and TCP")
+
+    def stop(self) -> Deferred[Any]:
+        for connection in self._connections:
+            if connection.transport is not None:
+                connection.transport.abortConnection()  # type: ignore[attr-defined]
+        ports, self._ports = self._ports, []
+        return gatherResults([maybeDeferred(p.stopListening) for p in ports])
+
+
+@implementer(IUpstreamClient)
+class FakeClient:
+    """An `IUpstreamClient` whose answers the test gives by hand.
+
+    ``calls`` holds ``(upstream, request, tcp, deferred)`` in order; a
+    cancelled question is listed in ``cancelled``.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Upstream, dns.Message, bool, Deferred[dns.Message]]] = []
+        self.cancelled: list[Upstream] = []
+        self.own: set[tuple[str, int]] = set()
+
+    def query(self, upstream: Upstream, request: dns.Message, tcp: bool) -> Deferred[dns.Message]:
+        d: Deferred[dns.Message] = Deferred(lambda _: self.cancelled.append(upstream))
+        self.calls.append((upstream, request, tcp, d))
+        return d
+
+    def is_own_address(self, host: str, port: int) -> bool:
+        return (host, port) in self.own
+
+    def reply(self, index: int, response: dns.Message) -> None:
+        """Fire question ``index`` with ``response`` (its id set to the request's)."""
+        _, request, _, d = self.calls[index]
+        response.id = request.id
+        d.callback(response)
+
+    def answer(self, index: int, handler: Handler) -> None:
+        """Fire question ``index`` with what ``handler`` says, as a FakeUpstream would."""
+        _, request, tcp, _ = self.calls[index]
+        response = handler(request, tcp)
+        assert response is not None
+        # Round-trip through the wire format, as the network client does.
+        parsed = dns.Message()
+        parsed.fromStr(response.toStr())
+        self.reply(index, parsed)

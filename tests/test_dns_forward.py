@@ -1,0 +1,450 @@
+"""Forwarding: upstream parsing and loop avoidance, the Forwarder's failover,
+TCP fallback, caching and replies (synchronous, fake network), and the same
+against real sockets: fake upstreams on loopback and, when installed, nsd."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet import address as taddress
+from twisted.internet.task import Clock
+from twisted.names import dns
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from skydns.dns.forward import ClientEDNS, Forwarder, ForwardingServerMixin, fit
+from skydns.dns.rcache import ResponseCache
+from skydns.dns.upstreams import (
+    IUpstreamClient,
+    NetworkClient,
+    Upstream,
+    answers,
+    configured_upstreams,
+    is_self,
+    parse_nameservers,
+    parse_resolv_conf,
+    parse_upstream,
+    without_self,
+)
+from tests.dns_fakes import (
+    FakeClient,
+    a_records,
+    answering,
+    failing,
+    nxdomain,
+    response_to,
+    truncating,
+)
+
+U1, U2, U3, U4 = (Upstream(f"192.0.2.{i}", 53) for i in range(1, 5))
+
+
+def query(
+    name: bytes = b"www.Example.ORG",
+    type: int = dns.A,
+    id: int = 4242,
+    edns: dns._OPTHeader | None = None,
+) -> dns.Message:
+    """A client's query as a Twisted server hands it over."""
+    message = dns.Message(id=id, recDes=1)
+    message.queries = [dns.Query(name, type, dns.IN)]
+    if edns is not None:
+        message.additional = [edns]  # type: ignore[list-item]
+    parsed = dns.Message()
+    parsed.fromStr(message.toStr())
+    return parsed
+
+
+def opt_of(message: dns.Message) -> list[dns._OPTHeader]:
+    """The OPT records of ``message`` as it would be read from the wire."""
+    parsed = dns.Message()
+    parsed.fromStr(message.toStr())
+    return [dns._OPTHeader.fromRRHeader(r) for r in parsed.additional if r.type == dns.OPT]
+
+
+class UpstreamParsingTests(SynchronousTestCase):
+    def test_nameserver_forms(self) -> None:
+        """IPv4, IPv4:port, [IPv6]:port, [IPv6] and bare IPv6; port 53 by default."""
+        self.assertEqual(
+            parse_nameservers("8.8.8.8, 10.0.0.1:5353,[2001:db8::1]:54,[::1],2001:db8::2"),
+            [
+                Upstream("8.8.8.8", 53),
+                Upstream("10.0.0.1", 5353),
+                Upstream("2001:db8::1", 54),
+                Upstream("::1", 53),
+                Upstream("2001:db8::2", 53),
+            ],
+        )
+        self.assertEqual(str(Upstream("2001:db8::1", 54)), "[2001:db8::1]:54")
+
+    def test_bad_values_name_the_value(self) -> None:
+        """A malformed --nameserver is a ValueError whose message names the bad value."""
+        for bad, named in [
+            ("dns.google:53", "dns.google"),
+            ("1.2.3.4:0", "0"),
+            ("1.2.3.4:70000", "70000"),
+            ("1.2.3.4:x", "x"),
+            ("[2001:db8::1", "[2001:db8::1"),
+            ("[1.2.3.4]:53", "[1.2.3.4]:53"),
+            ("[::1]53", "[::1]53"),
+            (" , ", "lists no nameserver"),
+        ]:
+            with self.assertRaises(ValueError, msg=bad) as caught:
+                parse_nameservers(bad)
+            self.assertIn(named, str(caught.exception))
+
+    def test_resolv_conf(self) -> None:
+        """nameserver lines in order, comments and junk skipped, duplicates dropped."""
+        content = (
+            "# generated\nsearch example.org\nnameserver 10.0.0.1 # primary\n"
+            "nameserver   ::1\n;nameserver 9.9.9.9\nnameserver bogus\nnameserver\n"
+            "nameserver 10.0.0.1\noptions edns0\n"
+        )
+        self.assertEqual(
+            parse_resolv_conf(content), [Upstream("10.0.0.1", 53), Upstream("::1", 53)]
+        )
+
+    def test_is_self(self) -> None:
+        """The listening address and its 0.0.0.0 / loopback equivalents, on our port, are us."""
+        self.assertTrue(is_self(Upstream("127.0.0.1", 53), "127.0.0.1", 53))
+        self.assertTrue(is_self(Upstream("0.0.0.0", 53), "127.0.0.1", 53))
+        self.assertTrue(is_self(Upstream("::ffff:127.0.0.1", 53), "127.0.0.1", 53))
+        self.assertTrue(is_self(Upstream("127.0.0.1", 53), "0.0.0.0", 53))
+        self.assertTrue(is_self(Upstream("::1", 53), "::", 53))
+        self.assertTrue(is_self(Upstream("::", 53), "::1", 53))
+        self.assertTrue(is_self(Upstream("10.1.1.1", 53), "0.0.0.0", 53, ["10.1.1.1"]))
+        # Another port, another address, or a separate loopback stub is not us.
+        self.assertFalse(is_self(Upstream("127.0.0.1", 53), "127.0.0.1", 8053))
+        self.assertFalse(is_self(Upstream("127.0.0.53", 53), "127.0.0.1", 53))
+        self.assertFalse(is_self(Upstream("127.0.0.53", 53), "0.0.0.0", 53))
+        self.assertFalse(is_self(Upstream("10.1.1.1", 53), "0.0.0.0", 53))
+        self.assertFalse(is_self(Upstream("::1", 53), "127.0.0.1", 53))
+
+    def test_resolv_conf_pointing_at_us_is_dropped(self) -> None:
+        """A resolv.conf naming SkyDNS itself does not make SkyDNS forward to itself."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("nameserver 127.0.0.1\nnameserver 127.0.0.53\nnameserver 0.0.0.0\n")
+        self.assertEqual(
+            configured_upstreams(None, "127.0.0.1", 53, resolv_conf=path),
+            [Upstream("127.0.0.53", 53)],
+        )
+        self.assertEqual(
+            configured_upstreams(None, "127.0.0.1", 8053, resolv_conf=path),
+            [Upstream("127.0.0.1"), Upstream("127.0.0.53"), Upstream("0.0.0.0")],
+        )
+
+    def test_missing_resolv_conf_means_no_upstreams(self) -> None:
+        """No resolv.conf: no upstreams (forwarding answers SERVFAIL), not a crash."""
+        self.assertEqual(configured_upstreams(None, "127.0.0.1", 53, self.mktemp()), [])
+
+    def test_nameserver_option_wins_and_only_self_is_an_error(self) -> None:
+        """--nameserver replaces resolv.conf; naming only SkyDNS itself is a ValueError."""
+        self.assertEqual(
+            configured_upstreams("9.9.9.9", "127.0.0.1", 53, self.mktemp()), [Upstream("9.9.9.9")]
+        )
+        self.assertEqual(without_self([Upstream("127.0.0.1", 8053), U1], "127.0.0.1", 8053), [U1])
+        with self.assertRaisesRegex(ValueError, "127.0.0.1:8053.*loop"):
+            configured_upstreams("127.0.0.1:8053", "127.0.0.1", 8053)
+
+    def test_parse_upstream_default_port(self) -> None:
+        """A bare address gets port 53."""
+        self.assertEqual(parse_upstream("1.1.1.1"), Upstream("1.1.1.1", 53))
+
+
+class ResponseValidationTests(SynchronousTestCase):
+    def test_only_the_answer_to_our_question_is_accepted(self) -> None:
+        """answers() takes a response with our id and question (any case) and
+        rejects other ids, other questions, queries and garbage (RFC 5452)."""
+        request = query(b"www.example.org", id=7)
+        good = response_to(request)
+        good.queries = [dns.Query(b"WWW.example.org", dns.A)]
+        self.assertIsNotNone(answers(request, good.toStr()))
+        other_id = response_to(request)
+        other_id.id = 8
+        other_name = response_to(request)
+        other_name.queries = [dns.Query(b"evil.example.org", dns.A)]
+        other_type = response_to(request)
+        other_type.queries = [dns.Query(b"www.example.org", dns.AAAA)]
+        not_a_response = dns.Message(id=7)
+        not_a_response.queries = list(request.queries)
+        for bad in (other_id, other_name, other_type, not_a_response):
+            self.assertIsNone(answers(request, bad.toStr()))
+        self.assertIsNone(answers(request, b"\x00\x07\x80"))
+        bare_formerr = dns.Message(id=7, answer=1, rCode=dns.EFORMAT)
+        self.assertIsNotNone(answers(request, bare_formerr.toStr()))
+
+    def test_network_client_provides_interface(self) -> None:
+        """NetworkClient and the test fake both provide IUpstreamClient."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        verifyObject(IUpstreamClient, NetworkClient(MemoryReactorClock()))
+        verifyObject(IUpstreamClient, FakeClient())
+
+
+class ForwarderTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.client = FakeClient()
+        self.cache = ResponseCache(self.clock)
+        self.forwarder = self.make([U1, U2, U3])
+
+    def make(self, upstreams: list[Upstream], **kw: Any) -> Forwarder:
+        return Forwarder(
+            upstreams,
+            self.clock,
+            cache=kw.pop("cache", self.cache),
+            client=self.client,
+            rng=random.Random(1),
+            **kw,
+        )
+
+    def asked(self) -> list[tuple[Upstream, bool]]:
+        return [(upstream, tcp) for upstream, _, tcp, _ in self.client.calls]
+
+    def test_relays_answer(self) -> None:
+        """The reply has the client's id, RD, question (case kept), RA, and the
+        upstream's records; the upstream was asked with a fresh id and RD."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.assertNoResult(d)
+        (upstream, request, tcp, _), *rest = self.client.calls
+        self.assertEqual((upstream, tcp, rest), (U1, False, []))
+        self.assertNotEqual(request.id, 4242)
+        self.assertEqual(request.recDes, 1)
+        self.assertEqual(request.queries, [dns.Query(b"www.Example.ORG", dns.A)])
+        response = response_to(request)
+        response.answers = a_records(b"www.example.org", 2)
+        response.authority = [
+            dns.RRHeader(b"example.org", dns.NS, dns.IN, 60, dns.Record_NS(b"ns.example.org"))  # type: ignore[arg-type]
+        ]
+        response.additional = a_records(b"ns.example.org", 1)
+        self.client.reply(0, response)
+        reply = self.successResultOf(d)
+        self.assertEqual((reply.id, reply.answer, reply.recAv, reply.recDes), (4242, 1, 1, 1))
+        self.assertEqual((reply.rCode, reply.trunc, reply.auth), (dns.OK, 0, 0))
+        self.assertEqual(reply.queries[0].name.name, b"www.Example.ORG")
+        self.assertEqual([r.name.name for r in reply.answers], [b"www.Example.ORG"] * 2)
+        self.assertEqual([r.type for r in reply.authority], [dns.NS])
+        self.assertEqual([r.name.name for r in reply.additional], [b"ns.example.org"])
+        self.assertEqual(self.forwarder.forwarded, 1)
+
+    def test_client_transport_is_kept(self) -> None:
+        """A TCP client's question goes upstream over TCP, a UDP one over UDP."""
+        self.forwarder.resolve(query(b"a.example"), tcp=True)
+        self.forwarder.resolve(query(b"b.example"), tcp=False)
+        self.assertEqual(self.asked(), [(U1, True), (U1, False)])
+
+    def test_timeout_moves_to_next_upstream(self) -> None:
+        """An upstream silent for `timeout` seconds is abandoned for the next one."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.clock.advance(1.9)
+        self.assertEqual(self.asked(), [(U1, False)])
+        self.clock.advance(0.1)
+        self.assertEqual(self.asked(), [(U1, False), (U2, False)])
+        self.assertEqual(self.client.cancelled, [U1])
+        self.client.answer(1, answering())
+        self.assertEqual(self.successResultOf(d).rCode, dns.OK)
+
+    def test_servfail_and_refused_move_to_next_upstream(self) -> None:
+        """SERVFAIL from the first upstream and REFUSED from the second lead to the third."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.client.answer(0, failing(dns.ESERVER))
+        self.client.answer(1, failing(dns.EREFUSED))
+        self.client.answer(2, answering(3))
+        self.assertEqual([u for u, _ in self.asked()], [U1, U2, U3])
+        self.assertEqual(len(self.successResultOf(d).answers), 3)
+        self.assertEqual(self.forwarder.failures, 2)
+
+    def test_nxdomain_is_relayed_not_retried(self) -> None:
+        """NXDOMAIN is an answer: relayed with its SOA, no other upstream asked."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.client.answer(0, nxdomain())
+        reply = self.successResultOf(d)
+        self.assertEqual((reply.rCode, [r.type for r in reply.authority]), (dns.ENAME, [dns.SOA]))
+        self.assertEqual(len(self.client.calls), 1)
+
+    def test_truncated_udp_answer_retried_over_tcp(self) -> None:
+        """TC over UDP: the same upstream is asked again over TCP, and its answer relayed."""
+        d = self.forwarder.resolve(query(), tcp=True)  # a TCP client: no size limit
+        self.client.calls.clear()
+        d = self.forwarder.resolve(query(b"other.example"), tcp=False)
+        self.client.answer(0, truncating(count=3))
+        self.assertEqual(self.asked(), [(U1, False), (U1, True)])
+        self.client.answer(1, truncating(count=3))
+        reply = self.successResultOf(d)
+        self.assertEqual((reply.trunc, len(reply.answers)), (0, 3))
+
+    def test_all_fail_servfail_within_total_time(self) -> None:
+        """Nobody answers: SERVFAIL after total_timeout (5 s), the last upstream
+        getting only the time left; a fourth upstream is never asked."""
+        forwarder = self.make([U1, U2, U3, U4])
+        d = forwarder.resolve(query(), tcp=False)
+        self.clock.pump([2, 2, 0.9])
+        self.assertNoResult(d)
+        self.assertEqual([u for u, _ in self.asked()], [U1, U2, U3])
+        self.clock.advance(0.1)
+        reply = self.successResultOf(d)
+        self.assertEqual((reply.rCode, reply.id, reply.recAv), (dns.ESERVER, 4242, 1))
+        self.assertEqual([u for u, _ in self.asked()], [U1, U2, U3])
+        self.assertEqual(forwarder.servfails, 1)
+
+    def test_servfail_is_not_cached(self) -> None:
+        """After a SERVFAIL, the next identical question goes upstream again."""
+        forwarder = self.make([U1])
+        d = forwarder.resolve(query(), tcp=False)
+        self.client.answer(0, failing(dns.ESERVER))
+        self.assertEqual(self.successResultOf(d).rCode, dns.ESERVER)
+        forwarder.resolve(query(), tcp=False)
+        self.assertEqual(len(self.client.calls), 2)
+
+    def test_no_upstreams_servfail(self) -> None:
+        """With no upstream at all the answer is an immediate SERVFAIL."""
+        d = self.make([]).resolve(query(), tcp=False)
+        self.assertEqual(self.successResultOf(d).rCode, dns.ESERVER)
+
+    def test_cache_hit_counts_ttl_down_then_expires(self) -> None:
+        """A repeated question is answered from the cache with TTLs counted
+        down; after the TTL it goes upstream again."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.client.answer(0, answering(ttl=100))
+        self.assertEqual(self.successResultOf(d).answers[0].ttl, 100)
+        self.clock.advance(40)
+        reply = self.successResultOf(self.forwarder.resolve(query(b"WWW.example.org", id=9), False))
+        self.assertEqual(len(self.client.calls), 1)
+        self.assertEqual((reply.id, reply.answers[0].ttl), (9, 60))
+        self.assertEqual(reply.answers[0].name.name, b"WWW.example.org")
+        self.assertEqual((self.cache.hits, self.cache.misses), (1, 1))
+        self.clock.advance(60)
+        self.assertNoResult(self.forwarder.resolve(query(), tcp=False))
+        self.assertEqual(len(self.client.calls), 2)
+
+    def test_negative_answer_cached_until_soa_minimum(self) -> None:
+        """NXDOMAIN with SOA (TTL 3600, MINIMUM 60) is served from cache for 60 s."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.client.answer(0, nxdomain(ttl=3600, minimum=60))
+        self.successResultOf(d)
+        self.clock.advance(59)
+        reply = self.successResultOf(self.forwarder.resolve(query(), tcp=False))
+        self.assertEqual(reply.rCode, dns.ENAME)
+        self.assertEqual([r.ttl for r in reply.authority], [3541])
+        self.assertEqual(len(self.client.calls), 1)
+        self.clock.advance(1)
+        self.assertNoResult(self.forwarder.resolve(query(), tcp=False))
+        self.assertEqual(len(self.client.calls), 2)
+
+    def test_identical_questions_in_flight_share_one_upstream_query(self) -> None:
+        """Two clients asking the same thing at once cause one upstream query."""
+        first = self.forwarder.resolve(query(id=1), tcp=False)
+        second = self.forwarder.resolve(query(b"WWW.EXAMPLE.ORG", id=2), tcp=False)
+        self.assertEqual(len(self.client.calls), 1)
+        self.client.answer(0, answering())
+        self.assertEqual(self.successResultOf(first).id, 1)
+        self.assertEqual(self.successResultOf(second).id, 2)
+        self.assertEqual(self.forwarder.coalesced, 1)
+
+    def test_own_query_coming_back_is_refused(self) -> None:
+        """A query from the local address of one of our upstream sockets is our
+        own forwarded query looping back: REFUSED, nothing forwarded."""
+        self.client.own.add(("127.0.0.1", 40000))
+        d = self.forwarder.resolve(query(), tcp=False, source=("127.0.0.1", 40000))
+        self.assertEqual(self.successResultOf(d).rCode, dns.EREFUSED)
+        self.assertEqual((self.client.calls, self.forwarder.loops), ([], 1))
+
+    def test_zone_transfer_not_forwarded(self) -> None:
+        """AXFR is refused, not forwarded."""
+        d = self.forwarder.resolve(query(type=dns.AXFR), tcp=True)
+        self.assertEqual(self.successResultOf(d).rCode, dns.EREFUSED)
+        self.assertEqual(self.client.calls, [])
+
+    def test_edns_preserved(self) -> None:
+        """A client's OPT: the upstream query carries OPT with the DO bit, and
+        the reply carries our OPT; without OPT neither does."""
+        d = self.forwarder.resolve(
+            query(edns=dns._OPTHeader(udpPayloadSize=4096, dnssecOK=True)), tcp=False
+        )
+        request = self.client.calls[0][1]
+        self.assertEqual([(o.udpPayloadSize, o.dnssecOK) for o in opt_of(request)], [(1232, True)])
+        self.client.answer(0, answering())
+        reply = self.successResultOf(d)
+        self.assertEqual([(o.udpPayloadSize, o.dnssecOK) for o in opt_of(reply)], [(1232, True)])
+        d = self.forwarder.resolve(query(b"plain.example"), tcp=False)
+        self.assertEqual(opt_of(self.client.calls[1][1]), [])
+        self.client.answer(1, answering())
+        self.assertEqual(opt_of(self.successResultOf(d)), [])
+
+    def test_large_answer_truncated_for_udp_client(self) -> None:
+        """An answer over 512 bytes reaches a UDP client without EDNS as TC with
+        no records; the same question over TCP, and with EDNS 4096, gets all of it."""
+        d = self.forwarder.resolve(query(), tcp=True)
+        self.client.answer(0, answering(count=40))
+        full = self.successResultOf(d)
+        self.assertEqual((len(full.answers), full.trunc), (40, 0))
+        self.assertGreater(len(full.toStr()), 512)
+        udp = self.successResultOf(self.forwarder.resolve(query(), tcp=False))
+        self.assertEqual((udp.trunc, udp.answers), (1, []))
+        self.assertLessEqual(len(udp.toStr()), 512)
+        big = self.successResultOf(
+            self.forwarder.resolve(query(edns=dns._OPTHeader(udpPayloadSize=4096)), tcp=False)
+        )
+        self.assertEqual((big.trunc, len(big.answers)), (0, 40))
+        self.assertEqual(len(self.client.calls), 1)
+
+    def test_handle_query_reads_transport_and_peer(self) -> None:
+        """handle_query: address None means TCP, the peer comes from the transport."""
+
+        class Transport:
+            def getPeer(self) -> taddress.IPv4Address:
+                return taddress.IPv4Address("TCP", "127.0.0.1", 40001)
+
+        class Proto:
+            transport = Transport()
+
+        self.client.own.add(("127.0.0.1", 40001))
+        d = self.forwarder.handle_query(query(), Proto(), None)
+        self.assertEqual(self.successResultOf(d).rCode, dns.EREFUSED)
+        self.forwarder.handle_query(query(), object(), ("10.0.0.9", 1234))
+        self.assertEqual(self.asked(), [(U1, False)])
+
+    def test_mixin_sends_reply(self) -> None:
+        """ForwardingServerMixin.forward_query sends the reply with sendReply."""
+        sent: list[tuple[object, dns.Message, object]] = []
+
+        class Server(ForwardingServerMixin):
+            def sendReply(self, protocol: object, message: dns.Message, address: object) -> None:
+                sent.append((protocol, message, address))
+
+        server = Server()
+        server.forwarder = self.forwarder
+        proto = object()
+        server.forward_query(query(), proto, ("10.0.0.9", 1234))
+        self.client.answer(0, answering())
+        self.assertEqual([(p, m.id, a) for p, m, a in sent], [(proto, 4242, ("10.0.0.9", 1234))])
+
+    def test_bad_settings_rejected(self) -> None:
+        """Non-positive timeouts and impossible payload sizes are ValueErrors."""
+        for kw in ({"timeout": 0}, {"total_timeout": -1}, {"udp_payload": 100}):
+            with self.assertRaises(ValueError):
+                self.make([U1], **kw)
+
+
+class FitTests(SynchronousTestCase):
+    def test_additional_dropped_before_truncating(self) -> None:
+        """If dropping additional records is enough, they go and TC stays clear."""
+        message = response_to(query())
+        message.answers = a_records(b"www.example.org", 10)
+        message.additional = a_records(b"ns.example.org", 20) + [
+            dns._OPTHeader()  # type: ignore[list-item]
+        ]
+        fit(message, 512)
+        self.assertEqual((message.trunc, len(message.answers)), (0, 10))
+        self.assertEqual([r.type for r in message.additional], [dns.OPT])
+
+    def test_client_edns_of_both_message_kinds(self) -> None:
+        """ClientEDNS reads a plain Message's OPT record and an _EDNSMessage."""
+        edns = ClientEDNS.of(query(edns=dns._OPTHeader(udpPayloadSize=1400, dnssecOK=True)))
+        self.assertEqual((edns.present, edns.payload, edns.dnssec_ok), (True, 1400, True))
+        self.assertFalse(ClientEDNS.of(query()).present)
+        message = dns._EDNSMessage(maxSize=2000, dnssecOK=True)
+        self.assertEqual(ClientEDNS.of(message).payload, 2000)
+        self.assertFalse(ClientEDNS.of(dns._EDNSMessage(ednsVersion=None)).present)
