@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.names import dns, error
 from twisted.names.common import ResolverBase
@@ -21,7 +23,7 @@ from skydns.dns.authority import (
     make_resolver,
     ns_label,
 )
-from skydns.names import Service
+from skydns.names import Service, parse_pattern
 from skydns.registry import Registry
 
 #: Answer, authority, additional (records typed loosely: payloads vary).
@@ -488,3 +490,70 @@ class ResolverChainTests(AuthorityTestCase):
         self.assertEqual(answers[0].payload.dottedQuad(), "192.0.2.9")
         self.failureResultOf(chain.lookupAddress("nope.skydns.local"), NameNotFound)
         self.assertEqual(forwarder.asked, [b"example.com"])
+
+
+LABEL_CHOICES = [
+    "*",
+    "any",
+    "u1",
+    "u2",
+    "u3",
+    "10-0-0-1",
+    "web-example-com",
+    "1-0",
+    "2-0",
+    "east",
+    "west",
+    "rails",
+    "django",
+    "production",
+    "staging",
+    "nothing",
+]
+POPULATION = [
+    make_service("u1", host="10.0.0.1", version="1.0", region="east"),
+    make_service("u2", host="web.example.com", version="2.0", region="west"),
+    make_service("u3", host="10.0.0.1", version="1.0", region="west", name="django"),
+]
+
+
+class ModelTests(SynchronousTestCase):
+    """SRV answers agree with a brute-force reading of SPEC.md §1 and §3."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.sampled_from(LABEL_CHOICES), min_size=1, max_size=7), st.booleans())
+    def test_srv_matches_model(self, labels: list[str], upper: bool) -> None:
+        clock = Clock()
+        registry = Registry()
+        for service in POPULATION:
+            registry.apply(Register(service, clock.seconds()))
+        authority = SkyDNSAuthority(registry, clock, "skydns.local", [])
+        name = ".".join(labels + ["skydns", "local"])
+        if upper:
+            name = name.upper()
+        if len(labels) == 1 and labels[0] in ("u1", "u2", "u3"):
+            primary = [s for s in POPULATION if s.uuid == labels[0]]
+            failover: list[Service] = []
+        elif len(labels) > 6:
+            primary = failover = []
+        else:
+            pattern = parse_pattern(labels)
+            primary = [s for s in POPULATION if pattern.matches(s)]
+            loose = pattern.without_region()
+            failover = [
+                s
+                for s in POPULATION
+                if pattern.region is not None
+                and loose.matches(s)
+                and s.region.lower() != pattern.region
+            ]
+        d = authority.query(dns.Query(name, dns.SRV))
+        if not primary and not failover:
+            self.failureResultOf(d, NameNotFound)
+            return
+        answers, authority_section, _ = self.successResultOf(d)
+        expected = [(10, 100 // len(primary)) for _ in primary] + [
+            (20, 100 // len(failover)) for _ in failover
+        ]
+        self.assertEqual([(p, w) for p, w, _, _ in srv(answers)], expected)
+        self.assertEqual(authority_section, [])
