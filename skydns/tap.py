@@ -105,37 +105,41 @@ class Options(usage.Options):
             raise usage.UsageError("--secret: must not be empty")
 
 
-def makeService(options: Options) -> service.IService:
+def makeService(options: Options) -> service.MultiService:
     """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
     import treq
-    from klein import Klein
+    from prometheus_client import disable_created_metrics
     from twisted.internet import reactor
     from twisted.web.server import Site
 
     from skydns.api import make_api
     from skydns.callbacks import CallbackNotifier
     from skydns.cluster import LocalCluster
-    from skydns.dns.authority import SkyDNSAuthority
+    from skydns.dns.authority import SkyDNSAuthority, make_resolver
     from skydns.dns.server import DNSService
     from skydns.leases import LeaseKeeper
+    from skydns.metrics import Metrics
     from skydns.registry import Registry
 
+    disable_created_metrics()
+    metrics = Metrics()
     top = service.MultiService()
     registry = Registry()
+    metrics.watch_instances(lambda: len(registry))
     cluster = LocalCluster(registry, options["node-id"])
 
-    cluster.add_apply_listener(CallbackNotifier(treq).on_applied)
+    cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
     LeaseKeeper(cluster, reactor).setServiceParent(top)
 
     dns_address: config.HostPort = options["dns"]
     authority = SkyDNSAuthority(
         registry, reactor, options["domain"], [(options["node-id"], dns_address.host)]
     )
-    DNSService(authority, dns_address.host, dns_address.port).setServiceParent(top)
+    DNSService(make_resolver(authority), dns_address.host, dns_address.port, reactor=reactor
+               ).setServiceParent(top)
 
-    api = make_api(cluster, reactor, options["domain"], secret=options["secret"])
-    app: Klein = getattr(api, "app", api)
-    site = Site(app.resource())
+    api = make_api(cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics)
+    site = Site(api.resource())
     site.displayTracebacks = False
-    strports.service(options["http"], site).setServiceParent(top)
+    strports.service(options["http"], site).setServiceParent(top)  # type: ignore[arg-type]
     return top
