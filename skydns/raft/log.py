@@ -195,6 +195,7 @@ class DiskStorage:
             raise StorageFailure(f"data dir {self.path}: {e}") from e
 
     def _recover_files(self) -> Loaded:
+        self._segments = []
         saved = self._read_snapshot_file()
         self._snapshot = saved[0] if saved else None
         found = self._list_segments()
