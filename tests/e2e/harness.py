@@ -19,6 +19,9 @@ import urllib.request
 from typing import Any
 
 START_TIMEOUT = 30.0
+
+#: twistd of this interpreter's environment (tox's venv, or the developer's).
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 STOP_TIMEOUT = 10.0
 
 
@@ -93,7 +96,7 @@ class SkyDNSProcess:
 
     def args(self) -> list[str]:
         args = [
-            sys.executable, "-m", "twisted", "--nodaemon", "--pidfile=",
+            *TWISTD, "--nodaemon", "--pidfile=",
             "--logfile", self.log_path, "skydns",
             "--dns", f"127.0.0.1:{self.dns_port}",
             "--http", f"tcp:{self.http_port}:interface=127.0.0.1",

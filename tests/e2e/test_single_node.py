@@ -1,0 +1,185 @@
+"""A single `twistd -n skydns` process, driven by real HTTP and DNS clients."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.e2e.harness import TWISTD, SkyDNSProcess, dns_query, free_port, http
+
+
+def _service(**fields: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "Name": "rails", "Environment": "production", "Region": "east",
+        "Version": "1.0.1", "Host": "127.0.0.10", "Port": 8080, "TTL": 30,
+    }  # fmt: skip
+    body.update(fields)
+    return body
+
+
+class _CallbackReceiver(BaseHTTPRequestHandler):
+    received: list[tuple[str, str, bytes]] = []
+
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's hook name
+        length = int(self.headers.get("Content-Length", 0))
+        self.received.append(("DELETE", self.path, self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class SingleNodeTests(SynchronousTestCase):
+    """The flows of issue 2 against one real process on loopback."""
+
+    def setUp(self) -> None:
+        self.node = SkyDNSProcess()
+        self.addCleanup(self.node.cleanup)
+        self.node.start()
+
+    def put(self, uuid: str, body: object) -> tuple[int, object]:
+        return http("PUT", f"{self.node.url}/skydns/services/{uuid}", body)
+
+    def srv(self, name: str) -> list[tuple[int, int, int, str, int]]:
+        answer = dns_query(name, "SRV", self.node.dns_port)
+        return sorted(
+            (r.priority, r.weight, r.port, r.target.to_text(), rrset.ttl)
+            for rrset in answer.answer
+            for r in rrset
+        )
+
+    def test_register_then_discover_over_udp_and_tcp(self) -> None:
+        """A PUT is answered 201 and the instance is in SRV and A answers at once,
+        over UDP and TCP, with the glue for an IP host and AA set."""
+        import dns.flags
+
+        self.assertEqual(self.put("1001", _service())[0], 201)
+        self.assertEqual(self.put("1002", _service(Host="web2.example.com", Region="west"))[0], 201)
+        records = self.srv("east.rails.production.skydns.local")
+        self.assertEqual(
+            [r[:4] for r in records],
+            [(10, 100, 8080, "1001.skydns.local."), (20, 100, 8080, "web2.example.com.")],
+        )
+        self.assertTrue(all(25 <= r[4] <= 30 for r in records))
+        for tcp in (False, True):
+            answer = dns_query("rails.production.skydns.local", "A", self.node.dns_port, tcp=tcp)
+            self.assertTrue(answer.flags & dns.flags.AA)
+            self.assertEqual([r.address for rrset in answer.answer for r in rrset], ["127.0.0.10"])
+        answer = dns_query("1001.skydns.local", "A", self.node.dns_port)
+        self.assertEqual([r.address for rrset in answer.answer for r in rrset], ["127.0.0.10"])
+
+    def test_nxdomain_and_nodata_carry_the_soa(self) -> None:
+        """Unknown names are NXDOMAIN and known names without the type NOERROR,
+        both with the SOA in authority."""
+        import dns.rcode
+
+        self.put("1001", _service(Host="web1.example.com"))
+        missing = dns_query("nothing.production.skydns.local", "SRV", self.node.dns_port)
+        self.assertEqual(missing.rcode(), dns.rcode.NXDOMAIN)
+        self.assertEqual(missing.authority[0].rdtype, 6)  # SOA
+        nodata = dns_query("rails.production.skydns.local", "A", self.node.dns_port)
+        self.assertEqual(nodata.rcode(), dns.rcode.NOERROR)
+        self.assertEqual(nodata.answer, [])
+        self.assertEqual(nodata.authority[0].rdtype, 6)
+
+    def test_lease_expiry_and_no_expire(self) -> None:
+        """An instance not renewed disappears from DNS and the API within a second
+        of expiry; a NoExpire one stays; a renewed one stays."""
+        self.put("short", _service(TTL=1))
+        self.put("renewed", _service(TTL=2))
+        self.put("forever", _service(TTL=1, NoExpire=True))
+        time.sleep(1.0)
+        self.assertEqual(
+            http("PATCH", f"{self.node.url}/skydns/services/renewed", {"TTL": 5})[0], 200
+        )
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            if http("GET", f"{self.node.url}/skydns/services/short")[0] == 404:
+                break
+            time.sleep(0.1)
+        self.assertEqual(http("GET", f"{self.node.url}/skydns/services/short")[0], 404)
+        time.sleep(1.5)  # past the first lease of "renewed"
+        status, listed = http("GET", f"{self.node.url}/skydns/services/?query=rails.production")
+        self.assertEqual(status, 200)
+        self.assertEqual(sorted(s["UUID"] for s in listed), ["forever", "renewed"])
+        targets = [r[3] for r in self.srv("rails.production.skydns.local")]
+        self.assertEqual(sorted(targets), ["forever.skydns.local.", "renewed.skydns.local."])
+
+    def test_callback_fires_once_on_unregister(self) -> None:
+        """A callback registered for a service gets one HTTP DELETE with the
+        service's JSON when it is removed."""
+        _CallbackReceiver.received = []
+        port = free_port()
+        server = HTTPServer(("127.0.0.1", port), _CallbackReceiver)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+
+        self.put("1001", _service())
+        status, _ = http(
+            "PUT",
+            f"{self.node.url}/skydns/callbacks/cb1",
+            {"Name": "rails", "Environment": "production", "Reply": "127.0.0.1", "Port": port},
+        )
+        self.assertEqual(status, 201)
+        self.assertEqual(http("DELETE", f"{self.node.url}/skydns/services/1001")[0], 200)
+        deadline = time.monotonic() + 5.0
+        while not _CallbackReceiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        self.assertEqual(len(_CallbackReceiver.received), 1)
+        method, path, body = _CallbackReceiver.received[0]
+        self.assertEqual(path, "/skydns/callbacks/cb1")
+        self.assertEqual(json.loads(body)["UUID"], "1001")
+
+    def test_bad_requests_are_refused_and_change_nothing(self) -> None:
+        """Invalid bodies get 400 naming the field; a duplicate UUID 409."""
+        status, body = self.put("1001", _service(Port=0))
+        self.assertEqual(status, 400)
+        self.assertIn("Port", body["error"])
+        self.assertEqual(self.put("1001", b"{not json")[0], 400)
+        self.assertEqual(http("GET", f"{self.node.url}/skydns/services/1001")[0], 404)
+        self.assertEqual(self.put("1001", _service())[0], 201)
+        self.assertEqual(self.put("1001", _service())[0], 409)
+
+
+class SecretTests(SynchronousTestCase):
+    def test_secret_is_required(self) -> None:
+        """With --secret, /skydns/ needs the Authorization header (raw or Bearer)."""
+        node = SkyDNSProcess(extra_args=["--secret", "s3cret"])
+        self.addCleanup(node.cleanup)
+        node.start()
+        url = f"{node.url}/skydns/services/1001"
+        self.assertEqual(http("PUT", url, _service())[0], 401)
+        self.assertEqual(http("PUT", url, _service(), {"Authorization": "s3cret"})[0], 201)
+        self.assertEqual(http("GET", url, None, {"Authorization": "Bearer s3cret"})[0], 200)
+        self.assertEqual(http("GET", url, None, {"Authorization": "Bearer nope"})[0], 401)
+
+
+class CommandLineTests(SynchronousTestCase):
+    def twistd(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*TWISTD, *args],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def test_plugin_is_listed_and_documents_its_options(self) -> None:
+        """`twistd --help` lists skydns; `twistd skydns --help` documents every option."""
+        self.assertIn("skydns", self.twistd("--help").stdout)
+        text = self.twistd("skydns", "--help").stdout
+        for flag in ("--domain", "--dns", "--http", "--raft", "--data-dir", "--node-id",
+                     "--peers", "--join", "--nameserver", "--secret"):  # fmt: skip
+            self.assertIn(flag, text)
+
+    def test_bad_option_value_is_a_usage_error_naming_it(self) -> None:
+        """A bad --dns value stops twistd with a message naming the option."""
+        result = self.twistd("-n", "--pidfile=", "skydns", "--dns", "nonsense")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--dns", result.stdout + result.stderr)
