@@ -141,6 +141,8 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
                    help=f"the node's DNS address (default {DEFAULT_DNS})")
     p.add_argument("--domain", default=DEFAULT_DOMAIN,
                    help=f"the SkyDNS domain (default {DEFAULT_DOMAIN})")
+    p.add_argument("--resolver", choices=("auto", "dnspython", "twisted"), default="auto",
+                   help="DNS client library (default: dnspython if installed)")
 
     command("regions", "instance counts by region")
     command("environments", "instance counts by environment")
@@ -186,8 +188,9 @@ def format_service(s: ServiceInfo) -> str:
               ("Port", s.port), ("TTL", s.ttl), ("Priority", s.priority),
               ("Weight", s.weight), ("NoExpire", str(s.no_expire).lower()),
               ("Expires", s.expires)]
+    fields = [(k, v) for k, v in fields if v is not None]
     width = max(len(k) for k, _ in fields) + 1
-    return "".join(f"{k + ':':<{width}} {'' if v is None else v}\n" for k, v in fields)
+    return "".join(f"{k + ':':<{width}} {v}\n" for k, v in fields)
 
 
 def format_counts(title: str, counts: Mapping[str, int]) -> str:
@@ -369,13 +372,20 @@ class Runner:
         if resolve is None:
             from twisted.internet import reactor
 
-            from skydns.client.lookup import default_resolver
+            from skydns.client import lookup
 
-            resolve = default_resolver(reactor)
+            if args.resolver == "twisted":
+                resolve = lookup.twisted_resolver(reactor)
+            elif args.resolver == "dnspython":
+                resolve = lookup.dnspython_resolver(reactor)
+                if resolve is None:
+                    raise UsageError("--resolver dnspython: dnspython is not installed")
+            else:
+                resolve = lookup.default_resolver(reactor)
         answer = await resolve(host, port, name, args.type, args.timeout)
         if args.json:
             self._print_json({"name": name, "type": args.type, **answer.to_json()})
-        else:
+        elif answer.rcode == "NOERROR":
             self.out.write(format_answer(answer))
         if answer.rcode != "NOERROR":
             self.err.write(f"skydns lookup: {answer.rcode} for {name} {args.type}\n")
