@@ -571,3 +571,37 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, err)
         self.assertTrue(out.endswith("unregistered e2e-hb\n"), out)
         self.assertEqual(self.cli("get", "e2e-hb").returncode, 1)
+
+    def test_example_service(self) -> None:
+        """examples/example_service.py stays registered past its TTL and unregisters on SIGTERM."""
+        import time
+
+        from tests.e2e.harness import free_port, http
+
+        port = free_port()
+        url = self.node.url + "/skydns/services/example-1"
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "examples", "example_service.py"),
+             "--port", str(port), "--skydns", self.node.url, "--uuid", "example-1",
+             "--ttl", "2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env={k: v for k, v in os.environ.items() if k != "SKYDNS_SECRET"})
+        try:
+            deadline = time.monotonic() + 15
+            while http("GET", url)[0] != 200:
+                self.assertLess(time.monotonic(), deadline, "example never registered")
+                self.assertIsNone(proc.poll(), "example exited")
+                time.sleep(0.05)
+            registered = time.monotonic()
+            self.assertEqual(http("GET", f"http://127.0.0.1:{port}/"), (200, "hello\n"))
+            while time.monotonic() < registered + 3:  # longer than the TTL: renewals work
+                self.assertEqual(http("GET", url)[0], 200)
+                time.sleep(0.25)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(http("GET", url)[0], 404)
