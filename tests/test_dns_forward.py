@@ -4,13 +4,23 @@ against real sockets: fake upstreams on loopback and, when installed, nsd."""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import socket
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet import address as taddress
-from twisted.internet.task import Clock
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import deferToThread
 from twisted.names import dns
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.names.server import DNSServerFactory
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from skydns.dns.forward import ClientEDNS, Forwarder, ForwardingServerMixin, fit
@@ -29,13 +39,18 @@ from skydns.dns.upstreams import (
 )
 from tests.dns_fakes import (
     FakeClient,
+    FakeUpstream,
+    Handler,
     a_records,
     answering,
     failing,
     nxdomain,
     response_to,
+    silent,
     truncating,
 )
+
+reactor: Any = _reactor
 
 U1, U2, U3, U4 = (Upstream(f"192.0.2.{i}", 53) for i in range(1, 5))
 
@@ -388,6 +403,11 @@ class ForwarderTests(SynchronousTestCase):
             self.forwarder.resolve(query(edns=dns._OPTHeader(udpPayloadSize=4096)), tcp=False)
         )
         self.assertEqual((big.trunc, len(big.answers)), (0, 40))
+        # The size limit is left on the reply (a server may read it) and the reply fits it.
+        self.assertEqual((full.maxSize, udp.maxSize, big.maxSize), (0, 512, 1232))
+        on_wire = dns.Message()
+        on_wire.fromStr(big.toStr())
+        self.assertEqual((on_wire.trunc, len(on_wire.answers)), (0, 40))
         self.assertEqual(len(self.client.calls), 1)
 
     def test_handle_query_reads_transport_and_peer(self) -> None:
@@ -448,3 +468,312 @@ class FitTests(SynchronousTestCase):
         message = dns._EDNSMessage(maxSize=2000, dnssecOK=True)
         self.assertEqual(ClientEDNS.of(message).payload, 2000)
         self.assertFalse(ClientEDNS.of(dns._EDNSMessage(ednsVersion=None)).present)
+
+
+# --- Against real sockets: fake upstreams on loopback, a forwarding server, nsd. ---
+
+FAST: dict[str, Any] = {"timeout": 0.3, "total_timeout": 1.0}
+
+
+class ForwardingFactory(ForwardingServerMixin, DNSServerFactory):
+    """A minimal server that forwards every question (what the SkyDNS server
+    does for names outside its domain)."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        super().__init__()
+        self.forwarder = forwarder
+
+    def handleQuery(self, message: dns.Message, protocol: Any, address: Any) -> Any:
+        return self.forward_query(message, protocol, address)
+
+
+class NetworkTests(TestCase):
+    """The forwarder with a NetworkClient, against fake upstreams on 127.0.0.1."""
+
+    def start(self, handler: Handler) -> tuple[Upstream, FakeUpstream]:
+        fake = FakeUpstream(handler)
+        upstream = fake.start(reactor)
+        self.addCleanup(fake.stop)
+        return upstream, fake
+
+    def forwarder(self, upstreams: list[Upstream], **kw: Any) -> Forwarder:
+        options: dict[str, Any] = dict(FAST)
+        options.update(kw)
+        return Forwarder(upstreams, reactor, **options)
+
+    async def ask(
+        self, forwarder: Forwarder, name: bytes = b"www.example.org", tcp: bool = False, **kw: Any
+    ) -> dns.Message:
+        return await forwarder.resolve(query(name, **kw), tcp=tcp)
+
+    def run_async(self, coroutine: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(coroutine)
+
+    def test_udp_answer(self) -> Deferred[Any]:
+        """A UDP question is relayed over UDP and the answer comes back."""
+
+        async def go() -> None:
+            upstream, fake = self.start(answering(count=2))
+            reply = await self.ask(self.forwarder([upstream]))
+            self.assertEqual((reply.rCode, len(reply.answers), reply.recAv), (dns.OK, 2, 1))
+            self.assertEqual((fake.udp_count, fake.tcp_count), (1, 0))
+
+        return self.run_async(go())
+
+    def test_tcp_client_goes_tcp(self) -> Deferred[Any]:
+        """A TCP question is relayed over TCP."""
+
+        async def go() -> None:
+            upstream, fake = self.start(answering())
+            reply = await self.ask(self.forwarder([upstream]), tcp=True)
+            self.assertEqual(reply.rCode, dns.OK)
+            self.assertEqual((fake.udp_count, fake.tcp_count), (0, 1))
+
+        return self.run_async(go())
+
+    def test_timeout_failover(self) -> Deferred[Any]:
+        """A silent upstream is abandoned after the timeout for the next one."""
+
+        async def go() -> None:
+            quiet, quiet_fake = self.start(silent)
+            good, good_fake = self.start(answering())
+            started = reactor.seconds()
+            reply = await self.ask(self.forwarder([quiet, good]))
+            self.assertEqual(reply.rCode, dns.OK)
+            self.assertGreaterEqual(reactor.seconds() - started, 0.29)
+            self.assertEqual((quiet_fake.udp_count, good_fake.udp_count), (1, 1))
+
+        return self.run_async(go())
+
+    def test_servfail_and_unreachable_failover(self) -> Deferred[Any]:
+        """SERVFAIL and a closed port (ICMP unreachable) both lead to the next upstream."""
+
+        async def go() -> None:
+            bad, bad_fake = self.start(failing(dns.ESERVER))
+            good, good_fake = self.start(answering())
+            closed, closed_fake = self.start(silent)
+            await closed_fake.stop()
+            started = reactor.seconds()
+            reply = await self.ask(self.forwarder([bad, closed, good], timeout=5, total_timeout=5))
+            self.assertEqual(reply.rCode, dns.OK)
+            self.assertLess(reactor.seconds() - started, 4)  # no timeout was waited for
+            self.assertEqual((bad_fake.udp_count, good_fake.udp_count), (1, 1))
+
+        return self.run_async(go())
+
+    def test_truncated_udp_falls_back_to_tcp(self) -> Deferred[Any]:
+        """TC over UDP: the same upstream is asked over TCP and the full answer relayed."""
+
+        async def go() -> None:
+            upstream, fake = self.start(truncating(count=40))
+            edns = dns._OPTHeader(udpPayloadSize=4096)
+            reply = await self.ask(self.forwarder([upstream]), edns=edns)
+            self.assertEqual((reply.trunc, len(reply.answers)), (0, 40))
+            self.assertEqual((fake.udp_count, fake.tcp_count), (1, 1))
+
+        return self.run_async(go())
+
+    def test_negative_caching_and_expiry(self) -> Deferred[Any]:
+        """NXDOMAIN with SOA is answered from cache until min(SOA TTL, MINIMUM)."""
+
+        async def go() -> None:
+            upstream, fake = self.start(nxdomain(ttl=3600, minimum=30))
+            clock = Clock()
+            forwarder = self.forwarder([upstream], cache=ResponseCache(clock))
+            for _ in range(2):
+                self.assertEqual((await self.ask(forwarder)).rCode, dns.ENAME)
+            self.assertEqual(fake.udp_count, 1)
+            clock.advance(30)
+            self.assertEqual((await self.ask(forwarder)).rCode, dns.ENAME)
+            self.assertEqual(fake.udp_count, 2)
+
+        return self.run_async(go())
+
+    def test_all_fail_servfail(self) -> Deferred[Any]:
+        """Silent upstreams only: SERVFAIL once total_timeout has passed, not later."""
+
+        async def go() -> None:
+            upstreams = [self.start(silent)[0] for _ in range(3)]
+            started = reactor.seconds()
+            forwarder = self.forwarder(upstreams, timeout=0.2, total_timeout=0.5)
+            reply = await self.ask(forwarder)
+            elapsed = reactor.seconds() - started
+            self.assertEqual(reply.rCode, dns.ESERVER)
+            self.assertTrue(0.49 <= elapsed < 2.0, elapsed)
+
+        return self.run_async(go())
+
+    def serve(self, forwarder: Forwarder) -> Upstream:
+        """A forwarding server on 127.0.0.1 (UDP and TCP, one port)."""
+        factory = ForwardingFactory(forwarder)
+        for _ in range(20):
+            udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+            self.addCleanup(udp.stopListening)
+            try:
+                tcp = reactor.listenTCP(udp.getHost().port, factory, interface="127.0.0.1")
+            except CannotListenError:
+                continue
+            self.addCleanup(tcp.stopListening)
+            return Upstream("127.0.0.1", udp.getHost().port)
+        raise RuntimeError("no free port")
+
+    def test_loop_through_own_address_is_broken(self) -> Deferred[Any]:
+        """A server whose first upstream is itself (say, its LAN address, which
+        start-up filtering cannot see) refuses its own looped query and
+        answers from the next upstream at once, not after a timeout."""
+
+        async def go() -> None:
+            good, good_fake = self.start(answering())
+            upstreams: list[Upstream] = []
+            forwarder = self.forwarder(upstreams, timeout=5, total_timeout=5)
+            server = self.serve(forwarder)
+            upstreams += [server, good]
+            forwarder.upstreams = upstreams
+            started = reactor.seconds()
+            reply = await self.ask(forwarder)
+            self.assertEqual(reply.rCode, dns.OK)
+            self.assertLess(reactor.seconds() - started, 4)
+            self.assertEqual((forwarder.loops, good_fake.udp_count), (1, 1))
+
+        return self.run_async(go())
+
+    def test_through_a_server_with_dnspython(self) -> Deferred[Any]:
+        """dnspython, over UDP with EDNS and over TCP, gets the relayed answer
+        from a forwarding server with RA, its id and an OPT record."""
+        from dns import flags as dnsflags
+        from dns import message as dnsmessage
+        from dns import query as dnsquery
+
+        async def go() -> None:
+            upstream, fake = self.start(answering(count=3))
+            server = self.serve(self.forwarder([upstream]))
+            request = dnsmessage.make_query("www.example.org", "A", use_edns=0, payload=1232)
+
+            def both() -> tuple[Any, Any]:
+                udp = dnsquery.udp(request, server.host, port=server.port, timeout=3)
+                tcp = dnsquery.tcp(request, server.host, port=server.port, timeout=3)
+                return udp, tcp
+
+            udp, tcp = await deferToThread(both)
+            for reply in (udp, tcp):
+                self.assertEqual(reply.id, request.id)
+                self.assertTrue(reply.flags & dnsflags.RA)
+                self.assertEqual(reply.edns, 0)
+                self.assertEqual(len(reply.answer[0]), 3)
+            self.assertEqual(fake.udp_count, 1)  # TCP was answered from the cache
+
+        return self.run_async(go())
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+NSD_ZONE = """$ORIGIN example.test.
+$TTL 300
+@    IN SOA ns1 admin 1 3600 900 604800 60
+@    IN NS  ns1
+ns1  IN A   127.0.0.1
+www  IN A   192.0.2.80
+""" + "".join(f"big  IN A   192.0.2.{i}\n" for i in range(1, 41))
+
+NSD_CONF = """server:
+    ip-address: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{dir}"
+    pidfile: "{dir}/nsd.pid"
+    xfrdfile: "{dir}/xfrd.state"
+    zonelistfile: "{dir}/zone.list"
+    xfrdir: "{dir}"
+    database: ""
+    logfile: "{dir}/nsd.log"
+    server-count: 1
+    verbosity: 1
+remote-control:
+    control-enable: no
+zone:
+    name: example.test
+    zonefile: example.test.zone
+"""
+
+
+class _Ended(ProcessProtocol):
+    def __init__(self) -> None:
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+
+
+class NSDTests(TestCase):
+    """Forwarding to a real authoritative server, nsd, started on a free port."""
+
+    async def start_nsd(self) -> Upstream:
+        nsd = shutil.which("nsd") or ("/usr/sbin/nsd" if os.path.exists("/usr/sbin/nsd") else None)
+        if nsd is None:
+            raise SkipTest("nsd is not installed")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        port = _free_port()
+        with open(os.path.join(directory, "example.test.zone"), "w") as f:
+            f.write(NSD_ZONE)
+        conf = os.path.join(directory, "nsd.conf")
+        with open(conf, "w") as f:
+            f.write(NSD_CONF.format(port=port, dir=directory))
+        process = _Ended()
+        transport = reactor.spawnProcess(process, nsd, [nsd, "-d", "-c", conf], env=os.environ)
+
+        def stop() -> Deferred[None]:
+            if not process.ended.called:
+                transport.signalProcess("TERM")
+            return process.ended
+
+        self.addCleanup(stop)
+        upstream = Upstream("127.0.0.1", port)
+        probe = Forwarder([upstream], reactor, timeout=0.2, total_timeout=0.2)
+        for _ in range(50):  # up to ~10 s for nsd to load the zone and listen
+            if process.ended.called:
+                break
+            reply = await probe.resolve(query(b"ns1.example.test"), tcp=False)
+            if reply.rCode == dns.OK and reply.answers:
+                return upstream
+            await deferLater(reactor, 0.1, lambda: None)
+        with open(os.path.join(directory, "nsd.log")) as f:
+            self.fail("nsd did not start:\n" + f.read())
+
+    def test_forward_to_nsd(self) -> Deferred[Any]:
+        """Answers, NXDOMAIN with SOA (cached) and a TC answer fetched again over
+        TCP all come through from nsd."""
+
+        async def go() -> None:
+            upstream = await self.start_nsd()
+            forwarder = Forwarder([upstream], reactor, cache=ResponseCache(reactor), **FAST)
+            reply = await forwarder.resolve(query(b"WWW.example.test"), tcp=False)
+            self.assertEqual(reply.rCode, dns.OK)
+            payload = reply.answers[0].payload
+            assert isinstance(payload, dns.Record_A)
+            self.assertEqual(payload.dottedQuad(), "192.0.2.80")
+            self.assertEqual(reply.queries[0].name.name, b"WWW.example.test")
+
+            missing = await forwarder.resolve(query(b"nope.example.test"), tcp=False)
+            self.assertEqual(missing.rCode, dns.ENAME)
+            self.assertEqual([r.type for r in missing.authority], [dns.SOA])
+            again = await forwarder.resolve(query(b"nope.example.test"), tcp=False)
+            self.assertEqual(again.rCode, dns.ENAME)
+            self.assertEqual(forwarder.forwarded, 2)
+
+            # nsd truncates 40 A records for a client without EDNS; we fetch
+            # them over TCP, then give our UDP client (no EDNS) TC, and TCP all.
+            udp = await forwarder.resolve(query(b"big.example.test"), tcp=False)
+            self.assertEqual((udp.trunc, udp.answers), (1, []))
+            self.assertEqual(forwarder.forwarded, 4)  # UDP with TC, then TCP
+            tcp = await forwarder.resolve(query(b"big.example.test"), tcp=True)
+            self.assertEqual((tcp.trunc, len(tcp.answers)), (0, 40))
+            self.assertEqual(forwarder.forwarded, 4)
+
+        return Deferred.fromCoroutine(go())

@@ -101,17 +101,18 @@ def fit(message: dns.Message, limit: int | None) -> dns.Message:
     Additional records are dropped first without setting TC (RFC 2181 §9: TC
     is only for records the client needs).  If it still does not fit, the
     answer and authority sections go as well and TC is set, so the client asks
-    again over TCP.  The OPT record always stays.
+    again over TCP.  The OPT record always stays.  ``maxSize`` is left at
+    ``limit`` (0 for none), which the message now fits.
     """
-    message.maxSize = 0  # Twisted would cut the encoding mid-record; we do it by sections
-    if limit is None or len(message.toStr()) <= limit:
-        return message
-    opt = [r for r in message.additional if r.type == dns.OPT]
-    message.additional = opt
-    if len(message.toStr()) <= limit:
-        return message
-    message.answers, message.authority = [], []
-    message.trunc = 1
+    # Twisted's encoder would cut the bytes mid-record at maxSize: measure without it,
+    # and leave the limit set afterwards for servers that read it (the reply fits).
+    message.maxSize = 0
+    if limit is not None and len(message.toStr()) > limit:
+        message.additional = [r for r in message.additional if r.type == dns.OPT]
+        if len(message.toStr()) > limit:
+            message.answers, message.authority = [], []
+            message.trunc = 1
+    message.maxSize = limit or 0
     return message
 
 

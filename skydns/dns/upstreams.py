@@ -310,7 +310,13 @@ class _UDPExchange(DatagramProtocol):
 
     def connectionRefused(self) -> None:
         if not self.result.called:
-            self.result.errback(ConnectionRefusedError("ICMP port unreachable"))
+            self.result.errback(ConnectionRefusedError(string="ICMP port unreachable"))
+
+    def stopProtocol(self) -> None:
+        # The epoll reactor closes a connected UDP port on the socket error an
+        # ICMP unreachable leaves (EPOLLERR) without calling connectionRefused.
+        if not self.result.called:
+            self.result.errback(ConnectionRefusedError(string="UDP socket closed by an ICMP error"))
 
 
 class _TCPExchange(Int16StringReceiver):
