@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -408,3 +410,93 @@ class DiskStorageTests(StorageContractMixin, SynchronousTestCase):
             f.write(b"XXX")
         error = self.assertRaises(CorruptDataError, self.open().load)
         self.assertEqual(error.path, path)
+
+    def test_interrupted_compaction(self) -> None:
+        """Segments a compaction meant to delete but which a crash left behind
+        are replayed harmlessly: the log loads as compacted."""
+        storage = self.loaded(segment_size=256)
+        for batch in range(12):
+            storage.save(HardState(1, "a", batch), entries(batch * 3 + 1, batch * 3 + 3, 1))
+        kept = {}
+        for path in segment_files(self.path):
+            with open(path, "rb") as f:
+                kept[path] = f.read()
+        storage.compact(30, 1)
+        storage.save(None, entries(37, 37, 2))
+        storage.close()
+        gone = set(kept) - set(segment_files(self.path))
+        self.assertTrue(gone)
+        for path in gone:
+            with open(path, "wb") as f:
+                f.write(kept[path])
+        expected = (
+            HardState(1, "a", 11),
+            SnapshotMeta(30, 1),
+            entries(31, 36, 1) + entries(37, 37, 2),
+        )
+        self.assert_loads(self.open(), *expected)
+
+
+#: Operations on a storage: ("save", new term, entries overwritten, count,
+#: payload size), ("compact", offset from the snapshot, matching term) or
+#: ("restart",).
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("save"),
+            st.booleans(),
+            st.integers(0, 4),
+            st.integers(0, 6),
+            st.integers(0, 50),
+        ),
+        st.tuples(st.just("compact"), st.integers(1, 12), st.booleans()),
+        st.tuples(st.just("restart")),
+    ),
+    max_size=40,
+)
+
+
+class DiskMatchesMemoryTests(SynchronousTestCase):
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(operations=operations)
+    def test_same_as_memory(self, operations: list[tuple[object, ...]]) -> None:
+        """Any sequence of saves (with conflict truncation), compactions and
+        restarts leaves a small-segmented `DiskStorage` loading exactly what
+        `MemoryStorage` holds."""
+        path = data_dir(self)
+        model = MemoryStorage()
+        storage = DiskStorage(path, segment_size=200)
+        storage.load()
+        term = 1
+        try:
+            for operation in operations:
+                _, snapshot, log = model.load()
+                base = snapshot.index if snapshot else 0
+                last = log[-1].index if log else base
+                if operation[0] == "save":
+                    _, new_term, back, count, size = operation
+                    assert isinstance(back, int) and isinstance(count, int)
+                    assert isinstance(size, int)
+                    term += 1 if new_term else 0
+                    first = max(base + 1, last + 1 - back)
+                    batch = entries(first, first + count - 1, term, b"d" * size)
+                    hard_state = HardState(term, "n", first - 1) if new_term else None
+                    storage.save(hard_state, batch)
+                    model.save(hard_state, batch)
+                elif operation[0] == "compact":
+                    _, offset, matching = operation
+                    assert isinstance(offset, int)
+                    index = base + offset
+                    terms = {entry.index: entry.term for entry in log}
+                    at = terms.get(index, term) if matching else term + 7
+                    storage.compact(index, at)
+                    model.compact(index, at)
+                else:
+                    storage.close()
+                    storage = DiskStorage(path, segment_size=200)
+                    self.assertEqual(storage.load(), model.load())
+            storage.close()
+            storage = DiskStorage(path, segment_size=200)
+            self.assertEqual(storage.load(), model.load())
+        finally:
+            storage.close()

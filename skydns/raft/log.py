@@ -1,10 +1,10 @@
-"""Raft's durable storage: the contract, its rules, and an in-memory version.
+"""Raft's durable storage: the contract, a durable and an in-memory version.
 
 `IRaftStorage` is what the Raft node persists through: the hard state, the
 log (with conflict truncation, Raft §5.3) and the snapshot seam (§7).
-`LogState` holds the rules every implementation follows, so the in-memory
-`MemoryStorage` (tests, simulation) and the durable `DiskStorage`
-behave the same.
+`LogState` (``skydns.raft.logstate``) holds the rules every implementation
+follows, so the in-memory `MemoryStorage` (tests, simulation) and the
+durable `DiskStorage` behave the same.
 
 On disk a data dir holds ``LOCK`` (flock: one process at a time),
 ``snapshot`` (written atomically) and ``wal/``, the segments described in
@@ -14,7 +14,6 @@ its own: a save that changes both the term or vote and the log then costs one
 state so that old segments can be deleted.  Conflict truncation appends a
 ``Truncate`` record instead of rewriting the file, so that every change is
 an append and a crash can only ever tear the tail.
-
 """
 
 from __future__ import annotations
