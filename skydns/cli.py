@@ -90,8 +90,14 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     _global_options(common, environ, defaults=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, description=help, parents=[common],
+    consistent = parser_class(add_help=False)
+    consistent.add_argument("--consistent", action="store_true",
+                            help="read through the leader (linearizable)")
+
+    def command(name: str, help: str,
+                *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help,
+                                   parents=[common, *parents],
                                    epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
@@ -123,12 +129,11 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     p = command("unregister", "remove a service instance")
     p.add_argument("uuid", metavar="UUID")
 
-    p = command("get", "show one service instance")
+    p = command("get", "show one service instance", consistent)
     p.add_argument("uuid", metavar="UUID")
-    p.add_argument("--consistent", action="store_true",
-                   help="read through the leader (linearizable)")
 
-    p = command("list", "list instances, all or those matching a DNS-style pattern")
+    p = command("list", "list instances, all or those matching a DNS-style pattern",
+                consistent)
     p.add_argument("pattern", metavar="PATTERN", nargs="?",
                    help="e.g. rails.production or *.east.rails.production")
 
@@ -144,8 +149,8 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     p.add_argument("--resolver", choices=("auto", "dnspython", "twisted"), default="auto",
                    help="DNS client library (default: dnspython if installed)")
 
-    command("regions", "instance counts by region")
-    command("environments", "instance counts by environment")
+    command("regions", "instance counts by region", consistent)
+    command("environments", "instance counts by environment", consistent)
 
     p = command("cluster", "cluster membership and state")
     cluster = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
@@ -315,7 +320,7 @@ class Runner:
         return OK
 
     async def cmd_list(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        services = await client.list(args.pattern)
+        services = await client.list(args.pattern, consistent=args.consistent)
         if args.json:
             self._print_json([dict(s.raw) for s in services])
         else:
@@ -323,7 +328,7 @@ class Runner:
         return OK
 
     async def cmd_regions(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        counts = await client.regions()
+        counts = await client.regions(consistent=args.consistent)
         if args.json:
             self._print_json(counts)
         else:
@@ -331,7 +336,7 @@ class Runner:
         return OK
 
     async def cmd_environments(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        counts = await client.environments()
+        counts = await client.environments(consistent=args.consistent)
         if args.json:
             self._print_json(counts)
         else:

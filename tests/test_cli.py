@@ -216,6 +216,12 @@ class ServiceCommandTests(CommandTestCase):
         self.assertEqual(self.run_cli("--json", "list"), 0)
         self.assertEqual(json.loads(self.out.getvalue()), [self.server.services["web-1"]])
 
+    def test_consistent(self) -> None:
+        """--consistent on list, regions and environments asks for a consistent read."""
+        for argv in (["list"], ["regions"], ["environments"]):
+            self.assertEqual(self.run_cli(*argv, "--consistent"), 0)
+            self.assertEqual(self.server.requests[-1][2], {b"consistent": [b"true"]})
+
     def test_unregister(self) -> None:
         """unregister removes; a second time is a 404: exit 1."""
         self.register_web()

@@ -367,6 +367,16 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(sorted(s.uuid for s in everything), ["db-1", "web-1"])
         self.assertEqual(self.server.requests[-1][2], {})
 
+    def test_consistent_reads(self) -> None:
+        """list, regions and environments pass consistent=True as ?consistent=true."""
+        self.successResultOf(self.client.list("web", consistent=True))
+        self.assertEqual(self.server.requests[-1][2],
+                         {b"query": [b"web"], b"consistent": [b"true"]})
+        self.successResultOf(self.client.regions(consistent=True))
+        self.assertEqual(self.server.requests[-1][2], {b"consistent": [b"true"]})
+        self.successResultOf(self.client.environments(consistent=True))
+        self.assertEqual(self.server.requests[-1][2], {b"consistent": [b"true"]})
+
     def test_list_bad_pattern(self) -> None:
         """A refused pattern fails with BadRequest."""
         self.failureResultOf(self.client.list("a.b.c.d.e.f.g.h"), BadRequest)

@@ -217,24 +217,32 @@ class SkyDNSClient:
         return self._maybe_service(await self._json("DELETE", self._service_path(uuid)), uuid)
 
     @_deferred
-    async def list(self, pattern: Optional[str] = None) -> "builtins.list[ServiceInfo]":
+    async def list(
+        self, pattern: Optional[str] = None, consistent: bool = False
+    ) -> "builtins.list[ServiceInfo]":
         """Instances matching a DNS-style pattern (``rails.production``), or all."""
-        params = {"query": pattern} if pattern else None
+        params = {"query": pattern} if pattern else {}
+        if consistent:
+            params["consistent"] = "true"
         data = await self._json("GET", "/skydns/services/", params=params)
         if isinstance(data, dict):  # tolerate a {uuid: service} map
             return [ServiceInfo.from_json(v, uuid=k) for k, v in data.items()]
         return [ServiceInfo.from_json(item) for item in data or []]
 
     @_deferred
-    async def regions(self) -> dict[str, int]:
+    async def regions(self, consistent: bool = False) -> dict[str, int]:
         """Instance counts by region."""
-        return {str(k): int(v) for k, v in (await self._json("GET", "/skydns/regions/")).items()}
+        return await self._counts("/skydns/regions/", consistent)
 
     @_deferred
-    async def environments(self) -> dict[str, int]:
+    async def environments(self, consistent: bool = False) -> dict[str, int]:
         """Instance counts by environment."""
-        data = await self._json("GET", "/skydns/environments/")
-        return {str(k): int(v) for k, v in data.items()}
+        return await self._counts("/skydns/environments/", consistent)
+
+    async def _counts(self, path: str, consistent: bool) -> dict[str, int]:
+        params = {"consistent": "true"} if consistent else None
+        data = await self._json("GET", path, params=params)
+        return {str(k): int(v) for k, v in (data or {}).items()}
 
     @_deferred
     async def add_callback(
