@@ -71,8 +71,11 @@ class IRaftStorage(Interface):
 
         ``entries`` are consecutive; if the first one's index is at or before
         the last stored index, the stored suffix from that index is replaced
-        (Raft §5.3).  Raises `StorageFailure` if a write or sync failed: the
-        caller must stop the process and must not acknowledge anything.
+        (Raft §5.3) without comparing terms: pass what the core's
+        ``Ready.entries`` holds, which starts at the first real conflict.
+
+        Raises `StorageFailure` if a write or sync failed: the caller must
+        stop the process and must not acknowledge anything.
         """
 
     def compact(index: int, term: int) -> None:
