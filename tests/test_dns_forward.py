@@ -441,6 +441,16 @@ class ForwarderTests(SynchronousTestCase):
         self.client.answer(0, answering())
         self.assertEqual([(p, m.id, a) for p, m, a in sent], [(proto, 4242, ("10.0.0.9", 1234))])
 
+    def test_stop_abandons_lookups(self) -> None:
+        """stop() cancels the questions in flight; their clients get SERVFAIL and
+        no timer is left behind."""
+        d = self.forwarder.resolve(query(), tcp=False)
+        self.forwarder.stop()
+        self.assertEqual(self.successResultOf(d).rCode, dns.ESERVER)
+        self.assertEqual(self.client.cancelled, [U1])
+        self.assertEqual(len(self.client.calls), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_bad_settings_rejected(self) -> None:
         """Non-positive timeouts and impossible payload sizes are ValueErrors."""
         for kw in ({"timeout": 0}, {"total_timeout": -1}, {"udp_payload": 100}):
@@ -542,6 +552,19 @@ class NetworkTests(TestCase):
             self.assertEqual(reply.rCode, dns.OK)
             self.assertGreaterEqual(reactor.seconds() - started, 0.29)
             self.assertEqual((quiet_fake.udp_count, good_fake.udp_count), (1, 1))
+
+        return self.run_async(go())
+
+    def test_tcp_timeout_failover(self) -> Deferred[Any]:
+        """Over TCP too, an upstream that accepts but never answers is given up
+        for the next one."""
+
+        async def go() -> None:
+            quiet, quiet_fake = self.start(silent)
+            good, good_fake = self.start(answering())
+            reply = await self.ask(self.forwarder([quiet, good]), tcp=True)
+            self.assertEqual(reply.rCode, dns.OK)
+            self.assertEqual((quiet_fake.tcp_count, good_fake.tcp_count), (1, 1))
 
         return self.run_async(go())
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import random
 from typing import Any, Protocol, Sequence
 
-from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.logger import Logger
 from twisted.names import dns
 
@@ -162,6 +162,7 @@ class Forwarder:
         self.udp_payload = udp_payload
         self._rng = rng if rng is not None else random.SystemRandom()
         self._pending: dict[tuple[CacheKey, bool], list[Deferred[Answer | None]]] = {}
+        self._lookups: set[Deferred[Answer | None]] = set()
         self.forwarded = 0
         self.failures = 0
         self.servfails = 0
@@ -234,11 +235,25 @@ class Forwarder:
                 w.callback(answer)
 
         def failed(failure: Any) -> None:
-            log.failure("forwarding {name} failed", failure, name=repr(query.name.name))
+            if not failure.check(CancelledError):
+                log.failure("forwarding {name} failed", failure, name=repr(query.name.name))
             done(None)
 
-        Deferred.fromCoroutine(self._ask_upstreams(query, tcp, edns, cd)).addCallbacks(done, failed)
+        lookup = Deferred.fromCoroutine(self._ask_upstreams(query, tcp, edns, cd))
+        self._lookups.add(lookup)
+
+        def finished(result: Any) -> Any:
+            self._lookups.discard(lookup)
+            return result
+
+        lookup.addBoth(finished).addCallbacks(done, failed)
         return waiter
+
+    def stop(self) -> None:
+        """Abandon every lookup in flight (their clients get SERVFAIL), closing
+        their sockets and timers: for the server's ``stopService``."""
+        for lookup in list(self._lookups):
+            lookup.cancel()
 
     async def _ask_upstreams(
         self, query: dns.Query, tcp: bool, edns: ClientEDNS, cd: bool
@@ -292,6 +307,8 @@ class Forwarder:
         d.addTimeout(remaining, self._clock)  # type: ignore[arg-type]
         try:
             return await d
+        except CancelledError:
+            raise  # stop(): not this upstream's fault, and no next one to try
         except TimeoutError:
             self.failures += 1
             log.info(
