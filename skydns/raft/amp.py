@@ -1,0 +1,587 @@
+"""Raft over AMP: one command per Raft message, proposal forwarding, peers.
+
+Each Raft message type is an AMP command that needs no answer: Raft
+messages are one-way (a response is a message of its own), and the core
+retries whatever is lost, so a dropped connection simply loses them.
+`ForwardProposal` is a real call: a follower asks the leader to append a
+command and learns where it went, or a declared error.
+
+Every AMP value is at most 65,535 bytes.  Log entries travel in a
+`ChunkedBytes` argument spread over as many keys as they need (``entries``,
+``entries.1``, ...), so a batch of any size up to `MAX_CHUNKS` values
+crosses the wire; the core also caps a batch (``max_size_per_msg``).
+
+The wire is untrusted: a box that does not parse, names no known command in
+a one-way message, or carries values out of range makes the protocol drop
+that connection (and log why); the node keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any, Callable
+
+import attrs
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from skydns.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Configuration,
+    EncodingError,
+    Entry,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    SnapshotMeta,
+    TimeoutNow,
+    decode_entry,
+    encode_entry,
+)
+from skydns.raft.transport import (
+    BadProposal,
+    IRaftHandler,
+    IRaftTransport,
+    NotLeaderHere,
+    PeerUnavailable,
+    ProposalTooLarge,
+)
+
+log = Logger()
+
+#: The most AMP values one `ChunkedBytes` argument may span (4 MiB).
+MAX_CHUNKS = 64
+_LIMIT = amp.MAX_VALUE_LENGTH
+_MAX_INT = 2**63 - 1
+_LENGTH = struct.Struct(">I")
+
+
+# --- arguments ----------------------------------------------------------------
+
+
+class Natural(amp.Integer):
+    """A term or an index: an integer in 0 .. 2**63 - 1."""
+
+    def fromString(self, inString: bytes) -> int:  # type: ignore[override]
+        value = int(inString)
+        if not 0 <= value <= _MAX_INT:
+            raise ValueError(f"{value} is out of range")
+        return value
+
+
+class NodeId(amp.Unicode):
+    """A node id (one DNS label, so at most 63 characters)."""
+
+    def fromString(self, inString: bytes) -> str:
+        if not 0 < len(inString) <= 63:
+            raise ValueError("a node id is 1 to 63 bytes")
+        value: str = super().fromString(inString)
+        return value
+
+
+class ChunkedBytes(amp.Argument):
+    """Bytes of any length up to `MAX_CHUNKS` AMP values, split over the
+    keys ``name``, ``name.1``, ``name.2``, ..."""
+
+    def toBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        data = self.to_bytes(objects.pop(amp._wireNameToPythonIdentifier(name)))
+        chunks = [data[i : i + _LIMIT] for i in range(0, len(data), _LIMIT)] or [b""]
+        if len(chunks) > MAX_CHUNKS:
+            raise amp.TooLong(False, True, name, name)
+        for number, chunk in enumerate(chunks):
+            strings[_chunk_key(name, number)] = chunk
+
+    def fromBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        chunks = [strings.pop(name)]
+        while (key := _chunk_key(name, len(chunks))) in strings:
+            if len(chunks) == MAX_CHUNKS:
+                raise ValueError(f"{name!r} spans more than {MAX_CHUNKS} values")
+            chunks.append(strings.pop(key))
+        objects[amp._wireNameToPythonIdentifier(name)] = self.from_bytes(b"".join(chunks))
+
+    def to_bytes(self, value: Any) -> bytes:
+        return bytes(value)
+
+    def from_bytes(self, data: bytes) -> Any:
+        return data
+
+
+def _chunk_key(name: bytes, number: int) -> bytes:
+    return name if number == 0 else name + b".%d" % number
+
+
+class EntriesArgument(ChunkedBytes):
+    """A tuple of log entries, each length-prefixed in its encoding."""
+
+    def to_bytes(self, value: Iterable[Entry]) -> bytes:
+        parts = []
+        for entry in value:
+            encoded = encode_entry(entry)
+            parts.append(_LENGTH.pack(len(encoded)))
+            parts.append(encoded)
+        return b"".join(parts)
+
+    def from_bytes(self, data: bytes) -> tuple[Entry, ...]:
+        entries = []
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            if offset + _LENGTH.size > len(view):
+                raise EncodingError("truncated entry length")
+            (length,) = _LENGTH.unpack_from(view, offset)
+            offset += _LENGTH.size
+            if offset + length > len(view):
+                raise EncodingError("truncated entry")
+            entries.append(decode_entry(bytes(view[offset : offset + length])))
+            offset += length
+        return tuple(entries)
+
+
+# --- commands -----------------------------------------------------------------
+
+
+def _header() -> list[tuple[bytes, amp.Argument]]:
+    return [(b"src", NodeId()), (b"dst", NodeId()), (b"term", Natural())]
+
+
+class _OneWay(amp.Command):
+    requiresAnswer = False
+    response = []  # type: ignore[var-annotated]
+
+
+class RequestVoteCommand(_OneWay):
+    commandName = b"RequestVote"
+    arguments = _header() + [
+        (b"last_log_index", Natural()),
+        (b"last_log_term", Natural()),
+        (b"prevote", amp.Boolean()),
+        (b"transfer", amp.Boolean()),
+    ]
+
+
+class RequestVoteResponseCommand(_OneWay):
+    commandName = b"RequestVoteResponse"
+    arguments = _header() + [(b"granted", amp.Boolean()), (b"prevote", amp.Boolean())]
+
+
+class AppendEntriesCommand(_OneWay):
+    commandName = b"AppendEntries"
+    arguments = _header() + [
+        (b"prev_log_index", Natural()),
+        (b"prev_log_term", Natural()),
+        (b"entries", EntriesArgument()),
+        (b"commit", Natural()),
+    ]
+
+
+class AppendEntriesResponseCommand(_OneWay):
+    commandName = b"AppendEntriesResponse"
+    arguments = _header() + [
+        (b"success", amp.Boolean()),
+        (b"index", Natural()),
+        (b"hint_index", Natural()),
+        (b"hint_term", Natural()),
+    ]
+
+
+class HeartbeatCommand(_OneWay):
+    commandName = b"Heartbeat"
+    arguments = _header() + [(b"commit", Natural()), (b"context", amp.String(optional=True))]
+
+
+class HeartbeatResponseCommand(_OneWay):
+    commandName = b"HeartbeatResponse"
+    arguments = _header() + [(b"context", amp.String(optional=True))]
+
+
+class ReadIndexCommand(_OneWay):
+    """A follower forwards a linearizable read to its leader (thesis §6.4)."""
+
+    commandName = b"ReadIndex"
+    arguments = _header() + [(b"context", amp.String())]
+
+
+class ReadIndexResponseCommand(_OneWay):
+    commandName = b"ReadIndexResponse"
+    arguments = _header() + [(b"index", Natural()), (b"context", amp.String())]
+
+
+class TimeoutNowCommand(_OneWay):
+    commandName = b"TimeoutNow"
+    arguments = _header()
+
+
+class InstallSnapshotCommand(_OneWay):
+    commandName = b"InstallSnapshot"
+    arguments = _header() + [
+        (b"index", Natural()),
+        (b"snapshot_term", Natural()),
+        (b"voters", amp.ListOf(NodeId(), optional=True)),
+        (b"learners", amp.ListOf(NodeId(), optional=True)),
+        (b"data", ChunkedBytes()),
+    ]
+
+
+class RemoteNotLeader(Exception):
+    """Wire form of `NotLeaderHere` (the description is the leader's id)."""
+
+
+class RemoteTooLarge(Exception):
+    """Wire form of `ProposalTooLarge`."""
+
+
+class RemoteBadProposal(Exception):
+    """Wire form of `BadProposal`."""
+
+
+class ForwardProposal(amp.Command):
+    """A follower asks the leader to append ``data`` (an enveloped command);
+    the answer is where the leader put it."""
+
+    commandName = b"ForwardProposal"
+    arguments = [(b"data", ChunkedBytes())]
+    response = [(b"index", Natural()), (b"term", Natural())]
+    errors = {
+        RemoteNotLeader: b"NOT_LEADER",
+        RemoteTooLarge: b"TOO_LARGE",
+        RemoteBadProposal: b"BAD_PROPOSAL",
+    }
+
+
+# --- messages <-> commands ----------------------------------------------------
+
+_SIMPLE: dict[type, type[amp.Command]] = {
+    RequestVote: RequestVoteCommand,
+    RequestVoteResponse: RequestVoteResponseCommand,
+    AppendEntries: AppendEntriesCommand,
+    AppendEntriesResponse: AppendEntriesResponseCommand,
+    Heartbeat: HeartbeatCommand,
+    HeartbeatResponse: HeartbeatResponseCommand,
+    ReadIndexRequest: ReadIndexCommand,
+    ReadIndexResponse: ReadIndexResponseCommand,
+    TimeoutNow: TimeoutNowCommand,
+}
+
+
+def command_for(message: Message) -> tuple[type[amp.Command], dict[str, Any]]:
+    """The AMP command that carries ``message``, and its arguments."""
+    if isinstance(message, InstallSnapshot):
+        config = message.meta.config
+        return InstallSnapshotCommand, {
+            "src": message.src,
+            "dst": message.dst,
+            "term": message.term,
+            "index": message.meta.index,
+            "snapshot_term": message.meta.term,
+            "voters": None if config is None else sorted(config.voters),
+            "learners": None if config is None else sorted(config.learners),
+            "data": message.data,
+        }
+    return _SIMPLE[type(message)], attrs.asdict(message, recurse=False)
+
+
+def _snapshot_message(kw: dict[str, Any]) -> InstallSnapshot:
+    voters, learners = kw["voters"], kw["learners"]
+    config = None
+    if voters is not None:
+        config = Configuration(frozenset(voters), frozenset(learners or ()))
+    meta = SnapshotMeta(kw["index"], kw["snapshot_term"], config)
+    return InstallSnapshot(kw["src"], kw["dst"], kw["term"], meta, kw["data"])
+
+
+# --- the protocol -------------------------------------------------------------
+
+
+class RaftProtocol(amp.AMP):
+    """One AMP connection between two nodes (either direction)."""
+
+    def __init__(self, handler: IRaftHandler | None) -> None:
+        super().__init__()
+        self.handler = handler
+        self.on_lost: Callable[[RaftProtocol], None] | None = None
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        try:
+            super().ampBoxReceived(box)
+        except Exception:
+            log.failure("dropping a Raft connection that sent a malformed box")
+            if self.transport is not None:
+                self.transport.loseConnection()
+
+    def watch_lost(self, callback: Callable[[RaftProtocol], None]) -> None:
+        """Call ``callback(self)`` when the connection is lost."""
+        self.on_lost = callback
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        super().connectionLost(reason)
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+    def send_message(self, message: Message) -> None:
+        command, kwargs = command_for(message)
+        self.callRemote(command, **kwargs)
+
+    def _deliver(self, message: Message) -> dict[str, Any]:
+        if self.handler is None:
+            raise amp.UnhandledCommand("this connection takes no Raft messages")
+        self.handler.receive(message)
+        return {}
+
+    @RequestVoteCommand.responder
+    def _request_vote(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(RequestVote(**kw))
+
+    @RequestVoteResponseCommand.responder
+    def _request_vote_response(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(RequestVoteResponse(**kw))
+
+    @AppendEntriesCommand.responder
+    def _append_entries(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(AppendEntries(**kw))
+
+    @AppendEntriesResponseCommand.responder
+    def _append_entries_response(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(AppendEntriesResponse(**kw))
+
+    @HeartbeatCommand.responder
+    def _heartbeat(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(Heartbeat(**kw))
+
+    @HeartbeatResponseCommand.responder
+    def _heartbeat_response(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(HeartbeatResponse(**kw))
+
+    @ReadIndexCommand.responder
+    def _read_index(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(ReadIndexRequest(**kw))
+
+    @ReadIndexResponseCommand.responder
+    def _read_index_response(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(ReadIndexResponse(**kw))
+
+    @TimeoutNowCommand.responder
+    def _timeout_now(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(TimeoutNow(**kw))
+
+    @InstallSnapshotCommand.responder
+    def _install_snapshot(self, **kw: Any) -> dict[str, Any]:
+        return self._deliver(_snapshot_message(kw))
+
+    @ForwardProposal.responder
+    def _forward_proposal(self, data: bytes) -> dict[str, Any]:
+        if self.handler is None:
+            raise RemoteNotLeader("")
+        try:
+            index, term = self.handler.accept_proposal(data)
+        except NotLeaderHere as e:
+            raise RemoteNotLeader(e.leader or "") from e
+        except ProposalTooLarge as e:
+            raise RemoteTooLarge(str(e)) from e
+        except BadProposal as e:
+            raise RemoteBadProposal(str(e)) from e
+        return {"index": index, "term": term}
+
+    def forward(self, data: bytes) -> Deferred[tuple[int, int]]:
+        """Call `ForwardProposal`; errbacks as `IRaftTransport.forward` says."""
+        result: Deferred[tuple[int, int]] = Deferred()
+
+        def answered(answer: dict[str, Any]) -> None:
+            result.callback((answer["index"], answer["term"]))
+
+        def failed(failure: Failure) -> None:
+            # Handled here: AMP drops the connection on a failure left unhandled.
+            result.errback(_local_error(failure))
+
+        d: Deferred[dict[str, Any]] = self.callRemote(ForwardProposal, data=data)
+        d.addCallbacks(answered, failed)
+        return result
+
+
+def _local_error(failure: Failure) -> Failure:
+    """Translate a failed `ForwardProposal` call into the transport's errors."""
+    error = failure.value
+    if isinstance(error, (NotLeaderHere, PeerUnavailable, BadProposal, ProposalTooLarge)):
+        return failure
+    if isinstance(error, RemoteNotLeader):
+        return Failure(NotLeaderHere(str(error) or None))
+    if isinstance(error, RemoteTooLarge):
+        return Failure(BadProposal(str(error)))
+    if isinstance(error, RemoteBadProposal):
+        return Failure(BadProposal(str(error)))
+    if isinstance(error, (ConnectionLost, ConnectionDone, ConnectionClosed, TimeoutError)):
+        return Failure(PeerUnavailable(f"connection lost during the call: {error}"))
+    return Failure(PeerUnavailable(f"the call failed: {error!r}"))
+
+
+# --- peers --------------------------------------------------------------------
+
+
+class _Peer:
+    """The outgoing connection to one peer, re-established with backoff."""
+
+    def __init__(
+        self,
+        peer_id: str,
+        endpoint: IStreamClientEndpoint,
+        factory: Callable[[], RaftProtocol],
+        clock: IReactorTime,
+        call_timeout: float,
+    ) -> None:
+        self.peer_id = peer_id
+        self.clock = clock
+        self.call_timeout = call_timeout
+        self.protocol: RaftProtocol | None = None
+        self.service = ClientService(
+            endpoint,
+            Factory.forProtocol(factory),  # type: ignore[arg-type]
+            retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=1.0, factor=2.0),
+            clock=clock,
+            prepareConnection=self._connected,  # type: ignore[arg-type]
+        )
+
+    def _connected(self, protocol: RaftProtocol) -> None:
+        # ``protocol`` is ClientService's proxy, which forwards method calls
+        # (but not attribute assignment) to our RaftProtocol.
+        self.protocol = protocol
+        protocol.watch_lost(lambda _: self._lost(protocol))
+        log.info("connected to Raft peer {peer}", peer=self.peer_id)
+
+    def _lost(self, protocol: RaftProtocol) -> None:
+        if self.protocol is protocol:
+            self.protocol = None
+
+    def send(self, message: Message) -> None:
+        if self.protocol is None:
+            return  # the core retries what is lost
+        try:
+            self.protocol.send_message(message)
+        except Exception:
+            log.failure("cannot send {kind} to {peer}", kind=type(message).__name__,
+                        peer=self.peer_id)  # fmt: skip
+
+    def forward(self, data: bytes) -> Deferred[tuple[int, int]]:
+        if self.protocol is None:
+            return fail(PeerUnavailable(f"not connected to {self.peer_id}"))
+        d = self.protocol.forward(data)
+        d.addTimeout(self.call_timeout, self.clock)
+        return d.addErrback(_local_error)
+
+
+@implementer(IRaftTransport)
+class AMPTransport:
+    """`IRaftTransport` over AMP: listens on ``endpoint`` for peers'
+    connections and keeps one outgoing connection to each peer."""
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint | None,
+        peers: dict[str, IStreamClientEndpoint],
+        clock: IReactorTime,
+        call_timeout: float = 2.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self.handler: IRaftHandler | None = None
+        self.port: IListeningPort | None = None
+        self.inbound: set[RaftProtocol] = set()
+        self._peers = {
+            peer_id: _Peer(peer_id, ep, self._make_protocol, clock, call_timeout)
+            for peer_id, ep in peers.items()
+        }
+        self._listening: Deferred[Any] | None = None
+
+    def _make_protocol(self) -> RaftProtocol:
+        return RaftProtocol(self.handler)
+
+    def _accept(self) -> RaftProtocol:
+        protocol = self._make_protocol()
+        self.inbound.add(protocol)
+        protocol.on_lost = self.inbound.discard
+        return protocol
+
+    def start(self, handler: IRaftHandler) -> None:
+        self.handler = handler
+        if self.endpoint is not None:
+            listening = self._listening = self.endpoint.listen(
+                Factory.forProtocol(self._accept)  # type: ignore[arg-type]
+            )
+            listening.addCallbacks(self._listened, self._listen_failed)
+        for peer in self._peers.values():
+            peer.service.startService()
+
+    def _listened(self, port: IListeningPort) -> None:
+        self.port = port
+        log.info("Raft listening on {address}", address=port.getHost())
+
+    def _listen_failed(self, failure: Failure) -> Failure:
+        log.failure("cannot listen for Raft peers", failure)
+        return failure
+
+    @property
+    def listening(self) -> Deferred[Any]:
+        """Fires once listening (or errbacks if the endpoint failed)."""
+        return self._listening if self._listening is not None else succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        stopping: list[Deferred[Any]] = []
+        for peer in self._peers.values():
+            if peer.service.running:
+                stopping.append(peer.service.stopService())
+        if self.port is not None:
+            stopping.append(Deferred.fromCoroutine(_maybe(self.port.stopListening())))
+            self.port = None
+        for protocol in list(self.inbound):
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
+        done: Deferred[Any] = DeferredList(stopping, consumeErrors=True)
+        return done.addCallback(lambda _: None)
+
+    def send(self, message: Message) -> None:
+        peer = self._peers.get(message.dst)
+        if peer is not None:
+            peer.send(message)
+
+    def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
+        peer = self._peers.get(to)
+        if peer is None:
+            return fail(PeerUnavailable(f"{to} is not a peer"))
+        return peer.forward(data)
+
+    def connected(self, peer_id: str) -> bool:
+        peer = self._peers.get(peer_id)
+        return peer is not None and peer.protocol is not None
+
+
+async def _maybe(result: Any) -> None:
+    if isinstance(result, Deferred):
+        await result
+
+
+__all__ = [
+    "AMPTransport",
+    "ChunkedBytes",
+    "EntriesArgument",
+    "ForwardProposal",
+    "MAX_CHUNKS",
+    "RaftProtocol",
+    "command_for",
+]

@@ -1,0 +1,86 @@
+"""The seam between a Raft node and its network.
+
+A `RaftNode` (``skydns.raft.node``) talks to its peers only through an
+`IRaftTransport`: it sends Raft messages best-effort (the core retries what
+is lost) and forwards client proposals to the leader.  What arrives from the
+network is handed to an `IRaftHandler` (the node).  ``skydns.raft.amp``
+implements the transport over AMP; the tests use an in-memory one.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from skydns.names import ValidationError
+from skydns.raft.messages import Message
+
+#: The largest command a node accepts for replication (bytes of its log
+#: entry data).  Every such entry fits in one AMP value by itself.
+MAX_PROPOSAL_BYTES = 60_000
+
+
+class PeerUnavailable(Exception):
+    """There is no connection to that peer now, or it was lost mid-call.
+
+    The call may or may not have reached the peer: retry it if it is
+    idempotent (forwarded proposals are, thanks to the session table).
+    """
+
+
+class NotLeaderHere(Exception):
+    """The node asked to take a proposal is not the leader.
+
+    ``leader`` is who it believes leads, if anyone.
+    """
+
+    def __init__(self, leader: str | None = None) -> None:
+        super().__init__(leader or "")
+        self.leader = leader or None
+
+
+class ProposalTooLarge(ValidationError):
+    """A command is too big to replicate (more than `MAX_PROPOSAL_BYTES`).
+
+    A `ValidationError` on the field ``body``, so the HTTP API answers 400.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            "body", f"the command is {size} bytes, more than the {MAX_PROPOSAL_BYTES} allowed"
+        )
+        self.size = size
+
+
+class BadProposal(ValueError):
+    """A forwarded proposal that does not decode as an enveloped command."""
+
+
+class IRaftHandler(Interface):
+    """What the transport delivers incoming traffic to (the node)."""
+
+    def receive(message: Message) -> None:
+        """A Raft message from a peer (already decoded, not yet trusted)."""
+
+    def accept_proposal(data: bytes) -> tuple[int, int]:  # type: ignore[misc]
+        """A proposal forwarded by a follower: append it; return its
+        ``(index, term)``.  Raises `NotLeaderHere`, `ProposalTooLarge` or
+        `BadProposal`."""
+
+
+class IRaftTransport(Interface):
+    """How a node reaches its peers."""
+
+    def start(handler: IRaftHandler) -> None:
+        """Listen and connect; deliver what arrives to ``handler``."""
+
+    def stop() -> "Deferred[None]":
+        """Close every connection and stop listening."""
+
+    def send(message: Message) -> None:
+        """Send ``message`` to ``message.dst`` if connected; drop it otherwise."""
+
+    def forward(to: str, data: bytes) -> "Deferred[tuple[int, int]]":
+        """Ask ``to`` to append ``data`` as a proposal; fire with ``(index,
+        term)``.  Errbacks `NotLeaderHere`, `PeerUnavailable`,
+        `ProposalTooLarge` or `BadProposal`."""

@@ -1,0 +1,347 @@
+"""Raft over AMP: every message round-trips, big batches are chunked,
+forwarded proposals answer or fail cleanly, and garbage drops a connection
+without hurting the node."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from skydns.raft.amp import MAX_CHUNKS, AMPTransport, RaftProtocol, command_for
+from skydns.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Configuration,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    SnapshotMeta,
+    TimeoutNow,
+)
+from skydns.raft.transport import (
+    BadProposal,
+    IRaftHandler,
+    IRaftTransport,
+    NotLeaderHere,
+    PeerUnavailable,
+    ProposalTooLarge,
+)
+
+SAMPLES: list[Message] = [
+    RequestVote("a", "b", 3, 10, 2, prevote=True, transfer=False),
+    RequestVote("a", "b", 4, 10, 2, prevote=False, transfer=True),
+    RequestVoteResponse("b", "a", 4, True, prevote=False),
+    AppendEntries(
+        "a", "b", 5, 9, 4,
+        (Entry(5, 10, EntryKind.NOOP), Entry(5, 11, EntryKind.NORMAL, b"\x00\xffcmd")),
+        8,
+    ),  # fmt: skip
+    AppendEntries("a", "b", 5, 11, 5, (), 11),
+    AppendEntriesResponse("b", "a", 5, False, 11, hint_index=7, hint_term=3),
+    AppendEntriesResponse("b", "a", 5, True, 11),
+    Heartbeat("a", "b", 5, 11, None),
+    Heartbeat("a", "b", 5, 11, b"ctx-1"),
+    HeartbeatResponse("b", "a", 5, b"ctx-1"),
+    HeartbeatResponse("b", "a", 5, None),
+    ReadIndexRequest("b", "a", 5, b"read-7"),
+    ReadIndexResponse("a", "b", 5, 11, b"read-7"),
+    TimeoutNow("a", "b", 5),
+    InstallSnapshot("a", "b", 5, SnapshotMeta(100, 4, None), b""),
+    InstallSnapshot(
+        "a", "b", 5,
+        SnapshotMeta(100, 4, Configuration(frozenset({"a", "b"}), frozenset({"c"}))),
+        b"x" * 200_000,
+    ),  # fmt: skip
+]
+
+
+@implementer(IRaftHandler)
+class Recorder:
+    """A handler that records messages and answers proposals as told."""
+
+    def __init__(self) -> None:
+        self.received: list[Message] = []
+        self.proposals: list[bytes] = []
+        self.refuse: Exception | None = None
+
+    def receive(self, message: Message) -> None:
+        self.received.append(message)
+
+    def accept_proposal(self, data: bytes) -> tuple[int, int]:
+        if self.refuse is not None:
+            raise self.refuse
+        self.proposals.append(data)
+        return len(self.proposals) + 40, 7
+
+
+def pair() -> tuple[RaftProtocol, Recorder, RaftProtocol, Recorder, iosim.IOPump]:
+    server_handler, client_handler = Recorder(), Recorder()
+    client, server, pump = iosim.connectedServerAndClient(
+        lambda: RaftProtocol(server_handler), lambda: RaftProtocol(client_handler)
+    )
+    return client, client_handler, server, server_handler, pump
+
+
+class MessageTests(SynchronousTestCase):
+    def test_every_message_round_trips(self) -> None:
+        """Each Raft message type crosses AMP and arrives equal to what was sent."""
+        client, _, _, server_handler, pump = pair()
+        for message in SAMPLES:
+            client.send_message(message)
+        pump.flush()
+        self.assertEqual(server_handler.received, SAMPLES)
+        kinds = {type(m) for m in SAMPLES}
+        self.assertEqual(len(kinds), 10, "every message type is covered")
+
+    def test_big_batches_are_chunked(self) -> None:
+        """A batch of entries bigger than one AMP value (65,535 bytes), and a
+        single entry bigger than that, arrive whole."""
+        entries = tuple(Entry(2, i, EntryKind.NORMAL, bytes([i % 256]) * 30_000)
+                        for i in range(1, 6))  # fmt: skip
+        huge = (Entry(2, 6, EntryKind.NORMAL, b"z" * 150_000),)
+        client, _, _, server_handler, pump = pair()
+        client.send_message(AppendEntries("a", "b", 2, 0, 0, entries, 0))
+        client.send_message(AppendEntries("a", "b", 2, 5, 2, huge, 0))
+        pump.flush()
+        self.assertEqual([m.entries for m in server_handler.received],  # type: ignore[union-attr]
+                         [entries, huge])  # fmt: skip
+
+    def test_oversized_value_is_refused_at_the_sender(self) -> None:
+        """Data that would need more than MAX_CHUNKS AMP values is refused
+        before anything is written."""
+        client, _, _, server_handler, pump = pair()
+        too_big = (Entry(2, 1, EntryKind.NORMAL, b"q" * (MAX_CHUNKS * 65_535)),)
+        self.assertRaises(amp.TooLong, client.send_message,
+                          AppendEntries("a", "b", 2, 0, 0, too_big, 0))  # fmt: skip
+        client.send_message(TimeoutNow("a", "b", 3))
+        pump.flush()
+        self.assertEqual(server_handler.received, [TimeoutNow("a", "b", 3)])
+
+    def test_command_names_are_distinct(self) -> None:
+        """Each message type has its own AMP command."""
+        names = {command_for(m)[0].commandName for m in SAMPLES}
+        self.assertEqual(len(names), 10)
+
+
+class ForwardTests(SynchronousTestCase):
+    def test_forward_answers_index_and_term(self) -> None:
+        """A forwarded proposal reaches the leader's handler; the follower
+        learns where it was appended."""
+        client, _, _, server_handler, pump = pair()
+        d = client.forward(b"envelope")
+        pump.flush()
+        self.assertEqual(self.successResultOf(d), (41, 7))
+        self.assertEqual(server_handler.proposals, [b"envelope"])
+
+    def test_big_forward_is_chunked(self) -> None:
+        """A forwarded proposal bigger than one AMP value still arrives whole."""
+        client, _, _, server_handler, pump = pair()
+        d = client.forward(b"p" * 100_000)
+        pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(server_handler.proposals, [b"p" * 100_000])
+
+    def test_not_leader_names_the_leader(self) -> None:
+        """NotLeaderHere is a declared error and carries the leader hint."""
+        client, _, _, server_handler, pump = pair()
+        server_handler.refuse = NotLeaderHere("node3")
+        d = client.forward(b"x")
+        pump.flush()
+        error = self.failureResultOf(d, NotLeaderHere).value
+        self.assertEqual(error.leader, "node3")
+        server_handler.refuse = NotLeaderHere(None)
+        d = client.forward(b"x")
+        pump.flush()
+        self.assertIsNone(self.failureResultOf(d, NotLeaderHere).value.leader)
+
+    def test_declared_refusals(self) -> None:
+        """A bad or too large proposal fails the call with BadProposal and
+        keeps the connection."""
+        client, _, server, server_handler, pump = pair()
+        for refusal in (BadProposal("nope"), ProposalTooLarge(70_000)):
+            server_handler.refuse = refusal
+            d = client.forward(b"x")
+            pump.flush()
+            self.failureResultOf(d, BadProposal)
+        server_handler.refuse = None
+        d = client.forward(b"y")
+        pump.flush()
+        self.successResultOf(d)
+
+    def test_dropped_connection_fails_in_flight_calls(self) -> None:
+        """A call in flight when the connection drops errbacks PeerUnavailable."""
+        client = RaftProtocol(Recorder())
+        client.makeConnection(StringTransport())
+        d = client.forward(b"x")
+        self.assertNoResult(d)
+        client.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(d, PeerUnavailable)
+
+
+class GarbageTests(SynchronousTestCase):
+    """The wire is untrusted: a malformed box drops that connection only."""
+
+    def connected(self) -> tuple[RaftProtocol, StringTransport, Recorder]:
+        handler = Recorder()
+        protocol = RaftProtocol(handler)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport, handler
+
+    def box(self, **values: bytes) -> bytes:
+        return amp.AmpBox({k.encode(): v for k, v in values.items()}).serialize()
+
+    def assert_dropped(self, data: bytes) -> None:
+        protocol, transport, handler = self.connected()
+        protocol.dataReceived(data)
+        self.assertTrue(transport.disconnecting, f"not dropped after {data!r}")
+        self.assertEqual(handler.received, [])
+        self.flushLoggedErrors()
+        # The node keeps serving: a fresh connection works.
+        client, _, _, server_handler, pump = pair()
+        client.send_message(TimeoutNow("a", "b", 1))
+        pump.flush()
+        self.assertEqual(server_handler.received, [TimeoutNow("a", "b", 1)])
+
+    def test_key_too_long(self) -> None:
+        self.assert_dropped(b"\x01\x00" + b"k" * 256)
+
+    def test_box_without_command(self) -> None:
+        self.assert_dropped(self.box(hello=b"world"))
+
+    def test_answer_to_nothing(self) -> None:
+        self.assert_dropped(self.box(_answer=b"99"))
+
+    def test_negative_term(self) -> None:
+        self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"a", dst=b"b", term=b"-1"))
+
+    def test_not_a_number(self) -> None:
+        self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"a", dst=b"b", term=b"x1"))
+
+    def test_missing_argument(self) -> None:
+        self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"a", term=b"1"))
+
+    def test_bad_entries(self) -> None:
+        self.assert_dropped(self.box(
+            _command=b"AppendEntries", src=b"a", dst=b"b", term=b"1", prev_log_index=b"0",
+            prev_log_term=b"0", commit=b"0", entries=b"\x00\x00\x00\x30short",
+        ))  # fmt: skip
+
+    def test_unknown_entry_kind(self) -> None:
+        entry = b"\x00" * 16 + b"\x09" + b"\x00\x00\x00\x00"
+        self.assert_dropped(self.box(
+            _command=b"AppendEntries", src=b"a", dst=b"b", term=b"1", prev_log_index=b"0",
+            prev_log_term=b"0", commit=b"0", entries=b"\x00\x00\x00\x15" + entry,
+        ))  # fmt: skip
+
+    def test_bad_node_id(self) -> None:
+        self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"", dst=b"b", term=b"1"))
+        self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"\xff", dst=b"b", term=b"1"))
+
+    def test_unknown_one_way_command_gets_an_error_answer(self) -> None:
+        """An unknown command asked with _ask is answered with an error box."""
+        protocol, transport, _ = self.connected()
+        protocol.dataReceived(self.box(_command=b"Nope", _ask=b"1"))
+        self.assertIn(b"UNHANDLED", transport.value())
+
+
+class _PairEndpoint:
+    """A client endpoint that connects, in memory, to a server protocol."""
+
+    def __init__(self, server_handler: IRaftHandler) -> None:
+        self.server_handler = server_handler
+        self.pumps: list[iosim.IOPump] = []
+        self.refuse = False
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Protocol]:
+        if self.refuse:
+            from twisted.internet.defer import fail
+            from twisted.internet.error import ConnectionRefusedError
+
+            return fail(ConnectionRefusedError())
+        client = factory.buildProtocol(None)  # type: ignore[arg-type]
+        server = RaftProtocol(self.server_handler)
+        self.pumps.append(iosim.connect(server, iosim.makeFakeServer(server),
+                                        client, iosim.makeFakeClient(client)))  # fmt: skip
+        return succeed(client)  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        for pump in self.pumps:
+            pump.flush()
+
+
+class TransportTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.remote = Recorder()
+        self.endpoint = _PairEndpoint(self.remote)
+        self.transport = AMPTransport(None, {"b": self.endpoint}, self.clock)  # type: ignore
+        self.local = Recorder()
+        self.transport.start(self.local)
+
+    def tearDown(self) -> None:
+        self.transport.stop()
+
+    def test_provides_interface(self) -> None:
+        verifyObject(IRaftTransport, self.transport)
+
+    def test_send_and_forward(self) -> None:
+        """Messages go to the addressed peer; unknown peers are ignored."""
+        self.transport.send(TimeoutNow("a", "b", 2))
+        self.transport.send(TimeoutNow("a", "zz", 2))
+        d = self.transport.forward("b", b"cmd")
+        self.endpoint.flush()
+        self.assertEqual(self.remote.received, [TimeoutNow("a", "b", 2)])
+        self.assertEqual(self.successResultOf(d), (41, 7))
+        self.failureResultOf(self.transport.forward("zz", b"cmd"), PeerUnavailable)
+
+    def test_reconnects_with_backoff(self) -> None:
+        """After the connection drops, sends are dropped (not queued) and a
+        forward fails at once; the peer reconnects after a backoff delay."""
+        self.assertTrue(self.transport.connected("b"))
+        self.endpoint.refuse = True
+        self.endpoint.pumps[0].client.transport.loseConnection()  # type: ignore[attr-defined]
+        self.endpoint.flush()
+        self.assertFalse(self.transport.connected("b"))
+        self.transport.send(TimeoutNow("a", "b", 9))
+        self.failureResultOf(self.transport.forward("b", b"x"), PeerUnavailable)
+        self.clock.advance(0.2)
+        self.assertFalse(self.transport.connected("b"))
+        self.endpoint.refuse = False
+        self.clock.advance(2.0)
+        self.assertTrue(self.transport.connected("b"))
+        self.transport.send(TimeoutNow("a", "b", 10))
+        self.endpoint.flush()
+        self.assertEqual(self.remote.received, [TimeoutNow("a", "b", 10)])
+
+    def test_forward_times_out(self) -> None:
+        """A call that gets no answer fails with PeerUnavailable after the
+        call timeout."""
+        d = self.transport.forward("b", b"x")  # never pumped: no answer
+        self.clock.advance(2.1)
+        self.failureResultOf(d, PeerUnavailable)
+
+    def test_messages_from_the_peer_reach_the_local_handler(self) -> None:
+        """A peer may send over the connection we opened; it is delivered."""
+        self.endpoint.pumps[0].server.send_message(TimeoutNow("b", "a", 4))  # type: ignore
+        self.endpoint.flush()
+        self.assertEqual(self.local.received, [TimeoutNow("b", "a", 4)])
+
+
