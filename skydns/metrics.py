@@ -18,6 +18,21 @@ from prometheus_client import (
     generate_latest,
 )
 
+from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.registry import Applied
+
+#: The ``op`` label of `Metrics.registry_changes` for each command type.
+COMMAND_OPS: dict[type, str] = {
+    Register: "register",
+    Unregister: "unregister",
+    Renew: "renew",
+    Expire: "expire",
+    AddCallback: "callback",
+}
+
+#: HTTP methods counted under their own name; anything else is ``OTHER``.
+HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"})
+
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                     0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
 
@@ -92,6 +107,24 @@ class Metrics:
     def set_role(self, role: str) -> None:
         for each in ("leader", "follower", "candidate", "learner"):
             self.raft_role.labels(each).set(1 if each == role else 0)
+
+    def on_applied(self, command: Command, applied: Applied, live: bool) -> None:
+        """Apply listener (``cluster.add_apply_listener(metrics.on_applied)``).
+
+        Counts every command this node's replica applies, leader or not
+        (``live`` is ignored): each node reports its own replica.
+        """
+        self.registry_changes.labels(COMMAND_OPS.get(type(command), "other"), applied.status).inc()
+        if isinstance(command, Expire) and applied.removals:
+            self.expirations.inc(len(applied.removals))
+
+    def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:
+        """Record one answered HTTP request under its route template."""
+        method = method.upper()
+        if method not in HTTP_METHODS:
+            method = "OTHER"
+        self.http_requests.labels(route, method, str(code)).inc()
+        self.http_latency.labels(route).observe(max(0.0, seconds))
 
     def watch_instances(self, count: Callable[[], int]) -> None:
         """Report the instance gauge from ``count()`` at each scrape."""

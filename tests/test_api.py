@@ -83,8 +83,14 @@ class ControlledCluster(LocalCluster):
 
 
 class FakeMetrics:
+    def __init__(self) -> None:
+        self.observed: list[tuple[str, str, int, float]] = []
+
     def render(self) -> tuple[bytes, str]:
         return b"skydns_up 1\n", "text/plain; version=0.0.4; charset=utf-8"
+
+    def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:
+        self.observed.append((route, method, code, seconds))
 
 
 class APITestCase(SynchronousTestCase):
@@ -426,6 +432,7 @@ class OperationsTests(APITestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(response.raw, b"skydns_up 1\n")
         self.assertTrue(response.header("Content-Type").startswith("text/plain"))  # type: ignore[union-attr]
+        self.assertEqual(self.metrics.observed, [("/metrics", "GET", 200, 0.0)])
 
     def test_cluster_status(self) -> None:
         self.register("1001")
