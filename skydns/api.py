@@ -443,7 +443,7 @@ class API:
     # -- errors --------------------------------------------------------------
 
     @app.handle_errors(Exception)
-    def _error(self, request: Request, failure: Failure) -> bytes:
+    def _error(self, request: Any, failure: Failure) -> bytes:
         error = failure.value
         if isinstance(error, HTTPException):
             # Routing failures (unknown path, wrong method).  Under /skydns/
