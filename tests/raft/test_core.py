@@ -229,9 +229,7 @@ class ReplicationTests(SynchronousTestCase):
         net.elect("a")
         net.tick(3)
         self.assertEqual(net.nodes["b"].log.entries, net.nodes["a"].log.entries)
-        rejections = [
-            m for m in net.sent if isinstance(m, AppendEntriesResponse) and not m.success
-        ]
+        rejections = [m for m in net.sent if isinstance(m, AppendEntriesResponse) and not m.success]
         self.assertLessEqual(len(rejections), 3)
 
     def test_stale_append_does_not_truncate(self) -> None:
