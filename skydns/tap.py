@@ -13,6 +13,7 @@ from twisted.application import service, strports
 from twisted.python import usage
 
 from skydns import config
+from skydns.dns.upstreams import configured_upstreams
 
 DEFAULT_DOMAIN = "skydns.local"
 DEFAULT_DNS = "127.0.0.1:8053"
@@ -26,6 +27,12 @@ def _checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
         return parse(value)
     except ValueError as e:
         raise usage.UsageError(f"--{flag}: {e}") from None
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def _check_endpoint(description: str) -> str:
@@ -76,6 +83,7 @@ class Options(usage.Options):
             "(default: the nameserver lines of /etc/resolv.conf).",
         ],
         ["secret", None, None, "Require this secret in the Authorization header of /skydns/."],
+        ["cache-size", None, "10000", "Forwarded answers kept in the cache (0 disables it)."],
     ]
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
@@ -99,6 +107,18 @@ class Options(usage.Options):
             self["join"] = _checked("join", config.parse_hostport, self["join"])
             if self["peers"] is not None:
                 raise usage.UsageError("--join and --peers are exclusive: use one")
+        self["cache-size"] = _checked("cache-size", _non_negative_int, self["cache-size"])
+        if self["no-forward"]:
+            if self["nameserver"] is not None:
+                raise usage.UsageError("--nameserver and --no-forward are exclusive: use one")
+            self["upstreams"] = None
+        else:
+            dns_address: config.HostPort = self["dns"]
+            self["upstreams"] = _checked(
+                "nameserver",
+                lambda value: configured_upstreams(value, dns_address.host, dns_address.port),
+                self["nameserver"],
+            )
         if self["secret"] is None:
             self["secret"] = os.environ.get("SKYDNS_SECRET") or None
         if self["secret"] == "":
@@ -116,6 +136,8 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.callbacks import CallbackNotifier
     from skydns.cluster import LocalCluster
     from skydns.dns.authority import SkyDNSAuthority, make_resolver
+    from skydns.dns.forward import Forwarder
+    from skydns.dns.rcache import ResponseCache
     from skydns.dns.server import DNSService
     from skydns.leases import LeaseKeeper
     from skydns.metrics import Metrics
@@ -135,8 +157,14 @@ def makeService(options: Options) -> service.MultiService:
     authority = SkyDNSAuthority(
         registry, reactor, options["domain"], [(options["node-id"], dns_address.host)]
     )
-    DNSService(make_resolver(authority), dns_address.host, dns_address.port, reactor=reactor
-               ).setServiceParent(top)
+    forwarder = None
+    if options["upstreams"] is not None:
+        cache = ResponseCache(reactor, max_entries=options["cache-size"])
+        forwarder = Forwarder(options["upstreams"], reactor, cache=cache)
+    DNSService(
+        make_resolver(authority), dns_address.host, dns_address.port, reactor=reactor,
+        forwarder=forwarder,
+    ).setServiceParent(top)
 
     api = make_api(cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics)
     site = Site(api.resource())

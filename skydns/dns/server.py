@@ -35,6 +35,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from skydns.dns.authority import NameNotFound, QueryRefused
+from skydns.dns.forward import Forwarder, ForwardingServerMixin
 
 log = Logger()
 
@@ -166,9 +167,13 @@ class _StreamProtocol(dns.DNSProtocol, TimeoutMixin):
         self.sendString(encode_reply(message, MAX_TCP_MESSAGE))
 
 
-class SkyDNSServerFactory(DNSServerFactory):
+class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
     """Serves ``resolver`` (see `skydns.dns.authority.make_resolver`) to
-    `_DatagramProtocol` and `_StreamProtocol` connections."""
+    `_DatagramProtocol` and `_StreamProtocol` connections.
+
+    Names no resolver in the chain claims go to ``forwarder`` (over the
+    client's transport) when there is one, else get REFUSED.
+    """
 
     protocol = _StreamProtocol  # type: ignore[assignment]
 
@@ -178,10 +183,12 @@ class SkyDNSServerFactory(DNSServerFactory):
         reactor: Any = None,
         can_recurse: bool = False,
         idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
+        forwarder: Optional[Forwarder] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
-        self.canRecurse = can_recurse
+        self.forwarder = forwarder  # type: ignore[assignment]
+        self.canRecurse = can_recurse or forwarder is not None
         self.reactor = reactor
         self.idle_timeout = idle_timeout
 
@@ -220,6 +227,9 @@ class SkyDNSServerFactory(DNSServerFactory):
         self, failure: Failure, protocol: Any, message: dns.Message, address: Any
     ) -> None:
         reason: Any = failure.value
+        if type(reason) is error.DomainError and self.forwarder is not None:
+            self.forward_query(message, protocol, address)
+            return
         rcode = rcode_for(reason)
         if rcode is None:
             log.failure("lookup of {query} failed", failure, query=message.queries[0])
@@ -283,13 +293,17 @@ class DNSService(MultiService):
         reactor: Any = None,
         can_recurse: bool = False,
         idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
+        forwarder: Optional[Forwarder] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
         self.interface = interface
         self.requested_port = port
         self._reactor = reactor
-        self.factory = SkyDNSServerFactory(resolver, reactor, can_recurse, idle_timeout)
+        self.forwarder = forwarder
+        self.factory = SkyDNSServerFactory(
+            resolver, reactor, can_recurse, idle_timeout, forwarder=forwarder
+        )
         self.port: Optional[int] = None
         self.udp_listener: Any = None
         self.tcp_listener: Any = None
@@ -332,6 +346,8 @@ class DNSService(MultiService):
 
     def stopService(self) -> "defer.Deferred[Any]":
         stopping = [defer.maybeDeferred(super().stopService)]
+        if self.forwarder is not None:
+            self.forwarder.stop()
         for listener in (self.udp_listener, self.tcp_listener):
             if listener is not None:
                 stopping.append(defer.maybeDeferred(listener.stopListening))
