@@ -1,0 +1,261 @@
+"""Logs: one structured line per registry change, and the text or JSON-lines
+observer twistd writes them with.
+
+`RegistryLog.on_applied` is an apply listener
+(``cluster.add_apply_listener(RegistryLog().on_applied)``): registrations,
+removals, expirations and new callbacks are logged at info level with the
+instance's fields as structured event keys; renewals and commands that
+changed nothing at debug.  Nothing here logs per DNS query.
+
+twistd picks its log observer before the application runs; a plugin can only
+offer one as the application's `ILogObserver` component, which twistd uses
+unless ``--logger`` is given.  `RootService` does that from the root of the
+service tree, with an observer made by `log_observer`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import IO, Any, Optional
+
+from twisted.application.service import IServiceCollection, MultiService
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
+from twisted.python.components import Componentized
+from twisted.python.logfile import LogFile
+
+from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.names import Service
+from skydns.registry import Applied, Removal
+
+#: ``--log-format`` values.
+LOG_FORMATS = ("text", "json")
+
+#: ``--log-level`` values, least to most severe.
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+#: Event keys of twisted.logger and of the legacy log bridge that the JSON
+#: line carries under its own names (or not at all).
+_RESERVED = frozenset({"format", "message", "isError", "system", "time", "why", "failure"})
+
+
+# -- the registry change log ----------------------------------------------------
+
+
+def _service_fields(service: Service) -> dict[str, Any]:
+    return {
+        "uuid": service.uuid,
+        "name": service.name,
+        "environment": service.environment,
+        "region": service.region,
+        "version": service.version,
+        "host": service.host,
+        "port": service.port,
+        "ttl": service.ttl,
+        "no_expire": service.no_expire,
+    }
+
+
+_SERVICE = "{uuid} ({name}.{environment}, region {region}, version {version}) at {host}:{port}"
+
+
+class RegistryLog:
+    """Apply listener that logs each change to this node's replica.
+
+    Every node logs the commands it applies (``live`` says whether this node
+    is the leader applying it for the first time), so each node's log shows
+    its registry's history; a node replaying its log after a restart logs the
+    replayed changes again.
+    """
+
+    def __init__(self, log: Optional[Logger] = None) -> None:
+        self.log = log if log is not None else Logger(namespace="skydns.registry")
+
+    def on_applied(self, command: Command, applied: Applied, live: bool) -> None:
+        if isinstance(command, Register):
+            self._removed("expire", applied.removals, live, "lease ran out; uuid reused")
+            if applied.status == "ok":
+                self.log.info(
+                    "registered " + _SERVICE + " ttl {ttl}s",
+                    change="register", live=live, **_service_fields(command.service),
+                )  # fmt: skip
+            else:
+                self._unchanged("register", command.service.uuid, applied, live)
+        elif isinstance(command, Unregister):
+            self._removed("unregister", applied.removals, live)
+            if not applied.removals:
+                self._unchanged("unregister", command.uuid, applied, live)
+        elif isinstance(command, Expire):
+            self._removed("expire", applied.removals, live, "lease ran out")
+        elif isinstance(command, Renew):
+            self.log.debug(
+                "renewed {uuid} for {ttl}s: {status}",
+                change="renew", uuid=command.uuid, ttl=command.ttl, status=applied.status,
+                live=live,
+            )  # fmt: skip
+        elif isinstance(command, AddCallback):
+            cb = command.callback
+            if applied.status == "ok":
+                self.log.info(
+                    "callback {uuid} watches name {name!r} environment {environment!r} "
+                    "region {region!r}: DELETE to {reply}:{port}",
+                    change="callback", uuid=cb.uuid, name=cb.name, environment=cb.environment,
+                    region=cb.region, version=cb.version, host=cb.host, reply=cb.reply,
+                    port=cb.port, live=live,
+                )  # fmt: skip
+            else:
+                self._unchanged("callback", cb.uuid, applied, live)
+
+    def _removed(
+        self, change: str, removals: tuple[Removal, ...], live: bool, reason: str = ""
+    ) -> None:
+        verb = {"unregister": "unregistered", "expire": "expired"}[change]
+        suffix = ": {reason}" if reason else ""
+        for removal in removals:
+            self.log.info(
+                verb + " " + _SERVICE + suffix,
+                change=change, live=live, reason=reason, callbacks=len(removal.callbacks),
+                **_service_fields(removal.instance.service),
+            )  # fmt: skip
+
+    def _unchanged(self, change: str, uuid: str, applied: Applied, live: bool) -> None:
+        self.log.debug(
+            "{change} {uuid}: {status}, nothing changed",
+            change=change, uuid=uuid, status=applied.status, live=live,
+        )  # fmt: skip
+
+
+# -- observers --------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if JSON can carry it as it is, else its repr."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _rfc3339(when: float) -> str:
+    stamp = datetime.fromtimestamp(when, tz=timezone.utc)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_as_json(event: LogEvent) -> str:
+    """One event as one line of JSON: ``time`` (RFC 3339 UTC), ``level``,
+    ``namespace``, ``message`` (the formatted text), the event's own fields,
+    and ``traceback`` for a logged failure."""
+    when = event.get("log_time")
+    level = event.get("log_level")
+    line: dict[str, Any] = {
+        "time": None if when is None else _rfc3339(when),
+        "level": getattr(level, "name", "info"),
+        "namespace": event.get("log_namespace"),
+        "message": formatEvent(event),
+    }
+    if event.get("log_system") is not None:
+        line["system"] = str(event["log_system"])
+    for key, value in event.items():
+        if key.startswith("log_") or key in _RESERVED or key in line:
+            continue
+        line[key] = _plain(value)
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            line["traceback"] = failure.getTraceback()
+        except Exception:
+            line["traceback"] = repr(failure)
+    return json.dumps(line, separators=(",", ":")) + "\n"
+
+
+def json_lines_observer(out: IO[str]) -> FileLogObserver:
+    """An observer writing each event to ``out`` as one line of JSON."""
+    return FileLogObserver(out, event_as_json)
+
+
+def parse_log_format(text: str) -> str:
+    """``text`` or ``json`` (for ``--log-format``)."""
+    value = text.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{text!r} is not a log format ({', '.join(LOG_FORMATS)})")
+    return value
+
+
+def parse_log_level(text: str) -> LogLevel:
+    """A level name (for ``--log-level``): events below it are not written."""
+    value = text.strip().lower()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not a log level ({', '.join(LOG_LEVELS)})")
+    return LogLevel.levelWithName(value)
+
+
+def _open(twistd: Mapping[str, Any]) -> IO[str]:
+    """Where twistd itself would write: stdout under ``-n`` without
+    ``--logfile`` (or with ``--logfile -``), else the file (twistd.log by
+    default), rotated as twistd rotates it."""
+    path = twistd.get("logfile") or ""
+    if path == "-" or (not path and twistd.get("nodaemon")):
+        return sys.stdout
+    logfile: IO[str] = LogFile.fromFullPath(path or "twistd.log")  # type: ignore[assignment]
+    return logfile
+
+
+def log_observer(
+    fmt: str = "text",
+    level: str | LogLevel = "info",
+    twistd: Optional[Mapping[str, Any]] = None,
+    out: Optional[IO[str]] = None,
+) -> Optional[ILogObserver]:
+    """The observer for ``--log-format fmt --log-level level``.
+
+    ``twistd`` is twistd's own options (``options.parent`` in
+    ``makeService``): the destination follows its ``--logfile`` and
+    ``--nodaemon``.  None when twistd was asked for ``--syslog``: its own
+    observer is kept.  ``out`` overrides the destination (tests).
+    """
+    twistd = twistd if twistd is not None else {"nodaemon": True}
+    if twistd.get("syslog") and out is None:
+        return None
+    if out is None:
+        out = _open(twistd)
+    fmt = parse_log_format(fmt)
+    if isinstance(level, str):
+        level = parse_log_level(level)
+    inner = json_lines_observer(out) if fmt == "json" else textFileLogObserver(out)
+    return FilteringLogObserver(inner, [LogLevelFilterPredicate(defaultLogLevel=level)])
+
+
+def json_observer() -> ILogObserver:
+    """JSON lines on stdout at info level: ``twistd --logger
+    skydns.logging.json_observer -n skydns ...`` (``--logfile`` is then
+    ignored by twistd)."""
+    observer = log_observer("json", "info", out=sys.stdout)
+    assert observer is not None
+    return observer
+
+
+class RootService(MultiService):
+    """The root of the service tree: hands ``observer`` to twistd as the
+    application's `ILogObserver` when it is attached to the application."""
+
+    def __init__(self, observer: Optional[ILogObserver] = None) -> None:
+        super().__init__()
+        self.observer = observer
+
+    def setServiceParent(self, parent: IServiceCollection) -> None:  # noqa: N802 - Twisted's
+        if self.observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.observer)
+        super().setServiceParent(parent)

@@ -1,0 +1,320 @@
+"""Logs: the registry change listener's structured events, the JSON-lines and
+text observers with their level filter, the twistd hook, and the quiet Site."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+from typing import Any, cast
+
+from twisted.application.service import Application, IServiceCollection
+from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, capturedLogs
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+
+from skydns.api import QuietSite, make_api, make_site
+from skydns.cluster import LocalCluster
+from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
+from skydns.logging import (
+    RegistryLog,
+    RootService,
+    event_as_json,
+    json_observer,
+    log_observer,
+    parse_log_format,
+    parse_log_level,
+)
+from skydns.names import Callback, Service
+from skydns.registry import Registry
+from tests.test_api import START, APITestCase, service
+
+FIELDS = ("uuid", "name", "environment", "region", "host", "port", "ttl")
+
+
+def _service(uuid: str = "1001", ttl: int = 10) -> Service:
+    return Service(uuid, "rails", "production", "east", "1.0.1", "10.0.0.1", 8080, ttl)
+
+
+def collect(events: list[LogEvent]) -> ILogObserver:
+    """An observer appending to ``events``."""
+    return cast(ILogObserver, events.append)
+
+
+def fields(event: LogEvent) -> tuple[Any, ...]:
+    return tuple(event[k] for k in FIELDS)
+
+
+class RegistryLogTests(SynchronousTestCase):
+    """Each applied command gives the events an operator expects."""
+
+    def setUp(self) -> None:
+        self.events: list[LogEvent] = []
+        self.registry = Registry()
+        self.listener = RegistryLog(Logger(namespace="test", observer=collect(self.events)))
+
+    def apply(self, command: Any, live: bool = True) -> None:
+        self.listener.on_applied(command, self.registry.apply(command), live)
+
+    def at(self, level: LogLevel) -> list[LogEvent]:
+        return [e for e in self.events if e["log_level"] == level]
+
+    def test_register_info_with_fields(self) -> None:
+        """A registration is one info event with the instance's fields."""
+        self.apply(Register(_service(), START))
+        [event] = self.events
+        self.assertEqual(event["log_level"], LogLevel.info)
+        self.assertEqual(event["change"], "register")
+        self.assertEqual(
+            fields(event), ("1001", "rails", "production", "east", "10.0.0.1", 8080, 10)
+        )
+        self.assertIs(event["live"], True)
+        self.assertIn("registered 1001", event["log_format"].format(**event))
+
+    def test_unregister_info_with_removed_instance(self) -> None:
+        """A removal is one info event carrying the removed instance's fields."""
+        self.apply(Register(_service(), START))
+        del self.events[:]
+        self.apply(Unregister("1001", START + 1), live=False)
+        [event] = self.events
+        self.assertEqual((event["log_level"], event["change"]), (LogLevel.info, "unregister"))
+        self.assertEqual(fields(event)[:5], ("1001", "rails", "production", "east", "10.0.0.1"))
+        self.assertIs(event["live"], False)
+
+    def test_expire_one_event_per_instance(self) -> None:
+        """An Expire that removes two instances logs two info events."""
+        self.apply(Register(_service("a"), START))
+        self.apply(Register(_service("b"), START))
+        self.apply(Register(_service("c", ttl=100), START))
+        del self.events[:]
+        self.apply(Expire(("a", "b", "c"), START + 20))
+        self.assertEqual(
+            [(e["change"], e["uuid"]) for e in self.at(LogLevel.info)],
+            [("expire", "a"), ("expire", "b")],
+        )
+        self.assertEqual(len(self.events), 2)
+
+    def test_reregister_after_expiry_logs_both(self) -> None:
+        """Registering over a lapsed instance logs its expiry, then the registration."""
+        self.apply(Register(_service(ttl=5), START))
+        del self.events[:]
+        self.apply(Register(_service(), START + 10))
+        self.assertEqual([e["change"] for e in self.events], ["expire", "register"])
+
+    def test_renew_debug(self) -> None:
+        """Renewals are at debug: too frequent for info."""
+        self.apply(Register(_service(), START))
+        del self.events[:]
+        self.apply(Renew("1001", 30, START + 5))
+        [event] = self.events
+        self.assertEqual((event["log_level"], event["change"]), (LogLevel.debug, "renew"))
+        self.assertEqual((event["uuid"], event["ttl"]), ("1001", 30))
+
+    def test_no_change_debug(self) -> None:
+        """A conflict or not_found changes nothing and is only a debug event."""
+        self.apply(Register(_service(), START))
+        del self.events[:]
+        self.apply(Register(_service(), START + 1))
+        self.apply(Unregister("nope", START))
+        self.assertEqual(self.at(LogLevel.info), [])
+        self.assertEqual([e["status"] for e in self.events], ["conflict", "not_found"])
+
+    def test_callback_info(self) -> None:
+        self.apply(Register(_service(), START))
+        del self.events[:]
+        cb = Callback("cb1", "rails", "production", "", "", "", "10.0.0.9", 5441)
+        self.apply(AddCallback(cb, START))
+        [event] = self.events
+        self.assertEqual((event["log_level"], event["change"]), (LogLevel.info, "callback"))
+        self.assertEqual((event["uuid"], event["reply"], event["port"]), ("cb1", "10.0.0.9", 5441))
+
+
+class APILogTests(APITestCase):
+    def test_one_info_line_per_change_none_per_read(self) -> None:
+        """Through the API: a PUT and a DELETE log one info event each; GETs,
+        queries and a PATCH log nothing at info."""
+        events: list[LogEvent] = []
+        self.cluster.add_apply_listener(RegistryLog(Logger(observer=collect(events))).on_applied)
+        self.register("1001")
+        self.call("GET", "/skydns/services/1001")
+        self.call("GET", "/skydns/services/?query=rails")
+        self.call("PATCH", "/skydns/services/1001", {"TTL": 30})
+        self.call("PUT", "/skydns/services/1001", service())
+        self.call("DELETE", "/skydns/services/1001")
+        info = [e["change"] for e in events if e["log_level"] >= LogLevel.info]
+        self.assertEqual(info, ["register", "unregister"])
+
+
+def _event(**extra: Any) -> LogEvent:
+    event: LogEvent = {
+        "log_format": "registered {uuid} at {host}",
+        "log_level": LogLevel.info,
+        "log_namespace": "skydns.registry",
+        "log_time": 1_764_050_000.25,
+        "log_source": None,
+        "log_logger": object(),
+    }
+    event.update(extra)
+    return event
+
+
+class JSONTests(SynchronousTestCase):
+    def test_event_as_one_json_line(self) -> None:
+        """An event becomes one line of JSON: time, level, namespace, the
+        formatted message and its own fields; no log_ internals."""
+        line = event_as_json(_event(uuid="1001", host="10.0.0.1", port=80, live=True))
+        self.assertTrue(line.endswith("\n"))
+        self.assertEqual(line.count("\n"), 1)
+        record = json.loads(line)
+        self.assertEqual(
+            record,
+            {
+                "time": "2025-11-25T05:53:20.250Z",
+                "level": "info",
+                "namespace": "skydns.registry",
+                "message": "registered 1001 at 10.0.0.1",
+                "uuid": "1001",
+                "host": "10.0.0.1",
+                "port": 80,
+                "live": True,
+            },
+        )
+
+    def test_unserialisable_values_and_newlines(self) -> None:
+        """Values JSON cannot carry are written as their repr; a newline in
+        a value stays inside the one line."""
+        record = json.loads(
+            event_as_json(_event(uuid="a\nb", host=b"raw", extra={1, 2}))
+        )
+        self.assertEqual(record["uuid"], "a\nb")
+        self.assertEqual(record["host"], "b'raw'")
+        self.assertEqual(record["extra"], "{1, 2}")
+
+    def test_failure_traceback(self) -> None:
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError:
+            failure = Failure()
+        record = json.loads(event_as_json(_event(log_failure=failure, uuid="x", host="y")))
+        self.assertIn("ZeroDivisionError", record["traceback"])
+
+    def test_fields_cannot_shadow_header(self) -> None:
+        """A field named like a header key does not replace it."""
+        record = json.loads(event_as_json(_event(uuid="u", host="h", level="fake")))
+        self.assertEqual(record["level"], "info")
+
+
+class ObserverTests(SynchronousTestCase):
+    def emit(self, observer: Any) -> None:
+        log = Logger(namespace="skydns.test", observer=observer)
+        log.debug("renewed {uuid}", uuid="d")
+        log.info("registered {uuid}", uuid="i")
+        log.warn("callback {uuid} failed", uuid="w")
+
+    def test_json_lines_at_info(self) -> None:
+        """--log-format json --log-level info: one JSON object per line,
+        debug events left out."""
+        out = io.StringIO()
+        self.emit(log_observer("json", "info", out=out))
+        lines = out.getvalue().splitlines()
+        self.assertEqual([json.loads(x)["uuid"] for x in lines], ["i", "w"])
+        self.assertEqual([json.loads(x)["level"] for x in lines], ["info", "warn"])
+
+    def test_debug_level(self) -> None:
+        out = io.StringIO()
+        self.emit(log_observer("json", "debug", out=out))
+        self.assertEqual(len(out.getvalue().splitlines()), 3)
+
+    def test_text(self) -> None:
+        """The text format is Twisted's readable one, level-filtered too."""
+        out = io.StringIO()
+        self.emit(log_observer("text", LogLevel.warn, out=out))
+        [line] = out.getvalue().splitlines()
+        self.assertIn("[skydns.test#warn] callback w failed", line)
+
+    def test_destination_follows_twistd(self) -> None:
+        """-n without --logfile, or --logfile -, writes to stdout; --logfile
+        PATH to that file; --syslog keeps twistd's own observer."""
+        self.assertIsNone(log_observer("json", twistd={"syslog": True, "nodaemon": True}))
+        path = os.path.join(tempfile.mkdtemp(), "skydns.log")
+        observer = log_observer("json", twistd={"logfile": path, "nodaemon": True})
+        Logger(namespace="n", observer=observer).info("hello {who}", who="file")
+        observer._observer._outFile.flush()  # type: ignore[union-attr]
+        with open(path) as f:
+            self.assertEqual(json.loads(f.read())["who"], "file")
+        stdout = log_observer("text", twistd={"logfile": "-", "nodaemon": True})
+        self.assertIs(stdout._observer._outFile, sys.stdout)  # type: ignore[union-attr]
+        stdout = log_observer("text", twistd={"logfile": "", "nodaemon": True})
+        self.assertIs(stdout._observer._outFile, sys.stdout)  # type: ignore[union-attr]
+
+    def test_json_observer_factory(self) -> None:
+        """The zero-argument factory for twistd --logger gives a JSON observer."""
+        self.assertTrue(ILogObserver.providedBy(json_observer()))
+
+    def test_parse(self) -> None:
+        self.assertEqual(parse_log_format(" JSON "), "json")
+        self.assertEqual(parse_log_level("Warn"), LogLevel.warn)
+        self.assertRaises(ValueError, parse_log_format, "xml")
+        self.assertRaises(ValueError, parse_log_level, "verbose")
+        self.assertRaises(ValueError, log_observer, "xml", out=io.StringIO())
+
+
+class RootServiceTests(SynchronousTestCase):
+    def test_gives_twistd_the_observer(self) -> None:
+        """Attached to twistd's Application, the root service sets it as the
+        application's ILogObserver, which twistd uses when not given --logger."""
+        observer = log_observer("json", out=io.StringIO())
+        application = Application("skydns")
+        root = RootService(observer)
+        root.setServiceParent(application)
+        self.assertIs(application.getComponent(ILogObserver), observer)
+        self.assertIn(root, list(IServiceCollection(application)))
+
+    def test_no_observer_leaves_twistd_alone(self) -> None:
+        application = Application("skydns")
+        RootService(None).setServiceParent(application)
+        self.assertIsNone(application.getComponent(ILogObserver, None))
+
+
+class SiteTests(SynchronousTestCase):
+    def api(self) -> Any:
+        return make_api(LocalCluster(Registry()), Clock(), "skydns.local")
+
+    def test_quiet_by_default(self) -> None:
+        """The default site writes no access log line for a request."""
+        site = make_site(self.api())
+        self.assertIsInstance(site, QuietSite)
+        self.assertFalse(site.displayTracebacks)
+        with capturedLogs() as events:
+            site.startFactory()
+            try:
+                request = DummyRequest([b"health"])
+                request.uri = b"/health"
+                request.code = 200  # type: ignore[attr-defined]
+                request.sentLength = 3  # type: ignore[attr-defined]
+                site.log(request)  # type: ignore[arg-type]
+            finally:
+                site.stopFactory()
+        self.assertEqual(list(events), [])
+
+    def test_access_log_file(self) -> None:
+        """--access-log PATH writes one combined-format line per request there."""
+        path = os.path.join(tempfile.mkdtemp(), "access.log")
+        site = make_site(self.api(), access_log=path)
+        site.startFactory()
+        try:
+            request = DummyRequest([b"health"])
+            request.uri = b"/health"
+            request.code = 200  # type: ignore[attr-defined]
+            request.sentLength = 3  # type: ignore[attr-defined]
+            site.log(request)  # type: ignore[arg-type]
+        finally:
+            site.stopFactory()
+        with open(path) as f:
+            [line] = f.read().splitlines()
+        self.assertIn('"GET /health', line)
+
