@@ -1,0 +1,483 @@
+"""RaftNode: several nodes in one process over an in-memory network, on a
+fake clock, with in-memory storage."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from skydns.cluster import ICluster, NotLeader
+from skydns.commands import Command, Register, Renew, Unregister
+from skydns.metrics import Metrics
+from skydns.names import Service
+from skydns.raft.envelope import unwrap
+from skydns.raft.log import MemoryStorage, StorageFailure
+from skydns.raft.messages import Entry, EntryKind, HardState, Message, TimeoutNow
+from skydns.raft.node import RaftNode
+from skydns.raft.transport import (
+    IRaftHandler,
+    IRaftTransport,
+    NotLeaderHere,
+    PeerUnavailable,
+    ProposalTooLarge,
+)
+from skydns.registry import Applied, Registry
+
+STEP = 0.01
+
+
+def service(uuid: str, host: str = "10.0.0.1") -> Service:
+    return Service(uuid, "rails", "production", "east", "1.0", host, 8080, 30)
+
+
+class MemoryNetwork:
+    """Delivers messages and forwarded proposals between nodes on a clock.
+
+    Every delivery takes one ``callLater(0)``; ``cut`` links lose traffic.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.handlers: dict[str, IRaftHandler] = {}
+        self.cut: set[frozenset[str]] = set()
+        #: (src, dst) pairs whose Raft messages (not forwards) are lost.
+        self.blocked: set[tuple[str, str]] = set()
+        self.lose_forward_answers = 0
+        self.sent: list[Message] = []
+
+    def up(self, a: str, b: str) -> bool:
+        return a in self.handlers and b in self.handlers and frozenset((a, b)) not in self.cut
+
+    def isolate(self, node: str, others: Sequence[str]) -> None:
+        for other in others:
+            if other != node:
+                self.cut.add(frozenset((node, other)))
+
+    def heal(self) -> None:
+        self.cut.clear()
+
+    def deliver(self, message: Message) -> None:
+        self.sent.append(message)
+        if self.up(message.src, message.dst) and (message.src, message.dst) not in self.blocked:
+            self.clock.callLater(0, self._arrive, message)
+
+    def _arrive(self, message: Message) -> None:
+        if self.up(message.src, message.dst):
+            self.handlers[message.dst].receive(message)
+
+    def forward(self, src: str, to: str, data: bytes) -> Deferred[tuple[int, int]]:
+        if not self.up(src, to):
+            return fail(PeerUnavailable(to))
+        d: Deferred[tuple[int, int]] = Deferred()
+
+        def arrive() -> None:
+            if not self.up(src, to):
+                d.errback(PeerUnavailable(to))
+                return
+            try:
+                answer = self.handlers[to].accept_proposal(data)
+            except Exception:
+                failure = Failure()
+                self.clock.callLater(0, d.errback, failure)
+                return
+            if self.lose_forward_answers:
+                self.lose_forward_answers -= 1
+                self.clock.callLater(0, d.errback, PeerUnavailable("answer lost"))
+                return
+            self.clock.callLater(0, d.callback, answer)
+
+        self.clock.callLater(0, arrive)
+        return d
+
+
+@implementer(IRaftTransport)
+class MemoryTransport:
+    def __init__(self, network: MemoryNetwork, node_id: str) -> None:
+        self.network = network
+        self.node_id = node_id
+
+    def start(self, handler: IRaftHandler) -> None:
+        self.network.handlers[self.node_id] = handler
+
+    def stop(self) -> Deferred[None]:
+        self.network.handlers.pop(self.node_id, None)
+        return succeed(None)
+
+    def send(self, message: Message) -> None:
+        self.network.deliver(message)
+
+    def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
+        return self.network.forward(self.node_id, to, data)
+
+
+class FailingStorage(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        if self.broken:
+            raise StorageFailure("fdatasync failed: EIO")
+        super().save(hard_state, entries)
+
+
+class Cluster:
+    """A few RaftNodes sharing one clock and one network."""
+
+    def __init__(self, ids: Sequence[str] = ("a", "b", "c"), seed: int = 1) -> None:
+        self.clock = Clock()
+        self.network = MemoryNetwork(self.clock)
+        self.ids = list(ids)
+        self.storages: dict[str, MemoryStorage] = {i: FailingStorage() for i in ids}
+        self.nodes: dict[str, RaftNode] = {}
+        self.applied: dict[str, list[tuple[Command, Applied, bool]]] = {}
+        self.stopped: list[str] = []
+        self.seed = seed
+        for node_id in ids:
+            self.start(node_id)
+
+    def start(self, node_id: str) -> RaftNode:
+        node = RaftNode(
+            node_id,
+            {i: f"127.0.0.1:{7000 + n}" for n, i in enumerate(self.ids)},
+            self.storages[node_id],
+            MemoryTransport(self.network, node_id),
+            Registry(),
+            self.clock,
+            rng=random.Random(f"{self.seed}-{node_id}-{len(self.applied)}"),
+            metrics=Metrics(),
+            fail_stop=self.stopped.append,
+        )
+        log = self.applied[node_id] = []
+        node.add_apply_listener(lambda c, a, live: log.append((c, a, live)))
+        node.startService()
+        self.nodes[node_id] = node
+        return node
+
+    def crash(self, node_id: str) -> None:
+        """Like kill -9: nothing more is written (MemoryStorage keeps what was saved)."""
+        node = self.nodes.pop(node_id)
+        node._halt("crashed")
+        node.running = False
+        self.network.handlers.pop(node_id, None)
+
+    def run(self, seconds: float) -> None:
+        for _ in range(round(seconds / STEP)):
+            self.clock.advance(STEP)
+
+    def leader(self) -> RaftNode | None:
+        leaders = [n for n in self.nodes.values() if n.is_leader()]
+        assert len(leaders) <= 1 or len({n.core.term for n in leaders}) == len(leaders)
+        return max(leaders, key=lambda n: n.core.term) if leaders else None
+
+    def elect(self, timeout: float = 5.0) -> RaftNode:
+        for _ in range(round(timeout / STEP)):
+            self.clock.advance(STEP)
+            leader = self.leader()
+            if leader is not None and all(n.is_ready() for n in self.nodes.values()):
+                return leader
+        raise AssertionError("no leader elected")
+
+    def follower(self) -> RaftNode:
+        return next(n for n in self.nodes.values() if not n.is_leader())
+
+
+class ElectionTests(SynchronousTestCase):
+    def test_provides_cluster_interface(self) -> None:
+        cluster = Cluster()
+        verifyObject(ICluster, cluster.nodes["a"])
+        verifyObject(IRaftHandler, cluster.nodes["a"])
+
+    def test_one_leader_is_elected_and_known(self) -> None:
+        """Three nodes elect one leader within a couple of election timeouts;
+        every node knows it and reports ready."""
+        cluster = Cluster()
+        self.assertFalse(any(n.is_ready() for n in cluster.nodes.values()))
+        leader = cluster.elect(3.0)
+        for node in cluster.nodes.values():
+            self.assertEqual(node.status()["leader"], leader.id)
+            self.assertTrue(node.is_ready())
+
+    def test_status_describes_the_cluster(self) -> None:
+        """GET /skydns/cluster's object: id, leader, term, indexes, members with roles."""
+        cluster = Cluster()
+        leader = cluster.elect()
+        status = cluster.follower().status()
+        self.assertEqual(status["leader"], leader.id)
+        self.assertGreaterEqual(status["term"], 1)
+        self.assertEqual(status["commit_index"], status["applied_index"])
+        roles = {m["id"]: m["role"] for m in status["members"]}
+        self.assertEqual(roles[leader.id], "leader")
+        self.assertEqual(sorted(roles.values()), ["follower", "follower", "leader"])
+        self.assertEqual({m["address"] for m in status["members"]},
+                         {"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"})  # fmt: skip
+
+    def test_one_node_cluster_elects_itself_at_once(self) -> None:
+        """The one-node default needs no election timeout."""
+        cluster = Cluster(["solo"])
+        cluster.clock.advance(0)
+        node = cluster.nodes["solo"]
+        self.assertTrue(node.is_leader())
+        self.assertTrue(node.is_ready())
+        d = node.propose(Register(service("u1"), 0.0))
+        cluster.clock.advance(0)
+        self.assertEqual(self.successResultOf(d).status, "ok")
+
+
+class ReplicationTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.cluster = Cluster()
+        self.leader = self.cluster.elect()
+
+    def test_leader_proposal_applies_everywhere(self) -> None:
+        """A write on the leader fires once applied, and every replica applies it."""
+        d = self.leader.propose(Register(service("u1"), 0.0))
+        self.assertNoResult(d)
+        self.cluster.run(0.1)
+        self.assertEqual(self.successResultOf(d).status, "ok")
+        for node in self.cluster.nodes.values():
+            self.assertIsNotNone(node.registry.get("u1", 1.0), node.id)
+
+    def test_follower_write_is_forwarded_and_read_your_writes(self) -> None:
+        """A follower forwards to the leader and answers only after applying
+        the entry itself: its own registry has the write when it answers."""
+        follower = self.cluster.follower()
+        d = follower.propose(Register(service("u2"), 0.0))
+        seen: list[bool] = []
+
+        def check(result: Applied) -> Applied:
+            seen.append(follower.registry.get("u2", 1.0) is not None)
+            return result
+
+        d.addCallback(check)
+        self.cluster.run(0.1)
+        self.assertEqual(self.successResultOf(d).status, "ok")
+        self.assertEqual(seen, [True])
+        conflict = follower.propose(Register(service("u2"), 0.5))
+        self.cluster.run(0.1)
+        self.assertEqual(self.successResultOf(conflict).status, "conflict")
+
+    def test_group_commit(self) -> None:
+        """Proposals made in the same reactor turn share one save (one fsync)."""
+        storage = self.cluster.storages[self.leader.id]
+        before = storage.saves
+        ds = [self.leader.propose(Register(service(f"g{i}"), 0.0)) for i in range(50)]
+        self.cluster.clock.advance(0)
+        self.assertEqual(storage.saves - before, 1)
+        self.cluster.run(0.1)
+        self.assertEqual([self.successResultOf(d).status for d in ds], ["ok"] * 50)
+
+    def test_commit_only_changes_are_not_synced(self) -> None:
+        """Learning a new commit index costs no save of its own on a follower."""
+        follower = self.cluster.follower()
+        storage = self.cluster.storages[follower.id]
+        before = storage.saves
+        self.leader.propose(Register(service("c1"), 0.0))
+        self.cluster.run(1.0)
+        self.assertEqual(storage.saves - before, 1)
+        self.assertIsNotNone(follower.registry.get("c1", 1.0))
+
+    def test_listeners_live_only_on_the_leader(self) -> None:
+        """Apply listeners run on every node; ``live`` is true only on the leader."""
+        self.leader.propose(Register(service("u3"), 0.0))
+        self.cluster.run(0.1)
+        for node_id, applied in self.cluster.applied.items():
+            lives = [live for command, _, live in applied if isinstance(command, Register)]
+            self.assertEqual(lives, [node_id == self.leader.id], node_id)
+
+    def test_read_barrier(self) -> None:
+        """read_barrier fires on a follower (ReadIndex through the leader) and
+        on the leader, after the replica reflects earlier writes."""
+        follower = self.cluster.follower()
+        self.leader.propose(Register(service("r1"), 0.0))
+        d = follower.read_barrier()
+        self.assertNoResult(d)
+        self.cluster.run(0.3)
+        self.successResultOf(d)
+        self.assertIsNotNone(follower.registry.get("r1", 1.0))
+        d = self.leader.read_barrier()
+        self.cluster.run(0.3)
+        self.successResultOf(d)
+
+    def test_read_barrier_without_a_leader_fails(self) -> None:
+        """A read on a node cut off from the leader fails with NotLeader in time."""
+        follower = self.cluster.follower()
+        self.cluster.network.isolate(follower.id, self.cluster.ids)
+        self.cluster.run(3.0)
+        d = follower.read_barrier()
+        self.cluster.run(9.0)
+        self.failureResultOf(d, NotLeader)
+
+    def test_exactly_once_when_the_forward_answer_is_lost(self) -> None:
+        """The leader appends a forwarded proposal but its answer is lost: the
+        follower retries, the log holds it twice, it is applied once."""
+        follower = self.cluster.follower()
+        self.cluster.network.lose_forward_answers = 1
+        # Hold back replication to the follower so that it retries before it
+        # could apply the first copy.
+        self.cluster.network.blocked.add((self.leader.id, follower.id))
+        d = follower.propose(Register(service("once"), 0.0))
+        self.cluster.run(0.3)
+        self.assertNoResult(d)
+        self.cluster.network.blocked.clear()
+        self.cluster.run(0.5)
+        self.assertEqual(self.successResultOf(d).status, "ok")
+        copies = [e for e in self.leader.core.log.entries
+                  if e.kind is EntryKind.NORMAL and b'"once"' in unwrap(e.data).payload]
+        self.assertEqual(len(copies), 2)
+        for node_id, applied in self.cluster.applied.items():
+            registers = [c for c, a, _ in applied if isinstance(c, Register)]
+            self.assertEqual(len(registers), 1, node_id)
+
+    def test_too_large(self) -> None:
+        """A command over the size limit is refused (the API answers 400)."""
+        huge = Register(service("big", host="h" * 70_000), 0.0)
+        self.failureResultOf(self.leader.propose(huge), ProposalTooLarge)
+
+    def test_forward_to_a_follower_is_refused(self) -> None:
+        follower = self.cluster.follower()
+        with self.assertRaises(NotLeaderHere) as caught:
+            follower.accept_proposal(b"x")
+        self.assertEqual(caught.exception.leader, self.leader.id)
+
+    def test_garbage_proposal_is_refused(self) -> None:
+        from skydns.raft.transport import BadProposal
+
+        self.assertRaises(BadProposal, self.leader.accept_proposal, b"\x00\x05ab")
+
+    def test_foreign_messages_are_dropped(self) -> None:
+        """A message from outside the cluster, or for someone else, changes nothing."""
+        term = self.leader.core.term
+        self.leader.receive(TimeoutNow("stranger", self.leader.id, term + 5))
+        follower = self.cluster.follower()
+        follower.receive(TimeoutNow(self.leader.id, "other", term + 5))
+        self.cluster.run(0.2)
+        self.assertEqual(self.leader.core.term, term)
+        self.assertTrue(self.leader.is_leader())
+
+
+class FailoverTests(SynchronousTestCase):
+    def test_leader_crash_and_restart(self) -> None:
+        """Kill the leader: another takes over within seconds and takes writes;
+        the old one restarts from its storage, replays and catches up."""
+        cluster = Cluster()
+        old = cluster.elect()
+        for i in range(5):
+            cluster.nodes[cluster.follower().id].propose(Register(service(f"k{i}"), 0.0))
+        cluster.run(0.2)
+        old.propose(Register(service("k5"), 0.0))  # its save carries the commit of k0..k4
+        cluster.run(0.2)
+        cluster.crash(old.id)
+        survivor = next(iter(cluster.nodes.values()))
+        pending = survivor.propose(Register(service("during"), 0.0))
+        cluster.run(2.5)
+        new = cluster.leader()
+        assert new is not None
+        self.assertNotEqual(new.id, old.id)
+        self.assertEqual(self.successResultOf(pending).status, "ok")
+        stored_commit = cluster.storages[old.id].load()[0].commit
+        restarted = cluster.start(old.id)
+        self.assertGreater(stored_commit, 1)
+        self.assertEqual(restarted.applied_index, stored_commit, "replayed from disk at once")
+        self.assertFalse(restarted.is_ready())
+        cluster.run(1.0)
+        for i in range(5):
+            self.assertIsNotNone(restarted.registry.get(f"k{i}", 1.0))
+        self.assertIsNotNone(restarted.registry.get("during", 1.0), "caught up")
+        self.assertTrue(restarted.is_ready())
+        self.assertFalse(any(live for _, _, live in cluster.applied[old.id]))
+
+    def test_pending_write_survives_leader_change(self) -> None:
+        """A write waiting on a follower when the leader dies is resubmitted to
+        the next leader and answered."""
+        cluster = Cluster()
+        old = cluster.elect()
+        follower = cluster.follower()
+        cluster.network.isolate(old.id, cluster.ids)
+        d = follower.propose(Register(service("moved"), 0.0))
+        cluster.run(4.0)
+        self.assertEqual(self.successResultOf(d).status, "ok")
+        cluster.network.heal()
+        cluster.run(1.0)
+        self.assertIsNotNone(old.registry.get("moved", 1.0))
+
+    def test_no_quorum_no_ack(self) -> None:
+        """With the followers gone, a leader's write is not acknowledged."""
+        cluster = Cluster()
+        leader = cluster.elect()
+        cluster.network.isolate(leader.id, cluster.ids)
+        d = leader.propose(Register(service("alone"), 0.0))
+        cluster.run(9.0)
+        failure = self.failureResultOf(d)
+        self.assertTrue(failure.check(NotLeader, TimeoutError))
+
+    def test_whole_cluster_restart(self) -> None:
+        """Kill every node and restart them all: the registry is intact."""
+        cluster = Cluster()
+        leader = cluster.elect()
+        for i in range(3):
+            leader.propose(Register(service(f"w{i}"), 0.0))
+        leader.propose(Unregister("w1", 0.0))
+        cluster.run(0.5)
+        for node_id in list(cluster.nodes):
+            cluster.crash(node_id)
+        for node_id in cluster.ids:
+            cluster.start(node_id)
+        cluster.elect()
+        for node in cluster.nodes.values():
+            self.assertIsNotNone(node.registry.get("w0", 1.0))
+            self.assertIsNone(node.registry.get("w1", 1.0))
+        live = [live for log in cluster.applied.values() for _, _, live in log]
+        self.assertFalse(any(live), "nothing is live on replay")
+
+    def test_one_node_restart(self) -> None:
+        """A one-node cluster's writes survive a crash and restart."""
+        cluster = Cluster(["solo"])
+        cluster.clock.advance(0)
+        node = cluster.nodes["solo"]
+        node.propose(Register(service("s1"), 0.0))
+        node.propose(Renew("s1", 60, 1.0))
+        cluster.clock.advance(0)
+        cluster.crash("solo")
+        node = cluster.start("solo")
+        self.assertEqual(node.registry.get("s1", 2.0).expires, 61.0)  # type: ignore[union-attr]
+
+
+class FailStopTests(SynchronousTestCase):
+    def test_storage_failure_stops_the_node(self) -> None:
+        """A failed save stops the node: nothing acknowledged, nothing sent
+        after it, and the process is told to stop."""
+        cluster = Cluster()
+        leader = cluster.elect()
+        cluster.storages[leader.id].broken = True  # type: ignore[attr-defined]
+        sent_before = len(cluster.network.sent)
+        d = leader.propose(Register(service("lost"), 0.0))
+        cluster.clock.advance(0)
+        self.failureResultOf(d, NotLeader)
+        self.assertEqual(cluster.stopped, [leader.id and "fdatasync failed: EIO"])
+        self.assertFalse(leader.is_leader())
+        self.assertFalse(leader.is_ready())
+        later = [m for m in cluster.network.sent[sent_before:] if m.src == leader.id]
+        self.assertEqual(later, [])
+        self.failureResultOf(leader.propose(Register(service("x"), 0.0)), NotLeader)
+        self.flushLoggedErrors()
+
+
+class MetricsTests(SynchronousTestCase):
+    def test_raft_gauges(self) -> None:
+        cluster = Cluster()
+        leader = cluster.elect()
+        assert leader.metrics is not None
+        text = leader.metrics.render()[0].decode()
+        self.assertIn('skydns_raft_role{role="leader"} 1.0', text)
+        self.assertIn(f"skydns_raft_term {float(leader.core.term)}", text)
+        self.assertIn("skydns_raft_leader_changes_total 1.0", text)
+
+
