@@ -32,11 +32,8 @@ when present, wins).  ``status()`` describes the node for operators.
 
 from __future__ import annotations
 
-import enum
 import random
 from typing import Any
-
-from attrs import frozen
 
 from skydns.raft import election
 from skydns.raft.messages import (
@@ -54,64 +51,19 @@ from skydns.raft.messages import (
     ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
-    SnapshotMeta,
     TimeoutNow,
 )
 from skydns.raft.progress import Inflights, Progress, ProgressState
 from skydns.raft.raftlog import RaftLog
 from skydns.raft.readonly import ReadOnly, ReadState
-
-
-class Role(enum.Enum):
-    FOLLOWER = "follower"
-    PRE_CANDIDATE = "pre-candidate"
-    CANDIDATE = "candidate"
-    LEADER = "leader"
-
-
-class NotLeader(Exception):
-    """Only the leader takes proposals (``leader`` is who to ask, if known)."""
-
-    def __init__(self, leader: str | None) -> None:
-        super().__init__(leader)
-        self.leader = leader
-
-
-class ProposalDropped(Exception):
-    """The leader is handing over leadership and takes no new proposals."""
-
-
-@frozen
-class SoftState:
-    """Volatile state the adapter may want to observe (never persisted)."""
-
-    leader: str | None
-    role: Role
-
-
-@frozen
-class RestoredState:
-    """What the adapter read back from disk at start-up."""
-
-    hard_state: HardState = HardState()
-    entries: tuple[Entry, ...] = ()
-    snapshot: SnapshotMeta = SnapshotMeta()
-    #: The state machine's applied index, if it is durable (else the snapshot's).
-    applied: int = 0
-
-
-@frozen
-class Ready:
-    hard_state: HardState | None
-    entries: tuple[Entry, ...]
-    committed_entries: tuple[Entry, ...]
-    messages: tuple[Message, ...]
-    read_states: tuple[ReadState, ...]
-    soft_state: SoftState | None
-
-    @property
-    def must_sync(self) -> bool:
-        return self.hard_state is not None or bool(self.entries)
+from skydns.raft.ready import (
+    NotLeader,
+    ProposalDropped,
+    Ready,
+    RestoredState,
+    Role,
+    SoftState,
+)
 
 
 class RaftCore:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from skydns.raft.messages import RequestVote, RequestVoteResponse
+from skydns.raft.ready import Role
 
 if TYPE_CHECKING:
     from skydns.raft.core import RaftCore
@@ -20,8 +21,6 @@ def campaign(core: RaftCore, prevote: bool, transfer: bool = False) -> None:
     changing anyone's term, so a node that was cut off cannot force the
     cluster through needless elections when it comes back.
     """
-    from skydns.raft.core import Role
-
     if prevote:
         core._reset(core.term)
         core.role = Role.PRE_CANDIDATE
@@ -63,8 +62,6 @@ def handle_vote_request(core: RaftCore, m: RequestVote) -> None:
 
 
 def handle_vote_response(core: RaftCore, m: RequestVoteResponse) -> None:
-    from skydns.raft.core import Role
-
     prevoting = core.role is Role.PRE_CANDIDATE
     if m.prevote != prevoting or m.src not in core.config.voters:
         return

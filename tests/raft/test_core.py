@@ -10,14 +10,17 @@ from skydns.raft.core import NotLeader, ProposalDropped, RaftCore, Ready, Restor
 from skydns.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
+    Configuration,
     Entry,
     EntryKind,
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     RequestVote,
     RequestVoteResponse,
+    SnapshotMeta,
     TimeoutNow,
 )
 from skydns.raft.progress import ProgressState
@@ -185,6 +188,15 @@ class CheckQuorumTests(SynchronousTestCase):
         self.assertIs(leader.role, Role.FOLLOWER)
         self.assertLessEqual(ticks, leader.election_tick + 1)
 
+    def test_leader_steps_down_on_higher_term(self) -> None:
+        """A leader that hears of a newer term becomes a follower of it."""
+        net = Net()
+        leader = net.elect("a")
+        leader.step(AppendEntriesResponse("b", "a", leader.term + 1, False, 0))
+        self.assertIs(leader.role, Role.FOLLOWER)
+        self.assertEqual(leader.term, 2)
+        self.assertIsNone(leader.vote)
+
     def test_stale_leader_told_of_new_term(self) -> None:
         """A follower answers a lower-term AppendEntries with its own term."""
         core = make("b", restored=RestoredState(HardState(5)))
@@ -301,6 +313,30 @@ class ReplicationTests(SynchronousTestCase):
         leader.propose(b"2")
         to_c = [m for m in drain(leader).messages if isinstance(m, AppendEntries) and m.dst == "c"]
         self.assertEqual(to_c, [])  # the probe sent at election is unanswered
+
+
+class SnapshotSeamTests(SynchronousTestCase):
+    def test_log_may_start_after_a_snapshot(self) -> None:
+        """A core restored from a snapshot answers for the snapshot's last entry."""
+        snap = SnapshotMeta(5, 2, Configuration(frozenset(IDS)))
+        core = make("a", restored=RestoredState(HardState(2, None, 5), (Entry(2, 6),), snap))
+        self.assertEqual((core.log.first_index(), core.log.last_index()), (6, 6))
+        self.assertEqual(core.log.term(5), 2)
+        self.assertIsNone(core.log.term(4))
+        self.assertEqual(core.log.applied, 5)
+
+    def test_follower_behind_snapshot_gets_install_snapshot(self) -> None:
+        """A follower needing compacted entries is sent an InstallSnapshot."""
+        snap = SnapshotMeta(5, 2, Configuration(frozenset(IDS)))
+        a = make("a", restored=RestoredState(HardState(2, None, 5), (Entry(2, 6),), snap))
+        a.campaign(prevote=False)
+        a.step(RequestVoteResponse("c", "a", a.term, True))
+        drain(a)
+        a.step(AppendEntriesResponse("b", "a", a.term, False, 6, 0, 0))
+        (m,) = drain(a).messages
+        assert isinstance(m, InstallSnapshot)
+        self.assertEqual((m.dst, m.meta), ("b", snap))
+        self.assertIs(a.progress["b"].state, ProgressState.SNAPSHOT)
 
 
 class ReadIndexTests(SynchronousTestCase):
