@@ -501,4 +501,5 @@ def make_site(api: API, access_log: Optional[str] = None) -> Site:
     else:
         site = QuietSite(api.resource())
     site.displayTracebacks = False
+    site.noisy = False  # no "Starting factory" lines
     return site
