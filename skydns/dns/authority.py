@@ -26,6 +26,7 @@ Choices where SPEC.md is silent:
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, Protocol, Union
@@ -76,6 +77,8 @@ class NameNotFound(error.AuthoritativeDomainError):
         super().__init__(name)
         self.name = name
         self.authority = list(authority)
+        #: Until when the name stays missing (see `SkyDNSAuthority.resolve_until`).
+        self.until = math.inf
 
 
 class QueryRefused(Exception):
@@ -110,6 +113,9 @@ class SkyDNSAuthority(ResolverBase):
         self._domain = self.domain.encode("ascii")
         self._suffix = b"." + self._domain
         self._nameservers = nameservers
+        #: While `resolve_until` runs: the time its answer stops being exact.
+        self._until = math.inf
+        self._now = 0.0
 
     # The IResolver entry point (ResolverBase.query and lookup* call it).
     def _lookup(
@@ -125,22 +131,51 @@ class SkyDNSAuthority(ResolverBase):
         Raises `NameNotFound` (NXDOMAIN), `QueryRefused`, or
         `error.DomainError` when ``name`` is outside the domain.
         """
+        return self.resolve_until(name, qtype)[:3]  # type: ignore[return-value]
+
+    def resolve_until(
+        self, name: bytes, qtype: int
+    ) -> tuple[list[dns.RRHeader], list[dns.RRHeader], list[dns.RRHeader], float]:
+        """`resolve`, and the time until which the same question, with the
+        registry unchanged, gets exactly this answer: the first moment a
+        record's TTL (the floor of a remaining lease) ticks down or a lease
+        ends.  ``math.inf`` when no lease is involved.  An answer cache
+        serves it before then and asks again after (and drops it on any
+        registry change).  Exceptions are as for `resolve`; for
+        `NameNotFound` the time is in its ``until`` attribute.
+        """
         key = name.lower().rstrip(b".")
         if key != self._domain and not key.endswith(self._suffix):
             raise error.DomainError(name)
         if qtype in (dns.AXFR, dns.IXFR):
             raise QueryRefused(name)
-        now = self.clock.seconds()
+        now = self._now = self.clock.seconds()
+        self._until = math.inf
         if key == self._domain:
             found: Optional[Answer] = self._apex(name, qtype)
         else:
             labels = key[: -len(self._suffix)].decode("ascii", "replace").split(".")
             found = self._below_apex(name, labels, qtype, now)
         if found is None:
-            raise NameNotFound(name, [self.soa()])
+            missing = NameNotFound(name, [self.soa()])
+            missing.until = self._until
+            raise missing
         if not found.answers:
-            return [], [self.soa()], []
-        return list(found.answers), [], list(found.additional)
+            return [], [self.soa()], [], self._until
+        return list(found.answers), [], list(found.additional), self._until
+
+    def _uses(self, instances: Sequence[Instance]) -> None:
+        """Note that the answer depends on these instances' leases: it stays
+        exact until the first of their TTLs (``floor(expires - now)``) drops."""
+        now = self._now
+        until = self._until
+        for instance in instances:
+            if not instance.service.no_expire:
+                expires = instance.expires
+                tick = expires - math.floor(expires - now)
+                if tick < until:
+                    until = tick
+        self._until = until
 
     # The apex and the nameservers.
 
@@ -163,7 +198,13 @@ class SkyDNSAuthority(ResolverBase):
     def nameservers(self) -> list[tuple[bytes, Any]]:
         """``(name, glue record or None)`` for each configured nameserver."""
         configured = self._nameservers
-        pairs = configured() if callable(configured) else configured
+        if callable(configured):
+            # The list may change without a registry change: answers built
+            # from it are kept a second at most.
+            self._until = min(self._until, self.clock.seconds() + 1.0)
+            pairs = configured()
+        else:
+            pairs = configured
         servers = []
         seen = set()
         for node_id, ip in pairs:
@@ -215,6 +256,7 @@ class SkyDNSAuthority(ResolverBase):
         if len(labels) == 1:
             instance = self.registry.get(labels[0], now)
             if instance is not None:
+                self._uses((instance,))
                 return self._instance(name, instance, qtype, now)
         found = self._service(name, labels, qtype, now)
         if found is None and self._is_nameserver_ancestor(key):
@@ -244,11 +286,13 @@ class SkyDNSAuthority(ResolverBase):
             return None
         registry = self.registry
         matches = registry.query(pattern, now)
+        self._uses(matches)
         found = Answer()
         if qtype in (dns.SRV, dns.ALL_RECORDS):
             found += srv_answer(name, matches, now, self._domain)
             if pattern.region is not None:
                 others = registry.failover(pattern, now)
+                self._uses(others)
                 if others:
                     found += srv_answer(name, others, now, self._domain, priority=FAILOVER_PRIORITY)
         for record_type in (dns.A, dns.AAAA):
@@ -259,7 +303,11 @@ class SkyDNSAuthority(ResolverBase):
         return None
 
     def _exists_by_failover(self, pattern: Pattern, now: float) -> bool:
-        return pattern.region is not None and bool(self.registry.failover(pattern, now))
+        if pattern.region is None:
+            return False
+        others = self.registry.failover(pattern, now)
+        self._uses(others)
+        return bool(others)
 
 
 def _glue(ip: str) -> Any:

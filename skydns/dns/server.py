@@ -17,13 +17,28 @@
   back.
 
 `DNSService` listens with it on UDP and TCP, same address and port.
+
+The fast path (`skydns.dns.answercache`): a repeated plain query is answered
+from the `AnswerCache` before anything is decoded; a first one for a name in
+the domain is answered directly from `SkyDNSAuthority.resolve_until` (no
+Deferreds, no decoding by `dns.Message`) and cached until its TTLs would
+tick.  Both produce the bytes the twisted.names path (``fast_path=False``,
+and every unusual packet) produces, because that path, too, resolves the
+lower-cased name and copies the client's question into the encoded answer.
+Answers for names outside the domain (REFUSED, or forwarded) are cached for
+a second at most (less when a TTL is shorter).  The cache is cleared on
+every registry change.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
-from typing import Any, Optional
+from io import BytesIO
+from typing import Any, Callable, Optional
 
+from attrs import define
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
@@ -34,8 +49,16 @@ from twisted.names.server import DNSServerFactory
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from skydns.dns.authority import NameNotFound, QueryRefused
+from skydns.dns.answercache import (
+    DEFAULT_MAX_ENTRIES,
+    AnswerCache,
+    Query,
+    parse_query,
+    restore_question,
+)
+from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
 from skydns.dns.forward import Forwarder, ForwardingServerMixin
+from skydns.dns.stats import LATENCY_SAMPLE, DNSStats
 
 log = Logger()
 
@@ -47,6 +70,8 @@ MAX_UDP_PAYLOAD = 4096
 MAX_TCP_MESSAGE = 65535
 #: Seconds an idle TCP connection is kept (RFC 7766 §6.2.3 suggests seconds).
 TCP_IDLE_TIMEOUT = 10
+#: Longest a forwarded (or REFUSED) answer is served from the answer cache.
+FORWARDED_MAX_AGE = 1.0
 
 #: Rcodes for the errors a resolver chain fails with, most specific first.
 _ERROR_RCODES: Sequence[tuple[type[BaseException], int]] = (
@@ -119,15 +144,61 @@ def udp_limit(request: dns.Message) -> int:
 class _DatagramProtocol(dns.DNSDatagramProtocol):
     """DNS over UDP, answering within the request's size limit."""
 
-    def writeMessage(self, message: dns.Message, address: Any) -> None:
+    controller: SkyDNSServerFactory
+
+    def __init__(self, controller: SkyDNSServerFactory, reactor: Any = None) -> None:
+        super().__init__(controller, reactor)
+        self._send: Callable[[bytes, Any], Any] = self._write
+        self._countdown = LATENCY_SAMPLE
+
+    def startProtocol(self) -> None:
+        super().startProtocol()
+        # Straight to the socket: the port's write() re-validates the address
+        # on every datagram, which costs as much as answering from the cache.
+        sock = getattr(self.transport, "socket", None)
+        self._send = sock.sendto if sock is not None else self._write
+
+    def _write(self, data: bytes, address: Any) -> None:
         transport: Any = self.transport
-        if transport is None:  # stopped while the answer was pending
+        if transport is not None:
+            transport.write(data, address)
+
+    def send_wire(self, data: bytes, address: Any) -> None:
+        """Send an encoded answer; a full socket buffer drops it, as the
+        network may."""
+        try:
+            self._send(data, address)
+        except OSError:
+            pass
+
+    def writeMessage(self, message: dns.Message, address: Any) -> None:
+        if self.transport is None:  # stopped while the answer was pending
             return
-        transport.write(encode_reply(message, message.maxSize or MIN_UDP_PAYLOAD), address)
+        self.send_wire(encode_reply(message, message.maxSize or MIN_UDP_PAYLOAD), address)
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        factory = self.controller
+        cache = factory.answer_cache
+        if cache is not None:
+            self._countdown -= 1
+            if self._countdown:
+                reply = cache.answer(data)
+                if reply is not None:
+                    try:
+                        self._send(reply, addr)
+                    except OSError:
+                        pass
+                    return
+            else:
+                self._countdown = LATENCY_SAMPLE
+                started = factory.timer()
+                reply = cache.answer(data)
+                if reply is not None:
+                    self.send_wire(reply, addr)
+                    factory.stats.latency("cache", factory.timer() - started)
+                    return
         try:
-            super().datagramReceived(data, addr)
+            factory.packet_received(self, data, addr)
         except Exception:
             log.failure("dropped a DNS packet from {addr}", addr=addr)
 
@@ -155,16 +226,47 @@ class _StreamProtocol(dns.DNSProtocol, TimeoutMixin):
         self.lost.callback(None)
 
     def stringReceived(self, data: bytes) -> None:
+        factory = self.factory
+        cache = factory.answer_cache
+        if cache is not None:
+            reply = cache.answer(data, True)
+            if reply is not None:
+                self.send_wire(reply, None)
+                return
         try:
-            super().stringReceived(data)
+            factory.packet_received(self, data, None)
         except Exception:
             transport: Any = self.transport
             log.failure("dropped a DNS message from {peer}", peer=transport.getPeer())
 
-    def writeMessage(self, message: dns.Message) -> None:
+    def send_wire(self, data: bytes, address: Any = None) -> None:
         if self.transport is None or not self.connected:
             return
-        self.sendString(encode_reply(message, MAX_TCP_MESSAGE))
+        self.sendString(data)
+
+    def writeMessage(self, message: dns.Message) -> None:
+        self.send_wire(encode_reply(message, MAX_TCP_MESSAGE))
+
+
+@define
+class _Request:
+    """What the server remembers about a request on the twisted.names path
+    (kept on the `dns.Message` as ``skydns_request``)."""
+
+    #: The parsed question when the request is cacheable, else None.
+    query: Optional[Query]
+    #: When it arrived (the factory's timer), for the latency metric.
+    started: float
+    #: The cache generation then: an answer after a clear is not kept.
+    generation: int
+    #: Whether the answer may be cached (the authority did not claim the name).
+    cacheable: bool = False
+    #: The question as the client spelled it, when that was not lower case.
+    question: Optional[bytes] = None
+
+
+#: `SkyDNSServerFactory._direct` result: the authority does not claim the name.
+_NOT_OURS: Any = object()
 
 
 class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
@@ -184,13 +286,46 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         can_recurse: bool = False,
         idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
         forwarder: Optional[Forwarder] = None,
+        fast_path: bool = True,
+        authority: Optional[SkyDNSAuthority] = None,
+        metrics: Any = None,
+        cache_size: int = DEFAULT_MAX_ENTRIES,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__()
         self.resolver = resolver
         self.forwarder = forwarder  # type: ignore[assignment]
         self.canRecurse = can_recurse or forwarder is not None
-        self.reactor = reactor
         self.idle_timeout = idle_timeout
+        #: Measures latency only (never decides anything).
+        self.timer = timer
+        self.authority = authority if authority is not None else find_authority(resolver)
+        self.answer_cache: Optional[AnswerCache] = None
+        if fast_path:
+            self.answer_cache = AnswerCache(self._seconds, cache_size)
+            if self.authority is not None:
+                self.authority.registry.add_listener(self.answer_cache.clear)
+        self.stats = DNSStats(self.answer_cache)
+        if metrics is not None:
+            self.stats.bind(metrics)
+        self.reactor = reactor
+
+    @property
+    def reactor(self) -> Any:
+        return self._reactor
+
+    @reactor.setter
+    def reactor(self, reactor: Any) -> None:
+        self._reactor = reactor
+        if self.answer_cache is not None and reactor is not None:
+            self.answer_cache.seconds = reactor.seconds
+
+    def _seconds(self) -> float:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        return float(self.reactor.seconds())
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = _StreamProtocol(self, self.reactor)
@@ -200,6 +335,74 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
     def datagram_protocol(self) -> _DatagramProtocol:
         """A UDP protocol answering through this factory."""
         return _DatagramProtocol(self, self.reactor)
+
+    # The packet path below the cache.
+
+    def packet_received(self, protocol: Any, data: bytes, address: Any) -> None:
+        """A request the answer cache did not answer (``address`` is None
+        over TCP): answer it directly from the authority when it is a plain
+        question for our domain, else decode it for the twisted.names path."""
+        started = self.timer()
+        cache = self.answer_cache
+        query = parse_query(data) if cache is not None else None
+        cacheable = False
+        if query is not None and self.authority is not None:
+            wire = self._direct(query, data, address is None)
+            if wire is _NOT_OURS:
+                cacheable = True
+            elif wire is not None:
+                protocol.send_wire(wire, address)
+                self.stats.latency("authority", self.timer() - started)
+                return
+        message = dns.Message()
+        try:
+            message.fromStr(data)
+        except Exception:
+            self.stats.malformed += 1
+            log.debug("undecodable DNS packet ({size} bytes)", size=len(data))
+            return
+        generation = cache.generation if cache is not None else 0
+        message.skydns_request = _Request(query, started, generation, cacheable)  # type: ignore[attr-defined]
+        self.messageReceived(message, protocol, address)
+
+    def _direct(self, query: Query, data: bytes, tcp: bool) -> Any:
+        """The answer to a plain question from the authority, encoded, and
+        cached.  `_NOT_OURS` for a name outside the domain; None when the
+        twisted.names path should answer (an unexpected error, which it logs).
+        """
+        authority = self.authority
+        cache = self.answer_cache
+        if authority is None or cache is None or query.qclass not in (dns.IN, dns.ANY):
+            return None
+        generation = cache.generation
+        records: tuple[list[Any], list[Any], list[Any]]
+        try:
+            answers, auth, additional, until = authority.resolve_until(query.name, query.qtype)
+            records, rcode = (answers, auth, additional), dns.OK
+        except NameNotFound as e:
+            records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
+        except QueryRefused:
+            records, rcode, until = ([], [], []), dns.EREFUSED, math.inf
+        except error.DomainError as e:
+            return _NOT_OURS if type(e) is error.DomainError else None
+        except Exception:
+            return None
+        response = self._response(
+            data[0] << 8 | data[1],
+            [dns.Query(query.name, query.qtype, query.qclass)],
+            query.recursion_desired,
+            MAX_TCP_MESSAGE if tcp else query.udp_limit,
+            query.edns,
+            rcode,
+            *records,
+        )
+        wire = encode_reply(response, response.maxSize)
+        wire = restore_question(wire, data[12 : query.question_end])
+        cache.store(query, wire, until, generation, tcp)
+        self.stats.answer("tcp" if tcp else "udp", query.qtype, rcode)
+        return wire
+
+    # The twisted.names path.
 
     def messageReceived(self, message: dns.Message, proto: Any, address: Any = None) -> None:
         if message.answer:
@@ -214,7 +417,27 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         elif message.queries[0].cls not in (dns.IN, dns.ANY):
             self._reply_error(message, proto, address, dns.EREFUSED)
         else:
+            self._lower_question(message)
             self.handleQuery(message, proto, address)
+
+    def _lower_question(self, message: dns.Message) -> None:
+        """Resolve the lower-cased name, and remember the client's spelling
+        to copy into the answer: names in the answer equal to the question
+        are then compressed to pointers at it, so the bytes are the same
+        however the client cased the name (and so are the fast path's)."""
+        query = message.queries[0]
+        name = query.name.name
+        lowered = name.lower()
+        if lowered == name:
+            return
+        out = BytesIO()
+        query.encode(out)
+        request = getattr(message, "skydns_request", None)
+        if request is None:
+            request = _Request(None, self.timer(), -1)
+            message.skydns_request = request  # type: ignore[attr-defined]
+        request.question = out.getvalue()
+        message.queries[0] = dns.Query(lowered, query.type, query.cls)
 
     def handleQuery(self, message: dns.Message, protocol: Any, address: Any) -> Any:
         d = super().handleQuery(message, protocol, address)
@@ -222,6 +445,20 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             lambda reason: log.failure("could not answer {query}", reason, query=message.queries[0])
         )
         return d
+
+    def forward_query(
+        self, message: dns.Message, protocol: Any, address: Any
+    ) -> "defer.Deferred[None]":
+        request = getattr(message, "skydns_request", None)
+
+        def send(reply: dns.Message) -> None:
+            reply.skydns_request = request  # type: ignore[attr-defined]
+            self.sendReply(protocol, reply, address)
+
+        forwarder: Any = self.forwarder
+        d = forwarder.handle_query(message, protocol, address).addCallback(send)
+        d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
+        return d  # type: ignore[no-any-return]
 
     def gotResolverError(
         self, failure: Failure, protocol: Any, message: dns.Message, address: Any
@@ -249,21 +486,44 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         authority: Optional[list[dns.RRHeader]] = None,
         additional: Optional[list[Any]] = None,
     ) -> dns.Message:
-        answers = list(answers or ())
-        authority = list(authority or ())
-        additional = list(additional or ())
+        response = self._response(
+            message.id,
+            list(message.queries),
+            message.recDes,
+            message.maxSize,
+            any(r.type == dns.OPT for r in message.additional),
+            rCode,
+            list(answers or ()),
+            list(authority or ()),
+            list(additional or ()),
+        )
+        request = getattr(message, "skydns_request", None)
+        if request is not None:
+            response.skydns_request = request  # type: ignore[attr-defined]
+        return response
+
+    def _response(
+        self,
+        id: int,
+        queries: list[dns.Query],
+        recursion_desired: Any,
+        max_size: int,
+        edns: bool,
+        rcode: int,
+        answers: list[Any],
+        authority: list[Any],
+        additional: list[Any],
+    ) -> dns.Message:
+        """The response both paths send (the same fields, so the same bytes)."""
         # AA for NODATA and NXDOMAIN too, whose only records are the SOA.
         authoritative = any(r.isAuthoritative() for r in answers + authority)
-        response = dns._responseFromMessage(
-            responseConstructor=self._messageFactory,
-            message=message,
-            recAv=self.canRecurse,
-            rCode=rCode,
-            auth=authoritative,
+        response = self._messageFactory(
+            id=id, answer=True, recAv=self.canRecurse, rCode=rcode, auth=authoritative
         )
-        response.recDes = message.recDes  # RFC 1035 §4.1.1: RD is copied.
-        response.maxSize = message.maxSize
-        if any(r.type == dns.OPT for r in message.additional):
+        response.queries = queries
+        response.recDes = recursion_desired  # RFC 1035 §4.1.1: RD is copied.
+        response.maxSize = max_size
+        if edns:
             additional.append(dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD))
         response.answers = answers
         response.authority = authority
@@ -271,10 +531,43 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         return response
 
     def sendReply(self, protocol: Any, message: dns.Message, address: Any) -> None:
-        if address is None:
-            protocol.writeMessage(message)
-        else:
-            protocol.writeMessage(message, address)
+        tcp = address is None
+        wire = encode_reply(message, MAX_TCP_MESSAGE if tcp else message.maxSize or MIN_UDP_PAYLOAD)
+        request: Optional[_Request] = getattr(message, "skydns_request", None)
+        if request is not None:
+            if request.question is not None and len(message.queries) == 1:
+                wire = restore_question(wire, request.question)
+            if request.query is not None and request.cacheable and self.answer_cache is not None:
+                until = self._forwarded_until(message)
+                self.answer_cache.store(request.query, wire, until, request.generation, tcp)
+            if request.generation >= 0:
+                self.stats.latency("full", self.timer() - request.started)
+        qtype = message.queries[0].type if message.queries else 0
+        self.stats.answer("tcp" if tcp else "udp", qtype, message.rCode)
+        protocol.send_wire(wire, address)
+
+    def _forwarded_until(self, message: dns.Message) -> float:
+        """How long an answer from outside the domain may be served from the
+        cache: a second at most, never past a record's TTL; not at all for an
+        error other than NXDOMAIN or REFUSED."""
+        if message.rCode not in (dns.OK, dns.ENAME, dns.EREFUSED):
+            return -math.inf
+        age = FORWARDED_MAX_AGE
+        for record in message.answers + message.authority + message.additional:
+            if record.type != dns.OPT:
+                age = min(age, record.ttl)
+        return self._seconds() + age
+
+
+def find_authority(resolver: Any) -> Optional[SkyDNSAuthority]:
+    """The `SkyDNSAuthority` that ``resolver`` (or the first resolver of its
+    chain) is, or None."""
+    if isinstance(resolver, SkyDNSAuthority):
+        return resolver
+    chain = getattr(resolver, "resolvers", None)
+    if chain and isinstance(chain[0], SkyDNSAuthority):
+        return chain[0]
+    return None
 
 
 class DNSService(MultiService):
@@ -294,6 +587,8 @@ class DNSService(MultiService):
         can_recurse: bool = False,
         idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
         forwarder: Optional[Forwarder] = None,
+        fast_path: bool = True,
+        metrics: Any = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -302,7 +597,13 @@ class DNSService(MultiService):
         self._reactor = reactor
         self.forwarder = forwarder
         self.factory = SkyDNSServerFactory(
-            resolver, reactor, can_recurse, idle_timeout, forwarder=forwarder
+            resolver,
+            reactor,
+            can_recurse,
+            idle_timeout,
+            forwarder=forwarder,
+            fast_path=fast_path,
+            metrics=metrics,
         )
         self.port: Optional[int] = None
         self.udp_listener: Any = None

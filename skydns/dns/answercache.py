@@ -1,0 +1,233 @@
+"""A wire-level answer cache in front of the `twisted.names` machinery.
+
+A DNS query that repeats is answered from bytes: the cached response gets
+the client's ID and the client's question bytes (resolvers randomise the
+case of names, "0x20") and is sent, with no `dns.Message` decoded or built.
+
+The key is the request after its ID with the question name lower-cased:
+header flags and counts, name, type, class and the whole OPT record (so the
+EDNS payload size, and hence the truncation limit, is part of it).  UDP and
+TCP have separate tables, since their size limits differ.  Two requests with
+the same key differ only in ID and name case, and the server answers them
+alike: it resolves the lower-cased name and copies the client's question in
+afterwards (`restore_question`), so the answer owner names, compressed as
+pointers to the question, read as the client wrote them.
+
+`parse_query` reads the header and the one question straight from the bytes
+and decides whether a request may be cached at all: one question, standard
+query, no answer or authority records, at most an OPT record (version 0, DO
+and the other flags clear, well-formed options), nothing after it, plain
+labels (no compression pointer, no ``.`` or NUL byte inside a label).
+Everything else takes the full path, uncached.
+
+Each entry carries the time until which it is exact (see
+`skydns.dns.authority.SkyDNSAuthority.resolve_until`): a lookup at or after
+it misses, and the server builds the entry anew.  `clear` drops everything
+(the server calls it on every registry change) and starts a new generation,
+so an answer computed before the change is never stored after it.  The
+size is bounded generationally: when the young table fills, it becomes the
+old one and the previous old one is dropped; an entry found in the old
+table moves back to the young one.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import defaultdict
+from typing import Callable, NamedTuple, Optional
+
+#: Entries per table generation (per transport); two generations are kept.
+DEFAULT_MAX_ENTRIES = 20000
+
+_HEADER = struct.Struct("!HH")
+_OPT = struct.Struct("!HHBBHH")
+_OPT_TYPE = 41
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
+_MIN_UDP_PAYLOAD = 512
+_MAX_UDP_PAYLOAD = 4096
+
+
+class Query(NamedTuple):
+    """What `parse_query` read from a cacheable request."""
+
+    #: The cache key: the request after the ID, name lower-cased.
+    key: bytes
+    #: The question name, lower-cased, dotted, without the final dot.
+    name: bytes
+    qtype: int
+    qclass: int
+    #: Where the question section ends (header + name + type + class).
+    question_end: int
+    #: Whether the request has an OPT record (the response then gets one).
+    edns: bool
+    #: The UDP payload size the client accepts (512 without EDNS).
+    udp_limit: int
+    #: The RD flag, which the response copies.
+    recursion_desired: bool
+
+
+def parse_query(data: bytes) -> Optional[Query]:
+    """The question of a plain, cacheable DNS query, read from its bytes
+    alone; None for anything else (see the module docstring).  Never raises
+    for any input."""
+    size = len(data)
+    if size < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
+        return None  # short, a response (QR), an opcode other than QUERY, counts
+    additional = data[10] << 8 | data[11]
+    if additional > 1:
+        return None
+    labels = []
+    at = 12
+    while True:
+        length = data[at]
+        if length == 0:
+            break
+        if length > 63:
+            return None  # a compression pointer or a reserved label type
+        label = data[at + 1 : at + 1 + length]
+        if len(label) != length or b"." in label or b"\x00" in label:
+            return None
+        labels.append(label)
+        at += 1 + length
+        if at >= size:
+            return None
+    name_end = at
+    if name_end - 12 + 1 > 255:
+        return None  # RFC 1035 §3.1: at most 255 octets
+    question_end = name_end + 5
+    if question_end > size:
+        return None
+    qtype, qclass = _HEADER.unpack_from(data, name_end + 1)
+    edns = False
+    limit = _MIN_UDP_PAYLOAD
+    if additional:
+        if size < question_end + 11 or data[question_end] != 0:
+            return None
+        rtype, payload, extended, version, flags, rdlength = _OPT.unpack_from(
+            data, question_end + 1
+        )
+        if rtype != _OPT_TYPE or extended or version or flags:
+            return None  # not OPT, or EDNS version/rcode/DO we do not handle
+        at = question_end + 11
+        end = at + rdlength
+        if end != size:
+            return None
+        while at < end:
+            if at + 4 > end:
+                return None
+            at += 4 + (data[at + 2] << 8 | data[at + 3])
+        if at != end:
+            return None
+        edns = True
+        limit = max(_MIN_UDP_PAYLOAD, min(payload, _MAX_UDP_PAYLOAD))
+    elif question_end != size:
+        return None
+    key = data[2:12] + data[12:name_end].lower() + data[name_end:]
+    return Query(
+        key=key,
+        name=b".".join(labels).lower(),
+        qtype=qtype,
+        qclass=qclass,
+        question_end=question_end,
+        edns=edns,
+        udp_limit=limit,
+        recursion_desired=bool(data[2] & 0x01),
+    )
+
+
+def restore_question(response: bytes, question: bytes) -> bytes:
+    """``response`` with its question section (right after the 12-byte
+    header) replaced by ``question``, the client's own bytes of the same
+    length."""
+    return response[:12] + question + response[12 + len(question) :]
+
+
+#: A cache entry: valid-until time, response header after the ID, where the
+#: question ends, the bytes after the question, and the statistics key
+#: ``(qtype, rcode)``.
+Entry = tuple[float, bytes, int, bytes, tuple[int, int]]
+
+
+class AnswerCache:
+    """Encoded answers by request key, for UDP and for TCP.
+
+    ``seconds`` is the clock (`IReactorTime.seconds`).  Hits are counted in
+    plain dicts by ``(qtype, rcode)`` (`udp_hits`, `tcp_hits`) so the hot
+    path never touches a metrics library; `skydns.dns.stats` exports them.
+    """
+
+    def __init__(
+        self, seconds: Callable[[], float], max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self.generation = 0
+        self._young: list[dict[bytes, Entry]] = [{}, {}]
+        self._old: list[dict[bytes, Entry]] = [{}, {}]
+        self.udp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.tcp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.misses = 0
+        self.expired = 0
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._young) + sum(len(t) for t in self._old)
+
+    def answer(self, data: bytes, tcp: bool = False) -> Optional[bytes]:
+        """The response to the request ``data`` if a valid one is cached,
+        with the request's ID and question; else None (a miss)."""
+        end = data.find(b"\x00", 12)
+        if end < 12:
+            return None
+        key = data[2:12] + data[12:end].lower() + data[end:]
+        young = self._young[tcp]
+        entry = young.get(key)
+        if entry is None:
+            entry = self._old[tcp].get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._put(young, tcp, key, entry)
+        until, head, question_end, tail, stat = entry
+        if until != math.inf and self.seconds() >= until:
+            self.expired += 1  # `store` replaces it once the full path answers
+            return None
+        (self.tcp_hits if tcp else self.udp_hits)[stat] += 1
+        return data[:2] + head + data[12:question_end] + tail
+
+    def store(
+        self,
+        query: Query,
+        response: bytes,
+        until: float,
+        generation: int,
+        tcp: bool = False,
+    ) -> bool:
+        """Keep ``response`` (the full path's bytes for ``query``) until
+        ``until``.  ``generation`` is `generation` as read when the answer
+        was computed: if the cache was cleared since, the answer may be stale
+        and is not kept.  Any source of answers with a known expiry (the
+        authority, a forwarder's cache) may store here.  Returns whether it
+        was kept."""
+        if generation != self.generation or until <= self.seconds():
+            return False
+        end = query.question_end
+        if len(response) < end or response[12:end].lower() != query.key[10 : end - 2].lower():
+            return False  # not an answer to this question as the client spelled it
+        rcode = response[3] & 0x0F
+        entry = (until, response[2:12], end, response[end:], (query.qtype, rcode))
+        self._put(self._young[tcp], tcp, query.key, entry)
+        return True
+
+    def _put(self, young: dict[bytes, Entry], tcp: bool, key: bytes, entry: Entry) -> None:
+        if len(young) >= self.max_entries:
+            self._old[tcp] = young
+            young = self._young[tcp] = {}
+        young[key] = entry
+
+    def clear(self) -> None:
+        """Drop every entry (the registry changed); answers being computed
+        now will not be stored."""
+        self.generation += 1
+        self._young = [{}, {}]
+        self._old = [{}, {}]

@@ -1,0 +1,148 @@
+"""DNS counters kept as plain ints, exported to `skydns.metrics` at scrape.
+
+The DNS hot path answers in a few microseconds; ``Counter.labels(...).inc()``
+costs about as much again.  So the server counts answers in dicts keyed by
+``(transport, qtype, rcode)`` (cache hits in the `AnswerCache`'s own dicts),
+buffers latency samples, and a collector registered with the `Metrics`
+registry adds what changed since the last scrape to the real families just
+before they are read.
+
+Counting rules: a query is counted (``skydns_dns_requests``, by type and
+transport) when it is answered, together with its response code
+(``skydns_dns_responses``); a packet that cannot be decoded is counted in
+``skydns_dns_malformed`` instead.  ``skydns_dns_cache{cache="answer"}``
+counts lookups in the answer cache: ``hit``, or ``miss`` (absent or
+expired).  Latency (``skydns_dns_request_duration_seconds``) is by source:
+``cache`` (a sample of one hit in `LATENCY_SAMPLE`), ``authority`` (the
+direct path for names in the domain, every query) and ``full`` (the
+twisted.names path, every query).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Optional
+
+from twisted.names import dns
+
+from skydns.dns.answercache import AnswerCache
+
+#: One cache hit in this many is timed.
+LATENCY_SAMPLE = 64
+#: Latency samples buffered before they are flushed without a scrape.
+_MAX_BUFFERED = 4096
+
+_RCODES = {
+    dns.OK: "NOERROR",
+    dns.EFORMAT: "FORMERR",
+    dns.ESERVER: "SERVFAIL",
+    dns.ENAME: "NXDOMAIN",
+    dns.ENOTIMP: "NOTIMP",
+    dns.EREFUSED: "REFUSED",
+}
+
+
+def type_name(qtype: int) -> str:
+    """``SRV``, ``A``, ... or the number for types Twisted does not name."""
+    name = dns.QUERY_TYPES.get(qtype) or dns.EXT_QUERIES.get(qtype)
+    return name if isinstance(name, str) else str(qtype)
+
+
+def rcode_name(rcode: int) -> str:
+    return _RCODES.get(rcode, str(rcode))
+
+
+class DNSStats:
+    """The DNS server's counters (see the module docstring)."""
+
+    def __init__(self, cache: Optional[AnswerCache] = None) -> None:
+        self.cache = cache
+        #: Answers not from the cache, by (transport, qtype, rcode).
+        self.answered: defaultdict[tuple[str, int, int], int] = defaultdict(int)
+        self.malformed = 0
+        self._latency: list[tuple[str, float]] = []
+        self._metrics: Any = None
+        self._exported: dict[Any, int] = {}
+
+    def answer(self, proto: str, qtype: int, rcode: int) -> None:
+        self.answered[(proto, qtype, rcode)] += 1
+
+    def latency(self, source: str, seconds: float) -> None:
+        samples = self._latency
+        samples.append((source, seconds))
+        if len(samples) >= _MAX_BUFFERED:
+            self.flush()
+
+    def totals(self) -> dict[tuple[str, int, int], int]:
+        """All answers so far, cache hits included, by (transport, qtype, rcode)."""
+        totals = dict(self.answered)
+        cache = self.cache
+        if cache is not None:
+            for proto, hits in (("udp", cache.udp_hits), ("tcp", cache.tcp_hits)):
+                for (qtype, rcode), count in hits.items():
+                    key = (proto, qtype, rcode)
+                    totals[key] = totals.get(key, 0) + count
+        return totals
+
+    def bind(self, metrics: Any) -> None:
+        """Export into ``metrics`` (a `skydns.metrics.Metrics`) at each scrape."""
+        self._metrics = metrics
+        registry = metrics.registry
+        registry.register(_Exporter(self))
+        # Collectors are read in registration order: move the families we
+        # update after the exporter, so a scrape sees this scrape's numbers.
+        for family in (
+            metrics.dns_queries,
+            metrics.dns_responses,
+            metrics.dns_latency,
+            metrics.dns_cache,
+            metrics.dns_malformed,
+        ):
+            registry.unregister(family)
+            registry.register(family)
+
+    def flush(self) -> None:
+        """Add everything counted since the last flush to the metrics."""
+        metrics = self._metrics
+        if metrics is None:
+            del self._latency[:]
+            return
+        samples, self._latency = self._latency, []
+        for source, seconds in samples:
+            metrics.dns_latency.labels(source).observe(seconds)
+        queries: defaultdict[tuple[str, str], int] = defaultdict(int)
+        responses: defaultdict[str, int] = defaultdict(int)
+        for (proto, qtype, rcode), count in self.totals().items():
+            queries[(type_name(qtype), proto)] += count
+            responses[rcode_name(rcode)] += count
+        for labels, count in queries.items():
+            self._add(("q",) + labels, count, metrics.dns_queries.labels(*labels))
+        for name, count in responses.items():
+            self._add(("r", name), count, metrics.dns_responses.labels(name))
+        cache = self.cache
+        if cache is not None:
+            hits = sum(cache.udp_hits.values()) + sum(cache.tcp_hits.values())
+            self._add("hit", hits, metrics.dns_cache.labels("answer", "hit"))
+            misses = cache.misses + cache.expired
+            self._add("miss", misses, metrics.dns_cache.labels("answer", "miss"))
+        self._add("malformed", self.malformed, metrics.dns_malformed)
+
+    def _add(self, key: Any, total: int, child: Any) -> None:
+        delta = total - self._exported.get(key, 0)
+        if delta > 0:
+            child.inc(delta)
+            self._exported[key] = total
+
+
+class _Exporter:
+    """A prometheus collector that yields nothing: reading it flushes."""
+
+    def __init__(self, stats: DNSStats) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        self._stats.flush()
+        return []
