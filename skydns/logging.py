@@ -68,7 +68,10 @@ def _service_fields(service: Service) -> dict[str, Any]:
     }
 
 
-_SERVICE = "{uuid} ({name}.{environment}, region {region}, version {version}) at {host}:{port}"
+_SERVICE = (
+    "{uuid} at {host}:{port} name={name} environment={environment} region={region} "
+    "version={version}"
+)
 
 
 class RegistryLog:
@@ -88,7 +91,7 @@ class RegistryLog:
             self._removed("expire", applied.removals, live, "lease ran out; uuid reused")
             if applied.status == "ok":
                 self.log.info(
-                    "registered " + _SERVICE + " ttl {ttl}s",
+                    "registered " + _SERVICE + " ttl={ttl}",
                     change="register", live=live, **_service_fields(command.service),
                 )  # fmt: skip
             else:
