@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import attrs
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -497,8 +497,10 @@ class AMPTransport:
         peers: dict[str, IStreamClientEndpoint],
         clock: IReactorTime,
         call_timeout: float = 2.0,
+        listen_failed: Callable[[Failure], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.listen_failed = listen_failed
         self.clock = clock
         self.handler: IRaftHandler | None = None
         self.port: IListeningPort | None = None
@@ -532,14 +534,10 @@ class AMPTransport:
         self.port = port
         log.info("Raft listening on {address}", address=port.getHost())
 
-    def _listen_failed(self, failure: Failure) -> Failure:
+    def _listen_failed(self, failure: Failure) -> None:
         log.failure("cannot listen for Raft peers", failure)
-        return failure
-
-    @property
-    def listening(self) -> Deferred[Any]:
-        """Fires once listening (or errbacks if the endpoint failed)."""
-        return self._listening if self._listening is not None else succeed(None)
+        if self.listen_failed is not None:
+            self.listen_failed(failure)
 
     def stop(self) -> Deferred[None]:
         stopping: list[Deferred[Any]] = []

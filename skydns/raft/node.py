@@ -38,7 +38,7 @@ from skydns.metrics import Metrics
 from skydns.raft import core as raft
 from skydns.raft.envelope import OVERHEAD, EnvelopeError, unwrap, wrap
 from skydns.raft.log import IRaftStorage, StorageError, StorageFailure
-from skydns.raft.messages import AppendEntries, Entry, EntryKind, Heartbeat, Message
+from skydns.raft.messages import AppendEntries, Entry, EntryKind, Message
 from skydns.raft.sessions import SessionTable, Stale
 from skydns.raft.transport import (
     BadProposal,
@@ -130,7 +130,8 @@ class RaftNode(Service):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._failed: str | None = None
-        self._leader_commit = 0
+        #: (term, commit index) from the latest AppendEntries of a leader.
+        self._leader_commit = (0, 0)
         self._leader: str | None = None
         self._role = raft.Role.FOLLOWER
         self._leader_changed = False
@@ -487,13 +488,19 @@ class RaftNode(Service):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return
-        if isinstance(message, (AppendEntries, Heartbeat)) and message.term >= self.core.term:
-            self._leader_commit = max(self._leader_commit, message.commit)
         try:
             self.core.step(message)
         except Exception:
             log.failure("the Raft core refused a {kind} from {src}",
                         kind=type(message).__name__, src=message.src)  # fmt: skip
+        else:
+            if isinstance(message, AppendEntries) and message.term == self.core.term:
+                # Heartbeats carry a commit index capped at what we hold, so
+                # only AppendEntries tells us the leader's own commit index.
+                term, commit = self._leader_commit
+                if term != message.term:
+                    commit = 0
+                self._leader_commit = (message.term, max(commit, message.commit))
         self._schedule()
 
     # --- reads --------------------------------------------------------------
@@ -554,7 +561,13 @@ class RaftNode(Service):
         if core.role is raft.Role.LEADER:
             term_committed = core.log.term(core.log.committed) == core.term
             return term_committed and self._applied >= core.log.committed
-        return self._applied >= max(self._leader_commit, core.log.committed)
+        # Ready once we have applied what the leader had committed when we
+        # last heard, counting only a commit index of the leader's own term
+        # (before its first entry commits, its commit index may lag ours).
+        term, commit = self._leader_commit
+        if term != core.term or core.log.term(commit) != core.term:
+            return False
+        return self._applied >= max(commit, core.log.committed)
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
         self._listeners.append(listener)

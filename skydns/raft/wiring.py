@@ -1,0 +1,104 @@
+"""Build a Raft node from ``twistd skydns`` options (called by ``skydns.tap``).
+
+With ``--peers`` the node is one voter of that cluster; without, it is a
+one-voter cluster on the same path (durable log in the data dir, same Ready
+loop), so a lone node's registrations survive kill -9 and restart too.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from skydns.cluster import ICluster
+from skydns.config import Peer
+from skydns.metrics import Metrics
+from skydns.raft.amp import AMPTransport
+from skydns.raft.log import DiskStorage
+from skydns.raft.node import RaftNode
+from skydns.registry import Registry
+
+log = Logger()
+
+#: Exit status of a node that stopped because its storage failed.
+EXIT_STORAGE_FAILED = 70
+
+
+def exit_now(reason: str) -> None:
+    """Fail-stop: leave at once with a failure status.
+
+    Stopping the reactor cleanly would run shutdown code that might still
+    answer a client; after a failed fsync nothing may be acknowledged.
+    """
+    log.critical("stopping the process: {reason}", reason=reason)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_STORAGE_FAILED)
+
+
+def listen_address(description: str) -> str:
+    """``HOST:PORT`` for a ``tcp:PORT:interface=HOST`` description (else itself)."""
+    parts = description.split(":")
+    if parts[0] in ("tcp", "tcp6") and len(parts) > 1:
+        port = next((p.split("=", 1)[1] for p in parts[1:] if p.startswith("port=")), parts[1])
+        host = next((p.split("=", 1)[1] for p in parts[1:] if p.startswith("interface=")),
+                    "0.0.0.0")  # fmt: skip
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return description
+
+
+def build_cluster(
+    node_id: str,
+    peers: Sequence[Peer] | None,
+    raft_endpoint: str,
+    data_dir: str,
+    registry: Registry,
+    reactor: Any,
+    metrics: Metrics | None = None,
+    fail_stop: Callable[[str], None] = exit_now,
+) -> tuple[ICluster, IService]:
+    """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
+
+    The node is both the cluster and the service to start: it listens on
+    ``raft_endpoint`` and connects to the other peers once started.  Loading
+    the data dir happens here, so a locked or corrupt data dir stops
+    ``twistd`` before anything listens.
+    """
+    if peers is None:
+        addresses: dict[str, str | None] = {node_id: listen_address(raft_endpoint)}
+        clients: dict[str, IStreamClientEndpoint] = {}
+    else:
+        addresses = {peer.node_id: str(peer.address) for peer in peers}
+        clients = {
+            peer.node_id: HostnameEndpoint(reactor, peer.address.host, peer.address.port)
+            for peer in peers
+            if peer.node_id != node_id
+        }
+
+    def cannot_listen(failure: Failure) -> None:
+        fail_stop(f"cannot listen for Raft peers on {raft_endpoint}: {failure.value}")
+
+    transport = AMPTransport(
+        serverFromString(reactor, raft_endpoint), clients, reactor, listen_failed=cannot_listen
+    )
+    node = RaftNode(
+        node_id,
+        addresses,
+        DiskStorage(data_dir),
+        transport,
+        registry,
+        reactor,
+        rng=random.Random(os.urandom(16)),
+        metrics=metrics,
+        fail_stop=fail_stop,
+    )
+    return node, node
