@@ -13,7 +13,8 @@ from twisted.application import service, strports
 from twisted.python import usage
 
 from skydns import config
-from skydns.dns.upstreams import configured_upstreams
+from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
+from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
 
 DEFAULT_DOMAIN = "skydns.local"
 DEFAULT_DNS = "127.0.0.1:8053"
@@ -84,6 +85,14 @@ class Options(usage.Options):
         ],
         ["secret", None, None, "Require this secret in the Authorization header of /skydns/."],
         ["cache-size", None, "10000", "Forwarded answers kept in the cache (0 disables it)."],
+        [
+            "forward-allow",
+            None,
+            ",".join(DEFAULT_FORWARD_ALLOW),
+            "Client networks CIDR,... that may use forwarding; others get REFUSED for "
+            "names outside the domain.",
+        ],
+        ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
     ]
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
@@ -108,15 +117,25 @@ class Options(usage.Options):
             if self["peers"] is not None:
                 raise usage.UsageError("--join and --peers are exclusive: use one")
         self["cache-size"] = _checked("cache-size", _non_negative_int, self["cache-size"])
+        self["forward-allow"] = _checked("forward-allow", parse_networks, self["forward-allow"])
+        self["tcp-idle-timeout"] = _checked(
+            "tcp-idle-timeout", _non_negative_int, self["tcp-idle-timeout"]
+        )
+        if self["tcp-idle-timeout"] == 0:
+            raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
         if self["no-forward"]:
             if self["nameserver"] is not None:
                 raise usage.UsageError("--nameserver and --no-forward are exclusive: use one")
             self["upstreams"] = None
         else:
             dns_address: config.HostPort = self["dns"]
+            # SKYDNS_RESOLV_CONF: another resolv.conf to read (for tests; docs/resolver.md).
+            resolv_conf = os.environ.get("SKYDNS_RESOLV_CONF") or RESOLV_CONF
             self["upstreams"] = _checked(
                 "nameserver",
-                lambda value: configured_upstreams(value, dns_address.host, dns_address.port),
+                lambda value: configured_upstreams(
+                    value, dns_address.host, dns_address.port, resolv_conf
+                ),
                 self["nameserver"],
             )
         if self["secret"] is None:
@@ -130,14 +149,17 @@ def makeService(options: Options) -> service.MultiService:
     import treq
     from prometheus_client import disable_created_metrics
     from twisted.internet import reactor
+    from twisted.names.resolve import ResolverChain
     from twisted.web.server import Site
 
     from skydns.api import make_api
     from skydns.callbacks import CallbackNotifier
     from skydns.cluster import LocalCluster
-    from skydns.dns.authority import SkyDNSAuthority, make_resolver
+    from skydns.dns.acl import needed
+    from skydns.dns.authority import SkyDNSAuthority
     from skydns.dns.forward import Forwarder
     from skydns.dns.rcache import ResponseCache
+    from skydns.dns.reverse import ReverseResolver
     from skydns.dns.server import DNSService
     from skydns.leases import LeaseKeeper
     from skydns.metrics import Metrics
@@ -160,10 +182,14 @@ def makeService(options: Options) -> service.MultiService:
     forwarder = None
     if options["upstreams"] is not None:
         cache = ResponseCache(reactor, max_entries=options["cache-size"])
-        forwarder = Forwarder(options["upstreams"], reactor, cache=cache)
+        allow = needed(options["forward-allow"], dns_address.host)
+        forwarder = Forwarder(options["upstreams"], reactor, cache=cache, allow=allow)
+    # The authority first (the server's fast path looks for it there), then
+    # PTR for registered addresses; names neither claims go to the forwarder.
+    resolver = ResolverChain([authority, ReverseResolver(registry, reactor, options["domain"])])
     DNSService(
-        make_resolver(authority), dns_address.host, dns_address.port, reactor=reactor,
-        forwarder=forwarder,
+        resolver, dns_address.host, dns_address.port, reactor=reactor,
+        forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"],
     ).setServiceParent(top)
 
     api = make_api(cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics)

@@ -32,6 +32,29 @@ def response_to(query: dns.Message, rcode: int = dns.OK, **flags: Any) -> dns.Me
     return response
 
 
+def query(
+    name: bytes = b"www.Example.ORG",
+    type: int = dns.A,
+    id: int = 4242,
+    edns: dns._OPTHeader | None = None,
+) -> dns.Message:
+    """A client's query as a Twisted server hands it over."""
+    message = dns.Message(id=id, recDes=1)
+    message.queries = [dns.Query(name, type, dns.IN)]
+    if edns is not None:
+        message.additional = [edns]  # type: ignore[list-item]
+    parsed = dns.Message()
+    parsed.fromStr(message.toStr())
+    return parsed
+
+
+def opt_of(message: dns.Message) -> list[dns._OPTHeader]:
+    """The OPT records of ``message`` as it would be read from the wire."""
+    parsed = dns.Message()
+    parsed.fromStr(message.toStr())
+    return [dns._OPTHeader.fromRRHeader(r) for r in parsed.additional if r.type == dns.OPT]
+
+
 def a_records(name: bytes, count: int, ttl: int = 300) -> list[dns.RRHeader]:
     """``count`` A records for ``name``: 192.0.2.1, 192.0.2.2, ..."""
     return [

@@ -14,6 +14,12 @@ and builds the reply from what comes back:
   all three sections are relayed as the upstream sent them, and made to fit
   the client's UDP payload size (TC set when the answer does not fit).
 
+Only clients in ``allow`` (a `ClientNetworks`, ``--forward-allow``) are
+served; others get REFUSED with RA clear, so SkyDNS is not an open resolver
+(RFC 5358).  At most ``max_pending`` distinct questions are forwarded at a
+time; beyond that a new question gets SERVFAIL at once, so a flood of
+random names cannot exhaust the process's sockets.
+
 Answers are cached in a `ResponseCache` (RFC 2308 rules; see
 `skydns.dns.rcache`).  Identical questions in flight at the same time are sent
 upstream once and share the answer.
@@ -42,6 +48,7 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succe
 from twisted.logger import Logger
 from twisted.names import dns
 
+from skydns.dns.acl import ClientNetworks
 from skydns.dns.rcache import Answer, CacheKey, ResponseCache
 from skydns.dns.upstreams import NetworkClient, Upstream, UpstreamClient
 
@@ -49,6 +56,8 @@ log = Logger()
 
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_TOTAL_TIMEOUT = 5.0
+#: Distinct questions forwarded at the same time, at most (one socket each).
+DEFAULT_MAX_PENDING = 1000
 #: The UDP payload size we offer and accept: the DNS Flag Day 2020 value,
 #: small enough to avoid IP fragmentation on common paths.
 DEFAULT_UDP_PAYLOAD = 1232
@@ -135,7 +144,10 @@ class Forwarder:
     ``client`` is given, the UDP and TCP sockets of a `NetworkClient`.
     Counters for metrics: ``forwarded`` (exchanges with an upstream),
     ``failures`` (upstream exchanges that failed or said try-next),
-    ``servfails`` (clients answered SERVFAIL), ``coalesced`` and ``loops``.
+    ``servfails`` (clients answered SERVFAIL), ``coalesced``, ``loops``,
+    ``refused`` (clients outside ``allow``) and ``overloaded`` (questions
+    answered SERVFAIL because ``max_pending`` were in flight).
+    ``allow`` None serves every client.
     """
 
     def __init__(
@@ -148,12 +160,18 @@ class Forwarder:
         client: UpstreamClient | None = None,
         udp_payload: int = DEFAULT_UDP_PAYLOAD,
         rng: random.Random | None = None,
+        allow: ClientNetworks | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         if timeout <= 0 or total_timeout <= 0:
             raise ValueError(f"timeouts must be positive (got {timeout}, {total_timeout})")
         if not CLASSIC_UDP_SIZE <= udp_payload <= 65535:
             raise ValueError(f"UDP payload size {udp_payload} is not within 512-65535")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1 (got {max_pending})")
         self.upstreams = list(upstreams)
+        self.allow = allow
+        self.max_pending = max_pending
         self._clock: Clock = reactor
         self.timeout = timeout
         self.total_timeout = total_timeout
@@ -168,6 +186,8 @@ class Forwarder:
         self.servfails = 0
         self.coalesced = 0
         self.loops = 0
+        self.refused = 0
+        self.overloaded = 0
 
     def handle_query(
         self, message: dns.Message, protocol: object, address: tuple[str, int] | None
@@ -175,6 +195,8 @@ class Forwarder:
         """`resolve` for a `DNSServerFactory.handleQuery` call: ``address`` is
         None for a TCP client (Twisted's convention), whose peer address is
         then read from the protocol's transport."""
+        if self.allow is not None:
+            _not_for_everyone(message)
         tcp = address is None
         source: tuple[str, int] | None = address
         if tcp:
@@ -190,10 +212,20 @@ class Forwarder:
         """The reply to the client's query ``message``, ready to send as it is.
 
         Never fails: every failure becomes a SERVFAIL reply.  ``tcp`` says the
-        client's transport; ``source`` is the client's address, used to detect
-        our own forwarded queries coming back.
+        client's transport; ``source`` is the client's address, checked
+        against ``allow`` (an unknown source is refused when there is one) and
+        used to detect our own forwarded queries coming back.
         """
         edns = ClientEDNS.of(message)
+        if self.allow is not None and (source is None or not self.allow.allows(source[0])):
+            self.refused += 1
+            log.debug(
+                "refusing to forward for {source}: not in --forward-allow",
+                source="unknown" if source is None else f"{source[0]}:{source[1]}",
+            )
+            refused = self._reply(message, Answer(dns.EREFUSED), tcp, edns)
+            refused.recAv = 0  # RFC 1035 §4.1.1: recursion is not available to this client.
+            return succeed(refused)
         if len(message.queries) != 1:
             return succeed(self._reply(message, Answer(dns.EFORMAT), tcp, edns))
         query = message.queries[0]
@@ -225,6 +257,16 @@ class Forwarder:
             self.coalesced += 1
             pending.append(waiter)
             return waiter
+        if len(self._pending) >= self.max_pending:
+            self.overloaded += 1
+            if self.overloaded % 1000 == 1:
+                log.warn(
+                    "{count} questions in flight upstream: answering SERVFAIL "
+                    "({overloaded} so far)",
+                    count=len(self._pending),
+                    overloaded=self.overloaded,
+                )
+            return succeed(None)
         waiters = self._pending[(key, tcp)] = [waiter]
 
         def done(answer: Answer | None) -> None:
@@ -384,3 +426,12 @@ class ForwardingServerMixin:
         d = self.forwarder.handle_query(message, protocol, address).addCallback(send)
         d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
         return d
+
+
+def _not_for_everyone(message: dns.Message) -> None:
+    """Keep the reply to ``message`` out of the server's wire-level answer
+    cache (`skydns.dns.server`), which is keyed by the question alone: with
+    ``--forward-allow`` a forwarded answer, or a REFUSED, depends on who asks."""
+    request = getattr(message, "skydns_request", None)
+    if request is not None and hasattr(request, "cacheable"):
+        request.cacheable = False
