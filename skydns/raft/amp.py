@@ -319,6 +319,17 @@ class RaftProtocol(amp.AMP):
         self.handler = handler
         self.on_lost: Callable[[RaftProtocol], None] | None = None
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Raft traffic is many small request/response messages: Nagle's
+        # algorithm would hold each one back for the previous one's ACK.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
+
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         try:
             super().ampBoxReceived(box)
