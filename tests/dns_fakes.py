@@ -2,12 +2,16 @@
 
 `FakeUpstream` listens on 127.0.0.1, UDP and TCP on the same port, and answers
 every query with a handler ``(query, tcp) -> response | None`` (None: stay
-silent).  `FakeClient` stands in for the network in synchronous tests: each
-question is recorded with a Deferred the test fires by hand.
+silent); `ThreadedUpstream` does the same on plain sockets and threads, for
+blocking end-to-end tests.  `FakeClient` stands in for the network in
+synchronous tests: each question is recorded with a Deferred the test fires
+by hand.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
 from typing import Any, Callable
 
 from twisted.internet import protocol
@@ -111,6 +115,39 @@ def nxdomain(zone: bytes = b"example.org", ttl: int = 3600, minimum: int = 60) -
         return response
 
     return handle
+
+
+#: A zone and a configuration for nsd, the real upstream of some tests
+#: (format the configuration with ``port`` and ``dir``, an absolute path).
+NSD_ZONE = """$ORIGIN example.test.
+$TTL 300
+@    IN SOA ns1 admin 1 3600 900 604800 60
+@    IN NS  ns1
+ns1  IN A   127.0.0.1
+www  IN A   192.0.2.80
+""" + "".join(f"big  IN A   192.0.2.{i}\n" for i in range(1, 41))
+
+NSD_CONF = """server:
+    ip-address: 127.0.0.1
+    port: {port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{dir}"
+    pidfile: "{dir}/nsd.pid"
+    xfrdfile: "{dir}/xfrd.state"
+    zonelistfile: "{dir}/zone.list"
+    xfrdir: "{dir}"
+    database: ""
+    logfile: "{dir}/nsd.log"
+    server-count: 1
+    verbosity: 1
+remote-control:
+    control-enable: no
+zone:
+    name: example.test
+    zonefile: example.test.zone
+"""
 
 
 class _UDP(protocol.DatagramProtocol):
@@ -224,3 +261,120 @@ class FakeClient:
         parsed = dns.Message()
         parsed.fromStr(response.toStr())
         self.reply(index, parsed)
+
+
+class ThreadedUpstream:
+    """A `FakeUpstream` on plain sockets served by threads, for tests that
+    block (end-to-end tests talking to a real `twistd skydns` process).
+
+    UDP and TCP on one free port of ``host``; each TCP connection answers
+    length-prefixed queries until the client closes it.  ``queries`` is
+    appended from the server threads (list.append is atomic).
+    """
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handler = handler
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.queries: list[tuple[dns.Message, bool]] = []
+        self._stopping = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def udp_count(self) -> int:
+        return sum(1 for _, tcp in self.queries if not tcp)
+
+    @property
+    def tcp_count(self) -> int:
+        return sum(1 for _, tcp in self.queries if tcp)
+
+    def _answer(self, data: bytes, tcp: bool) -> bytes | None:
+        query = dns.Message()
+        try:
+            query.fromStr(data)
+        except Exception:
+            return None
+        self.queries.append((query, tcp))
+        response = self.handler(query, tcp)
+        return None if response is None else response.toStr()
+
+    def start(self) -> Upstream:
+        for _ in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind((self.host, self.requested_port))
+            port = udp.getsockname()[1]
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind((self.host, port))
+            except OSError:
+                udp.close()
+                tcp.close()
+                if self.requested_port:
+                    raise
+                continue
+            tcp.listen(16)
+            break
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
+        udp.settimeout(0.1)
+        tcp.settimeout(0.1)
+        self.port = port
+        self._sockets = [udp, tcp]
+        for target, sock in ((self._serve_udp, udp), (self._serve_tcp, tcp)):
+            thread = threading.Thread(target=target, args=(sock,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return Upstream(self.host, port)
+
+    def _serve_udp(self, sock: socket.socket) -> None:
+        while not self._stopping.is_set():
+            try:
+                data, peer = sock.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            response = self._answer(data, tcp=False)
+            if response is not None:
+                try:
+                    sock.sendto(response, peer)
+                except OSError:
+                    pass
+
+    def _serve_tcp(self, sock: socket.socket) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            thread = threading.Thread(target=self._connection, args=(connection,), daemon=True)
+            thread.start()
+
+    def _connection(self, connection: socket.socket) -> None:
+        connection.settimeout(0.2)
+        buffer = b""
+        with connection:
+            while not self._stopping.is_set():
+                try:
+                    chunk = connection.recv(65535)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buffer += chunk
+                while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[0] << 8 | buffer[1]):
+                    size = buffer[0] << 8 | buffer[1]
+                    data, buffer = buffer[2 : 2 + size], buffer[2 + size :]
+                    response = self._answer(data, tcp=True)
+                    if response is not None:
+                        connection.sendall(len(response).to_bytes(2, "big") + response)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(2)
+        for sock in self._sockets:
+            sock.close()

@@ -36,6 +36,8 @@ from skydns.dns.upstreams import (
     without_self,
 )
 from tests.dns_fakes import (
+    NSD_CONF,
+    NSD_ZONE,
     FakeClient,
     FakeUpstream,
     Handler,
@@ -385,37 +387,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-NSD_ZONE = """$ORIGIN example.test.
-$TTL 300
-@    IN SOA ns1 admin 1 3600 900 604800 60
-@    IN NS  ns1
-ns1  IN A   127.0.0.1
-www  IN A   192.0.2.80
-""" + "".join(f"big  IN A   192.0.2.{i}\n" for i in range(1, 41))
-
-NSD_CONF = """server:
-    ip-address: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    pidfile: "{dir}/nsd.pid"
-    xfrdfile: "{dir}/xfrd.state"
-    zonelistfile: "{dir}/zone.list"
-    xfrdir: "{dir}"
-    database: ""
-    logfile: "{dir}/nsd.log"
-    server-count: 1
-    verbosity: 1
-remote-control:
-    control-enable: no
-zone:
-    name: example.test
-    zonefile: example.test.zone
-"""
 
 
 class _Ended(ProcessProtocol):

@@ -49,7 +49,7 @@ from twisted.logger import Logger
 from twisted.names import dns
 
 from skydns.dns.acl import ClientNetworks
-from skydns.dns.rcache import Answer, CacheKey, ResponseCache
+from skydns.dns.rcache import Answer, CacheKey, ResponseCache, soa_capped
 from skydns.dns.upstreams import NetworkClient, Upstream, UpstreamClient
 
 log = Logger()
@@ -319,7 +319,7 @@ class Forwarder:
                     tc=" with TC over TCP" if response.trunc else "",
                 )
                 continue
-            return Answer.from_message(response)
+            return soa_capped(Answer.from_message(response))
         return None
 
     async def _exchange(

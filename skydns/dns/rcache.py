@@ -3,7 +3,8 @@
 Answers relayed from an upstream nameserver are kept for the minimum TTL of
 their answer records, negative answers (NXDOMAIN and NODATA) for the negative
 TTL of RFC 2308 §5, and served with every TTL counted down by the time spent
-in the cache.  The cache holds at most ``max_entries`` answers and forgets the
+in the cache (the SOA of a negative answer from the negative TTL).  The
+cache holds at most ``max_entries`` answers and forgets the
 least recently used one first.  SERVFAIL and other errors are never cached:
 the forwarder retries its upstreams for the next question instead (RFC 2308
 §7 allows, but does not require, caching them).
@@ -89,6 +90,36 @@ class Answer:
         )
 
 
+def _is_negative(answer: Answer) -> bool:
+    return answer.rcode == dns.ENAME or (answer.rcode == dns.OK and not answer.answers)
+
+
+def soa_capped(answer: Answer, max_negative_ttl: int = DEFAULT_MAX_NEGATIVE_TTL) -> Answer:
+    """``answer``, and if it is negative, with the TTL of its authority SOA
+    records lowered to the negative TTL.
+
+    RFC 2308 §5: the SOA of a negative answer carries the negative TTL and
+    counts down from it, so a cache downstream keeps the negative answer no
+    longer than we do, even when the upstream sent the SOA's own TTL.
+    """
+    ttl = negative_ttl(answer) if _is_negative(answer) else None
+    if ttl is None:
+        return answer
+    ttl = min(ttl, max_negative_ttl)
+    return Answer(
+        answer.rcode,
+        answer.answers,
+        tuple(
+            dns.RRHeader(r.name.name, r.type, r.cls, ttl, r.payload, r.auth)
+            if r.type == dns.SOA and r.ttl > ttl
+            else r
+            for r in answer.authority
+        ),
+        answer.additional,
+        answer.authentic_data,
+    )
+
+
 def _aged(records: Iterable[dns.RRHeader], elapsed: int) -> tuple[dns.RRHeader, ...]:
     return tuple(
         dns.RRHeader(
@@ -106,11 +137,11 @@ def _aged(records: Iterable[dns.RRHeader], elapsed: int) -> tuple[dns.RRHeader, 
 def negative_ttl(answer: Answer) -> int | None:
     """The RFC 2308 §5 negative TTL: min(SOA TTL, SOA MINIMUM) of the SOA in the
     authority section, or None when there is no SOA (then it is not cached, §5)."""
-    ttls = [
-        min(r.ttl, r.payload.minimum)
-        for r in answer.authority
-        if r.type == dns.SOA and isinstance(r.payload, dns.Record_SOA)
-    ]
+    ttls: list[int] = []
+    for record in answer.authority:
+        payload = record.payload
+        if record.type == dns.SOA and isinstance(payload, dns.Record_SOA):
+            ttls.append(min(record.ttl, payload.minimum))
     return min(ttls) if ttls else None
 
 
@@ -127,7 +158,7 @@ def cache_ttl(
       through a CNAME keeps the CNAME no longer than its own TTL.
     - anything else (SERVFAIL, REFUSED, FORMERR, ...): not cached.
     """
-    if answer.rcode == dns.ENAME or (answer.rcode == dns.OK and not answer.answers):
+    if _is_negative(answer):
         ttl = negative_ttl(answer)
         if ttl is None:
             return 0
@@ -195,6 +226,7 @@ class ResponseCache:
         ttl = cache_ttl(answer, self.max_ttl, self.max_negative_ttl)
         if ttl <= 0 or self.max_entries == 0:
             return 0
+        answer = soa_capped(answer, self.max_negative_ttl)
         now = self._clock.seconds()
         self._entries[key] = _Entry(answer, now, now + ttl)
         self._entries.move_to_end(key)
