@@ -12,6 +12,7 @@ from typing import Callable
 
 from skydns.raft.core import RaftCore, RestoredState, Role
 from skydns.raft.messages import Message
+from skydns.raft.readonly import ReadState
 from tests.raft.invariants import Invariants
 from tests.raft.kv import KV
 from tests.raft.sim import SimNode
@@ -25,6 +26,7 @@ class Scripted:
         self.nodes = {i: SimNode(i, kv=KV()) for i in ids}
         self.invariants = Invariants()
         self.queue: list[Message] = []
+        self.read_states: dict[str, list[ReadState]] = {i: [] for i in ids}
         for node in self.nodes.values():
             self._boot(node)
 
@@ -53,6 +55,7 @@ class Scripted:
             node.disk.write(rd.hard_state, rd.entries)
             node.disk.sync()
             self.queue.extend(rd.messages)
+            self.read_states[node_id].extend(rd.read_states)
             for entry in rd.committed_entries:
                 self.invariants.on_apply(node_id, entry)
                 node.kv.apply(entry)

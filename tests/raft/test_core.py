@@ -155,6 +155,15 @@ class ElectionTests(SynchronousTestCase):
         self.assertEqual([c.term for c in net.nodes.values()], [0, 0, 0])
         self.assertIs(net.nodes["a"].role, Role.PRE_CANDIDATE)
 
+    def test_prevote_request_changes_no_term(self) -> None:
+        """Granting a PreVote leaves the voter's term and vote as they were."""
+        core = make("a", restored=RestoredState(HardState(3)))
+        core.step(RequestVote("b", "a", 4, 0, 0, prevote=True))
+        (m,) = drain(core).messages
+        assert isinstance(m, RequestVoteResponse)
+        self.assertEqual((m.granted, m.prevote, m.term), (True, True, 4))
+        self.assertEqual((core.term, core.vote), (3, None))
+
     def test_vote_ignored_within_leader_lease(self) -> None:
         """A follower that heard from its leader ignores higher-term vote requests."""
         net = Net()

@@ -56,6 +56,14 @@ class ScenarioTests(SynchronousTestCase):
         """Leaders crash soon after taking writes on a slow, reordering network."""
         self.scenario("figure8_randomized", range(16))
 
+    def test_stale_leader_messages(self) -> None:
+        """A deposed leader's late AppendEntries changes nothing."""
+        self.scenario("stale_leader_messages", range(2))
+
+    def test_reads_across_leader_change(self) -> None:
+        """A new leader serves reads only once it knows the commit index."""
+        self.scenario("reads_across_leader_change", range(2))
+
     def test_restart_no_double_vote(self) -> None:
         """A voter that crashes and restarts never votes twice in a term."""
         self.scenario("restart_no_double_vote", range(30))
