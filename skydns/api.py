@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-import re
 from typing import Any, Awaitable, Callable, Optional, Protocol, TypeVar, cast
 
 from attrs import define, field
@@ -30,10 +29,10 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import Map
 
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.metrics import MeteredResource
 from skydns.names import (
     Callback,
     Pattern,
@@ -94,74 +93,6 @@ class MetricsRenderer(Protocol):
 
     def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:
         """Count one answered request by route template, method and status."""
-
-
-#: The ``route`` label of a request that matched no route (never the raw path,
-#: which would give every scanner's probe its own time series).
-UNMATCHED_ROUTE = "unmatched"
-
-#: The ``code`` label of a request whose client went away before the answer
-#: (nginx's convention).
-CLIENT_CLOSED = 499
-
-_CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
-
-
-def route_template(rule: str) -> str:
-    """A werkzeug rule as an OpenAPI-style template: ``/a/<uuid>`` -> ``/a/{uuid}``."""
-    return _CONVERTER.sub(r"{\1}", rule)
-
-
-class MeteredResource(Resource):
-    """Wraps the Klein resource: times every request with the injected clock
-    and counts it by route template, method and status code once finished."""
-
-    isLeaf = True
-
-    def __init__(
-        self, inner: Resource, url_map: Map, clock: Clock, metrics: MetricsRenderer
-    ) -> None:
-        super().__init__()
-        self._inner = inner
-        self._url_map = url_map
-        self._clock = clock
-        self._metrics = metrics
-        self._templates: dict[str, str] = {}
-
-    def route(self, request: Request) -> str:
-        """The template of the route ``request`` matches, whatever its method."""
-        path = "/" + "/".join(s.decode("utf-8", "replace") for s in request.postpath or [])
-        method = (request.method or b"GET").decode("ascii", "replace")
-        adapter = self._url_map.bind("localhost", path_info=path, default_method=method)
-        try:
-            rule, _ = adapter.match(return_rule=True)
-        except MethodNotAllowed as e:
-            if not e.valid_methods:
-                return UNMATCHED_ROUTE
-            try:
-                rule, _ = adapter.match(method=sorted(e.valid_methods)[0], return_rule=True)
-            except HTTPException:
-                return UNMATCHED_ROUTE
-        except HTTPException:  # NotFound, or a redirect werkzeug would suggest
-            return UNMATCHED_ROUTE
-        template = self._templates.get(rule.rule)
-        if template is None:
-            template = self._templates[rule.rule] = route_template(rule.rule)
-        return template
-
-    def render(self, request: Request) -> Any:
-        start = self._clock.seconds()
-        route = self.route(request)
-        method = (request.method or b"").decode("ascii", "replace")
-
-        def finished(result: object) -> None:
-            code = CLIENT_CLOSED if isinstance(result, Failure) else request.code
-            self._metrics.observe_http(route, method, code, self._clock.seconds() - start)
-
-        request.notifyFinish().addBoth(finished).addErrback(
-            lambda f: log.failure("recording HTTP metrics failed", f)
-        )
-        return self._inner.render(request)
 
 
 class APIError(Exception):

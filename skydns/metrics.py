@@ -2,12 +2,15 @@
 
 Each `Metrics` owns its own `CollectorRegistry`, so tests and several nodes in
 one process never share counters.  Components receive a `Metrics` (or None)
-and record into its attributes; nothing here reads a clock.
+and record into its attributes.  `Metrics.on_applied` is an apply listener
+for the registry families; `MeteredResource` wraps the HTTP API's resource
+and times requests with the clock it is given (never the wall clock).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import re
+from typing import Any, Callable, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +20,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
 from skydns.registry import Applied
@@ -133,3 +142,84 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its Content-Type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+# -- HTTP ------------------------------------------------------------------------
+
+log = Logger()
+
+
+class _Clock(Protocol):
+    def seconds(self) -> float: ...
+
+
+class _HTTPObserver(Protocol):
+    def observe_http(self, route: str, method: str, code: int, seconds: float) -> None: ...
+
+
+#: The ``route`` label of a request that matched no route (never the raw path,
+#: which would give every scanner's probe its own time series).
+UNMATCHED_ROUTE = "unmatched"
+
+#: The ``code`` label of a request whose client went away before the answer
+#: (nginx's convention).
+CLIENT_CLOSED = 499
+
+_CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+
+
+def route_template(rule: str) -> str:
+    """A werkzeug rule as an OpenAPI-style template: ``/a/<uuid>`` -> ``/a/{uuid}``."""
+    return _CONVERTER.sub(r"{\1}", rule)
+
+
+class MeteredResource(Resource):
+    """Wraps the Klein resource: times every request with the injected clock
+    and counts it by route template, method and status code once finished."""
+
+    isLeaf = True
+
+    def __init__(
+        self, inner: Resource, url_map: Map, clock: _Clock, metrics: _HTTPObserver
+    ) -> None:
+        super().__init__()
+        self._inner = inner
+        self._url_map = url_map
+        self._clock = clock
+        self._metrics = metrics
+        self._templates: dict[str, str] = {}
+
+    def route(self, request: Request) -> str:
+        """The template of the route ``request`` matches, whatever its method."""
+        path = "/" + "/".join(s.decode("utf-8", "replace") for s in request.postpath or [])
+        method = (request.method or b"GET").decode("ascii", "replace")
+        adapter = self._url_map.bind("localhost", path_info=path, default_method=method)
+        try:
+            rule, _ = adapter.match(return_rule=True)
+        except MethodNotAllowed as e:
+            if not e.valid_methods:
+                return UNMATCHED_ROUTE
+            try:
+                rule, _ = adapter.match(method=sorted(e.valid_methods)[0], return_rule=True)
+            except HTTPException:
+                return UNMATCHED_ROUTE
+        except HTTPException:  # NotFound, or a redirect werkzeug would suggest
+            return UNMATCHED_ROUTE
+        template = self._templates.get(rule.rule)
+        if template is None:
+            template = self._templates[rule.rule] = route_template(rule.rule)
+        return template
+
+    def render(self, request: Request) -> Any:
+        start = self._clock.seconds()
+        route = self.route(request)
+        method = (request.method or b"").decode("ascii", "replace")
+
+        def finished(result: object) -> None:
+            code = CLIENT_CLOSED if isinstance(result, Failure) else request.code
+            self._metrics.observe_http(route, method, code, self._clock.seconds() - start)
+
+        request.notifyFinish().addBoth(finished).addErrback(
+            lambda f: log.failure("recording HTTP metrics failed", f)
+        )
+        return self._inner.render(request)

@@ -10,7 +10,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.api import API, route_template
+from skydns.api import API
+from skydns.metrics import route_template
 from skydns.names import service_json
 from skydns.registry import Instance
 from tests.test_api import APITestCase, FakeMetrics, service
