@@ -15,6 +15,7 @@ from twisted.python import usage
 from skydns import config
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
+from skydns.names import is_ip
 
 DEFAULT_DOMAIN = "skydns.local"
 DEFAULT_DNS = "127.0.0.1:8053"
@@ -144,6 +145,19 @@ class Options(usage.Options):
             raise usage.UsageError("--secret: must not be empty")
 
 
+def _nameservers(options: Options) -> list[tuple[str, str]]:
+    """The apex NS records: every initial member with an IP address, else this node."""
+    dns_host = options["dns"].host
+    if options["peers"] is None:
+        return [(options["node-id"], dns_host)]
+    listed = []
+    for peer in options["peers"]:
+        host = dns_host if peer.node_id == options["node-id"] else peer.address.host
+        if is_ip(host):
+            listed.append((peer.node_id, host))
+    return listed or [(options["node-id"], dns_host)]
+
+
 def makeService(options: Options) -> service.MultiService:
     """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
     import treq
@@ -154,7 +168,6 @@ def makeService(options: Options) -> service.MultiService:
 
     from skydns.api import make_api
     from skydns.callbacks import CallbackNotifier
-    from skydns.cluster import LocalCluster
     from skydns.dns.acl import needed
     from skydns.dns.authority import SkyDNSAuthority
     from skydns.dns.forward import Forwarder
@@ -163,6 +176,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.server import DNSService
     from skydns.leases import LeaseKeeper
     from skydns.metrics import Metrics
+    from skydns.raft.wiring import build_cluster
     from skydns.registry import Registry
 
     disable_created_metrics()
@@ -170,15 +184,17 @@ def makeService(options: Options) -> service.MultiService:
     top = service.MultiService()
     registry = Registry()
     metrics.watch_instances(lambda: len(registry))
-    cluster = LocalCluster(registry, options["node-id"])
+    cluster, node = build_cluster(
+        options["node-id"], options["peers"], options["raft"], options["data-dir"],
+        registry, reactor, metrics=metrics,
+    )  # fmt: skip
+    node.setServiceParent(top)
 
     cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
     LeaseKeeper(cluster, reactor).setServiceParent(top)
 
     dns_address: config.HostPort = options["dns"]
-    authority = SkyDNSAuthority(
-        registry, reactor, options["domain"], [(options["node-id"], dns_address.host)]
-    )
+    authority = SkyDNSAuthority(registry, reactor, options["domain"], _nameservers(options))
     forwarder = None
     if options["upstreams"] is not None:
         cache = ResponseCache(reactor, max_entries=options["cache-size"])
