@@ -60,6 +60,7 @@ class MetricsAndHealthTests(SynchronousTestCase):
         self.node = SkyDNSProcess()
         self.addCleanup(self.node.cleanup)
         self.node.start()
+        self.node.wait_for("/ready")  # a fresh node elects itself first
 
     def register_and_query(self) -> None:
         url = self.node.url + "/skydns/services/1001"
@@ -70,8 +71,8 @@ class MetricsAndHealthTests(SynchronousTestCase):
         self.assertEqual(len(answer.answer[0]), 1)
 
     def test_health_and_ready(self) -> None:
-        """/health answers 200 while the process runs; a one-node cluster is
-        its own leader, so /ready is 200 too; neither needs the secret."""
+        """/health answers 200 while the process runs; a one-node cluster that
+        has elected itself is ready; neither needs the secret."""
         self.assertEqual(http("GET", self.node.url + "/health"), (200, {"status": "ok"}))
         self.assertEqual(http("GET", self.node.url + "/ready"), (200, {"ready": True}))
 
@@ -159,6 +160,7 @@ class LogTests(SynchronousTestCase):
         self.node = JSONLogProcess()
         self.addCleanup(self.node.cleanup)
         self.node.start()
+        self.node.wait_for("/ready")
 
     def test_json_lines_one_per_change(self) -> None:
         """Every log line is a JSON object; a registration and a removal give
