@@ -226,11 +226,11 @@ def log_observer(
 
     ``twistd`` is twistd's own options (``options.parent`` in
     ``makeService``): the destination follows its ``--logfile`` and
-    ``--nodaemon``.  None when twistd was asked for ``--syslog``: its own
-    observer is kept.  ``out`` overrides the destination (tests).
+    ``--nodaemon``.  None when twistd was given ``--syslog`` or ``--logger``:
+    its own choice stands.  ``out`` overrides the destination (tests).
     """
     twistd = twistd if twistd is not None else {"nodaemon": True}
-    if twistd.get("syslog") and out is None:
+    if (twistd.get("syslog") or twistd.get("logger")) and out is None:
         return None
     if out is None:
         out = _open(twistd)

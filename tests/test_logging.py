@@ -238,8 +238,9 @@ class ObserverTests(SynchronousTestCase):
 
     def test_destination_follows_twistd(self) -> None:
         """-n without --logfile, or --logfile -, writes to stdout; --logfile
-        PATH to that file; --syslog keeps twistd's own observer."""
+        PATH to that file; --syslog or --logger keep twistd's own choice."""
         self.assertIsNone(log_observer("json", twistd={"syslog": True, "nodaemon": True}))
+        self.assertIsNone(log_observer("json", twistd={"logger": "x.y", "nodaemon": True}))
         path = os.path.join(tempfile.mkdtemp(), "skydns.log")
         observer = log_observer("json", twistd={"logfile": path, "nodaemon": True})
         Logger(namespace="n", observer=observer).info("hello {who}", who="file")
