@@ -4,7 +4,7 @@ without hurting the node."""
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import Protocol
@@ -84,11 +84,11 @@ class Recorder:
     def receive(self, message: Message) -> None:
         self.received.append(message)
 
-    def accept_proposal(self, data: bytes) -> tuple[int, int]:
+    def accept_proposal(self, data: bytes) -> Deferred[tuple[int, int]]:
         if self.refuse is not None:
-            raise self.refuse
+            return fail(self.refuse)
         self.proposals.append(data)
-        return len(self.proposals) + 40, 7
+        return succeed((len(self.proposals) + 40, 7))
 
 
 def pair() -> tuple[RaftProtocol, Recorder, RaftProtocol, Recorder, iosim.IOPump]:
@@ -272,7 +272,6 @@ class _PairEndpoint:
 
     def connect(self, factory: IProtocolFactory) -> Deferred[Protocol]:
         if self.refuse:
-            from twisted.internet.defer import fail
             from twisted.internet.error import ConnectionRefusedError
 
             return fail(ConnectionRefusedError())

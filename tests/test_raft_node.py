@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -81,17 +82,18 @@ class MemoryNetwork:
             if not self.up(src, to):
                 d.errback(PeerUnavailable(to))
                 return
-            try:
-                answer = self.handlers[to].accept_proposal(data)
-            except Exception:
-                failure = Failure()
-                self.clock.callLater(0, d.errback, failure)
-                return
-            if self.lose_forward_answers:
-                self.lose_forward_answers -= 1
-                self.clock.callLater(0, d.errback, PeerUnavailable("answer lost"))
-                return
-            self.clock.callLater(0, d.callback, answer)
+            accepted = self.handlers[to].accept_proposal(data)
+
+            def answer(result: object) -> None:
+                if isinstance(result, Failure):
+                    self.clock.callLater(0, d.errback, result)
+                elif self.lose_forward_answers:
+                    self.lose_forward_answers -= 1
+                    self.clock.callLater(0, d.errback, PeerUnavailable("answer lost"))
+                else:
+                    self.clock.callLater(0, d.callback, result)
+
+            accepted.addBoth(answer)
 
         self.clock.callLater(0, arrive)
         return d
@@ -131,7 +133,11 @@ class FailingStorage(MemoryStorage):
 class Cluster:
     """A few RaftNodes sharing one clock and one network."""
 
-    def __init__(self, ids: Sequence[str] = ("a", "b", "c"), seed: int = 1) -> None:
+    def __init__(
+        self, ids: Sequence[str] = ("a", "b", "c"), seed: int = 1, save_delay: float | None = None
+    ) -> None:
+        #: With a delay, saves complete later, as they do in a thread.
+        self.save_delay = save_delay
         self.clock = Clock()
         self.network = MemoryNetwork(self.clock)
         self.ids = list(ids)
@@ -154,12 +160,27 @@ class Cluster:
             rng=random.Random(f"{self.seed}-{node_id}-{len(self.applied)}"),
             metrics=Metrics(),
             fail_stop=self.stopped.append,
+            save_in_thread=None if self.save_delay is None else self._saver(node_id),
         )
         log = self.applied[node_id] = []
         node.add_apply_listener(lambda c, a, live: log.append((c, a, live)))
         node.startService()
         self.nodes[node_id] = node
         return node
+
+    def _saver(self, node_id: str) -> Any:
+        storage = self.storages[node_id]
+
+        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+            try:
+                storage.save(hs, entries)
+            except StorageFailure:
+                return fail()
+            d: Deferred[None] = Deferred()
+            self.clock.callLater(self.save_delay, d.callback, None)  # type: ignore[arg-type]
+            return d
+
+        return save
 
     def crash(self, node_id: str) -> None:
         """Like kill -9: nothing more is written (MemoryStorage keeps what was saved)."""
@@ -189,16 +210,23 @@ class Cluster:
         return next(n for n in self.nodes.values() if not n.is_leader())
 
 
-class ElectionTests(SynchronousTestCase):
+class Maker:
+    save_delay: float | None = None
+
+    def make(self, ids: Sequence[str] = ("a", "b", "c")) -> Cluster:
+        return Cluster(ids, save_delay=self.save_delay)
+
+
+class ElectionTests(SynchronousTestCase, Maker):
     def test_provides_cluster_interface(self) -> None:
-        cluster = Cluster()
+        cluster = self.make()
         verifyObject(ICluster, cluster.nodes["a"])
         verifyObject(IRaftHandler, cluster.nodes["a"])
 
     def test_one_leader_is_elected_and_known(self) -> None:
         """Three nodes elect one leader within a couple of election timeouts;
         every node knows it and reports ready."""
-        cluster = Cluster()
+        cluster = self.make()
         self.assertFalse(any(n.is_ready() for n in cluster.nodes.values()))
         leader = cluster.elect(3.0)
         for node in cluster.nodes.values():
@@ -207,7 +235,7 @@ class ElectionTests(SynchronousTestCase):
 
     def test_status_describes_the_cluster(self) -> None:
         """GET /skydns/cluster's object: id, leader, term, indexes, members with roles."""
-        cluster = Cluster()
+        cluster = self.make()
         leader = cluster.elect()
         status = cluster.follower().status()
         self.assertEqual(status["leader"], leader.id)
@@ -221,19 +249,19 @@ class ElectionTests(SynchronousTestCase):
 
     def test_one_node_cluster_elects_itself_at_once(self) -> None:
         """The one-node default needs no election timeout."""
-        cluster = Cluster(["solo"])
-        cluster.clock.advance(0)
+        cluster = self.make(["solo"])
+        cluster.run(0.02)
         node = cluster.nodes["solo"]
         self.assertTrue(node.is_leader())
         self.assertTrue(node.is_ready())
         d = node.propose(Register(service("u1"), 0.0))
-        cluster.clock.advance(0)
+        cluster.run(0.02)
         self.assertEqual(self.successResultOf(d).status, "ok")
 
 
-class ReplicationTests(SynchronousTestCase):
+class ReplicationTests(SynchronousTestCase, Maker):
     def setUp(self) -> None:
-        self.cluster = Cluster()
+        self.cluster = self.make()
         self.leader = self.cluster.elect()
 
     def test_leader_proposal_applies_everywhere(self) -> None:
@@ -343,14 +371,13 @@ class ReplicationTests(SynchronousTestCase):
 
     def test_forward_to_a_follower_is_refused(self) -> None:
         follower = self.cluster.follower()
-        with self.assertRaises(NotLeaderHere) as caught:
-            follower.accept_proposal(b"x")
-        self.assertEqual(caught.exception.leader, self.leader.id)
+        refused = self.failureResultOf(follower.accept_proposal(b"x"), NotLeaderHere)
+        self.assertEqual(refused.value.leader, self.leader.id)
 
     def test_garbage_proposal_is_refused(self) -> None:
         from skydns.raft.transport import BadProposal
 
-        self.assertRaises(BadProposal, self.leader.accept_proposal, b"\x00\x05ab")
+        self.failureResultOf(self.leader.accept_proposal(b"\x00\x05ab"), BadProposal)
 
     def test_foreign_messages_are_dropped(self) -> None:
         """A message from outside the cluster, or for someone else, changes nothing."""
@@ -363,11 +390,11 @@ class ReplicationTests(SynchronousTestCase):
         self.assertTrue(self.leader.is_leader())
 
 
-class FailoverTests(SynchronousTestCase):
+class FailoverTests(SynchronousTestCase, Maker):
     def test_leader_crash_and_restart(self) -> None:
         """Kill the leader: another takes over within seconds and takes writes;
         the old one restarts from its storage, replays and catches up."""
-        cluster = Cluster()
+        cluster = self.make()
         old = cluster.elect()
         for i in range(5):
             cluster.nodes[cluster.follower().id].propose(Register(service(f"k{i}"), 0.0))
@@ -397,7 +424,7 @@ class FailoverTests(SynchronousTestCase):
     def test_pending_write_survives_leader_change(self) -> None:
         """A write waiting on a follower when the leader dies is resubmitted to
         the next leader and answered."""
-        cluster = Cluster()
+        cluster = self.make()
         old = cluster.elect()
         follower = cluster.follower()
         cluster.network.isolate(old.id, cluster.ids)
@@ -410,7 +437,7 @@ class FailoverTests(SynchronousTestCase):
 
     def test_no_quorum_no_ack(self) -> None:
         """With the followers gone, a leader's write is not acknowledged."""
-        cluster = Cluster()
+        cluster = self.make()
         leader = cluster.elect()
         cluster.network.isolate(leader.id, cluster.ids)
         d = leader.propose(Register(service("alone"), 0.0))
@@ -420,7 +447,7 @@ class FailoverTests(SynchronousTestCase):
 
     def test_whole_cluster_restart(self) -> None:
         """Kill every node and restart them all: the registry is intact."""
-        cluster = Cluster()
+        cluster = self.make()
         leader = cluster.elect()
         for i in range(3):
             leader.propose(Register(service(f"w{i}"), 0.0))
@@ -439,22 +466,22 @@ class FailoverTests(SynchronousTestCase):
 
     def test_one_node_restart(self) -> None:
         """A one-node cluster's writes survive a crash and restart."""
-        cluster = Cluster(["solo"])
-        cluster.clock.advance(0)
+        cluster = self.make(["solo"])
+        cluster.run(0.02)
         node = cluster.nodes["solo"]
         node.propose(Register(service("s1"), 0.0))
         node.propose(Renew("s1", 60, 1.0))
-        cluster.clock.advance(0)
+        cluster.run(0.02)
         cluster.crash("solo")
         node = cluster.start("solo")
         self.assertEqual(node.registry.get("s1", 2.0).expires, 61.0)  # type: ignore[union-attr]
 
 
-class FailStopTests(SynchronousTestCase):
+class FailStopTests(SynchronousTestCase, Maker):
     def test_storage_failure_stops_the_node(self) -> None:
         """A failed save stops the node: nothing acknowledged, nothing sent
         after it, and the process is told to stop."""
-        cluster = Cluster()
+        cluster = self.make()
         leader = cluster.elect()
         cluster.storages[leader.id].broken = True  # type: ignore[attr-defined]
         sent_before = len(cluster.network.sent)
@@ -470,9 +497,9 @@ class FailStopTests(SynchronousTestCase):
         self.flushLoggedErrors()
 
 
-class MetricsTests(SynchronousTestCase):
+class MetricsTests(SynchronousTestCase, Maker):
     def test_raft_gauges(self) -> None:
-        cluster = Cluster()
+        cluster = self.make()
         leader = cluster.elect()
         assert leader.metrics is not None
         text = leader.metrics.render()[0].decode()
@@ -481,3 +508,67 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn("skydns_raft_leader_changes_total 1.0", text)
 
 
+
+
+class ThreadedSaveTests(SynchronousTestCase):
+    """With saves off the reactor thread, nothing is sent or applied before
+    its save completes, and what arrives meanwhile joins the next batch."""
+
+    def test_inputs_wait_for_the_save(self) -> None:
+        saves: list[tuple[HardState | None, tuple[Entry, ...], Deferred[None]]] = []
+        cluster = Cluster(["solo"])
+        node = cluster.nodes["solo"]
+        cluster.clock.advance(0)
+        storage = cluster.storages["solo"]
+
+        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+            d: Deferred[None] = Deferred()
+            saves.append((hs, tuple(entries), d))
+            return d
+
+        node.save_in_thread = save
+        first = node.propose(Register(service("t1"), 0.0))
+        cluster.clock.advance(0)
+        self.assertEqual(len(saves), 1)
+        later = [node.propose(Register(service(f"t{i}"), 0.0)) for i in range(2, 6)]
+        cluster.clock.advance(1.0)  # ticks, too, wait
+        self.assertEqual(len(saves), 1, "no second save while one runs")
+        self.assertNoResult(first)
+        self.assertIsNone(node.registry.get("t1", 0.5), "nothing applied before its save")
+        hs, entries, d = saves[0]
+        storage.save(hs, entries)
+        d.callback(None)
+        self.assertEqual(self.successResultOf(first).status, "ok")
+        self.assertEqual(len(saves), 2)
+        self.assertEqual(len(saves[1][1]), 4, "the four waiting proposals share one save")
+        hs, entries, d = saves[1]
+        storage.save(hs, entries)
+        d.callback(None)
+        self.assertEqual([self.successResultOf(p).status for p in later], ["ok"] * 4)
+
+    def test_failed_threaded_save_stops_the_node(self) -> None:
+        cluster = Cluster(["solo"])
+        node = cluster.nodes["solo"]
+        cluster.clock.advance(0)
+        node.save_in_thread = lambda hs, entries: fail(StorageFailure("EIO"))
+        d = node.propose(Register(service("t1"), 0.0))
+        cluster.clock.advance(0)
+        self.failureResultOf(d, NotLeader)
+        self.assertEqual(cluster.stopped, ["EIO"])
+        self.flushLoggedErrors()
+
+
+class DelayedSaveElectionTests(ElectionTests):
+    save_delay = 0.004
+
+
+class DelayedSaveReplicationTests(ReplicationTests):
+    save_delay = 0.004
+
+
+class DelayedSaveFailoverTests(FailoverTests):
+    save_delay = 0.004
+
+
+class DelayedSaveFailStopTests(FailStopTests):
+    save_delay = 0.004

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import attrs
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
 from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -398,18 +398,12 @@ class RaftProtocol(amp.AMP):
         return self._deliver(_snapshot_message(kw))
 
     @ForwardProposal.responder
-    def _forward_proposal(self, data: bytes) -> dict[str, Any]:
+    def _forward_proposal(self, data: bytes) -> Deferred[dict[str, Any]]:
         if self.handler is None:
             raise RemoteNotLeader("")
-        try:
-            index, term = self.handler.accept_proposal(data)
-        except NotLeaderHere as e:
-            raise RemoteNotLeader(e.leader or "") from e
-        except ProposalTooLarge as e:
-            raise RemoteTooLarge(str(e)) from e
-        except BadProposal as e:
-            raise RemoteBadProposal(str(e)) from e
-        return {"index": index, "term": term}
+        d: Deferred[tuple[int, int]] = maybeDeferred(self.handler.accept_proposal, data)
+        return d.addCallbacks(lambda answer: {"index": answer[0], "term": answer[1]},
+                              _remote_error)  # fmt: skip
 
     def forward(self, data: bytes) -> Deferred[tuple[int, int]]:
         """Call `ForwardProposal`; errbacks as `IRaftTransport.forward` says."""
@@ -425,6 +419,18 @@ class RaftProtocol(amp.AMP):
         d: Deferred[dict[str, Any]] = self.callRemote(ForwardProposal, data=data)
         d.addCallbacks(answered, failed)
         return result
+
+
+def _remote_error(failure: Failure) -> Failure:
+    """Translate a refused proposal into the declared AMP error."""
+    error = failure.value
+    if isinstance(error, NotLeaderHere):
+        return Failure(RemoteNotLeader(error.leader or ""))
+    if isinstance(error, ProposalTooLarge):
+        return Failure(RemoteTooLarge(str(error)))
+    if isinstance(error, BadProposal):
+        return Failure(RemoteBadProposal(str(error)))
+    return failure
 
 
 def _local_error(failure: Failure) -> Failure:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from attrs import define, field
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -38,7 +38,7 @@ from skydns.metrics import Metrics
 from skydns.raft import core as raft
 from skydns.raft.envelope import OVERHEAD, EnvelopeError, unwrap, wrap
 from skydns.raft.log import IRaftStorage, StorageError, StorageFailure
-from skydns.raft.messages import AppendEntries, Entry, EntryKind, Message
+from skydns.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message
 from skydns.raft.sessions import SessionTable, Stale
 from skydns.raft.transport import (
     BadProposal,
@@ -51,6 +51,9 @@ from skydns.raft.transport import (
 from skydns.registry import Applied, Registry
 
 log = Logger()
+
+#: Runs ``storage.save(hard_state, entries)`` off the reactor thread.
+SaveInThread = Callable[[HardState | None, Sequence[Entry]], "Deferred[None]"]
 
 #: How long a proposal or a read may wait before it fails (the API's own
 #: timeout is longer, so the client sees our clearer error).
@@ -98,6 +101,7 @@ class RaftNode(Service):
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         fail_stop: Callable[[str], None] | None = None,
+        save_in_thread: SaveInThread | None = None,
         tick_interval: float = 0.05,
         election_tick: int = 10,
         heartbeat_tick: int = 2,
@@ -115,6 +119,11 @@ class RaftNode(Service):
         self.rng = rng if rng is not None else random.Random()
         self.metrics = metrics
         self.fail_stop = fail_stop
+        self.save_in_thread = save_in_thread
+        #: Set while a save runs in a thread: the core must not be touched
+        #: until it is advanced, so what arrives meanwhile waits in the inbox.
+        self._saving: Deferred[None] | None = None
+        self._inbox: list[Callable[[], None]] = []
         self.tick_interval = tick_interval
         self.proposal_timeout = proposal_timeout
         self.sessions: SessionTable[Applied] = SessionTable()
@@ -174,8 +183,7 @@ class RaftNode(Service):
         )
         if self.core.config.voters == frozenset({self.id}):
             # A cluster of one needs no election timeout to elect itself.
-            self.core.campaign(prevote=False)
-            self._schedule()
+            self._with_core(lambda: self.core.campaign(prevote=False))
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -187,11 +195,15 @@ class RaftNode(Service):
             except StorageFailure as e:
                 log.critical("cannot save the hard state on shutdown: {error}", error=str(e))
         d = self.transport.stop()
+        saving = self._saving
 
-        def close(_: object) -> None:
+        async def close() -> None:
+            await d
+            if saving is not None:
+                await saving
             self.storage.close()
 
-        return d.addCallback(close)
+        return Deferred.fromCoroutine(close())
 
     def _halt(self, reason: str) -> None:
         if self._loop is not None and self._loop.running:
@@ -215,43 +227,77 @@ class RaftNode(Service):
         if self._failed:
             return
         self._ticks += 1
-        self.core.tick()
+        self._with_core(self.core.tick)
         if self._ticks % max(1, round(0.5 / self.tick_interval)) == 0:
             self._retry_stale()
+
+    def _with_core(self, call: Callable[[], object]) -> None:
+        """Run ``call`` (which steps the core) now, or after the save under way."""
+        if self._saving is not None:
+            self._inbox.append(call)  # type: ignore[arg-type]
+            return
+        call()
         self._schedule()
 
     def _process(self) -> None:
         self._pending_call = None
-        if self._failed:
-            return
-        try:
-            while self.core.has_ready():
-                rd = self.core.ready()
-                self._observe(rd.soft_state)
-                self._persist(rd)
-                for message in rd.messages:
-                    self.transport.send(message)
-                done = self._apply(rd.committed_entries)
-                self.core.advance(rd)
-                self._serve_reads(rd.read_states)
-                for fire in done:
-                    fire()
-                self._after_advance()
-        except StorageFailure as e:
-            self._fail(e)
+        while not self._failed and self._saving is None and self.core.has_ready():
+            rd = self.core.ready()
+            self._observe(rd.soft_state)
+            if rd.hard_state is not None:
+                self._latest_hs = rd.hard_state
+            hs, saved = self._latest_hs, self._saved_hs
+            if not rd.entries and (hs.term, hs.vote) == (saved.term, saved.vote):
+                self._finish_ready(rd)  # a commit-only change waits for the next save
+                continue
+            start = self.clock.seconds()
+            to_save = hs if hs != saved else None
+            if self.save_in_thread is not None:
+                saving = self._saving = self.save_in_thread(to_save, rd.entries)
+                saving.addCallbacks(self._saved, self._save_failed,
+                                    callbackArgs=(rd, hs, start))  # fmt: skip
+                saving.addErrback(lambda f: log.failure("after a save", f))
+                return
+            try:
+                self.storage.save(to_save, rd.entries)
+            except StorageFailure as e:
+                self._fail(e)
+                return
+            self._saved(None, rd, hs, start)
         self._update_metrics()
 
-    def _persist(self, rd: raft.Ready) -> None:
-        if rd.hard_state is not None:
-            self._latest_hs = rd.hard_state
-        hs, saved = self._latest_hs, self._saved_hs
-        if not rd.entries and (hs.term, hs.vote) == (saved.term, saved.vote):
-            return  # a commit-only change waits for the next save
-        start = self.clock.seconds()
-        self.storage.save(hs if hs != saved else None, rd.entries)
+    def _saved(self, _: object, rd: raft.Ready, hs: HardState, start: float) -> None:
+        self._saving = None
         self._saved_hs = hs
         if self.metrics is not None:
             self.metrics.fsync_latency.observe(max(0.0, self.clock.seconds() - start))
+        if self._failed or (self.save_in_thread is not None and not self.running):
+            return
+        self._finish_ready(rd)
+        inbox, self._inbox = self._inbox, []
+        for call in inbox:
+            call()
+        if self.save_in_thread is not None:
+            self._process()
+
+    def _save_failed(self, failure: Failure) -> None:
+        self._saving = None
+        self._inbox = []
+        if failure.check(StorageFailure):
+            self._fail(failure.value)  # type: ignore[arg-type]
+        else:
+            self._fail(StorageFailure(f"save failed: {failure.getErrorMessage()}"))
+
+    def _finish_ready(self, rd: raft.Ready) -> None:
+        """Send, apply and advance: the Ready's entries and hard state are durable."""
+        for message in rd.messages:
+            self.transport.send(message)
+        done = self._apply(rd.committed_entries)
+        self.core.advance(rd)
+        self._serve_reads(rd.read_states)
+        for fire in done:
+            fire()
+        self._after_advance()
 
     def _observe(self, soft: raft.SoftState | None) -> None:
         if soft is None:
@@ -388,6 +434,9 @@ class RaftNode(Service):
     def _submit(self, proposal: _Proposal) -> None:
         if (proposal.client_id, proposal.seq) not in self._proposals or self._failed:
             return
+        if self._saving is not None and self.core.role is raft.Role.LEADER:
+            self._inbox.append(functools.partial(self._submit, proposal))
+            return
         if proposal.retry is not None and proposal.retry.active():
             proposal.retry.cancel()
         proposal.retry = None
@@ -463,7 +512,18 @@ class RaftNode(Service):
 
     # --- forwarded proposals (IRaftHandler) -------------------------------------
 
-    def accept_proposal(self, data: bytes) -> tuple[int, int]:
+    def accept_proposal(self, data: bytes) -> Deferred[tuple[int, int]]:
+        if self._saving is None:
+            return maybeDeferred(self._accept, data)
+        accepted: Deferred[tuple[int, int]] = Deferred()
+
+        def later() -> None:
+            maybeDeferred(self._accept, data).chainDeferred(accepted)
+
+        self._inbox.append(later)
+        return accepted
+
+    def _accept(self, data: bytes) -> tuple[int, int]:
         if self._failed or not self.running or self.core.role is not raft.Role.LEADER:
             leader = self.core.leader
             raise NotLeaderHere(None if leader == self.id else leader)
@@ -488,6 +548,9 @@ class RaftNode(Service):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return
+        self._with_core(functools.partial(self._step, message))
+
+    def _step(self, message: Message) -> None:
         try:
             self.core.step(message)
         except Exception:
@@ -501,7 +564,6 @@ class RaftNode(Service):
                 if term != message.term:
                     commit = 0
                 self._leader_commit = (message.term, max(commit, message.commit))
-        self._schedule()
 
     # --- reads --------------------------------------------------------------
 
@@ -520,11 +582,15 @@ class RaftNode(Service):
 
     def _issue_read(self, read: _Read) -> None:
         read.issued_at = self.clock.seconds()
+        self._with_core(functools.partial(self._read_index, read))
+
+    def _read_index(self, read: _Read) -> None:
+        if read.context not in self._reads:
+            return
         try:
             self.core.read_index(read.context)
         except raft.NotLeader:
-            return  # issued again when a leader is known
-        self._schedule()
+            pass  # issued again when a leader is known
 
     def _serve_reads(self, states: tuple[raft.ReadState, ...]) -> None:
         for state in states:

@@ -62,9 +62,9 @@ class IRaftHandler(Interface):
     def receive(message: Message) -> None:
         """A Raft message from a peer (already decoded, not yet trusted)."""
 
-    def accept_proposal(data: bytes) -> tuple[int, int]:  # type: ignore[misc]
-        """A proposal forwarded by a follower: append it; return its
-        ``(index, term)``.  Raises `NotLeaderHere`, `ProposalTooLarge` or
+    def accept_proposal(data: bytes) -> "Deferred[tuple[int, int]]":
+        """A proposal forwarded by a follower: append it; fire with its
+        ``(index, term)``.  Errbacks `NotLeaderHere`, `ProposalTooLarge` or
         `BadProposal`."""
 
 

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from twisted.application.service import IService
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -24,6 +26,7 @@ from skydns.config import Peer
 from skydns.metrics import Metrics
 from skydns.raft.amp import AMPTransport
 from skydns.raft.log import DiskStorage
+from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
 from skydns.registry import Registry
 
@@ -90,15 +93,25 @@ def build_cluster(
     transport = AMPTransport(
         serverFromString(reactor, raft_endpoint), clients, reactor, listen_failed=cannot_listen
     )
+    storage = DiskStorage(data_dir)
+
+    def save_in_thread(hard_state: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+        # fdatasync releases the GIL: the reactor keeps reading requests,
+        # which join the next batch, while a batch is made durable.
+        return deferToThreadPool(
+            reactor, reactor.getThreadPool(), storage.save, hard_state, entries
+        )
+
     node = RaftNode(
         node_id,
         addresses,
-        DiskStorage(data_dir),
+        storage,
         transport,
         registry,
         reactor,
         rng=random.Random(os.urandom(16)),
         metrics=metrics,
         fail_stop=fail_stop,
+        save_in_thread=save_in_thread,
     )
     return node, node
