@@ -423,3 +423,14 @@ class FitTests(SynchronousTestCase):
         message = dns._EDNSMessage(maxSize=2000, dnssecOK=True)
         self.assertEqual(ClientEDNS.of(message).payload, 2000)
         self.assertFalse(ClientEDNS.of(dns._EDNSMessage(ednsVersion=None)).present)
+
+    def test_client_edns_with_malformed_options(self) -> None:
+        """An OPT record whose options are cut short (hostile bytes) still gives
+        its payload size and DO bit instead of an exception."""
+        wire = bytearray(query(edns=dns._OPTHeader(udpPayloadSize=1400, dnssecOK=True)).toStr())
+        wire[-2:] = b"\x00\x06"  # RDLENGTH 6 ...
+        wire += b"\x00\x0a\x00\x08\x01\x02"  # ... holding an option that claims 8 bytes
+        message = dns.Message()
+        message.fromStr(bytes(wire))
+        edns = ClientEDNS.of(message)
+        self.assertEqual((edns.present, edns.payload, edns.dnssec_ok), (True, 1400, True))

@@ -98,9 +98,12 @@ class ClientEDNS:
             return cls(True, message.maxSize, bool(message.dnssecOK))
         for record in message.additional:
             if record.type == dns.OPT:
-                if not isinstance(record, dns._OPTHeader):
-                    record = dns._OPTHeader.fromRRHeader(record)
-                return cls(True, record.udpPayloadSize, bool(record.dnssecOK))
+                if isinstance(record, dns._OPTHeader):
+                    return cls(True, record.udpPayloadSize, bool(record.dnssecOK))
+                # Read the fixed fields only: the options may be malformed
+                # (a client's bytes), and they are not forwarded anyway.  The
+                # class is the payload size, the TTL holds the DO bit (RFC 6891 §6.1.3).
+                return cls(True, record.cls, bool(record.ttl & 0x8000))
         return cls()
 
 
