@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from skydns.raft.amp import MAX_CHUNKS, AMPTransport, RaftProtocol, command_for
+from skydns.raft.amp import MAX_CHUNKS, RaftProtocol, command_for
 from skydns.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -35,6 +35,7 @@ from skydns.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
+from skydns.raft.peers import AMPTransport
 from skydns.raft.transport import (
     BadProposal,
     IRaftHandler,

@@ -23,20 +23,11 @@ from collections.abc import Iterable
 from typing import Any, Callable
 
 import attrs
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import (
-    IListeningPort,
-    IReactorTime,
-    IStreamClientEndpoint,
-    IStreamServerEndpoint,
-)
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from skydns.raft.messages import (
     AppendEntries,
@@ -60,7 +51,6 @@ from skydns.raft.messages import (
 from skydns.raft.transport import (
     BadProposal,
     IRaftHandler,
-    IRaftTransport,
     NotLeaderHere,
     PeerUnavailable,
     ProposalTooLarge,
@@ -414,7 +404,7 @@ class RaftProtocol(amp.AMP):
 
         def failed(failure: Failure) -> None:
             # Handled here: AMP drops the connection on a failure left unhandled.
-            result.errback(_local_error(failure))
+            result.errback(local_error(failure))
 
         d: Deferred[dict[str, Any]] = self.callRemote(ForwardProposal, data=data)
         d.addCallbacks(answered, failed)
@@ -433,7 +423,7 @@ def _remote_error(failure: Failure) -> Failure:
     return failure
 
 
-def _local_error(failure: Failure) -> Failure:
+def local_error(failure: Failure) -> Failure:
     """Translate a failed `ForwardProposal` call into the transport's errors."""
     error = failure.value
     if isinstance(error, (NotLeaderHere, PeerUnavailable, BadProposal, ProposalTooLarge)):
@@ -449,154 +439,12 @@ def _local_error(failure: Failure) -> Failure:
     return Failure(PeerUnavailable(f"the call failed: {error!r}"))
 
 
-# --- peers --------------------------------------------------------------------
-
-
-class _Peer:
-    """The outgoing connection to one peer, re-established with backoff."""
-
-    def __init__(
-        self,
-        peer_id: str,
-        endpoint: IStreamClientEndpoint,
-        factory: Callable[[], RaftProtocol],
-        clock: IReactorTime,
-        call_timeout: float,
-    ) -> None:
-        self.peer_id = peer_id
-        self.clock = clock
-        self.call_timeout = call_timeout
-        self.protocol: RaftProtocol | None = None
-        self.service = ClientService(
-            endpoint,
-            Factory.forProtocol(factory),  # type: ignore[arg-type]
-            retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=1.0, factor=2.0),
-            clock=clock,
-            prepareConnection=self._connected,  # type: ignore[arg-type]
-        )
-
-    def _connected(self, protocol: RaftProtocol) -> None:
-        # ``protocol`` is ClientService's proxy, which forwards method calls
-        # (but not attribute assignment) to our RaftProtocol.
-        self.protocol = protocol
-        protocol.watch_lost(lambda _: self._lost(protocol))
-        log.info("connected to Raft peer {peer}", peer=self.peer_id)
-
-    def _lost(self, protocol: RaftProtocol) -> None:
-        if self.protocol is protocol:
-            self.protocol = None
-
-    def send(self, message: Message) -> None:
-        if self.protocol is None:
-            return  # the core retries what is lost
-        try:
-            self.protocol.send_message(message)
-        except Exception:
-            log.failure("cannot send {kind} to {peer}", kind=type(message).__name__,
-                        peer=self.peer_id)  # fmt: skip
-
-    def forward(self, data: bytes) -> Deferred[tuple[int, int]]:
-        if self.protocol is None:
-            return fail(PeerUnavailable(f"not connected to {self.peer_id}"))
-        d = self.protocol.forward(data)
-        d.addTimeout(self.call_timeout, self.clock)
-        return d.addErrback(_local_error)
-
-
-@implementer(IRaftTransport)
-class AMPTransport:
-    """`IRaftTransport` over AMP: listens on ``endpoint`` for peers'
-    connections and keeps one outgoing connection to each peer."""
-
-    def __init__(
-        self,
-        endpoint: IStreamServerEndpoint | None,
-        peers: dict[str, IStreamClientEndpoint],
-        clock: IReactorTime,
-        call_timeout: float = 2.0,
-        listen_failed: Callable[[Failure], None] | None = None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.listen_failed = listen_failed
-        self.clock = clock
-        self.handler: IRaftHandler | None = None
-        self.port: IListeningPort | None = None
-        self.inbound: set[RaftProtocol] = set()
-        self._peers = {
-            peer_id: _Peer(peer_id, ep, self._make_protocol, clock, call_timeout)
-            for peer_id, ep in peers.items()
-        }
-        self._listening: Deferred[Any] | None = None
-
-    def _make_protocol(self) -> RaftProtocol:
-        return RaftProtocol(self.handler)
-
-    def _accept(self) -> RaftProtocol:
-        protocol = self._make_protocol()
-        self.inbound.add(protocol)
-        protocol.on_lost = self.inbound.discard
-        return protocol
-
-    def start(self, handler: IRaftHandler) -> None:
-        self.handler = handler
-        if self.endpoint is not None:
-            listening = self._listening = self.endpoint.listen(
-                Factory.forProtocol(self._accept)  # type: ignore[arg-type]
-            )
-            listening.addCallbacks(self._listened, self._listen_failed)
-        for peer in self._peers.values():
-            peer.service.startService()
-
-    def _listened(self, port: IListeningPort) -> None:
-        self.port = port
-        log.info("Raft listening on {address}", address=port.getHost())
-
-    def _listen_failed(self, failure: Failure) -> None:
-        log.failure("cannot listen for Raft peers", failure)
-        if self.listen_failed is not None:
-            self.listen_failed(failure)
-
-    def stop(self) -> Deferred[None]:
-        stopping: list[Deferred[Any]] = []
-        for peer in self._peers.values():
-            if peer.service.running:
-                stopping.append(peer.service.stopService())
-        if self.port is not None:
-            stopping.append(Deferred.fromCoroutine(_maybe(self.port.stopListening())))
-            self.port = None
-        for protocol in list(self.inbound):
-            if protocol.transport is not None:
-                protocol.transport.loseConnection()
-        done: Deferred[Any] = DeferredList(stopping, consumeErrors=True)
-        return done.addCallback(lambda _: None)
-
-    def send(self, message: Message) -> None:
-        peer = self._peers.get(message.dst)
-        if peer is not None:
-            peer.send(message)
-
-    def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
-        peer = self._peers.get(to)
-        if peer is None:
-            return fail(PeerUnavailable(f"{to} is not a peer"))
-        return peer.forward(data)
-
-    def connected(self, peer_id: str) -> bool:
-        peer = self._peers.get(peer_id)
-        return peer is not None and peer.protocol is not None
-
-
-async def _maybe(result: Any) -> None:
-    if isinstance(result, Deferred):
-        await result
-
-
 __all__ = [
-    "AMPTransport",
     "ChunkedBytes",
     "EntriesArgument",
     "ForwardProposal",
     "MAX_CHUNKS",
     "RaftProtocol",
     "command_for",
+    "local_error",
 ]

@@ -24,10 +24,10 @@ from twisted.python.failure import Failure
 from skydns.cluster import ICluster
 from skydns.config import Peer
 from skydns.metrics import Metrics
-from skydns.raft.amp import AMPTransport
 from skydns.raft.log import DiskStorage
 from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
+from skydns.raft.peers import AMPTransport
 from skydns.registry import Registry
 
 log = Logger()
