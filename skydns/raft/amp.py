@@ -1,4 +1,4 @@
-"""Raft over AMP: one command per Raft message, proposal forwarding, peers.
+"""Raft over AMP: one command per Raft message, and proposal forwarding.
 
 Each Raft message type is an AMP command that needs no answer: Raft
 messages are one-way (a response is a message of its own), and the core
@@ -14,6 +14,7 @@ crosses the wire; the core also caps a batch (``max_size_per_msg``).
 The wire is untrusted: a box that does not parse, names no known command in
 a one-way message, or carries values out of range makes the protocol drop
 that connection (and log why); the node keeps serving everyone else.
+Connections to peers are kept by ``skydns.raft.peers``.
 """
 
 from __future__ import annotations

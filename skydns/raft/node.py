@@ -8,12 +8,15 @@ then apply, then ``advance``.  A commit-index-only change is not synced on
 its own: the commit index is volatile in Raft (Figure 2) and is written
 with the next batch of entries.
 
-Proposals are tagged with a session (``client id``, ``seq``, see
-`skydns.raft.envelope`).  The leader appends its own; a follower forwards
-them to the leader over the transport and answers only once the entry is
-applied locally (read-your-writes on this node).  A proposal is resubmitted
-when the leader changes, when a forward fails, or when the log moves past
-the index it was given without it: the session table applies it once.
+Proposals and reads waiting for an answer are kept by
+`skydns.raft.requests`: the leader appends its own proposals, a follower
+forwards them to the leader and answers once the entry is applied locally
+(read-your-writes on this node).  Every committed command goes through the
+session table, so a proposal submitted twice is applied once.
+
+With ``save_in_thread`` the save runs off the reactor thread: until it is
+done and the Ready advanced, whatever would step the core (messages, ticks,
+proposals, reads) waits in an inbox, then joins the next batch.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
-from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -33,19 +35,19 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from skydns.cluster import ApplyListener, ICluster, NotLeader
-from skydns.commands import Command, CommandDecodeError, decode, encode
+from skydns.commands import Command, CommandDecodeError, decode
 from skydns.metrics import Metrics
 from skydns.raft import core as raft
-from skydns.raft.envelope import OVERHEAD, EnvelopeError, unwrap, wrap
+from skydns.raft.envelope import EnvelopeError, unwrap
 from skydns.raft.log import IRaftStorage, StorageError, StorageFailure
 from skydns.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message
-from skydns.raft.sessions import SessionTable, Stale
+from skydns.raft.requests import MAX_COMMAND_BYTES, Requests
+from skydns.raft.sessions import SessionTable
 from skydns.raft.transport import (
     BadProposal,
     IRaftHandler,
     IRaftTransport,
     NotLeaderHere,
-    PeerUnavailable,
     ProposalTooLarge,
 )
 from skydns.registry import Applied, Registry
@@ -58,32 +60,6 @@ SaveInThread = Callable[[HardState | None, Sequence[Entry]], "Deferred[None]"]
 #: How long a proposal or a read may wait before it fails (the API's own
 #: timeout is longer, so the client sees our clearer error).
 PROPOSAL_TIMEOUT = 8.0
-#: A proposal not applied this long after it was submitted is submitted again.
-RETRY_INTERVAL = 2.0
-#: Pause before resubmitting after a failed forward.
-RETRY_DELAY = 0.05
-
-
-@define(eq=False)
-class _Proposal:
-    client_id: str
-    seq: int
-    slot: int
-    data: bytes
-    deferred: Deferred[Applied] = field(init=False)
-    timeout: IDelayedCall | None = None
-    retry: IDelayedCall | None = None
-    index: int = 0
-    submitted_at: float = 0.0
-
-
-@define(eq=False)
-class _Read:
-    context: bytes
-    deferred: Deferred[None] = field(init=False)
-    timeout: IDelayedCall | None = None
-    index: int | None = None
-    issued_at: float = 0.0
 
 
 @implementer(ICluster, IRaftHandler)
@@ -125,16 +101,9 @@ class RaftNode(Service):
         self._saving: Deferred[None] | None = None
         self._inbox: list[Callable[[], None]] = []
         self.tick_interval = tick_interval
-        self.proposal_timeout = proposal_timeout
         self.sessions: SessionTable[Applied] = SessionTable()
         self._listeners: list[ApplyListener] = []
-        self._proposals: dict[tuple[str, int], _Proposal] = {}
-        self._slots_free: list[int] = []
-        self._slots = 0
-        self._seqs: dict[int, int] = {}
-        self._reads: dict[bytes, _Read] = {}
-        self._read_counter = 0
-        self._incarnation = f"{self.rng.getrandbits(48):012x}"
+        self.requests = Requests(self, f"{self.rng.getrandbits(48):012x}", proposal_timeout)
         self._pending_call: IDelayedCall | None = None
         self._loop: LoopingCall | None = None
         self._ticks = 0
@@ -183,7 +152,7 @@ class RaftNode(Service):
         )
         if self.core.config.voters == frozenset({self.id}):
             # A cluster of one needs no election timeout to elect itself.
-            self._with_core(lambda: self.core.campaign(prevote=False))
+            self.with_core(lambda: self.core.campaign(prevote=False))
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -212,14 +181,23 @@ class RaftNode(Service):
         if self._pending_call is not None and self._pending_call.active():
             self._pending_call.cancel()
         self._pending_call = None
-        for proposal in list(self._proposals.values()):
-            self._finish(proposal, Failure(NotLeader(reason)))
-        for read in list(self._reads.values()):
-            self._finish_read(read, Failure(NotLeader(reason)))
+        self.requests.fail_all(reason)
 
     # --- the Ready loop -----------------------------------------------------
 
-    def _schedule(self) -> None:
+    @property
+    def failed(self) -> bool:
+        return self._failed is not None
+
+    @property
+    def saving(self) -> bool:
+        return self._saving is not None
+
+    def after_save(self, call: Callable[[], None]) -> None:
+        """Run ``call`` once the save under way is done and advanced."""
+        self._inbox.append(call)
+
+    def schedule(self) -> None:
         if self._pending_call is None and not self._failed:
             self._pending_call = self.clock.callLater(0, self._process)
 
@@ -227,17 +205,17 @@ class RaftNode(Service):
         if self._failed:
             return
         self._ticks += 1
-        self._with_core(self.core.tick)
+        self.with_core(self.core.tick)
         if self._ticks % max(1, round(0.5 / self.tick_interval)) == 0:
-            self._retry_stale()
+            self.requests.retry_stale()
 
-    def _with_core(self, call: Callable[[], object]) -> None:
+    def with_core(self, call: Callable[[], object]) -> None:
         """Run ``call`` (which steps the core) now, or after the save under way."""
         if self._saving is not None:
             self._inbox.append(call)  # type: ignore[arg-type]
             return
         call()
-        self._schedule()
+        self.schedule()
 
     def _process(self) -> None:
         self._pending_call = None
@@ -294,10 +272,11 @@ class RaftNode(Service):
             self.transport.send(message)
         done = self._apply(rd.committed_entries)
         self.core.advance(rd)
-        self._serve_reads(rd.read_states)
+        self.requests.serve_reads(rd.read_states)
         for fire in done:
             fire()
-        self._after_advance()
+        leader_changed, self._leader_changed = self._leader_changed, False
+        self.requests.after_advance(leader_changed)
 
     def _observe(self, soft: raft.SoftState | None) -> None:
         if soft is None:
@@ -318,22 +297,6 @@ class RaftNode(Service):
                 log.info("raft leader is {leader} at term {term}", leader=soft.leader,
                          term=self.core.term)  # fmt: skip
                 self._leader_changed = True
-
-    def _after_advance(self) -> None:
-        """Work that calls back into the core, so must wait for ``advance``."""
-        if self._leader_changed:
-            self._leader_changed = False
-            for proposal in list(self._proposals.values()):
-                self._submit(proposal)
-            for read in list(self._reads.values()):
-                if read.index is None:
-                    self._issue_read(read)
-            return
-        for proposal in list(self._proposals.values()):
-            if 0 < proposal.index <= self._applied:
-                # The log moved past where it was put without it: it was lost
-                # with a leader's uncommitted tail.  Submit it again.
-                self._submit(proposal)
 
     def _update_metrics(self) -> None:
         m = self.metrics
@@ -363,9 +326,8 @@ class RaftNode(Service):
                 self._apply_entry(entry, done)
             self._applied = entry.index
         if entries:
-            for read in list(self._reads.values()):
-                if read.index is not None and read.index <= self._applied:
-                    done.append(functools.partial(self._finish_read, read, None))
+            for read in self.requests.reads_applied(self._applied):
+                done.append(functools.partial(self.requests.finish_read, read, None))
         return done
 
     def _apply_entry(self, entry: Entry, done: list[Callable[[], None]]) -> None:
@@ -387,14 +349,10 @@ class RaftNode(Service):
         if ran:
             live = self.core.role is raft.Role.LEADER and entry.index > self._startup_last
             self._notify(command, ran[0], live)
-        proposal = self._proposals.get((envelope.client_id, envelope.seq))
+        proposal = self.requests.proposals.get((envelope.client_id, envelope.seq))
         if proposal is not None:
-            outcome: Applied | Failure
-            if isinstance(result, Stale):
-                outcome = Failure(NotLeader("the proposal was superseded by a later one"))
-            else:
-                outcome = result
-            done.append(lambda: self._finish(proposal, outcome))
+            outcome = self.requests.outcome(result)
+            done.append(functools.partial(self.requests.finish, proposal, outcome))
 
     def _notify(self, command: Command, applied: Applied, live: bool) -> None:
         for listener in list(self._listeners):
@@ -403,112 +361,17 @@ class RaftNode(Service):
             except Exception:
                 log.failure("apply listener {listener!r} failed", listener=listener)
 
-    # --- proposals ----------------------------------------------------------
+    # --- requests ----------------------------------------------------------
 
     def propose(self, command: Command) -> Deferred[Applied]:
         if self._failed or not self.running:
             return fail(NotLeader("this node is not running"))
-        payload = encode(command)
-        if len(payload) > self._max_payload():
-            return fail(ProposalTooLarge(len(payload)))
-        slot = self._slots_free.pop() if self._slots_free else self._new_slot()
-        seq = self._seqs[slot] = self._seqs[slot] + 1
-        client_id = f"{self.id}.{self._incarnation}.{slot}"
-        proposal = _Proposal(client_id, seq, slot, wrap(client_id, seq, payload))
-        proposal.deferred = Deferred(lambda _: self._forget(proposal))
-        proposal.timeout = self.clock.callLater(self.proposal_timeout, self._expire, proposal)
-        self._proposals[(client_id, seq)] = proposal
-        self._submit(proposal)
-        return proposal.deferred
+        return self.requests.propose(command)
 
-    def _max_payload(self) -> int:
-        from skydns.raft.transport import MAX_PROPOSAL_BYTES
-
-        return MAX_PROPOSAL_BYTES - OVERHEAD - 80  # room for the client id
-
-    def _new_slot(self) -> int:
-        self._slots += 1
-        self._seqs[self._slots] = 0
-        return self._slots
-
-    def _submit(self, proposal: _Proposal) -> None:
-        if (proposal.client_id, proposal.seq) not in self._proposals or self._failed:
-            return
-        if self._saving is not None and self.core.role is raft.Role.LEADER:
-            self._inbox.append(functools.partial(self._submit, proposal))
-            return
-        if proposal.retry is not None and proposal.retry.active():
-            proposal.retry.cancel()
-        proposal.retry = None
-        proposal.submitted_at = self.clock.seconds()
-        proposal.index = 0
-        if self.core.role is raft.Role.LEADER:
-            try:
-                proposal.index = self.core.propose(proposal.data)
-            except (raft.NotLeader, raft.ProposalDropped):
-                return  # resubmitted when a leader is known
-            self._schedule()
-            return
-        leader = self.core.leader
-        if leader is None or leader == self.id:
-            return  # resubmitted when a leader is known
-        d = self.transport.forward(leader, proposal.data)
-        d.addCallbacks(self._forwarded, self._forward_failed,
-                       callbackArgs=(proposal,), errbackArgs=(proposal,))  # fmt: skip
-        d.addErrback(lambda f: log.failure("forwarding a proposal", f))
-
-    def _forwarded(self, answer: tuple[int, int], proposal: _Proposal) -> None:
-        if (proposal.client_id, proposal.seq) not in self._proposals:
-            return
-        index, _term = answer
-        proposal.index = index
-        if index <= self._applied:
-            self._submit(proposal)  # lost already: see _after_advance
-
-    def _forward_failed(self, failure: Failure, proposal: _Proposal) -> None:
-        failure.trap(NotLeaderHere, PeerUnavailable, BadProposal, ProposalTooLarge)
-        if (proposal.client_id, proposal.seq) not in self._proposals:
-            return
-        if failure.check(BadProposal, ProposalTooLarge):
-            self._finish(proposal, failure)
-            return
-        log.debug("forwarding failed, will retry: {error}", error=str(failure.value))
-        proposal.retry = self.clock.callLater(RETRY_DELAY, self._submit, proposal)
-
-    def _retry_stale(self) -> None:
-        now = self.clock.seconds()
-        for proposal in list(self._proposals.values()):
-            if now - proposal.submitted_at >= RETRY_INTERVAL:
-                self._submit(proposal)
-        for read in list(self._reads.values()):
-            if read.index is None and now - read.issued_at >= RETRY_INTERVAL:
-                self._issue_read(read)
-
-    def _expire(self, proposal: _Proposal) -> None:
-        proposal.timeout = None
-        if self.core.leader is None:
-            error: Exception = NotLeader("no leader was elected in time")
-        else:
-            error = TimeoutError("the write was not committed in time; it may still be applied")
-        self._finish(proposal, Failure(error))
-
-    def _forget(self, proposal: _Proposal) -> None:
-        """Drop ``proposal`` from the books (done, failed or cancelled)."""
-        if self._proposals.pop((proposal.client_id, proposal.seq), None) is None:
-            return
-        for call in (proposal.timeout, proposal.retry):
-            if call is not None and call.active():
-                call.cancel()
-        self._slots_free.append(proposal.slot)
-
-    def _finish(self, proposal: _Proposal, outcome: Applied | Failure) -> None:
-        if (proposal.client_id, proposal.seq) not in self._proposals:
-            return
-        self._forget(proposal)
-        if isinstance(outcome, Failure):
-            proposal.deferred.errback(outcome)
-        else:
-            proposal.deferred.callback(outcome)
+    def read_barrier(self) -> Deferred[None]:
+        if self._failed or not self.running:
+            return fail(NotLeader("this node is not running"))
+        return self.requests.read_barrier()
 
     # --- forwarded proposals (IRaftHandler) -------------------------------------
 
@@ -532,13 +395,13 @@ class RaftNode(Service):
             decode(envelope.payload)
         except (EnvelopeError, CommandDecodeError) as e:
             raise BadProposal(str(e)) from e
-        if len(envelope.payload) > self._max_payload():
+        if len(envelope.payload) > MAX_COMMAND_BYTES:
             raise ProposalTooLarge(len(envelope.payload))
         try:
             index = self.core.propose(data)
         except (raft.NotLeader, raft.ProposalDropped) as e:
             raise NotLeaderHere(None) from e
-        self._schedule()
+        self.schedule()
         return index, self.core.term
 
     def receive(self, message: Message) -> None:
@@ -548,7 +411,7 @@ class RaftNode(Service):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return
-        self._with_core(functools.partial(self._step, message))
+        self.with_core(functools.partial(self._step, message))
 
     def _step(self, message: Message) -> None:
         try:
@@ -564,56 +427,6 @@ class RaftNode(Service):
                 if term != message.term:
                     commit = 0
                 self._leader_commit = (message.term, max(commit, message.commit))
-
-    # --- reads --------------------------------------------------------------
-
-    def read_barrier(self) -> Deferred[None]:
-        if self._failed or not self.running:
-            return fail(NotLeader("this node is not running"))
-        self._read_counter += 1
-        read = _Read(f"{self.id}/{self._incarnation}/{self._read_counter}".encode())
-        read.deferred = Deferred(lambda _: self._forget_read(read))
-        read.timeout = self.clock.callLater(
-            self.proposal_timeout, self._finish_read, read, Failure(NotLeader("no read in time"))
-        )
-        self._reads[read.context] = read
-        self._issue_read(read)
-        return read.deferred
-
-    def _issue_read(self, read: _Read) -> None:
-        read.issued_at = self.clock.seconds()
-        self._with_core(functools.partial(self._read_index, read))
-
-    def _read_index(self, read: _Read) -> None:
-        if read.context not in self._reads:
-            return
-        try:
-            self.core.read_index(read.context)
-        except raft.NotLeader:
-            pass  # issued again when a leader is known
-
-    def _serve_reads(self, states: tuple[raft.ReadState, ...]) -> None:
-        for state in states:
-            read = self._reads.get(state.context)
-            if read is None or read.index is not None:
-                continue
-            read.index = state.index
-            if state.index <= self._applied:
-                self._finish_read(read, None)
-
-    def _forget_read(self, read: _Read) -> None:
-        if self._reads.pop(read.context, None) is not None:
-            if read.timeout is not None and read.timeout.active():
-                read.timeout.cancel()
-
-    def _finish_read(self, read: _Read, failure: Failure | None) -> None:
-        if read.context not in self._reads:
-            return
-        self._forget_read(read)
-        if failure is None:
-            read.deferred.callback(None)
-        else:
-            read.deferred.errback(failure)
 
     # --- ICluster -----------------------------------------------------------
 
