@@ -15,6 +15,7 @@ from twisted.python import usage
 from skydns import config
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
+from skydns.logging import parse_log_format, parse_log_level
 from skydns.names import is_ip
 
 DEFAULT_DOMAIN = "skydns.local"
@@ -85,6 +86,14 @@ class Options(usage.Options):
             "(default: the nameserver lines of /etc/resolv.conf).",
         ],
         ["secret", None, None, "Require this secret in the Authorization header of /skydns/."],
+        ["log-format", None, "text", "Log lines as readable text or as JSON objects: text|json."],
+        ["log-level", None, "info", "Least severe log level written: debug|info|warn|error."],
+        [
+            "access-log",
+            None,
+            None,
+            "Write one combined-format line per HTTP request to this file (default: none).",
+        ],
         ["cache-size", None, "10000", "Forwarded answers kept in the cache (0 disables it)."],
         [
             "forward-allow",
@@ -139,6 +148,8 @@ class Options(usage.Options):
                 ),
                 self["nameserver"],
             )
+        self["log-format"] = _checked("log-format", parse_log_format, self["log-format"])
+        self["log-level"] = _checked("log-level", parse_log_level, self["log-level"])
         if self["secret"] is None:
             self["secret"] = os.environ.get("SKYDNS_SECRET") or None
         if self["secret"] == "":
@@ -164,9 +175,8 @@ def makeService(options: Options) -> service.MultiService:
     from prometheus_client import disable_created_metrics
     from twisted.internet import reactor
     from twisted.names.resolve import ResolverChain
-    from twisted.web.server import Site
 
-    from skydns.api import make_api
+    from skydns.api import make_api, make_site
     from skydns.callbacks import CallbackNotifier
     from skydns.dns.acl import needed
     from skydns.dns.authority import SkyDNSAuthority
@@ -175,13 +185,16 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.reverse import ReverseResolver
     from skydns.dns.server import DNSService
     from skydns.leases import LeaseKeeper
+    from skydns.logging import RegistryLog, RootService, log_observer
     from skydns.metrics import Metrics
     from skydns.raft.wiring import build_cluster
     from skydns.registry import Registry
 
     disable_created_metrics()
     metrics = Metrics()
-    top = service.MultiService()
+    top = RootService(
+        log_observer(options["log-format"], options["log-level"], twistd=options.parent)
+    )
     registry = Registry()
     metrics.watch_instances(lambda: len(registry))
     cluster, node = build_cluster(
@@ -190,6 +203,8 @@ def makeService(options: Options) -> service.MultiService:
     )  # fmt: skip
     node.setServiceParent(top)
 
+    cluster.add_apply_listener(metrics.on_applied)
+    cluster.add_apply_listener(RegistryLog().on_applied)
     cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
     LeaseKeeper(cluster, reactor).setServiceParent(top)
 
@@ -209,7 +224,6 @@ def makeService(options: Options) -> service.MultiService:
     ).setServiceParent(top)
 
     api = make_api(cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics)
-    site = Site(api.resource())
-    site.displayTracebacks = False
+    site = make_site(api, access_log=options["access-log"])
     strports.service(options["http"], site).setServiceParent(top)  # type: ignore[arg-type]
     return top

@@ -110,23 +110,28 @@ class SkyDNSProcess:
     def start(self, wait: bool = True) -> SkyDNSProcess:
         env = dict(os.environ)
         env.pop("SKYDNS_SECRET", None)
-        self.process = subprocess.Popen(
-            self.args(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        with open(self.log_path + ".out", "ab") as output:
+            self.process = subprocess.Popen(
+                self.args(),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         if wait:
             self.wait_healthy()
         return self
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        """The node's log, then whatever it printed (usage errors, tracebacks)."""
+        text = ""
+        for path in (self.log_path, self.log_path + ".out"):
+            try:
+                with open(path, errors="replace") as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         self.wait_for("/health", timeout)
