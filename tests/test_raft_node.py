@@ -572,3 +572,27 @@ class DelayedSaveFailoverTests(FailoverTests):
 
 class DelayedSaveFailStopTests(FailStopTests):
     save_delay = 0.004
+
+
+class ReadinessTests(SynchronousTestCase):
+    def test_ready_only_after_the_leaders_commit_of_its_term(self) -> None:
+        """A follower that has only heard a heartbeat (whose commit index is
+        capped) is not ready; it is once an AppendEntries shows the leader's
+        commit index at an entry of its term and it has applied that far."""
+        from skydns.raft.messages import AppendEntries, Heartbeat
+
+        cluster = Cluster(["a", "b", "c"])
+        node = cluster.nodes["b"]
+        cluster.network.handlers.clear()  # only what this test sends arrives
+        node.receive(Heartbeat("a", "b", 1, 0))
+        cluster.clock.advance(0)
+        self.assertEqual(node.status()["leader"], "a")
+        self.assertFalse(node.is_ready())
+        noop = Entry(1, 1, EntryKind.NOOP)
+        node.receive(AppendEntries("a", "b", 1, 0, 0, (noop,), 0))
+        cluster.clock.advance(0)
+        self.assertFalse(node.is_ready(), "the leader has not committed its entry yet")
+        node.receive(AppendEntries("a", "b", 1, 1, 1, (), 1))
+        cluster.clock.advance(0)
+        self.assertTrue(node.is_ready())
+        self.assertEqual(node.applied_index, 1)
