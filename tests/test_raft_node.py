@@ -546,6 +546,30 @@ class ThreadedSaveTests(SynchronousTestCase):
         d.callback(None)
         self.assertEqual([self.successResultOf(p).status for p in later], ["ok"] * 4)
 
+    def test_stop_waits_for_the_save_under_way(self) -> None:
+        """Stopping never closes the storage under a save running in a thread."""
+        cluster = Cluster(["solo"])
+        node = cluster.nodes["solo"]
+        cluster.clock.advance(0)
+        pending: list[Deferred[None]] = []
+
+        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+            pending.append(Deferred())
+            return pending[-1]
+
+        node.save_in_thread = save
+        proposal = node.propose(Register(service("t1"), 0.0))
+        cluster.clock.advance(0)
+        closed: list[bool] = []
+        cluster.storages["solo"].close = lambda: closed.append(True)  # type: ignore[method-assign]
+        stopped = node.stopService()
+        self.failureResultOf(proposal, NotLeader)
+        self.assertNoResult(stopped)
+        self.assertEqual(closed, [])
+        pending[0].callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(closed, [True])
+
     def test_failed_threaded_save_stops_the_node(self) -> None:
         cluster = Cluster(["solo"])
         node = cluster.nodes["solo"]

@@ -157,19 +157,20 @@ class RaftNode(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self._halt("this node is shutting down")
-        if not self._failed and self._latest_hs != self._saved_hs:
-            try:
-                self.storage.save(self._latest_hs, ())
-                self._saved_hs = self._latest_hs
-            except StorageFailure as e:
-                log.critical("cannot save the hard state on shutdown: {error}", error=str(e))
-        d = self.transport.stop()
-        saving = self._saving
+        stopping = self.transport.stop()
 
         async def close() -> None:
-            await d
-            if saving is not None:
-                await saving
+            await stopping
+            if self._saving is not None:
+                # Never two saves at once: wait for the one in the thread.
+                await Deferred.fromCoroutine(_quietly(self._saving))
+            if not self._failed and self._latest_hs != self._saved_hs:
+                try:
+                    self.storage.save(self._latest_hs, ())
+                    self._saved_hs = self._latest_hs
+                except StorageFailure as e:
+                    log.critical("cannot save the hard state on shutdown: {error}",
+                                 error=str(e))  # fmt: skip
             self.storage.close()
 
         return Deferred.fromCoroutine(close())
@@ -483,6 +484,13 @@ class RaftNode(Service):
             "failed": self._failed,
             "members": members,
         }
+
+
+async def _quietly(d: Deferred[None]) -> None:
+    try:
+        await d
+    except Exception:
+        pass  # already handled (fail-stop) by the save's own errback
 
 
 __all__ = ["RaftNode"]
