@@ -42,11 +42,9 @@ from attrs import define
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.names import dns, error
 from twisted.names.server import DNSServerFactory
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from skydns.dns.answercache import (
@@ -58,18 +56,21 @@ from skydns.dns.answercache import (
 )
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
 from skydns.dns.forward import Forwarder, ForwardingServerMixin
-from skydns.dns.stats import LATENCY_SAMPLE, DNSStats
+from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
+    MAX_TCP_MESSAGE,
+    MAX_UDP_PAYLOAD,
+    MIN_UDP_PAYLOAD,
+    TCP_IDLE_TIMEOUT,
+    DatagramProtocol,
+    StreamProtocol,
+    encode_reply,
+    listen_udp,
+    udp_limit,
+)
+from skydns.dns.stats import DNSStats
 
 log = Logger()
 
-#: The UDP payload every DNS client accepts (RFC 1035 §2.3.4).
-MIN_UDP_PAYLOAD = 512
-#: The largest EDNS0 UDP payload we send (and advertise in our OPT record).
-MAX_UDP_PAYLOAD = 4096
-#: A DNS message over TCP has a 16-bit length prefix (RFC 1035 §4.2.2).
-MAX_TCP_MESSAGE = 65535
-#: Seconds an idle TCP connection is kept (RFC 7766 §6.2.3 suggests seconds).
-TCP_IDLE_TIMEOUT = 10
 #: Longest a forwarded (or REFUSED) answer is served from the answer cache.
 FORWARDED_MAX_AGE = 1.0
 
@@ -100,154 +101,6 @@ def rcode_for(reason: BaseException) -> Optional[int]:
     return None
 
 
-def encode_reply(message: dns.Message, limit: int) -> bytes:
-    """``message`` on the wire, or, if that exceeds ``limit`` bytes, its
-    header and question alone with TC set (never a record cut in half, as
-    `dns.Message.encode` would do)."""
-    data = _to_bytes(message)
-    if len(data) <= limit:
-        return data
-    short = dns.Message(
-        id=message.id,
-        answer=1,
-        opCode=message.opCode,
-        recDes=message.recDes,
-        recAv=message.recAv,
-        auth=message.auth,
-        rCode=message.rCode,
-        trunc=1,
-        maxSize=0,
-    )
-    short.queries = list(message.queries)
-    short.additional = [r for r in message.additional if r.type == dns.OPT]
-    return _to_bytes(short)
-
-
-def _to_bytes(message: dns.Message) -> bytes:
-    saved = message.maxSize
-    message.maxSize = 0
-    try:
-        return message.toStr()
-    finally:
-        message.maxSize = saved
-
-
-def udp_limit(request: dns.Message) -> int:
-    """How big a UDP answer to ``request`` may be: 512 bytes, or the EDNS0
-    payload size it advertises (RFC 6891 §6.2.3, §6.2.5), capped."""
-    for record in request.additional:
-        if record.type == dns.OPT:
-            return max(MIN_UDP_PAYLOAD, min(record.cls, MAX_UDP_PAYLOAD))
-    return MIN_UDP_PAYLOAD
-
-
-class _DatagramProtocol(dns.DNSDatagramProtocol):
-    """DNS over UDP, answering within the request's size limit."""
-
-    controller: SkyDNSServerFactory
-
-    def __init__(self, controller: SkyDNSServerFactory, reactor: Any = None) -> None:
-        super().__init__(controller, reactor)
-        self._send: Callable[[bytes, Any], Any] = self._write
-        self._countdown = LATENCY_SAMPLE
-
-    def startProtocol(self) -> None:
-        super().startProtocol()
-        # Straight to the socket: the port's write() re-validates the address
-        # on every datagram, which costs as much as answering from the cache.
-        sock = getattr(self.transport, "socket", None)
-        self._send = sock.sendto if sock is not None else self._write
-
-    def _write(self, data: bytes, address: Any) -> None:
-        transport: Any = self.transport
-        if transport is not None:
-            transport.write(data, address)
-
-    def send_wire(self, data: bytes, address: Any) -> None:
-        """Send an encoded answer; a full socket buffer drops it, as the
-        network may."""
-        try:
-            self._send(data, address)
-        except OSError:
-            pass
-
-    def writeMessage(self, message: dns.Message, address: Any) -> None:
-        if self.transport is None:  # stopped while the answer was pending
-            return
-        self.send_wire(encode_reply(message, message.maxSize or MIN_UDP_PAYLOAD), address)
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        factory = self.controller
-        cache = factory.answer_cache
-        if cache is not None:
-            self._countdown -= 1
-            if self._countdown:
-                reply = cache.answer(data)
-                if reply is not None:
-                    try:
-                        self._send(reply, addr)
-                    except OSError:
-                        pass
-                    return
-            else:
-                self._countdown = LATENCY_SAMPLE
-                started = factory.timer()
-                reply = cache.answer(data)
-                if reply is not None:
-                    self.send_wire(reply, addr)
-                    factory.stats.latency("cache", factory.timer() - started)
-                    return
-        try:
-            factory.packet_received(self, data, addr)
-        except Exception:
-            log.failure("dropped a DNS packet from {addr}", addr=addr)
-
-
-class _StreamProtocol(dns.DNSProtocol, TimeoutMixin):
-    """DNS over TCP, closing connections idle for the factory's timeout."""
-
-    factory: SkyDNSServerFactory
-
-    #: Fires when the connection is gone (`DNSService.stopService` waits).
-    lost: defer.Deferred[None]
-
-    def connectionMade(self) -> None:
-        self.lost = defer.Deferred()
-        super().connectionMade()
-        self.setTimeout(self.factory.idle_timeout)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
-        super().dataReceived(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.setTimeout(None)
-        super().connectionLost(reason)
-        self.lost.callback(None)
-
-    def stringReceived(self, data: bytes) -> None:
-        factory = self.factory
-        cache = factory.answer_cache
-        if cache is not None:
-            reply = cache.answer(data, True)
-            if reply is not None:
-                self.send_wire(reply, None)
-                return
-        try:
-            factory.packet_received(self, data, None)
-        except Exception:
-            transport: Any = self.transport
-            log.failure("dropped a DNS message from {peer}", peer=transport.getPeer())
-
-    def send_wire(self, data: bytes, address: Any = None) -> None:
-        if self.transport is None or not self.connected:
-            return
-        self.sendString(data)
-
-    def writeMessage(self, message: dns.Message) -> None:
-        self.send_wire(encode_reply(message, MAX_TCP_MESSAGE))
-
-
 @define
 class _Request:
     """What the server remembers about a request on the twisted.names path
@@ -271,13 +124,13 @@ _NOT_OURS: Any = object()
 
 class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
     """Serves ``resolver`` (see `skydns.dns.authority.make_resolver`) to
-    `_DatagramProtocol` and `_StreamProtocol` connections.
+    `DatagramProtocol` and `StreamProtocol` connections.
 
     Names no resolver in the chain claims go to ``forwarder`` (over the
     client's transport) when there is one, else get REFUSED.
     """
 
-    protocol = _StreamProtocol  # type: ignore[assignment]
+    protocol = StreamProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -328,13 +181,13 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         return float(self.reactor.seconds())
 
     def buildProtocol(self, addr: Any) -> Any:
-        protocol = _StreamProtocol(self, self.reactor)
+        protocol = StreamProtocol(self, self.reactor)
         protocol.factory = self
         return protocol
 
-    def datagram_protocol(self) -> _DatagramProtocol:
+    def datagram_protocol(self) -> DatagramProtocol:
         """A UDP protocol answering through this factory."""
-        return _DatagramProtocol(self, self.reactor)
+        return DatagramProtocol(self, self.reactor)
 
     # The packet path below the cache.
 
@@ -622,11 +475,12 @@ class DNSService(MultiService):
         # With port 0 the TCP socket may find the UDP port taken: try anew.
         attempts = 20 if self.requested_port == 0 else 1
         for attempt in range(attempts):
-            udp = reactor.listenUDP(
+            udp = listen_udp(
+                reactor,
                 self.requested_port,
                 self.factory.datagram_protocol(),
-                interface=self.interface,
-                maxPacketSize=MAX_TCP_MESSAGE,
+                self.interface,
+                MAX_TCP_MESSAGE,
             )
             bound = udp.getHost().port
             try:

@@ -1,0 +1,480 @@
+"""DNS queries per second and per server CPU-second: SkyDNS, nsd, stock twisted.names.
+
+Starts each server on 127.0.0.1 (free ports, temporary directories) pinned
+to one CPU, runs ``dnsperf`` pinned to the other, and prints a table: the
+median of ``--runs`` runs of each workload against each server.
+
+- ``skydns``: ``twistd -n skydns`` with ``--instances`` services registered
+  over the HTTP API (two instances per service name, IPv4 hosts).
+- ``nsd``: ``nsd -d`` serving a static zone with the same records
+  (``rrl-ratelimit: 0``, one server process).
+- ``twisted``: ``twistd -n dns --bindzone`` serving that zone: a stock
+  twisted.names server.
+
+Workloads (``dnsperf -l SECONDS``):
+
+- ``srv``: SRV for every service name (cached after the first pass);
+- ``a``: A for every service name (cached);
+- ``miss``: SRV and A for every service name and A for every instance name,
+  shuffled, while the bench renews a lease through the HTTP API
+  ``--changes`` times a second: every renewal clears SkyDNS's answer cache,
+  and each name comes round less often than that, so (almost) every query
+  is the first one after a registry change.  The other servers get the
+  same queries (they have no cache, nor any change to make).
+
+``cpu qps`` is queries completed per second of CPU time the server process
+used (user + system, from /proc/<pid>/stat) during the run: what a query
+costs, independent of how much of the CPU the server got.
+
+    python bench/dns_qps.py [--instances 1000] [--seconds 5] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+DOMAIN = "skydns.local"
+HZ = os.sysconf("SC_CLK_TCK")
+SERVER_CPU = "0"
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+CLIENT_CPU = "1"
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(100):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            tcp.close()
+            udp.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
+
+
+def wait_for_dns(port: int, timeout: float = 30.0) -> None:
+    """Until the server answers a query on ``port`` (any answer)."""
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x00\x00\x06\x00\x01"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(query, ("127.0.0.1", port))
+                s.recvfrom(4096)
+                return
+            except OSError:
+                time.sleep(0.1)
+    raise RuntimeError(f"no DNS server answered on port {port}")
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# The data set.
+
+
+def instances(count: int) -> list[dict[str, Any]]:
+    """``count`` services, two per service name, IPv4 hosts."""
+    out = []
+    for i in range(count):
+        out.append(
+            {
+                "UUID": f"u{i:05d}",
+                "Name": f"svc{i // 2}",
+                "Environment": "production",
+                "Region": "east",
+                "Version": "1.0.0",
+                "Host": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                "Port": 8080,
+                "TTL": 3600,
+            }
+        )
+    return out
+
+
+def service_names(services: list[dict[str, Any]]) -> list[str]:
+    return sorted({f"{s['Name']}.production.{DOMAIN}" for s in services})
+
+
+def zone_text(services: list[dict[str, Any]]) -> str:
+    """A static zone answering like SkyDNS for the benchmarked names."""
+    lines = [
+        f"$ORIGIN {DOMAIN}.",
+        "$TTL 3600",
+        f"@ IN SOA node1.ns.dns.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 60",
+        f"@ IN NS node1.ns.dns.{DOMAIN}.",
+        "node1.ns.dns IN A 127.0.0.1",
+    ]
+    for s in services:
+        owner = f"{s['Name']}.production"
+        target = f"{s['UUID']}.{DOMAIN}."
+        lines.append(f"{owner} IN SRV 10 50 {s['Port']} {target}")
+        lines.append(f"{owner} IN A {s['Host']}")
+        lines.append(f"{s['UUID']} IN A {s['Host']}")
+        lines.append(f"{s['UUID']} IN SRV 10 100 {s['Port']} {target}")
+    return "\n".join(lines) + "\n"
+
+
+def query_files(directory: str, services: list[dict[str, Any]]) -> dict[str, str]:
+    names = service_names(services)
+    files = {
+        "srv": [f"{n} SRV" for n in names],
+        "a": [f"{n} A" for n in names],
+    }
+    miss = [f"{n} SRV" for n in names] + [f"{n} A" for n in names]
+    miss += [f"{s['UUID']}.{DOMAIN} A" for s in services]
+    random.Random(7).shuffle(miss)
+    files["miss"] = miss
+    paths = {}
+    for workload, lines in files.items():
+        path = paths[workload] = os.path.join(directory, f"{workload}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return paths
+
+
+# The servers.
+
+
+class Server:
+    name = ""
+    process: subprocess.Popen[Any]
+    port: int
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def during(self, workload: str) -> Optional[Callable[[], None]]:
+        """Start background activity for ``workload``; return its stopper."""
+        return None
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def pinned(argv: list[str]) -> list[str]:
+    return ["taskset", "-c", SERVER_CPU, *argv]
+
+
+class SkyDNS(Server):
+    name = "skydns"
+
+    def __init__(self, directory: str, services: list[dict[str, Any]], changes: float) -> None:
+        self.directory = directory
+        self.services = services
+        self.changes = changes
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.http = free_port()
+        raft = free_port()
+        argv = [
+            *TWISTD, "--pidfile", os.path.join(self.directory, "sky.pid"),
+            "-n", "--logfile", os.path.join(self.directory, "skydns.log"), "skydns",
+            "--domain", DOMAIN, "--dns", f"127.0.0.1:{self.port}",
+            "--http", f"tcp:{self.http}:interface=127.0.0.1",
+            "--raft", f"tcp:{raft}:interface=127.0.0.1",
+            "--data-dir", os.path.join(self.directory, "data"), "--no-forward",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(pinned(argv), cwd=self.directory)
+        wait_for_dns(self.port)
+        self._wait_http()
+        with ThreadPoolExecutor(16) as pool:
+            for status in pool.map(self._register, self.services):
+                if status != 201:
+                    raise RuntimeError(f"registration failed: HTTP {status}")
+
+    def _request(self, method: str, path: str, body: Any = None) -> int:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http}{path}", data=data, method=method
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return int(response.status)
+
+    def _wait_http(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self._request("GET", "/ready") == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("SkyDNS never became ready")
+            time.sleep(0.2)
+
+    def _register(self, service: dict[str, Any]) -> int:
+        body = {k: v for k, v in service.items() if k != "UUID"}
+        return self._request("PUT", f"/skydns/services/{service['UUID']}", body)
+
+    def during(self, workload: str) -> Optional[Callable[[], None]]:
+        if workload != "miss" or self.changes <= 0:
+            return None
+        done = threading.Event()
+
+        def renew() -> None:
+            uuids = [s["UUID"] for s in self.services]
+            i = 0
+            while not done.wait(1.0 / self.changes):
+                self._request("PATCH", f"/skydns/services/{uuids[i % len(uuids)]}", {"TTL": 3600})
+                i += 1
+
+        thread = threading.Thread(target=renew, daemon=True)
+        thread.start()
+
+        def finish() -> None:
+            done.set()
+            thread.join(10)
+
+        return finish
+
+
+class NSD(Server):
+    name = "nsd"
+
+    def __init__(self, directory: str, zone: str) -> None:
+        self.directory = directory
+        self.zone = zone
+
+    def start(self) -> None:
+        self.port = free_port()
+        d = self.directory
+        with open(os.path.join(d, "zone"), "w") as f:
+            f.write(self.zone)
+        conf = os.path.join(d, "nsd.conf")
+        with open(conf, "w") as f:
+            f.write(
+                "server:\n"
+                f"  ip-address: 127.0.0.1@{self.port}\n"
+                "  server-count: 1\n"
+                f'  zonesdir: "{d}"\n'
+                f'  database: ""\n'
+                f'  pidfile: "{d}/nsd.pid"\n'
+                f'  xfrdfile: "{d}/xfrd.state"\n'
+                f'  zonelistfile: "{d}/zone.list"\n'
+                '  username: ""\n'
+                "  rrl-ratelimit: 0\n"
+                "  verbosity: 0\n"
+                "remote-control:\n"
+                "  control-enable: no\n"
+                "zone:\n"
+                f"  name: {DOMAIN}\n"
+                "  zonefile: zone\n"
+            )
+        self.process = subprocess.Popen(pinned(["nsd", "-d", "-c", conf]), cwd=d)
+        wait_for_dns(self.port)
+
+    def cpu_pids(self) -> list[int]:
+        """nsd forks: its serving child does the work; count the whole tree."""
+        return [self.process.pid, *children(self.process.pid)]
+
+
+class TwistedNames(Server):
+    name = "twisted"
+
+    def __init__(self, directory: str, zone: str) -> None:
+        self.directory = directory
+        self.zone = zone
+
+    def start(self) -> None:
+        self.port = free_port()
+        zone = os.path.join(self.directory, "zone")
+        with open(zone, "w") as f:
+            f.write(self.zone)
+        argv = [
+            *TWISTD, "--pidfile", os.path.join(self.directory, "t.pid"),
+            "-n", "--logfile", os.path.join(self.directory, "twisted.log"),
+            "dns", "--interface", "127.0.0.1", "-p", str(self.port), "--bindzone", zone,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(pinned(argv), cwd=self.directory)
+        wait_for_dns(self.port)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if parent == pid:
+                found.append(int(entry))
+                found.extend(children(int(entry)))
+    return found
+
+
+# Running dnsperf.
+
+
+def dnsperf(port: int, datafile: str, seconds: int, outstanding: int) -> dict[str, float]:
+    argv = [
+        "taskset", "-c", CLIENT_CPU, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+        "-d", datafile, "-l", str(seconds), "-q", str(outstanding), "-c", "1", "-T", "1",
+        "-t", "2",
+    ]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+
+    def number(label: str) -> float:
+        match = re.search(rf"{label}:\s+([\d.]+)", out)
+        if match is None:
+            raise RuntimeError(f"dnsperf printed no {label!r}:\n{out}")
+        return float(match.group(1))
+
+    return {
+        "completed": number("Queries completed"),
+        "lost": number("Queries lost"),
+        "qps": number("Queries per second"),
+        "elapsed": number("Run time \\(s\\)"),
+    }
+
+
+def measure(
+    server: Server, workload: str, datafile: str, seconds: int, outstanding: int
+) -> dict[str, float]:
+    pids = server.cpu_pids() if isinstance(server, NSD) else [server.process.pid]
+    finish = server.during(workload)
+    before = sum(cpu_seconds(p) for p in pids)
+    try:
+        result = dnsperf(server.port, datafile, seconds, outstanding)
+    finally:
+        after = sum(cpu_seconds(p) for p in pids)
+        if finish is not None:
+            finish()
+    cpu = max(after - before, 1.0 / HZ)
+    result["cpu"] = cpu
+    result["cpu_qps"] = result["completed"] / cpu
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
+    parser.add_argument("--changes", type=float, default=20.0, help="renewals/s in 'miss'")
+    parser.add_argument("--servers", default="skydns,nsd,twisted")
+    parser.add_argument("--workloads", default="srv,a,miss")
+    args = parser.parse_args()
+    for tool in ("dnsperf", "nsd", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed", file=sys.stderr)
+            return 2
+
+    top = tempfile.mkdtemp(prefix="dns-qps-")
+    services = instances(args.instances)
+    zone = zone_text(services)
+    files = query_files(top, services)
+    workloads = args.workloads.split(",")
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    try:
+        for kind in args.servers.split(","):
+            directory = os.path.join(top, kind)
+            os.makedirs(directory)
+            server: Server
+            if kind == "skydns":
+                server = SkyDNS(directory, services, args.changes)
+            elif kind == "nsd":
+                server = NSD(directory, zone)
+            elif kind == "twisted":
+                server = TwistedNames(directory, zone)
+            else:
+                raise SystemExit(f"unknown server {kind!r}")
+            print(f"starting {kind} ...", file=sys.stderr, flush=True)
+            server.start()
+            try:
+                for workload in workloads:
+                    # One untimed pass fills caches and warms the interpreter.
+                    dnsperf(server.port, files[workload], 1, args.outstanding)
+                    for run in range(args.runs):
+                        r = measure(server, workload, files[workload], args.seconds,
+                                    args.outstanding)  # fmt: skip
+                        results.setdefault((kind, workload), []).append(r)
+                        print(
+                            f"  {kind:8} {workload:5} run {run + 1}: {r['qps']:9.0f} q/s "
+                            f"{r['cpu_qps']:9.0f} q/cpu-s  lost {r['lost']:.0f}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+    print_table(results, workloads, args)
+    return 0
+
+
+def print_table(
+    results: dict[tuple[str, str], list[dict[str, float]]], workloads: list[str], args: Any
+) -> None:
+    def median(kind: str, workload: str, field: str) -> Optional[float]:
+        runs = results.get((kind, workload))
+        return statistics.median(r[field] for r in runs) if runs else None
+
+    print(
+        f"\n{args.instances} instances, dnsperf -l {args.seconds} -q {args.outstanding}, "
+        f"median of {args.runs} runs; server on CPU {SERVER_CPU}, dnsperf on CPU {CLIENT_CPU}\n"
+    )
+    header = f"{'workload':8} {'server':8} {'q/s':>9} {'lost':>6} {'q/cpu-s':>9} " \
+             f"{'÷nsd':>6} {'÷twisted':>9}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for workload in workloads:
+        nsd = median("nsd", workload, "cpu_qps")
+        stock = median("twisted", workload, "cpu_qps")
+        for kind in ("skydns", "nsd", "twisted"):
+            qps = median(kind, workload, "qps")
+            if qps is None:
+                continue
+            cpu_qps = median(kind, workload, "cpu_qps") or 0.0
+            lost = max(r["lost"] for r in results[(kind, workload)])
+            vs_nsd = f"{cpu_qps / nsd:6.2f}" if nsd else f"{'-':>6}"
+            vs_stock = f"{cpu_qps / stock:9.2f}" if stock else f"{'-':>9}"
+            print(
+                f"{workload:8} {kind:8} {qps:9.0f} {lost:6.0f} {cpu_qps:9.0f} {vs_nsd} {vs_stock}"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

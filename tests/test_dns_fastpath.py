@@ -1,0 +1,519 @@
+"""Tests for the DNS fast path: `skydns.dns.answercache` and its use by
+`skydns.dns.server`.
+
+The central property: for any question, the bytes the fast path sends (a
+cache hit, or the direct authority answer on a miss) are the bytes the
+twisted.names path sends for the same request at the same moment with the
+same registry, whatever the name's case, EDNS size or flags, as leases run
+down and the registry changes.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from skydns.commands import Register, Unregister
+from skydns.dns.answercache import AnswerCache, parse_query, restore_question
+from skydns.dns.authority import SkyDNSAuthority, make_resolver
+from skydns.dns.server import SkyDNSServerFactory
+from skydns.metrics import Metrics
+from skydns.names import Service
+from skydns.registry import Registry
+from tests.test_dns_server import CLIENT, FakeUDPTransport, StaticForwarder
+
+DOMAIN = "skydns.local"
+NAMES = ("rails", "db")
+ENVIRONMENTS = ("production", "staging")
+REGIONS = ("east", "west")
+
+
+def wire(name: str, rdtype: Any = "SRV", **kwargs: Any) -> bytes:
+    return dns.message.make_query(name, rdtype, **kwargs).to_wire()
+
+
+def with_id(data: bytes, ident: int) -> bytes:
+    return struct.pack("!H", ident) + data[2:]
+
+
+def recase(data: bytes, mask: int) -> bytes:
+    """``data`` with the letters of its question name upper-cased where
+    ``mask`` has a bit set (as a 0x20-randomising resolver would)."""
+    out = bytearray(data)
+    at, bit = 12, 0
+    while out[at]:
+        end = at + 1 + out[at]
+        for i in range(at + 1, end):
+            if chr(out[i]).isalpha() and mask >> (bit % 60) & 1:
+                out[i] = ord(chr(out[i]).upper())
+            bit += 1
+        at = end
+    return bytes(out)
+
+
+class Server:
+    """A factory with its UDP protocol on a fake transport."""
+
+    def __init__(self, factory: SkyDNSServerFactory) -> None:
+        self.factory = factory
+        self.udp = factory.datagram_protocol()
+        self.transport = FakeUDPTransport()
+        self.udp.makeConnection(self.transport)  # type: ignore[arg-type]
+
+    def ask(self, data: bytes) -> list[bytes]:
+        del self.transport.sent[:]
+        self.udp.datagramReceived(data, CLIENT)
+        return [sent for sent, _ in self.transport.sent]
+
+    def ask_tcp(self, data: bytes) -> bytes:
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(struct.pack("!H", len(data)) + data)
+        out = transport.value()
+        protocol.connectionLost(None)
+        (length,) = struct.unpack("!H", out[:2])
+        assert len(out) == 2 + length
+        return out[2:]
+
+
+def service(n: int, name: str, env: str, region: str, host: str, ttl: int, **kw: Any) -> Service:
+    return Service(
+        uuid=f"uuid{n}",
+        name=name,
+        environment=env,
+        region=region,
+        version="1.0.0",
+        host=host,
+        port=8000 + n,
+        ttl=ttl,
+        **kw,
+    )
+
+
+# -- the parser ----------------------------------------------------------------
+
+
+class ParseQueryTests(unittest.SynchronousTestCase):
+    def test_plain_query(self) -> None:
+        """A plain query: name lower-cased, type, class, where the question
+        ends, 512 bytes without EDNS; the key ignores the ID and name case."""
+        data = wire("Rails.Production.skydns.local", "SRV")
+        query = parse_query(data)
+        assert query is not None
+        self.assertEqual(query.name, b"rails.production.skydns.local")
+        self.assertEqual((query.qtype, query.qclass), (33, 1))
+        self.assertEqual(query.question_end, len(data))
+        self.assertEqual(query.udp_limit, 512)
+        self.assertFalse(query.edns)
+        self.assertTrue(query.recursion_desired)
+        other = parse_query(with_id(data.lower(), 7))
+        assert other is not None
+        self.assertEqual(other.key, query.key)
+
+    def test_edns(self) -> None:
+        """EDNS payload sizes are clamped to 512..4096 and are part of the key;
+        well-formed options (a cookie) are accepted."""
+        small = parse_query(wire("a.skydns.local", use_edns=0, payload=100))
+        big = parse_query(wire("a.skydns.local", use_edns=0, payload=65000))
+        cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")
+        with_cookie = parse_query(wire("a.skydns.local", use_edns=0, options=[cookie]))
+        assert small is not None and big is not None and with_cookie is not None
+        self.assertEqual((small.udp_limit, big.udp_limit), (512, 4096))
+        self.assertTrue(small.edns)
+        self.assertNotEqual(small.key, big.key)
+
+    def test_unusual_requests_rejected(self) -> None:
+        """Anything but one plain question (with at most a plain OPT) is left
+        to the full path."""
+        plain = wire("a.skydns.local", "A")
+        cases = {
+            "response": plain[:2] + bytes([plain[2] | 0x80]) + plain[3:],
+            "opcode": plain[:2] + bytes([plain[2] | 0x10]) + plain[3:],
+            "two questions": plain[:4] + b"\x00\x02" + plain[6:] + plain[12:],
+            "answer count": plain[:6] + b"\x00\x01" + plain[8:],
+            "trailing": plain + b"\x00",
+            "truncated": plain[:-1],
+            "header only": plain[:12],
+            "pointer": plain[:12] + b"\xc0\x0c\x00\x01\x00\x01",
+            "dot in label": plain[:12] + b"\x03a.b\x00\x00\x01\x00\x01",
+            "nul in label": plain[:12] + b"\x03a\x00b\x00\x00\x01\x00\x01",
+            "DO bit": wire("a.skydns.local", want_dnssec=True),
+            "EDNS version 1": wire("a.skydns.local", use_edns=1),
+            "two additional": plain[:10] + b"\x00\x02" + plain[12:],
+        }
+        cases["long name"] = plain[:12] + (b"\x3f" + b"a" * 63) * 4 + b"\x00\x00\x01\x00\x01"
+        with_additional = plain[:10] + b"\x00\x01" + plain[12:]
+        opt = b"\x00" + struct.pack("!HHBBHH", 41, 4096, 0, 0, 0, 6)
+        cases["bad option length"] = with_additional + opt + b"\x00\x0a\x00\x09ab"
+        good = with_additional + opt + b"\x00\x0a\x00\x02ab"
+        self.assertIsNotNone(parse_query(good))
+        for label, data in cases.items():
+            self.assertIsNone(parse_query(data), label)
+
+    @given(st.binary(max_size=80))
+    def test_never_raises(self, data: bytes) -> None:
+        """Random bytes never make the parser or a cache lookup raise."""
+        parse_query(data)
+        parse_query(wire("a.skydns.local", use_edns=0)[:12] + data)
+        AnswerCache(lambda: 0.0).answer(data)
+
+    @given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=4))
+    def test_mutations_never_raise(self, mutations: list[tuple[int, int]]) -> None:
+        """Mutated queries parse or are rejected, never raise."""
+        data = bytearray(wire("rails.production.skydns.local", use_edns=0))
+        for at, value in mutations:
+            data[at % len(data)] = value
+        query = parse_query(bytes(data))
+        if query is not None:
+            # The hit path finds what the parser keyed (it derives the key alone).
+            cache = AnswerCache(lambda: 0.0)
+            response = bytes([data[0], data[1], data[2] | 0x80]) + bytes(data[3:])
+            self.assertTrue(cache.store(query, response, 1.0, 0))
+            self.assertEqual(cache.answer(bytes(data)), response)
+
+
+# -- the cache -----------------------------------------------------------------
+
+
+class AnswerCacheTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.cache = AnswerCache(self.clock.seconds, max_entries=4)
+
+    def response_to(self, data: bytes) -> bytes:
+        request = dns.message.from_wire(data)
+        response = dns.message.make_response(request)
+        return response.to_wire()
+
+    def test_hit_patches_id_and_question(self) -> None:
+        """A hit has the client's ID and the client's spelling of the name."""
+        data = wire("rails.production.skydns.local")
+        query = parse_query(data)
+        assert query is not None
+        self.assertTrue(self.cache.store(query, self.response_to(data), 10.0, 0))
+        other = with_id(recase(data, 0b1010101), 4242)
+        hit = self.cache.answer(other)
+        assert hit is not None
+        self.assertEqual(hit[:2], other[:2])
+        self.assertEqual(hit[12 : query.question_end], other[12 : query.question_end])
+        self.assertEqual(hit[2:12], self.response_to(data)[2:12])
+
+    def test_expiry(self) -> None:
+        """An entry is served before its time and missed from then on."""
+        data = wire("a.skydns.local", "A")
+        query = parse_query(data)
+        assert query is not None
+        self.cache.store(query, self.response_to(data), 2.0, 0)
+        self.clock.advance(1.999)
+        self.assertIsNotNone(self.cache.answer(data))
+        self.clock.advance(0.001)
+        self.assertIsNone(self.cache.answer(data))
+        self.assertEqual(self.cache.expired, 1)
+        self.assertFalse(self.cache.store(query, self.response_to(data), 2.0, 0))
+
+    def test_clear_and_generation(self) -> None:
+        """`clear` drops entries, and an answer computed before it is not kept."""
+        data = wire("a.skydns.local", "A")
+        query = parse_query(data)
+        assert query is not None
+        generation = self.cache.generation
+        self.cache.store(query, self.response_to(data), math.inf, generation)
+        self.cache.clear()
+        self.assertIsNone(self.cache.answer(data))
+        self.assertFalse(self.cache.store(query, self.response_to(data), math.inf, generation))
+        self.assertTrue(
+            self.cache.store(query, self.response_to(data), math.inf, self.cache.generation)
+        )
+
+    def test_bounded(self) -> None:
+        """At most two generations of ``max_entries`` are kept; a hit in the
+        old generation survives the next rotation."""
+        queries = [wire(f"n{i}.skydns.local", "A") for i in range(12)]
+        for data in queries:
+            query = parse_query(data)
+            assert query is not None
+            self.cache.store(query, self.response_to(data), math.inf, 0)
+            self.assertLessEqual(len(self.cache), 8)
+        self.assertIsNone(self.cache.answer(queries[0]))
+        self.assertIsNotNone(self.cache.answer(queries[-1]))
+
+    def test_wrong_question_not_stored(self) -> None:
+        """A response whose question is not the query's is refused."""
+        data = wire("a.skydns.local", "A")
+        query = parse_query(data)
+        assert query is not None
+        other = self.response_to(wire("b.skydns.local", "A"))
+        self.assertFalse(self.cache.store(query, other, math.inf, 0))
+        self.assertFalse(self.cache.store(query, other[:14], math.inf, 0))
+
+    def test_restore_question(self) -> None:
+        self.assertEqual(
+            restore_question(b"H" * 12 + b"abc" + b"rest", b"ABC"), b"H" * 12 + b"ABCrest"
+        )
+
+
+# -- fast path against full path ---------------------------------------------------
+
+
+hosts = st.one_of(
+    st.integers(1, 254).map(lambda n: f"10.0.0.{n}"),
+    st.integers(1, 254).map(lambda n: f"2001:db8::{n:x}"),
+    st.sampled_from(["db.example.com", "Web.Example.com"]),
+)
+instances = st.lists(
+    st.tuples(
+        st.sampled_from(NAMES),
+        st.sampled_from(ENVIRONMENTS),
+        st.sampled_from(REGIONS),
+        hosts,
+        st.integers(1, 30),  # ttl
+        st.floats(0, 10),  # registered this long before the start
+        st.booleans(),  # no_expire
+    ),
+    max_size=8,
+)
+question_names = st.one_of(
+    st.builds(
+        lambda n, e: f"{n}.{e}.{DOMAIN}", st.sampled_from(NAMES), st.sampled_from(ENVIRONMENTS)
+    ),
+    st.builds(
+        lambda r, n, e: f"{r}.{n}.{e}.{DOMAIN}",
+        st.sampled_from(REGIONS + ("north", "*")),
+        st.sampled_from(NAMES),
+        st.sampled_from(ENVIRONMENTS),
+    ),
+    st.integers(0, 9).map(lambda n: f"uuid{n}.{DOMAIN}"),
+    st.sampled_from(
+        [
+            DOMAIN,
+            f"node1.ns.dns.{DOMAIN}",
+            f"ns.dns.{DOMAIN}",
+            f"production.{DOMAIN}",
+            "example.com",
+            ".",
+        ]
+    ),
+    st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9-]{1,8}){0,2}", fullmatch=True).map(
+        lambda s: f"{s}.{DOMAIN}"
+    ),
+)
+question_types = st.one_of(
+    st.sampled_from(["SRV", "A", "AAAA", "SRV", "A", "AAAA", "ANY", "TXT", "SOA", "NS", "AXFR"]),
+    st.integers(1, 65535),
+)
+edns = st.one_of(st.none(), st.sampled_from([0, 100, 512, 600, 1232, 4096, 65535]))
+questions = st.tuples(
+    question_names,
+    question_types,
+    edns,
+    st.sampled_from(["IN", "IN", "IN", "IN", "ANY", "CH"]),
+    st.booleans(),  # RD
+    st.integers(0, 2**60),  # case mask
+    st.integers(0, 65535),  # id
+    st.floats(0, 3),  # seconds to wait first
+    st.booleans(),  # over TCP
+)
+#: A registry change before a question: (0 = none, 1 = register, 2 = unregister), uuid, name.
+changes = st.tuples(st.sampled_from([0, 0, 0, 1, 2]), st.integers(0, 9), st.sampled_from(NAMES))
+
+
+def build_query(question: tuple[Any, ...]) -> bytes:
+    name, rdtype, payload, rdclass, rd, mask, ident, _, _ = question
+    kwargs: dict[str, Any] = {"rdclass": dns.rdataclass.from_text(rdclass)}
+    if payload is not None:
+        kwargs.update(use_edns=0, payload=payload)
+    message = dns.message.make_query(name, dns.rdatatype.RdataType.make(rdtype), **kwargs)
+    message.id = ident
+    if not rd:
+        message.flags &= ~dns.flags.RD
+    return recase(message.to_wire(), mask)
+
+
+class EquivalenceTests(unittest.SynchronousTestCase):
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        instances,
+        st.lists(st.tuples(questions, changes, st.integers(0, 99)), min_size=1, max_size=25),
+    )
+    def test_fast_path_sends_full_path_bytes(
+        self, registered: list[tuple[Any, ...]], steps: list[tuple[Any, Any, int]]
+    ) -> None:
+        """For random registries and questions the fast path (miss, then
+        hit, then a case variant) sends exactly what the twisted.names path
+        sends; after a registry change, too."""
+        clock = Clock()
+        clock.advance(1000)
+        registry = Registry()
+        for n, (name, env, region, host, ttl, age, no_expire) in enumerate(registered):
+            svc = service(n, name, env, region, host, ttl, no_expire=no_expire)
+            registry.apply(Register(svc, clock.seconds() - age))
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        resolver = make_resolver(authority)
+        fast = Server(SkyDNSServerFactory(resolver, clock))
+        full = Server(SkyDNSServerFactory(resolver, clock, fast_path=False))
+        assert fast.factory.answer_cache is not None
+        asked: list[bytes] = []
+        for question, change, again in steps:
+            clock.advance(question[7])
+            kind, n, name = change
+            if kind:
+                if kind == 1:
+                    svc = service(n, name, "production", "east", f"10.1.0.{n + 1}", 20)
+                    registry.apply(Register(svc, clock.seconds()))
+                else:
+                    registry.apply(Unregister(f"uuid{n}", clock.seconds()))
+            if asked:
+                # An earlier question, now that time has passed (or the registry changed).
+                earlier = asked[again % len(asked)]
+                self.assertEqual(fast.ask(earlier), full.ask(earlier))
+            data = build_query(question)
+            if question[8]:
+                expected = full.ask_tcp(data)
+                self.assertEqual(fast.ask_tcp(data), expected)
+                self.assertEqual(fast.ask_tcp(data), expected)
+                continue
+            asked.append(data)
+            expected_list = full.ask(data)
+            self.assertEqual(fast.ask(data), expected_list)
+            self.assertEqual(fast.ask(data), expected_list)
+            variant = recase(with_id(data, question[6] ^ 0x5A5A), ~question[5])
+            self.assertEqual(fast.ask(variant), full.ask(variant))
+        cache = fast.factory.answer_cache
+        self.assertGreaterEqual(cache.misses + sum(cache.udp_hits.values()), 1)
+
+    def test_hits_are_hits(self) -> None:
+        """A repeated question is answered from the cache (case variants too),
+        and the answer carries the client's ID and spelling."""
+        clock = Clock()
+        clock.advance(1000.5)
+        registry = Registry()
+        registry.apply(Register(service(1, "rails", "production", "east", "10.0.0.1", 60), 1000))
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        cache = server.factory.answer_cache
+        assert cache is not None
+        data = wire("rails.production.skydns.local")
+        (first,) = server.ask(data)
+        variant = with_id(recase(data, 0b110011), 99)
+        (second,) = server.ask(variant)
+        self.assertEqual(sum(cache.udp_hits.values()), 1)
+        self.assertEqual(second[:2], variant[:2])
+        response = dns.message.from_wire(second)
+        self.assertEqual(
+            str(response.question[0].name), str(dns.message.from_wire(variant).question[0].name)
+        )
+        self.assertEqual(response.answer[0].name, response.question[0].name)
+        self.assertEqual(response.answer[0].ttl, 59)
+
+    def test_ttl_never_exceeds_lease(self) -> None:
+        """A cached answer is rebuilt when its TTL would exceed the lease left."""
+        clock = Clock()
+        clock.advance(1000.5)
+        registry = Registry()
+        registry.apply(Register(service(1, "rails", "production", "east", "10.0.0.1", 60), 1000.2))
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        data = wire("rails.production.skydns.local", "A")
+        for _ in range(400):
+            (reply,) = server.ask(data)
+            (record,) = dns.message.from_wire(reply).answer
+            self.assertLessEqual(record.ttl, 1060.2 - clock.seconds())
+            self.assertGreater(record.ttl, 1060.2 - clock.seconds() - 1)
+            clock.advance(0.25)
+            if clock.seconds() >= 1060.2:
+                break
+        (reply,) = server.ask(data)
+        self.assertEqual(dns.message.from_wire(reply).rcode(), dns.rcode.NXDOMAIN)
+
+    def test_registry_change_visible_at_once(self) -> None:
+        """An instance registered (or removed) is in the very next answer."""
+        clock = Clock()
+        registry = Registry()
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        data = wire("rails.production.skydns.local", "A")
+        for _ in range(2):
+            (reply,) = server.ask(data)
+            self.assertEqual(dns.message.from_wire(reply).rcode(), dns.rcode.NXDOMAIN)
+        registry.apply(Register(service(1, "rails", "production", "east", "10.0.0.1", 60), 0))
+        (reply,) = server.ask(data)
+        self.assertEqual(len(dns.message.from_wire(reply).answer), 1)
+        registry.apply(Unregister("uuid1", 0))
+        (reply,) = server.ask(data)
+        self.assertEqual(dns.message.from_wire(reply).rcode(), dns.rcode.NXDOMAIN)
+
+    def test_forwarded_answers_cached_a_second(self) -> None:
+        """An answer from outside the domain is served from the cache for a
+        second at most, then asked for again."""
+        clock = Clock()
+        registry = Registry()
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        forwarder = StaticForwarder()
+        asked = []
+        original = forwarder._lookup
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            asked.append(args[0])
+            return original(*args, **kwargs)
+
+        forwarder._lookup = counting  # type: ignore[method-assign]
+        factory = SkyDNSServerFactory(make_resolver(authority, forwarder), clock, can_recurse=True)
+        server = Server(factory)
+        data = wire("Example.com", "A")
+        replies = [server.ask(data) for _ in range(3)]
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(replies[0], replies[2])
+        self.assertEqual(str(dns.message.from_wire(replies[0][0]).question[0].name), "Example.com.")
+        clock.advance(1.0)
+        server.ask(data)
+        self.assertEqual(len(asked), 2)
+
+    def test_metrics(self) -> None:
+        """Hits, misses, queries by type and transport and responses by rcode
+        reach the Prometheus families at scrape time."""
+        clock = Clock()
+        registry = Registry()
+        registry.apply(Register(service(1, "rails", "production", "east", "10.0.0.1", 60), 0))
+        clock.advance(0.5)
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        metrics = Metrics()
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock, metrics=metrics))
+        for _ in range(3):
+            server.ask(wire("rails.production.skydns.local", "SRV"))
+        server.ask(wire("nope.production.skydns.local", "A"))
+        server.ask_tcp(wire("rails.production.skydns.local", "A"))
+        server.ask(b"\x00garbage")
+        text = metrics.render()[0].decode()
+
+        def value(line: str) -> float:
+            for each in text.splitlines():
+                if each.startswith(line + " "):
+                    return float(each.split()[-1])
+            self.fail(f"no {line} in\n{text}")
+
+        self.assertEqual(value('skydns_dns_requests_total{proto="udp",type="SRV"}'), 3)
+        self.assertEqual(value('skydns_dns_requests_total{proto="udp",type="A"}'), 1)
+        self.assertEqual(value('skydns_dns_requests_total{proto="tcp",type="A"}'), 1)
+        self.assertEqual(value('skydns_dns_responses_total{rcode="NOERROR"}'), 4)
+        self.assertEqual(value('skydns_dns_responses_total{rcode="NXDOMAIN"}'), 1)
+        self.assertEqual(value('skydns_dns_cache_total{cache="answer",result="hit"}'), 2)
+        self.assertEqual(value("skydns_dns_malformed_total"), 1)
+        self.assertGreaterEqual(
+            value('skydns_dns_request_duration_seconds_count{source="authority"}'), 3
+        )
+        # A second scrape adds nothing new.
+        self.assertEqual(metrics.render()[0].decode().count("skydns_dns_requests_total{"), 3)
