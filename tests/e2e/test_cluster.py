@@ -3,24 +3,15 @@ driven by real HTTP and DNS clients; kill -9 and restarts."""
 
 from __future__ import annotations
 
-import inspect
-import os
 import threading
 import time
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-import skydns.tap
 from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
 
 BOUND = 20.0  # seconds: every wait below is bounded by this
-
-#: Until the composition root builds a Raft node these flows cannot work.
-WIRED = "build_cluster" in inspect.getsource(skydns.tap.makeService) or bool(
-    os.environ.get("SKYDNS_E2E_RAFT")
-)
-SKIP = None if WIRED else "skydns.tap does not build a Raft cluster (skydns.raft.wiring) yet"
 
 
 def _service(host: str = "127.0.0.10") -> dict[str, object]:
@@ -51,8 +42,6 @@ def a_records(node: SkyDNSProcess, name: str) -> list[str]:
 
 
 class ClusterTests(SynchronousTestCase):
-    skip = SKIP
-
     def start_cluster(self, size: int = 3) -> list[SkyDNSProcess]:
         ids = [f"n{i}" for i in range(1, size + 1)]
         ports = {node_id: free_port() for node_id in ids}
@@ -193,8 +182,6 @@ class ClusterTests(SynchronousTestCase):
 
 
 class OneNodeTests(SynchronousTestCase):
-    skip = SKIP
-
     def test_one_node_survives_kill(self) -> None:
         """The one-node default is a one-voter cluster with a durable log: its
         registrations survive kill -9 and restart."""
