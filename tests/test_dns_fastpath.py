@@ -251,6 +251,22 @@ class AnswerCacheTests(unittest.SynchronousTestCase):
         self.assertIsNone(self.cache.answer(queries[0]))
         self.assertIsNotNone(self.cache.answer(queries[-1]))
 
+    def test_letters_outside_the_name_are_not_folded(self) -> None:
+        """Type 0x0061 is not type 0x0041, nor is flags byte 0x61 0x41, though
+        the key lower-cases the whole request."""
+        lower_type = wire("a.skydns.local", 0x61)
+        query = parse_query(lower_type)
+        assert query is not None
+        self.cache.store(query, self.response_to(lower_type), math.inf, 0)
+        self.assertIsNotNone(self.cache.answer(lower_type))
+        self.assertIsNone(self.cache.answer(wire("a.skydns.local", 0x41)))
+        flags = lower_type[:3] + b"\x61" + lower_type[4:]
+        query = parse_query(flags)
+        assert query is not None
+        self.cache.store(query, self.response_to(flags), math.inf, 0)
+        self.assertIsNotNone(self.cache.answer(flags))
+        self.assertIsNone(self.cache.answer(flags[:3] + b"\x41" + flags[4:]))
+
     def test_wrong_question_not_stored(self) -> None:
         """A response whose question is not the query's is refused."""
         data = wire("a.skydns.local", "A")

@@ -4,14 +4,19 @@ A DNS query that repeats is answered from bytes: the cached response gets
 the client's ID and the client's question bytes (resolvers randomise the
 case of names, "0x20") and is sent, with no `dns.Message` decoded or built.
 
-The key is the request after its ID with the question name lower-cased:
-header flags and counts, name, type, class and the whole OPT record (so the
-EDNS payload size, and hence the truncation limit, is part of it).  UDP and
-TCP have separate tables, since their size limits differ.  Two requests with
-the same key differ only in ID and name case, and the server answers them
-alike: it resolves the lower-cased name and copies the client's question in
-afterwards (`restore_question`), so the answer owner names, compressed as
-pointers to the question, read as the client wrote them.
+The key is the request after its ID, lower-cased (one C call): header flags
+and counts, name, type, class and the whole OPT record (so the EDNS payload
+size, and hence the truncation limit, is part of it).  Lower-casing bytes
+outside the name could make two different requests share a key (a type of
+0x0041 and one of 0x0061), so a hit also checks the two places where that
+can happen byte for byte: the second flags byte and everything from the end
+of the name on.  The other header bytes of a cached request hold no letters.
+A hit therefore differs from the request that filled the entry only in ID
+and name case, and the server answers such requests alike: it resolves the
+lower-cased name and copies the client's question in afterwards
+(`restore_question`), so the answer owner names, compressed as pointers to
+the question, read as the client wrote them.  UDP and TCP have separate
+tables, since their size limits differ.
 
 `parse_query` reads the header and the one question straight from the bytes
 and decides whether a request may be cached at all: one question, standard
@@ -51,7 +56,7 @@ _MAX_UDP_PAYLOAD = 4096
 class Query(NamedTuple):
     """What `parse_query` read from a cacheable request."""
 
-    #: The cache key: the request after the ID, name lower-cased.
+    #: The cache key: the request after the ID, lower-cased.
     key: bytes
     #: The question name, lower-cased, dotted, without the final dot.
     name: bytes
@@ -65,6 +70,12 @@ class Query(NamedTuple):
     udp_limit: int
     #: The RD flag, which the response copies.
     recursion_desired: bool
+    #: The question section with the name lower-cased.
+    question: bytes
+    #: The second flags byte (RA, Z, AD, CD, RCODE), as sent.
+    flags: int
+    #: The bytes from the end of the name (its 0 label) on, as sent.
+    tail: bytes
 
 
 def parse_query(data: bytes) -> Optional[Query]:
@@ -123,7 +134,7 @@ def parse_query(data: bytes) -> Optional[Query]:
         limit = max(_MIN_UDP_PAYLOAD, min(payload, _MAX_UDP_PAYLOAD))
     elif question_end != size:
         return None
-    key = data[2:12] + data[12:name_end].lower() + data[name_end:]
+    key = data[2:].lower()
     return Query(
         key=key,
         name=b".".join(labels).lower(),
@@ -133,7 +144,16 @@ def parse_query(data: bytes) -> Optional[Query]:
         edns=edns,
         udp_limit=limit,
         recursion_desired=bool(data[2] & 0x01),
+        question=lower_question(data, question_end),
+        flags=data[3],
+        tail=data[name_end:],
     )
+
+
+def lower_question(message: bytes, question_end: int) -> bytes:
+    """The question section of ``message`` with its name lower-cased (and
+    its type and class as they are)."""
+    return message[12 : question_end - 4].lower() + message[question_end - 4 : question_end]
 
 
 def restore_question(response: bytes, question: bytes) -> bytes:
@@ -143,10 +163,11 @@ def restore_question(response: bytes, question: bytes) -> bytes:
     return response[:12] + question + response[12 + len(question) :]
 
 
-#: A cache entry: valid-until time, response header after the ID, where the
-#: question ends, the bytes after the question, and the statistics key
-#: ``(qtype, rcode)``.
-Entry = tuple[float, bytes, int, bytes, tuple[int, int]]
+#: A cache entry: valid-until time; the response after the ID with the
+#: question lower-cased; where the question ends; the request's second flags
+#: byte and its bytes from the end of the name on (compared on a hit); the
+#: lower-cased question; the statistics key ``(qtype, rcode)``.
+Entry = tuple[float, bytes, int, int, bytes, bytes, tuple[int, int]]
 
 
 class AnswerCache:
@@ -176,10 +197,7 @@ class AnswerCache:
     def answer(self, data: bytes, tcp: bool = False) -> Optional[bytes]:
         """The response to the request ``data`` if a valid one is cached,
         with the request's ID and question; else None (a miss)."""
-        end = data.find(b"\x00", 12)
-        if end < 12:
-            return None
-        key = data[2:12] + data[12:end].lower() + data[end:]
+        key = data[2:].lower()
         young = self._young[tcp]
         entry = young.get(key)
         if entry is None:
@@ -188,12 +206,17 @@ class AnswerCache:
                 self.misses += 1
                 return None
             self._put(young, tcp, key, entry)
-        until, head, question_end, tail, stat = entry
+        until, rest, end, flags, tail, question, stat = entry
+        if data[3] != flags or data[end - 5 :] != tail:
+            self.misses += 1  # same letters in another case outside the name
+            return None
         if until != math.inf and self.seconds() >= until:
             self.expired += 1  # `store` replaces it once the full path answers
             return None
         (self.tcp_hits if tcp else self.udp_hits)[stat] += 1
-        return data[:2] + head + data[12:question_end] + tail
+        if data[12:end] == question:
+            return data[:2] + rest
+        return data[:2] + rest[:10] + data[12:end] + rest[end - 2 :]
 
     def store(
         self,
@@ -212,10 +235,14 @@ class AnswerCache:
         if generation != self.generation or until <= self.seconds():
             return False
         end = query.question_end
-        if len(response) < end or response[12:end].lower() != query.key[10 : end - 2].lower():
-            return False  # not an answer to this question as the client spelled it
-        rcode = response[3] & 0x0F
-        entry = (until, response[2:12], end, response[end:], (query.qtype, rcode))
+        question = query.question
+        if len(response) < end or lower_question(response, end) != question:
+            return False  # not an answer to this question
+        # The response carries the client's spelling; keep the lower-cased
+        # question instead, so a lower-case request needs no patching.
+        rest = response[2:12] + question + response[end:]
+        stat = (query.qtype, response[3] & 0x0F)
+        entry = (until, rest, end, query.flags, query.tail, question, stat)
         self._put(self._young[tcp], tcp, query.key, entry)
         return True
 
