@@ -208,8 +208,9 @@ def failover_trial(root: str, trial: int) -> tuple[float, int, int]:
                 queries[1] += 1
                 try:
                     dns_query("bench.production.skydns.local", "A", watcher.dns_port, timeout=1.0)
-                except Exception:
+                except Exception as e:
                     queries[0] += 1
+                    print(f"  DNS query to a follower failed: {e!r}", flush=True)
                 time.sleep(0.01)
 
         thread = threading.Thread(target=query)
@@ -240,18 +241,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument("--failover-only", action="store_true")
     args = parser.parse_args()
     client_counts = [int(c) for c in args.clients.split(",")]
     root = tempfile.mkdtemp(prefix="skydns-bench-", dir=os.getcwd())
     try:
         print(f"3 nodes on loopback, data dirs under {root} (fsync on)", flush=True)
-        cluster = Cluster(root)
-        try:
-            cluster.start()
-            registered = write_load(cluster, args.seconds, client_counts)
-            renew_load(cluster, args.seconds, registered[:10_000])
-        finally:
-            cluster.stop()
+        if not args.failover_only:
+            cluster = Cluster(root)
+            try:
+                cluster.start()
+                registered = write_load(cluster, args.seconds, client_counts)
+                renew_load(cluster, args.seconds, registered[:10_000])
+            finally:
+                cluster.stop()
         results = [failover_trial(root, t) for t in range(args.trials)]
         times = [r[0] for r in results]
         print(
