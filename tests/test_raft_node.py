@@ -20,7 +20,7 @@ from skydns.metrics import Metrics
 from skydns.names import Service
 from skydns.raft.envelope import unwrap
 from skydns.raft.log import MemoryStorage, StorageFailure
-from skydns.raft.messages import Entry, EntryKind, HardState, Message, TimeoutNow
+from skydns.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message, TimeoutNow
 from skydns.raft.node import RaftNode
 from skydns.raft.transport import (
     IRaftHandler,
@@ -296,9 +296,15 @@ class ReplicationTests(SynchronousTestCase, Maker):
         """Proposals made in the same reactor turn share one save (one fsync)."""
         storage = self.cluster.storages[self.leader.id]
         before = storage.saves
+        sent = len(self.cluster.network.sent)
         ds = [self.leader.propose(Register(service(f"g{i}"), 0.0)) for i in range(50)]
         self.cluster.clock.advance(0)
         self.assertEqual(storage.saves - before, 1)
+        self.cluster.run(0.01)
+        appends = [m for m in self.cluster.network.sent[sent:]
+                   if isinstance(m, AppendEntries) and m.src == self.leader.id]
+        self.assertEqual(sorted(len(m.entries) for m in appends[:2]), [50, 50],
+                         "one AppendEntries per follower carries the whole batch")  # fmt: skip
         self.cluster.run(0.1)
         self.assertEqual([self.successResultOf(d).status for d in ds], ["ok"] * 50)
 

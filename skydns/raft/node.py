@@ -38,6 +38,7 @@ from skydns.cluster import ApplyListener, ICluster, NotLeader
 from skydns.commands import Command, CommandDecodeError, decode
 from skydns.metrics import Metrics
 from skydns.raft import core as raft
+from skydns.raft.coalesce import coalesce
 from skydns.raft.envelope import EnvelopeError, unwrap
 from skydns.raft.log import IRaftStorage, StorageError, StorageFailure
 from skydns.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message
@@ -269,7 +270,7 @@ class RaftNode(Service):
 
     def _finish_ready(self, rd: raft.Ready) -> None:
         """Send, apply and advance: the Ready's entries and hard state are durable."""
-        for message in rd.messages:
+        for message in coalesce(rd.messages):
             self.transport.send(message)
         done = self._apply(rd.committed_entries)
         self.core.advance(rd)
