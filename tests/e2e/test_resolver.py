@@ -152,6 +152,18 @@ class ForwardingTests(ResolverTestCase):
         self.assertEqual((rcode(reply), has(reply, dns.flags.RA)), (dns.rcode.NOERROR, True))
         self.assertEqual((fake.udp_count, fake.tcp_count), (1, 1))
 
+    def test_domain_is_never_forwarded(self) -> None:
+        """A name in the domain that matches nothing is NXDOMAIN from SkyDNS
+        itself (AA, its SOA), over UDP and TCP; the upstream never sees it."""
+        fake, upstream = self.upstream()
+        node = self.skydns("--nameserver", upstream)
+        for tcp in (False, True):
+            reply = ask("nothing.here.SKYDNS.local", "SRV", node.dns_port, tcp=tcp)
+            self.assertEqual(rcode(reply), dns.rcode.NXDOMAIN)
+            self.assertTrue(has(reply, dns.flags.AA))
+            self.assertEqual([r.name.to_text().lower() for r in reply.authority], ["skydns.local."])
+        self.assertEqual(fake.queries, [])
+
     def test_cached_answer_has_its_ttl_counted_down(self) -> None:
         """A repeated question is answered from the cache (the upstream is asked
         once) with TTLs lowered by the time spent there."""
