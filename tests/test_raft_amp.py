@@ -186,6 +186,29 @@ class ForwardTests(SynchronousTestCase):
         pump.flush()
         self.successResultOf(d)
 
+    def test_forward_many_answers_each(self) -> None:
+        """ForwardProposals answers every proposal on its own: a leader that
+        refuses one (bad) still appends the others."""
+        client, _, _, server_handler, pump = pair()
+
+        class Picky(Recorder):
+            def accept_proposal(self, data: bytes) -> Deferred[tuple[int, int]]:
+                if data == b"bad":
+                    return fail(BadProposal("not a command"))
+                if data == b"elsewhere":
+                    return fail(NotLeaderHere("c"))
+                return super().accept_proposal(data)
+
+        server = pump.server
+        server.handler = Picky()  # type: ignore[attr-defined]
+        d = client.forward_many([b"one", b"bad", b"two", b"elsewhere"])
+        pump.flush()
+        one, bad, two, elsewhere = self.successResultOf(d)
+        self.assertEqual((one, two), ((41, 7), (42, 7)))
+        self.assertIsInstance(bad, BadProposal)
+        self.assertIsInstance(elsewhere, NotLeaderHere)
+        self.assertEqual(elsewhere.leader, "c")  # type: ignore[union-attr]
+
     def test_dropped_connection_fails_in_flight_calls(self) -> None:
         """A call in flight when the connection drops errbacks PeerUnavailable."""
         client = RaftProtocol(Recorder())
@@ -307,6 +330,7 @@ class TransportTests(SynchronousTestCase):
         self.transport.send(TimeoutNow("a", "b", 2))
         self.transport.send(TimeoutNow("a", "zz", 2))
         d = self.transport.forward("b", b"cmd")
+        self.clock.advance(0)
         self.endpoint.flush()
         self.assertEqual(self.remote.received, [TimeoutNow("a", "b", 2)])
         self.assertEqual(self.successResultOf(d), (41, 7))
@@ -331,10 +355,36 @@ class TransportTests(SynchronousTestCase):
         self.endpoint.flush()
         self.assertEqual(self.remote.received, [TimeoutNow("a", "b", 10)])
 
+    def test_proposals_of_one_turn_share_a_call(self) -> None:
+        """Forwards made in one reactor turn travel in one ForwardProposals
+        call and each gets its own answer, refusals included."""
+        boxes: list[bytes] = []
+        protocol = self.endpoint.pumps[0].client
+        original = protocol.transport.write  # type: ignore[attr-defined]
+
+        def write(data: bytes) -> None:
+            boxes.append(data)
+            original(data)
+
+        protocol.transport.write = write  # type: ignore[attr-defined]
+        answers = [self.transport.forward("b", b"p%d" % i) for i in range(5)]
+        self.clock.advance(0)
+        self.endpoint.flush()
+        self.assertEqual(sum(b.count(b"ForwardProposals") for b in boxes), 1)
+        self.assertEqual([self.successResultOf(d) for d in answers],
+                         [(41, 7), (42, 7), (43, 7), (44, 7), (45, 7)])  # fmt: skip
+        self.assertEqual(self.remote.proposals, [b"p0", b"p1", b"p2", b"p3", b"p4"])
+        self.remote.refuse = NotLeaderHere("c")
+        refused = self.transport.forward("b", b"late")
+        self.clock.advance(0)
+        self.endpoint.flush()
+        self.assertEqual(self.failureResultOf(refused, NotLeaderHere).value.leader, "c")
+
     def test_forward_times_out(self) -> None:
         """A call that gets no answer fails with PeerUnavailable after the
         call timeout."""
         d = self.transport.forward("b", b"x")  # never pumped: no answer
+        self.clock.advance(0)
         self.clock.advance(2.1)
         self.failureResultOf(d, PeerUnavailable)
 

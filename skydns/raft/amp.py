@@ -19,12 +19,13 @@ Connections to peers are kept by ``skydns.raft.peers``.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -61,6 +62,8 @@ log = Logger()
 
 #: The most AMP values one `ChunkedBytes` argument may span (4 MiB).
 MAX_CHUNKS = 64
+#: The most proposals one `ForwardProposals` call carries.
+MAX_FORWARD_BATCH = 1024
 _LIMIT = amp.MAX_VALUE_LENGTH
 _MAX_INT = 2**63 - 1
 _LENGTH = struct.Struct(">I")
@@ -145,6 +148,29 @@ class EntriesArgument(ChunkedBytes):
             entries.append(decode_entry(bytes(view[offset : offset + length])))
             offset += length
         return tuple(entries)
+
+
+class ProposalsArgument(ChunkedBytes):
+    """A list of forwarded proposals (enveloped commands), length-prefixed."""
+
+    def to_bytes(self, value: Iterable[bytes]) -> bytes:
+        return b"".join(_LENGTH.pack(len(data)) + data for data in value)
+
+    def from_bytes(self, data: bytes) -> list[bytes]:
+        proposals: list[bytes] = []
+        offset = 0
+        while offset < len(data):
+            if len(proposals) == MAX_FORWARD_BATCH:
+                raise ValueError(f"more than {MAX_FORWARD_BATCH} proposals in one call")
+            if offset + _LENGTH.size > len(data):
+                raise ValueError("truncated proposal length")
+            (length,) = _LENGTH.unpack_from(data, offset)
+            offset += _LENGTH.size
+            if offset + length > len(data):
+                raise ValueError("truncated proposal")
+            proposals.append(data[offset : offset + length])
+            offset += length
+        return proposals
 
 
 # --- commands -----------------------------------------------------------------
@@ -256,6 +282,52 @@ class ForwardProposal(amp.Command):
         RemoteTooLarge: b"TOO_LARGE",
         RemoteBadProposal: b"BAD_PROPOSAL",
     }
+
+
+class ForwardProposals(amp.Command):
+    """Several proposals forwarded at once (those a follower took in one
+    reactor turn).  ``results`` is a JSON list with, for each proposal in
+    order, ``["ok", index, term]``, ``["not_leader", leader or null]``, or
+    ``["refused", reason]``."""
+
+    commandName = b"ForwardProposals"
+    arguments = [(b"proposals", ProposalsArgument())]
+    response = [(b"results", ChunkedBytes())]
+    errors = {RemoteNotLeader: b"NOT_LEADER"}
+
+
+ForwardResult = tuple[int, int] | Exception
+
+
+def _encode_result(success: bool, value: Any) -> list[Any]:
+    if success:
+        return ["ok", value[0], value[1]]
+    error = value.value
+    if isinstance(error, NotLeaderHere):
+        return ["not_leader", error.leader]
+    if isinstance(error, (ProposalTooLarge, BadProposal)):
+        return ["refused", str(error)]
+    log.failure("a forwarded proposal failed", value)
+    return ["not_leader", None]
+
+
+def _decode_results(raw: bytes, count: int) -> list[ForwardResult]:
+    results = json.loads(raw)
+    if not isinstance(results, list) or len(results) != count:
+        raise ValueError("the answer does not match the proposals")
+    out: list[ForwardResult] = []
+    for item in results:
+        kind = item[0]
+        if kind == "ok":
+            index, term = int(item[1]), int(item[2])
+            out.append((index, term))
+        elif kind == "not_leader":
+            out.append(NotLeaderHere(item[1] if isinstance(item[1], str) else None))
+        elif kind == "refused":
+            out.append(BadProposal(str(item[1])))
+        else:
+            raise ValueError(f"unknown result {kind!r}")
+    return out
 
 
 # --- messages <-> commands ----------------------------------------------------
@@ -395,6 +467,36 @@ class RaftProtocol(amp.AMP):
         d: Deferred[tuple[int, int]] = maybeDeferred(self.handler.accept_proposal, data)
         return d.addCallbacks(lambda answer: {"index": answer[0], "term": answer[1]},
                               _remote_error)  # fmt: skip
+
+    @ForwardProposals.responder
+    def _forward_proposals(self, proposals: list[bytes]) -> Deferred[dict[str, Any]]:
+        if self.handler is None:
+            raise RemoteNotLeader("")
+        handler = self.handler
+        calls = [maybeDeferred(handler.accept_proposal, data) for data in proposals]
+        done: Deferred[list[tuple[bool, Any]]] = DeferredList(calls, consumeErrors=True)
+        return done.addCallback(lambda results: {"results": json.dumps(
+            [_encode_result(success, value) for success, value in results]).encode()})
+
+    def forward_many(self, proposals: list[bytes]) -> Deferred[list[ForwardResult]]:
+        """Call `ForwardProposals`: one result (an answer or an exception)
+        per proposal; the whole call errbacks as `forward` does."""
+        result: Deferred[list[ForwardResult]] = Deferred()
+
+        def answered(answer: dict[str, Any]) -> None:
+            try:
+                results = _decode_results(answer["results"], len(proposals))
+            except (ValueError, TypeError, IndexError, KeyError) as e:
+                result.errback(PeerUnavailable(f"malformed answer to ForwardProposals: {e}"))
+                return
+            result.callback(results)
+
+        def failed(failure: Failure) -> None:
+            result.errback(local_error(failure))
+
+        d: Deferred[dict[str, Any]] = self.callRemote(ForwardProposals, proposals=proposals)
+        d.addCallbacks(answered, failed)
+        return result
 
     def forward(self, data: bytes) -> Deferred[tuple[int, int]]:
         """Call `ForwardProposal`; errbacks as `IRaftTransport.forward` says."""

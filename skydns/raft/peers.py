@@ -13,6 +13,7 @@ from typing import Any, Callable
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IListeningPort,
     IReactorTime,
     IStreamClientEndpoint,
@@ -23,11 +24,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from skydns.raft.amp import RaftProtocol, local_error
+from skydns.raft.amp import MAX_FORWARD_BATCH, ForwardResult, RaftProtocol, local_error
 from skydns.raft.messages import Message
 from skydns.raft.transport import IRaftHandler, IRaftTransport, PeerUnavailable
 
 log = Logger()
+
+#: Flush a batch of forwarded proposals at this many bytes.
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 # --- peers --------------------------------------------------------------------
@@ -48,6 +52,9 @@ class _Peer:
         self.clock = clock
         self.call_timeout = call_timeout
         self.protocol: RaftProtocol | None = None
+        self._batch: list[tuple[bytes, Deferred[tuple[int, int]]]] = []
+        self._batch_bytes = 0
+        self._flush_call: IDelayedCall | None = None
         self.service = ClientService(
             endpoint,
             Factory.forProtocol(factory),  # type: ignore[arg-type]
@@ -77,11 +84,45 @@ class _Peer:
                         peer=self.peer_id)  # fmt: skip
 
     def forward(self, data: bytes) -> Deferred[tuple[int, int]]:
+        """Queue ``data``: the proposals of one reactor turn go in one call."""
         if self.protocol is None:
             return fail(PeerUnavailable(f"not connected to {self.peer_id}"))
-        d = self.protocol.forward(data)
-        d.addTimeout(self.call_timeout, self.clock)
-        return d.addErrback(local_error)
+        d: Deferred[tuple[int, int]] = Deferred()
+        self._batch.append((data, d))
+        self._batch_bytes += len(data)
+        if len(self._batch) >= MAX_FORWARD_BATCH or self._batch_bytes >= MAX_BATCH_BYTES:
+            self._flush()
+        elif self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        if self.protocol is None:
+            for _, d in batch:
+                d.errback(PeerUnavailable(f"not connected to {self.peer_id}"))
+            return
+        call = self.protocol.forward_many([data for data, _ in batch])
+        call.addTimeout(self.call_timeout, self.clock)
+
+        def answered(results: list[ForwardResult]) -> None:
+            for (_, d), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    d.errback(result)
+                else:
+                    d.callback(result)
+
+        def failed(failure: Failure) -> None:
+            error = local_error(failure).value
+            for _, d in batch:
+                d.errback(error)
+
+        call.addCallbacks(answered, failed)
 
 
 @implementer(IRaftTransport)
