@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred

@@ -10,11 +10,11 @@ answered to everyone: that is SkyDNS's own data.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 from attrs import frozen
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Loopback, RFC 1918 private, IPv6 unique local and link-local networks.
 DEFAULT_FORWARD_ALLOW = (

@@ -17,7 +17,8 @@ changes.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from attrs import frozen
 from twisted.names import dns

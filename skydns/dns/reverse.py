@@ -20,7 +20,7 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import ipaddress
-from typing import Optional, Protocol, Union
+from typing import Protocol
 
 from twisted.internet import defer
 from twisted.names import dns, error
@@ -40,7 +40,7 @@ class Clock(Protocol):
     def seconds(self) -> float: ...
 
 
-def address_of(name: bytes) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
+def address_of(name: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address a full reverse name spells, or None for anything else.
 
     ``4.3.2.1.in-addr.arpa`` is 1.2.3.4 (four decimal labels, no leading

@@ -15,7 +15,8 @@ returns the validated response; the forwarder decides what to do with it.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, fail

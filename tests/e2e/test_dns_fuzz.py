@@ -28,7 +28,8 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dns.message
 import dns.rcode
