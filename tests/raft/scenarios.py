@@ -280,18 +280,26 @@ def _carries(m: object, index: int) -> bool:
 
 def figure8_randomized(seed: int) -> Run:
     """Leaders crash soon after taking writes, over a slow, reordering network."""
-    config = SimConfig(nodes=5, delay_max=10, reorder=0.3, long_delay=0.1, long_delay_max=300)
+    config = SimConfig(
+        nodes=5,
+        delay_max=10,
+        reorder=0.3,
+        long_delay=0.1,
+        long_delay_max=300,
+        max_size_per_msg=1,
+    )
     sim = Sim(seed, config)
     clients = Clients(sim, 4, think=10, timeout=500)
     clients.start(15000)
     while sim.now < 15000:
         sim.run_until(sim.now + 2000, lambda: sim.leader() is not None)
         leader = sim.leader()
-        sim.run_until(sim.now + sim.rng.randint(10, 300 if sim.rng.random() < 0.9 else 1000))
-        if leader is not None and leader == sim.leader() and sim.rng.random() < 0.7:
+        short = sim.rng.random() < 0.8
+        sim.run_until(sim.now + (sim.rng.randint(1, 40) if short else sim.rng.randint(100, 800)))
+        if leader is not None and leader == sim.leader() and sim.rng.random() < 0.8:
             sim.crash(leader)
         down = [n for n in sim.ids if not sim.nodes[n].up]
-        if len(sim.ids) - len(down) < 3:
+        if down and (len(sim.ids) - len(down) < 3 or sim.rng.random() < 0.5):
             sim.restart(sim.rng.choice(down))
     settle(sim, 6000)
     linearizable(clients)

@@ -262,6 +262,13 @@ class ReplicationTests(SynchronousTestCase):
         oks = [m.index for m in drain(core).messages]  # type: ignore[union-attr]
         self.assertEqual(oks, [3, 1])
 
+    def test_commit_limited_to_verified_entries(self) -> None:
+        """A follower commits no further than the last entry the message verified."""
+        log = (Entry(1, 1), Entry(1, 2), Entry(2, 3))
+        core = make("b", restored=RestoredState(HardState(3), log))
+        core.step(AppendEntries("a", "b", 3, 1, 1, (Entry(1, 2),), 3))
+        self.assertEqual(core.log.committed, 2)
+
     def test_conflict_truncates_uncommitted_suffix(self) -> None:
         """Entries that conflict with the leader's are replaced from the conflict on."""
         log = (Entry(1, 1), Entry(1, 2), Entry(2, 3))
