@@ -15,11 +15,15 @@ Workloads (``dnsperf -l SECONDS``):
 
 - ``srv``: SRV for every service name (cached after the first pass);
 - ``a``: A for every service name (cached);
-- ``miss``: SRV and A for every service name and A for every instance name,
-  shuffled, while the bench renews a lease through the HTTP API
-  ``--changes`` times a second: every renewal clears SkyDNS's answer cache,
-  and each name comes round less often than that, so (almost) every query
-  is the first one after a registry change.  The other servers get the
+- ``miss``: SRV and A for every service name and SRV and A for every
+  instance name (3,000 names for 1,000 instances), shuffled, while the bench
+  renews leases through the HTTP API (``--changes`` a second, asked for by
+  four threads): every renewal clears SkyDNS's answer cache.  dnsperf goes
+  through its file in order, so while ``q/change`` (queries per applied
+  renewal, printed) is below the number of names, every query is the first
+  for its name since a registry change: a miss.  Where the server exports
+  ``skydns_dns_cache_total`` the measured hit ratio is printed too.  The
+  renewals' own cost is in SkyDNS's CPU time.  The other servers get the
   same queries (they have no cache, nor any change to make).
 
 ``cpu qps`` is queries completed per second of CPU time the server process
@@ -158,7 +162,7 @@ def query_files(directory: str, services: list[dict[str, Any]]) -> dict[str, str
         "a": [f"{n} A" for n in names],
     }
     miss = [f"{n} SRV" for n in names] + [f"{n} A" for n in names]
-    miss += [f"{s['UUID']}.{DOMAIN} A" for s in services]
+    miss += [f"{s['UUID']}.{DOMAIN} {t}" for s in services for t in ("A", "SRV")]
     random.Random(7).shuffle(miss)
     files["miss"] = miss
     paths = {}
@@ -180,8 +184,9 @@ class Server:
     def start(self) -> None:
         raise NotImplementedError
 
-    def during(self, workload: str) -> Optional[Callable[[], None]]:
-        """Start background activity for ``workload``; return its stopper."""
+    def during(self, workload: str) -> Optional[Callable[[], dict[str, float]]]:
+        """Start background activity for ``workload``; return its stopper,
+        which returns figures to report."""
         return None
 
     def stop(self) -> None:
@@ -245,26 +250,59 @@ class SkyDNS(Server):
         body = {k: v for k, v in service.items() if k != "UUID"}
         return self._request("PUT", f"/skydns/services/{service['UUID']}", body)
 
-    def during(self, workload: str) -> Optional[Callable[[], None]]:
+    def during(self, workload: str) -> Optional[Callable[[], dict[str, float]]]:
+        before = self.cache_counts()
         if workload != "miss" or self.changes <= 0:
-            return None
+            return lambda: self.hit_ratio(before)
         done = threading.Event()
+        applied = [0]
+        uuids = [s["UUID"] for s in self.services]
+        threads = 4
 
-        def renew() -> None:
-            uuids = [s["UUID"] for s in self.services]
-            i = 0
-            while not done.wait(1.0 / self.changes):
-                self._request("PATCH", f"/skydns/services/{uuids[i % len(uuids)]}", {"TTL": 3600})
-                i += 1
+        def renew(first: int) -> None:
+            i = first
+            while not done.wait(threads / self.changes):
+                path = f"/skydns/services/{uuids[i % len(uuids)]}"
+                if self._request("PATCH", path, {"TTL": 3600}) == 200:
+                    applied[0] += 1
+                i += threads
 
-        thread = threading.Thread(target=renew, daemon=True)
-        thread.start()
+        workers = [threading.Thread(target=renew, args=(n,), daemon=True) for n in range(threads)]
+        for worker in workers:
+            worker.start()
 
-        def finish() -> None:
+        def finish() -> dict[str, float]:
             done.set()
-            thread.join(10)
+            for worker in workers:
+                worker.join(30)
+            return {"changes": applied[0], **self.hit_ratio(before)}
 
         return finish
+
+    def cache_counts(self) -> Optional[tuple[float, float]]:
+        """Answer cache (hits, misses) from /metrics, if it exports them."""
+        try:
+            url = f"http://127.0.0.1:{self.http}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        found = {}
+        for result in ("hit", "miss"):
+            match = re.search(
+                rf'^skydns_dns_cache_total{{cache="answer",result="{result}"}} (\S+)$', text, re.M
+            )
+            if match is None:
+                return None
+            found[result] = float(match.group(1))
+        return found["hit"], found["miss"]
+
+    def hit_ratio(self, before: Optional[tuple[float, float]]) -> dict[str, float]:
+        after = self.cache_counts()
+        if before is None or after is None:
+            return {}
+        hits, misses = after[0] - before[0], after[1] - before[1]
+        return {"hit_ratio": hits / max(hits + misses, 1.0)}
 
 
 class NSD(Server):
@@ -374,12 +412,16 @@ def measure(
     pids = server.cpu_pids() if isinstance(server, NSD) else [server.process.pid]
     finish = server.during(workload)
     before = sum(cpu_seconds(p) for p in pids)
+    extra: dict[str, float] = {}
     try:
         result = dnsperf(server.port, datafile, seconds, outstanding)
     finally:
         after = sum(cpu_seconds(p) for p in pids)
         if finish is not None:
-            finish()
+            extra = finish()
+    result.update(extra)
+    if "changes" in result:
+        result["per_change"] = result["completed"] / max(result["changes"], 1.0)
     cpu = max(after - before, 1.0 / HZ)
     result["cpu"] = cpu
     result["cpu_qps"] = result["completed"] / cpu
@@ -430,9 +472,13 @@ def main() -> int:
                         r = measure(server, workload, files[workload], args.seconds,
                                     args.outstanding)  # fmt: skip
                         results.setdefault((kind, workload), []).append(r)
+                        notes = "".join(
+                            f"  {k} {r[k]:.2f}" for k in ("changes", "per_change", "hit_ratio")
+                            if k in r
+                        )  # fmt: skip
                         print(
                             f"  {kind:8} {workload:5} run {run + 1}: {r['qps']:9.0f} q/s "
-                            f"{r['cpu_qps']:9.0f} q/cpu-s  lost {r['lost']:.0f}",
+                            f"{r['cpu_qps']:9.0f} q/cpu-s  lost {r['lost']:.0f}{notes}",
                             file=sys.stderr,
                             flush=True,
                         )
@@ -449,15 +495,17 @@ def print_table(
     results: dict[tuple[str, str], list[dict[str, float]]], workloads: list[str], args: Any
 ) -> None:
     def median(kind: str, workload: str, field: str) -> Optional[float]:
-        runs = results.get((kind, workload))
-        return statistics.median(r[field] for r in runs) if runs else None
+        values = [r[field] for r in results.get((kind, workload), []) if field in r]
+        return statistics.median(values) if values else None
 
+    names = 3 * args.instances
     print(
+        f"\n'miss': {names} names; every query misses while q/change < {names}."
         f"\n{args.instances} instances, dnsperf -l {args.seconds} -q {args.outstanding}, "
         f"median of {args.runs} runs; server on CPU {SERVER_CPU}, dnsperf on CPU {CLIENT_CPU}\n"
     )
     header = f"{'workload':8} {'server':8} {'q/s':>9} {'lost':>6} {'q/cpu-s':>9} " \
-             f"{'÷nsd':>6} {'÷twisted':>9}"  # fmt: skip
+             f"{'÷nsd':>6} {'÷twisted':>9} {'q/change':>9} {'hits':>5}"  # fmt: skip
     print(header)
     print("-" * len(header))
     for workload in workloads:
@@ -471,8 +519,12 @@ def print_table(
             lost = max(r["lost"] for r in results[(kind, workload)])
             vs_nsd = f"{cpu_qps / nsd:6.2f}" if nsd else f"{'-':>6}"
             vs_stock = f"{cpu_qps / stock:9.2f}" if stock else f"{'-':>9}"
+            per_change = median(kind, workload, "per_change")
+            hits = median(kind, workload, "hit_ratio")
             print(
                 f"{workload:8} {kind:8} {qps:9.0f} {lost:6.0f} {cpu_qps:9.0f} {vs_nsd} {vs_stock}"
+                + (f" {per_change:9.0f}" if per_change is not None else f" {'':9}")
+                + (f" {hits:5.0%}" if hits is not None else "")
             )
 
 

@@ -59,6 +59,8 @@ NS_TTL = 300
 Nameservers = Sequence[tuple[str, str]]
 
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
+#: Record sets `SkyDNSAuthority._records` remembers at most.
+_MEMO_SIZE = 8192
 
 
 class Clock(Protocol):
@@ -113,6 +115,12 @@ class SkyDNSAuthority(ResolverBase):
         self._domain = self.domain.encode("ascii")
         self._suffix = b"." + self._domain
         self._nameservers = nameservers
+        #: `nameservers()` when they are a fixed list (computed once).
+        self._fixed_servers: Optional[list[tuple[bytes, Any]]] = None
+        #: Records built for instances (see `_records`).
+        self._memo: dict[Any, tuple[tuple[Instance, ...], Answer]] = {}
+        #: The SOA record for a registry version (with fixed nameservers).
+        self._soa: tuple[int, Any] = (-1, None)
         #: While `resolve_until` runs: the time its answer stops being exact.
         self._until = math.inf
         self._now = 0.0
@@ -181,6 +189,9 @@ class SkyDNSAuthority(ResolverBase):
 
     def soa(self) -> dns.RRHeader:
         """The SOA RR; its serial follows the registry's version."""
+        version = self.registry.version
+        if self._soa[0] == version and not callable(self._nameservers):
+            return header(self._domain, self._soa[1], SOA_MINIMUM)
         servers = self.nameservers()
         primary = servers[0][0] if servers else b"ns.dns." + self._domain
         record = dns.Record_SOA(
@@ -193,11 +204,14 @@ class SkyDNSAuthority(ResolverBase):
             minimum=SOA_MINIMUM,
             ttl=SOA_MINIMUM,
         )
+        self._soa = (version, record)
         return header(self._domain, record, SOA_MINIMUM)
 
     def nameservers(self) -> list[tuple[bytes, Any]]:
         """``(name, glue record or None)`` for each configured nameserver."""
         configured = self._nameservers
+        if self._fixed_servers is not None:
+            return list(self._fixed_servers)
         if callable(configured):
             # The list may change without a registry change: answers built
             # from it are kept a second at most.
@@ -213,6 +227,8 @@ class SkyDNSAuthority(ResolverBase):
                 continue
             seen.add(name)
             servers.append((name, _glue(ip)))
+        if not callable(configured):
+            self._fixed_servers = list(servers)
         return servers
 
     def _apex(self, name: bytes, qtype: int) -> Answer:
@@ -267,12 +283,10 @@ class SkyDNSAuthority(ResolverBase):
         """``<uuid>.<domain>``: the one instance with that UUID."""
         found = Answer()
         if qtype in (dns.SRV, dns.ALL_RECORDS):
-            found += srv_answer(name, [instance], now, self._domain)
-        if qtype in (dns.A, dns.AAAA, dns.ALL_RECORDS):
-            ttl = ttl_of(instance, now)
-            record = address_record(instance.service.host, ttl)
-            if record is not None and qtype in (record.TYPE, dns.ALL_RECORDS):
-                found += Answer((header(name, record, ttl),))
+            found += self._records(srv_answer, name, [instance], now, None)
+        for record_type in (dns.A, dns.AAAA):
+            if qtype in (record_type, dns.ALL_RECORDS):
+                found += self._records(address_answer, name, [instance], now, record_type)
         return found
 
     def _service(self, name: bytes, labels: list[str], qtype: int, now: float) -> Optional[Answer]:
@@ -289,18 +303,47 @@ class SkyDNSAuthority(ResolverBase):
         self._uses(matches)
         found = Answer()
         if qtype in (dns.SRV, dns.ALL_RECORDS):
-            found += srv_answer(name, matches, now, self._domain)
+            found += self._records(srv_answer, name, matches, now, None)
             if pattern.region is not None:
                 others = registry.failover(pattern, now)
                 self._uses(others)
                 if others:
-                    found += srv_answer(name, others, now, self._domain, priority=FAILOVER_PRIORITY)
+                    found += self._records(srv_answer, name, others, now, FAILOVER_PRIORITY)
         for record_type in (dns.A, dns.AAAA):
             if qtype in (record_type, dns.ALL_RECORDS):
-                found += address_answer(name, matches, now, record_type)
+                found += self._records(address_answer, name, matches, now, record_type)
         if found.answers or matches or self._exists_by_failover(pattern, now):
             return found
         return None
+
+    def _records(
+        self,
+        build: Callable[..., Answer],
+        name: bytes,
+        instances: Sequence[Instance],
+        now: float,
+        extra: Optional[int],
+    ) -> Answer:
+        """``build``'s records (`srv_answer` with priority ``extra``, or
+        `address_answer` for type ``extra``) for ``instances``, remembered:
+        the same instances (the very objects: a change replaces them) with
+        the same TTLs give the same records, so after a registry change only
+        the names whose instances changed are built anew."""
+        ttls = tuple([ttl_of(instance, now) for instance in instances])
+        key = (build, name, extra, tuple(map(id, instances)), ttls)
+        memo = self._memo
+        found = memo.get(key)
+        if found is not None:
+            return found[1]
+        if build is srv_answer:
+            answer = srv_answer(name, instances, now, self._domain, priority=extra)
+        else:
+            answer = address_answer(name, instances, now, extra or dns.A)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        # The instances are kept with the records, so their ids stay theirs.
+        memo[key] = (tuple(instances), answer)
+        return answer
 
     def _exists_by_failover(self, pattern: Pattern, now: float) -> bool:
         if pattern.region is None:

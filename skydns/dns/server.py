@@ -55,6 +55,7 @@ from skydns.dns.answercache import (
     restore_question,
 )
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
+from skydns.dns.encoder import Unsupported, encode_answer
 from skydns.dns.forward import Forwarder, ForwardingServerMixin
 from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
     MAX_TCP_MESSAGE,
@@ -240,17 +241,35 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             return _NOT_OURS if type(e) is error.DomainError else None
         except Exception:
             return None
-        response = self._response(
-            data[0] << 8 | data[1],
-            [dns.Query(query.name, query.qtype, query.qclass)],
-            query.recursion_desired,
-            MAX_TCP_MESSAGE if tcp else query.udp_limit,
-            query.edns,
-            rcode,
-            *records,
-        )
-        wire = encode_reply(response, response.maxSize)
-        wire = restore_question(wire, data[12 : query.question_end])
+        limit = MAX_TCP_MESSAGE if tcp else query.udp_limit
+        answers, auth, found = records
+        additional: list[Any] = list(found)
+        if query.edns:
+            additional.append(dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD))
+        try:
+            wire = encode_answer(
+                data[0] << 8 | data[1],
+                data[12 : query.question_end],
+                query.name,
+                0x80 | query.recursion_desired,
+                (0x80 if self.canRecurse else 0) | rcode,
+                answers,
+                auth,
+                additional,
+                limit,
+            )
+        except Unsupported:
+            response = self._response(
+                data[0] << 8 | data[1],
+                [dns.Query(query.name, query.qtype, query.qclass)],
+                query.recursion_desired,
+                limit,
+                query.edns,
+                rcode,
+                *records,
+            )
+            wire = encode_reply(response, limit)
+            wire = restore_question(wire, data[12 : query.question_end])
         cache.store(query, wire, until, generation, tcp)
         self.stats.answer("tcp" if tcp else "udp", query.qtype, rcode)
         return wire
