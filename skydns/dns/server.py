@@ -231,8 +231,8 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         generation = cache.generation
         records: tuple[list[Any], list[Any], list[Any]]
         try:
-            answers, auth, additional, until = authority.resolve_until(query.name, query.qtype)
-            records, rcode = (answers, auth, additional), dns.OK
+            *records, until = authority.resolve_until(query.name, query.qtype)  # type: ignore[assignment]
+            rcode = dns.OK
         except NameNotFound as e:
             records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
         except QueryRefused:
@@ -243,7 +243,7 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             return None
         limit = MAX_TCP_MESSAGE if tcp else query.udp_limit
         answers, auth, found = records
-        additional: list[Any] = list(found)
+        additional = list(found)
         if query.edns:
             additional.append(dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD))
         try:
