@@ -1,0 +1,408 @@
+"""Cluster-key authentication of Raft connections.
+
+Every node of a cluster started with ``--cluster-key-file`` (or
+``SKYDNS_CLUSTER_KEY``) proves, on every Raft connection and in both
+directions, that it knows the key, before a single AMP byte is read:
+
+1. each side sends ``MAGIC`` and a fresh 32-byte random nonce (``HELLO``);
+2. on the other side's ``HELLO``, each side sends its proof,
+   ``HMAC-SHA256(key, MAGIC + role + client_nonce + server_nonce)``, where
+   ``role`` is ``b"C"`` for the side that connected and ``b"S"`` for the
+   side that accepted (so neither side's proof can be replayed as the
+   other's, and a nonce reflected back is refused);
+3. each side checks the other's proof in constant time.  Only then does the
+   wrapped (AMP) protocol exist: it is built, connected, and given whatever
+   bytes followed the proof.
+
+A connection that sends anything else, proves a wrong key, or does not
+finish within ``timeout`` seconds is dropped and logged (at most one line
+per reason every `LOG_INTERVAL` seconds, with a count of those left out);
+no Raft protocol is ever built for it, so the node's log and state cannot be
+touched.  The key authenticates; it does not encrypt: use TLS endpoints as
+well when the network between nodes is not trusted (docs/security.md).
+
+The wrappers are endpoints, like ``wrapClientTLS``: `AuthServerEndpoint`
+wraps the listening endpoint and `AuthClientEndpoint` each peer's, so the
+rest of the transport is unchanged (a client connection's Deferred fires
+with the wrapped protocol only once both sides are authenticated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
+
+log = Logger()
+
+#: First bytes of every authenticated Raft connection (protocol version 1).
+MAGIC = b"SKYDNS-RAFTAUTH1"
+NONCE_SIZE = 32
+PROOF_SIZE = hashlib.sha256().digest_size
+HELLO_SIZE = len(MAGIC) + NONCE_SIZE
+#: The shortest key accepted (bytes, after stripping surrounding whitespace).
+MIN_KEY_SIZE = 16
+#: Seconds a connection may take to authenticate.
+DEFAULT_TIMEOUT = 5.0
+#: Connections still authenticating at once; more are dropped at once.
+MAX_PENDING = 256
+#: At most one log line per reason in this many seconds.
+LOG_INTERVAL = 10.0
+
+ENV_KEY = "SKYDNS_CLUSTER_KEY"
+
+
+class AuthenticationFailed(Exception):
+    """The other side did not prove the cluster key."""
+
+
+def check_key(key: bytes) -> bytes:
+    """``key`` without surrounding whitespace; `ValueError` when too short."""
+    key = key.strip()
+    if len(key) < MIN_KEY_SIZE:
+        raise ValueError(
+            f"the cluster key must be at least {MIN_KEY_SIZE} bytes "
+            f"(e.g. openssl rand -hex 32), not {len(key)}"
+        )
+    return key
+
+
+def read_key_file(path: str) -> bytes:
+    """The cluster key in the file at ``path``; `ValueError` if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 * 1024 + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > 64 * 1024:
+        raise ValueError(f"{path} is larger than 64 KiB: not a key file")
+    try:
+        return check_key(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def proof(key: bytes, role: bytes, client_nonce: bytes, server_nonce: bytes) -> bytes:
+    """What the side playing ``role`` (``b"C"`` or ``b"S"``) sends."""
+    message = MAGIC + role + client_nonce + server_nonce
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+class RateLimitedLog:
+    """Warnings about dropped connections, one line per reason per interval."""
+
+    def __init__(self, clock: IReactorTime, interval: float = LOG_INTERVAL) -> None:
+        self.clock = clock
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        #: Connections dropped, by reason (for tests and curious operators).
+        self.dropped: dict[str, int] = {}
+
+    def dropped_connection(self, reason: str, peer: object) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        now = self.clock.seconds()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        left_out = self._suppressed.pop(reason, 0)
+        log.warn(
+            "dropped an unauthenticated Raft connection from {peer}: {reason}"
+            " ({left_out} more like it not logged)",
+            peer=peer, reason=reason, left_out=left_out,
+        )  # fmt: skip
+
+
+class HandshakeProtocol(ProtocolWrapper):
+    """Runs the handshake, then relays to a protocol built only then."""
+
+    factory: HandshakeFactory
+
+    def __init__(self, factory: HandshakeFactory, addr: IAddress | None) -> None:
+        super().__init__(factory, None)  # type: ignore[arg-type]
+        self.addr = addr
+        self.authenticated = False
+        self.failed = False
+        self._buffer = b""
+        self._nonce = os.urandom(NONCE_SIZE)
+        self._peer_nonce: bytes | None = None
+        self._timeout: IDelayedCall | None = None
+        #: Fires with the wrapped protocol once authenticated, or fails.
+        self.ready: Deferred[IProtocol] = Deferred()
+        if not factory.is_client:
+            self.ready.addErrback(lambda _: None)  # a drop is logged, not raised
+
+    def logPrefix(self) -> str:
+        return "RaftAuth"
+
+    def _transport(self) -> Any:
+        return self.transport
+
+    def makeConnection(self, transport: Any) -> None:
+        directlyProvides(self, providedBy(transport))
+        self.factory.registerProtocol(self)
+        Protocol.makeConnection(self, transport)
+
+    def connectionMade(self) -> None:
+        if self.factory.pending() > self.factory.max_pending:
+            self._fail("too many connections authenticating at once")
+            return
+        self._timeout = self.factory.clock.callLater(self.factory.timeout, self._timed_out)
+        self._transport().write(MAGIC + self._nonce)
+
+    def _timed_out(self) -> None:
+        self._timeout = None
+        self._fail(f"no authentication within {self.factory.timeout:g} seconds")
+
+    def _fail(self, reason: str) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        self._cancel_timeout()
+        peer = self.transport.getPeer() if self.transport is not None else self.addr
+        self.factory.log.dropped_connection(reason, peer)
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            self._transport().loseConnection()
+        if not self.ready.called:
+            self.ready.errback(AuthenticationFailed(reason))
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.authenticated:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        if self.failed:
+            return
+        self._buffer += data
+        if self._peer_nonce is None:
+            seen = self._buffer[: len(MAGIC)]
+            if not MAGIC.startswith(seen):
+                self._fail("it did not start the cluster-key handshake")
+                return
+            if len(self._buffer) < HELLO_SIZE:
+                return
+            self._peer_nonce = self._buffer[len(MAGIC) : HELLO_SIZE]
+            self._buffer = self._buffer[HELLO_SIZE:]
+            if self._peer_nonce == self._nonce:
+                self._fail("it sent our own nonce back")
+                return
+            self._transport().write(self._proof(mine=True))
+        if len(self._buffer) < PROOF_SIZE:
+            return
+        given, rest = self._buffer[:PROOF_SIZE], self._buffer[PROOF_SIZE:]
+        self._buffer = b""
+        if not hmac.compare_digest(given, self._proof(mine=False)):
+            self._fail("wrong cluster key")
+            return
+        self._authenticated(rest)
+
+    def _proof(self, mine: bool) -> bytes:
+        assert self._peer_nonce is not None
+        client = self.factory.is_client
+        if client:
+            client_nonce, server_nonce = self._nonce, self._peer_nonce
+        else:
+            client_nonce, server_nonce = self._peer_nonce, self._nonce
+        role = b"C" if client == mine else b"S"
+        return proof(self.factory.key, role, client_nonce, server_nonce)
+
+    def _authenticated(self, rest: bytes) -> None:
+        self._cancel_timeout()
+        wrapped = self.factory.wrappedFactory.buildProtocol(self.addr)
+        if wrapped is None:
+            self.failed = True
+            self._transport().loseConnection()
+            if not self.ready.called:
+                self.ready.errback(AuthenticationFailed("the connection was refused"))
+            return
+        self.authenticated = True
+        self.wrappedProtocol = wrapped
+        wrapped.makeConnection(self)
+        if not self.ready.called:
+            self.ready.callback(wrapped)
+        if rest and self.transport is not None and not self.disconnecting:
+            wrapped.dataReceived(rest)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._cancel_timeout()
+        self.factory.unregisterProtocol(self)
+        if self.authenticated:
+            self.wrappedProtocol.connectionLost(reason or Failure(ConnectionDone()))
+            self.wrappedProtocol = None  # type: ignore[assignment]
+        elif not self.ready.called:
+            self.failed = True
+            why = "" if reason is None else f": {reason.value}"
+            self.ready.errback(AuthenticationFailed(f"connection lost while authenticating{why}"))
+
+
+class HandshakeFactory(WrappingFactory):
+    """Wraps ``wrappedFactory``: its protocols exist only once authenticated."""
+
+    protocol = HandshakeProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        wrappedFactory: IProtocolFactory,
+        key: bytes,
+        clock: IReactorTime,
+        is_client: bool,
+        timeout: float = DEFAULT_TIMEOUT,
+        drop_log: RateLimitedLog | None = None,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        super().__init__(wrappedFactory)
+        self.key = key
+        self.clock = clock
+        self.is_client = is_client
+        self.timeout = timeout
+        self.log = drop_log if drop_log is not None else RateLimitedLog(clock)
+        self.max_pending = max_pending
+        self.noisy = False
+
+    def buildProtocol(self, addr: IAddress | None) -> HandshakeProtocol:  # type: ignore[override]
+        return HandshakeProtocol(self, addr)
+
+    def pending(self) -> int:
+        """Connections still authenticating."""
+        return sum(1 for p in self.protocols if not p.authenticated)
+
+
+@implementer(IStreamServerEndpoint)
+class AuthServerEndpoint:
+    """Listens on ``endpoint``; every connection must prove ``key`` first."""
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        key: bytes,
+        clock: IReactorTime,
+        timeout: float = DEFAULT_TIMEOUT,
+        drop_log: RateLimitedLog | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.key = key
+        self.clock = clock
+        self.timeout = timeout
+        self.log = drop_log if drop_log is not None else RateLimitedLog(clock)
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        factory = HandshakeFactory(
+            protocolFactory, self.key, self.clock, is_client=False,
+            timeout=self.timeout, drop_log=self.log,
+        )  # fmt: skip
+        listening: Deferred[IListeningPort] = self.endpoint.listen(factory)
+        return listening
+
+
+@implementer(IStreamClientEndpoint)
+class AuthClientEndpoint:
+    """Connects through ``endpoint``; the Deferred fires with the wrapped
+    protocol once both sides proved ``key`` (else it fails with
+    `AuthenticationFailed`, and a `ClientService` retries with backoff)."""
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        key: bytes,
+        clock: IReactorTime,
+        timeout: float = DEFAULT_TIMEOUT,
+        drop_log: RateLimitedLog | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.key = key
+        self.clock = clock
+        self.timeout = timeout
+        self.log = drop_log if drop_log is not None else RateLimitedLog(clock)
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        factory = HandshakeFactory(
+            protocolFactory, self.key, self.clock, is_client=True,
+            timeout=self.timeout, drop_log=self.log,
+        )  # fmt: skip
+        handshake: list[HandshakeProtocol] = []
+
+        def cancel(result: Deferred[IProtocol]) -> None:
+            connecting.cancel()
+            for protocol in handshake:
+                if protocol.transport is not None and not protocol.authenticated:
+                    cast(Any, protocol.transport).abortConnection()
+
+        result: Deferred[IProtocol] = Deferred(cancel)
+
+        def connected(protocol: HandshakeProtocol) -> None:
+            handshake.append(protocol)
+            protocol.ready.addCallbacks(done, failed)
+
+        def done(protocol: IProtocol) -> None:
+            if not result.called:
+                result.callback(protocol)
+
+        def failed(failure: Failure) -> None:
+            if not result.called:
+                result.errback(failure)
+
+        connecting: Deferred[Any] = self.endpoint.connect(factory)
+        connecting.addCallbacks(connected, failed)
+        return result
+
+
+def wrap_endpoints(
+    key: bytes | None,
+    server: IStreamServerEndpoint,
+    clients: dict[str, IStreamClientEndpoint],
+    clock: IReactorTime,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[IStreamServerEndpoint, dict[str, IStreamClientEndpoint]]:
+    """``server`` and ``clients`` requiring ``key``; unchanged when it is None."""
+    if key is None:
+        return server, clients
+    drop_log = RateLimitedLog(clock)
+
+    def wrap(endpoint: IStreamClientEndpoint) -> IStreamClientEndpoint:
+        return AuthClientEndpoint(endpoint, key, clock, timeout, drop_log)
+
+    return (
+        AuthServerEndpoint(server, key, clock, timeout, drop_log),
+        {peer_id: wrap(ep) for peer_id, ep in clients.items()},
+    )
+
+
+__all__ = [
+    "AuthClientEndpoint",
+    "AuthServerEndpoint",
+    "AuthenticationFailed",
+    "ENV_KEY",
+    "HandshakeFactory",
+    "RateLimitedLog",
+    "check_key",
+    "read_key_file",
+    "wrap_endpoints",
+]
