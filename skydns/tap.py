@@ -103,6 +103,13 @@ class Options(usage.Options):
             "names outside the domain.",
         ],
         ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
+        [
+            "cluster-key-file",
+            None,
+            None,
+            "File holding the cluster key every member must prove on every Raft "
+            "connection (default: $SKYDNS_CLUSTER_KEY, else none; docs/security.md).",
+        ],
     ]
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
@@ -154,6 +161,21 @@ class Options(usage.Options):
             self["secret"] = os.environ.get("SKYDNS_SECRET") or None
         if self["secret"] == "":
             raise usage.UsageError("--secret: must not be empty")
+        self["cluster-key"] = _cluster_key(self["cluster-key-file"])
+
+
+def _cluster_key(path: str | None) -> bytes | None:
+    from skydns.raft.auth import ENV_KEY, check_key, read_key_file
+
+    if path is not None:
+        return _checked("cluster-key-file", read_key_file, path)  # type: ignore[no-any-return]
+    from_env = os.environ.get(ENV_KEY)
+    if not from_env:
+        return None
+    try:
+        return check_key(from_env.encode("utf-8"))
+    except ValueError as e:
+        raise usage.UsageError(f"${ENV_KEY}: {e}") from None
 
 
 def _nameservers(options: Options) -> list[tuple[str, str]]:
@@ -187,6 +209,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.leases import LeaseKeeper
     from skydns.logging import RegistryLog, RootService, log_observer
     from skydns.metrics import Metrics
+    from skydns.raft.wal import StorageError
     from skydns.raft.wiring import build_cluster
     from skydns.registry import Registry
 
@@ -197,10 +220,14 @@ def makeService(options: Options) -> service.MultiService:
     )
     registry = Registry()
     metrics.watch_instances(lambda: len(registry))
-    cluster, node = build_cluster(
-        options["node-id"], options["peers"], options["raft"], options["data-dir"],
-        registry, reactor, metrics=metrics,
-    )  # fmt: skip
+    try:
+        cluster, node = build_cluster(
+            options["node-id"], options["peers"], options["raft"], options["data-dir"],
+            registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
+        )  # fmt: skip
+    except StorageError as e:
+        # Before logging starts: this goes to stderr, and twistd exits 1.
+        raise SystemExit(f"skydns: cannot start: data dir {options['data-dir']}: {e}") from None
     node.setServiceParent(top)
 
     cluster.add_apply_listener(metrics.on_applied)

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from skydns.cluster import ICluster
 from skydns.config import Peer
 from skydns.metrics import Metrics
+from skydns.raft.auth import wrap_endpoints
 from skydns.raft.log import DiskStorage
 from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
@@ -68,13 +69,15 @@ def build_cluster(
     reactor: Any,
     metrics: Metrics | None = None,
     fail_stop: Callable[[str], None] = exit_now,
+    cluster_key: bytes | None = None,
 ) -> tuple[ICluster, IService]:
     """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
 
     The node is both the cluster and the service to start: it listens on
     ``raft_endpoint`` and connects to the other peers once started.  Loading
     the data dir happens here, so a locked or corrupt data dir stops
-    ``twistd`` before anything listens.
+    ``twistd`` before anything listens.  With ``cluster_key`` every Raft
+    connection, both ways, must prove the key first (``skydns.raft.auth``).
     """
     if peers is None:
         addresses: dict[str, str | None] = {node_id: listen_address(raft_endpoint)}
@@ -90,9 +93,10 @@ def build_cluster(
     def cannot_listen(failure: Failure) -> None:
         fail_stop(f"cannot listen for Raft peers on {raft_endpoint}: {failure.value}")
 
-    transport = AMPTransport(
-        serverFromString(reactor, raft_endpoint), clients, reactor, listen_failed=cannot_listen
+    server, clients = wrap_endpoints(
+        cluster_key, serverFromString(reactor, raft_endpoint), clients, reactor
     )
+    transport = AMPTransport(server, clients, reactor, listen_failed=cannot_listen)
     storage = DiskStorage(data_dir)
 
     def save_in_thread(hard_state: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
