@@ -3,8 +3,10 @@ driven by real HTTP and DNS clients; kill -9 and restarts."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -39,6 +41,19 @@ def wait_until(check: Any, what: str, timeout: float = BOUND) -> Any:
 def a_records(node: SkyDNSProcess, name: str) -> list[str]:
     answer = dns_query(name, "A", node.dns_port, timeout=1.0)
     return [r.address for rrset in answer.answer for r in rrset]
+
+
+class _Callbacks(BaseHTTPRequestHandler):
+    received: list[tuple[str, bytes]] = []
+
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's hook name
+        length = int(self.headers.get("Content-Length", 0))
+        self.received.append((self.path, self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 class ClusterTests(SynchronousTestCase):
@@ -161,6 +176,42 @@ class ClusterTests(SynchronousTestCase):
         leader.wait_for("/ready", BOUND)
         missing = [u for u in acked if not self.present(leader, u)]
         self.assertEqual(missing, [], "the restarted node caught up")
+
+    def test_lease_expiry_is_replicated_and_its_callback_sent_once(self) -> None:
+        """A lapsed lease is removed on every node (by the leader's Expire
+        command); the callback is sent once, and not again when every node
+        is killed and restarts and replays its log."""
+        _Callbacks.received = []
+        port = free_port()
+        server = HTTPServer(("127.0.0.1", port), _Callbacks)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        nodes = self.start_cluster()
+        leader = self.leader_of(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        body = dict(_service(), TTL=1)
+        self.assertEqual(http("PUT", f"{follower.url}/skydns/services/x1", body)[0], 201)
+        callback = {"Name": "rails", "Environment": "production", "Reply": "127.0.0.1",
+                    "Port": port}  # fmt: skip
+        self.assertEqual(http("PUT", f"{follower.url}/skydns/callbacks/cb1", callback)[0], 201)
+        for node in nodes:
+            wait_until(lambda n=node: not self.present(n, "x1"), f"x1 gone on {node.node_id}")
+        wait_until(lambda: _Callbacks.received, "the callback arrives")
+        for node in nodes:
+            node.kill()
+        for node in nodes:
+            node.start(wait=False)
+        for node in nodes:
+            node.wait_for("/ready", BOUND)
+        time.sleep(1.0)
+        self.assertEqual(len(_Callbacks.received), 1, _Callbacks.received)
+        path, payload = _Callbacks.received[0]
+        self.assertEqual(path, "/skydns/callbacks/cb1")
+        self.assertEqual(json.loads(payload)["UUID"], "x1")
+        for node in nodes:
+            self.assertFalse(self.present(node, "x1"))
 
     def test_kill_all_and_restart(self) -> None:
         """kill -9 all three nodes and restart them: the registry is intact."""
