@@ -53,8 +53,8 @@ class ScenarioTests(SynchronousTestCase):
         self.scenario("figure8_scripted", range(2))
 
     def test_figure8_randomized(self) -> None:
-        """Leaders crash soon after taking writes on a slow, reordering network."""
-        self.scenario("figure8_randomized", range(16))
+        """Leaders crash or are cut off soon after taking writes; logs diverge."""
+        self.scenario("figure8_randomized", range(10))
 
     def test_stale_leader_messages(self) -> None:
         """A deposed leader's late AppendEntries changes nothing."""
