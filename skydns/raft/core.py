@@ -51,7 +51,9 @@ from skydns.raft.messages import (
     ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
+    SnapshotMeta,
     TimeoutNow,
+    decode_config,
 )
 from skydns.raft.progress import Inflights, Progress, ProgressState
 from skydns.raft.raftlog import RaftLog
@@ -79,6 +81,7 @@ class RaftCore:
         max_inflight: int = 64,
         pre_vote: bool = True,
         check_quorum: bool = True,
+        snapshot_timeout_tick: int | None = None,
     ) -> None:
         if heartbeat_tick >= election_tick:
             raise ValueError("heartbeat_tick must be below election_tick")
@@ -90,8 +93,12 @@ class RaftCore:
         self.max_inflight = max_inflight
         self.pre_vote = pre_vote
         self.check_quorum = check_quorum
+        #: A follower that has not acknowledged a snapshot this many ticks
+        #: after it was sent is sent it again.
+        self.snapshot_timeout_tick = snapshot_timeout_tick or 20 * election_tick
+        self.initial_config = Configuration(frozenset(peers))
         config = storage.snapshot.config
-        self.config = config if config is not None else Configuration(frozenset(peers))
+        self.config = config if config is not None else self.initial_config
         hs = storage.hard_state
         self.term = hs.term
         self.vote = hs.vote
@@ -110,6 +117,8 @@ class RaftCore:
         self.pending_reads: list[tuple[bytes, str | None]] = []
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
+        #: A leader's snapshot accepted by this follower, until a Ready hands it out.
+        self.pending_snapshot: InstallSnapshot | None = None
         self.prev_hard_state = hs
         self.prev_soft_state = SoftState(None, Role.FOLLOWER)
         self._reset(self.term)
@@ -233,7 +242,8 @@ class RaftCore:
                 from_leader = isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot))
                 self.become_follower(m.term, m.src if from_leader else None)
         elif m.term < self.term:
-            if (self.check_quorum or self.pre_vote) and isinstance(m, (AppendEntries, Heartbeat)):
+            stale_leader = isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot))
+            if (self.check_quorum or self.pre_vote) and stale_leader:
                 # Tell a stale leader about the newer term so it steps down.
                 self.send(AppendEntriesResponse(self.id, m.src, self.term, False, 0))
             elif isinstance(m, RequestVote) and m.prevote:
@@ -277,7 +287,27 @@ class RaftCore:
                 self.campaign(prevote=False, transfer=True)
         elif isinstance(m, ReadIndexResponse):
             self.read_states.append(ReadState(m.index, m.context))
-        # InstallSnapshot: the seam for the snapshot issue; ignored until then.
+        elif isinstance(m, InstallSnapshot):
+            self._handle_snapshot(m)
+
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        """Follower side of InstallSnapshot (Raft §7)."""
+        meta = m.meta
+        if meta.index <= self.log.committed or self.pending_snapshot is not None:
+            # Old news (or one is already on its way to the disk).
+            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, self.log.committed))
+            return
+        if self.log.match_term(meta.index, meta.term):
+            # We hold the snapshot's last entry: only the commit index moves.
+            self.log.commit_to(meta.index)
+            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, self.log.committed))
+            return
+        self.log.restore_snapshot(meta)
+        if meta.config is not None:
+            self.config = meta.config
+        self.pending_snapshot = m
+        # Sent only after the Ready that carries the snapshot is persisted.
+        self.send(AppendEntriesResponse(self.id, m.src, self.term, True, meta.index))
 
     def propose(self, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> int:
         """Append a command to the leader's log; return its index.
@@ -334,7 +364,7 @@ class RaftCore:
         prev_term = self.log.term(prev)
         if prev_term is None:
             # The entries it needs were compacted away: it needs a snapshot.
-            pr.become_snapshot(self.log.snapshot.index)
+            pr.become_snapshot(self.log.snapshot.index, self.ticks)
             self.send(InstallSnapshot(self.id, to, self.term, self.log.snapshot))
             return True
         entries = self.log.slice(pr.next, self.max_size_per_msg)
@@ -422,6 +452,13 @@ class RaftCore:
             return
         pr.last_active_tick = self.ticks
         pr.probe_sent = False
+        if (
+            pr.state is ProgressState.SNAPSHOT
+            and self.ticks - pr.snapshot_tick >= self.snapshot_timeout_tick
+        ):
+            # The snapshot (or its acknowledgement) was lost: send it again.
+            pr.pending_snapshot = 0
+            pr.become_probe()
         if pr.state is ProgressState.REPLICATE and pr.inflights.full():
             pr.inflights.free_first()
         if pr.match < self.log.last_index():
@@ -458,11 +495,36 @@ class RaftCore:
         else:
             self.send(ReadIndexResponse(self.id, origin, self.term, index, context))
 
+    # --- snapshots --------------------------------------------------------
+
+    def config_at(self, index: int) -> Configuration:
+        """The configuration in force once the log up to ``index`` is applied."""
+        for position in range(index, self.log.snapshot.index, -1):
+            entry = self.log.entry(position)
+            if entry.kind is EntryKind.CONFIG:
+                return decode_config(entry.data)
+        config = self.log.snapshot.config
+        return config if config is not None else self.initial_config
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """What a snapshot of the state machine at applied ``index`` is."""
+        term = self.log.term(index)
+        if term is None or index > self.log.applied:
+            raise ValueError(f"index {index} is not applied or already compacted")
+        return SnapshotMeta(index, term, self.config_at(index))
+
+    def compact(self, meta: SnapshotMeta) -> None:
+        """The adapter has stored a snapshot at ``meta`` (from `snapshot_meta`):
+        forget the entries it covers.  A follower that needs them later is
+        sent the snapshot instead."""
+        self.log.compact(meta)
+
     # --- output -------------------------------------------------------------
 
     def has_ready(self) -> bool:
         return bool(
-            self.msgs
+            self.pending_snapshot is not None
+            or self.msgs
             or self.read_states
             or self.hard_state() != self.prev_hard_state
             or SoftState(self.leader, self.role) != self.prev_soft_state
@@ -480,6 +542,8 @@ class RaftCore:
             messages=tuple(self.msgs),
             read_states=tuple(self.read_states),
             soft_state=soft if soft != self.prev_soft_state else None,
+            snapshot=None if self.pending_snapshot is None else self.pending_snapshot.meta,
+            snapshot_data=b"" if self.pending_snapshot is None else self.pending_snapshot.data,
         )
 
     def advance(self, rd: Ready) -> None:
@@ -488,6 +552,9 @@ class RaftCore:
             self.prev_hard_state = rd.hard_state
         if rd.soft_state is not None:
             self.prev_soft_state = rd.soft_state
+        if rd.snapshot is not None:
+            self.pending_snapshot = None
+            self.log.unstable = max(self.log.unstable, rd.snapshot.index + 1)
         if rd.entries:
             self.log.unstable = rd.entries[-1].index + 1
         if rd.committed_entries:
@@ -505,6 +572,9 @@ class RaftCore:
             "commit": self.log.committed,
             "applied": self.log.applied,
             "last_index": self.log.last_index(),
+            "snapshot_index": self.log.snapshot.index,
+            "voters": sorted(self.config.voters),
+            "learners": sorted(self.config.learners),
             "lead_transferee": self.lead_transferee,
             "progress": {
                 peer: {"match": pr.match, "next": pr.next, "state": pr.state.value}

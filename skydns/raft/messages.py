@@ -9,6 +9,7 @@ the core.
 from __future__ import annotations
 
 import enum
+import json
 import struct
 
 from attrs import frozen
@@ -72,14 +73,30 @@ def decode_entry(data: bytes) -> Entry:
 
 @frozen
 class Configuration:
-    """Who votes and who only follows (a seam for membership changes).
+    """Who votes and who only follows (learners receive the log, never vote).
 
-    Changed later through ``EntryKind.CONFIG`` entries; today it is fixed at
-    start-up or restored from a snapshot.
+    Changed through ``EntryKind.CONFIG`` entries (`encode_config`), one
+    member at a time; a snapshot carries the configuration at its index.
     """
 
     voters: frozenset[str]
     learners: frozenset[str] = frozenset()
+
+
+def encode_config(config: Configuration) -> bytes:
+    """The data of an ``EntryKind.CONFIG`` entry: the whole new configuration."""
+    body = {"voters": sorted(config.voters), "learners": sorted(config.learners)}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_config(data: bytes) -> Configuration:
+    try:
+        body = json.loads(data)
+        voters = frozenset(str(v) for v in body["voters"])
+        learners = frozenset(str(v) for v in body["learners"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise EncodingError(f"not a configuration: {e}") from e
+    return Configuration(voters, learners)
 
 
 @frozen

@@ -4,8 +4,9 @@ A follower is *probed* (one AppendEntries in flight, waiting for an answer
 that says where its log matches) until it acknowledges an index; then it is
 *replicated* (entries are pipelined optimistically, bounded by a window of
 ``max_inflight`` unacknowledged messages).  A rejection sends it back to
-probing.  ``SNAPSHOT`` is the seam for followers whose next entry has been
-compacted away.
+probing.  ``SNAPSHOT`` is for followers whose next entry has been compacted away:
+nothing more is sent until they acknowledge the snapshot (or it times out
+and is sent again).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class Progress:
     #: The leader's tick at which it last heard from this peer (CheckQuorum).
     last_active_tick: int = 0
     pending_snapshot: int = 0
+    #: The leader's tick at which the pending snapshot was sent.
+    snapshot_tick: int = 0
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:
@@ -79,9 +82,10 @@ class Progress:
         self.probe_sent = False
         self.inflights.reset()
 
-    def become_snapshot(self, index: int) -> None:
+    def become_snapshot(self, index: int, tick: int = 0) -> None:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
+        self.snapshot_tick = tick
         self.probe_sent = False
         self.inflights.reset()
 

@@ -141,6 +141,27 @@ class RaftLog:
             return []
         return self.entries[self.unstable - self.snapshot.index - 1 :]
 
+    def restore_snapshot(self, meta: SnapshotMeta) -> None:
+        """Replace the whole log with a leader's snapshot (Raft §7)."""
+        if meta.index <= self.committed:
+            raise LogInvariantError(f"snapshot {meta.index} is not past commit {self.committed}")
+        self.snapshot = meta
+        self.entries = []
+        self.committed = meta.index
+        self.applied = meta.index
+        self.unstable = meta.index + 1
+
+    def compact(self, meta: SnapshotMeta) -> None:
+        """Forget the entries up to ``meta.index``: a stored snapshot holds them."""
+        if meta.index <= self.snapshot.index:
+            return
+        if meta.index > self.applied or meta.index >= self.unstable:
+            raise LogInvariantError(f"cannot compact to {meta.index}: not applied and stable")
+        if self.term(meta.index) != meta.term:
+            raise LogInvariantError(f"snapshot {meta.index} does not end at term {meta.term}")
+        del self.entries[: meta.index - self.snapshot.index]
+        self.snapshot = meta
+
     def next_committed(self) -> list[Entry]:
         """Committed entries not yet handed out for applying."""
         low = max(self.applied + 1, self.first_index())

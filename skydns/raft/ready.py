@@ -59,7 +59,12 @@ class Ready:
     messages: tuple[Message, ...]
     read_states: tuple[ReadState, ...]
     soft_state: SoftState | None
+    #: A snapshot from the leader (InstallSnapshot) that replaces the log:
+    #: persist it with ``snapshot_data`` and restore the state machine from
+    #: it before anything else in this Ready (it comes before ``entries``).
+    snapshot: SnapshotMeta | None = None
+    snapshot_data: bytes = b""
 
     @property
     def must_sync(self) -> bool:
-        return self.hard_state is not None or bool(self.entries)
+        return self.hard_state is not None or bool(self.entries) or self.snapshot is not None
