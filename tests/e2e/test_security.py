@@ -1,0 +1,378 @@
+"""Hostile input against real `twistd skydns` processes: a cluster that
+requires a cluster key keeps working, and stays consistent, while strangers
+send random bytes, wrong-key handshakes and malformed AMP boxes to its Raft
+ports; the API over TLS with a secret; a damaged data dir stops start-up."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import struct
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from skydns.raft.auth import HELLO_SIZE, MAGIC, PROOF_SIZE, proof
+from tests.e2e import test_cluster as cluster_e2e
+from tests.e2e.harness import SkyDNSProcess, free_port, http
+from tests.e2e.test_cluster import BOUND, wait_until
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def _service(host: str) -> dict[str, object]:
+    return {
+        "Name": "web", "Environment": "prod", "Region": "east",
+        "Version": "1", "Host": host, "Port": 80, "TTL": 600,
+    }  # fmt: skip
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> bool:
+    """Whether the other side closes the connection within ``timeout``."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def _handshake(sock: socket.socket, key: bytes) -> bool:
+    """Play the connecting side of the handshake with ``key``; whether the
+    server's proof matches it."""
+    nonce = os.urandom(32)
+    sock.sendall(MAGIC + nonce)
+    hello = _recv_exact(sock, HELLO_SIZE)
+    server_nonce = hello[len(MAGIC) :]
+    sock.sendall(proof(key, b"C", nonce, server_nonce))
+    return _recv_exact(sock, PROOF_SIZE) == proof(key, b"S", nonce, server_nonce)
+
+
+def _box(*pairs: tuple[bytes, bytes]) -> bytes:
+    parts = [struct.pack(">H", len(k)) + k + struct.pack(">H", len(v)) + v for k, v in pairs]
+    return b"".join(parts) + b"\x00\x00"
+
+
+#: AMP boxes no honest peer sends: each must cost the sender its connection
+#: (or, for an asked unknown command, an error answer), never a log entry.
+MALFORMED_BOXES = [
+    _box((b"_command", b"AppendEntries"), (b"src", b"x"), (b"dst", b"y"), (b"term", b"abc")),
+    _box((b"_command", b"AppendEntries"), (b"src", b""), (b"dst", b"y"), (b"term", b"-1")),
+    _box((b"_command", b"AppendEntries"), (b"term", b"1")),
+    _box((b"_command", b"NoSuchCommand"), (b"_ask", b"1")),
+    _box((b"_command", b"NoSuchCommand")),
+    _box(
+        (b"_command", b"RequestVote"),
+        (b"src", b"a" * 64),
+        (b"dst", b"b"),
+        (b"term", b"1"),
+        (b"last_log_index", b"1"),
+        (b"last_log_term", b"1"),
+        (b"prevote", b"maybe"),
+        (b"transfer", b"False"),
+    ),  # fmt: skip
+    _box((b"_answer", b"999"), (b"index", b"1")),
+    _box((b"_error", b"1"), (b"_error_code", b"NOT_LEADER")),
+    b"\x01\x00" + b"k" * 256 + b"\x00\x01v\x00\x00",  # a key longer than 255 bytes
+    b"\x00\x08_command\xff\xff" + b"v" * 100,  # a value shorter than its length
+]
+
+
+class HostileRaftPortTests(SynchronousTestCase):
+    # The cluster tests' helpers (not their tests).
+    status = cluster_e2e.ClusterTests.status
+    leader_of = cluster_e2e.ClusterTests.leader_of
+    put = cluster_e2e.ClusterTests.put
+
+    def key_file(self) -> str:
+        fd, path = tempfile.mkstemp(prefix="skydns-key-")
+        os.write(fd, KEY + b"\n")
+        os.close(fd)
+        self.addCleanup(os.unlink, path)
+        return path
+
+    def start_keyed_cluster(self) -> list[SkyDNSProcess]:
+        ids = ["n1", "n2", "n3"]
+        ports = {node_id: free_port() for node_id in ids}
+        peers = ",".join(f"{i}=127.0.0.1:{ports[i]}" for i in ids)
+        key = self.key_file()
+        nodes = [
+            SkyDNSProcess(
+                extra_args=["--peers", peers, "--cluster-key-file", key],
+                node_id=i,
+                raft_port=ports[i],
+            )  # fmt: skip
+            for i in ids
+        ]
+        for node in nodes:
+            self.addCleanup(node.cleanup)
+            node.start(wait=False)
+        for node in nodes:
+            node.wait_for("/ready", BOUND)
+        return nodes
+
+    def connect(self, node: SkyDNSProcess) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", node.raft_port), timeout=5.0)
+        self.addCleanup(sock.close)
+        return sock
+
+    def assert_consistent(self, nodes: list[SkyDNSProcess], uuids: list[str]) -> None:
+        """Every node holds exactly ``uuids`` (nothing a stranger slipped in)."""
+        for node in nodes:
+
+            def holds(n: SkyDNSProcess = node) -> bool:
+                code, body = http("GET", n.url + "/skydns/services/", timeout=2.0)
+                return code == 200 and sorted(s["UUID"] for s in body) == sorted(uuids)
+
+            wait_until(holds, f"{node.node_id} holds exactly {uuids}")
+
+    def test_strangers_on_the_raft_ports_change_nothing(self) -> None:
+        """Random bytes, a wrong-key handshake, an AMP client that skips the
+        handshake, and (after a correct handshake) malformed AMP boxes: every
+        such connection ends, the cluster keeps its leader, takes writes,
+        and every node holds the same services; the drops are logged."""
+        nodes = self.start_keyed_cluster()
+        leader = self.leader_of(nodes)
+        self.assertEqual(self.put(leader, "before", "127.0.0.31"), 201)
+        for node in nodes:
+            sock = self.connect(node)
+            sock.sendall(os.urandom(2048))
+            self.assertTrue(_closed_by_peer(sock), f"random bytes kept open on {node.node_id}")
+
+            sock = self.connect(node)
+            self.assertFalse(_handshake(sock, b"not the cluster key at all!!"))
+            self.assertTrue(_closed_by_peer(sock), "a wrong key kept open")
+
+            sock = self.connect(node)
+            sock.sendall(MALFORMED_BOXES[0])  # AMP with no handshake
+            self.assertTrue(_closed_by_peer(sock), "a box without handshake kept open")
+
+            for box in MALFORMED_BOXES:
+                sock = self.connect(node)
+                self.assertTrue(_handshake(sock, KEY))
+                sock.sendall(box)
+                sock.shutdown(socket.SHUT_WR)
+                self.assertTrue(_closed_by_peer(sock), f"{box[:40]!r} kept open")
+        self.assertEqual(self.leader_of(nodes).node_id, leader.node_id)
+        follower = next(n for n in nodes if n is not leader)
+        self.assertEqual(self.put(follower, "after", "127.0.0.32"), 201)
+        self.assert_consistent(nodes, ["after", "before"])
+        for node in nodes:
+            log = node.log()
+            self.assertIn("dropped an unauthenticated Raft connection", log)
+            self.assertIn("wrong cluster key", log)
+            self.assertNotIn("Unhandled Error", log)
+
+    def test_a_node_with_the_wrong_key_cannot_join(self) -> None:
+        """A fourth process listed nowhere but dialling in with another key
+        is refused on every connection; the cluster is unaffected."""
+        nodes = self.start_keyed_cluster()
+        leader = self.leader_of(nodes)
+        for _ in range(20):
+            sock = self.connect(leader)
+            self.assertFalse(_handshake(sock, b"y" * 32))
+            sock.close()
+        self.assertEqual(self.put(leader, "k1", "127.0.0.33"), 201)
+        self.assert_consistent(nodes, ["k1"])
+        # Twenty drops within seconds: logged once, the rest counted.
+        self.assertIn(leader.log().count("wrong cluster key"), (1, 2))
+
+
+class UnkeyedRaftPortTests(SynchronousTestCase):
+    def test_malformed_boxes_on_a_lone_node(self) -> None:
+        """Without a cluster key the AMP layer itself drops malformed boxes;
+        the node keeps serving and its registry is untouched."""
+        node = SkyDNSProcess()
+        self.addCleanup(node.cleanup)
+        node.start(wait=False)
+        node.wait_for("/ready", BOUND)
+        self.assertEqual(http("PUT", node.url + "/skydns/services/u1",
+                              _service("127.0.0.41"))[0], 201)  # fmt: skip
+        for box in [*MALFORMED_BOXES, os.urandom(4096)]:
+            sock = socket.create_connection(("127.0.0.1", node.raft_port), timeout=5.0)
+            try:
+                sock.sendall(box)
+                sock.shutdown(socket.SHUT_WR)
+                self.assertTrue(_closed_by_peer(sock), f"{box[:40]!r} kept open")
+            finally:
+                sock.close()
+        code, body = http("GET", node.url + "/skydns/services/")
+        self.assertEqual((code, [s["UUID"] for s in body]), (200, ["u1"]))
+        self.assertEqual(http("GET", node.url + "/ready")[0], 200)
+
+
+def _self_signed(directory: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))  # fmt: skip
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+class HTTPSTests(SynchronousTestCase):
+    def https(
+        self, context: ssl.SSLContext, method: str, url: str, body: Any = None,
+        secret: str | None = None,
+    ) -> tuple[int, Any]:  # fmt: skip
+        import json
+
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5.0, context=context) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def test_api_over_tls_with_a_secret(self) -> None:
+        """``--http ssl:...`` serves the API over TLS (the client verifies
+        the certificate); a wrong or missing secret gets 401 and registers
+        nothing; plain HTTP on that port gets no answer."""
+        directory = tempfile.mkdtemp(prefix="skydns-tls-")
+        key_path, cert_path = _self_signed(directory)
+        port = free_port()
+        node = SkyDNSProcess(
+            extra_args=[
+                "--http", f"ssl:{port}:interface=127.0.0.1:privateKey={key_path}"
+                f":certKey={cert_path}",
+                "--secret", "s3cret",
+            ],
+            http_port=port,
+        )  # fmt: skip
+        self.addCleanup(node.cleanup)
+        node.start(wait=False)
+        context = ssl.create_default_context(cafile=cert_path)
+        base = f"https://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return self.https(context, "GET", base + "/ready")[0] == 200
+            except (OSError, ValueError):
+                return False
+
+        wait_until(ready, "the API answers over TLS")
+        url = base + "/skydns/services/t1"
+        self.assertEqual(self.https(context, "PUT", url, _service("127.0.0.51"), "wrong")[0], 401)
+        self.assertEqual(self.https(context, "PUT", url, _service("127.0.0.51"))[0], 401)
+        self.assertEqual(self.https(context, "GET", base + "/skydns/services/", secret="s3cret"),
+                         (200, []))  # fmt: skip
+        code, body = self.https(context, "PUT", url, _service("127.0.0.51"), "s3cret")
+        self.assertEqual((code, body["Host"]), (201, "127.0.0.51"))
+        self.assertEqual(self.https(context, "GET", url, secret="s3cret")[0], 200)
+        self.assertEqual(self.https(context, "DELETE", url, secret="nope")[0], 401)
+        self.assertEqual(self.https(context, "GET", url, secret="s3cret")[0], 200)
+        with self.assertRaises(OSError):
+            http("GET", f"http://127.0.0.1:{port}/health", timeout=2.0)
+        unverified = ssl.create_default_context()  # does not trust the self-signed cert
+        with self.assertRaises(urllib.error.URLError):
+            self.https(unverified, "GET", base + "/health")
+
+
+class DamagedDataDirTests(SynchronousTestCase):
+    def refuses(self, data_dir: str) -> str:
+        """Start on ``data_dir``; it must exit non-zero; return its output."""
+        node = SkyDNSProcess(data_dir=data_dir)
+        self.addCleanup(node.cleanup)
+        node.start(wait=False)
+        assert node.process is not None
+        deadline = time.monotonic() + BOUND
+        while node.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIsNotNone(node.process.returncode, "still running on a damaged data dir")
+        self.assertNotEqual(node.process.returncode, 0)
+        output = node.log()
+        self.assertNotIn("Traceback", output)
+        with self.assertRaises(OSError):
+            http("GET", node.url + "/health", timeout=1.0)
+        return output
+
+    def test_foreign_file_in_the_wal_directory(self) -> None:
+        data_dir = tempfile.mkdtemp(prefix="skydns-e2e-")
+        os.mkdir(os.path.join(data_dir, "wal"))
+        foreign = os.path.join(data_dir, "wal", "notes.txt")
+        with open(foreign, "w") as f:
+            f.write("not a segment\n")
+        output = self.refuses(data_dir)
+        self.assertIn(f"skydns: cannot start: data dir {data_dir}: {foreign}: corrupt data at "
+                      "byte offset 0: foreign file in the WAL directory", output)  # fmt: skip
+
+    def test_a_segment_from_something_else(self) -> None:
+        data_dir = tempfile.mkdtemp(prefix="skydns-e2e-")
+        os.mkdir(os.path.join(data_dir, "wal"))
+        segment = os.path.join(data_dir, "wal", "0000000000000000-0000000000000000.wal")
+        with open(segment, "wb") as f:
+            f.write(b"PK\x03\x04" + os.urandom(4096))
+        output = self.refuses(data_dir)
+        self.assertIn(f"{segment}: corrupt data at byte offset 0: bad magic", output)
+
+    def test_a_flipped_byte_inside_the_log(self) -> None:
+        """Registrations made, the node stopped, one byte in the middle of its
+        segment flipped: it refuses to start, naming the file and an offset
+        past the header, rather than serve a shortened log."""
+        node = SkyDNSProcess()
+        self.addCleanup(node.cleanup)
+        node.start(wait=False)
+        node.wait_for("/ready", BOUND)
+        for i in range(20):
+            self.assertEqual(http("PUT", f"{node.url}/skydns/services/f{i}",
+                                  _service(f"127.0.1.{i}"))[0], 201)  # fmt: skip
+        node.stop()
+        [name] = os.listdir(os.path.join(node.data_dir, "wal"))
+        segment = os.path.join(node.data_dir, "wal", name)
+        with open(segment, "r+b") as f:
+            data = f.read()
+            middle = len(data) // 2
+            f.seek(middle)
+            f.write(bytes([data[middle] ^ 0xFF]))
+        output = self.refuses(node.data_dir)
+        self.assertIn(f"{segment}: corrupt data at byte offset ", output)
+        offset = int(output.split(f"{segment}: corrupt data at byte offset ")[1].split(":")[0])
+        self.assertTrue(0 < offset <= middle, (offset, middle))
