@@ -20,7 +20,6 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.raft.auth import HELLO_SIZE, MAGIC, PROOF_SIZE, proof
-from tests.e2e import test_cluster as cluster_e2e
 from tests.e2e.harness import SkyDNSProcess, free_port, http
 from tests.e2e.test_cluster import BOUND, wait_until
 
@@ -99,10 +98,20 @@ MALFORMED_BOXES = [
 
 
 class HostileRaftPortTests(SynchronousTestCase):
-    # The cluster tests' helpers (not their tests).
-    status = cluster_e2e.ClusterTests.status
-    leader_of = cluster_e2e.ClusterTests.leader_of
-    put = cluster_e2e.ClusterTests.put
+    def leader_of(self, nodes: list[SkyDNSProcess]) -> SkyDNSProcess:
+        def find() -> SkyDNSProcess | None:
+            for node in nodes:
+                code, body = http("GET", node.url + "/skydns/cluster", timeout=2.0)
+                if code == 200 and body["leader"] == node.node_id:
+                    return node
+            return None
+
+        leader: SkyDNSProcess = wait_until(find, "a leader is elected")
+        return leader
+
+    def put(self, node: SkyDNSProcess, uuid: str, host: str) -> int:
+        code, _ = http("PUT", f"{node.url}/skydns/services/{uuid}", _service(host), timeout=5.0)
+        return code
 
     def key_file(self) -> str:
         fd, path = tempfile.mkstemp(prefix="skydns-key-")
