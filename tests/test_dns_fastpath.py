@@ -17,19 +17,22 @@ from typing import Any
 import dns.edns
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from skydns.commands import Register, Unregister
 from skydns.dns.answercache import AnswerCache, parse_query, restore_question
 from skydns.dns.authority import SkyDNSAuthority, make_resolver
-from skydns.dns.server import SkyDNSServerFactory
+from skydns.dns.server import DNSService, SkyDNSServerFactory
 from skydns.metrics import Metrics
 from skydns.names import Service
 from skydns.registry import Registry
@@ -542,3 +545,40 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         )
         # A second scrape adds nothing new.
         self.assertEqual(metrics.render()[0].decode().count("skydns_dns_requests_total{"), 3)
+
+
+class RealSocketTests(unittest.TestCase):
+    """The fast UDP read loop on a real loopback socket."""
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_cached_answer_over_udp(self) -> Any:
+        """A repeated question is answered from the cache by the port's read
+        loop, with the client's ID and spelling; a registry change is seen."""
+        registry = Registry()
+        now = reactor.seconds()
+        registry.apply(Register(service(1, "rails", "production", "east", "10.0.0.1", 60), now))
+        authority = SkyDNSAuthority(registry, reactor, DOMAIN, [("node1", "127.0.0.1")])
+        server = DNSService(make_resolver(authority), "127.0.0.1", 0, reactor=reactor)
+        server.startService()
+        self.addCleanup(server.stopService)
+        cache = server.factory.answer_cache
+        port = server.port
+        assert cache is not None and port is not None
+
+        def ask(name: str) -> defer.Deferred[Any]:
+            message = dns.message.make_query(name, "A")
+            return deferToThread(dns.query.udp, message, "127.0.0.1", port=port, timeout=5)
+
+        first = yield ask("rails.production.skydns.local")
+        second = yield ask("RAILS.production.SkyDNS.local")
+        self.assertEqual(sum(cache.udp_hits.values()), 1)
+        self.assertEqual(str(second.question[0].name), "RAILS.production.SkyDNS.local.")
+        self.assertEqual(first.answer[0][0].address, "10.0.0.1")
+        self.assertEqual(second.answer[0][0].address, "10.0.0.1")
+        registry.apply(
+            Register(service(2, "rails", "production", "east", "10.0.0.2", 60), reactor.seconds())
+        )
+        third = yield ask("rails.production.skydns.local")
+        self.assertEqual(len(third.answer[0]), 2)

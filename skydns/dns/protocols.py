@@ -218,21 +218,22 @@ class FastUDPPort(udp.Port):
                 if e.args[0] in udp._sockErrReadIgnore or e.args[0] in udp._sockErrReadRefuse:
                     return None
                 raise
-            if ipv6:
-                addr = addr[:2]
             countdown = protocol.countdown - 1
-            if not countdown:
-                protocol.timed(data, addr)
-                continue
-            protocol.countdown = countdown
-            reply = answer(data)
-            if reply is None:
+            if countdown:
+                protocol.countdown = countdown
+                reply = answer(data)
+                if reply is not None:
+                    try:
+                        sendto(reply, addr)  # the full address (an IPv6 scope too)
+                    except OSError:
+                        pass  # a full socket buffer drops it, as the network may
+                    continue
+            if ipv6:
+                addr = addr[:2]  # as Twisted's own port hands it over
+            if countdown:
                 protocol.missed(data, addr)
-                continue
-            try:
-                sendto(reply, addr)
-            except OSError:
-                pass  # a full socket buffer drops it, as the network may
+            else:
+                protocol.timed(data, addr)
         return None
 
 

@@ -158,6 +158,8 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         if fast_path:
             self.answer_cache = AnswerCache(self._seconds, cache_size)
             if self.authority is not None:
+                # Entries expire by the clock the authority computed them with.
+                self.answer_cache.seconds = self.authority.clock.seconds
                 self.authority.registry.add_listener(self.answer_cache.clear)
         self.stats = DNSStats(self.answer_cache)
         if metrics is not None:
@@ -171,8 +173,9 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
     @reactor.setter
     def reactor(self, reactor: Any) -> None:
         self._reactor = reactor
-        if self.answer_cache is not None and reactor is not None:
-            self.answer_cache.seconds = reactor.seconds
+        cache = self.answer_cache
+        if cache is not None and reactor is not None and self.authority is None:
+            cache.seconds = reactor.seconds
 
     def _seconds(self) -> float:
         if self._reactor is None:
@@ -428,7 +431,8 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         for record in message.answers + message.authority + message.additional:
             if record.type != dns.OPT:
                 age = min(age, record.ttl)
-        return self._seconds() + age
+        cache = self.answer_cache
+        return (cache.seconds() if cache is not None else self._seconds()) + age
 
 
 def find_authority(resolver: Any) -> Optional[SkyDNSAuthority]:
