@@ -42,6 +42,24 @@ class SnapshotError(ValueError):
     """The bytes are not a registry snapshot this code can read."""
 
 
+def encode_snapshot(
+    version: int, instances: dict[str, Instance], callbacks: dict[str, tuple[Callback, ...]]
+) -> bytes:
+    """`Registry.snapshot` bytes from a `Registry.frozen_state` copy."""
+    items = []
+    for key in sorted(instances):
+        instance = instances[key]
+        items.append(
+            {
+                "service": instance.service.to_dict(),
+                "expires": instance.expires,
+                "callbacks": [cb.to_dict() for cb in callbacks.get(key, ())],
+            }
+        )
+    body = {"format": SNAPSHOT_FORMAT, "version": version, "instances": items}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 @frozen
 class Instance:
     """A registered service with its lease."""
@@ -365,18 +383,28 @@ class Registry:
 
     def snapshot(self) -> bytes:
         """The whole state as deterministic JSON bytes (format `SNAPSHOT_FORMAT`)."""
-        instances = []
-        for key in sorted(self._instances):
-            instance = self._instances[key]
-            instances.append(
-                {
-                    "service": instance.service.to_dict(),
-                    "expires": instance.expires,
-                    "callbacks": [cb.to_dict() for cb in self.callbacks(key)],
-                }
-            )
-        body = {"format": SNAPSHOT_FORMAT, "version": self.version, "instances": instances}
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return encode_snapshot(*self.frozen_state())
+
+    def frozen_state(self) -> tuple[int, dict[str, Instance], dict[str, tuple[Callback, ...]]]:
+        """A copy of the state that later changes do not touch (instances and
+        callbacks are immutable): `encode_snapshot` may run on it in a thread."""
+        callbacks = {
+            key: tuple(found[k] for k in sorted(found)) for key, found in self._callbacks.items()
+        }
+        return self.version, dict(self._instances), callbacks
+
+    def replace_with(self, other: Registry) -> None:
+        """Take ``other``'s whole state in place (a snapshot installed from the
+        leader); listeners stay, and see one change."""
+        self._instances = other._instances
+        self._index = other._index
+        self._labels = other._labels
+        self._by_address = other._by_address
+        self._callbacks = other._callbacks
+        self._leases = other._leases
+        self._order = None
+        self.version = max(self.version, other.version)
+        self._changed()
 
     @classmethod
     def restore(cls, data: bytes) -> Registry:

@@ -1,0 +1,148 @@
+"""Snapshots of the replicated state, and how they cross the network.
+
+The replicated state is the registry *and* the exactly-once session table
+(``skydns.raft.sessions``): a node restored from a snapshot must still
+recognise a retried request it applied before the snapshot.  `encode_state`
+writes both as one byte string::
+
+    b"SKYS" | version (u8) | len(sessions JSON) (u32) | sessions JSON | registry snapshot
+
+A session's cached result keeps only its status: the removals an applied
+command produced matter only the first time (the leader's callbacks), never
+for a retry's answer.
+
+A snapshot is far bigger than one AMP value (65,535 bytes), so the leader
+streams it to a follower as a series of `InstallSnapshot` messages whose
+``data`` is a chunk (`frame_chunks`): a header with the snapshot's total
+length, the chunk's offset and a CRC-32 of the whole snapshot, then up to
+`CHUNK_SIZE` bytes (the AMP layer spreads each chunk over several values).
+The follower's `Assembler` accepts the chunks of one (leader, term, index)
+in order, starts again when a newer transfer begins, and hands over the
+whole snapshot only once the last chunk arrived and the checksum matches;
+only then does the Raft core see the snapshot.  A chunk from an older term
+is dropped, so a leader change in the middle of a transfer leaves no trace.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterator
+
+from attrs import define, field
+
+from skydns.names import Callback
+from skydns.raft.messages import InstallSnapshot
+from skydns.raft.sessions import SessionTable
+from skydns.registry import Applied, Instance, Registry, SnapshotError, encode_snapshot
+
+FrozenState = tuple[int, dict[str, Instance], dict[str, tuple[Callback, ...]]]
+
+#: Bytes of snapshot per InstallSnapshot message (the AMP layer splits it
+#: into values of at most 65,535 bytes).
+CHUNK_SIZE = 1024 * 1024
+
+_MAGIC = b"SKYS"
+_STATE_HEADER = struct.Struct(">4sBI")
+_CHUNK_HEADER = struct.Struct(">QQI")  # total length, offset, crc32 of the whole
+
+
+def encode_sessions(sessions: dict[str, tuple[int, Applied]]) -> bytes:
+    body = {client: [seq, result.status] for client, (seq, result) in sessions.items()}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def encode_state(registry_bytes: bytes, sessions: bytes) -> bytes:
+    """The snapshot bytes from a registry snapshot and `encode_sessions` bytes."""
+    return _STATE_HEADER.pack(_MAGIC, 1, len(sessions)) + sessions + registry_bytes
+
+
+def take(state: FrozenState, sessions: dict[str, tuple[int, Applied]]) -> bytes:
+    """Encode a `Registry.frozen_state` and a session table copy (thread-safe)."""
+    return encode_state(encode_snapshot(*state), encode_sessions(sessions))
+
+
+def decode_state(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
+    """The registry and session table a snapshot holds; `SnapshotError` if unreadable."""
+    if len(data) < _STATE_HEADER.size:
+        raise SnapshotError("snapshot shorter than its header")
+    magic, version, length = _STATE_HEADER.unpack_from(data)
+    if magic != _MAGIC or version != 1:
+        raise SnapshotError(f"not a snapshot this version can read ({magic!r}, {version})")
+    start = _STATE_HEADER.size
+    try:
+        raw = json.loads(data[start : start + length])
+        saved = {str(c): (int(seq), Applied(str(status))) for c, (seq, status) in raw.items()}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise SnapshotError(f"unreadable session table: {e}") from e
+    registry = Registry.restore(data[start + length :])
+    return registry, SessionTable.restore(saved)
+
+
+# --- streaming ----------------------------------------------------------------
+
+
+def frame_chunks(data: bytes, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The ``data`` of each InstallSnapshot message that carries ``data``."""
+    crc = zlib.crc32(data)
+    total = len(data)
+    offset = 0
+    while True:
+        chunk = data[offset : offset + chunk_size]
+        yield _CHUNK_HEADER.pack(total, offset, crc) + chunk
+        offset += len(chunk)
+        if offset >= total:
+            return
+
+
+@define
+class _Transfer:
+    term: int
+    index: int
+    total: int
+    crc: int
+    parts: list[bytes]
+    received: int = 0
+
+
+@define
+class Assembler:
+    """Puts the chunks of snapshots from leaders back together."""
+
+    _transfers: dict[str, _Transfer] = field(factory=dict)
+
+    def receive(self, m: InstallSnapshot) -> InstallSnapshot | None:
+        """Take one chunk; return the whole snapshot once it is complete and
+        intact (``data`` is the snapshot), else None."""
+        if len(m.data) < _CHUNK_HEADER.size:
+            self._transfers.pop(m.src, None)
+            return None
+        total, offset, crc = _CHUNK_HEADER.unpack_from(m.data)
+        chunk = m.data[_CHUNK_HEADER.size :]
+        current = self._transfers.get(m.src)
+        if offset == 0:
+            current = _Transfer(m.term, m.meta.index, total, crc, [])
+            self._transfers[m.src] = current
+        elif current is None or (current.term, current.index, current.total, current.crc) != (
+            m.term,
+            m.meta.index,
+            total,
+            crc,
+        ):
+            return None  # a chunk of a transfer we did not see begin
+        if offset != current.received or current.received + len(chunk) > total:
+            del self._transfers[m.src]  # a chunk was lost: wait for the leader's resend
+            return None
+        current.parts.append(chunk)
+        current.received += len(chunk)
+        if current.received < total:
+            return None
+        del self._transfers[m.src]
+        data = b"".join(current.parts)
+        if zlib.crc32(data) != crc:
+            return None
+        return InstallSnapshot(m.src, m.dst, m.term, m.meta, data)
+
+    def pending(self) -> int:
+        return len(self._transfers)
