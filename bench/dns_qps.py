@@ -443,6 +443,7 @@ def main() -> int:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
 
+    load_before = os.getloadavg()[0]
     top = tempfile.mkdtemp(prefix="dns-qps-")
     services = instances(args.instances)
     zone = zone_text(services)
@@ -488,6 +489,10 @@ def main() -> int:
         shutil.rmtree(top, ignore_errors=True)
 
     print_table(results, workloads, args)
+    print(
+        f"\nload average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        f"other processes on CPU {SERVER_CPU} inflate every server's CPU time per query."
+    )
     return 0
 
 
