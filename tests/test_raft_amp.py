@@ -380,6 +380,13 @@ class TransportTests(SynchronousTestCase):
         self.endpoint.flush()
         self.assertEqual(self.failureResultOf(refused, NotLeaderHere).value.leader, "c")
 
+    def test_stop_fails_unsent_forwards(self) -> None:
+        """Stopping leaves no timer behind and fails what was not sent yet."""
+        d = self.transport.forward("b", b"x")
+        self.transport.stop()
+        self.failureResultOf(d, PeerUnavailable)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_forward_times_out(self) -> None:
         """A call that gets no answer fails with PeerUnavailable after the
         call timeout."""

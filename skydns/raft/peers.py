@@ -96,6 +96,15 @@ class _Peer:
             self._flush_call = self.clock.callLater(0, self._flush)
         return d
 
+    def drop_batch(self) -> None:
+        """Fail the proposals not yet sent (the transport is stopping)."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        for _, d in batch:
+            d.errback(PeerUnavailable("the transport stopped"))
+
     def _flush(self) -> None:
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
@@ -181,6 +190,7 @@ class AMPTransport:
     def stop(self) -> Deferred[None]:
         stopping: list[Deferred[Any]] = []
         for peer in self._peers.values():
+            peer.drop_batch()
             if peer.service.running:
                 stopping.append(peer.service.stopService())
         if self.port is not None:
