@@ -19,6 +19,7 @@ an append and a crash can only ever tear the tail.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -170,6 +171,9 @@ class DiskStorage:
         self._size = 0
         self._snapshot: SnapshotMeta | None = None
         self._failed: StorageFailure | None = None
+        #: save, compact and save_snapshot may be called from two threads
+        #: (a batch of entries, and a snapshot taken meanwhile).
+        self._mutex = threading.RLock()
 
     # -- opening ---------------------------------------------------------
 
@@ -372,6 +376,10 @@ class DiskStorage:
         self._size += len(frame)
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        with self._mutex:
+            self._save(hard_state, entries)
+
+    def _save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         state = self._live()
         cut = state.plan_save(entries)
         records: list[wal.Record] = []
@@ -391,14 +399,24 @@ class DiskStorage:
             state.append(entry)
 
     def compact(self, index: int, term: int) -> None:
+        with self._mutex:
+            self._compact(index, term)
+
+    def _compact(self, index: int, term: int) -> None:
         state = self._live()
         if index <= state.snapshot.index:
             return
+        matched = state.term_at(index) == term
         self._append([Compact(index, term)])
         state.compact(index, term)
+        if not matched:
+            # The whole log was dropped (§7).  A replay could not tell that
+            # from the Compact record alone once earlier segments are gone,
+            # so the log starts again in a segment of its own.
+            self._start_segment(self._segments[-1].sequence + 1)
         removed = False
         # A segment can go once the next one starts at or before the snapshot.
-        while len(self._segments) > 1 and self._segments[1].prev_index <= index:
+        while len(self._segments) > 1 and (not matched or self._segments[1].prev_index <= index):
             try:
                 os.unlink(self._segments[0].path)
             except OSError as e:
@@ -413,15 +431,16 @@ class DiskStorage:
                 raise self._guard(e) from e
 
     def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
-        state = self._live()
-        if meta.index < state.snapshot.index:
-            return
-        try:
-            write_atomically(self._snapshot_path, wal.encode_snapshot(meta, data))
-        except StorageFailure as e:
-            raise self._guard(e) from e
-        self._snapshot = meta
-        self.compact(meta.index, meta.term)
+        with self._mutex:
+            state = self._live()
+            if meta.index < state.snapshot.index:
+                return
+            try:
+                write_atomically(self._snapshot_path, wal.encode_snapshot(meta, data))
+            except StorageFailure as e:
+                raise self._guard(e) from e
+            self._snapshot = meta
+            self._compact(meta.index, meta.term)
 
     def read_snapshot(self) -> tuple[SnapshotMeta, bytes] | None:
         self._live()

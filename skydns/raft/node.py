@@ -40,10 +40,23 @@ from skydns.metrics import Metrics
 from skydns.raft import core as raft
 from skydns.raft.coalesce import coalesce
 from skydns.raft.envelope import EnvelopeError, unwrap
-from skydns.raft.log import IRaftStorage, StorageError, StorageFailure
-from skydns.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message
+from skydns.raft.log import IRaftStorage, StorageFailure
+from skydns.raft.messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    Message,
+)
 from skydns.raft.requests import MAX_COMMAND_BYTES, Requests
 from skydns.raft.sessions import SessionTable
+from skydns.raft.snapshotter import (
+    DEFAULT_KEEP_ENTRIES,
+    DEFAULT_SNAPSHOT_ENTRIES,
+    InThread,
+    Snapshotter,
+)
 from skydns.raft.transport import (
     BadProposal,
     IRaftHandler,
@@ -84,6 +97,9 @@ class RaftNode(Service):
         heartbeat_tick: int = 2,
         proposal_timeout: float = PROPOSAL_TIMEOUT,
         max_size_per_msg: int = 60_000,
+        snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
+        keep_entries: int = DEFAULT_KEEP_ENTRIES,
+        in_thread: InThread | None = None,
     ) -> None:
         if node_id not in peers:
             raise ValueError(f"{node_id!r} is not one of the peers {sorted(peers)}")
@@ -115,23 +131,20 @@ class RaftNode(Service):
         self._role = raft.Role.FOLLOWER
         self._leader_changed = False
 
-        hard_state, snapshot, entries = storage.load()
-        if snapshot is not None:
-            raise StorageError(
-                f"the log starts after a snapshot at index {snapshot.index}, which this "
-                "version cannot restore"
-            )
+        self.snapshots = Snapshotter(self, snapshot_entries, keep_entries, in_thread)
+        hard_state, stored, entries = storage.load()
+        snapshot, entries = self.snapshots.load(stored, entries)
         self.core = raft.RaftCore(
             node_id,
             sorted(peers),
-            raft.RestoredState(hard_state, tuple(entries)),
+            raft.RestoredState(hard_state, tuple(entries), snapshot, snapshot.index),
             self.rng,
             election_tick=election_tick,
             heartbeat_tick=heartbeat_tick,
             max_size_per_msg=max_size_per_msg,
         )
         self._saved_hs = self._latest_hs = hard_state
-        self._applied = 0
+        self._applied = snapshot.index
         #: Entries up to here were in the log at start-up: applying them is a
         #: replay, never "live" (no callbacks are sent for them again).
         self._startup_last = self.core.log.last_index()
@@ -226,6 +239,8 @@ class RaftNode(Service):
             self._observe(rd.soft_state)
             if rd.hard_state is not None:
                 self._latest_hs = rd.hard_state
+            if rd.snapshot is not None and not self._install(rd):
+                return
             hs, saved = self._latest_hs, self._saved_hs
             if not rd.entries and (hs.term, hs.vote) == (saved.term, saved.vote):
                 self._finish_ready(rd)  # a commit-only change waits for the next save
@@ -245,6 +260,17 @@ class RaftNode(Service):
                 return
             self._saved(None, rd, hs, start)
         self._update_metrics()
+
+    def _install(self, rd: raft.Ready) -> bool:
+        """Persist and restore the leader's snapshot a Ready carries."""
+        assert rd.snapshot is not None
+        try:
+            self.snapshots.install(rd.snapshot, rd.snapshot_data)
+        except StorageFailure as e:
+            self._fail(e)
+            return False
+        self._applied = rd.snapshot.index
+        return True
 
     def _saved(self, _: object, rd: raft.Ready, hs: HardState, start: float) -> None:
         self._saving = None
@@ -271,9 +297,13 @@ class RaftNode(Service):
     def _finish_ready(self, rd: raft.Ready) -> None:
         """Send, apply and advance: the Ready's entries and hard state are durable."""
         for message in coalesce(rd.messages):
-            self.transport.send(message)
+            if isinstance(message, InstallSnapshot):
+                self.snapshots.send(message)
+            else:
+                self.transport.send(message)
         done = self._apply(rd.committed_entries)
         self.core.advance(rd)
+        self.snapshots.maybe_take()
         self.requests.serve_reads(rd.read_states)
         for fire in done:
             fire()
@@ -413,9 +443,15 @@ class RaftNode(Service):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return
-        self.with_core(functools.partial(self._step, message))
+        if isinstance(message, InstallSnapshot):
+            self.snapshots.receive(message)  # steps the core once it is whole
+            return
+        self.with_core(functools.partial(self.step_message, message))
 
-    def _step(self, message: Message) -> None:
+    def fail(self, error: StorageFailure) -> None:
+        self._fail(error)
+
+    def step_message(self, message: Message) -> None:
         try:
             self.core.step(message)
         except Exception:
