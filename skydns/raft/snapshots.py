@@ -30,7 +30,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-from attrs import define, field
+from attrs import define
 
 from skydns.names import Callback
 from skydns.raft.messages import InstallSnapshot
@@ -98,6 +98,7 @@ def frame_chunks(data: bytes, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
 
 @define
 class _Transfer:
+    src: str
     term: int
     index: int
     total: int
@@ -108,41 +109,43 @@ class _Transfer:
 
 @define
 class Assembler:
-    """Puts the chunks of snapshots from leaders back together."""
+    """Puts the chunks of a leader's snapshot back together (one transfer at
+    a time: a transfer of a newer term replaces the one under way)."""
 
-    _transfers: dict[str, _Transfer] = field(factory=dict)
+    _current: _Transfer | None = None
 
     def receive(self, m: InstallSnapshot) -> InstallSnapshot | None:
         """Take one chunk; return the whole snapshot once it is complete and
         intact (``data`` is the snapshot), else None."""
+        current = self._current
+        if current is not None and m.term < current.term:
+            return None  # from an older leader
         if len(m.data) < _CHUNK_HEADER.size:
-            self._transfers.pop(m.src, None)
             return None
         total, offset, crc = _CHUNK_HEADER.unpack_from(m.data)
         chunk = m.data[_CHUNK_HEADER.size :]
-        current = self._transfers.get(m.src)
         if offset == 0:
-            current = _Transfer(m.term, m.meta.index, total, crc, [])
-            self._transfers[m.src] = current
-        elif current is None or (current.term, current.index, current.total, current.crc) != (
-            m.term,
-            m.meta.index,
-            total,
-            crc,
-        ):
+            current = self._current = _Transfer(m.src, m.term, m.meta.index, total, crc, [])
+        elif current is None or (
+            current.src,
+            current.term,
+            current.index,
+            current.total,
+            current.crc,
+        ) != (m.src, m.term, m.meta.index, total, crc):
             return None  # a chunk of a transfer we did not see begin
         if offset != current.received or current.received + len(chunk) > total:
-            del self._transfers[m.src]  # a chunk was lost: wait for the leader's resend
+            self._current = None  # a chunk was lost: wait for the leader's resend
             return None
         current.parts.append(chunk)
         current.received += len(chunk)
         if current.received < total:
             return None
-        del self._transfers[m.src]
+        self._current = None
         data = b"".join(current.parts)
         if zlib.crc32(data) != crc:
             return None
         return InstallSnapshot(m.src, m.dst, m.term, m.meta, data)
 
     def pending(self) -> int:
-        return len(self._transfers)
+        return 0 if self._current is None else 1

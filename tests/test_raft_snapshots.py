@@ -1,0 +1,203 @@
+"""Snapshots in the Raft node: taking, compaction, restart, catch-up by
+InstallSnapshot in chunks; the snapshot encoding and the chunk assembler."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from skydns.commands import Register
+from skydns.metrics import Metrics
+from skydns.raft.messages import InstallSnapshot, SnapshotMeta
+from skydns.raft.node import RaftNode
+from skydns.raft.sessions import SessionTable
+from skydns.raft.snapshots import Assembler, decode_state, frame_chunks, take
+from skydns.registry import Applied, Registry, SnapshotError
+from tests.test_raft_node import Cluster, MemoryTransport, service
+
+
+def contents(registry: Registry) -> object:
+    """The registry's instances and callbacks (its version is local)."""
+    return json.loads(registry.snapshot())["instances"]
+
+
+class SnapshotCluster(Cluster):
+    def __init__(self, ids: Sequence[str] = ("a", "b", "c"), every: int = 20, keep: int = 5):
+        self.every, self.keep = every, keep
+        super().__init__(ids)
+
+    def start(self, node_id: str) -> RaftNode:
+        node = RaftNode(
+            node_id,
+            {i: f"127.0.0.1:{7000 + n}" for n, i in enumerate(self.ids)},
+            self.storages[node_id],
+            MemoryTransport(self.network, node_id),
+            Registry(),
+            self.clock,
+            rng=random.Random(f"{self.seed}-{node_id}-{len(self.applied)}"),
+            metrics=Metrics(),
+            fail_stop=self.stopped.append,
+            snapshot_entries=self.every,
+            keep_entries=self.keep,
+        )
+        node.snapshots.chunk_size = 300  # many chunks per snapshot
+        self.applied[node_id] = []
+        node.startService()
+        self.nodes[node_id] = node
+        return node
+
+    def write(self, count: int, prefix: str = "u") -> None:
+        leader = self.elect()
+        for n in range(count):
+            d = leader.propose(Register(service(f"{prefix}{n}", f"10.0.{n // 250}.{n % 250}"), 0.0))
+            self.run(0.02)
+            assert d.called
+
+
+class NodeSnapshotTests(SynchronousTestCase):
+    def test_snapshot_taken_and_log_compacted(self) -> None:
+        """Past the threshold every node stores a snapshot and its log keeps
+        only the tail after the compaction point."""
+        cluster = SnapshotCluster()
+        cluster.write(50)
+        for node_id, node in cluster.nodes.items():
+            stored = cluster.storages[node_id].read_snapshot()
+            assert stored is not None, node_id
+            meta, data = stored
+            self.assertGreaterEqual(meta.index, 40)
+            self.assertEqual(meta.config and meta.config.voters, frozenset("abc"))
+            registry, _ = decode_state(data)
+            self.assertGreaterEqual(len(registry), 35)
+            self.assertEqual(node.core.log.snapshot.index, meta.index - 5)
+            _, loaded_meta, entries = cluster.storages[node_id].load()
+            self.assertEqual(loaded_meta, meta)
+            self.assertTrue(all(e.index > meta.index for e in entries))
+
+    def test_restart_from_snapshot_and_suffix(self) -> None:
+        """A restarted node has the same registry and session table as before."""
+        cluster = SnapshotCluster()
+        cluster.write(47)
+        follower = cluster.follower()
+        before = contents(follower.registry)
+        sessions = follower.sessions.snapshot()
+        self.assertTrue(sessions)
+        cluster.crash(follower.id)
+        restarted = cluster.start(follower.id)
+        cluster.run(0.5)  # the commit index of the last entries comes from the leader
+        self.assertEqual(contents(restarted.registry), before)
+        self.assertEqual(restarted.sessions.snapshot().keys(), sessions.keys())
+        for client, (seq, _) in sessions.items():
+            self.assertEqual(restarted.sessions.last_seq(client), seq)
+        self.assertGreater(restarted.core.log.snapshot.index, 0)
+        self.assertEqual(restarted.applied_index, follower.applied_index)
+
+    def test_follower_behind_compaction_catches_up_by_snapshot(self) -> None:
+        """A follower down while the log moved past the compaction point gets
+        the snapshot in chunks, then the suffix, and ends equal to the leader."""
+        cluster = SnapshotCluster()
+        cluster.elect()
+        down = cluster.follower().id
+        cluster.crash(down)
+        cluster.write(60)
+        leader = cluster.leader()
+        assert leader is not None
+        self.assertGreater(leader.core.log.snapshot.index, 1)
+        sent_before = len(cluster.network.sent)
+        node = cluster.start(down)
+        cluster.write(3, prefix="after")
+        cluster.run(1.0)
+        chunks = [m for m in cluster.network.sent[sent_before:] if isinstance(m, InstallSnapshot)]
+        self.assertGreater(len(chunks), 3)
+        self.assertEqual(node.snapshots.installed, 1)
+        self.assertEqual(contents(node.registry), contents(leader.registry))
+        self.assertEqual(node.applied_index, leader.applied_index)
+        self.assertEqual(len(node.registry), 63)
+        # The exactly-once table came with the snapshot.
+        self.assertEqual(node.sessions.snapshot().keys(), leader.sessions.snapshot().keys())
+        # And it survives a restart from what it persisted.
+        cluster.crash(down)
+        again = cluster.start(down)
+        cluster.run(0.5)
+        self.assertEqual(contents(again.registry), contents(leader.registry))
+
+
+class EncodingTests(SynchronousTestCase):
+    def test_round_trip(self) -> None:
+        registry = Registry()
+        registry.apply(Register(service("x1"), 0.0))
+        table: SessionTable[Applied] = SessionTable()
+        table.apply("client", 4, lambda: Applied("ok"))
+        data = take(registry.frozen_state(), table.snapshot())
+        restored, sessions = decode_state(data)
+        self.assertEqual(restored, registry)
+        self.assertEqual(sessions.apply("client", 4, lambda: Applied("no")), Applied("ok"))
+
+    def test_garbage_is_refused(self) -> None:
+        self.assertRaises(SnapshotError, decode_state, b"nonsense and more nonsense")
+
+    def test_replace_with_keeps_listeners(self) -> None:
+        registry = Registry()
+        seen: list[int] = []
+        registry.add_listener(lambda: seen.append(1))
+        other = Registry()
+        other.apply(Register(service("x1"), 0.0))
+        registry.replace_with(other)
+        self.assertEqual(contents(registry), contents(other))
+        self.assertEqual(seen, [1])
+        self.assertIsNotNone(registry.get("x1", 0.0))
+
+
+def _chunks(data: bytes, term: int = 2, index: int = 9, src: str = "a") -> list[InstallSnapshot]:
+    meta = SnapshotMeta(index, term)
+    return [InstallSnapshot(src, "b", term, meta, c) for c in frame_chunks(data, 10)]
+
+
+class AssemblerTests(SynchronousTestCase):
+    def test_whole_snapshot_after_last_chunk(self) -> None:
+        data = bytes(range(95))
+        assembler = Assembler()
+        results = [assembler.receive(m) for m in _chunks(data)]
+        self.assertEqual(results[:-1], [None] * 9)
+        last = results[-1]
+        assert last is not None
+        self.assertEqual(last.data, data)
+        self.assertEqual(last.meta.index, 9)
+        self.assertEqual(assembler.pending(), 0)
+
+    def test_empty_snapshot_is_one_chunk(self) -> None:
+        result = Assembler().receive(_chunks(b"")[0])
+        assert result is not None
+        self.assertEqual(result.data, b"")
+
+    def test_lost_chunk_aborts(self) -> None:
+        chunks = _chunks(bytes(50))
+        assembler = Assembler()
+        del chunks[2]
+        self.assertEqual([assembler.receive(m) for m in chunks], [None] * 4)
+
+    def test_corrupt_data_is_refused(self) -> None:
+        chunks = _chunks(bytes(30))
+        last = chunks[-1]
+        chunks[-1] = InstallSnapshot(last.src, last.dst, last.term, last.meta,
+                                     last.data[:-1] + b"X")  # fmt: skip
+        assembler = Assembler()
+        self.assertEqual([assembler.receive(m) for m in chunks], [None] * 3)
+
+    def test_new_leader_transfer_replaces_old(self) -> None:
+        """A leader change mid-transfer: the old transfer's chunks no longer
+        count; the new leader's transfer completes on its own."""
+        old = _chunks(bytes(50), term=2, src="a")
+        new = _chunks(bytes(range(40)), term=3, index=12, src="c")
+        assembler = Assembler()
+        for m in old[:2]:
+            assembler.receive(m)
+        for m in new[:-1]:
+            self.assertIsNone(assembler.receive(m))
+        done = assembler.receive(new[-1])
+        assert done is not None
+        self.assertEqual((done.term, done.meta.index, done.data), (3, 12, bytes(range(40))))
+        for m in old[2:]:
+            self.assertIsNone(assembler.receive(m))  # an older term's transfer is over
