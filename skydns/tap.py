@@ -104,6 +104,12 @@ class Options(usage.Options):
         ],
         ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
         [
+            "snapshot-entries",
+            None,
+            "10000",
+            "Snapshot the registry and compact the Raft log every this many applied entries.",
+        ],
+        [
             "cluster-key-file",
             None,
             None,
@@ -138,6 +144,11 @@ class Options(usage.Options):
         self["tcp-idle-timeout"] = _checked(
             "tcp-idle-timeout", _non_negative_int, self["tcp-idle-timeout"]
         )
+        self["snapshot-entries"] = _checked(
+            "snapshot-entries", _non_negative_int, self["snapshot-entries"]
+        )
+        if self["snapshot-entries"] == 0:
+            raise usage.UsageError("--snapshot-entries: must be at least 1")
         if self["tcp-idle-timeout"] == 0:
             raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
         if self["no-forward"]:
@@ -224,6 +235,7 @@ def makeService(options: Options) -> service.MultiService:
         cluster, node = build_cluster(
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
+            snapshot_entries=options["snapshot-entries"],
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.

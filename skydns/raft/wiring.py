@@ -7,6 +7,7 @@ loop), so a lone node's registrations survive kill -9 and restart too.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sys
@@ -29,6 +30,7 @@ from skydns.raft.log import DiskStorage
 from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
 from skydns.raft.peers import AMPTransport
+from skydns.raft.snapshotter import DEFAULT_SNAPSHOT_ENTRIES
 from skydns.registry import Registry
 
 log = Logger()
@@ -70,6 +72,7 @@ def build_cluster(
     metrics: Metrics | None = None,
     fail_stop: Callable[[str], None] = exit_now,
     cluster_key: bytes | None = None,
+    snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
 ) -> tuple[ICluster, IService]:
     """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
 
@@ -117,5 +120,8 @@ def build_cluster(
         metrics=metrics,
         fail_stop=fail_stop,
         save_in_thread=save_in_thread,
+        snapshot_entries=snapshot_entries,
+        # Snapshots are encoded and written off the reactor thread.
+        in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
     )
     return node, node
