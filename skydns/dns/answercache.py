@@ -43,7 +43,7 @@ from collections import defaultdict
 from typing import Callable, NamedTuple, Optional
 
 #: Entries per table generation (per transport); two generations are kept.
-DEFAULT_MAX_ENTRIES = 20000
+DEFAULT_MAX_ENTRIES = 10000
 
 _HEADER = struct.Struct("!HH")
 _OPT = struct.Struct("!HHBBHH")

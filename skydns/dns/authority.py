@@ -60,7 +60,7 @@ Nameservers = Sequence[tuple[str, str]]
 
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 #: Record sets `SkyDNSAuthority._records` remembers at most.
-_MEMO_SIZE = 8192
+_MEMO_SIZE = 4096
 
 
 class Clock(Protocol):
