@@ -51,6 +51,7 @@ _OPT_TYPE = 41
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _MIN_UDP_PAYLOAD = 512
 _MAX_UDP_PAYLOAD = 4096
+_INF = math.inf
 
 
 class Query(NamedTuple):
@@ -210,7 +211,7 @@ class AnswerCache:
         if data[3] != flags or data[end - 5 :] != tail:
             self.misses += 1  # same letters in another case outside the name
             return None
-        if until != math.inf and self.seconds() >= until:
+        if until < _INF and self.seconds() >= until:
             self.expired += 1  # `store` replaces it once the full path answers
             return None
         (self.tcp_hits if tcp else self.udp_hits)[stat] += 1
