@@ -498,6 +498,10 @@ class FailStopTests(SynchronousTestCase, Maker):
         self.assertFalse(leader.is_leader())
         self.assertFalse(leader.is_ready())
         later = [m for m in cluster.network.sent[sent_before:] if m.src == leader.id]
+        if self.save_delay is not None:
+            # Replicating before the leader's own save is done is allowed
+            # (it acknowledges nothing); anything else is not.
+            later = [m for m in later if not isinstance(m, AppendEntries)]
         self.assertEqual(later, [])
         self.failureResultOf(leader.propose(Register(service("x"), 0.0)), NotLeader)
         self.flushLoggedErrors()
@@ -551,6 +555,61 @@ class ThreadedSaveTests(SynchronousTestCase):
         storage.save(hs, entries)
         d.callback(None)
         self.assertEqual([self.successResultOf(p).status for p in later], ["ok"] * 4)
+
+    def test_leader_replicates_while_it_saves_but_acks_after(self) -> None:
+        """The leader sends AppendEntries before its own save completes, but a
+        write is acknowledged only after that save, whatever the followers say."""
+        cluster = Cluster(save_delay=0.004)
+        leader = cluster.elect()
+        pending: list[Deferred[None]] = []
+        storage = cluster.storages[leader.id]
+
+        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+            storage.save(hs, entries)
+            pending.append(Deferred())
+            return pending[-1]
+
+        leader.save_in_thread = save
+        sent = len(cluster.network.sent)
+        d = leader.propose(Register(service("e1"), 0.0))
+        cluster.clock.advance(0)
+        self.assertEqual(len(pending), 1)
+        early = [m for m in cluster.network.sent[sent:]
+                 if isinstance(m, AppendEntries) and m.entries]  # fmt: skip
+        self.assertEqual(len(early), 2, "sent to both followers before the save is done")
+        cluster.run(0.2)
+        follower = cluster.follower()
+        self.assertEqual(follower.core.log.last_index(), leader.core.log.last_index())
+        self.assertNoResult(d)
+        pending[0].callback(None)
+        cluster.run(0.05)
+        self.assertEqual(self.successResultOf(d).status, "ok")
+
+    def test_new_term_is_durable_before_anything_is_sent(self) -> None:
+        """A node that just won an election (new term and vote to save) sends
+        nothing until that save is done."""
+        cluster = Cluster(["a", "b", "c"], save_delay=0.004)
+        held: list[tuple[str, Deferred[None]]] = []
+        for node_id, node in cluster.nodes.items():
+            storage = cluster.storages[node_id]
+
+            def save(hs: HardState | None, entries: Sequence[Entry], node_id: str = node_id,
+                     storage: MemoryStorage = storage) -> Deferred[None]:  # fmt: skip
+                storage.save(hs, entries)
+                d: Deferred[None] = Deferred()
+                held.append((node_id, d))
+                return d
+
+            node.save_in_thread = save
+        cluster.run(3.0)  # elections start, but every save is held
+        from skydns.raft.messages import RequestVote, RequestVoteResponse
+
+        prevotes = [m for m in cluster.network.sent if isinstance(m, RequestVote) and m.prevote]
+        self.assertTrue(prevotes, "PreVote changes no term: it needs no save")
+        after_save = [m for m in cluster.network.sent
+                      if not (isinstance(m, (RequestVote, RequestVoteResponse)) and m.prevote)]
+        self.assertEqual(after_save, [], "no vote request before the vote is durable")
+        self.assertTrue(held)
 
     def test_stop_waits_for_the_save_under_way(self) -> None:
         """Stopping never closes the storage under a save running in a thread."""

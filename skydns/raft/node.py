@@ -46,6 +46,7 @@ from skydns.raft.messages import (
     Entry,
     EntryKind,
     HardState,
+    Heartbeat,
     InstallSnapshot,
     Message,
 )
@@ -70,6 +71,9 @@ log = Logger()
 
 #: Runs ``storage.save(hard_state, entries)`` off the reactor thread.
 SaveInThread = Callable[[HardState | None, Sequence[Entry]], "Deferred[None]"]
+
+#: What a leader may send before its own entries are durable.
+_EARLY = (AppendEntries, Heartbeat)
 
 #: How long a proposal or a read may wait before it fails (the API's own
 #: timeout is longer, so the client sees our clearer error).
@@ -248,9 +252,10 @@ class RaftNode(Service):
             start = self.clock.seconds()
             to_save = hs if hs != saved else None
             if self.save_in_thread is not None:
+                early = self._send_early(rd, hs, saved)
                 saving = self._saving = self.save_in_thread(to_save, rd.entries)
                 saving.addCallbacks(self._saved, self._save_failed,
-                                    callbackArgs=(rd, hs, start))  # fmt: skip
+                                    callbackArgs=(rd, hs, start, early))  # fmt: skip
                 saving.addErrback(lambda f: log.failure("after a save", f))
                 return
             try:
@@ -272,14 +277,31 @@ class RaftNode(Service):
         self._applied = rd.snapshot.index
         return True
 
-    def _saved(self, _: object, rd: raft.Ready, hs: HardState, start: float) -> None:
+    def _send_early(self, rd: raft.Ready, hs: HardState, saved: HardState) -> bool:
+        """A leader whose term and vote are already durable sends its
+        AppendEntries and heartbeats while its own entries are being saved
+        (thesis §10.2.1): nothing commits before that save is done, because
+        the followers' acknowledgements wait in the inbox until then."""
+        if self.core.role is not raft.Role.LEADER or (hs.term, hs.vote) != (
+            saved.term,
+            saved.vote,
+        ):
+            return False
+        for message in coalesce(rd.messages):
+            if isinstance(message, _EARLY):
+                self.transport.send(message)
+        return True
+
+    def _saved(
+        self, _: object, rd: raft.Ready, hs: HardState, start: float, early: bool = False
+    ) -> None:
         self._saving = None
         self._saved_hs = hs
         if self.metrics is not None:
             self.metrics.fsync_latency.observe(max(0.0, self.clock.seconds() - start))
         if self._failed or (self.save_in_thread is not None and not self.running):
             return
-        self._finish_ready(rd)
+        self._finish_ready(rd, early)
         inbox, self._inbox = self._inbox, []
         for call in inbox:
             call()
@@ -294,9 +316,11 @@ class RaftNode(Service):
         else:
             self._fail(StorageFailure(f"save failed: {failure.getErrorMessage()}"))
 
-    def _finish_ready(self, rd: raft.Ready) -> None:
+    def _finish_ready(self, rd: raft.Ready, early: bool = False) -> None:
         """Send, apply and advance: the Ready's entries and hard state are durable."""
         for message in coalesce(rd.messages):
+            if early and isinstance(message, _EARLY):
+                continue  # sent before the save
             if isinstance(message, InstallSnapshot):
                 self.snapshots.send(message)
             else:
