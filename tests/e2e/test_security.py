@@ -64,7 +64,10 @@ def _handshake(sock: socket.socket, key: bytes) -> bool:
     hello = _recv_exact(sock, HELLO_SIZE)
     server_nonce = hello[len(MAGIC) :]
     sock.sendall(proof(key, b"C", nonce, server_nonce))
-    return _recv_exact(sock, PROOF_SIZE) == proof(key, b"S", nonce, server_nonce)
+    try:
+        return _recv_exact(sock, PROOF_SIZE) == proof(key, b"S", nonce, server_nonce)
+    except ConnectionResetError:  # a wrong proof is answered by a reset
+        return False
 
 
 def _box(*pairs: tuple[bytes, bytes]) -> bytes:
