@@ -54,11 +54,13 @@ from skydns.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
     decode_config,
+    encode_config,
 )
 from skydns.raft.progress import Inflights, Progress, ProgressState
 from skydns.raft.raftlog import RaftLog
 from skydns.raft.readonly import ReadOnly, ReadState
 from skydns.raft.ready import (
+    ConfigChangeRefused,
     NotLeader,
     ProposalDropped,
     Ready,
@@ -99,6 +101,9 @@ class RaftCore:
         self.initial_config = Configuration(frozenset(peers))
         config = storage.snapshot.config
         self.config = config if config is not None else self.initial_config
+        #: The index of the CONFIG entry in force (membership takes effect
+        #: when its entry is appended, thesis §4.1); the snapshot's otherwise.
+        self.config_index = storage.snapshot.index
         hs = storage.hard_state
         self.term = hs.term
         self.vote = hs.vote
@@ -122,6 +127,7 @@ class RaftCore:
         self.prev_hard_state = hs
         self.prev_soft_state = SoftState(None, Role.FOLLOWER)
         self._reset(self.term)
+        self._track_config(self.log.entries)
 
     # --- helpers ------------------------------------------------------------
 
@@ -304,7 +310,8 @@ class RaftCore:
             return
         self.log.restore_snapshot(meta)
         if meta.config is not None:
-            self.config = meta.config
+            self._set_config(meta.config)
+        self.config_index = meta.index
         self.pending_snapshot = m
         # Sent only after the Ready that carries the snapshot is persisted.
         self.send(AppendEntriesResponse(self.id, m.src, self.term, True, meta.index))
@@ -352,6 +359,8 @@ class RaftCore:
 
     def _append(self, entry: Entry) -> None:
         self.log.append([entry])
+        if entry.kind is EntryKind.CONFIG:
+            self._track_config([entry])
         own = self.progress[self.id]
         own.maybe_update(entry.index)
         self.maybe_commit()
@@ -403,6 +412,7 @@ class RaftCore:
             return
         last_new = self.log.maybe_append(m.prev_log_index, m.prev_log_term, m.commit, m.entries)
         if last_new is not None:
+            self._track_config(m.entries)
             self.send(AppendEntriesResponse(self.id, m.src, self.term, True, last_new))
             return
         hint_index, hint_term = self.log.find_conflict_by_term(m.prev_log_index, m.prev_log_term)
@@ -445,6 +455,7 @@ class RaftCore:
             pass
         if m.src == self.lead_transferee and pr.match == self.log.last_index():
             self.send(TimeoutNow(self.id, m.src, self.term))
+        self._step_down_if_removed()
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
         pr = self.progress.get(m.src)
@@ -472,7 +483,9 @@ class RaftCore:
     # --- linearizable reads (thesis §6.4) -----------------------------------
 
     def _leader_read(self, context: bytes, origin: str | None) -> None:
-        if self.log.term(self.log.committed) != self.term:
+        if self.log.term(self.log.committed) != self.term or self.id not in self.config.voters:
+            # A leader removing itself (until it steps down) cannot count
+            # itself towards a read's quorum: it holds the read instead.
             # Until an entry of its term commits, the leader's commit index
             # may lag the cluster's: hold the read until then.
             self.pending_reads.append((context, origin))
@@ -494,6 +507,100 @@ class RaftCore:
             self.read_states.append(ReadState(index, context))
         else:
             self.send(ReadIndexResponse(self.id, origin, self.term, index, context))
+
+    # --- membership (thesis ch. 4: one server at a time) -------------------
+
+    def change_config(self, new: Configuration, data: bytes | None = None) -> int:
+        """Append a CONFIG entry that moves the cluster to ``new``; its index.
+
+        One voter added or removed at a time (learners come and go freely),
+        one change in flight, and only once an entry of this leader's term
+        has committed (thesis §4.1, and its 2015 erratum).  ``data`` may
+        carry more than the configuration (the adapter's member addresses)
+        as long as `decode_config` reads ``new`` from it.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if self.lead_transferee is not None:
+            raise ProposalDropped(f"transferring leadership to {self.lead_transferee}")
+        if self.config_index > self.log.committed:
+            raise ConfigChangeRefused("another membership change is in flight")
+        if self.log.term(self.log.committed) != self.term:
+            raise ConfigChangeRefused("the leader has not committed an entry of its term yet")
+        old = self.config
+        if not new.voters:
+            raise ConfigChangeRefused("a cluster needs at least one voter")
+        if new.voters & new.learners:
+            raise ConfigChangeRefused("a member is either a voter or a learner")
+        if len(new.voters ^ old.voters) > 1:
+            raise ConfigChangeRefused("only one voter may be added or removed at a time")
+        if new == old:
+            raise ConfigChangeRefused("the configuration is unchanged")
+        data = encode_config(new) if data is None else data
+        if decode_config(data) != new:
+            raise ValueError("the entry's data does not describe the new configuration")
+        entry = Entry(self.term, self.log.last_index() + 1, EntryKind.CONFIG, data)
+        self._append(entry)
+        self.broadcast_append()
+        return entry.index
+
+    def config_pending(self) -> bool:
+        return self.config_index > self.log.committed
+
+    def _track_config(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
+        """Follow the log's latest CONFIG entry after ``entries`` were appended."""
+        if not entries:
+            return
+        if self.config_index >= entries[0].index:
+            # The entry that set the config may have been replaced: look again.
+            index = entries[0].index - 1
+            while index > self.log.snapshot.index and self.log.entry(index).kind is not (
+                EntryKind.CONFIG
+            ):
+                index -= 1
+            self.config_index = index
+            self._set_config(self.config_at(index))
+        for entry in entries:
+            if entry.kind is EntryKind.CONFIG:
+                self.config_index = entry.index
+                self._set_config(decode_config(entry.data))
+
+    def _set_config(self, config: Configuration) -> None:
+        self.config = config
+        if self.role is not Role.LEADER:
+            return
+        members = config.voters | config.learners
+        for peer in list(self.progress):
+            if peer not in members and peer != self.id:
+                del self.progress[peer]
+        for peer in members:
+            if peer not in self.progress:
+                self.progress[peer] = Progress(
+                    match=0,
+                    next=self.log.last_index() + 1,
+                    inflights=Inflights(self.max_inflight),
+                    last_active_tick=self.ticks,
+                )
+        if self.lead_transferee is not None and self.lead_transferee not in config.voters:
+            self.lead_transferee = None
+        if self.id in config.voters:
+            self.maybe_commit()  # a smaller quorum may commit more now
+
+    def _step_down_if_removed(self) -> None:
+        """A leader that removed itself hands over once the removal commits."""
+        if self.role is not Role.LEADER or self.id in self.config.voters:
+            return
+        if self.config_index > self.log.committed:
+            return
+        best = max(
+            sorted(self.config.voters),
+            key=lambda v: self.progress[v].match if v in self.progress else -1,
+        )
+        if self.progress.get(best) is not None and self.progress[best].match == (
+            self.log.last_index()
+        ):
+            self.send(TimeoutNow(self.id, best, self.term))
+        self.become_follower(self.term, None)
 
     # --- snapshots --------------------------------------------------------
 
@@ -584,6 +691,7 @@ class RaftCore:
 
 
 __all__ = [
+    "ConfigChangeRefused",
     "NotLeader",
     "ProposalDropped",
     "RaftCore",

@@ -28,6 +28,10 @@ class NotLeader(Exception):
         self.leader = leader
 
 
+class ConfigChangeRefused(Exception):
+    """A membership change the leader cannot start now (the reason says why)."""
+
+
 class ProposalDropped(Exception):
     """The leader is handing over leadership and takes no new proposals."""
 

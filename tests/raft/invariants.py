@@ -18,7 +18,8 @@ class SafetyViolation(AssertionError):
 class Invariants:
     def __init__(self) -> None:
         self.leaders: dict[int, str] = {}  # term -> leader (election safety)
-        self.leader_logs: dict[tuple[str, int], list[Entry]] = {}  # append-only
+        #: (node, term) -> (snapshot index, entries): leader append-only.
+        self.leader_logs: dict[tuple[str, int], tuple[int, list[Entry]]] = {}
         self.shape: dict[tuple[int, int], tuple[int | None, int, bytes]] = {}  # log matching
         self.committed: dict[int, Entry] = {}  # every index known committed
         self.applied: dict[int, Entry] = {}  # state machine safety
@@ -92,9 +93,13 @@ class Invariants:
                     self.fail(
                         f"leader completeness: {node} leads term {term} without committed {entry}"
                     )
+        offset = core.log.snapshot.index
         old = self.leader_logs.get(key)
         if old is not None:
-            if len(entries) < len(old) or entries[: len(old)] != old:
+            # Compaction may drop entries from the front: compare from ``offset``.
+            old_offset, old_entries = old
+            tail = old_entries[max(0, offset - old_offset) :]
+            if len(entries) < len(tail) or entries[: len(tail)] != tail:
                 self.fail(f"leader append-only: {node} changed its log in term {term}")
-        if old is None or len(old) != len(entries):
-            self.leader_logs[key] = list(entries)
+        if old is None or old[0] != offset or len(old[1]) != len(entries):
+            self.leader_logs[key] = (offset, list(entries))
