@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-from typing import Any, Awaitable, Callable, Optional, Protocol, TypeVar, cast
+from typing import Any, Awaitable, Callable, NoReturn, Optional, Protocol, TypeVar, cast
 
 from attrs import define, field
 from klein import Klein
@@ -37,6 +37,7 @@ from skydns.names import (
     Callback,
     Pattern,
     PatternError,
+    Service,
     ValidationError,
     parse_callback,
     parse_query,
@@ -44,7 +45,7 @@ from skydns.names import (
     parse_ttl,
     service_json,
 )
-from skydns.registry import Applied, Instance, Registry
+from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Registry
 
 log = Logger()
 
@@ -160,6 +161,7 @@ class API:
     secret: Optional[str] = None
     metrics: Optional[MetricsRenderer] = None
     propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT
+    max_instances_per_name: int = MAX_INSTANCES_PER_NAME
     _secret_bytes: Optional[bytes] = field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -248,6 +250,22 @@ class API:
             raise APIError(404, f"service {uuid} not found")
         return service_json(instance, now)
 
+    def _check_room(self, service: Service) -> None:
+        """409 before proposing when the (Environment, Name) pair is full
+        here; the registry checks again, against its own limit, on apply."""
+        limit = self.max_instances_per_name
+        if self.cluster.registry.count_named(service, service.uuid.lower()) >= limit:
+            self._too_many(service, limit)
+
+    @staticmethod
+    def _too_many(service: Service, limit: int) -> NoReturn:
+        raise APIError(
+            409,
+            f"Environment {service.environment!r} Name {service.name!r} already has {limit} "
+            "instances, the most allowed: unregister some first",
+            limit=limit,
+        )
+
     # -- services ------------------------------------------------------------
 
     @app.route("/skydns/services/<uuid>", methods=["PUT"])
@@ -258,10 +276,13 @@ class API:
             service = parse_service(uuid, body)
         except ValidationError as e:
             raise APIError(400, str(e), field=e.field) from e
+        self._check_room(service)
         now = self._now()
         applied = await self._propose(Register(service, now))
         if applied.status == "conflict":
             raise APIError(409, f"service {uuid} already exists")
+        if applied.status == "too_many":
+            self._too_many(service, MAX_INSTANCES_PER_NAME)
         # Shown as of the registration, so TTL is the full lease just granted.
         instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
         return _render_json(request, 201, service_json(instance, now))
@@ -411,9 +432,10 @@ def make_api(
     secret: Optional[str] = None,
     metrics: Optional[MetricsRenderer] = None,
     propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT,
+    max_instances_per_name: int = MAX_INSTANCES_PER_NAME,
 ) -> API:
     """Build the HTTP API; serve ``make_api(...).resource()``."""
-    return API(cluster, clock, domain, secret, metrics, propose_timeout)
+    return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name)
 
 
 class QuietSite(Site):

@@ -35,6 +35,12 @@ from skydns.names import WILDCARDS, Callback, Pattern, Service
 #: Version of the snapshot encoding written by `Registry.snapshot`.
 SNAPSHOT_FORMAT = 1
 
+#: The most instances one (environment, name) pair may hold; a Register
+#: beyond it is refused with status ``"too_many"``.  A constant of the state
+#: machine, not an option, so every replica refuses the same commands (the
+#: API may refuse sooner: ``--max-instances-per-name``).
+MAX_INSTANCES_PER_NAME = 10_000
+
 log = Logger()
 
 
@@ -90,7 +96,8 @@ class Removal:
 class Applied:
     """The result of applying one command.
 
-    ``status`` is ``"ok"``, ``"conflict"`` (Register of an existing UUID) or
+    ``status`` is ``"ok"``, ``"conflict"`` (Register of an existing UUID),
+    ``"too_many"`` (Register beyond `MAX_INSTANCES_PER_NAME`) or
     ``"not_found"``.  ``removals`` lists instances removed by this command
     (Unregister, Expire) with their callbacks, so the leader can notify.
     """
@@ -167,9 +174,11 @@ class Registry:
         key = service.uuid.lower()
         removals: tuple[Removal, ...] = ()
         old = self._instances.get(key)
+        if old is not None and old.alive(now):
+            return Applied("conflict")
+        if self.count_named(service, exclude=key) >= MAX_INSTANCES_PER_NAME:
+            return Applied("too_many")
         if old is not None:
-            if old.alive(now):
-                return Applied("conflict")
             removals = (self._remove(key),)
         self._insert(Instance(service, now + service.ttl))
         self._changed()
@@ -374,6 +383,13 @@ class Registry:
             return []
         instances = (self._instances[k] for k in sorted(self._by_address.get(key, ())))
         return [instance for instance in instances if instance.alive(now)]
+
+    def count_named(self, service: Service, exclude: str = "") -> int:
+        """Instances held under ``service``'s (environment, name), expired
+        ones not yet removed included, leaving out the UUID key ``exclude``."""
+        labels = service.labels()
+        bucket = self._index.get((labels[5], labels[4]), ())
+        return len(bucket) - (exclude in bucket)
 
     def __len__(self) -> int:
         """Instances held, including expired ones the leader has not yet removed."""

@@ -110,6 +110,13 @@ class Options(usage.Options):
             "Snapshot the registry and compact the Raft log every this many applied entries.",
         ],
         [
+            "max-instances-per-name",
+            None,
+            "10000",
+            "Instances one (Environment, Name) may hold; a PUT beyond gets 409 "
+            "(at most 10000, the registry's own limit).",
+        ],
+        [
             "cluster-key-file",
             None,
             None,
@@ -173,6 +180,18 @@ class Options(usage.Options):
         if self["secret"] == "":
             raise usage.UsageError("--secret: must not be empty")
         self["cluster-key"] = _cluster_key(self["cluster-key-file"])
+        self["max-instances-per-name"] = _checked(
+            "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
+        )
+
+
+def _instances_limit(text: str) -> int:
+    from skydns.registry import MAX_INSTANCES_PER_NAME
+
+    value = _non_negative_int(text)
+    if not 1 <= value <= MAX_INSTANCES_PER_NAME:
+        raise ValueError(f"must be 1 to {MAX_INSTANCES_PER_NAME}, not {value}")
+    return value
 
 
 def _cluster_key(path: str | None) -> bytes | None:
@@ -262,7 +281,10 @@ def makeService(options: Options) -> service.MultiService:
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"],
     ).setServiceParent(top)
 
-    api = make_api(cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics)
+    api = make_api(
+        cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics,
+        max_instances_per_name=options["max-instances-per-name"],
+    )  # fmt: skip
     site = make_site(api, access_log=options["access-log"])
     strports.service(options["http"], site).setServiceParent(top)  # type: ignore[arg-type]
     return top
