@@ -275,6 +275,11 @@ class GarbageTests(SynchronousTestCase):
             prev_log_term=b"0", commit=b"0", entries=b"\x00\x00\x00\x15" + entry,
         ))  # fmt: skip
 
+    def test_truncated_proposal_list(self) -> None:
+        self.assert_dropped(self.box(
+            _command=b"ForwardProposals", _ask=b"1", proposals=b"\x00\x00\x00\x09abc",
+        ))  # fmt: skip
+
     def test_bad_node_id(self) -> None:
         self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"", dst=b"b", term=b"1"))
         self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"\xff", dst=b"b", term=b"1"))
