@@ -278,7 +278,7 @@ def makeService(options: Options) -> service.MultiService:
     resolver = ResolverChain([authority, ReverseResolver(registry, reactor, options["domain"])])
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
-        forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"],
+        forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
     ).setServiceParent(top)
 
     api = make_api(
