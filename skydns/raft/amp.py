@@ -53,6 +53,7 @@ from skydns.raft.messages import (
 from skydns.raft.transport import (
     BadProposal,
     IRaftHandler,
+    MemberChangeError,
     NotLeaderHere,
     PeerUnavailable,
     ProposalTooLarge,
@@ -299,6 +300,25 @@ class ForwardProposals(amp.Command):
 ForwardResult = tuple[int, int] | Exception
 
 
+class RemoteMemberError(Exception):
+    """Wire form of `skydns.raft.transport.MemberChangeError` (``kind: reason``)."""
+
+
+class ChangeMember(amp.Command):
+    """Ask a member to add (``op`` ``add``, as a learner, promoted once caught
+    up) or remove (``remove``) a member; it forwards to its leader.  Answers
+    once the change is committed."""
+
+    commandName = b"ChangeMember"
+    arguments = [
+        (b"op", amp.Unicode()),
+        (b"id", NodeId()),
+        (b"address", amp.Unicode(optional=True)),
+    ]
+    response = []  # type: ignore[var-annotated]
+    errors = {RemoteNotLeader: b"NOT_LEADER", RemoteMemberError: b"MEMBER_ERROR"}
+
+
 def _encode_result(success: bool, value: Any) -> list[Any]:
     if success:
         return ["ok", value[0], value[1]]
@@ -478,6 +498,21 @@ class RaftProtocol(amp.AMP):
         return done.addCallback(lambda results: {"results": json.dumps(
             [_encode_result(success, value) for success, value in results]).encode()})
 
+    @ChangeMember.responder
+    def _change_member(self, op: str, id: str, address: str | None) -> Deferred[dict[str, Any]]:
+        if self.handler is None:
+            raise RemoteNotLeader("")
+        d: Deferred[None] = maybeDeferred(self.handler.change_member, op, id, address)
+        return d.addCallbacks(lambda _: {}, _remote_error)
+
+    def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
+        """Call `ChangeMember`; errbacks `NotLeaderHere`, `MemberChangeError`
+        or `PeerUnavailable`."""
+        d: Deferred[dict[str, Any]] = self.callRemote(
+            ChangeMember, op=op, id=member_id, address=address
+        )
+        return d.addCallbacks(lambda _: None, local_error)
+
     def forward_many(self, proposals: list[bytes]) -> Deferred[list[ForwardResult]]:
         """Call `ForwardProposals`: one result (an answer or an exception)
         per proposal; the whole call errbacks as `forward` does."""
@@ -523,14 +558,21 @@ def _remote_error(failure: Failure) -> Failure:
         return Failure(RemoteTooLarge(str(error)))
     if isinstance(error, BadProposal):
         return Failure(RemoteBadProposal(str(error)))
+    if isinstance(error, MemberChangeError):
+        return Failure(RemoteMemberError(f"{error.kind}: {error.reason}"))
     return failure
 
 
 def local_error(failure: Failure) -> Failure:
     """Translate a failed `ForwardProposal` call into the transport's errors."""
     error = failure.value
-    if isinstance(error, (NotLeaderHere, PeerUnavailable, BadProposal, ProposalTooLarge)):
+    if isinstance(
+        error, (NotLeaderHere, PeerUnavailable, BadProposal, ProposalTooLarge, MemberChangeError)
+    ):
         return failure
+    if isinstance(error, RemoteMemberError):
+        kind, _, reason = str(error).partition(": ")
+        return Failure(MemberChangeError(kind, reason))
     if isinstance(error, RemoteNotLeader):
         return Failure(NotLeaderHere(str(error) or None))
     if isinstance(error, RemoteTooLarge):

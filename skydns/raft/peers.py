@@ -96,6 +96,12 @@ class _Peer:
             self._flush_call = self.clock.callLater(0, self._flush)
         return d
 
+    def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
+        if self.protocol is None:
+            return fail(PeerUnavailable(f"not connected to {self.peer_id}"))
+        call = self.protocol.change_member(op, member_id, address)
+        return call.addTimeout(30.0, self.clock)
+
     def drop_batch(self) -> None:
         """Fail the proposals not yet sent (the transport is stopping)."""
         if self._flush_call is not None and self._flush_call.active():
@@ -153,6 +159,8 @@ class AMPTransport:
         self.handler: IRaftHandler | None = None
         self.port: IListeningPort | None = None
         self.inbound: set[RaftProtocol] = set()
+        self.call_timeout = call_timeout
+        self._started = False
         self._peers = {
             peer_id: _Peer(peer_id, ep, self._make_protocol, clock, call_timeout)
             for peer_id, ep in peers.items()
@@ -175,8 +183,34 @@ class AMPTransport:
                 Factory.forProtocol(self._accept)  # type: ignore[arg-type]
             )
             listening.addCallbacks(self._listened, self._listen_failed)
+        self._started = True
         for peer in self._peers.values():
             peer.service.startService()
+
+    def add_peer(self, peer_id: str, endpoint: IStreamClientEndpoint) -> None:
+        """Keep a connection to a member added to the cluster."""
+        if peer_id in self._peers:
+            return
+        peer = _Peer(peer_id, endpoint, self._make_protocol, self.clock, self.call_timeout)
+        self._peers[peer_id] = peer
+        if self._started:
+            peer.service.startService()
+
+    def remove_peer(self, peer_id: str) -> None:
+        """Drop the connection to a member removed from the cluster."""
+        peer = self._peers.pop(peer_id, None)
+        if peer is not None:
+            peer.drop_batch()
+            if peer.service.running:
+                peer.service.stopService()
+
+    def change_member(
+        self, to: str, op: str, member_id: str, address: str | None
+    ) -> Deferred[None]:
+        peer = self._peers.get(to)
+        if peer is None:
+            return fail(PeerUnavailable(f"{to} is not a peer"))
+        return peer.change_member(op, member_id, address)
 
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
@@ -188,6 +222,7 @@ class AMPTransport:
             self.listen_failed(failure)
 
     def stop(self) -> Deferred[None]:
+        self._started = False
         stopping: list[Deferred[Any]] = []
         for peer in self._peers.values():
             peer.drop_batch()

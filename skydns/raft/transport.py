@@ -52,6 +52,17 @@ class ProposalTooLarge(ValidationError):
         self.size = size
 
 
+class MemberChangeError(Exception):
+    """A membership change refused: ``kind`` is ``exists`` (the id is a
+    member already), ``not_found`` (no such member), ``invalid`` (bad id or
+    address) or ``refused`` (not now: another change is in flight...)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
 class BadProposal(ValueError):
     """A forwarded proposal that does not decode as an enveloped command."""
 
@@ -66,6 +77,10 @@ class IRaftHandler(Interface):
         """A proposal forwarded by a follower: append it; fire with its
         ``(index, term)``.  Errbacks `NotLeaderHere`, `ProposalTooLarge` or
         `BadProposal`."""
+
+    def change_member(op: str, member_id: str, address: str | None) -> "Deferred[None]":
+        """Add (``op == "add"``) or remove a member; fires once committed.
+        Errbacks `NotLeaderHere`, `MemberChangeError` or `PeerUnavailable`."""
 
 
 class IRaftTransport(Interface):
