@@ -41,6 +41,7 @@ from skydns.raft import core as raft
 from skydns.raft.coalesce import coalesce
 from skydns.raft.envelope import EnvelopeError, unwrap
 from skydns.raft.log import IRaftStorage, StorageFailure
+from skydns.raft.members import Connect, Members
 from skydns.raft.messages import (
     AppendEntries,
     Entry,
@@ -104,6 +105,8 @@ class RaftNode(Service):
         snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
         keep_entries: int = DEFAULT_KEEP_ENTRIES,
         in_thread: InThread | None = None,
+        joining: bool = False,
+        connect: Connect | None = None,
     ) -> None:
         if node_id not in peers:
             raise ValueError(f"{node_id!r} is not one of the peers {sorted(peers)}")
@@ -135,12 +138,15 @@ class RaftNode(Service):
         self._role = raft.Role.FOLLOWER
         self._leader_changed = False
 
+        self.members = Members(self, connect)
         self.snapshots = Snapshotter(self, snapshot_entries, keep_entries, in_thread)
         hard_state, stored, entries = storage.load()
         snapshot, entries = self.snapshots.load(stored, entries)
         self.core = raft.RaftCore(
             node_id,
-            sorted(peers),
+            # A node joining a running cluster starts as no member at all: it
+            # learns the configuration from the leader's log or snapshot.
+            [] if joining else sorted(peers),
             raft.RestoredState(hard_state, tuple(entries), snapshot, snapshot.index),
             self.rng,
             election_tick=election_tick,
@@ -149,6 +155,7 @@ class RaftNode(Service):
         )
         self._saved_hs = self._latest_hs = hard_state
         self._applied = snapshot.index
+        self.members.refresh()
         #: Entries up to here were in the log at start-up: applying them is a
         #: replay, never "live" (no callbacks are sent for them again).
         self._startup_last = self.core.log.last_index()
@@ -201,6 +208,7 @@ class RaftNode(Service):
             self._pending_call.cancel()
         self._pending_call = None
         self.requests.fail_all(reason)
+        self.members.fail_all(reason)
 
     # --- the Ready loop -----------------------------------------------------
 
@@ -225,6 +233,7 @@ class RaftNode(Service):
             return
         self._ticks += 1
         self.with_core(self.core.tick)
+        self.with_core(self.members.tick)
         if self._ticks % max(1, round(0.5 / self.tick_interval)) == 0:
             self.requests.retry_stale()
 
@@ -327,6 +336,8 @@ class RaftNode(Service):
                 self.transport.send(message)
         done = self._apply(rd.committed_entries)
         self.core.advance(rd)
+        self.members.refresh()
+        self.members.applied(self._applied)
         self.snapshots.maybe_take()
         self.requests.serve_reads(rd.read_states)
         for fire in done:
@@ -463,7 +474,11 @@ class RaftNode(Service):
     def receive(self, message: Message) -> None:
         if self._failed or not self.running:
             return
-        if message.dst != self.id or message.src == self.id or message.src not in self.addresses:
+        config = self.core.config
+        member = self.id in config.voters or self.id in config.learners
+        if message.dst != self.id or message.src == self.id or (
+            member and message.src not in self.addresses
+        ):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return
@@ -471,6 +486,16 @@ class RaftNode(Service):
             self.snapshots.receive(message)  # steps the core once it is whole
             return
         self.with_core(functools.partial(self.step_message, message))
+
+    def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
+        """Add (as a learner) or remove a member; see `skydns.raft.members`."""
+        return self.members.change(op, member_id, address)
+
+    def add_member(self, member_id: str, address: str) -> Deferred[None]:
+        return self.members.change("add", member_id, address)
+
+    def remove_member(self, member_id: str) -> Deferred[None]:
+        return self.members.change("remove", member_id, None)
 
     def fail(self, error: StorageFailure) -> None:
         self._fail(error)

@@ -29,6 +29,7 @@ import json
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from attrs import define
 
@@ -48,8 +49,12 @@ _STATE_HEADER = struct.Struct(">4sBI")
 _CHUNK_HEADER = struct.Struct(">QQI")  # total length, offset, crc32 of the whole
 
 
-def encode_sessions(sessions: dict[str, tuple[int, Applied]]) -> bytes:
-    body = {client: [seq, result.status] for client, (seq, result) in sessions.items()}
+def encode_sessions(
+    sessions: dict[str, tuple[int, Applied]], addresses: dict[str, str | None] | None = None
+) -> bytes:
+    """The session table, and the members' Raft addresses at the snapshot."""
+    table = {client: [seq, result.status] for client, (seq, result) in sessions.items()}
+    body = {"sessions": table, "addresses": addresses or {}}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -58,13 +63,16 @@ def encode_state(registry_bytes: bytes, sessions: bytes) -> bytes:
     return _STATE_HEADER.pack(_MAGIC, 1, len(sessions)) + sessions + registry_bytes
 
 
-def take(state: FrozenState, sessions: dict[str, tuple[int, Applied]]) -> bytes:
+def take(
+    state: FrozenState,
+    sessions: dict[str, tuple[int, Applied]],
+    addresses: dict[str, str | None] | None = None,
+) -> bytes:
     """Encode a `Registry.frozen_state` and a session table copy (thread-safe)."""
-    return encode_state(encode_snapshot(*state), encode_sessions(sessions))
+    return encode_state(encode_snapshot(*state), encode_sessions(sessions, addresses))
 
 
-def decode_state(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
-    """The registry and session table a snapshot holds; `SnapshotError` if unreadable."""
+def _header(data: bytes) -> tuple[dict[str, Any], int]:
     if len(data) < _STATE_HEADER.size:
         raise SnapshotError("snapshot shorter than its header")
     magic, version, length = _STATE_HEADER.unpack_from(data)
@@ -72,11 +80,29 @@ def decode_state(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
         raise SnapshotError(f"not a snapshot this version can read ({magic!r}, {version})")
     start = _STATE_HEADER.size
     try:
-        raw = json.loads(data[start : start + length])
-        saved = {str(c): (int(seq), Applied(str(status))) for c, (seq, status) in raw.items()}
-    except (ValueError, TypeError, AttributeError) as e:
+        body = json.loads(data[start : start + length])
+        if not isinstance(body, dict):
+            raise TypeError("not an object")
+    except (ValueError, TypeError) as e:
         raise SnapshotError(f"unreadable session table: {e}") from e
-    registry = Registry.restore(data[start + length :])
+    return body, start + length
+
+
+def decode_addresses(data: bytes) -> dict[str, str | None]:
+    """The members' addresses a snapshot holds."""
+    body, _ = _header(data)
+    return {str(k): None if v is None else str(v) for k, v in body["addresses"].items()}
+
+
+def decode_state(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
+    """The registry and session table a snapshot holds; `SnapshotError` if unreadable."""
+    body, end = _header(data)
+    try:
+        raw = body["sessions"]
+        saved = {str(c): (int(seq), Applied(str(status))) for c, (seq, status) in raw.items()}
+    except (ValueError, TypeError, AttributeError, KeyError) as e:
+        raise SnapshotError(f"unreadable session table: {e}") from e
+    registry = Registry.restore(data[end:])
     return registry, SessionTable.restore(saved)
 
 

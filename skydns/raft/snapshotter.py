@@ -32,7 +32,14 @@ from twisted.logger import Logger
 from skydns.raft.log import StorageFailure
 from skydns.raft.messages import Entry, InstallSnapshot, SnapshotMeta
 from skydns.raft.sessions import SessionTable
-from skydns.raft.snapshots import CHUNK_SIZE, Assembler, decode_state, frame_chunks, take
+from skydns.raft.snapshots import (
+    CHUNK_SIZE,
+    Assembler,
+    decode_addresses,
+    decode_state,
+    frame_chunks,
+    take,
+)
 from skydns.registry import Applied, Registry, SnapshotError
 
 if TYPE_CHECKING:
@@ -95,6 +102,7 @@ class Snapshotter:
             )
         registry, sessions = decode_state(data)
         self._restore(registry, sessions)
+        self.node.members.snapshot_addresses = decode_addresses(data)
         self.latest = (saved, data)
         return saved, [e for e in entries if e.index > saved.index]
 
@@ -123,10 +131,11 @@ class Snapshotter:
         meta = node.core.snapshot_meta(node.core.log.applied)
         state = node.registry.frozen_state()
         sessions = node.sessions.snapshot()
+        addresses = dict(node.addresses)
         start = node.clock.seconds()
 
         def encode_and_store() -> bytes:
-            data = take(state, sessions)
+            data = take(state, sessions, addresses)
             node.storage.save_snapshot(meta, data)
             return data
 
@@ -209,5 +218,6 @@ class Snapshotter:
         self.node.storage.save_snapshot(meta, data)
         self.latest = (meta, data)
         self._restore(*decoded)
+        self.node.members.snapshot_addresses = decode_addresses(data)
         self.installed += 1
         log.info("raft snapshot at {index} installed from the leader", index=meta.index)
