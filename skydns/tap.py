@@ -254,7 +254,7 @@ def makeService(options: Options) -> service.MultiService:
         cluster, node = build_cluster(
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
-            snapshot_entries=options["snapshot-entries"],
+            snapshot_entries=options["snapshot-entries"], join=options["join"],
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -23,9 +23,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from skydns.cluster import ICluster
-from skydns.config import Peer
+from skydns.config import HostPort, Peer, parse_hostport
 from skydns.metrics import Metrics
 from skydns.raft.auth import wrap_endpoints
+from skydns.raft.join import JoinService
 from skydns.raft.log import DiskStorage
 from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
@@ -73,6 +74,7 @@ def build_cluster(
     fail_stop: Callable[[str], None] = exit_now,
     cluster_key: bytes | None = None,
     snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
+    join: HostPort | None = None,
 ) -> tuple[ICluster, IService]:
     """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
 
@@ -96,9 +98,15 @@ def build_cluster(
     def cannot_listen(failure: Failure) -> None:
         fail_stop(f"cannot listen for Raft peers on {raft_endpoint}: {failure.value}")
 
-    server, clients = wrap_endpoints(
-        cluster_key, serverFromString(reactor, raft_endpoint), clients, reactor
-    )
+    server = serverFromString(reactor, raft_endpoint)
+
+    def connect(address: str) -> IStreamClientEndpoint:
+        """An endpoint for a member added at run time (``HOST:PORT``)."""
+        where = parse_hostport(address)
+        endpoint = HostnameEndpoint(reactor, where.host, where.port)
+        return wrap_endpoints(cluster_key, server, {"_": endpoint}, reactor)[1]["_"]
+
+    server, clients = wrap_endpoints(cluster_key, server, clients, reactor)
     transport = AMPTransport(server, clients, reactor, listen_failed=cannot_listen)
     storage = DiskStorage(data_dir)
 
@@ -123,5 +131,13 @@ def build_cluster(
         snapshot_entries=snapshot_entries,
         # Snapshots are encoded and written off the reactor thread.
         in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
+        joining=join is not None,
+        connect=connect,
     )
-    return node, node
+    if join is None:
+        return node, node
+    # --join: start as no member and ask that member to add us.
+    top = MultiService()
+    node.setServiceParent(top)
+    JoinService(reactor, connect(str(join)), node, addresses[node_id] or "").setServiceParent(top)
+    return node, top
