@@ -30,6 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from skydns.api_members import MemberAPIError, change_member, parse_add
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
 from skydns.metrics import MeteredResource
@@ -372,6 +373,28 @@ class API:
     @_guarded
     async def cluster_status(self, request: Request) -> bytes:
         return _render_json(request, 200, self.cluster.status())
+
+    @app.route("/skydns/cluster/members", methods=["POST"])
+    @_guarded
+    async def add_member(self, request: Request) -> bytes:
+        try:
+            member_id, address = parse_add(self._body(request))
+            await change_member(self.cluster, self.clock, self.propose_timeout, "add",
+                                member_id, address)  # fmt: skip
+        except MemberAPIError as e:
+            raise APIError(e.code, e.message) from e
+        body = {"id": member_id, "address": address, "role": "learner"}
+        return _render_json(request, 201, body)
+
+    @app.route("/skydns/cluster/members/<member_id>", methods=["DELETE"])
+    @_guarded
+    async def remove_member(self, request: Request, member_id: str) -> bytes:
+        try:
+            await change_member(self.cluster, self.clock, self.propose_timeout, "remove",
+                                member_id, None)  # fmt: skip
+        except MemberAPIError as e:
+            raise APIError(e.code, e.message) from e
+        return _render_json(request, 200, {"id": member_id})
 
     @app.route("/health", methods=["GET"])
     async def health(self, request: Request) -> bytes:

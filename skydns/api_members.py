@@ -1,0 +1,60 @@
+"""``POST /skydns/cluster/members`` and ``DELETE /skydns/cluster/members/{id}``.
+
+Kept apart from ``skydns.api`` (which only routes to `change_member`).  A
+member is added as a learner and promoted to voter by the leader once it
+has caught up (``skydns.raft.members``); the answer comes once the change
+is committed and applied on the answering node.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from skydns.raft.transport import MemberChangeError, NotLeaderHere, PeerUnavailable
+
+#: HTTP status for each kind of `MemberChangeError`.
+STATUS = {"exists": 409, "not_found": 404, "invalid": 400, "refused": 409}
+
+
+class MemberAPIError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_add(body: bytes) -> tuple[str, str]:
+    """``{"id", "address"}`` from a POST body; `MemberAPIError` 400 if malformed."""
+    try:
+        data: Any = json.loads(body or b"null")
+    except ValueError as e:
+        raise MemberAPIError(400, f"body: not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise MemberAPIError(400, "body: expected an object with id and address")
+    member_id, address = data.get("id"), data.get("address")
+    if not isinstance(member_id, str) or not member_id:
+        raise MemberAPIError(400, "id: a node id is required")
+    if not isinstance(address, str) or not address:
+        raise MemberAPIError(400, "address: the member's Raft HOST:PORT is required")
+    return member_id, address
+
+
+async def change_member(
+    cluster: Any, clock: Any, timeout: float, op: str, member_id: str, address: Optional[str]
+) -> None:
+    """Run the change on ``cluster``; `MemberAPIError` with the HTTP status if refused."""
+    change: Optional[Callable[..., Deferred[None]]] = getattr(cluster, "change_member", None)
+    if change is None:
+        raise MemberAPIError(501, "this node does not support membership changes")
+    d = change(op, member_id, address)
+    d.addTimeout(timeout, cast(IReactorTime, clock))
+    try:
+        await d
+    except MemberChangeError as e:
+        raise MemberAPIError(STATUS.get(e.kind, 409), e.reason) from e
+    except (NotLeaderHere, PeerUnavailable, TimeoutError) as e:
+        raise MemberAPIError(503, f"no leader can take the change now: {e}") from e
