@@ -110,6 +110,12 @@ class Options(usage.Options):
             "Snapshot the registry and compact the Raft log every this many applied entries.",
         ],
         [
+            "snapshot-keep",
+            None,
+            "1000",
+            "Entries kept in memory after a snapshot for followers that are a little behind.",
+        ],
+        [
             "max-instances-per-name",
             None,
             "10000",
@@ -156,6 +162,7 @@ class Options(usage.Options):
         )
         if self["snapshot-entries"] == 0:
             raise usage.UsageError("--snapshot-entries: must be at least 1")
+        self["snapshot-keep"] = _checked("snapshot-keep", _non_negative_int, self["snapshot-keep"])
         if self["tcp-idle-timeout"] == 0:
             raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
         if self["no-forward"]:
@@ -255,6 +262,7 @@ def makeService(options: Options) -> service.MultiService:
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
             snapshot_entries=options["snapshot-entries"], join=options["join"],
+            snapshot_keep=options["snapshot-keep"],
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.

@@ -31,7 +31,7 @@ from skydns.raft.log import DiskStorage
 from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
 from skydns.raft.peers import AMPTransport
-from skydns.raft.snapshotter import DEFAULT_SNAPSHOT_ENTRIES
+from skydns.raft.snapshotter import DEFAULT_KEEP_ENTRIES, DEFAULT_SNAPSHOT_ENTRIES
 from skydns.registry import Registry
 
 log = Logger()
@@ -75,6 +75,7 @@ def build_cluster(
     cluster_key: bytes | None = None,
     snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
     join: HostPort | None = None,
+    snapshot_keep: int = DEFAULT_KEEP_ENTRIES,
 ) -> tuple[ICluster, IService]:
     """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
 
@@ -129,6 +130,7 @@ def build_cluster(
         fail_stop=fail_stop,
         save_in_thread=save_in_thread,
         snapshot_entries=snapshot_entries,
+        keep_entries=snapshot_keep,
         # Snapshots are encoded and written off the reactor thread.
         in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
         joining=join is not None,
