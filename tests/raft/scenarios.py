@@ -23,7 +23,7 @@ from tests.raft.invariants import SafetyViolation
 from tests.raft.kv import command
 from tests.raft.nemesis import Nemesis
 from tests.raft.script import Scripted
-from tests.raft.sim import Sim, SimConfig
+from tests.raft.sim import Sim, SimConfig, SimNode
 
 TICK = SimConfig().tick_interval
 ELECTION = SimConfig().election_tick * TICK
@@ -65,18 +65,34 @@ def wait_leader(sim: Sim, within: int = 20 * ELECTION) -> str:
 def split_votes(seed: int) -> Run:
     """Every survivor of a leader crash campaigns at once: the term splits, a later one wins."""
     sim = Sim(seed, SimConfig(nodes=5, pre_vote=False, delay_min=2, delay_max=12))
+    splits = 0
     for _ in range(4):
         leader = wait_leader(sim)
         sim.crash(leader)
-        for node_id in sim.ids:
-            if sim.nodes[node_id].up:
-                sim.input(sim.nodes[node_id], lambda c: c.campaign(prevote=False))
-        split_term = max(n.core.term for n in sim.nodes.values() if n.core is not None)
+        up = [sim.nodes[n] for n in sim.ids if sim.nodes[n].up]
+        # Campaign only when no node is in the middle of an fsync (its
+        # campaign would be queued behind it) and all are in the same term.
+        sim.run_until(sim.now + ELECTION, functools.partial(_in_step, up))
+        terms = {n.core.term for n in up if n.core is not None}
+        simultaneous = _in_step(up)
+        for node in up:
+            sim.input(node, lambda c: c.campaign(prevote=False))
         wait_leader(sim)
-        assert split_term not in sim.invariants.leaders, f"term {split_term} had a leader"
+        if simultaneous:
+            # Each candidate voted for itself: nobody can win that term.
+            split_term = terms.pop() + 1
+            assert split_term not in sim.invariants.leaders, f"term {split_term} had a leader"
+            splits += 1
         sim.restart(leader)
+    assert splits > 0, "no simultaneous campaign happened"
     settle(sim)
     return Run.of(sim)
+
+
+def _in_step(nodes: list[SimNode]) -> bool:
+    """No node is syncing and all are in the same term."""
+    terms = {n.core.term for n in nodes if n.core is not None}
+    return len(terms) == 1 and all(n.syncing is None for n in nodes)
 
 
 def leader_crash_mid_replication(seed: int) -> Run:
