@@ -219,6 +219,8 @@ class API:
         d.addTimeout(self.propose_timeout, cast(IReactorTime, self.clock))
         try:
             return await d
+        except ValidationError as e:  # e.g. a command too big to replicate
+            raise APIError(400, str(e), field=e.field) from e
         except NotLeader as e:
             raise APIError(
                 503, f"no leader can take the write now: {e}" if str(e) else

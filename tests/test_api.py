@@ -519,3 +519,27 @@ class SecretTests(APITestCase):
         """/health and /ready answer without the secret."""
         self.assertEqual(self.call("GET", "/health").code, 200)
         self.assertEqual(self.call("GET", "/ready").code, 200)
+
+
+class ProposalRefusedTests(SynchronousTestCase):
+    """A write the cluster refuses as invalid (too big to replicate) is a 400."""
+
+    def test_validation_error_from_propose_is_400(self) -> None:
+        from skydns.names import ValidationError
+
+        clock = Clock()
+        registry = Registry()
+        cluster = LocalCluster(registry)
+        refused = ValidationError("body", "too big")
+        cluster.propose = lambda command: fail(refused)  # type: ignore[method-assign]
+        client = StubTreq(make_api(cluster, clock, "skydns.local").resource())
+        response = self.successResultOf(
+            client.put(
+                "http://skydns/skydns/services/1001",
+                data=b'{"Host": "10.0.0.1", "Port": 80}',
+            )
+        )
+        self.assertEqual(response.code, 400)
+        body = self.successResultOf(response.json())
+        self.assertEqual(body["field"], "body")
+        self.assertEqual(len(registry), 0)
