@@ -307,7 +307,8 @@ class RemoteMemberError(Exception):
 class ChangeMember(amp.Command):
     """Ask a member to add (``op`` ``add``, as a learner, promoted once caught
     up) or remove (``remove``) a member; it forwards to its leader.  Answers
-    once the change is committed."""
+    once the change is committed, with every member's address (JSON), which
+    a joining node needs to answer the leader."""
 
     commandName = b"ChangeMember"
     arguments = [
@@ -315,7 +316,7 @@ class ChangeMember(amp.Command):
         (b"id", NodeId()),
         (b"address", amp.Unicode(optional=True)),
     ]
-    response = []  # type: ignore[var-annotated]
+    response = [(b"members", amp.Unicode())]
     errors = {RemoteNotLeader: b"NOT_LEADER", RemoteMemberError: b"MEMBER_ERROR"}
 
 
@@ -502,16 +503,20 @@ class RaftProtocol(amp.AMP):
     def _change_member(self, op: str, id: str, address: str | None) -> Deferred[dict[str, Any]]:
         if self.handler is None:
             raise RemoteNotLeader("")
-        d: Deferred[None] = maybeDeferred(self.handler.change_member, op, id, address)
-        return d.addCallbacks(lambda _: {}, _remote_error)
+        d: Deferred[dict[str, str | None]] = maybeDeferred(
+            self.handler.change_member, op, id, address
+        )
+        return d.addCallbacks(lambda members: {"members": json.dumps(members)}, _remote_error)
 
-    def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
-        """Call `ChangeMember`; errbacks `NotLeaderHere`, `MemberChangeError`
-        or `PeerUnavailable`."""
+    def change_member(
+        self, op: str, member_id: str, address: str | None
+    ) -> Deferred[dict[str, str | None]]:
+        """Call `ChangeMember`: fires with the members' addresses; errbacks
+        `NotLeaderHere`, `MemberChangeError` or `PeerUnavailable`."""
         d: Deferred[dict[str, Any]] = self.callRemote(
             ChangeMember, op=op, id=member_id, address=address
         )
-        return d.addCallbacks(lambda _: None, local_error)
+        return d.addCallbacks(lambda answer: dict(json.loads(answer["members"])), local_error)
 
     def forward_many(self, proposals: list[bytes]) -> Deferred[list[ForwardResult]]:
         """Call `ForwardProposals`: one result (an answer or an exception)

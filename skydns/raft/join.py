@@ -40,10 +40,11 @@ async def join(
         try:
             protocol = await connectProtocol(endpoint, RaftProtocol(None))
             try:
-                await protocol.change_member("add", node.id, address)
+                members = await protocol.change_member("add", node.id, address)
             finally:
                 if protocol.transport is not None:
                     protocol.transport.loseConnection()
+            node.members.learn(members)
             log.info("joined the cluster as {id} at {address}", id=node.id, address=address)
             return
         except MemberChangeError as e:

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from skydns import config as options
 from skydns.raft import core as raft
 from skydns.raft.messages import Configuration, encode_config
+from skydns.raft.progress import ProgressState
 from skydns.raft.transport import MemberChangeError, NotLeaderHere
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ log = Logger()
 PROMOTE_LAG = 100
 
 Connect = Callable[[str], IStreamClientEndpoint]
+Addresses = dict[str, str | None]
 
 
 def config_data(config: Configuration, addresses: dict[str, str | None]) -> bytes:
@@ -59,7 +61,7 @@ class Members:
         self.promote_lag = promote_lag
         self._seen: tuple[int, Configuration] | None = None
         #: Waiting changes: (entry index, entry term, Deferred).
-        self._waiting: list[tuple[int, int, Deferred[None]]] = []
+        self._waiting: list[tuple[int, int, Deferred[Addresses]]] = []
         #: Addresses from the last snapshot loaded or installed.
         self.snapshot_addresses: dict[str, str | None] = {}
 
@@ -123,7 +125,7 @@ class Members:
             if core.log.term(at) not in (term, None):
                 d.errback(MemberChangeError("refused", "the change was lost with a leader change"))
             else:
-                d.callback(None)
+                d.callback(dict(self.node.addresses))
         self._waiting = still
 
     def fail_all(self, reason: str) -> None:
@@ -141,7 +143,9 @@ class Members:
             return
         for learner in sorted(core.config.learners):
             pr = core.progress.get(learner)
-            if pr is None or pr.match < core.log.last_index() - self.promote_lag:
+            if pr is None or pr.match < max(1, core.log.last_index() - self.promote_lag):
+                continue
+            if pr.state is not ProgressState.REPLICATE:
                 continue
             new = Configuration(core.config.voters | {learner}, core.config.learners - {learner})
             try:
@@ -154,7 +158,15 @@ class Members:
 
     # --- requests -----------------------------------------------------------
 
-    def change(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
+    def learn(self, addresses: Addresses) -> None:
+        """A joining node learns where the members are (from the answer to its
+        join request), so that it can answer the leader before its log says."""
+        for member, address in sorted(addresses.items()):
+            if member != self.node.id and member not in self.node.addresses:
+                self._connect(member, address)
+                self.node.addresses[member] = address
+
+    def change(self, op: str, member_id: str, address: str | None) -> Deferred[Addresses]:
         """Add or remove a member here if leader, else through the leader."""
         node = self.node
         if node.failed or not node.running:
@@ -175,13 +187,13 @@ class Members:
             change = getattr(node.transport, "change_member", None)
             if leader is None or leader == node.id or change is None:
                 return fail(NotLeaderHere(None))
-            d: Deferred[None] = change(leader, op, member_id, address)
+            d: Deferred[Addresses] = change(leader, op, member_id, address)
             return d
         try:
             index = self._propose(op, member_id, address)
         except (MemberChangeError, NotLeaderHere) as e:
             return fail(e)
-        done: Deferred[None] = Deferred()
+        done: Deferred[Addresses] = Deferred()
         self._waiting.append((index, core.term, done))
         node.schedule()
         return done

@@ -487,14 +487,17 @@ class RaftNode(Service):
             return
         self.with_core(functools.partial(self.step_message, message))
 
-    def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
-        """Add (as a learner) or remove a member; see `skydns.raft.members`."""
+    def change_member(
+        self, op: str, member_id: str, address: str | None
+    ) -> Deferred[dict[str, str | None]]:
+        """Add (as a learner) or remove a member; fires with every member's
+        address once committed and applied here (`skydns.raft.members`)."""
         return self.members.change(op, member_id, address)
 
-    def add_member(self, member_id: str, address: str) -> Deferred[None]:
+    def add_member(self, member_id: str, address: str) -> Deferred[dict[str, str | None]]:
         return self.members.change("add", member_id, address)
 
-    def remove_member(self, member_id: str) -> Deferred[None]:
+    def remove_member(self, member_id: str) -> Deferred[dict[str, str | None]]:
         return self.members.change("remove", member_id, None)
 
     def fail(self, error: StorageFailure) -> None:

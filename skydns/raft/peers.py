@@ -96,7 +96,9 @@ class _Peer:
             self._flush_call = self.clock.callLater(0, self._flush)
         return d
 
-    def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[None]:
+    def change_member(
+        self, op: str, member_id: str, address: str | None
+    ) -> Deferred[dict[str, str | None]]:
         if self.protocol is None:
             return fail(PeerUnavailable(f"not connected to {self.peer_id}"))
         call = self.protocol.change_member(op, member_id, address)
@@ -206,7 +208,7 @@ class AMPTransport:
 
     def change_member(
         self, to: str, op: str, member_id: str, address: str | None
-    ) -> Deferred[None]:
+    ) -> Deferred[dict[str, str | None]]:
         peer = self._peers.get(to)
         if peer is None:
             return fail(PeerUnavailable(f"{to} is not a peer"))

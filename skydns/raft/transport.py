@@ -78,9 +78,12 @@ class IRaftHandler(Interface):
         ``(index, term)``.  Errbacks `NotLeaderHere`, `ProposalTooLarge` or
         `BadProposal`."""
 
-    def change_member(op: str, member_id: str, address: str | None) -> "Deferred[None]":
-        """Add (``op == "add"``) or remove a member; fires once committed.
-        Errbacks `NotLeaderHere`, `MemberChangeError` or `PeerUnavailable`."""
+    def change_member(
+        op: str, member_id: str, address: str | None
+    ) -> "Deferred[dict[str, str | None]]":
+        """Add (``op == "add"``) or remove a member; fires once committed with
+        every member's address.  Errbacks `NotLeaderHere`,
+        `MemberChangeError` or `PeerUnavailable`."""
 
 
 class IRaftTransport(Interface):

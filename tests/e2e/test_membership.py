@@ -1,0 +1,94 @@
+"""Membership changes and snapshots with real `twistd skydns` processes:
+grow a one-node cluster to three with ``--join``, write under load, remove a
+member, and bring a node that was down past the compaction point back by
+snapshot."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.e2e.harness import SkyDNSProcess, http
+from tests.e2e.test_cluster import wait_until
+
+SNAPSHOT = ["--snapshot-entries", "40", "--snapshot-keep", "5"]
+
+
+def _service(n: int) -> dict[str, object]:
+    return {
+        "Name": "web", "Environment": "production", "Region": "east",
+        "Version": "1.0", "Host": f"127.0.1.{n % 250 + 1}", "Port": 8000 + n, "TTL": 600,
+    }  # fmt: skip
+
+
+def roles(node: SkyDNSProcess) -> dict[str, str]:
+    status, body = http("GET", node.url + "/skydns/cluster", timeout=2.0)
+    if status != 200:
+        return {}
+    return {m["id"]: m["role"] for m in body["members"]}
+
+
+class MembershipTests(SynchronousTestCase):
+    def node(self, node_id: str, *extra: str) -> SkyDNSProcess:
+        node = SkyDNSProcess(node_id=node_id, extra_args=[*SNAPSHOT, *extra])
+        self.addCleanup(node.cleanup)
+        return node
+
+    def register(self, node: SkyDNSProcess, first: int, count: int) -> None:
+        for n in range(first, first + count):
+            status, body = http("PUT", f"{node.url}/skydns/services/u{n}", _service(n))
+            self.assertEqual(status, 201, body)
+
+    def has(self, node: SkyDNSProcess, n: int) -> bool:
+        status, _ = http("GET", f"{node.url}/skydns/services/u{n}", timeout=2.0)
+        return status == 200
+
+    def test_join_remove_and_catch_up_by_snapshot(self) -> None:
+        first = self.node("n1").start()
+        first.wait_for("/ready")
+        join = ["--join", f"127.0.0.1:{first.raft_port}"]
+        second = self.node("n2", *join).start()
+        third = self.node("n3", *join).start()
+
+        def grown() -> bool:
+            seen = roles(first)
+            return set(seen) == {"n1", "n2", "n3"} and "learner" not in seen.values()
+
+        wait_until(grown, "n2 and n3 joined and were promoted", 40.0)
+        self.register(first, 0, 60)
+        wait_until(lambda: self.has(third, 59), "n3 has the writes")
+
+        # Under load from a thread: n3 is killed and stays down while the
+        # others snapshot and compact past its log.
+        errors: list[Any] = []
+
+        def load() -> None:
+            try:
+                self.register(second, 60, 100)
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        writer = threading.Thread(target=load)
+        writer.start()
+        third.kill()
+        writer.join(60)
+        self.assertEqual(errors, [])
+        third.start()
+        wait_until(lambda: self.has(third, 159), "n3 caught up after its restart", 30.0)
+        self.assertIn("installed from the leader", third.log())
+        for n in (0, 75, 159):
+            self.assertTrue(self.has(third, n), n)
+
+        # Remove n2 through n3 (forwarded to the leader).
+        status, body = http("DELETE", f"{third.url}/skydns/cluster/members/n2")
+        self.assertEqual(status, 200, body)
+        wait_until(lambda: set(roles(first)) == {"n1", "n3"}, "n2 removed")
+        self.register(first, 160, 5)
+        wait_until(lambda: self.has(third, 164), "two voters still commit")
+        status, body = http("DELETE", f"{first.url}/skydns/cluster/members/n2")
+        self.assertEqual(status, 404, body)
+        status, body = http("POST", f"{first.url}/skydns/cluster/members",
+                             {"id": "n3", "address": "127.0.0.1:1"})  # fmt: skip
+        self.assertEqual(status, 409, body)
