@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import struct
 from collections import defaultdict
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 #: Entries per table generation (per transport); two generations are kept.
 DEFAULT_MAX_ENTRIES = 10000
@@ -52,6 +52,7 @@ _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _MIN_UDP_PAYLOAD = 512
 _MAX_UDP_PAYLOAD = 4096
 _INF = math.inf
+_UNKNOWN: Any = object()
 
 
 class Query(NamedTuple):
@@ -191,6 +192,8 @@ class AnswerCache:
         self.tcp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.misses = 0
         self.expired = 0
+        #: `parse_query` results by key (see `query`); never cleared by `clear`.
+        self._queries: dict[bytes, Optional[Query]] = {}
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._young) + sum(len(t) for t in self._old)
@@ -218,6 +221,25 @@ class AnswerCache:
         if data[12:end] == question:
             return data[:2] + rest
         return data[:2] + rest[:10] + data[12:end] + rest[end - 2 :]
+
+    def query(self, data: bytes) -> Optional[Query]:
+        """`parse_query` of ``data``, remembered by key: parsing depends on
+        the bytes alone, so unlike answers it survives `clear` (a query
+        asked again after a registry change is not parsed again).  The
+        remembered result is used only when the bytes a lower-cased key may
+        confuse (see the module docstring) are the same."""
+        key = data[2:].lower()
+        found = self._queries.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            if found is None:
+                return None
+            if data[3] == found.flags and data[found.question_end - 5 :] == found.tail:
+                return found  # type: ignore[no-any-return]
+        parsed = parse_query(data)
+        if len(self._queries) >= self.max_entries:
+            self._queries.clear()
+        self._queries[key] = parsed
+        return parsed
 
     def store(
         self,

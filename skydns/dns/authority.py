@@ -42,7 +42,7 @@ from skydns.dns.records import (
     address_record,
     header,
     srv_answer,
-    ttl_of,
+    to_header,
 )
 from skydns.names import POSITIONS, Pattern, PatternError, parse_pattern
 from skydns.registry import Instance, Registry
@@ -59,8 +59,10 @@ NS_TTL = 300
 Nameservers = Sequence[tuple[str, str]]
 
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
-#: Record sets `SkyDNSAuthority._records` remembers at most.
-_MEMO_SIZE = 4096
+#: Parsed names `SkyDNSAuthority._parse` remembers at most.
+_NAMES_SIZE = 16384
+#: `_parse` result for labels that are no pattern.
+_NO_PATTERN: Any = object()
 
 
 class Clock(Protocol):
@@ -117,8 +119,8 @@ class SkyDNSAuthority(ResolverBase):
         self._nameservers = nameservers
         #: `nameservers()` when they are a fixed list (computed once).
         self._fixed_servers: Optional[list[tuple[bytes, Any]]] = None
-        #: Records built for instances (see `_records`).
-        self._memo: dict[Any, tuple[tuple[Instance, ...], Answer]] = {}
+        #: Names below the apex, parsed (see `_parse`).
+        self._names: dict[bytes, tuple[list[str], Any]] = {}
         #: The SOA record for a registry version (with fixed nameservers).
         self._soa: tuple[int, Any] = (-1, None)
         #: While `resolve_until` runs: the time its answer stops being exact.
@@ -138,12 +140,18 @@ class SkyDNSAuthority(ResolverBase):
 
         Raises `NameNotFound` (NXDOMAIN), `QueryRefused`, or
         `error.DomainError` when ``name`` is outside the domain.
+        Records are `dns.RRHeader`s.
         """
-        return self.resolve_until(name, qtype)[:3]  # type: ignore[return-value]
+        answers, authority, additional, _ = self.resolve_until(name, qtype)
+        return (
+            [to_header(r) for r in answers],
+            authority,
+            [to_header(r) for r in additional],
+        )
 
     def resolve_until(
         self, name: bytes, qtype: int
-    ) -> tuple[list[dns.RRHeader], list[dns.RRHeader], list[dns.RRHeader], float]:
+    ) -> tuple[list[Any], list[dns.RRHeader], list[Any], float]:
         """`resolve`, and the time until which the same question, with the
         registry unchanged, gets exactly this answer: the first moment a
         record's TTL (the floor of a remaining lease) ticks down or a lease
@@ -151,19 +159,24 @@ class SkyDNSAuthority(ResolverBase):
         serves it before then and asks again after (and drops it on any
         registry change).  Exceptions are as for `resolve`; for
         `NameNotFound` the time is in its ``until`` attribute.
+
+        Records built from instances are `WireRecord`s (`to_header` turns
+        them into what `resolve` returns); the others `dns.RRHeader`s.
         """
         key = name.lower().rstrip(b".")
-        if key != self._domain and not key.endswith(self._suffix):
-            raise error.DomainError(name)
+        parsed = self._names.get(key)
+        if parsed is None and key != self._domain:
+            if not key.endswith(self._suffix):
+                raise error.DomainError(name)
+            parsed = self._parse(key)
         if qtype in (dns.AXFR, dns.IXFR):
             raise QueryRefused(name)
         now = self._now = self.clock.seconds()
         self._until = math.inf
-        if key == self._domain:
+        if parsed is None:
             found: Optional[Answer] = self._apex(name, qtype)
         else:
-            labels = key[: -len(self._suffix)].decode("ascii", "replace").split(".")
-            found = self._below_apex(name, labels, qtype, now)
+            found = self._below_apex(name, key, parsed, qtype, now)
         if found is None:
             missing = NameNotFound(name, [self.soa()])
             missing.until = self._until
@@ -171,6 +184,23 @@ class SkyDNSAuthority(ResolverBase):
         if not found.answers:
             return [], [self.soa()], [], self._until
         return list(found.answers), [], list(found.additional), self._until
+
+    def _parse(self, key: bytes) -> tuple[list[str], Any]:
+        """The labels of ``key`` (a name below the apex) left of the domain,
+        and their `parse_pattern` (`_NO_PATTERN` when they are none),
+        remembered: the same names are asked for again and again."""
+        labels = key[: -len(self._suffix)].decode("ascii", "replace").split(".")
+        pattern = _NO_PATTERN
+        if len(labels) <= len(POSITIONS) and all(labels):
+            try:
+                pattern = parse_pattern(labels)
+            except PatternError:
+                pass
+        names = self._names
+        if len(names) >= _NAMES_SIZE:
+            names.clear()
+        parsed = names[key] = (labels, pattern)
+        return parsed
 
     def _uses(self, instances: Sequence[Instance]) -> None:
         """Note that the answer depends on these instances' leases: it stays
@@ -263,87 +293,61 @@ class SkyDNSAuthority(ResolverBase):
     # Service names.
 
     def _below_apex(
-        self, name: bytes, labels: list[str], qtype: int, now: float
+        self, name: bytes, key: bytes, parsed: tuple[list[str], Any], qtype: int, now: float
     ) -> Optional[Answer]:
-        key = name.lower().rstrip(b".")
-        found = self._nameserver(key, qtype, name)
-        if found is not None:
-            return found
+        labels, pattern = parsed
+        if labels[-1] == "dns":  # (only nameserver names and their parents end so)
+            found = self._nameserver(key, qtype, name)
+            if found is not None:
+                return found
         if len(labels) == 1:
             instance = self.registry.get(labels[0], now)
             if instance is not None:
                 self._uses((instance,))
                 return self._instance(name, instance, qtype, now)
-        found = self._service(name, labels, qtype, now)
-        if found is None and self._is_nameserver_ancestor(key):
+        found = self._service(name, pattern, qtype, now) if pattern is not _NO_PATTERN else None
+        if found is None and labels[-1] == "dns" and self._is_nameserver_ancestor(key):
             return Answer()
         return found
 
     def _instance(self, name: bytes, instance: Instance, qtype: int, now: float) -> Answer:
         """``<uuid>.<domain>``: the one instance with that UUID."""
+        if qtype == dns.SRV:
+            return srv_answer(name, (instance,), now, self._domain)
+        if qtype == dns.A or qtype == dns.AAAA:
+            return address_answer(name, (instance,), now, qtype)
         found = Answer()
-        if qtype in (dns.SRV, dns.ALL_RECORDS):
-            found += self._records(srv_answer, name, [instance], now, None)
-        for record_type in (dns.A, dns.AAAA):
-            if qtype in (record_type, dns.ALL_RECORDS):
-                found += self._records(address_answer, name, [instance], now, record_type)
+        if qtype == dns.ALL_RECORDS:
+            found += srv_answer(name, (instance,), now, self._domain)
+            found += address_answer(name, (instance,), now, dns.A)
+            found += address_answer(name, (instance,), now, dns.AAAA)
         return found
 
-    def _service(self, name: bytes, labels: list[str], qtype: int, now: float) -> Optional[Answer]:
+    def _service(self, name: bytes, pattern: Pattern, qtype: int, now: float) -> Optional[Answer]:
         """A pattern name: SRV with region failover, A/AAAA for IP hosts.
         None when nothing matches (NXDOMAIN)."""
-        if len(labels) > len(POSITIONS) or not all(labels):
-            return None
-        try:
-            pattern = parse_pattern(labels)
-        except PatternError:
-            return None
         registry = self.registry
         matches = registry.query(pattern, now)
         self._uses(matches)
-        found = Answer()
-        if qtype in (dns.SRV, dns.ALL_RECORDS):
-            found += self._records(srv_answer, name, matches, now, None)
+        every = qtype == dns.ALL_RECORDS
+        if qtype == dns.SRV or every:
+            found = srv_answer(name, matches, now, self._domain)
             if pattern.region is not None:
                 others = registry.failover(pattern, now)
                 self._uses(others)
                 if others:
-                    found += self._records(srv_answer, name, others, now, FAILOVER_PRIORITY)
-        for record_type in (dns.A, dns.AAAA):
-            if qtype in (record_type, dns.ALL_RECORDS):
-                found += self._records(address_answer, name, matches, now, record_type)
+                    found += srv_answer(
+                        name, others, now, self._domain, priority=FAILOVER_PRIORITY
+                    )
+        else:
+            found = Answer()
+        if qtype == dns.A or every:
+            found += address_answer(name, matches, now, dns.A)
+        if qtype == dns.AAAA or every:
+            found += address_answer(name, matches, now, dns.AAAA)
         if found.answers or matches or self._exists_by_failover(pattern, now):
             return found
         return None
-
-    def _records(
-        self,
-        build: Callable[..., Answer],
-        name: bytes,
-        instances: Sequence[Instance],
-        now: float,
-        extra: Optional[int],
-    ) -> Answer:
-        """``build``'s records (`srv_answer` with priority ``extra``, or
-        `address_answer` for type ``extra``) for ``instances``, remembered:
-        the same instances (the very objects: a change replaces them) with
-        the same TTLs give the same records, so after a registry change only
-        the names whose instances changed are built anew."""
-        ttls = tuple([ttl_of(instance, now) for instance in instances])
-        key = (build, name, extra, tuple(map(id, instances)), ttls)
-        memo = self._memo
-        found = memo.get(key)
-        if found is not None:
-            return found[1]
-        if build is srv_answer:
-            answer = srv_answer(name, instances, now, self._domain, priority=extra)
-        else:
-            answer = address_answer(name, instances, now, extra or dns.A)
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        # The instances are kept with the records, so their ids stay theirs.
-        memo[key] = (tuple(instances), answer)
-        return answer
 
     def _exists_by_failover(self, pattern: Pattern, now: float) -> bool:
         if pattern.region is None:

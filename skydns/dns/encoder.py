@@ -4,7 +4,8 @@
 same response (same name compression: every suffix of every name that
 Twisted compresses is remembered by its exact bytes, and a later equal name
 becomes a pointer; SRV targets are never compressed), for the record types
-the authority produces: A, AAAA, SRV, SOA, NS and our OPT record.  It is
+the authority produces: A, AAAA, SRV, SOA, NS, our OPT record, and
+`WireRecord`s (built from instances, their RDATA already bytes).  It is
 the direct path's encoder (`skydns.dns.server`); for any other payload it
 raises `Unsupported` and the caller encodes with Twisted.  The fast-path
 tests compare the two byte for byte.
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from twisted.names import dns
+
+from skydns.dns.records import WireRecord
 
 _HEADER = struct.Struct("!H2B4H")
 _RR = struct.Struct("!HHIH")
@@ -59,7 +62,19 @@ def _name(out: list[bytes], at: int, name: bytes, names: Optional[dict[bytes, in
 
 
 def _record(out: list[bytes], at: int, record: Any, names: dict[bytes, int]) -> int:
-    """Append one resource record as `dns.RRHeader.encode` would."""
+    """Append one resource record as `dns.RRHeader.encode` would (or, for
+    a `WireRecord`, as the `dns.RRHeader` `to_header` makes of it would)."""
+    if type(record) is WireRecord:
+        name = record.name
+        pointer = names.get(name)
+        if pointer is not None:
+            out.append(_POINTER.pack(0xC000 | pointer))
+            at += 2
+        else:
+            at = _name(out, at, name, names)
+        rdata = record.rdata
+        out.append(_RR.pack(record.type, 1, record.ttl, len(rdata)) + rdata)
+        return at + 10 + len(rdata)
     if type(record) is _OPT:
         if record.options or record.name.name:
             raise Unsupported(record)
@@ -96,6 +111,30 @@ def _record(out: list[bytes], at: int, record: Any, names: dict[bytes, int]) -> 
     return at
 
 
+#: `_question_names` results, by name (cleared when full).
+_QUESTION_NAMES: dict[bytes, dict[bytes, int]] = {}
+_QUESTION_NAMES_SIZE = 16384
+
+
+def _question_names(name: bytes) -> dict[bytes, int]:
+    """Where each suffix of the question name ``name`` starts in a message
+    (the question is right after the 12-byte header), remembered."""
+    names: dict[bytes, int] = {}
+    at = 12
+    rest = name
+    while rest:
+        names[rest] = at
+        dot = rest.find(b".")
+        if dot <= 0:
+            break
+        at += 1 + dot
+        rest = rest[dot + 1 :]
+    if len(_QUESTION_NAMES) >= _QUESTION_NAMES_SIZE:
+        _QUESTION_NAMES.clear()
+    _QUESTION_NAMES[name] = names
+    return names
+
+
 def encode_answer(
     ident: int,
     question: bytes,
@@ -117,16 +156,10 @@ def encode_answer(
     ``limit`` bytes: the header and question alone, with TC set, and the
     OPT record if there is one.
     """
-    names: dict[bytes, int] = {}
-    at = 12
-    rest = name
-    while rest:
-        names[rest] = at
-        dot = rest.find(b".")
-        if dot <= 0:
-            break
-        at += 1 + dot
-        rest = rest[dot + 1 :]
+    known = _QUESTION_NAMES.get(name)
+    if known is None:
+        known = _question_names(name)
+    names = known.copy()
     out: list[bytes] = [b"", question]
     at = 12 + len(question)
     for record in answers:

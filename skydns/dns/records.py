@@ -10,11 +10,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from io import BytesIO
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
-from attrs import frozen
+from attrs import define
 from twisted.names import dns
 
 from skydns.registry import Instance
@@ -26,6 +27,7 @@ FAILOVER_PRIORITY = 20
 #: The largest TTL a record can carry (RFC 2181 §8).
 MAX_TTL = 2**31 - 1
 
+_SRV = struct.Struct("!HHH")
 _HOST_LABEL = re.compile(rb"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 AddressRecord = Union[dns.Record_A, dns.Record_AAAA]
@@ -35,7 +37,10 @@ def ttl_of(instance: Instance, now: float) -> int:
     """The TTL of a record for ``instance``: its remaining lease, rounded
     down so a cache never keeps it longer than the lease (NoExpire instances
     report their TTL as remaining)."""
-    return max(0, min(MAX_TTL, math.floor(instance.remaining(now))))
+    if instance.service.no_expire:
+        return max(0, min(MAX_TTL, instance.service.ttl))
+    left = instance.expires - now
+    return min(MAX_TTL, math.floor(left)) if left > 0 else 0
 
 
 def ip_literal(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
@@ -78,12 +83,12 @@ def weight_share(count: int) -> int:
     return 100 // count if count else 0
 
 
-@frozen
+@define
 class Answer:
     """Records found for a question: answer and additional sections."""
 
-    answers: tuple[dns.RRHeader, ...] = ()
-    additional: tuple[dns.RRHeader, ...] = ()
+    answers: tuple[Any, ...] = ()  # dns.RRHeader or WireRecord
+    additional: tuple[Any, ...] = ()
 
     def __add__(self, other: "Answer") -> "Answer":
         return Answer(self.answers + other.answers, self.additional + other.additional)
@@ -113,17 +118,137 @@ def _rdata(record: dns.RRHeader) -> bytes:
     return out.getvalue()
 
 
+class _WireFields(NamedTuple):
+    name: bytes
+    type: int
+    ttl: int
+    rdata: bytes
+
+
+class WireRecord(_WireFields):
+    """An authoritative IN record built from registry instances, kept as the
+    bytes it is sent as: ``name`` (the owner: dotted, lower case, no final
+    dot), ``type``, ``ttl`` and ``rdata``.  The RDATA holds no name a
+    message may compress (an SRV target is written in full, RFC 2782), so
+    its bytes are the same in every message.  `skydns.dns.encoder` writes it
+    as is; `to_header` gives the `dns.RRHeader` twisted.names encodes to the
+    same bytes."""
+
+    __slots__ = ()
+
+    #: Like `dns.RRHeader.auth` and ``cls``: every such record is
+    #: authoritative, class IN.
+    auth = True
+    cls = dns.IN
+
+
+def to_header(record: Any) -> dns.RRHeader:
+    """``record`` as a `dns.RRHeader` (a `WireRecord` is decoded; anything
+    else is returned as it is)."""
+    if type(record) is not WireRecord:
+        return record  # type: ignore[no-any-return]
+    kind = dns.Message().lookupRecordType(record.type)
+    payload = kind(ttl=record.ttl)
+    payload.decode(BytesIO(record.rdata), len(record.rdata))
+    return dns.RRHeader(record.name, record.type, dns.IN, record.ttl, payload, auth=True)
+
+
+#: Entries kept in each of the encoding caches below (they are cleared when full).
+_ENCODED_SIZE = 65536
+_HOSTS: dict[str, Optional[tuple[int, bytes]]] = {}
+_TARGETS: dict[bytes, bytes] = {}
+
+
+def address_rdata(host: str) -> Optional[tuple[int, bytes]]:
+    """``(type, RDATA)`` of the A or AAAA record for an IP literal ``host``
+    (the packed address); None for a host name.  Remembered per host."""
+    found = _HOSTS.get(host, _HOSTS)
+    if found is not _HOSTS:
+        return found  # type: ignore[return-value]
+    address = ip_literal(host)
+    if address is None:
+        rdata = None
+    else:
+        rdata = (dns.A if address.version == 4 else dns.AAAA, address.packed)
+    if len(_HOSTS) >= _ENCODED_SIZE:
+        _HOSTS.clear()
+    _HOSTS[host] = rdata
+    return rdata
+
+
+def name_wire(name: bytes) -> bytes:
+    """``name`` (dotted, no final dot) uncompressed on the wire."""
+    found = _TARGETS.get(name)
+    if found is None:
+        out = BytesIO()
+        dns.Name(name).encode(out)
+        found = out.getvalue()
+        if len(_TARGETS) >= _ENCODED_SIZE:
+            _TARGETS.clear()
+        _TARGETS[name] = found
+    return found
+
+
+def _dedupe_wire(records: list[WireRecord]) -> tuple[WireRecord, ...]:
+    """`dedupe` for `WireRecord`s (owner names are already lower case)."""
+    if len(records) < 2:
+        return tuple(records)
+    kept: dict[tuple[bytes, int, bytes], WireRecord] = {}
+    for record in records:
+        key = (record.name, record.type, record.rdata)
+        previous = kept.get(key)
+        if previous is None or record.ttl < previous.ttl:
+            kept[key] = record
+    return tuple(kept.values())
+
+
 def address_answer(
     name: bytes, instances: Sequence[Instance], now: float, record_type: int
 ) -> Answer:
     """A (or AAAA) records for the instances whose Host is an IPv4 (IPv6) literal."""
     records = []
     for instance in instances:
-        ttl = ttl_of(instance, now)
-        record = address_record(instance.service.host, ttl)
-        if record is not None and record.TYPE == record_type:
-            records.append(header(name, record, ttl))
-    return Answer(dedupe(records))
+        found = address_rdata(instance.service.host)
+        if found is not None and found[0] == record_type:
+            records.append(WireRecord(name, record_type, ttl_of(instance, now), found[1]))
+    return Answer(_dedupe_wire(records))
+
+
+#: What `srv_answer` needs of an instance that does not change with time,
+#: by ``id(instance)`` (the instance is kept, so the id stays its own; a
+#: registry change makes a new instance): the instance; its SRV priority
+#: (None for the default) and weight (None for the share); the SRV RDATA
+#: after priority and weight (port, target), or None when the host cannot be
+#: a target; and the additional record's owner, type and RDATA (or None).
+_SrvParts = tuple[
+    Instance, Optional[int], Optional[int], Optional[bytes], Optional[tuple[bytes, int, bytes]]
+]
+_SRV_PARTS: dict[int, _SrvParts] = {}
+_PRIORITY_WEIGHT = struct.Struct("!HH")
+_PORT = struct.Struct("!H")
+
+
+def _srv_parts(instance: Instance, domain: bytes) -> _SrvParts:
+    known = _SRV_PARTS.get(id(instance))
+    if known is not None and known[0] is instance:
+        return known
+    service = instance.service
+    address = address_rdata(service.host)
+    glue: Optional[tuple[bytes, int, bytes]] = None
+    rest = None
+    target: Optional[bytes]
+    if address is not None:
+        glue = (uuid_name(service.uuid, domain), address[0], address[1])
+        target = glue[0]
+    else:
+        target = host_name(service.host)
+    if target is not None:
+        rest = _PORT.pack(service.port) + name_wire(target)
+    parts: _SrvParts = (instance, service.priority, service.weight, rest, glue)
+    if len(_SRV_PARTS) >= _ENCODED_SIZE:
+        _SRV_PARTS.clear()
+    _SRV_PARTS[id(instance)] = parts
+    return parts
 
 
 def srv_answer(
@@ -144,27 +269,23 @@ def srv_answer(
     records = []
     additional = []
     for instance in instances:
-        service = instance.service
+        _, own_priority, weight, rest, glue = _srv_parts(instance, domain)
+        if rest is None:
+            continue
         ttl = ttl_of(instance, now)
-        address = address_record(service.host, ttl)
-        if address is not None:
-            target = uuid_name(service.uuid, domain)
-            additional.append(header(target, address, ttl))
-        else:
-            host = host_name(service.host)
-            if host is None:
-                continue
-            target = host
+        if glue is not None:
+            additional.append(WireRecord(glue[0], glue[1], ttl, glue[2]))
         if priority is not None:
             srv_priority = priority
-        elif service.priority is not None:
-            srv_priority = service.priority
+        elif own_priority is not None:
+            srv_priority = own_priority
         else:
             srv_priority = PRIMARY_PRIORITY
-        weight = service.weight if service.weight is not None else share
-        record = dns.Record_SRV(srv_priority, weight, service.port, target, ttl)
-        records.append(header(name, record, ttl))
-    return Answer(dedupe(records), dedupe(additional))
+        if weight is None:
+            weight = share
+        rdata = _PRIORITY_WEIGHT.pack(srv_priority, weight) + rest
+        records.append(WireRecord(name, dns.SRV, ttl, rdata))
+    return Answer(_dedupe_wire(records), _dedupe_wire(additional))
 
 
 def uuid_name(uuid: str, domain: bytes) -> bytes:

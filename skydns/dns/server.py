@@ -51,7 +51,6 @@ from skydns.dns.answercache import (
     DEFAULT_MAX_ENTRIES,
     AnswerCache,
     Query,
-    parse_query,
     restore_question,
 )
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
@@ -68,6 +67,7 @@ from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
     listen_udp,
     udp_limit,
 )
+from skydns.dns.records import to_header
 from skydns.dns.stats import DNSStats
 
 log = Logger()
@@ -118,6 +118,9 @@ class _Request:
     #: The question as the client spelled it, when that was not lower case.
     question: Optional[bytes] = None
 
+
+#: The OPT record of every answer to an EDNS request (never changed).
+_OUR_OPT = dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD)
 
 #: `SkyDNSServerFactory._direct` result: the authority does not claim the name.
 _NOT_OURS: Any = object()
@@ -201,7 +204,7 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         question for our domain, else decode it for the twisted.names path."""
         started = self.timer()
         cache = self.answer_cache
-        query = parse_query(data) if cache is not None else None
+        query = cache.query(data) if cache is not None else None
         cacheable = False
         if query is not None and self.authority is not None:
             wire = self._direct(query, data, address is None)
@@ -248,7 +251,7 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         answers, auth, found = records
         additional = list(found)
         if query.edns:
-            additional.append(dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD))
+            additional.append(_OUR_OPT)
         try:
             wire = encode_answer(
                 data[0] << 8 | data[1],
@@ -269,7 +272,7 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
                 limit,
                 query.edns,
                 rcode,
-                *records,
+                *[[to_header(r) for r in section] for section in records],
             )
             wire = encode_reply(response, limit)
             wire = restore_question(wire, data[12 : query.question_end])
