@@ -32,7 +32,7 @@ import random
 from collections import Counter
 from typing import Any, Callable
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from skydns.raft.core import RaftCore, Ready, RestoredState, Role
 from skydns.raft.messages import AppendEntriesResponse, Entry, HardState, Message
@@ -216,9 +216,7 @@ class Sim:
         node.syncing = rd
         if self.config.unsafe_send_before_sync:
             self._send_all(rd.messages)
-            rd = Ready(
-                rd.hard_state, rd.entries, rd.committed_entries, (), rd.read_states, rd.soft_state
-            )
+            rd = evolve(rd, messages=())
             node.syncing = rd
         incarnation = node.incarnation
         crash = self.rng.random() < self.config.crash_in_fsync
