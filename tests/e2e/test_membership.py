@@ -92,3 +92,51 @@ class MembershipTests(SynchronousTestCase):
         status, body = http("POST", f"{first.url}/skydns/cluster/members",
                              {"id": "n3", "address": "127.0.0.1:1"})  # fmt: skip
         self.assertEqual(status, 409, body)
+
+    def test_grow_to_five_and_shrink_to_three_under_load(self) -> None:
+        """1 -> 3 -> 5 -> 3 while a client keeps registering: every write that
+        got a 201 is on every remaining member afterwards."""
+        first = self.node("n1").start()
+        first.wait_for("/ready")
+        join = ["--join", f"127.0.0.1:{first.raft_port}"]
+        acknowledged: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            n = 1000
+            while not stop.is_set():
+                n += 1
+                try:
+                    status, _ = http("PUT", f"{first.url}/skydns/services/u{n}", _service(n),
+                                     timeout=5.0)  # fmt: skip
+                except OSError:
+                    continue
+                if status == 201:
+                    acknowledged.append(n)
+
+        writer = threading.Thread(target=load)
+        writer.start()
+        try:
+            nodes = [first]
+            for name in ("n2", "n3", "n4", "n5"):
+                nodes.append(self.node(name, *join).start())
+                expected = {node.node_id for node in nodes}
+
+                def grown(expected: set[str | None] = expected) -> bool:
+                    seen = roles(first)
+                    return set(seen) == expected and "learner" not in seen.values()
+
+                wait_until(grown, f"{name} joined and was promoted", 30.0)
+            for name in ("n5", "n4"):
+                status, body = http("DELETE", f"{first.url}/skydns/cluster/members/{name}")
+                self.assertEqual(status, 200, body)
+            wait_until(lambda: set(roles(first)) == {"n1", "n2", "n3"}, "shrunk to three")
+        finally:
+            stop.set()
+            writer.join(10)
+        self.assertGreater(len(acknowledged), 20)
+        last = acknowledged[-1]
+        for node in nodes[:3]:
+            wait_until(lambda node=node: self.has(node, last), f"{node.node_id} has the writes")
+            missing = [n for n in acknowledged if not self.has(node, n)]
+            self.assertEqual(missing, [], node.node_id)
