@@ -161,14 +161,31 @@ def encode_answer(
         known = _question_names(name)
     names = known.copy()
     out: list[bytes] = [b"", question]
+    append = out.append
     at = 12 + len(question)
-    for record in answers:
-        at = _record(out, at, record, names)
-    for record in authority:
-        at = _record(out, at, record, names)
+    authoritative = False
+    for section in (answers, authority):
+        for record in section:
+            if type(record) is WireRecord:
+                authoritative = True
+                # Inline `_record` for the common case: the owner is the
+                # question name (a pointer to offset 12) or known.
+                pointer = names.get(record.name)
+                rdata = record.rdata
+                if pointer is not None:
+                    append(
+                        _POINTER.pack(0xC000 | pointer)
+                        + _RR.pack(record.type, 1, record.ttl, len(rdata))
+                        + rdata
+                    )
+                    at += 12 + len(rdata)
+                    continue
+            elif record.auth:
+                authoritative = True
+            at = _record(out, at, record, names)
     for record in additional:
         at = _record(out, at, record, names)
-    if any(r.auth for r in answers) or any(r.auth for r in authority):
+    if authoritative:
         flags |= 0x04
     if at > limit:
         options = [r for r in additional if type(r) is _OPT]
