@@ -31,6 +31,13 @@ class CoalesceTests(SynchronousTestCase):
         assert (message.prev_log_index, message.prev_log_term, message.commit) == (5, 2, 6)
         assert [e.index for e in message.entries] == [6, 7, 8]
 
+    def test_an_empty_append_that_follows_raises_the_commit(self) -> None:
+        """An AppendEntries with no entries that follows on adds nothing to
+        the run but its commit index, which the merged message carries."""
+        [message] = coalesce([ae("b", 5, 2, 1, 4), ae("b", 6, 2, 0, 6)])
+        assert isinstance(message, AppendEntries)
+        assert ([e.index for e in message.entries], message.commit) == ([6], 6)
+
     def test_destinations_are_merged_separately_and_order_is_kept(self) -> None:
         messages: list[Message] = [
             ae("b", 5, 2, 1, 4), ae("c", 3, 2, 1, 4), ae("b", 6, 2, 1, 4), ae("c", 4, 2, 1, 4),

@@ -22,49 +22,70 @@ from collections.abc import Iterable
 
 import attrs
 
-from skydns.raft.messages import AppendEntries, AppendEntriesResponse, Message, encode_entry
+from skydns.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    Message,
+    encode_entry,
+)
 
 #: Stop merging AppendEntries past this many bytes of entries.
 MAX_MERGED_BYTES = 1024 * 1024
-
-
-def _follows(first: AppendEntries, second: AppendEntries) -> bool:
-    last_index = first.prev_log_index + len(first.entries)
-    last_term = first.entries[-1].term if first.entries else first.prev_log_term
-    return (
-        (second.src, second.dst, second.term) == (first.src, first.dst, first.term)
-        and second.prev_log_index == last_index
-        and second.prev_log_term == last_term
-    )
 
 
 def _size(message: AppendEntries) -> int:
     return sum(len(encode_entry(e)) for e in message.entries)
 
 
+@attrs.define
+class _Run:
+    """AppendEntries being merged: the first message, then every entry and
+    the highest commit index of the run."""
+
+    first: AppendEntries
+    entries: list[Entry]
+    commit: int
+    size: int
+    merged: bool = False
+
+    def follows(self, message: AppendEntries) -> bool:
+        first = self.first
+        last_index = first.prev_log_index + len(self.entries)
+        last_term = self.entries[-1].term if self.entries else first.prev_log_term
+        return (
+            message.src == first.src
+            and message.dst == first.dst
+            and message.term == first.term
+            and message.prev_log_index == last_index
+            and message.prev_log_term == last_term
+        )
+
+    def message(self) -> AppendEntries:
+        if not self.merged:
+            return self.first
+        return attrs.evolve(self.first, entries=tuple(self.entries), commit=self.commit)
+
+
 def coalesce(messages: Iterable[Message]) -> list[Message]:
     """``messages`` with runs of mergeable messages to one destination merged."""
-    out: list[Message] = []
+    out: list[Message | _Run] = []
     last_for: dict[str, int] = {}  # destination -> position in out of its last message
-    sizes: dict[int, int] = {}
     for message in messages:
         position = last_for.get(message.dst)
         previous = out[position] if position is not None else None
-        if (
-            isinstance(message, AppendEntries)
-            and isinstance(previous, AppendEntries)
-            and position is not None
-            and _follows(previous, message)
-        ):
-            size = sizes.get(position, _size(previous)) + _size(message)
-            if size <= MAX_MERGED_BYTES:
-                out[position] = attrs.evolve(
-                    previous,
-                    entries=previous.entries + message.entries,
-                    commit=max(previous.commit, message.commit),
-                )
-                sizes[position] = size
-                continue
+        if isinstance(message, AppendEntries):
+            if isinstance(previous, _Run) and previous.follows(message):
+                size = previous.size + _size(message)
+                if size <= MAX_MERGED_BYTES:
+                    previous.entries.extend(message.entries)
+                    previous.commit = max(previous.commit, message.commit)
+                    previous.size = size
+                    previous.merged = True
+                    continue
+            last_for[message.dst] = len(out)
+            out.append(_Run(message, list(message.entries), message.commit, _size(message)))
+            continue
         if (
             isinstance(message, AppendEntriesResponse)
             and isinstance(previous, AppendEntriesResponse)
@@ -78,4 +99,4 @@ def coalesce(messages: Iterable[Message]) -> list[Message]:
             continue
         last_for[message.dst] = len(out)
         out.append(message)
-    return out
+    return [each.message() if isinstance(each, _Run) else each for each in out]
