@@ -16,7 +16,9 @@
   never campaign) and join through CONFIG entries (`change`).
 
 On top of the base invariants it checks that no leader ever holds more than
-one uncommitted CONFIG entry (one membership change in flight).
+one uncommitted CONFIG entry (one membership change in flight), and that
+every leader was elected by a majority of the voters of the configuration it
+holds (in force once appended), counted from the voters' durable votes.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class SnapSim(Sim):
         self.installs = 0
         self.snapshots_taken = 0
         self.snapshot_sends = 0
+        self._elected: set[tuple[str, int]] = set()
         super().__init__(seed, config)
 
     # --- nodes ----------------------------------------------------------------
@@ -245,16 +248,32 @@ class SnapSim(Sim):
 
     def run_until(self, until: int, stop: Any = None) -> bool:
         def check() -> bool:
-            self._check_one_change()
+            self._check_membership()
             return bool(stop()) if stop is not None else False
 
         return super().run_until(until, check)
 
-    def _check_one_change(self) -> None:
+    def _check_membership(self) -> None:
+        """One change in flight per leader, and every leader elected by a
+        majority of the voters of the configuration *it* holds (the one in
+        force when appended)."""
         for node in self.nodes.values():
             core = node.core
             if core is None or core.role is not Role.LEADER:
                 continue
+            if (node.id, core.term) not in self._elected:
+                self._elected.add((node.id, core.term))
+                votes = [
+                    v
+                    for v in core.config.voters
+                    if self.nodes[v].disk.hard_state.term == core.term
+                    and self.nodes[v].disk.hard_state.vote == node.id
+                ]
+                if len(votes) < core.quorum():
+                    raise SafetyViolation(
+                        f"seed {self.seed}, t={self.now}: {node.id} leads term {core.term} "
+                        f"with votes of {sorted(votes)} only, in {sorted(core.config.voters)}"
+                    )
             uncommitted = core.log.entries[core.log.committed - core.log.snapshot.index :]
             pending = [e for e in uncommitted if e.kind is EntryKind.CONFIG]
             if len(pending) > 1:
