@@ -20,6 +20,7 @@ Semantics where SPEC.md is silent:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import json
@@ -106,7 +107,10 @@ class Applied:
     removals: tuple[Removal, ...] = ()
 
 
+@functools.lru_cache(maxsize=4096)
 def _address_key(address: str) -> Optional[str]:
+    """The canonical text of an IP literal, None for a host name (cached:
+    every register, remove and reverse lookup asks, mostly for a few hosts)."""
     try:
         return ipaddress.ip_address(address).compressed
     except ValueError:
