@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from skydns.raft import election
+from skydns.raft import election, membership
 from skydns.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -53,8 +53,6 @@ from skydns.raft.messages import (
     RequestVoteResponse,
     SnapshotMeta,
     TimeoutNow,
-    decode_config,
-    encode_config,
 )
 from skydns.raft.progress import Inflights, Progress, ProgressState
 from skydns.raft.raftlog import RaftLog
@@ -508,110 +506,30 @@ class RaftCore:
         else:
             self.send(ReadIndexResponse(self.id, origin, self.term, index, context))
 
-    # --- membership (thesis ch. 4: one server at a time) -------------------
+    # --- membership (thesis ch. 4; see skydns.raft.membership) -------------
 
     def change_config(self, new: Configuration, data: bytes | None = None) -> int:
-        """Append a CONFIG entry that moves the cluster to ``new``; its index.
-
-        One voter added or removed at a time (learners come and go freely),
-        one change in flight, and only once an entry of this leader's term
-        has committed (thesis §4.1, and its 2015 erratum).  ``data`` may
-        carry more than the configuration (the adapter's member addresses)
-        as long as `decode_config` reads ``new`` from it.
-        """
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader)
-        if self.lead_transferee is not None:
-            raise ProposalDropped(f"transferring leadership to {self.lead_transferee}")
-        if self.config_index > self.log.committed:
-            raise ConfigChangeRefused("another membership change is in flight")
-        if self.log.term(self.log.committed) != self.term:
-            raise ConfigChangeRefused("the leader has not committed an entry of its term yet")
-        old = self.config
-        if not new.voters:
-            raise ConfigChangeRefused("a cluster needs at least one voter")
-        if new.voters & new.learners:
-            raise ConfigChangeRefused("a member is either a voter or a learner")
-        if len(new.voters ^ old.voters) > 1:
-            raise ConfigChangeRefused("only one voter may be added or removed at a time")
-        if new == old:
-            raise ConfigChangeRefused("the configuration is unchanged")
-        data = encode_config(new) if data is None else data
-        if decode_config(data) != new:
-            raise ValueError("the entry's data does not describe the new configuration")
-        entry = Entry(self.term, self.log.last_index() + 1, EntryKind.CONFIG, data)
-        self._append(entry)
-        self.broadcast_append()
-        return entry.index
+        """Append a CONFIG entry that moves the cluster to ``new``; its index
+        (`skydns.raft.membership.change_config` says which changes are allowed)."""
+        return membership.change_config(self, new, data)
 
     def config_pending(self) -> bool:
         return self.config_index > self.log.committed
 
     def _track_config(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
-        """Follow the log's latest CONFIG entry after ``entries`` were appended."""
-        if not entries:
-            return
-        if self.config_index >= entries[0].index:
-            # The entry that set the config may have been replaced: look again.
-            index = entries[0].index - 1
-            while index > self.log.snapshot.index and self.log.entry(index).kind is not (
-                EntryKind.CONFIG
-            ):
-                index -= 1
-            self.config_index = index
-            self._set_config(self.config_at(index))
-        for entry in entries:
-            if entry.kind is EntryKind.CONFIG:
-                self.config_index = entry.index
-                self._set_config(decode_config(entry.data))
+        membership.track_config(self, entries)
 
     def _set_config(self, config: Configuration) -> None:
-        self.config = config
-        if self.role is not Role.LEADER:
-            return
-        members = config.voters | config.learners
-        for peer in list(self.progress):
-            if peer not in members and peer != self.id:
-                del self.progress[peer]
-        for peer in members:
-            if peer not in self.progress:
-                self.progress[peer] = Progress(
-                    match=0,
-                    next=self.log.last_index() + 1,
-                    inflights=Inflights(self.max_inflight),
-                    last_active_tick=self.ticks,
-                )
-        if self.lead_transferee is not None and self.lead_transferee not in config.voters:
-            self.lead_transferee = None
-        if self.id in config.voters:
-            self.maybe_commit()  # a smaller quorum may commit more now
+        membership.set_config(self, config)
 
     def _step_down_if_removed(self) -> None:
-        """A leader that removed itself hands over once the removal commits."""
-        if self.role is not Role.LEADER or self.id in self.config.voters:
-            return
-        if self.config_index > self.log.committed:
-            return
-        best = max(
-            sorted(self.config.voters),
-            key=lambda v: self.progress[v].match if v in self.progress else -1,
-        )
-        if self.progress.get(best) is not None and self.progress[best].match == (
-            self.log.last_index()
-        ):
-            self.send(TimeoutNow(self.id, best, self.term))
-        self.become_follower(self.term, None)
+        membership.step_down_if_removed(self)
 
     # --- snapshots --------------------------------------------------------
 
     def config_at(self, index: int) -> Configuration:
         """The configuration in force once the log up to ``index`` is applied."""
-        for position in range(index, self.log.snapshot.index, -1):
-            entry = self.log.entry(position)
-            if entry.kind is EntryKind.CONFIG:
-                return decode_config(entry.data)
-        config = self.log.snapshot.config
-        return config if config is not None else self.initial_config
+        return membership.config_at(self, index)
 
     def snapshot_meta(self, index: int) -> SnapshotMeta:
         """What a snapshot of the state machine at applied ``index`` is."""
