@@ -129,6 +129,9 @@ class Options(usage.Options):
             "File holding the cluster key every member must prove on every Raft "
             "connection (default: $SKYDNS_CLUSTER_KEY, else none; docs/security.md).",
         ],
+        ["raft-tls-ca", None, None, "Mutual TLS between Raft peers: the cluster CA (PEM)."],
+        ["raft-tls-cert", None, None, "This node's certificate (PEM), signed by the CA."],
+        ["raft-tls-key", None, None, "The private key (PEM) of --raft-tls-cert."],
     ]
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
@@ -187,6 +190,7 @@ class Options(usage.Options):
         if self["secret"] == "":
             raise usage.UsageError("--secret: must not be empty")
         self["cluster-key"] = _cluster_key(self["cluster-key-file"])
+        self["raft-tls"] = _raft_tls(self)
         self["max-instances-per-name"] = _checked(
             "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
         )
@@ -199,6 +203,21 @@ def _instances_limit(text: str) -> int:
     if not 1 <= value <= MAX_INSTANCES_PER_NAME:
         raise ValueError(f"must be 1 to {MAX_INSTANCES_PER_NAME}, not {value}")
     return value
+
+
+def _raft_tls(options: Options) -> Any:
+    from skydns.raft.tls import load_tls
+
+    paths = [options["raft-tls-ca"], options["raft-tls-cert"], options["raft-tls-key"]]
+    if all(path is None for path in paths):
+        return None
+    if any(path is None for path in paths):
+        raise usage.UsageError(
+            "--raft-tls-ca, --raft-tls-cert and --raft-tls-key go together: give all three"
+        )
+    if options["raft"].split(":", 1)[0].lower() not in ("tcp", "tcp6"):
+        raise usage.UsageError("--raft must be a tcp: endpoint with --raft-tls-* (TLS is added)")
+    return _checked("raft-tls-cert", lambda _: load_tls(*paths), "")
 
 
 def _cluster_key(path: str | None) -> bytes | None:
@@ -261,6 +280,7 @@ def makeService(options: Options) -> service.MultiService:
         cluster, node = build_cluster(
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
+            raft_tls=options["raft-tls"],
             snapshot_entries=options["snapshot-entries"], join=options["join"],
             snapshot_keep=options["snapshot-keep"],
         )  # fmt: skip

@@ -32,6 +32,7 @@ from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
 from skydns.raft.peers import AMPTransport
 from skydns.raft.snapshotter import DEFAULT_KEEP_ENTRIES, DEFAULT_SNAPSHOT_ENTRIES
+from skydns.raft.tls import RaftTLS, wrap_tls
 from skydns.registry import Registry
 
 log = Logger()
@@ -76,6 +77,7 @@ def build_cluster(
     snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
     join: HostPort | None = None,
     snapshot_keep: int = DEFAULT_KEEP_ENTRIES,
+    raft_tls: RaftTLS | None = None,
 ) -> tuple[ICluster, IService]:
     """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
 
@@ -83,7 +85,8 @@ def build_cluster(
     ``raft_endpoint`` and connects to the other peers once started.  Loading
     the data dir happens here, so a locked or corrupt data dir stops
     ``twistd`` before anything listens.  With ``cluster_key`` every Raft
-    connection, both ways, must prove the key first (``skydns.raft.auth``).
+    connection, both ways, must prove the key first (``skydns.raft.auth``);
+    with ``raft_tls`` every one is mutual TLS (``skydns.raft.tls``).
     """
     if peers is None:
         addresses: dict[str, str | None] = {node_id: listen_address(raft_endpoint)}
@@ -100,11 +103,14 @@ def build_cluster(
         fail_stop(f"cannot listen for Raft peers on {raft_endpoint}: {failure.value}")
 
     server = serverFromString(reactor, raft_endpoint)
+    hosts = {peer.node_id: peer.address.host for peer in peers or ()}
+    server, clients = wrap_tls(raft_tls, server, clients, hosts)
 
     def connect(address: str) -> IStreamClientEndpoint:
         """An endpoint for a member added at run time (``HOST:PORT``)."""
         where = parse_hostport(address)
-        endpoint = HostnameEndpoint(reactor, where.host, where.port)
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, where.host, where.port)
+        endpoint = wrap_tls(raft_tls, server, {"_": endpoint}, {"_": where.host})[1]["_"]
         return wrap_endpoints(cluster_key, server, {"_": endpoint}, reactor)[1]["_"]
 
     server, clients = wrap_endpoints(cluster_key, server, clients, reactor)
