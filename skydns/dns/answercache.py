@@ -168,8 +168,9 @@ def restore_question(response: bytes, question: bytes) -> bytes:
 #: A cache entry: valid-until time; the response after the ID with the
 #: question lower-cased; where the question ends; the request's second flags
 #: byte and its bytes from the end of the name on (compared on a hit); the
-#: lower-cased question; the statistics key ``(qtype, rcode)``.
-Entry = tuple[float, bytes, int, int, bytes, bytes, tuple[int, int]]
+#: lower-cased question; the statistics key ``(qtype, rcode)``; and what the
+#: answer was computed from (see `revalidate`), or None.
+Entry = tuple[float, bytes, int, int, bytes, bytes, tuple[int, int], Any]
 
 
 class AnswerCache:
@@ -188,6 +189,10 @@ class AnswerCache:
         self.generation = 0
         self._young: list[dict[bytes, Entry]] = [{}, {}]
         self._old: list[dict[bytes, Entry]] = [{}, {}]
+        #: Entries from before the last `clear`s, for `revalidate`.
+        self._aside: list[dict[bytes, Entry]] = [{}, {}]
+        #: Answers `revalidate` gave.
+        self.revalidated = 0
         self.udp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.tcp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.misses = 0
@@ -210,7 +215,7 @@ class AnswerCache:
                 self.misses += 1
                 return None
             self._put(young, tcp, key, entry)
-        until, rest, end, flags, tail, question, stat = entry
+        until, rest, end, flags, tail, question, stat, _ = entry
         if data[3] != flags or data[end - 5 :] != tail:
             self.misses += 1  # same letters in another case outside the name
             return None
@@ -248,13 +253,15 @@ class AnswerCache:
         until: float,
         generation: int,
         tcp: bool = False,
+        sources: Any = None,
     ) -> bool:
         """Keep ``response`` (the full path's bytes for ``query``) until
         ``until``.  ``generation`` is `generation` as read when the answer
         was computed: if the cache was cleared since, the answer may be stale
         and is not kept.  Any source of answers with a known expiry (the
-        authority, a forwarder's cache) may store here.  Returns whether it
-        was kept."""
+        authority, a forwarder's cache) may store here.  ``sources``, when
+        not None, says what the answer was computed from, for `revalidate`
+        after a `clear`.  Returns whether it was kept."""
         if generation != self.generation or until <= self.seconds():
             return False
         end = query.question_end
@@ -265,7 +272,7 @@ class AnswerCache:
         # question instead, so a lower-case request needs no patching.
         rest = response[2:12] + question + response[end:]
         stat = (query.qtype, response[3] & 0x0F)
-        entry = (until, rest, end, query.flags, query.tail, question, stat)
+        entry = (until, rest, end, query.flags, query.tail, question, stat, sources)
         self._put(self._young[tcp], tcp, query.key, entry)
         return True
 
@@ -277,7 +284,43 @@ class AnswerCache:
 
     def clear(self) -> None:
         """Drop every entry (the registry changed); answers being computed
-        now will not be stored."""
+        now will not be stored.  Entries stored with ``sources`` are set
+        aside for `revalidate`."""
         self.generation += 1
+        for tcp in (0, 1):
+            aside = self._aside[tcp]
+            young, old = self._young[tcp], self._old[tcp]
+            if len(aside) + len(young) + len(old) > 2 * self.max_entries:
+                aside.clear()
+            if old:
+                aside.update(old)
+            if young:
+                aside.update(young)
         self._young = [{}, {}]
         self._old = [{}, {}]
+
+    def revalidate(
+        self, data: bytes, query: Query, unchanged: Callable[[Any], bool], tcp: bool = False
+    ) -> Optional[bytes]:
+        """After a `clear`: the response to ``data`` (parsed as ``query``)
+        from an entry set aside, when its TTLs still hold and
+        ``unchanged(sources)`` says what it was computed from is still so
+        (then the answer computed now would be the same bytes); the entry is
+        current again.  None otherwise."""
+        key = query.key
+        aside = self._aside[tcp]
+        entry = aside.get(key)
+        if entry is None:
+            return None
+        until, rest, end, flags, tail, question, _, sources = entry
+        if sources is None or data[3] != flags or data[end - 5 :] != tail:
+            return None
+        if until <= self.seconds() or not unchanged(sources):
+            del aside[key]
+            return None
+        del aside[key]
+        self._put(self._young[tcp], tcp, key, entry)
+        self.revalidated += 1
+        if data[12:end] == question:
+            return data[:2] + rest
+        return data[:2] + rest[:10] + data[12:end] + rest[end - 2 :]

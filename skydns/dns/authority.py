@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import operator
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, Protocol, Union
@@ -61,6 +62,10 @@ Nameservers = Sequence[tuple[str, str]]
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 #: Parsed names `SkyDNSAuthority._parse` remembers at most.
 _NAMES_SIZE = 16384
+#: Registry reads (see `SkyDNSAuthority.unchanged`).
+_GET = "get"
+_QUERY = "query"
+_FAILOVER = "failover"
 #: `_parse` result for labels that are no pattern.
 _NO_PATTERN: Any = object()
 
@@ -126,6 +131,8 @@ class SkyDNSAuthority(ResolverBase):
         #: While `resolve_until` runs: the time its answer stops being exact.
         self._until = math.inf
         self._now = 0.0
+        #: While `resolve_sources` runs: the registry reads it made.
+        self._reads: list[tuple[str, Any, Any]] = []
 
     # The IResolver entry point (ResolverBase.query and lookup* call it).
     def _lookup(
@@ -163,7 +170,16 @@ class SkyDNSAuthority(ResolverBase):
         Records built from instances are `WireRecord`s (`to_header` turns
         them into what `resolve` returns); the others `dns.RRHeader`s.
         """
+        return self.resolve_sources(name, qtype)[:4]  # type: ignore[return-value]
+
+    def resolve_sources(
+        self, name: bytes, qtype: int
+    ) -> tuple[list[Any], list[dns.RRHeader], list[Any], float, Any]:
+        """`resolve_until`, and what the answer was computed from: None, or
+        a value for `unchanged`, which says, later, whether the same
+        question would get the same answer again (until the time given)."""
         key = name.lower().rstrip(b".")
+        self._reads = []
         parsed = self._names.get(key)
         if parsed is None and key != self._domain:
             if not key.endswith(self._suffix):
@@ -182,8 +198,32 @@ class SkyDNSAuthority(ResolverBase):
             missing.until = self._until
             raise missing
         if not found.answers:
-            return [], [self.soa()], [], self._until
-        return list(found.answers), [], list(found.additional), self._until
+            # (The SOA's serial is the registry version: no sources.)
+            return [], [self.soa()], [], self._until, None
+        sources = None
+        if parsed is not None and parsed[0][-1] != "dns":
+            # Below the apex and not a nameserver's name: the answer follows
+            # from the registry reads alone.
+            sources = tuple(self._reads)
+        return list(found.answers), [], list(found.additional), self._until, sources
+
+    def unchanged(self, sources: Any) -> bool:
+        """Whether the registry reads an answer was computed from (see
+        `resolve_sources`) give the very same instances now: then so would
+        the answer, with the same TTLs until the time it was given with."""
+        registry = self.registry
+        now = self.clock.seconds()
+        for kind, argument, result in sources:
+            if kind is _GET:
+                if registry.get(argument, now) is not result:
+                    return False
+                continue
+            again = registry.query(argument, now) if kind is _QUERY else registry.failover(
+                argument, now
+            )
+            if len(again) != len(result) or not all(map(operator.is_, again, result)):
+                return False
+        return True
 
     def _parse(self, key: bytes) -> tuple[list[str], Any]:
         """The labels of ``key`` (a name below the apex) left of the domain,
@@ -302,6 +342,7 @@ class SkyDNSAuthority(ResolverBase):
                 return found
         if len(labels) == 1:
             instance = self.registry.get(labels[0], now)
+            self._reads.append((_GET, labels[0], instance))
             if instance is not None:
                 self._uses((instance,))
                 return self._instance(name, instance, qtype, now)
@@ -328,12 +369,14 @@ class SkyDNSAuthority(ResolverBase):
         None when nothing matches (NXDOMAIN)."""
         registry = self.registry
         matches = registry.query(pattern, now)
+        self._reads.append((_QUERY, pattern, matches))
         self._uses(matches)
         every = qtype == dns.ALL_RECORDS
         if qtype == dns.SRV or every:
             found = srv_answer(name, matches, now, self._domain)
             if pattern.region is not None:
                 others = registry.failover(pattern, now)
+                self._reads.append((_FAILOVER, pattern, others))
                 self._uses(others)
                 if others:
                     found += srv_answer(
@@ -353,6 +396,7 @@ class SkyDNSAuthority(ResolverBase):
         if pattern.region is None:
             return False
         others = self.registry.failover(pattern, now)
+        self._reads.append((_FAILOVER, pattern, others))
         self._uses(others)
         return bool(others)
 

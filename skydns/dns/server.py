@@ -9,7 +9,8 @@
   `twisted.names.error.DomainError` out of the chain: no forwarder);
 - never lets a malformed packet escape: undecodable packets are dropped,
   responses are ignored, a question count other than one gets FORMERR,
-  other opcodes NOTIMP;
+  other opcodes NOTIMP (with the request's opcode, RFC 1035 §4.1.1), an
+  EDNS version above 0 BADVERS (RFC 6891 §6.1.3);
 - limits UDP answers to 512 bytes, or to the payload size the client
   advertises with EDNS0 (at most `MAX_UDP_PAYLOAD`): a bigger answer is sent
   as the question alone with TC set, so the client asks again over TCP
@@ -71,6 +72,12 @@ from skydns.dns.records import to_header
 from skydns.dns.stats import DNSStats
 
 log = Logger()
+
+#: The EDNS version we speak (RFC 6891 §6.1.3): a request of a higher one
+#: gets `BADVERS`.
+EDNS_VERSION = 0
+#: The extended rcode for an EDNS version we do not implement.
+BADVERS = 16
 
 #: Longest a forwarded (or REFUSED) answer is served from the answer cache.
 FORWARDED_MAX_AGE = 1.0
@@ -206,8 +213,16 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         cache = self.answer_cache
         query = cache.query(data) if cache is not None else None
         cacheable = False
-        if query is not None and self.authority is not None:
-            wire = self._direct(query, data, address is None)
+        authority = self.authority
+        if query is not None and authority is not None:
+            tcp = address is None
+            wire = cache.revalidate(data, query, authority.unchanged, tcp)  # type: ignore[union-attr]
+            if wire is not None:
+                protocol.send_wire(wire, address)
+                self.stats.answer("tcp" if tcp else "udp", query.qtype, wire[3] & 0x0F)
+                self.stats.latency("authority", self.timer() - started)
+                return
+            wire = self._direct(query, data, tcp)
             if wire is _NOT_OURS:
                 cacheable = True
             elif wire is not None:
@@ -236,8 +251,12 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             return None
         generation = cache.generation
         records: tuple[list[Any], list[Any], list[Any]]
+        sources = None
         try:
-            *records, until = authority.resolve_until(query.name, query.qtype)  # type: ignore[assignment]
+            answers, auth, found, until, sources = authority.resolve_sources(
+                query.name, query.qtype
+            )
+            records = (answers, auth, found)
             rcode = dns.OK
         except NameNotFound as e:
             records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
@@ -276,7 +295,7 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             )
             wire = encode_reply(response, limit)
             wire = restore_question(wire, data[12 : query.question_end])
-        cache.store(query, wire, until, generation, tcp)
+        cache.store(query, wire, until, generation, tcp, sources)
         self.stats.answer("tcp" if tcp else "udp", query.qtype, rcode)
         return wire
 
@@ -292,6 +311,9 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         elif len(message.queries) != 1 or len(options) > 1:
             # One question per message (RFC 9619); one OPT (RFC 6891 §6.1.1).
             self._reply_error(message, proto, address, dns.EFORMAT)
+        elif options and options[0].ttl >> 16 & 0xFF > EDNS_VERSION:
+            # RFC 6891 §6.1.3: BADVERS, in an OPT record of our version.
+            self._reply_error(message, proto, address, BADVERS)
         elif message.queries[0].cls not in (dns.IN, dns.ANY):
             self._reply_error(message, proto, address, dns.EREFUSED)
         else:
@@ -354,7 +376,14 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         self.sendReply(protocol, response, address)
 
     def _reply_error(self, message: dns.Message, protocol: Any, address: Any, rcode: int) -> None:
-        self.sendReply(protocol, self._responseFromMessage(message, rCode=rcode), address)
+        """Answer ``message`` with ``rcode`` alone; an extended one (above
+        15, RFC 6891 §6.1.3) has its upper bits in our OPT record."""
+        response = self._responseFromMessage(message, rCode=rcode & 0x0F)
+        if rcode > 0x0F:
+            response.additional = [
+                dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD, extendedRCODE=rcode >> 4)  # type: ignore[list-item]
+            ]
+        self.sendReply(protocol, response, address)
 
     def _responseFromMessage(
         self,
@@ -375,6 +404,9 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             list(authority or ()),
             list(additional or ()),
         )
+        # RFC 1035 §4.1.1: the opcode is copied into the response (NOTIMP
+        # answers other opcodes with their own).
+        response.opCode = message.opCode
         request = getattr(message, "skydns_request", None)
         if request is not None:
             response.skydns_request = request  # type: ignore[attr-defined]
@@ -421,7 +453,11 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
             if request.generation >= 0:
                 self.stats.latency("full", self.timer() - request.started)
         qtype = message.queries[0].type if message.queries else 0
-        self.stats.answer("tcp" if tcp else "udp", qtype, message.rCode)
+        rcode = message.rCode
+        for record in message.additional:
+            if type(record) is dns._OPTHeader:
+                rcode |= record.extendedRCODE << 4
+        self.stats.answer("tcp" if tcp else "udp", qtype, rcode)
         protocol.send_wire(wire, address)
 
     def _forwarded_until(self, message: dns.Message) -> float:

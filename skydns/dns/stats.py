@@ -39,6 +39,7 @@ _RCODES = {
     dns.ENAME: "NXDOMAIN",
     dns.ENOTIMP: "NOTIMP",
     dns.EREFUSED: "REFUSED",
+    16: "BADVERS",
 }
 
 
