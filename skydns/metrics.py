@@ -108,6 +108,8 @@ class Metrics:
         self.raft_leader_changes = Counter(
             "skydns_raft_leader_changes", "Times this node saw the leader change.", registry=r
         )
+        #: (route, method as given, code) -> the label children observe_http records into.
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.fsync_latency = Histogram(
             "skydns_raft_fsync_duration_seconds", "Time to make a batch of log writes durable.",
             buckets=_LATENCY_BUCKETS, registry=r,
@@ -129,11 +131,19 @@ class Metrics:
 
     def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:
         """Record one answered HTTP request under its route template."""
-        method = method.upper()
-        if method not in HTTP_METHODS:
-            method = "OTHER"
-        self.http_requests.labels(route, method, str(code)).inc()
-        self.http_latency.labels(route).observe(max(0.0, seconds))
+        key = (route, method, code)
+        children = self._http_children.get(key)
+        if children is None:
+            label = method.upper()
+            if label not in HTTP_METHODS:
+                label = "OTHER"
+            # labels() validates and locks on every call: look each child up once.
+            children = self._http_children[key] = (
+                self.http_requests.labels(route, label, str(code)),
+                self.http_latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(max(0.0, seconds))
 
     def watch_instances(self, count: Callable[[], int]) -> None:
         """Report the instance gauge from ``count()`` at each scrape."""
@@ -166,11 +176,45 @@ UNMATCHED_ROUTE = "unmatched"
 CLIENT_CLOSED = 499
 
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+#: A whole path segment that is a variable with the default converter.
+_PLAIN_VARIABLE = re.compile(r"<[^<>:]+>\Z")
 
 
 def route_template(rule: str) -> str:
     """A werkzeug rule as an OpenAPI-style template: ``/a/<uuid>`` -> ``/a/{uuid}``."""
     return _CONVERTER.sub(r"{\1}", rule)
+
+
+#: Segment count -> [(positions of variables, {segments with None there: template})].
+_SegmentTable = dict[int, list[tuple[tuple[int, ...], dict[tuple[str | None, ...], str]]]]
+
+
+def _segment_table(url_map: Map) -> _SegmentTable | None:
+    """The rules' segments by segment count and variable positions; None
+    when a rule is not plain static text and default-converter variables, or
+    when two rules with different templates have the same segments (then
+    werkzeug matches every request)."""
+    if url_map.host_matching or any(rule.host or rule.subdomain for rule in url_map.iter_rules()):
+        return None
+    groups: dict[tuple[int, tuple[int, ...]], dict[tuple[str | None, ...], str]] = {}
+    for rule in url_map.iter_rules():
+        pattern: list[str | None] = []
+        for segment in rule.rule.split("/"):
+            if _PLAIN_VARIABLE.match(segment):
+                pattern.append(None)
+            elif "<" in segment or ">" in segment:
+                return None
+            else:
+                pattern.append(segment)
+        variables = tuple(i for i, part in enumerate(pattern) if part is None)
+        patterns = groups.setdefault((len(pattern), variables), {})
+        template = route_template(rule.rule)
+        if patterns.setdefault(tuple(pattern), template) != template:
+            return None
+    table: _SegmentTable = {}
+    for (length, variables), patterns in groups.items():
+        table.setdefault(length, []).append((variables, patterns))
+    return table
 
 
 class MeteredResource(Resource):
@@ -188,10 +232,37 @@ class MeteredResource(Resource):
         self._clock = clock
         self._metrics = metrics
         self._templates: dict[str, str] = {}
+        self._by_length = _segment_table(url_map)
+
+    def _quick_route(self, path: str) -> str | None:
+        """The template by comparing path segments with the rules' (static
+        segments equal, a variable segment not empty), when that gives one
+        answer; None to ask werkzeug.  Werkzeug's match is a rule that fits
+        segment by segment, so a single candidate is its answer."""
+        if self._by_length is None:
+            return None
+        segments = path.split("/")
+        found = None
+        for variables, patterns in self._by_length.get(len(segments), ()):
+            key: list[str | None] = list(segments)
+            for position in variables:
+                if not key[position]:
+                    break
+                key[position] = None
+            else:
+                template = patterns.get(tuple(key))
+                if template is not None:
+                    if found is not None and found != template:
+                        return None
+                    found = template
+        return found
 
     def route(self, request: Request) -> str:
         """The template of the route ``request`` matches, whatever its method."""
         path = "/" + "/".join(s.decode("utf-8", "replace") for s in request.postpath or [])
+        quick = self._quick_route(path)
+        if quick is not None:
+            return quick
         method = (request.method or b"GET").decode("ascii", "replace")
         adapter = self._url_map.bind("localhost", path_info=path, default_method=method)
         try:
