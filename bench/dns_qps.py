@@ -257,11 +257,14 @@ class SkyDNS(Server):
         done = threading.Event()
         applied = [0]
         uuids = [s["UUID"] for s in self.services]
-        threads = 4
+        threads = 8
+        start = time.monotonic()
 
         def renew(first: int) -> None:
+            # On a fixed schedule (each thread every threads/changes seconds),
+            # so slow requests do not lower the rate.
             i = first
-            while not done.wait(threads / self.changes):
+            while not done.wait(max(0.0, start + (i + 1) / self.changes - time.monotonic())):
                 path = f"/skydns/services/{uuids[i % len(uuids)]}"
                 if self._request("PATCH", path, {"TTL": 3600}) == 200:
                     applied[0] += 1
@@ -279,8 +282,9 @@ class SkyDNS(Server):
 
         return finish
 
-    def cache_counts(self) -> Optional[tuple[float, float]]:
-        """Answer cache (hits, misses) from /metrics, if it exports them."""
+    def cache_counts(self) -> Optional[tuple[float, float, float]]:
+        """Answer cache (hits, misses, revalidated misses) from /metrics, if
+        it exports them."""
         try:
             url = f"http://127.0.0.1:{self.http}/metrics"
             with urllib.request.urlopen(url, timeout=10) as response:
@@ -288,21 +292,22 @@ class SkyDNS(Server):
         except OSError:
             return None
         found = {}
-        for result in ("hit", "miss"):
+        for result in ("hit", "miss", "revalidated"):
             match = re.search(
                 rf'^skydns_dns_cache_total{{cache="answer",result="{result}"}} (\S+)$', text, re.M
             )
-            if match is None:
-                return None
-            found[result] = float(match.group(1))
-        return found["hit"], found["miss"]
+            found[result] = float(match.group(1)) if match is not None else 0.0
+        if not found["hit"] + found["miss"]:
+            return None
+        return found["hit"], found["miss"], found["revalidated"]
 
-    def hit_ratio(self, before: Optional[tuple[float, float]]) -> dict[str, float]:
+    def hit_ratio(self, before: Optional[tuple[float, float, float]]) -> dict[str, float]:
         after = self.cache_counts()
         if before is None or after is None:
             return {}
-        hits, misses = after[0] - before[0], after[1] - before[1]
-        return {"hit_ratio": hits / max(hits + misses, 1.0)}
+        hits, misses, again = (a - b for a, b in zip(after, before, strict=True))
+        total = max(hits + misses, 1.0)
+        return {"hit_ratio": hits / total, "revalidated": again / total}
 
 
 class NSD(Server):
@@ -474,7 +479,8 @@ def main() -> int:
                                     args.outstanding)  # fmt: skip
                         results.setdefault((kind, workload), []).append(r)
                         notes = "".join(
-                            f"  {k} {r[k]:.2f}" for k in ("changes", "per_change", "hit_ratio")
+                            f"  {k} {r[k]:.2f}"
+                            for k in ("changes", "per_change", "hit_ratio", "revalidated")
                             if k in r
                         )  # fmt: skip
                         print(
@@ -510,7 +516,7 @@ def print_table(
         f"median of {args.runs} runs; server on CPU {SERVER_CPU}, dnsperf on CPU {CLIENT_CPU}\n"
     )
     header = f"{'workload':8} {'server':8} {'q/s':>9} {'lost':>6} {'q/cpu-s':>9} " \
-             f"{'÷nsd':>6} {'÷twisted':>9} {'q/change':>9} {'hits':>5}"  # fmt: skip
+             f"{'÷nsd':>6} {'÷twisted':>9} {'q/change':>9} {'hits':>5} {'reval':>5}"  # fmt: skip
     print(header)
     print("-" * len(header))
     for workload in workloads:
@@ -526,10 +532,12 @@ def print_table(
             vs_stock = f"{cpu_qps / stock:9.2f}" if stock else f"{'-':>9}"
             per_change = median(kind, workload, "per_change")
             hits = median(kind, workload, "hit_ratio")
+            again = median(kind, workload, "revalidated")
             print(
                 f"{workload:8} {kind:8} {qps:9.0f} {lost:6.0f} {cpu_qps:9.0f} {vs_nsd} {vs_stock}"
                 + (f" {per_change:9.0f}" if per_change is not None else f" {'':9}")
                 + (f" {hits:5.0%}" if hits is not None else "")
+                + (f" {again:5.0%}" if again is not None else "")
             )
 
 

@@ -126,6 +126,9 @@ class DNSStats:
             self._add("hit", hits, metrics.dns_cache.labels("answer", "hit"))
             misses = cache.misses + cache.expired
             self._add("miss", misses, metrics.dns_cache.labels("answer", "miss"))
+            # Misses answered by an entry set aside at a registry change.
+            revalidated = metrics.dns_cache.labels("answer", "revalidated")
+            self._add("revalidated", cache.revalidated, revalidated)
         self._add("malformed", self.malformed, metrics.dns_malformed)
 
     def _add(self, key: Any, total: int, child: Any) -> None:
