@@ -12,7 +12,11 @@ temporary directory), then prints:
   the leader to the first write acknowledged by a survivor, while a DNS
   client queries a follower every 10 ms (failed queries are counted).
 
-    python bench/raft_write.py [--seconds 5] [--trials 5] [--clients 1,16,64]
+    python bench/raft_write.py [--seconds 5] [--runs 3] [--trials 5] [--clients 1,16,64]
+
+With ``--runs N`` the load part runs N times, each on a fresh cluster, and
+each line shows the median of the N runs' figures.  Registrations spread over
+``NAMES`` service names, so the per-name instance limit (10,000) is never hit.
 
 Only loopback addresses are used; every loop is bounded in time.
 """
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,17 +44,41 @@ BODY = {
     "Host": "127.0.0.10", "Port": 8080, "TTL": 600,
 }  # fmt: skip
 
+#: Service names the registrations are spread over.
+NAMES = 50
+
+
+def register_body(number: int) -> dict[str, Any]:
+    return dict(BODY, Name=f"bench{number % NAMES}")
+
 
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+#: label -> one (per second, p50 ms, p99 ms, ok, failed) per run, and its note.
+RESULTS: dict[str, list[tuple[float, float, float, int, int]]] = {}
+NOTES: dict[str, str] = {}
+
+
 def show(label: str, ok: int, failed: int, lat: list[float], elapsed: float,
          note: str = "") -> None:  # fmt: skip
     p50, p99 = (percentile(lat, f) * 1e3 if lat else float("nan") for f in (0.5, 0.99))
+    RESULTS.setdefault(label, []).append((ok / elapsed, p50, p99, ok, failed))
+    NOTES[label] = note
     print(f"{label}: {ok / elapsed:7.0f}/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
           f"({ok} ok, {failed} failed{note})", flush=True)  # fmt: skip
+
+
+def show_medians() -> None:
+    """Each line's median over the runs (each figure's own median)."""
+    for label, runs in RESULTS.items():
+        rate, p50, p99 = (statistics.median(r[i] for r in runs) for i in range(3))
+        ok, failed = sum(r[3] for r in runs), sum(r[4] for r in runs)
+        print(f"{label}: {rate:7.0f}/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+              f"(median of {len(runs)}; {ok} ok, {failed} failed{NOTES[label]})",
+              flush=True)  # fmt: skip
 
 
 class Cluster:
@@ -133,14 +162,16 @@ class Client:
 
 
 async def load(port: int | list[int], clients: int, seconds: float, method: str,
-               paths: list[str], body: object) -> tuple[int, int, list[float], float]:  # fmt: skip
+               paths: list[str], body: object | Callable[[int], object],
+               ) -> tuple[int, int, list[float], float]:  # fmt: skip
     """Run ``clients`` sequential clients for ``seconds`` (spread over the
-    ``port`` list); each takes the next path from ``paths``.  Returns (ok,
-    failed, latencies, elapsed)."""
+    ``port`` list); each takes the next path from ``paths`` and sends
+    ``body``, or ``body(n)`` for the n-th path when it is callable.  Returns
+    (ok, failed, latencies, elapsed)."""
     ports = port if isinstance(port, list) else [port]
     latencies: list[float] = []
     failed = 0
-    todo = iter(paths)
+    todo = iter(enumerate(paths))
     deadline = time.perf_counter() + seconds
 
     async def run(number: int) -> None:
@@ -148,11 +179,13 @@ async def load(port: int | list[int], clients: int, seconds: float, method: str,
         client = Client(ports[number % len(ports)])
         try:
             while time.perf_counter() < deadline:
-                path = next(todo, None)
-                if path is None:
+                step = next(todo, None)
+                if step is None:
                     return
+                number, path = step
+                payload = body(number) if callable(body) else body
                 start = time.perf_counter()
-                code = await client.request(method, path, body)
+                code = await client.request(method, path, payload)
                 if 200 <= code < 300:
                     latencies.append(time.perf_counter() - start)
                 else:
@@ -165,6 +198,35 @@ async def load(port: int | list[int], clients: int, seconds: float, method: str,
     return len(latencies), failed, latencies, time.perf_counter() - start
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPUMeter:
+    """CPU each node and this load generator spent per successful request."""
+
+    def __init__(self, cluster: Cluster, leader: SkyDNSProcess) -> None:
+        nodes = sorted(cluster.alive(), key=lambda n: n is not leader)
+        self.names = ["leader" if n is leader else n.node_id for n in nodes]
+        self.pids = [n.process.pid for n in nodes if n.process is not None]
+        self.start = self.now()
+
+    def now(self) -> list[float]:
+        return [cpu_seconds(pid) for pid in self.pids] + [time.process_time()]
+
+    def report(self, ok: int) -> None:
+        spent = [b - a for a, b in zip(self.start, self.now(), strict=True)]
+        parts = [f"{n} {s * 1e3 / max(ok, 1):.3f}" for n, s in zip(self.names, spent, strict=False)]
+        print(f"    CPU ms per request: {', '.join(parts)}, load generator "
+              f"{spent[-1] * 1e3 / max(ok, 1):.3f}", flush=True)  # fmt: skip
+
+
 def write_load(cluster: Cluster, seconds: float, client_counts: list[int]) -> list[str]:
     leader = cluster.leader()
     follower = next(n for n in cluster.alive() if n is not leader)
@@ -173,11 +235,13 @@ def write_load(cluster: Cluster, seconds: float, client_counts: list[int]) -> li
         for clients in client_counts:
             prefix = f"{name}-{clients}-"
             paths = [f"/skydns/services/{prefix}{i}" for i in range(1_000_000)]
+            meter = CPUMeter(cluster, leader)
             ok, failed, lat, elapsed = asyncio.run(
-                load(target.http_port, clients, seconds, "PUT", paths, BODY)
+                load(target.http_port, clients, seconds, "PUT", paths, register_body)
             )
             registered += [p.rsplit("/", 1)[1] for p in paths[: ok + failed]]
             show(f"register via {name:<8} {clients:3d} clients", ok, failed, lat, elapsed)
+            meter.report(ok)
     return registered
 
 
@@ -188,11 +252,13 @@ def renew_load(cluster: Cluster, seconds: float, uuids: list[str]) -> None:
     for ports, name in (([leader.http_port], "leader"), ([follower.http_port], "follower"),
                         (everyone, "all nodes")):  # fmt: skip
         paths = [f"/skydns/services/{uuids[i % len(uuids)]}" for i in range(1_000_000)]
+        meter = CPUMeter(cluster, leader)
         ok, failed, lat, elapsed = asyncio.run(
             load(ports, 64, seconds, "PATCH", paths, {"TTL": 600})
         )
         show(f"renew via {name:<9}   64 clients", ok, failed, lat, elapsed,
              "; 10,000 instances renewing every 10 s need 1,000/s")  # fmt: skip
+        meter.report(ok)
 
 
 def failover_trial(root: str, trial: int) -> tuple[float, int, int]:
@@ -244,6 +310,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the load part this many times; show medians")  # fmt: skip
     parser.add_argument("--clients", default="1,16,64")
     parser.add_argument("--failover-only", action="store_true")
     args = parser.parse_args()
@@ -251,7 +319,9 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="skydns-bench-", dir=os.getcwd())
     try:
         print(f"3 nodes on loopback, data dirs under {root} (fsync on)", flush=True)
-        if not args.failover_only:
+        for run in range(0 if args.failover_only else args.runs):
+            if args.runs > 1:
+                print(f"run {run + 1} of {args.runs}", flush=True)
             cluster = Cluster(root)
             try:
                 cluster.start()
@@ -259,6 +329,9 @@ def main() -> None:
                 renew_load(cluster, args.seconds, registered[:10_000])
             finally:
                 cluster.stop()
+        if args.runs > 1 and not args.failover_only:
+            print(f"medians over {args.runs} runs:", flush=True)
+            show_medians()
         results = [failover_trial(root, t) for t in range(args.trials)]
         times = [r[0] for r in results]
         print(
