@@ -30,12 +30,16 @@ from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from skydns.commands import Register, Renew, Unregister
+from skydns.dns.acl import parse_networks
 from skydns.dns.answercache import AnswerCache, parse_query, restore_question
 from skydns.dns.authority import SkyDNSAuthority, make_resolver
+from skydns.dns.forward import Forwarder
 from skydns.dns.server import DNSService, SkyDNSServerFactory
+from skydns.dns.upstreams import Upstream
 from skydns.metrics import Metrics
 from skydns.names import Service
 from skydns.registry import Registry
+from tests.dns_fakes import FakeClient, answering
 from tests.test_dns_server import CLIENT, FakeUDPTransport, StaticForwarder
 
 DOMAIN = "skydns.local"
@@ -606,6 +610,23 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         clock.advance(1.0)
         server.ask(data)
         self.assertEqual(len(asked), 2)
+
+    def test_client_specific_forwarded_answers_not_cached(self) -> None:
+        """A forwarded answer is kept in the answer cache, unless the
+        forwarder says its replies depend on the client (--forward-allow)."""
+        clock = Clock()
+        authority = SkyDNSAuthority(Registry(), clock, DOMAIN, [("node1", "127.0.0.1")])
+        for allow, kept in ((parse_networks("127.0.0.0/8"), 0), (None, 1)):
+            client = FakeClient()
+            forwarder = Forwarder([Upstream("192.0.2.1", 53)], clock, client=client, allow=allow)
+            factory = SkyDNSServerFactory(make_resolver(authority), clock, forwarder=forwarder)
+            server = Server(factory)
+            self.assertEqual(server.ask(wire("www.example.org", "A")), [])
+            client.answer(0, answering())
+            (reply,) = [sent for sent, _ in server.transport.sent]
+            self.assertEqual(len(dns.message.from_wire(reply).answer), 1)
+            assert factory.answer_cache is not None
+            self.assertEqual(len(factory.answer_cache), kept)
 
     def test_metrics(self) -> None:
         """Hits, misses, queries by type and transport and responses by rcode

@@ -358,23 +358,11 @@ class ForwardAllowTests(SynchronousTestCase):
         reply = self.successResultOf(self.forwarder.handle_query(query(), object(), ("1.1.1.1", 1)))
         self.assertEqual((reply.rCode, reply.answers), (dns.EREFUSED, []))
 
-    def test_reply_kept_out_of_the_servers_answer_cache(self) -> None:
-        """With an allow list the server's wire cache, keyed by the question
-        alone, is told not to keep the reply (it depends on the client)."""
-
-        class Request:
-            cacheable = True
-
-        for source in [("10.0.0.1", 1), ("1.1.1.1", 1)]:
-            message = query()
-            message.skydns_request = Request()  # type: ignore[attr-defined]
-            self.forwarder.handle_query(message, object(), source)
-            self.assertFalse(message.skydns_request.cacheable)  # type: ignore[attr-defined]
-        everyone = Forwarder([U1], self.clock, client=self.client)
-        message = query()
-        message.skydns_request = Request()  # type: ignore[attr-defined]
-        everyone.handle_query(message, object(), ("1.1.1.1", 1))
-        self.assertTrue(message.skydns_request.cacheable)  # type: ignore[attr-defined]
+    def test_replies_are_client_specific_with_an_allow_list(self) -> None:
+        """With an allow list a reply depends on the client (a server must
+        not share it between clients); without one it does not."""
+        self.assertTrue(self.forwarder.client_specific)
+        self.assertFalse(Forwarder([U1], self.clock, client=self.client).client_specific)
 
     def asked(self) -> list[tuple[Upstream, bool]]:
         return [(upstream, tcp) for upstream, _, tcp, _ in self.client.calls]

@@ -290,6 +290,36 @@ class MalformedTests(FactoryTestCase):
         (reply,) = self.udp_wire(message.to_wire())
         self.assertEqual(dns.message.from_wire(reply).rcode(), dns.rcode.NOTIMP)
 
+    def test_notimp_copies_the_opcode(self) -> None:
+        """NOTIMP carries the request's opcode, ID, RD and question (RFC 1035
+        §4.1.1), for every opcode but QUERY (UPDATE included)."""
+        request = query("rails.production.skydns.local", "SRV").to_wire()
+        for opcode in (1, 2, 3, 4, 5, 6, 15):
+            data = request[:2] + bytes([request[2] & 0x87 | opcode << 3]) + request[3:]
+            (reply,) = self.udp_wire(data)
+            self.assertEqual(reply[:2], data[:2])  # ID
+            self.assertEqual(reply[2], 0x80 | opcode << 3 | 0x01)  # QR, opcode, RD
+            self.assertEqual(reply[3] & 0x0F, dns.rcode.NOTIMP)
+            self.assertEqual(reply[4:12], b"\x00\x01\x00\x00\x00\x00\x00\x00")
+            self.assertEqual(reply[12:], data[12:])  # the question
+
+    def test_edns_version_above_0_badvers(self) -> None:
+        """An EDNS version we do not speak gets BADVERS: rcode 16, its upper
+        bits in an OPT record of version 0 (RFC 6891 §6.1.3), no records;
+        over TCP too, and it is counted as BADVERS."""
+        for version in (1, 2, 255):
+            message = query("rails.production.skydns.local", "SRV", use_edns=version)
+            for response in (self.ask_udp(message), self.ask_tcp(message)):
+                self.assertEqual(response.rcode(), dns.rcode.BADVERS)
+                self.assertEqual(response.edns, 0)
+                self.assertEqual(response.payload, MAX_UDP_PAYLOAD)
+                self.assertEqual(response.answer, [])
+                self.assertEqual(response.question, message.question)
+        self.assertEqual(self.factory.stats.totals().get(("udp", tdns.SRV, 16)), 3)
+        # Version 0 is answered as usual.
+        plain = self.ask_udp(query("rails.production.skydns.local", "SRV", use_edns=0))
+        self.assertEqual((plain.rcode(), plain.edns, len(plain.answer)), (dns.rcode.NOERROR, 0, 1))
+
     def test_chaos_class_refused(self) -> None:
         """Classes other than IN are refused."""
         message = dns.message.make_query("version.bind", "TXT", "CH")

@@ -218,8 +218,10 @@ class SkyDNSAuthority(ResolverBase):
                 if registry.get(argument, now) is not result:
                     return False
                 continue
-            again = registry.query(argument, now) if kind is _QUERY else registry.failover(
-                argument, now
+            again = (
+                registry.query(argument, now)
+                if kind is _QUERY
+                else registry.failover(argument, now)
             )
             if len(again) != len(result) or not all(map(operator.is_, again, result)):
                 return False
@@ -379,9 +381,7 @@ class SkyDNSAuthority(ResolverBase):
                 self._reads.append((_FAILOVER, pattern, others))
                 self._uses(others)
                 if others:
-                    found += srv_answer(
-                        name, others, now, self._domain, priority=FAILOVER_PRIORITY
-                    )
+                    found += srv_answer(name, others, now, self._domain, priority=FAILOVER_PRIORITY)
         else:
             found = Answer()
         if qtype == dns.A or every:

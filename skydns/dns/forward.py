@@ -193,14 +193,20 @@ class Forwarder:
         self.refused = 0
         self.overloaded = 0
 
+    @property
+    def client_specific(self) -> bool:
+        """Whether a reply may depend on who asked, not on the question
+        alone: with ``allow`` a client outside it gets REFUSED.  A server
+        must then not hand one client's reply to another (the DNS server's
+        answer cache, keyed by the question, does not keep such replies)."""
+        return self.allow is not None
+
     def handle_query(
         self, message: dns.Message, protocol: object, address: tuple[str, int] | None
     ) -> Deferred[dns.Message]:
         """`resolve` for a `DNSServerFactory.handleQuery` call: ``address`` is
         None for a TCP client (Twisted's convention), whose peer address is
         then read from the protocol's transport."""
-        if self.allow is not None:
-            _not_for_everyone(message)
         tcp = address is None
         source: tuple[str, int] | None = address
         if tcp:
@@ -430,12 +436,3 @@ class ForwardingServerMixin:
         d = self.forwarder.handle_query(message, protocol, address).addCallback(send)
         d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
         return d
-
-
-def _not_for_everyone(message: dns.Message) -> None:
-    """Keep the reply to ``message`` out of the server's wire-level answer
-    cache (`skydns.dns.server`), which is keyed by the question alone: with
-    ``--forward-allow`` a forwarded answer, or a REFUSED, depends on who asks."""
-    request = getattr(message, "skydns_request", None)
-    if request is not None and hasattr(request, "cacheable"):
-        request.cacheable = False

@@ -350,12 +350,14 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
         self, message: dns.Message, protocol: Any, address: Any
     ) -> "defer.Deferred[None]":
         request = getattr(message, "skydns_request", None)
+        forwarder: Any = self.forwarder
+        if request is not None and forwarder.client_specific:
+            request.cacheable = False  # the reply is this client's alone
 
         def send(reply: dns.Message) -> None:
             reply.skydns_request = request  # type: ignore[attr-defined]
             self.sendReply(protocol, reply, address)
 
-        forwarder: Any = self.forwarder
         d = forwarder.handle_query(message, protocol, address).addCallback(send)
         d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
         return d  # type: ignore[no-any-return]
