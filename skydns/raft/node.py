@@ -189,6 +189,9 @@ class RaftNode(Service):
             if self._saving is not None:
                 # Never two saves at once: wait for the one in the thread.
                 await Deferred.fromCoroutine(_quietly(self._saving))
+            if self.snapshots.taking is not None:
+                # A snapshot being written in a thread uses the storage too.
+                await Deferred.fromCoroutine(_quietly(self.snapshots.taking))
             if not self._failed and self._latest_hs != self._saved_hs:
                 try:
                     self.storage.save(self._latest_hs, ())
