@@ -21,14 +21,16 @@
 
 The fast path (`skydns.dns.answercache`): a repeated plain query is answered
 from the `AnswerCache` before anything is decoded; a first one for a name in
-the domain is answered directly from `SkyDNSAuthority.resolve_until` (no
-Deferreds, no decoding by `dns.Message`) and cached until its TTLs would
-tick.  Both produce the bytes the twisted.names path (``fast_path=False``,
-and every unusual packet) produces, because that path, too, resolves the
-lower-cased name and copies the client's question into the encoded answer.
-Answers for names outside the domain (REFUSED, or forwarded) are cached for
-a second at most (less when a TTL is shorter).  The cache is cleared on
-every registry change.
+the domain is answered by `skydns.dns.direct` (an answer set aside at the
+last registry change and revalidated, or one built by the authority without
+Deferreds or `dns.Message`) and cached until its TTLs would tick.  Both
+produce the bytes the twisted.names path (``fast_path=False``, and every
+unusual packet) produces, because that path, too, resolves the lower-cased
+name and copies the client's question into the encoded answer.  Answers for
+names outside the domain (REFUSED, or forwarded) are cached for a second at
+most (less when a TTL is shorter), and not at all when the forwarder's
+replies depend on the client (`Forwarder.client_specific`).  Every registry
+change clears the cache.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, Callable, Optional
 
-from attrs import define
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
@@ -51,11 +52,10 @@ from twisted.python.failure import Failure
 from skydns.dns.answercache import (
     DEFAULT_MAX_ENTRIES,
     AnswerCache,
-    Query,
     restore_question,
 )
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
-from skydns.dns.encoder import Unsupported, encode_answer
+from skydns.dns.direct import DirectPathMixin, _Request
 from skydns.dns.forward import Forwarder, ForwardingServerMixin
 from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
     MAX_TCP_MESSAGE,
@@ -68,7 +68,6 @@ from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
     listen_udp,
     udp_limit,
 )
-from skydns.dns.records import to_header
 from skydns.dns.stats import DNSStats
 
 log = Logger()
@@ -109,31 +108,7 @@ def rcode_for(reason: BaseException) -> Optional[int]:
     return None
 
 
-@define
-class _Request:
-    """What the server remembers about a request on the twisted.names path
-    (kept on the `dns.Message` as ``skydns_request``)."""
-
-    #: The parsed question when the request is cacheable, else None.
-    query: Optional[Query]
-    #: When it arrived (the factory's timer), for the latency metric.
-    started: float
-    #: The cache generation then: an answer after a clear is not kept.
-    generation: int
-    #: Whether the answer may be cached (the authority did not claim the name).
-    cacheable: bool = False
-    #: The question as the client spelled it, when that was not lower case.
-    question: Optional[bytes] = None
-
-
-#: The OPT record of every answer to an EDNS request (never changed).
-_OUR_OPT = dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD)
-
-#: `SkyDNSServerFactory._direct` result: the authority does not claim the name.
-_NOT_OURS: Any = object()
-
-
-class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
+class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFactory):
     """Serves ``resolver`` (see `skydns.dns.authority.make_resolver`) to
     `DatagramProtocol` and `StreamProtocol` connections.
 
@@ -202,102 +177,6 @@ class SkyDNSServerFactory(ForwardingServerMixin, DNSServerFactory):
     def datagram_protocol(self) -> DatagramProtocol:
         """A UDP protocol answering through this factory."""
         return DatagramProtocol(self, self.reactor)
-
-    # The packet path below the cache.
-
-    def packet_received(self, protocol: Any, data: bytes, address: Any) -> None:
-        """A request the answer cache did not answer (``address`` is None
-        over TCP): answer it directly from the authority when it is a plain
-        question for our domain, else decode it for the twisted.names path."""
-        started = self.timer()
-        cache = self.answer_cache
-        query = cache.query(data) if cache is not None else None
-        cacheable = False
-        authority = self.authority
-        if query is not None and authority is not None:
-            tcp = address is None
-            wire = cache.revalidate(data, query, authority.unchanged, tcp)  # type: ignore[union-attr]
-            if wire is not None:
-                protocol.send_wire(wire, address)
-                self.stats.answer("tcp" if tcp else "udp", query.qtype, wire[3] & 0x0F)
-                self.stats.latency("authority", self.timer() - started)
-                return
-            wire = self._direct(query, data, tcp)
-            if wire is _NOT_OURS:
-                cacheable = True
-            elif wire is not None:
-                protocol.send_wire(wire, address)
-                self.stats.latency("authority", self.timer() - started)
-                return
-        message = dns.Message()
-        try:
-            message.fromStr(data)
-        except Exception:
-            self.stats.malformed += 1
-            log.debug("undecodable DNS packet ({size} bytes)", size=len(data))
-            return
-        generation = cache.generation if cache is not None else 0
-        message.skydns_request = _Request(query, started, generation, cacheable)  # type: ignore[attr-defined]
-        self.messageReceived(message, protocol, address)
-
-    def _direct(self, query: Query, data: bytes, tcp: bool) -> Any:
-        """The answer to a plain question from the authority, encoded, and
-        cached.  `_NOT_OURS` for a name outside the domain; None when the
-        twisted.names path should answer (an unexpected error, which it logs).
-        """
-        authority = self.authority
-        cache = self.answer_cache
-        if authority is None or cache is None or query.qclass not in (dns.IN, dns.ANY):
-            return None
-        generation = cache.generation
-        records: tuple[list[Any], list[Any], list[Any]]
-        sources = None
-        try:
-            answers, auth, found, until, sources = authority.resolve_sources(
-                query.name, query.qtype
-            )
-            records = (answers, auth, found)
-            rcode = dns.OK
-        except NameNotFound as e:
-            records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
-        except QueryRefused:
-            records, rcode, until = ([], [], []), dns.EREFUSED, math.inf
-        except error.DomainError as e:
-            return _NOT_OURS if type(e) is error.DomainError else None
-        except Exception:
-            return None
-        limit = MAX_TCP_MESSAGE if tcp else query.udp_limit
-        answers, auth, found = records
-        additional = list(found)
-        if query.edns:
-            additional.append(_OUR_OPT)
-        try:
-            wire = encode_answer(
-                data[0] << 8 | data[1],
-                data[12 : query.question_end],
-                query.name,
-                0x80 | query.recursion_desired,
-                (0x80 if self.canRecurse else 0) | rcode,
-                answers,
-                auth,
-                additional,
-                limit,
-            )
-        except Unsupported:
-            response = self._response(
-                data[0] << 8 | data[1],
-                [dns.Query(query.name, query.qtype, query.qclass)],
-                query.recursion_desired,
-                limit,
-                query.edns,
-                rcode,
-                *[[to_header(r) for r in section] for section in records],
-            )
-            wire = encode_reply(response, limit)
-            wire = restore_question(wire, data[12 : query.question_end])
-        cache.store(query, wire, until, generation, tcp, sources)
-        self.stats.answer("tcp" if tcp else "udp", query.qtype, rcode)
-        return wire
 
     # The twisted.names path.
 
