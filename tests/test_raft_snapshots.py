@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.commands import Register
@@ -25,9 +27,23 @@ def contents(registry: Registry) -> object:
 
 
 class SnapshotCluster(Cluster):
-    def __init__(self, ids: Sequence[str] = ("a", "b", "c"), every: int = 20, keep: int = 5):
+    def __init__(
+        self,
+        ids: Sequence[str] = ("a", "b", "c"),
+        every: int = 20,
+        keep: int = 5,
+        thread_delay: float | None = None,
+    ):
         self.every, self.keep = every, keep
+        #: With a delay, snapshots are taken "in a thread" that takes that long.
+        self.thread_delay = thread_delay
         super().__init__(ids)
+
+    def _in_thread(self, call: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        result = call(*args)
+        d: Deferred[Any] = Deferred()
+        self.clock.callLater(self.thread_delay or 0.0, d.callback, result)
+        return d
 
     def start(self, node_id: str) -> RaftNode:
         node = RaftNode(
@@ -42,6 +58,7 @@ class SnapshotCluster(Cluster):
             fail_stop=self.stopped.append,
             snapshot_entries=self.every,
             keep_entries=self.keep,
+            in_thread=None if self.thread_delay is None else self._in_thread,
         )
         node.snapshots.chunk_size = 300  # many chunks per snapshot
         self.applied[node_id] = []
@@ -122,6 +139,23 @@ class NodeSnapshotTests(SynchronousTestCase):
         again = cluster.start(down)
         cluster.run(0.5)
         self.assertEqual(contents(again.registry), contents(leader.registry))
+
+
+    def test_snapshot_in_a_thread_while_writes_go_on(self) -> None:
+        """While a snapshot is being encoded and written (off the reactor),
+        writes keep committing; the core compacts once it is stored."""
+        cluster = SnapshotCluster(thread_delay=0.5)
+        leader = cluster.elect()
+        cluster.write(21)
+        taking = leader.snapshots.taking
+        self.assertIsNotNone(taking)
+        self.assertEqual(leader.core.log.snapshot.index, 0)
+        cluster.write(10, prefix="during")  # 0.2 s of writes, each committed
+        self.assertEqual(leader.core.log.snapshot.index, 0)
+        cluster.run(0.5)
+        self.assertIsNone(leader.snapshots.taking)
+        self.assertGreater(leader.core.log.snapshot.index, 0)
+        self.assertEqual(len(leader.registry), 31)
 
 
 class EncodingTests(SynchronousTestCase):
