@@ -26,6 +26,7 @@ Validation choices where SPEC.md is silent (documented for users in docs/):
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import math
@@ -73,8 +74,9 @@ def encode_label(value: str) -> str:
     return value.lower().replace(".", "-").replace(":", "-")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip(host: str) -> bool:
-    """Whether ``host`` is an IPv4 or IPv6 literal."""
+    """Whether ``host`` is an IPv4 or IPv6 literal (cached: hosts repeat)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -294,6 +296,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: One decoder for every body (``json.loads`` with an option builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _load_object(body: bytes) -> dict[str, Any]:
     """A JSON object with lower-cased keys; `ValidationError` for "body"."""
     try:
@@ -301,7 +307,7 @@ def _load_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValidationError("body", "is not UTF-8 text") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise ValidationError("body", "is not valid JSON") from None
     if not isinstance(data, dict):
