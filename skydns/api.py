@@ -114,10 +114,14 @@ class APIError(Exception):
         self.extra = extra
 
 
+#: One encoder for every answer (``json.dumps`` with an option builds a new one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True)
+
+
 def _render_json(request: Request, code: int, body: Any) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", JSON_TYPE)
-    data = json.dumps(body, sort_keys=True).encode("utf-8") + b"\n"
+    data = _ENCODER.encode(body).encode("utf-8") + b"\n"
     request.setHeader(b"Content-Length", b"%d" % len(data))
     return data
 

@@ -65,6 +65,10 @@ class AddCallback:
 Command = Union[Register, Unregister, Renew, Expire, AddCallback]
 
 
+#: One encoder for every command (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 class CommandDecodeError(ValueError):
     """The bytes are not an encoded command."""
 
@@ -85,7 +89,7 @@ def encode(command: Command) -> bytes:
     else:  # pragma: no cover - the Union is closed
         raise TypeError(f"not a command: {command!r}")
     body["now"] = command.now
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def decode(data: bytes) -> Command:
