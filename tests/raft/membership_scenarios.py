@@ -110,6 +110,31 @@ def learner_promotion(seed: int) -> Run:
     return Run.of(sim, clients)
 
 
+def learner_in_minority(seed: int) -> Run:
+    """A voter cut off with a learner has no quorum: learners never vote, so
+    it cannot be elected, and the majority side keeps serving."""
+    sim = SnapSim(seed, SimConfig(nodes=4), members=3)
+    clients = Clients(sim, 3, timeout=300)
+    clients.start(5000)
+    leader = wait_leader(sim)
+    voters_now = sorted(sim.members)
+    sim.change_until(voters(*voters_now, learners=("n4",)), 2000)
+    sim.run_until(sim.now + 2000, lambda: sim.caught_up("n4"))
+    lonely = sim.rng.choice([n for n in voters_now if n != sim.leader()])
+    others = [n for n in voters_now if n != lonely]
+    sim.partition([lonely, "n4"], others)
+    term_before = sim.core(lonely).term
+    sim.run_until(sim.now + 30 * ELECTION)
+    assert sim.core(lonely).role.value != "leader", "a voter won with a learner's vote"
+    assert sim.leader() in others, f"the majority lost its leader: {statuses(sim)}"
+    assert sim.core(lonely).term == term_before, "PreVote should keep the term"
+    sim.run_until(5000)
+    _settle(sim)
+    del leader
+    linearizable(clients)
+    return Run.of(sim, clients)
+
+
 def leader_removal(seed: int) -> Run:
     """The leader removes itself under load: it hands over and steps down."""
     sim = SnapSim(seed, SimConfig(nodes=3))
@@ -189,6 +214,7 @@ SCENARIOS: dict[str, Callable[[int], Run]] = {
     "snapshot_catch_up": snapshot_catch_up,
     "snapshot_leader_change": snapshot_leader_change,
     "learner_promotion": learner_promotion,
+    "learner_in_minority": learner_in_minority,
     "leader_removal": leader_removal,
     "remove_partitioned": remove_partitioned,
     "changes_during_partitions": changes_during_partitions,

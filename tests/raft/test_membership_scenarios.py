@@ -38,6 +38,11 @@ class MembershipScenarioTests(SynchronousTestCase):
         """3 -> 5 under load: learners catch up (by snapshot) and are promoted."""
         self.scenario("learner_promotion", range(3))
 
+    def test_learner_in_minority(self) -> None:
+        """A voter cut off with a learner is never elected (learners do not
+        vote); a planted bug counting learners' votes fails every seed."""
+        self.scenario("learner_in_minority", range(4))
+
     def test_leader_removal(self) -> None:
         """A leader removing itself hands over and steps down."""
         self.scenario("leader_removal", range(4))
