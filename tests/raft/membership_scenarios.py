@@ -116,7 +116,7 @@ def learner_in_minority(seed: int) -> Run:
     sim = SnapSim(seed, SimConfig(nodes=4), members=3)
     clients = Clients(sim, 3, timeout=300)
     clients.start(5000)
-    leader = wait_leader(sim)
+    wait_leader(sim)
     voters_now = sorted(sim.members)
     sim.change_until(voters(*voters_now, learners=("n4",)), 2000)
     sim.run_until(sim.now + 2000, lambda: sim.caught_up("n4"))
@@ -130,7 +130,6 @@ def learner_in_minority(seed: int) -> Run:
     assert sim.core(lonely).term == term_before, "PreVote should keep the term"
     sim.run_until(5000)
     _settle(sim)
-    del leader
     linearizable(clients)
     return Run.of(sim, clients)
 
