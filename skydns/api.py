@@ -47,6 +47,7 @@ from skydns.names import (
     service_json,
 )
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Registry
+from skydns.routing import fast_routes
 
 log = Logger()
 
@@ -175,7 +176,7 @@ class API:
 
     def resource(self) -> Resource:
         """The twisted.web resource serving this API (metered when there are metrics)."""
-        inner: KleinResource = self.app.resource()
+        inner = KleinResource(fast_routes(self.app))
         if self.metrics is None:
             return inner
         return MeteredResource(inner, self.app.url_map, self.clock, self.metrics)
