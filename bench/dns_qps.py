@@ -17,14 +17,16 @@ Workloads (``dnsperf -l SECONDS``):
 - ``a``: A for every service name (cached);
 - ``miss``: SRV and A for every service name and SRV and A for every
   instance name (3,000 names for 1,000 instances), shuffled, while the bench
-  renews leases through the HTTP API (``--changes`` a second, asked for by
-  four threads): every renewal clears SkyDNS's answer cache.  dnsperf goes
-  through its file in order, so while ``q/change`` (queries per applied
-  renewal, printed) is below the number of names, every query is the first
-  for its name since a registry change: a miss.  Where the server exports
-  ``skydns_dns_cache_total`` the measured hit ratio is printed too.  The
-  renewals' own cost is in SkyDNS's CPU time.  The other servers get the
-  same queries (they have no cache, nor any change to make).
+  renews leases through the HTTP API (``--changes`` a second, on a fixed
+  schedule, by eight threads): every renewal clears SkyDNS's answer cache.
+  dnsperf goes through its file in order, so while ``q/change`` (queries
+  per applied renewal, printed) is below the number of names, every query
+  is the first for its name since a registry change: a miss.  Where the
+  server exports ``skydns_dns_cache_total`` the share of hits (``hits``)
+  and of misses answered by revalidating an answer set aside at the change
+  (``reval``; the rest are built anew) are printed too.  The renewals' own
+  cost is in SkyDNS's CPU time.  The other servers get the same queries
+  (they have no cache, nor any change to make).
 
 ``cpu qps`` is queries completed per second of CPU time the server process
 used (user + system, from /proc/<pid>/stat) during the run: what a query

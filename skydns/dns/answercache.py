@@ -33,6 +33,15 @@ so an answer computed before the change is never stored after it.  The
 size is bounded generationally: when the young table fills, it becomes the
 old one and the previous old one is dropped; an entry found in the old
 table moves back to the young one.
+
+Most registry changes touch one instance, and most answers do not depend
+on it.  An entry stored with its ``sources`` (the registry reads the answer
+came from, see `skydns.dns.authority.SkyDNSAuthority.resolve_sources`) is
+set aside by `clear`, not lost: on the next miss for its key the server
+calls `revalidate`, which serves it again (and makes it current) only when
+its time has not come and those reads give the very same instances now, so
+the answer computed anew would be the same bytes.  `query` remembers parses
+by key, across clears (they depend on the bytes alone).
 """
 
 from __future__ import annotations
