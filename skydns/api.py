@@ -33,6 +33,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from skydns.api_members import MemberAPIError, change_member, parse_add
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.httplimits import limited_request
 from skydns.metrics import MeteredResource
 from skydns.names import (
     Callback,
@@ -485,4 +486,5 @@ def make_site(api: API, access_log: Optional[str] = None) -> Site:
         site = QuietSite(api.resource())
     site.displayTracebacks = False
     site.noisy = False  # no "Starting factory" lines
+    site.requestFactory = limited_request(MAX_BODY)  # 413 before an oversized body is read
     return site

@@ -1,0 +1,80 @@
+"""An oversized request body is refused with 413 while it arrives (declared
+Content-Length or chunked), through the real `make_site` HTTP channel,
+and changes nothing; bodies within the limit are served as before."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from skydns.api import MAX_BODY, make_api, make_site
+from skydns.cluster import LocalCluster
+from skydns.registry import Registry
+
+BODY = json.dumps({"Host": "10.0.0.1", "Port": 80}).encode()
+
+
+class BodyLimitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.registry = Registry()
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        site = make_site(make_api(LocalCluster(self.registry), clock, "skydns.local"))
+        self.channel = site.buildProtocol(None)
+        self.transport = StringTransport()
+        assert self.channel is not None
+        self.channel.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        assert self.channel is not None
+        self.channel.dataReceived(data)
+
+    def assert_refused(self, closed: bool = True) -> None:
+        answer = self.transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:100])
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertIn(b"Content-Type: application/json", head)
+        self.assertEqual(json.loads(body), {"error": f"body: larger than {MAX_BODY} bytes"})
+        self.assertEqual(self.transport.disconnecting, closed)
+        self.assertEqual(len(self.registry), 0)
+
+    def test_huge_declared_length(self) -> None:
+        """Refused and closed on the headers alone: no need to wait for it."""
+        self.send(b"PUT /skydns/services/a HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: 1000000000\r\n\r\n")  # fmt: skip
+        self.assert_refused()
+
+    def test_declared_length_a_little_over(self) -> None:
+        """The 413 goes out at once; the body is read and dropped, so that a
+        client sending all of it first still reads the answer; then closed."""
+        length = MAX_BODY + 1000
+        self.send(b"PUT /skydns/services/a HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: %d\r\n\r\n" % length)  # fmt: skip
+        self.assert_refused(closed=False)
+        self.send(b"x" * (length - 1))
+        self.assertFalse(self.transport.disconnecting)
+        self.send(b"x")
+        self.assert_refused(closed=True)
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1"), 1)
+
+    def test_chunked_body_over_the_limit(self) -> None:
+        self.send(b"PUT /skydns/services/a HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        chunk = b"%x\r\n%s\r\n" % (16384, b"y" * 16384)
+        for _ in range(4):
+            self.send(chunk)
+        self.assertEqual(self.transport.value(), b"")  # 64 KiB: not over yet
+        self.send(b"1\r\nz\r\n")
+        self.assert_refused(closed=False)
+        for _ in range(70):  # a chunked body that never ends: cut off
+            self.send(chunk)
+        self.assert_refused(closed=True)
+
+    def test_within_the_limit(self) -> None:
+        self.send(b"PUT /skydns/services/a HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))  # fmt: skip
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 201 "))
+        self.assertEqual(len(self.registry), 1)
