@@ -5,6 +5,8 @@ snapshot."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -119,7 +121,10 @@ class MembershipTests(SynchronousTestCase):
         try:
             nodes = [first]
             for name in ("n2", "n3", "n4", "n5"):
-                nodes.append(self.node(name, *join).start())
+                # n4 and n5 ask n2, which forwards to the leader.
+                second = ["--join", f"127.0.0.1:{nodes[1].raft_port}"] if len(nodes) > 1 else join
+                via = join if name in ("n2", "n3") else second
+                nodes.append(self.node(name, *via).start())
                 expected = {node.node_id for node in nodes}
 
                 def grown(expected: set[str | None] = expected) -> bool:
@@ -127,9 +132,15 @@ class MembershipTests(SynchronousTestCase):
                     return set(seen) == expected and "learner" not in seen.values()
 
                 wait_until(grown, f"{name} joined and was promoted", 30.0)
-            for name in ("n5", "n4"):
-                status, body = http("DELETE", f"{first.url}/skydns/cluster/members/{name}")
-                self.assertEqual(status, 200, body)
+            status, body = http("DELETE", f"{first.url}/skydns/cluster/members/n5")
+            self.assertEqual(status, 200, body)
+            # The command line, through a follower.
+            cli = subprocess.run(
+                [sys.executable, "-c", "from skydns.cli import main; main()",
+                 "--server", nodes[2].url, "cluster", "remove", "n4"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            self.assertEqual(cli.returncode, 0, cli.stdout + cli.stderr)
             wait_until(lambda: set(roles(first)) == {"n1", "n2", "n3"}, "shrunk to three")
         finally:
             stop.set()
