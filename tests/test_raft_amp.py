@@ -407,3 +407,28 @@ class TransportTests(SynchronousTestCase):
         self.assertEqual(self.local.received, [TimeoutNow("b", "a", 4)])
 
 
+
+
+class BoxSizeLimitTests(SynchronousTestCase):
+    """A peer cannot make a node hold an endless unfinished AMP box."""
+
+    def test_box_with_endless_keys_drops_the_connection(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from skydns.raft.amp import MAX_BOX_BYTES, RaftProtocol
+
+        protocol = RaftProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        value = b"x" * 60000
+        sent = 0
+        key = 0
+        while sent <= MAX_BOX_BYTES + len(value) and not transport.disconnecting:
+            name = b"k%d" % key
+            protocol.dataReceived(
+                len(name).to_bytes(2, "big") + name + len(value).to_bytes(2, "big") + value
+            )
+            sent += len(value) + len(name)
+            key += 1
+        self.assertTrue(transport.disconnecting)
+        self.assertLess(protocol._box_bytes, MAX_BOX_BYTES + 2 * len(value))

@@ -65,6 +65,9 @@ log = Logger()
 MAX_CHUNKS = 64
 #: The most proposals one `ForwardProposals` call carries.
 MAX_FORWARD_BATCH = 1024
+#: The most one AMP box may hold, keys and values together: well above the
+#: largest box we send (a few arguments of `MAX_CHUNKS` values each).
+MAX_BOX_BYTES = 16 * 1024 * 1024
 _LIMIT = amp.MAX_VALUE_LENGTH
 _MAX_INT = 2**63 - 1
 _LENGTH = struct.Struct(">I")
@@ -402,6 +405,26 @@ class RaftProtocol(amp.AMP):
         super().__init__()
         self.handler = handler
         self.on_lost: Callable[[RaftProtocol], None] | None = None
+        self._box_bytes = 0
+
+    # AMP caps each key and value but not how many a box has: an unfinished
+    # box with endless distinct keys would hold memory until the connection
+    # closes.  Count what the box being read holds and drop a peer past it.
+    def proto_init(self, string: bytes) -> str:
+        self._box_bytes = 0
+        return super().proto_init(string)  # type: ignore[no-any-return]
+
+    def proto_value(self, string: bytes) -> str:
+        self._box_bytes += len(string) + len(self._currentKey or b"")
+        if self._box_bytes > MAX_BOX_BYTES:
+            log.warn(
+                "dropping a Raft connection: a box over {limit} bytes", limit=MAX_BOX_BYTES
+            )
+            if self.transport is not None:
+                abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+                abort()
+            return "init"
+        return super().proto_value(string)  # type: ignore[no-any-return]
 
     def connectionMade(self) -> None:
         super().connectionMade()
