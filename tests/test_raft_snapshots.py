@@ -140,7 +140,6 @@ class NodeSnapshotTests(SynchronousTestCase):
         cluster.run(0.5)
         self.assertEqual(contents(again.registry), contents(leader.registry))
 
-
     def test_snapshot_in_a_thread_while_writes_go_on(self) -> None:
         """While a snapshot is being encoded and written (off the reactor),
         writes keep committing; the core compacts once it is stored."""
