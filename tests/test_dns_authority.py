@@ -287,6 +287,17 @@ class UUIDNameTests(AuthorityTestCase):
         answers, _, _ = self.lookup(target, dns.A)
         self.assertEqual([a for _, _, a in addresses(answers)], ["10.0.0.7"])
 
+    def test_srv_target_in_each_authoritys_domain(self) -> None:
+        """Two authorities over one registry (the same instance objects)
+        each target IP hosts under their own domain."""
+        self.register("a1", host="10.0.0.7")
+        other = SkyDNSAuthority(self.registry, self.clock, "other.example")
+        for authority, domain in ((self.authority, "skydns.local"), (other, "other.example")):
+            d = authority.query(dns.Query(f"rails.production.{domain}", dns.SRV))
+            answers, _, additional = self.successResultOf(d)
+            self.assertEqual(srv(answers), [(10, 100, 8080, f"a1.{domain}")])
+            self.assertEqual(addresses(additional), [(f"a1.{domain}", dns.A, "10.0.0.7")])
+
     def test_uuid_srv(self) -> None:
         """SRV at <uuid>.<domain> gives that one instance."""
         self.register("a1", host="web1.example.com", port=9000, priority=3)

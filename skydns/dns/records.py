@@ -3,6 +3,13 @@
 Pure helpers for `skydns.dns.authority`: address records for IP literal
 hosts, SRV records with SkyDNS's priority/weight rules, and TTLs taken from
 the remaining lease.  Names are ``bytes`` here, as in `twisted.names`.
+
+Records built from instances are `WireRecord`s: their RDATA bytes, not
+`twisted.names` record objects, so a miss builds no objects but a tuple per
+record.  What does not change with time is remembered: the address bytes of
+each host string, and each instance's SRV port and target (by identity: a
+registry change replaces an instance).  `to_header` gives the
+`dns.RRHeader` the twisted.names path needs.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import ipaddress
 import math
 import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, NamedTuple, Optional, Union
 
@@ -99,25 +106,6 @@ def header(name: bytes, record: Any, ttl: int) -> dns.RRHeader:
     return dns.RRHeader(name, record.TYPE, dns.IN, ttl, record, auth=True)
 
 
-def dedupe(records: Iterable[dns.RRHeader]) -> tuple[dns.RRHeader, ...]:
-    """Drop repeated (name, type, rdata) records, keeping the smallest TTL, in
-    first-seen order (an RRset holds each record once, RFC 2181 §5)."""
-    kept: dict[tuple[bytes, int, bytes], dns.RRHeader] = {}
-    for record in records:
-        key = (record.name.name.lower(), record.type, _rdata(record))
-        previous = kept.get(key)
-        if previous is None or record.ttl < previous.ttl:
-            kept[key] = record
-    return tuple(kept.values())
-
-
-def _rdata(record: dns.RRHeader) -> bytes:
-    out = BytesIO()
-    payload: Any = record.payload
-    payload.encode(out)
-    return out.getvalue()
-
-
 class _WireFields(NamedTuple):
     name: bytes
     type: int
@@ -189,8 +177,9 @@ def name_wire(name: bytes) -> bytes:
     return found
 
 
-def _dedupe_wire(records: list[WireRecord]) -> tuple[WireRecord, ...]:
-    """`dedupe` for `WireRecord`s (owner names are already lower case)."""
+def dedupe(records: list[WireRecord]) -> tuple[WireRecord, ...]:
+    """Drop repeated (name, type, rdata) records, keeping the smallest TTL, in
+    first-seen order (an RRset holds each record once, RFC 2181 §5)."""
     if len(records) < 2:
         return tuple(records)
     kept: dict[tuple[bytes, int, bytes], WireRecord] = {}
@@ -211,7 +200,7 @@ def address_answer(
         found = address_rdata(instance.service.host)
         if found is not None and found[0] == record_type:
             records.append(WireRecord(name, record_type, ttl_of(instance, now), found[1]))
-    return Answer(_dedupe_wire(records))
+    return Answer(dedupe(records))
 
 
 #: What `srv_answer` needs of an instance that does not change with time,
@@ -219,9 +208,15 @@ def address_answer(
 #: registry change makes a new instance): the instance; its SRV priority
 #: (None for the default) and weight (None for the share); the SRV RDATA
 #: after priority and weight (port, target), or None when the host cannot be
-#: a target; and the additional record's owner, type and RDATA (or None).
+#: a target; the additional record's owner, type and RDATA (or None); and
+#: the domain the target is under.
 _SrvParts = tuple[
-    Instance, Optional[int], Optional[int], Optional[bytes], Optional[tuple[bytes, int, bytes]]
+    Instance,
+    Optional[int],
+    Optional[int],
+    Optional[bytes],
+    Optional[tuple[bytes, int, bytes]],
+    bytes,
 ]
 _SRV_PARTS: dict[int, _SrvParts] = {}
 _PRIORITY_WEIGHT = struct.Struct("!HH")
@@ -230,7 +225,7 @@ _PORT = struct.Struct("!H")
 
 def _srv_parts(instance: Instance, domain: bytes) -> _SrvParts:
     known = _SRV_PARTS.get(id(instance))
-    if known is not None and known[0] is instance:
+    if known is not None and known[0] is instance and known[5] == domain:
         return known
     service = instance.service
     address = address_rdata(service.host)
@@ -244,7 +239,7 @@ def _srv_parts(instance: Instance, domain: bytes) -> _SrvParts:
         target = host_name(service.host)
     if target is not None:
         rest = _PORT.pack(service.port) + name_wire(target)
-    parts: _SrvParts = (instance, service.priority, service.weight, rest, glue)
+    parts: _SrvParts = (instance, service.priority, service.weight, rest, glue, domain)
     if len(_SRV_PARTS) >= _ENCODED_SIZE:
         _SRV_PARTS.clear()
     _SRV_PARTS[id(instance)] = parts
@@ -269,7 +264,7 @@ def srv_answer(
     records = []
     additional = []
     for instance in instances:
-        _, own_priority, weight, rest, glue = _srv_parts(instance, domain)
+        _, own_priority, weight, rest, glue, _ = _srv_parts(instance, domain)
         if rest is None:
             continue
         ttl = ttl_of(instance, now)
@@ -285,7 +280,7 @@ def srv_answer(
             weight = share
         rdata = _PRIORITY_WEIGHT.pack(srv_priority, weight) + rest
         records.append(WireRecord(name, dns.SRV, ttl, rdata))
-    return Answer(_dedupe_wire(records), _dedupe_wire(additional))
+    return Answer(dedupe(records), dedupe(additional))
 
 
 def uuid_name(uuid: str, domain: bytes) -> bytes:
