@@ -262,6 +262,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.rcache import ResponseCache
     from skydns.dns.reverse import ReverseResolver
     from skydns.dns.server import DNSService
+    from skydns.gctune import tune_gc
     from skydns.leases import LeaseKeeper
     from skydns.logging import RegistryLog, RootService, log_observer
     from skydns.metrics import Metrics
@@ -269,6 +270,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.raft.wiring import build_cluster
     from skydns.registry import Registry
 
+    tune_gc()
     disable_created_metrics()
     metrics = Metrics()
     top = RootService(
