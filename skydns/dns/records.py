@@ -219,6 +219,9 @@ _SrvParts = tuple[
     bytes,
 ]
 _SRV_PARTS: dict[int, _SrvParts] = {}
+#: Entries `_SRV_PARTS` keeps (it is cleared when full).  Each keeps its
+#: instance alive, replaced ones too, until then: a few MB at most.
+_SRV_PARTS_SIZE = 32768
 _PRIORITY_WEIGHT = struct.Struct("!HH")
 _PORT = struct.Struct("!H")
 
@@ -240,7 +243,7 @@ def _srv_parts(instance: Instance, domain: bytes) -> _SrvParts:
     if target is not None:
         rest = _PORT.pack(service.port) + name_wire(target)
     parts: _SrvParts = (instance, service.priority, service.weight, rest, glue, domain)
-    if len(_SRV_PARTS) >= _ENCODED_SIZE:
+    if len(_SRV_PARTS) >= _SRV_PARTS_SIZE:
         _SRV_PARTS.clear()
     _SRV_PARTS[id(instance)] = parts
     return parts
