@@ -220,7 +220,7 @@ _SrvParts = tuple[
 ]
 _SRV_PARTS: dict[int, _SrvParts] = {}
 #: Entries `_SRV_PARTS` keeps (it is cleared when full).  Each keeps its
-#: instance alive, replaced ones too, until then: a few MB at most.
+#: instance alive, replaced ones too, until then (tens of MB at worst).
 _SRV_PARTS_SIZE = 32768
 _PRIORITY_WEIGHT = struct.Struct("!HH")
 _PORT = struct.Struct("!H")
