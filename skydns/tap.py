@@ -103,6 +103,7 @@ class Options(usage.Options):
             "names outside the domain.",
         ],
         ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
+        ["max-tcp-connections", None, "1024", "Open DNS-over-TCP connections at most."],
         [
             "snapshot-entries",
             None,
@@ -166,6 +167,11 @@ class Options(usage.Options):
         if self["snapshot-entries"] == 0:
             raise usage.UsageError("--snapshot-entries: must be at least 1")
         self["snapshot-keep"] = _checked("snapshot-keep", _non_negative_int, self["snapshot-keep"])
+        self["max-tcp-connections"] = _checked(
+            "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
+        )
+        if self["max-tcp-connections"] == 0:
+            raise usage.UsageError("--max-tcp-connections: must be at least 1")
         if self["tcp-idle-timeout"] == 0:
             raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
         if self["no-forward"]:
@@ -309,6 +315,7 @@ def makeService(options: Options) -> service.MultiService:
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
+        max_tcp_connections=options["max-tcp-connections"],
     ).setServiceParent(top)
 
     api = make_api(

@@ -490,3 +490,15 @@ class RealSocketTests(unittest.TestCase):
         self.assertEqual(service.factory.connections, [])
         with self.assertRaises(ConnectionRefusedError):
             yield deferToThread(connect)
+
+
+class TCPConnectionLimitTests(FactoryTestCase):
+    """A client cannot hold more DNS TCP connections open than the limit."""
+
+    def test_connections_past_the_limit_are_refused_until_one_closes(self) -> None:
+        self.factory.max_tcp_connections = 2
+        first, _ = self.tcp_connection()
+        self.tcp_connection()
+        self.assertIsNone(self.factory.buildProtocol(None))
+        first.connectionLost(None)
+        self.assertIsNotNone(self.factory.buildProtocol(None))

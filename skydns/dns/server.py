@@ -72,6 +72,10 @@ from skydns.dns.stats import DNSStats
 
 log = Logger()
 
+#: Open DNS TCP connections at most; more are closed at once (a client that
+#: holds many idle connections must not exhaust the process's descriptors).
+MAX_TCP_CONNECTIONS = 1024
+
 #: The EDNS version we speak (RFC 6891 §6.1.3): a request of a higher one
 #: gets `BADVERS`.
 EDNS_VERSION = 0
@@ -130,9 +134,12 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         metrics: Any = None,
         cache_size: int = DEFAULT_MAX_ENTRIES,
         timer: Callable[[], float] = time.perf_counter,
+        max_tcp_connections: int = MAX_TCP_CONNECTIONS,
     ) -> None:
         super().__init__()
         self.resolver = resolver
+        self.max_tcp_connections = max_tcp_connections
+        self._refused_logged_at: Optional[float] = None
         self.forwarder = forwarder  # type: ignore[assignment]
         self.canRecurse = can_recurse or forwarder is not None
         self.idle_timeout = idle_timeout
@@ -170,6 +177,16 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         return float(self.reactor.seconds())
 
     def buildProtocol(self, addr: Any) -> Any:
+        if len(self.connections) >= self.max_tcp_connections:
+            # Twisted closes a connection whose factory builds no protocol.
+            now = self._seconds()
+            if self._refused_logged_at is None or now - self._refused_logged_at >= 10:
+                self._refused_logged_at = now
+                log.warn(
+                    "refusing DNS TCP connections: {limit} already open",
+                    limit=self.max_tcp_connections,
+                )
+            return None
         protocol = StreamProtocol(self, self.reactor)
         protocol.factory = self
         return protocol
@@ -385,6 +402,7 @@ class DNSService(MultiService):
         forwarder: Optional[Forwarder] = None,
         fast_path: bool = True,
         metrics: Any = None,
+        max_tcp_connections: int = MAX_TCP_CONNECTIONS,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -400,6 +418,7 @@ class DNSService(MultiService):
             forwarder=forwarder,
             fast_path=fast_path,
             metrics=metrics,
+            max_tcp_connections=max_tcp_connections,
         )
         self.port: Optional[int] = None
         self.udp_listener: Any = None
