@@ -204,7 +204,10 @@ class Registry:
             return Applied("not_found")
         renewed = Instance(evolve(instance.service, ttl=ttl), now + ttl)
         self._instances[key] = renewed
-        self._push_lease(renewed)
+        if renewed.expires < instance.expires:
+            self._push_lease(renewed)
+        # else the instance's entry in the lease heap is due no later than
+        # its lease now ends; `expired` moves it on when it comes up.
         self._changed()
         return Applied("ok")
 
@@ -272,7 +275,8 @@ class Registry:
         if instance.service.no_expire:
             return
         heapq.heappush(self._leases, (instance.expires, instance.service.uuid.lower()))
-        # Renewals leave stale entries behind; rebuild before they dominate.
+        # Removals and shortening renewals leave stale entries behind;
+        # rebuild before they dominate.
         if len(self._leases) > 2 * len(self._instances) + 1024:
             self._leases = [
                 (i.expires, k) for k, i in self._instances.items() if not i.service.no_expire
@@ -367,13 +371,15 @@ class Registry:
         while self._leases and self._leases[0][0] <= now:
             expires, key = heapq.heappop(self._leases)
             instance = self._instances.get(key)
-            if (
-                instance is None
-                or instance.service.no_expire
-                or instance.expires != expires
-                or key in seen
-            ):
-                continue  # stale: removed, renewed, or a duplicate entry
+            if instance is None or instance.service.no_expire or key in seen:
+                continue  # stale: removed, or a duplicate entry
+            if instance.expires > expires:
+                # Renewed since: renewals leave the entry in place (one heap
+                # push per lease period, not per renewal), so move it on.
+                heapq.heappush(self._leases, (instance.expires, key))
+                continue
+            if instance.expires != expires:
+                continue  # an earlier entry (a shortening renewal) stood for it
             seen.add(key)
             found.append((expires, key))
         for entry in found:

@@ -169,6 +169,31 @@ class ExpireTests(SynchronousTestCase):
         self.assertEqual(self.registry.expired(125.0), ["u1"])
         self.assertEqual(self.registry.expired(205.0), ["u1", "u2", "u0"])
 
+    def test_renewed_lease_found_when_it_runs_out(self) -> None:
+        """A lease renewed (more than once) is listed exactly when its last
+        renewal runs out, not before, not later."""
+        self.registry.apply(Renew("u0", 10, 105.0))
+        self.registry.apply(Renew("u0", 10, 108.0))
+        self.assertEqual(self.registry.expired(117.9), [])
+        self.assertEqual(self.registry.expired(118.0), ["u0"])
+
+    def test_shortening_renewal_runs_out_at_its_new_end(self) -> None:
+        """A renewal for less than is left moves the expiry earlier."""
+        self.registry.apply(Renew("u2", 2, 101.0))
+        self.assertEqual(self.registry.expired(102.9), [])
+        self.assertEqual(self.registry.expired(103.0), ["u2"])
+        self.assertEqual(self.registry.expired(110.0), ["u2", "u0"])
+
+    def test_renewals_do_not_grow_the_lease_heap(self) -> None:
+        """Renewing one instance many times costs no heap entry per renewal
+        (so no rebuild stalls a busy leader); checking expiry moves it on."""
+        for i in range(5000):
+            self.registry.apply(Renew("u0", 10, 100.0 + i / 1000))
+        self.assertLessEqual(len(self.registry._leases), 3)
+        self.assertEqual(self.registry.expired(114.0), [])
+        self.assertLessEqual(len(self.registry._leases), 3)
+        self.assertEqual(self.registry.expired(114.999), ["u0"])
+
     def test_expire_removes_only_lapsed(self) -> None:
         """Expire removes listed instances whose lease ended, leaving renewed ones."""
         self.registry.apply(AddCallback(callback("cb"), 100.0))
