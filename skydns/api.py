@@ -161,6 +161,9 @@ class API:
     """The routes of SPEC.md §2 over ``cluster``; use `resource` to serve it."""
 
     app = Klein()
+    # werkzeug would answer a path with "//" (e.g. an id holding an encoded
+    # "/") with a 308 to the merged path: such a path names no resource.
+    app.url_map.merge_slashes = False
 
     cluster: Cluster
     clock: Clock
@@ -390,7 +393,8 @@ class API:
             await change_member(self.cluster, self.clock, self.propose_timeout, "add",
                                 member_id, address)  # fmt: skip
         except MemberAPIError as e:
-            raise APIError(e.code, e.message) from e
+            extra: dict[str, Any] = {} if e.field is None else {"field": e.field}
+            raise APIError(e.code, e.message, None, **extra) from e
         body = {"id": member_id, "address": address, "role": "learner"}
         return _render_json(request, 201, body)
 
@@ -401,7 +405,8 @@ class API:
             await change_member(self.cluster, self.clock, self.propose_timeout, "remove",
                                 member_id, None)  # fmt: skip
         except MemberAPIError as e:
-            raise APIError(e.code, e.message) from e
+            extra: dict[str, Any] = {} if e.field is None else {"field": e.field}
+            raise APIError(e.code, e.message, None, **extra) from e
         return _render_json(request, 200, {"id": member_id})
 
     @app.route("/health", methods=["GET"])

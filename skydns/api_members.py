@@ -21,10 +21,14 @@ STATUS = {"exists": 409, "not_found": 404, "invalid": 400, "refused": 409}
 
 
 class MemberAPIError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    """A refused membership request: HTTP status, message and (for a 400)
+    the field at fault, as every other 400 of the API names one."""
+
+    def __init__(self, code: int, message: str, field: Optional[str] = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
 def parse_add(body: bytes) -> tuple[str, str]:
@@ -32,14 +36,14 @@ def parse_add(body: bytes) -> tuple[str, str]:
     try:
         data: Any = json.loads(body or b"null")
     except ValueError as e:
-        raise MemberAPIError(400, f"body: not JSON: {e}") from e
+        raise MemberAPIError(400, f"body: not JSON: {e}", "body") from e
     if not isinstance(data, dict):
-        raise MemberAPIError(400, "body: expected an object with id and address")
+        raise MemberAPIError(400, "body: expected an object with id and address", "body")
     member_id, address = data.get("id"), data.get("address")
     if not isinstance(member_id, str) or not member_id:
-        raise MemberAPIError(400, "id: a node id is required")
+        raise MemberAPIError(400, "id: a node id is required", "id")
     if not isinstance(address, str) or not address:
-        raise MemberAPIError(400, "address: the member's Raft HOST:PORT is required")
+        raise MemberAPIError(400, "address: the member's Raft HOST:PORT is required", "address")
     return member_id, address
 
 

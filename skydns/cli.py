@@ -304,7 +304,9 @@ class Runner:
                 present.add(key.lower())
         missing = [f"--{k.lower()}" for k in ("Host", "Port") if k.lower() not in present]
         if missing:
-            raise UsageError(" and ".join(missing) + " required (or give a JSON body)")
+            raise UsageError(
+                " and ".join(missing) + " required (as options or as Host/Port in a JSON body)"
+            )
         info = await client.register(args.uuid, body)
         self._print_service(args, info, args.uuid, "registered")
         return OK

@@ -50,7 +50,8 @@ MAX_LABEL = 63
 
 _LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
 _DOTTED = re.compile(r"[A-Za-z0-9_.-]{1,63}\Z")
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
+#: A host name label: no leading or trailing '-' (RFC 952, RFC 1123 §2.1).
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
 
 
 class ValidationError(ValueError):
@@ -369,7 +370,9 @@ def _check_host(field: str, value: str) -> str:
         parts = host.split(".")
         if not host or not all(_HOST_LABEL.match(part) for part in parts):
             raise ValidationError(
-                field, "must be a host name (letters, digits, '-', '_' and dots) or an IP address"
+                field,
+                "must be a host name (letters, digits, '-', '_' and dots; no label "
+                "starting or ending with '-') or an IP address",
             )
     if len(encode_label(host)) > MAX_LABEL:
         raise ValidationError(field, f"its label ({encode_label(host)}) is longer than 63 chars")

@@ -543,3 +543,15 @@ class ProposalRefusedTests(SynchronousTestCase):
         body = self.successResultOf(response.json())
         self.assertEqual(body["field"], "body")
         self.assertEqual(len(registry), 0)
+
+
+class DoubleSlashTests(SynchronousTestCase):
+    """A path with an empty segment names nothing: 404, not a redirect."""
+
+    def test_encoded_slash_in_an_id_is_not_found(self) -> None:
+        cluster = LocalCluster(Registry())
+        client = StubTreq(make_api(cluster, Clock(), "skydns.local").resource())
+        response = self.successResultOf(
+            client.delete("http://skydns/skydns/cluster/members/%2F0")
+        )
+        self.assertEqual(response.code, 404)

@@ -378,3 +378,17 @@ class ServiceJSONTests(SynchronousTestCase):
         inst = Instance(service(no_expire=True, ttl=42), expires=0.0)
         data = service_json(inst, 10**9)
         self.assertEqual((data["TTL"], data["NoExpire"], data["Expires"]), (42, True, None))
+
+
+class HostLabelTests(SynchronousTestCase):
+    """A Host whose labels start or end with '-' is not a host name (RFC 1123)."""
+
+    def test_hyphen_at_either_end_of_a_label_is_refused(self) -> None:
+        for host in ("-bad.example", "bad-.example", "web.-x"):
+            with self.assertRaises(ValidationError) as caught:
+                parse_service("u1", json.dumps({"Host": host, "Port": 80}).encode())
+            self.assertEqual(caught.exception.field, "Host")
+        self.assertEqual(
+            parse_service("u1", b'{"Host": "ok-host.example", "Port": 80}').host,
+            "ok-host.example",
+        )
