@@ -7,15 +7,17 @@ environment, or knows every part.  Everything else receives what it needs.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable
 
 from twisted.application import service, strports
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from skydns import config
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
-from skydns.logging import parse_log_format, parse_log_level
+from skydns.logging import RootService, parse_log_format, parse_log_level
 from skydns.names import is_ip
 
 DEFAULT_DOMAIN = "skydns.local"
@@ -253,6 +255,26 @@ def _nameservers(options: Options) -> list[tuple[str, str]]:
     return listed or [(options["node-id"], dns_host)]
 
 
+class _Node(RootService):
+    """The process's service tree: a port it cannot listen on stops the start
+    with one line naming the address, not a traceback."""
+
+    def privilegedStartService(self) -> None:  # noqa: N802 - Twisted's name
+        self._starting(super().privilegedStartService)
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        self._starting(super().startService)
+
+    @staticmethod
+    def _starting(start: Callable[[], None]) -> None:
+        try:
+            start()
+        except CannotListenError as e:
+            where = f"{e.interface or '*'}:{e.port}"
+            sys.stderr.write(f"skydns: cannot listen on {where}: {e.socketError}\n")
+            raise SystemExit(1) from None
+
+
 def makeService(options: Options) -> service.MultiService:
     """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
     import treq
@@ -270,7 +292,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.server import DNSService
     from skydns.gctune import tune_gc
     from skydns.leases import LeaseKeeper
-    from skydns.logging import RegistryLog, RootService, log_observer
+    from skydns.logging import RegistryLog, log_observer
     from skydns.metrics import Metrics
     from skydns.raft.wal import StorageError
     from skydns.raft.wiring import build_cluster
@@ -279,7 +301,7 @@ def makeService(options: Options) -> service.MultiService:
     tune_gc()
     disable_created_metrics()
     metrics = Metrics()
-    top = RootService(
+    top = _Node(
         log_observer(options["log-format"], options["log-level"], twistd=options.parent)
     )
     registry = Registry()

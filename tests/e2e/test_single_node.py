@@ -183,3 +183,24 @@ class CommandLineTests(SynchronousTestCase):
         result = self.twistd("-n", "--pidfile=", "skydns", "--dns", "nonsense")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("--dns", result.stdout + result.stderr)
+
+
+class BusyPortTests(SynchronousTestCase):
+    def test_busy_http_port_stops_start_with_one_line(self) -> None:
+        """A port already taken stops twistd (non-zero) with a line naming the
+        address, not a traceback."""
+        import socket
+
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        self.addCleanup(holder.close)
+        port = holder.getsockname()[1]
+        node = SkyDNSProcess(extra_args=["--http", f"tcp:{port}:interface=127.0.0.1"])
+        self.addCleanup(node.cleanup)
+        node.start(wait=False)
+        assert node.process is not None
+        self.assertNotEqual(node.process.wait(30), 0)
+        log = node.log()
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}", log)
+        self.assertNotIn("Traceback", log)
