@@ -22,7 +22,7 @@ from attrs import define, field
 from klein import Klein
 from klein.resource import KleinResource
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -31,6 +31,7 @@ from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from skydns.api_members import MemberAPIError, change_member, parse_add
+from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
 from skydns.httplimits import limited_request
@@ -62,17 +63,6 @@ DEFAULT_PROPOSE_TIMEOUT = 10.0
 RETRY_AFTER = b"1"
 
 JSON_TYPE = b"application/json"
-
-
-class Clock(Protocol):
-    """The part of `IReactorTime` the API uses (mypy does not see zope
-    interfaces as protocols)."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(
-        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
-    ) -> IDelayedCall: ...
 
 
 class Cluster(Protocol):

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from skydns.clock import Clock
 from skydns.commands import Command
 from skydns.names import Callback, service_json
 from skydns.registry import Applied
@@ -32,10 +33,6 @@ class HTTPClient(Protocol):
     ``treq.testing.StubTreq``) used here."""
 
     def delete(self, url: EncodedURL, *, data: bytes, headers: Headers) -> Deferred[Any]: ...
-
-
-class Clock(Protocol):
-    def seconds(self) -> float: ...
 
 
 class _ASCIIURL(EncodedURL):

@@ -8,14 +8,15 @@ the same instance at the same log position (DESIGN.md, "Decisions").
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol, cast
+from typing import Optional, Protocol, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
 from skydns.commands import Command, Expire
 from skydns.registry import Applied, Registry
@@ -23,17 +24,6 @@ from skydns.registry import Applied, Registry
 #: Most UUIDs in one Expire command: 500 UUIDs of at most 63 characters keep
 #: the encoded command well under AMP's 65,535-byte value limit.
 MAX_BATCH = 500
-
-
-class Clock(Protocol):
-    """The part of `IReactorTime` used here (mypy does not see zope
-    interfaces as protocols)."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(
-        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
-    ) -> IDelayedCall: ...
 
 
 class Cluster(Protocol):

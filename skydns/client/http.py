@@ -11,35 +11,24 @@ from __future__ import annotations
 import builtins
 import functools
 import json
-from typing import Any, Callable, Coroutine, Mapping, Optional, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Callable, Coroutine, Mapping, Optional, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import ResponseFailed
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IResponse
 
 from skydns.client.errors import ConnectionFailed, error_for_status
 from skydns.client.models import CallbackSpec, ClusterStatus, ServiceInfo, ServiceSpec
+from skydns.clock import Scheduler as Clock
 
 try:  # Not exported from twisted.web.client in every release.
     from twisted.web._newclient import RequestTransmissionFailed, ResponseNeverReceived
 except ImportError:  # pragma: no cover
     RequestTransmissionFailed = ResponseNeverReceived = ResponseFailed  # type: ignore
-
-
-
-class Clock(Protocol):
-    """The part of `IReactorTime` the client uses (mypy does not see zope
-    interfaces as protocols): ``task.Clock`` or a reactor."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(
-        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
-    ) -> IDelayedCall: ...
 
 
 P = ParamSpec("P")

@@ -30,12 +30,13 @@ import math
 import operator
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, Union
 
 from twisted.internet import defer
 from twisted.names import common, dns, error, resolve
 from twisted.names.common import ResolverBase
 
+from skydns.clock import Clock
 from skydns.dns.records import (
     FAILOVER_PRIORITY,
     Answer,
@@ -68,13 +69,6 @@ _QUERY = "query"
 _FAILOVER = "failover"
 #: `_parse` result for labels that are no pattern.
 _NO_PATTERN: Any = object()
-
-
-class Clock(Protocol):
-    """The part of `IReactorTime` the authority reads (mypy does not see
-    zope interfaces as protocols)."""
-
-    def seconds(self) -> float: ...
 
 
 class NameNotFound(error.AuthoritativeDomainError):

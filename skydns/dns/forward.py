@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.logger import Logger
 from twisted.names import dns
 
+from skydns.clock import Scheduler as Clock
 from skydns.dns.acl import ClientNetworks
 from skydns.dns.rcache import Answer, CacheKey, ResponseCache, soa_capped
 from skydns.dns.upstreams import NetworkClient, Upstream, UpstreamClient
@@ -69,14 +70,6 @@ CLASSIC_UDP_SIZE = 512
 _TRY_NEXT = frozenset({dns.ESERVER, dns.EREFUSED, dns.EFORMAT, dns.ENOTIMP})
 #: Zone transfers are multi-message TCP streams; they are not forwarded.
 _NOT_FORWARDED = frozenset({dns.AXFR, dns.IXFR})
-
-
-class Clock(Protocol):
-    """The part of `IReactorTime` the forwarder uses (mypy does not see zope interfaces)."""
-
-    def seconds(self) -> float: ...
-
-    def callLater(self, delay: float, callable: Any, *args: Any, **kw: Any) -> Any: ...
 
 
 class ClientEDNS:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Protocol
 
 from attrs import frozen
 from twisted.names import dns
+
+from skydns.clock import Clock
 
 #: Cap on the TTL of a positive answer (one day, like BIND's max-cache-ttl default is a week;
 #: a day keeps a stale upstream mistake from living too long).
@@ -29,12 +30,6 @@ DEFAULT_MAX_TTL = 86400
 #: Cap on a negative answer's TTL: RFC 2308 §5 suggests one to three hours.
 DEFAULT_MAX_NEGATIVE_TTL = 10800
 DEFAULT_MAX_ENTRIES = 10000
-
-
-class Clock(Protocol):
-    """The part of `IReactorTime` the cache reads (mypy does not see zope interfaces)."""
-
-    def seconds(self) -> float: ...
 
 
 @frozen

@@ -20,12 +20,12 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import ipaddress
-from typing import Protocol
 
 from twisted.internet import defer
 from twisted.names import dns, error
 from twisted.names.common import ResolverBase
 
+from skydns.clock import Clock
 from skydns.dns.records import header, ttl_of, uuid_name
 from skydns.registry import Registry
 
@@ -34,10 +34,6 @@ _IPV6_SUFFIX = b".ip6.arpa"
 _HEX = frozenset(b"0123456789abcdef")
 
 Sections = tuple[list[dns.RRHeader], list[dns.RRHeader], list[dns.RRHeader]]
-
-
-class Clock(Protocol):
-    def seconds(self) -> float: ...
 
 
 def address_of(name: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
