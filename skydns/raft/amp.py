@@ -3,6 +3,9 @@
 Each Raft message type is an AMP command that needs no answer: Raft
 messages are one-way (a response is a message of its own), and the core
 retries whatever is lost, so a dropped connection simply loses them.
+`Removed` is a member's one-way answer to a Raft message from a node it
+saw removed from the cluster, sent back on the connection that message came
+in on (the members no longer keep a connection to a removed node).
 `ForwardProposal` is a real call: a follower asks the leader to append a
 command and learns where it went, or a declared error.
 
@@ -262,6 +265,13 @@ class InstallSnapshotCommand(_OneWay):
     ]
 
 
+class RemovedCommand(_OneWay):
+    """``src`` tells ``dst`` that the configuration at ``index`` removed it."""
+
+    commandName = b"Removed"
+    arguments = [(b"src", NodeId()), (b"dst", NodeId()), (b"index", Natural())]
+
+
 class RemoteNotLeader(Exception):
     """Wire form of `NotLeaderHere` (the description is the leader's id)."""
 
@@ -461,7 +471,17 @@ class RaftProtocol(amp.AMP):
     def _deliver(self, message: Message) -> dict[str, Any]:
         if self.handler is None:
             raise amp.UnhandledCommand("this connection takes no Raft messages")
-        self.handler.receive(message)
+        removed = self.handler.receive(message)
+        if isinstance(removed, int) and not isinstance(removed, bool):
+            self.callRemote(RemovedCommand, src=message.dst, dst=message.src, index=removed)
+        return {}
+
+    @RemovedCommand.responder
+    def _removed(self, src: str, dst: str, index: int) -> dict[str, Any]:
+        notice = getattr(self.handler, "removed_notice", None)
+        if notice is None:
+            raise amp.UnhandledCommand("this connection takes no Raft messages")
+        notice(src, dst, index)
         return {}
 
     @RequestVoteCommand.responder
@@ -618,6 +638,7 @@ __all__ = [
     "ForwardProposal",
     "MAX_CHUNKS",
     "RaftProtocol",
+    "RemovedCommand",
     "command_for",
     "local_error",
 ]

@@ -16,7 +16,13 @@ entries, in force as soon as they are appended (thesis §4.1; see
   leader then steps down once the removal commits and hands leadership to a
   caught-up voter (TimeoutNow);
 - on a follower both are forwarded to the leader (AMP ``ChangeMember``);
-  they fire once the change is applied on the node that answers.
+  they fire once the change is applied on the node that answers;
+- a node finds out that it was removed (`check_self`): when a committed
+  configuration that excludes it reaches its log, or when a member it still
+  writes to answers with a "removed" notice (``RaftNode.receive`` gives the
+  transport `removed_at` for a sender this member saw removed; the leader
+  stops replicating to a member as soon as it appends its removal, so the
+  removed node often never sees that entry itself).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from twisted.logger import Logger
 
 from skydns import config as options
 from skydns.raft import core as raft
-from skydns.raft.messages import Configuration, encode_config
+from skydns.raft.messages import Configuration, EntryKind, decode_config, encode_config
 from skydns.raft.progress import ProgressState
 from skydns.raft.transport import MemberChangeError, NotLeaderHere
 
@@ -54,7 +60,11 @@ def config_data(config: Configuration, addresses: dict[str, str | None]) -> byte
 
 class Members:
     def __init__(
-        self, node: RaftNode, connect: Connect | None = None, promote_lag: int = PROMOTE_LAG
+        self,
+        node: RaftNode,
+        connect: Connect | None = None,
+        promote_lag: int = PROMOTE_LAG,
+        joining: bool = False,
     ) -> None:
         self.node = node
         self.connect = connect
@@ -64,6 +74,11 @@ class Members:
         self._waiting: list[tuple[int, int, Deferred[Addresses]]] = []
         #: Addresses from the last snapshot loaded or installed.
         self.snapshot_addresses: dict[str, str | None] = {}
+        #: Former members: id -> index of the configuration that dropped them.
+        self.removed: dict[str, int] = {}
+        #: Whether this node was in a configuration it held (a joining node
+        #: is not until the entry that adds it arrives).
+        self.was_member = not joining
 
     # --- following the configuration -----------------------------------------
 
@@ -71,9 +86,12 @@ class Members:
         """Bring the addresses and the transport's peers up to the core's
         configuration (called after every Ready)."""
         core = self.node.core
+        self.check_self()
         seen = (core.config_index, core.config)
         if seen == self._seen:
             return
+        if self._seen is None:
+            self._seed_removed()
         self._seen = seen
         found: dict[str, Any] = {}
         if core.config_index > core.log.snapshot.index:
@@ -88,6 +106,7 @@ class Members:
         if not members:
             return  # a fresh node that has not joined yet
         for member in sorted(members):
+            self.removed.pop(member, None)  # back (a removal undone, or re-added)
             address = found.get(member) or addresses.get(member)
             if member not in addresses and member != self.node.id:
                 self._connect(member, address)
@@ -95,10 +114,45 @@ class Members:
         for member in list(addresses):
             if member not in members and member != self.node.id:
                 del addresses[member]
+                self.removed[member] = core.config_index
                 remove = getattr(self.node.transport, "remove_peer", None)
                 if remove is not None:
                     remove(member)
                 log.info("raft member {member} removed", member=member)
+
+    def _seed_removed(self) -> None:
+        """At start-up: the members of earlier configurations still in the log
+        that the latest one dropped are former members."""
+        core = self.node.core
+        members = core.config.voters | core.config.learners
+        for index in range(core.log.snapshot.index + 1, core.config_index):
+            entry = core.log.entry(index)
+            if entry.kind is not EntryKind.CONFIG:
+                continue
+            try:
+                old = decode_config(entry.data)
+            except ValueError:
+                continue
+            for member in (old.voters | old.learners) - members:
+                if member != self.node.id:
+                    self.removed[member] = core.config_index
+
+    def check_self(self) -> None:
+        """Tell the node if a committed configuration no longer has it."""
+        core = self.node.core
+        members = core.config.voters | core.config.learners
+        if self.node.id in members:
+            self.was_member = True
+        elif self.was_member and members and core.config_index <= core.log.committed:
+            self.node.mark_removed(core.config_index)
+
+    def removed_at(self, member: str) -> int | None:
+        """The index of the committed configuration that removed ``member``
+        (None if it was not removed, or its removal may still be undone)."""
+        index = self.removed.get(member)
+        if index is None or index > self.node.core.log.committed:
+            return None
+        return index
 
     def _connect(self, member: str, address: str | None) -> None:
         add = getattr(self.node.transport, "add_peer", None)

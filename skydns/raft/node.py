@@ -17,6 +17,11 @@ session table, so a proposal submitted twice is applied once.
 With ``save_in_thread`` the save runs off the reactor thread: until it is
 done and the Ready advanced, whatever would step the core (messages, ticks,
 proposals, reads) waits in an inbox, then joins the next batch.
+
+A node removed from the cluster finds out (``skydns.raft.members``) and
+stops: it no longer ticks (so never campaigns), drops Raft messages, fails
+writes and reads at once, is never ready, and reports the role ``removed``;
+its registry keeps its last state, which DNS goes on answering from.
 """
 
 from __future__ import annotations
@@ -138,7 +143,9 @@ class RaftNode(Service):
         self._role = raft.Role.FOLLOWER
         self._leader_changed = False
 
-        self.members = Members(self, connect)
+        #: The index of the configuration that removed this node, once known.
+        self._removed: int | None = None
+        self.members = Members(self, connect, joining=joining)
         self.snapshots = Snapshotter(self, snapshot_entries, keep_entries, in_thread)
         hard_state, stored, entries = storage.load()
         snapshot, entries = self.snapshots.load(stored, entries)
@@ -170,6 +177,8 @@ class RaftNode(Service):
     def startService(self) -> None:
         super().startService()
         self.transport.start(self)
+        if self._removed is not None:
+            return  # it keeps answering DNS from its last state, nothing more
         loop = self._loop = LoopingCall(self._tick)
         loop.clock = self.clock
         loop.start(self.tick_interval, now=False).addErrback(
@@ -231,8 +240,33 @@ class RaftNode(Service):
         if self._pending_call is None and not self._failed:
             self._pending_call = self.clock.callLater(0, self._process)
 
+    @property
+    def removed(self) -> int | None:
+        """The index of the configuration that removed this node, if it was."""
+        return self._removed
+
+    def _removed_reason(self) -> str:
+        return f"this node was removed from the cluster at index {self._removed}"
+
+    def mark_removed(self, index: int) -> None:
+        """This node is no longer a member (since the configuration at ``index``)."""
+        if self._removed is not None or self._failed:
+            return
+        self._removed = index
+        log.warn(
+            "this node was removed from the cluster at index {index}; stop it, or wipe "
+            "its data dir and start it with --join to come back", index=index,
+        )  # fmt: skip
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        self.members.applied(self._applied)  # e.g. its own removal: that succeeded
+        self.requests.fail_all(self._removed_reason())
+        self.members.fail_all(self._removed_reason())
+        self._update_metrics()
+
     def _tick(self) -> None:
-        if self._failed:
+        if self._failed or self._removed is not None:
             return
         self._ticks += 1
         self.with_core(self.core.tick)
@@ -373,7 +407,8 @@ class RaftNode(Service):
         if m is None:
             return
         role = self.core.role
-        m.set_role("leader" if role is raft.Role.LEADER else
+        m.set_role("removed" if self._removed is not None else
+                   "leader" if role is raft.Role.LEADER else
                    "follower" if role is raft.Role.FOLLOWER else "candidate")  # fmt: skip
         m.raft_term.set(self.core.term)
         m.raft_commit.set(self.core.log.committed)
@@ -436,11 +471,15 @@ class RaftNode(Service):
     def propose(self, command: Command) -> Deferred[Applied]:
         if self._failed or not self.running:
             return fail(NotLeader("this node is not running"))
+        if self._removed is not None:
+            return fail(NotLeader(self._removed_reason()))
         return self.requests.propose(command)
 
     def read_barrier(self) -> Deferred[None]:
         if self._failed or not self.running:
             return fail(NotLeader("this node is not running"))
+        if self._removed is not None:
+            return fail(NotLeader(self._removed_reason()))
         return self.requests.read_barrier()
 
     # --- forwarded proposals (IRaftHandler) -------------------------------------
@@ -457,6 +496,8 @@ class RaftNode(Service):
         return accepted
 
     def _accept(self, data: bytes) -> tuple[int, int]:
+        if self._removed is not None:
+            raise NotLeaderHere(None)
         if self._failed or not self.running or self.core.role is not raft.Role.LEADER:
             leader = self.core.leader
             raise NotLeaderHere(None if leader == self.id else leader)
@@ -474,21 +515,40 @@ class RaftNode(Service):
         self.schedule()
         return index, self.core.term
 
-    def receive(self, message: Message) -> None:
-        if self._failed or not self.running:
-            return
+    def receive(self, message: Message) -> int | None:
+        """Step ``message``; if its sender was removed from the cluster, the
+        index of the configuration that removed it (the transport tells it)."""
+        if self._failed or not self.running or self._removed is not None:
+            return None
         config = self.core.config
         member = self.id in config.voters or self.id in config.learners
+        if message.dst == self.id and member and message.src not in self.addresses:
+            removed = self.members.removed_at(message.src)
+            if removed is not None:
+                log.info("{src}, removed at index {index}, sent a {kind}: telling it",
+                         src=message.src, index=removed,
+                         kind=type(message).__name__)  # fmt: skip
+                return removed
         if message.dst != self.id or message.src == self.id or (
             member and message.src not in self.addresses
         ):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
-            return
+            return None
         if isinstance(message, InstallSnapshot):
             self.snapshots.receive(message)  # steps the core once it is whole
-            return
+            return None
         self.with_core(functools.partial(self.step_message, message))
+        return None
+
+    def removed_notice(self, src: str, dst: str, index: int) -> None:
+        """Member ``src`` says this node was removed at ``index``."""
+        if dst != self.id or src == self.id or src not in self.addresses:
+            log.warn("ignored a removal notice from {src} to {dst}", src=src, dst=dst)
+            return
+        if self._removed is None and not self._failed:
+            log.info("{src} says this node was removed at index {index}", src=src, index=index)
+            self.mark_removed(index)
 
     def change_member(
         self, op: str, member_id: str, address: str | None
@@ -528,7 +588,7 @@ class RaftNode(Service):
 
     def is_ready(self) -> bool:
         core = self.core
-        if self._failed or core.leader is None:
+        if self._failed or self._removed is not None or core.leader is None:
             return False
         if core.role is raft.Role.LEADER:
             term_committed = core.log.term(core.log.committed) == core.term
@@ -554,7 +614,9 @@ class RaftNode(Service):
         role = core.role
         members = []
         for member in sorted(self.addresses):
-            if member == self.id:
+            if member == self.id and self._removed is not None:
+                name = "removed"
+            elif member == self.id:
                 name = "candidate" if role in (raft.Role.CANDIDATE, raft.Role.PRE_CANDIDATE) \
                     else role.value
             elif member == leader:

@@ -70,8 +70,16 @@ class BadProposal(ValueError):
 class IRaftHandler(Interface):
     """What the transport delivers incoming traffic to (the node)."""
 
-    def receive(message: Message) -> None:
-        """A Raft message from a peer (already decoded, not yet trusted)."""
+    def receive(message: Message) -> "int | None":
+        """A Raft message from a peer (already decoded, not yet trusted).
+
+        Returns the index of the configuration that removed the sender from
+        the cluster, if it was removed: the transport then sends it a
+        "removed" notice back on the connection the message came in on."""
+
+    def removed_notice(src: str, dst: str, index: int) -> None:
+        """Member ``src`` says this node (``dst``) was removed from the
+        cluster by the configuration at ``index``."""
 
     def accept_proposal(data: bytes) -> "Deferred[tuple[int, int]]":
         """A proposal forwarded by a follower: append it; fire with its
