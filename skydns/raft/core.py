@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from skydns.raft import election, membership
+from skydns.raft import election, membership, reads, replication
 from skydns.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -54,7 +54,7 @@ from skydns.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from skydns.raft.progress import Inflights, Progress, ProgressState
+from skydns.raft.progress import Inflights, Progress
 from skydns.raft.raftlog import RaftLog
 from skydns.raft.readonly import ReadOnly, ReadState
 from skydns.raft.ready import (
@@ -264,11 +264,11 @@ class RaftCore:
 
     def _step_leader(self, m: Message) -> None:
         if isinstance(m, AppendEntriesResponse):
-            self._handle_append_response(m)
+            replication.handle_append_response(self, m)
         elif isinstance(m, HeartbeatResponse):
-            self._handle_heartbeat_response(m)
+            replication.handle_heartbeat_response(self, m)
         elif isinstance(m, ReadIndexRequest):
-            self._leader_read(m.context, m.src)
+            reads.leader_read(self, m.context, m.src)
 
     def _step_candidate(self, m: Message) -> None:
         if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
@@ -282,7 +282,7 @@ class RaftCore:
             self.election_elapsed = 0
             self.leader = m.src
         if isinstance(m, AppendEntries):
-            self._handle_append(m)
+            replication.handle_append(self, m)
         elif isinstance(m, Heartbeat):
             self.log.commit_to(m.commit)
             self.send(HeartbeatResponse(self.id, m.src, self.term, m.context))
@@ -292,27 +292,7 @@ class RaftCore:
         elif isinstance(m, ReadIndexResponse):
             self.read_states.append(ReadState(m.index, m.context))
         elif isinstance(m, InstallSnapshot):
-            self._handle_snapshot(m)
-
-    def _handle_snapshot(self, m: InstallSnapshot) -> None:
-        """Follower side of InstallSnapshot (Raft §7)."""
-        meta = m.meta
-        if meta.index <= self.log.committed or self.pending_snapshot is not None:
-            # Old news (or one is already on its way to the disk).
-            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, self.log.committed))
-            return
-        if self.log.match_term(meta.index, meta.term):
-            # We hold the snapshot's last entry: only the commit index moves.
-            self.log.commit_to(meta.index)
-            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, self.log.committed))
-            return
-        self.log.restore_snapshot(meta)
-        if meta.config is not None:
-            self._set_config(meta.config)
-        self.config_index = meta.index
-        self.pending_snapshot = m
-        # Sent only after the Ready that carries the snapshot is persisted.
-        self.send(AppendEntriesResponse(self.id, m.src, self.term, True, meta.index))
+            replication.handle_snapshot(self, m)
 
     def propose(self, data: bytes, kind: EntryKind = EntryKind.NORMAL) -> int:
         """Append a command to the leader's log; return its index.
@@ -334,7 +314,7 @@ class RaftCore:
         """Ask for a linearizable read; a `ReadState` with ``context`` comes
         out of a later Ready (or never, if leadership is lost meanwhile)."""
         if self.role is Role.LEADER:
-            self._leader_read(context, None)
+            reads.leader_read(self, context, None)
         elif self.leader is not None:
             self.send(ReadIndexRequest(self.id, self.leader, self.term, context))
         else:
@@ -353,158 +333,23 @@ class RaftCore:
         else:
             self.send_append(to)
 
-    # --- replication (leader) -----------------------------------------------
+    # --- replication (Raft §5.3; see skydns.raft.replication) -------------
 
     def _append(self, entry: Entry) -> None:
-        self.log.append([entry])
-        if entry.kind is EntryKind.CONFIG:
-            self._track_config([entry])
-        own = self.progress[self.id]
-        own.maybe_update(entry.index)
-        self.maybe_commit()
+        replication.append(self, entry)
 
     def send_append(self, to: str, send_if_empty: bool = True) -> bool:
-        pr = self.progress[to]
-        if pr.paused():
-            return False
-        prev = pr.next - 1
-        prev_term = self.log.term(prev)
-        if prev_term is None:
-            # The entries it needs were compacted away: it needs a snapshot.
-            pr.become_snapshot(self.log.snapshot.index, self.ticks)
-            self.send(InstallSnapshot(self.id, to, self.term, self.log.snapshot))
-            return True
-        entries = self.log.slice(pr.next, self.max_size_per_msg)
-        if not entries and not send_if_empty:
-            return False
-        commit = self.log.committed
-        self.send(AppendEntries(self.id, to, self.term, prev, prev_term, tuple(entries), commit))
-        pr.sent(entries[-1].index if entries else prev, len(entries))
-        return True
+        return replication.send_append(self, to, send_if_empty)
 
     def broadcast_append(self) -> None:
-        for peer in self._peers():
-            self.send_append(peer)
+        replication.broadcast_append(self)
 
     def broadcast_heartbeat(self, context: bytes | None) -> None:
-        for peer in self._peers():
-            commit = min(self.progress[peer].match, self.log.committed)
-            self.send(Heartbeat(self.id, peer, self.term, commit, context))
+        replication.broadcast_heartbeat(self, context)
 
     def maybe_commit(self) -> bool:
-        """Advance the commit index to what a quorum holds (Raft §5.3, §5.4.2).
-
-        Only an entry of the current term is committed by counting replicas;
-        earlier ones commit with it (the paper's Figure 8).
-        """
-        matches = sorted((self.progress[v].match for v in self.config.voters), reverse=True)
-        index = matches[self.quorum() - 1]
-        if index > self.log.committed and self.log.term(index) == self.term:
-            self.log.commit_to(index)
-            return True
-        return False
-
-    def _handle_append(self, m: AppendEntries) -> None:
-        if m.prev_log_index < self.log.committed:
-            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, self.log.committed))
-            return
-        last_new = self.log.maybe_append(m.prev_log_index, m.prev_log_term, m.commit, m.entries)
-        if last_new is not None:
-            self._track_config(m.entries)
-            self.send(AppendEntriesResponse(self.id, m.src, self.term, True, last_new))
-            return
-        hint_index, hint_term = self.log.find_conflict_by_term(m.prev_log_index, m.prev_log_term)
-        self.send(
-            AppendEntriesResponse(
-                self.id, m.src, self.term, False, m.prev_log_index, hint_index, hint_term
-            )
-        )
-
-    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
-        pr = self.progress.get(m.src)
-        if pr is None:
-            return
-        pr.last_active_tick = self.ticks
-        if not m.success:
-            hint = m.hint_index
-            if m.hint_term > 0:
-                hint, _ = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
-            if pr.maybe_decrease_to(m.index, hint):
-                if pr.state is ProgressState.REPLICATE:
-                    pr.become_probe()
-                self.send_append(m.src)
-            return
-        was_paused = pr.paused()
-        if not pr.maybe_update(m.index):
-            return
-        if pr.state is ProgressState.PROBE:
-            pr.become_replicate()
-        elif pr.state is ProgressState.SNAPSHOT:
-            if pr.match >= pr.pending_snapshot:
-                pr.become_probe()
-        else:
-            pr.inflights.free_le(m.index)
-        if self.maybe_commit():
-            self._release_pending_reads()
-            self.broadcast_append()
-        elif was_paused:
-            self.send_append(m.src)
-        while self.send_append(m.src, send_if_empty=False):
-            pass
-        if m.src == self.lead_transferee and pr.match == self.log.last_index():
-            self.send(TimeoutNow(self.id, m.src, self.term))
-        self._step_down_if_removed()
-
-    def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
-        pr = self.progress.get(m.src)
-        if pr is None:
-            return
-        pr.last_active_tick = self.ticks
-        pr.probe_sent = False
-        if (
-            pr.state is ProgressState.SNAPSHOT
-            and self.ticks - pr.snapshot_tick >= self.snapshot_timeout_tick
-        ):
-            # The snapshot (or its acknowledgement) was lost: send it again.
-            pr.pending_snapshot = 0
-            pr.become_probe()
-        if pr.state is ProgressState.REPLICATE and pr.inflights.full():
-            pr.inflights.free_first()
-        if pr.match < self.log.last_index():
-            self.send_append(m.src)
-        if m.context is None or m.src not in self.config.voters:
-            return
-        if len(self.read_only.ack(m.context, m.src)) >= self.quorum():
-            for index, context, origin in self.read_only.release(m.context):
-                self._deliver_read(index, context, origin)
-
-    # --- linearizable reads (thesis §6.4) -----------------------------------
-
-    def _leader_read(self, context: bytes, origin: str | None) -> None:
-        if self.log.term(self.log.committed) != self.term or self.id not in self.config.voters:
-            # A leader removing itself (until it steps down) cannot count
-            # itself towards a read's quorum: it holds the read instead.
-            # Until an entry of its term commits, the leader's commit index
-            # may lag the cluster's: hold the read until then.
-            self.pending_reads.append((context, origin))
-            return
-        if self.quorum() == 1:
-            self._deliver_read(self.log.committed, context, origin)
-        elif self.read_only.add(self.log.committed, context, origin, self.id):
-            self.broadcast_heartbeat(context)
-
-    def _release_pending_reads(self) -> None:
-        if self.log.term(self.log.committed) != self.term:
-            return
-        pending, self.pending_reads = self.pending_reads, []
-        for context, origin in pending:
-            self._leader_read(context, origin)
-
-    def _deliver_read(self, index: int, context: bytes, origin: str | None) -> None:
-        if origin is None or origin == self.id:
-            self.read_states.append(ReadState(index, context))
-        else:
-            self.send(ReadIndexResponse(self.id, origin, self.term, index, context))
+        """Advance the commit index to what a quorum holds (Raft §5.3, §5.4.2)."""
+        return replication.maybe_commit(self)
 
     # --- membership (thesis ch. 4; see skydns.raft.membership) -------------
 
