@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -87,6 +88,16 @@ class MembershipTests(SynchronousTestCase):
         status, body = http("DELETE", f"{third.url}/skydns/cluster/members/n2")
         self.assertEqual(status, 200, body)
         wait_until(lambda: set(roles(first)) == {"n1", "n3"}, "n2 removed")
+        # n2 finds out (the members answer its vote requests) and says so.
+        wait_until(lambda: roles(second).get("n2") == "removed", "n2 knows it was removed", 15.0)
+        started = time.monotonic()
+        status, body = http("PUT", f"{second.url}/skydns/services/late", _service(999))
+        self.assertEqual(status, 503, body)
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertIn("this node was removed from the cluster at index", body["error"])
+        status, body = http("GET", f"{second.url}/ready", timeout=2.0)
+        self.assertEqual(status, 503, body)
+        self.assertIn("wipe its data dir and start it with --join", second.log())
         self.register(first, 160, 5)
         wait_until(lambda: self.has(third, 164), "two voters still commit")
         status, body = http("DELETE", f"{first.url}/skydns/cluster/members/n2")
