@@ -408,7 +408,15 @@ class API:
         if self.cluster.is_ready():
             return _render_json(request, 200, {"ready": True})
         request.setHeader(b"Retry-After", RETRY_AFTER)
-        return _render_json(request, 503, {"ready": False})
+        return _render_json(request, 503, {"ready": False, "reason": self._not_ready_reason()})
+
+    def _not_ready_reason(self) -> str:
+        status = self.cluster.status()
+        if status.get("role") == "removed":
+            return "this node was removed from the cluster"
+        if status.get("leader") is None:
+            return "no leader is known"
+        return "catching up with the leader's commit index"
 
     @app.route("/metrics", methods=["GET"])
     async def metrics_text(self, request: Request) -> bytes:

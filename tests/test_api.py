@@ -420,7 +420,21 @@ class OperationsTests(APITestCase):
         self.cluster.ready = False
         response = self.call("GET", "/ready")
         self.assertEqual(response.code, 503)
-        self.assertEqual(response.json(), {"ready": False})
+        self.assertEqual(
+            response.json(),
+            {"ready": False, "reason": "catching up with the leader's commit index"},
+        )
+
+    def test_not_ready_says_why(self) -> None:
+        """A 503 from /ready names the reason an operator can act on."""
+        self.cluster.ready = False
+        base = self.cluster.status()
+        for status, reason in (
+            ({**base, "leader": None}, "no leader is known"),
+            ({**base, "role": "removed"}, "this node was removed from the cluster"),
+        ):
+            self.cluster.status = lambda status=status: status  # type: ignore[method-assign]
+            self.assertEqual(self.call("GET", "/ready").json()["reason"], reason)
 
     def test_metrics_absent_404(self) -> None:
         self.assertError(self.call("GET", "/metrics"), 404)
