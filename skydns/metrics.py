@@ -29,6 +29,7 @@ from werkzeug.routing import Map
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
 from skydns.registry import Applied
+from skydns.routing import quick_match, segment_table
 
 #: The ``op`` label of `Metrics.registry_changes` for each command type.
 COMMAND_OPS: dict[type, str] = {
@@ -176,45 +177,9 @@ UNMATCHED_ROUTE = "unmatched"
 CLIENT_CLOSED = 499
 
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
-#: A whole path segment that is a variable with the default converter.
-_PLAIN_VARIABLE = re.compile(r"<[^<>:]+>\Z")
-
-
 def route_template(rule: str) -> str:
     """A werkzeug rule as an OpenAPI-style template: ``/a/<uuid>`` -> ``/a/{uuid}``."""
     return _CONVERTER.sub(r"{\1}", rule)
-
-
-#: Segment count -> [(positions of variables, {segments with None there: template})].
-_SegmentTable = dict[int, list[tuple[tuple[int, ...], dict[tuple[str | None, ...], str]]]]
-
-
-def _segment_table(url_map: Map) -> _SegmentTable | None:
-    """The rules' segments by segment count and variable positions; None
-    when a rule is not plain static text and default-converter variables, or
-    when two rules with different templates have the same segments (then
-    werkzeug matches every request)."""
-    if url_map.host_matching or any(rule.host or rule.subdomain for rule in url_map.iter_rules()):
-        return None
-    groups: dict[tuple[int, tuple[int, ...]], dict[tuple[str | None, ...], str]] = {}
-    for rule in url_map.iter_rules():
-        pattern: list[str | None] = []
-        for segment in rule.rule.split("/"):
-            if _PLAIN_VARIABLE.match(segment):
-                pattern.append(None)
-            elif "<" in segment or ">" in segment:
-                return None
-            else:
-                pattern.append(segment)
-        variables = tuple(i for i, part in enumerate(pattern) if part is None)
-        patterns = groups.setdefault((len(pattern), variables), {})
-        template = route_template(rule.rule)
-        if patterns.setdefault(tuple(pattern), template) != template:
-            return None
-    table: _SegmentTable = {}
-    for (length, variables), patterns in groups.items():
-        table.setdefault(length, []).append((variables, patterns))
-    return table
 
 
 class MeteredResource(Resource):
@@ -232,38 +197,29 @@ class MeteredResource(Resource):
         self._clock = clock
         self._metrics = metrics
         self._templates: dict[str, str] = {}
-        self._by_length = _segment_table(url_map)
+        self._by_length = segment_table(url_map)
 
-    def _quick_route(self, path: str) -> str | None:
-        """The template by comparing path segments with the rules' (static
-        segments equal, a variable segment not empty), when that gives one
-        answer; None to ask werkzeug.  Werkzeug's match is a rule that fits
-        segment by segment, so a single candidate is its answer."""
+    def _quick_route(self, path: str, method: str = "GET") -> str | None:
+        """The template from the rules' path segments (`skydns.routing`)
+        when that is certain; None to ask werkzeug."""
         if self._by_length is None:
             return None
-        segments = path.split("/")
-        found = None
-        for variables, patterns in self._by_length.get(len(segments), ()):
-            key: list[str | None] = list(segments)
-            for position in variables:
-                if not key[position]:
-                    break
-                key[position] = None
-            else:
-                template = patterns.get(tuple(key))
-                if template is not None:
-                    if found is not None and found != template:
-                        return None
-                    found = template
-        return found
+        found = quick_match(self._by_length, path, method)
+        return None if found is None else self._template(found[0].rule)
+
+    def _template(self, rule: str) -> str:
+        template = self._templates.get(rule)
+        if template is None:
+            template = self._templates[rule] = route_template(rule)
+        return template
 
     def route(self, request: Request) -> str:
         """The template of the route ``request`` matches, whatever its method."""
         path = "/" + "/".join(s.decode("utf-8", "replace") for s in request.postpath or [])
-        quick = self._quick_route(path)
+        method = (request.method or b"GET").decode("ascii", "replace")
+        quick = self._quick_route(path, method)
         if quick is not None:
             return quick
-        method = (request.method or b"GET").decode("ascii", "replace")
         adapter = self._url_map.bind("localhost", path_info=path, default_method=method)
         try:
             rule, _ = adapter.match(return_rule=True)
@@ -276,10 +232,7 @@ class MeteredResource(Resource):
                 return UNMATCHED_ROUTE
         except HTTPException:  # NotFound, or a redirect werkzeug would suggest
             return UNMATCHED_ROUTE
-        template = self._templates.get(rule.rule)
-        if template is None:
-            template = self._templates[rule.rule] = route_template(rule.rule)
-        return template
+        return self._template(rule.rule)
 
     def render(self, request: Request) -> Any:
         start = self._clock.seconds()
