@@ -295,13 +295,14 @@ class HandshakeFactory(WrappingFactory):
         return sum(1 for p in self.protocols if not p.authenticated)
 
 
-@implementer(IStreamServerEndpoint)
-class AuthServerEndpoint:
-    """Listens on ``endpoint``; every connection must prove ``key`` first."""
+class _AuthEndpoint:
+    """What both ends of an authenticated connection hold: the endpoint
+    underneath, the key, the clock for the handshake's deadline, and the
+    rate-limited log of dropped connections."""
 
     def __init__(
         self,
-        endpoint: IStreamServerEndpoint,
+        endpoint: Any,
         key: bytes,
         clock: IReactorTime,
         timeout: float = DEFAULT_TIMEOUT,
@@ -313,40 +314,37 @@ class AuthServerEndpoint:
         self.timeout = timeout
         self.log = drop_log if drop_log is not None else RateLimitedLog(clock)
 
-    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        factory = HandshakeFactory(
-            protocolFactory, self.key, self.clock, is_client=False,
+    def _handshake_factory(
+        self, protocolFactory: IProtocolFactory, is_client: bool
+    ) -> HandshakeFactory:
+        return HandshakeFactory(
+            protocolFactory, self.key, self.clock, is_client=is_client,
             timeout=self.timeout, drop_log=self.log,
         )  # fmt: skip
+
+
+@implementer(IStreamServerEndpoint)
+class AuthServerEndpoint(_AuthEndpoint):
+    """Listens on ``endpoint``; every connection must prove ``key`` first."""
+
+    endpoint: IStreamServerEndpoint
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        factory = self._handshake_factory(protocolFactory, is_client=False)
         listening: Deferred[IListeningPort] = self.endpoint.listen(factory)
         return listening
 
 
 @implementer(IStreamClientEndpoint)
-class AuthClientEndpoint:
+class AuthClientEndpoint(_AuthEndpoint):
     """Connects through ``endpoint``; the Deferred fires with the wrapped
     protocol once both sides proved ``key`` (else it fails with
     `AuthenticationFailed`, and a `ClientService` retries with backoff)."""
 
-    def __init__(
-        self,
-        endpoint: IStreamClientEndpoint,
-        key: bytes,
-        clock: IReactorTime,
-        timeout: float = DEFAULT_TIMEOUT,
-        drop_log: RateLimitedLog | None = None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.key = key
-        self.clock = clock
-        self.timeout = timeout
-        self.log = drop_log if drop_log is not None else RateLimitedLog(clock)
+    endpoint: IStreamClientEndpoint
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        factory = HandshakeFactory(
-            protocolFactory, self.key, self.clock, is_client=True,
-            timeout=self.timeout, drop_log=self.log,
-        )  # fmt: skip
+        factory = self._handshake_factory(protocolFactory, is_client=True)
         handshake: list[HandshakeProtocol] = []
 
         def cancel(result: Deferred[IProtocol]) -> None:
