@@ -70,6 +70,11 @@ class Metrics:
         self.dns_malformed = Counter(
             "skydns_dns_malformed", "DNS packets that could not be parsed as a query.", registry=r
         )
+        self.dns_rrl = Counter(
+            "skydns_dns_rrl_responses",
+            "UDP answers withheld by response rate limiting: dropped, or slipped (sent with TC).",
+            ["action"], registry=r,
+        )  # fmt: skip
         self.forwarded = Counter(
             "skydns_forward_requests", "Queries forwarded upstream, by upstream.",
             ["upstream"], registry=r,

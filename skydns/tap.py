@@ -107,6 +107,20 @@ class Options(usage.Options):
         ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
         ["max-tcp-connections", None, "1024", "Open DNS-over-TCP connections at most."],
         [
+            "rrl-rate",
+            None,
+            "0",
+            "UDP responses a second per client network (IPv4 /24, IPv6 /56) before "
+            "responses are dropped or slipped; 0 (the default) turns rate limiting off.",
+        ],
+        [
+            "rrl-slip",
+            None,
+            "2",
+            "With --rrl-rate: every this many responses over the limit, send one empty "
+            "with TC set, so real clients retry over TCP; 0 drops them all.",
+        ],
+        [
             "snapshot-entries",
             None,
             "10000",
@@ -176,6 +190,8 @@ class Options(usage.Options):
             raise usage.UsageError("--max-tcp-connections: must be at least 1")
         if self["tcp-idle-timeout"] == 0:
             raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
+        self["rrl-rate"] = _checked("rrl-rate", _non_negative_int, self["rrl-rate"])
+        self["rrl-slip"] = _checked("rrl-slip", _non_negative_int, self["rrl-slip"])
         if self["no-forward"]:
             if self["nameserver"] is not None:
                 raise usage.UsageError("--nameserver and --no-forward are exclusive: use one")
@@ -289,6 +305,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.forward import Forwarder
     from skydns.dns.rcache import ResponseCache
     from skydns.dns.reverse import ReverseResolver
+    from skydns.dns.rrl import ResponseRateLimiter
     from skydns.dns.server import DNSService
     from skydns.gctune import tune_gc
     from skydns.leases import LeaseKeeper
@@ -334,10 +351,13 @@ def makeService(options: Options) -> service.MultiService:
     # The authority first (the server's fast path looks for it there), then
     # PTR for registered addresses; names neither claims go to the forwarder.
     resolver = ResolverChain([authority, ReverseResolver(registry, reactor, options["domain"])])
+    limiter = None
+    if options["rrl-rate"]:
+        limiter = ResponseRateLimiter(reactor, options["rrl-rate"], options["rrl-slip"])
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
-        max_tcp_connections=options["max-tcp-connections"],
+        max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
     ).setServiceParent(top)
 
     api = make_api(

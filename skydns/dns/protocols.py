@@ -6,6 +6,11 @@ datagram up in the factory's `AnswerCache` and sends a hit back straight
 away, and hands only misses to the protocol: no method calls between the
 socket and the cache, which at ~100,000 queries a second is most of what
 is left to save.
+
+With response rate limiting on (the factory's ``rate_limiter``, see
+`skydns.dns.rrl`), every UDP datagram is first put to the limiter, in
+``doRead`` and in ``datagramReceived`` alike, before any answer is looked
+up: over the limit it gets nothing, or a TC reply.  TCP is never limited.
 """
 
 from __future__ import annotations
@@ -114,7 +119,15 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
         self.send_wire(encode_reply(message, message.maxSize or MIN_UDP_PAYLOAD), address)
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        cache = self.controller.answer_cache
+        factory = self.controller
+        limiter = factory.rate_limiter
+        if limiter is not None:
+            instead = limiter.limit(data, addr[0])
+            if instead is not None:
+                if instead:
+                    self.send_wire(instead, addr)
+                return
+        cache = factory.answer_cache
         if cache is not None:
             countdown = self.countdown - 1
             if not countdown:
@@ -210,6 +223,7 @@ class FastUDPPort(udp.Port):
         answer = cache.answer
         size = self.maxPacketSize
         ipv6 = self.addressFamily == socket.AF_INET6
+        limiter = factory.rate_limiter
         # Bounded like Twisted's loop (maxThroughput), so TCP is served too.
         for _ in range(_READS_PER_WAKEUP):
             try:
@@ -218,6 +232,15 @@ class FastUDPPort(udp.Port):
                 if e.args[0] in udp._sockErrReadIgnore or e.args[0] in udp._sockErrReadRefuse:
                     return None
                 raise
+            if limiter is not None:
+                instead = limiter.limit(data, addr[0])
+                if instead is not None:
+                    if instead:
+                        try:
+                            sendto(instead, addr)
+                        except OSError:
+                            pass
+                    continue
             countdown = protocol.countdown - 1
             if countdown:
                 protocol.countdown = countdown

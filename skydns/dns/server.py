@@ -68,6 +68,7 @@ from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
     listen_udp,
     udp_limit,
 )
+from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import DNSStats
 
 log = Logger()
@@ -135,10 +136,13 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         cache_size: int = DEFAULT_MAX_ENTRIES,
         timer: Callable[[], float] = time.perf_counter,
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+        rate_limiter: Optional[ResponseRateLimiter] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
         self.max_tcp_connections = max_tcp_connections
+        #: Limits UDP answers per client network when set (`skydns.dns.rrl`).
+        self.rate_limiter = rate_limiter
         self._refused_logged_at: Optional[float] = None
         self.forwarder = forwarder  # type: ignore[assignment]
         self.canRecurse = can_recurse or forwarder is not None
@@ -153,7 +157,7 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
                 # Entries expire by the clock the authority computed them with.
                 self.answer_cache.seconds = self.authority.clock.seconds
                 self.authority.registry.add_listener(self.answer_cache.clear)
-        self.stats = DNSStats(self.answer_cache)
+        self.stats = DNSStats(self.answer_cache, rate_limiter)
         if metrics is not None:
             self.stats.bind(metrics)
         self.reactor = reactor
@@ -388,7 +392,8 @@ class DNSService(MultiService):
 
     ``interface`` is an IPv4 or IPv6 literal.  With ``port`` 0 both sockets
     get the same free port; `port` holds the bound number once started.
-    ``reactor`` defaults to the global one.
+    ``reactor`` defaults to the global one.  With a ``rate_limiter``, UDP
+    answers are limited per client network (`skydns.dns.rrl`).
     """
 
     def __init__(
@@ -403,6 +408,7 @@ class DNSService(MultiService):
         fast_path: bool = True,
         metrics: Any = None,
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+        rate_limiter: Optional[ResponseRateLimiter] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -419,6 +425,7 @@ class DNSService(MultiService):
             fast_path=fast_path,
             metrics=metrics,
             max_tcp_connections=max_tcp_connections,
+            rate_limiter=rate_limiter,
         )
         self.port: Optional[int] = None
         self.udp_listener: Any = None

@@ -15,7 +15,10 @@ counts lookups in the answer cache: ``hit``, or ``miss`` (absent or
 expired).  Latency (``skydns_dns_request_duration_seconds``) is by source:
 ``cache`` (a sample of one hit in `LATENCY_SAMPLE`), ``authority`` (the
 direct path for names in the domain, every query) and ``full`` (the
-twisted.names path, every query).
+twisted.names path, every query).  With response rate limiting on, UDP
+datagrams the limiter kept from an answer are counted in
+``skydns_dns_rrl_responses`` by what was sent instead: ``dropped``
+(nothing) or ``slipped`` (a TC reply); they are not counted as requests.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Iterable, Optional
 from twisted.names import dns
 
 from skydns.dns.answercache import AnswerCache
+from skydns.dns.rrl import ResponseRateLimiter
 
 #: One cache hit in this many is timed.
 LATENCY_SAMPLE = 64
@@ -56,8 +60,13 @@ def rcode_name(rcode: int) -> str:
 class DNSStats:
     """The DNS server's counters (see the module docstring)."""
 
-    def __init__(self, cache: Optional[AnswerCache] = None) -> None:
+    def __init__(
+        self,
+        cache: Optional[AnswerCache] = None,
+        rate_limiter: Optional[ResponseRateLimiter] = None,
+    ) -> None:
         self.cache = cache
+        self.rate_limiter = rate_limiter
         #: Answers not from the cache, by (transport, qtype, rcode).
         self.answered: defaultdict[tuple[str, int, int], int] = defaultdict(int)
         self.malformed = 0
@@ -98,6 +107,7 @@ class DNSStats:
             metrics.dns_latency,
             metrics.dns_cache,
             metrics.dns_malformed,
+            metrics.dns_rrl,
         ):
             registry.unregister(family)
             registry.register(family)
@@ -130,6 +140,10 @@ class DNSStats:
             revalidated = metrics.dns_cache.labels("answer", "revalidated")
             self._add("revalidated", cache.revalidated, revalidated)
         self._add("malformed", self.malformed, metrics.dns_malformed)
+        limiter = self.rate_limiter
+        if limiter is not None:
+            self._add("dropped", limiter.dropped, metrics.dns_rrl.labels("dropped"))
+            self._add("slipped", limiter.slipped, metrics.dns_rrl.labels("slipped"))
 
     def _add(self, key: Any, total: int, child: Any) -> None:
         delta = total - self._exported.get(key, 0)
