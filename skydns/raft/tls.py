@@ -7,25 +7,40 @@ the address it dialled (the host of that peer in ``--peers``, in the
 certificate's subjectAltName).  docs/security.md shows the openssl commands.
 
 TLS wraps the TCP endpoints (`wrap_tls`); the cluster key, when also set,
-is proven inside the TLS session.
+is proven inside the TLS session.  A connection the listener drops before
+its TLS handshake finished (garbage, plain text, no certificate or one the
+CA did not sign, closed half way) is logged with the peer and the reason,
+rate limited as the cluster key's drops are (`RateLimitedLog`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
+    IHandshakeListener,
     IListeningPort,
     IOpenSSLClientConnectionCreator,
+    IProtocol,
     IProtocolFactory,
+    IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
+from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import Certificate, CertificateOptions, PrivateCertificate
 from twisted.internet.ssl import optionsForClientTLS as client_options
+from twisted.internet.task import Clock
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from skydns.raft.auth import RateLimitedLog
 
 
 @attrs.frozen
@@ -71,16 +86,94 @@ def load_tls(ca_path: str, cert_path: str, key_path: str) -> RaftTLS:
     return RaftTLS(ca, identity)
 
 
+def handshake_failure(reason: Failure) -> str:
+    """Why a connection ended before its TLS handshake finished, in a few
+    words: OpenSSL's reason when the handshake failed, else that it closed."""
+    error = reason.value
+    if not isinstance(error, SSL.Error):
+        return "closed before the TLS handshake finished"
+    # pyOpenSSL: args[0] is OpenSSL's error queue, (library, function, reason).
+    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [str(entry[-1]) for entry in queue if isinstance(entry, tuple) and entry]
+    return "TLS handshake failed: " + ("; ".join(r for r in reasons if r) or repr(error))
+
+
+@implementer(IHandshakeListener)
+class HandshakeWatch(ProtocolWrapper):
+    """Sits between TLS and the protocol it carries, on the listening side:
+    a connection lost before TLS said the handshake completed, and not
+    closed by the protocol above (which logs its own drops), is logged."""
+
+    factory: HandshakeWatchFactory
+
+    def __init__(self, factory: HandshakeWatchFactory, wrapped: IProtocol) -> None:
+        super().__init__(factory, wrapped)
+        self.handshake_done = False
+        self.closed_here = False
+
+    def handshakeCompleted(self) -> None:
+        self.handshake_done = True
+        if IHandshakeListener.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.handshakeCompleted()  # type: ignore[attr-defined]
+
+    def loseConnection(self) -> None:
+        self.closed_here = True
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        self.closed_here = True
+        self.disconnecting = 1
+        self._tls().abortConnection()
+
+    def _tls(self) -> Any:
+        return self.transport
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not (self.handshake_done or self.closed_here):
+            peer = self._tls().getPeer() if self.transport is not None else None
+            self.factory.drop_log.dropped_connection(handshake_failure(reason), peer)
+        super().connectionLost(reason)
+
+
+class HandshakeWatchFactory(WrappingFactory["HandshakeWatch"]):
+    """Wraps each protocol of ``wrappedFactory`` in a `HandshakeWatch`."""
+
+    protocol = HandshakeWatch
+
+    def __init__(self, wrappedFactory: IProtocolFactory, drop_log: RateLimitedLog) -> None:
+        super().__init__(wrappedFactory)
+        self.drop_log = drop_log
+        self.noisy = False
+
+
+def _every_drop() -> RateLimitedLog:
+    """A log of drops for callers without a clock: every one, unpaced."""
+    return RateLimitedLog(Clock(), interval=0.0)
+
+
 @implementer(IStreamServerEndpoint)
 class TLSServerEndpoint:
-    """Listens on ``endpoint``, speaking TLS with ``options``."""
+    """Listens on ``endpoint``, speaking TLS with ``options``; connections
+    that fail the handshake go to ``drop_log``.  ``clock`` (the reactor)
+    also paces TLS's coalescing of small writes."""
 
-    def __init__(self, endpoint: IStreamServerEndpoint, options: CertificateOptions) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        options: CertificateOptions,
+        clock: IReactorTime | None = None,
+        drop_log: RateLimitedLog | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.options = options
+        self.clock = clock
+        if drop_log is None:
+            drop_log = _every_drop() if clock is None else RateLimitedLog(clock)
+        self.log = drop_log
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        factory = TLSMemoryBIOFactory(self.options, False, protocolFactory)
+        watched = HandshakeWatchFactory(protocolFactory, self.log)
+        factory = TLSMemoryBIOFactory(self.options, False, watched, self.clock)
         factory.noisy = False
         listening: Deferred[IListeningPort] = self.endpoint.listen(factory)
         return listening
@@ -91,13 +184,16 @@ def wrap_tls(
     server: IStreamServerEndpoint,
     clients: dict[str, IStreamClientEndpoint],
     hosts: dict[str, str],
+    clock: IReactorTime | None = None,
 ) -> tuple[IStreamServerEndpoint, dict[str, IStreamClientEndpoint]]:
     """``server`` and ``clients`` over mutual TLS (unchanged when ``tls`` is
-    None); ``hosts[peer]`` is the name that peer's certificate must carry."""
+    None); ``hosts[peer]`` is the name that peer's certificate must carry.
+    ``clock`` paces the log of connections the server drops during the
+    handshake (without one, every drop is logged)."""
     if tls is None:
         return server, clients
     return (
-        TLSServerEndpoint(server, tls.server_options()),
+        TLSServerEndpoint(server, tls.server_options(), clock),
         {
             peer: wrapClientTLS(tls.client_options(hosts[peer]), endpoint)
             for peer, endpoint in clients.items()
@@ -105,4 +201,12 @@ def wrap_tls(
     )
 
 
-__all__ = ["RaftTLS", "TLSServerEndpoint", "load_tls", "wrap_tls"]
+__all__ = [
+    "HandshakeWatch",
+    "HandshakeWatchFactory",
+    "RaftTLS",
+    "TLSServerEndpoint",
+    "handshake_failure",
+    "load_tls",
+    "wrap_tls",
+]

@@ -104,7 +104,7 @@ def build_cluster(
 
     server = serverFromString(reactor, raft_endpoint)
     hosts = {peer.node_id: peer.address.host for peer in peers or ()}
-    server, clients = wrap_tls(raft_tls, server, clients, hosts)
+    server, clients = wrap_tls(raft_tls, server, clients, hosts, reactor)
 
     def connect(address: str) -> IStreamClientEndpoint:
         """An endpoint for a member added at run time (``HOST:PORT``)."""

@@ -1,0 +1,272 @@
+"""Logging of Raft connections dropped during the TLS handshake
+(skydns.raft.tls): garbage, a stranger's certificate, no certificate or a
+connection closed half way is logged once, with the peer and the reason,
+rate limited like the cluster key's drops; a connection that completed the
+handshake, or that the protocol above closed itself, is not a TLS drop."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHandshakeListener, IProtocolFactory
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, IOPump, connect
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from skydns.raft.auth import LOG_INTERVAL, RateLimitedLog
+from skydns.raft.tls import RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
+from tests.e2e.certs import issue
+
+PEER = IPv4Address("TCP", "203.0.113.7", 40123)
+
+
+@functools.cache
+def identities() -> tuple[RaftTLS, RaftTLS, RaftTLS]:
+    """A node's TLS (cluster CA), a second member's, and an impostor's
+    (another CA), made once for the module."""
+    directory = tempfile.mkdtemp(prefix="skydns-tls-log-")
+    ca = issue(directory, "cluster-ca", ip=None)
+    other_ca = issue(directory, "other-ca", ip=None)
+    made = []
+    for name, signer, trust in [("n1", ca, ca), ("n2", ca, ca), ("impostor", other_ca, ca)]:
+        leaf = issue(directory, name, signer)
+        made.append(load_tls(trust.cert_path, leaf.cert_path, leaf.key_path))
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
+    return made[0], made[1], made[2]
+
+
+@implementer(IHandshakeListener)
+class App(Protocol):
+    """What the TLS layer carries; records what reaches it."""
+
+    def __init__(self, built: list[App], abort_at_once: bool = False) -> None:
+        self.abort_at_once = abort_at_once
+        self.handshake = False
+        self.received = b""
+        self.lost: Failure | None = None
+        built.append(self)
+
+    def connectionMade(self) -> None:
+        if self.abort_at_once:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def handshakeCompleted(self) -> None:
+        self.handshake = True
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        self.lost = reason
+
+
+class Node:
+    """A TLS Raft listener (``n1``'s certificate) on a memory reactor."""
+
+    def __init__(self, drop_log: RateLimitedLog | None = None, abort_at_once: bool = False):
+        self.reactor = MemoryReactorClock()
+        self.built: list[App] = []
+        node, _, _ = identities()
+        self.endpoint = TLSServerEndpoint(
+            TCP4ServerEndpoint(self.reactor, 4321), node.server_options(), self.reactor,
+            drop_log,
+        )  # fmt: skip
+        self.endpoint.listen(Factory.forProtocol(lambda: App(self.built, abort_at_once)))
+        self.factory: IProtocolFactory = self.reactor.tcpServers[0][1]
+
+    @property
+    def drop_log(self) -> RateLimitedLog:
+        return self.endpoint.log
+
+    def accept_raw(self) -> tuple[Any, StringTransport]:
+        """A connection from `PEER` whose bytes the test writes itself."""
+        protocol = self.factory.buildProtocol(PEER)
+        assert protocol is not None
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def accept_tls(self, client: RaftTLS | None, with_cert: bool = True) -> tuple[IOPump, App]:
+        """A TLS client (with ``client``'s certificate, or none) from `PEER`,
+        pumped until quiet; its application protocol."""
+        node, _, _ = identities()
+        if client is None:
+            options = optionsForClientTLS("127.0.0.1", trustRoot=node.ca)
+        else:
+            options = client.client_options("127.0.0.1")
+        client_built: list[App] = []
+        client_factory = TLSMemoryBIOFactory(
+            options, True, Factory.forProtocol(lambda: App(client_built)), self.reactor
+        )
+        server = self.factory.buildProtocol(PEER)
+        dialler = client_factory.buildProtocol(None)
+        pump = connect(
+            server, FakeTransport(server, True, peerAddress=PEER),
+            dialler, FakeTransport(dialler, False), clock=self.reactor,
+        )  # fmt: skip
+        return pump, client_built[0]
+
+
+class CapturedWarnings:
+    """The drop warnings logged while in use."""
+
+    def __init__(self) -> None:
+        self._capturing = capturedLogs()
+        self.events: list[LogEvent] = []
+
+    def __enter__(self) -> list[LogEvent]:
+        self._all = self._capturing.__enter__()
+        return self.events
+
+    def __exit__(self, *exc: object) -> None:
+        self._capturing.__exit__(None, None, None)
+        self.events[:] = [e for e in self._all if "left_out" in e]
+
+
+class DropLogTests(SynchronousTestCase):
+    def test_garbage_is_logged_with_peer_and_reason(self) -> None:
+        """Random bytes instead of a ClientHello: the connection is closed,
+        nothing reaches the protocol above, and one warning names the peer
+        and OpenSSL's reason."""
+        node = Node()
+        with CapturedWarnings() as events:
+            protocol, transport = node.accept_raw()
+            protocol.dataReceived(b"\x16\x03\x01\x00\x05garbage" + b"\x00" * 64)
+            self.assertTrue(transport.disconnecting)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        [app] = node.built
+        self.assertEqual(app.received, b"")
+        self.assertFalse(app.handshake)
+        [event] = events
+        self.assertEqual(event["peer"], PEER)
+        self.assertTrue(event["reason"].startswith("TLS handshake failed: "), event["reason"])
+        text = formatEvent(event)
+        self.assertIn("203.0.113.7", text)
+        self.assertIn("TLS handshake failed", text)
+        self.assertEqual(sum(node.drop_log.dropped.values()), 1)
+
+    def test_plain_text_client(self) -> None:
+        """A client speaking the cluster key's handshake in clear (no TLS)
+        is a failed TLS handshake, logged as such."""
+        node = Node()
+        with CapturedWarnings() as events:
+            protocol, _ = node.accept_raw()
+            protocol.dataReceived(b"SKYDNS-RAFTAUTH1" + b"\x01" * 32)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        [event] = events
+        self.assertIn("TLS handshake failed: ", event["reason"])
+
+    def test_closed_before_handshake_finished(self) -> None:
+        """A peer that connects and hangs up without finishing the handshake
+        is logged as such."""
+        node = Node()
+        with CapturedWarnings() as events:
+            protocol, _ = node.accept_raw()
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [(e["reason"], e["peer"]) for e in events],
+            [("closed before the TLS handshake finished", PEER)],
+        )
+
+    def test_good_handshake_then_clean_close_is_not_a_drop(self) -> None:
+        """A member's certificate completes the handshake, data flows both
+        ways through the listener's protocol, and closing afterwards (from
+        either side) logs nothing."""
+        _, member, _ = identities()
+        for closer in ("client", "server"):
+            node = Node()
+            with CapturedWarnings() as events:
+                pump, client = node.accept_tls(member)
+                [server] = node.built
+                self.assertTrue(server.handshake)  # forwarded to the protocol above
+                client.transport.write(b"ping")  # type: ignore[union-attr]
+                server.transport.write(b"pong")  # type: ignore[union-attr]
+                pump.flush()
+                self.assertEqual((server.received, client.received), (b"ping", b"pong"))
+                closing = client if closer == "client" else server
+                closing.transport.loseConnection()  # type: ignore[union-attr]
+                pump.flush()
+            self.assertIsNotNone(server.lost)
+            self.assertEqual(events, [])
+            self.assertEqual(node.drop_log.dropped, {})
+
+    def test_stranger_certificate_is_logged(self) -> None:
+        """A client certificate from another CA fails the handshake on the
+        listener: the protocol above never sees the handshake complete, and
+        the warning gives OpenSSL's reason."""
+        _, _, impostor = identities()
+        node = Node()
+        with CapturedWarnings() as events:
+            pump, _ = node.accept_tls(impostor)
+            pump.flush()
+        [server] = node.built
+        self.assertFalse(server.handshake)
+        self.assertIsNotNone(server.lost)
+        [event] = events
+        self.assertEqual(event["peer"], PEER)
+        self.assertIn("certificate", event["reason"])
+        self.assertTrue(event["reason"].startswith("TLS handshake failed: "))
+
+    def test_no_client_certificate_is_logged(self) -> None:
+        node = Node()
+        with CapturedWarnings() as events:
+            pump, _ = node.accept_tls(None)
+            pump.flush()
+        [event] = events
+        self.assertIn("certificate", event["reason"])
+        self.assertTrue(event["reason"].startswith("TLS handshake failed: "))
+
+    def test_drop_by_the_protocol_above_is_not_logged_twice(self) -> None:
+        """When the protocol TLS carries (the cluster key's handshake) drops
+        the connection itself, it logs that; the TLS layer stays quiet."""
+        node = Node(abort_at_once=True)
+        with CapturedWarnings() as events:
+            protocol, transport = node.accept_raw()
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(events, [])
+        self.assertEqual(node.drop_log.dropped, {})
+
+    def test_rate_limited_like_the_cluster_key(self) -> None:
+        """One line per reason per `LOG_INTERVAL`, then one saying how many
+        were left out; every drop is counted."""
+        node = Node()
+        with CapturedWarnings() as events:
+            for _ in range(5):
+                protocol, _ = node.accept_raw()
+                protocol.connectionLost(Failure(ConnectionDone()))
+            node.reactor.advance(LOG_INTERVAL)
+            protocol, _ = node.accept_raw()
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([e["left_out"] for e in events], [0, 4])
+        self.assertEqual(node.drop_log.dropped, {"closed before the TLS handshake finished": 6})
+
+    def test_wrap_tls_paces_with_the_clock(self) -> None:
+        """`wrap_tls` given the reactor rate-limits on it; without one every
+        drop is logged (nothing is silently swallowed)."""
+        node, _, _ = identities()
+        reactor = MemoryReactorClock()
+        server = TCP4ServerEndpoint(reactor, 1)
+        paced, _ = wrap_tls(node, server, {}, {}, reactor)
+        assert isinstance(paced, TLSServerEndpoint)
+        self.assertIs(paced.log.clock, reactor)
+        self.assertEqual(paced.log.interval, LOG_INTERVAL)
+        unpaced, _ = wrap_tls(node, server, {}, {})
+        assert isinstance(unpaced, TLSServerEndpoint)
+        with CapturedWarnings() as events:
+            for _ in range(3):
+                unpaced.log.dropped_connection("closed before the TLS handshake finished", PEER)
+        self.assertEqual(len(events), 3)
