@@ -20,7 +20,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.raft.auth import HELLO_SIZE, MAGIC, PROOF_SIZE, proof
-from tests.e2e.harness import SkyDNSProcess, free_port, http
+from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
 from tests.e2e.test_cluster import BOUND, wait_until
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -388,3 +388,50 @@ class DamagedDataDirTests(SynchronousTestCase):
         self.assertIn(f"{segment}: corrupt data at byte offset ", output)
         offset = int(output.split(f"{segment}: corrupt data at byte offset ")[1].split(":")[0])
         self.assertTrue(0 < offset <= middle, (offset, middle))
+
+
+class ResponseRateLimitTests(SynchronousTestCase):
+    def test_a_udp_burst_is_limited_and_tcp_still_answers(self) -> None:
+        """With ``--rrl-rate 5`` a burst of 40 UDP queries from 127.0.0.1 gets
+        about five answers; of the rest every second one gets an empty TC
+        reply and the others nothing.  TCP still answers, and /metrics counts
+        what was dropped and slipped."""
+        import dns.flags
+        import dns.message
+
+        node = SkyDNSProcess(["--no-forward", "--rrl-rate", "5"])
+        self.addCleanup(node.cleanup)
+        node.start()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.connect(("127.0.0.1", node.dns_port))
+        started = time.monotonic()
+        for n in range(40):
+            query = dns.message.make_query("skydns.local", "SOA")
+            query.id = n
+            sock.send(query.to_wire())
+        replies = []
+        sock.settimeout(0.5)  # after the last reply, half a second of silence ends it
+        while time.monotonic() - started < 5.0:
+            try:
+                replies.append(dns.message.from_wire(sock.recv(4096)))
+            except TimeoutError:
+                break
+        elapsed = time.monotonic() - started
+        answered = [r for r in replies if not r.flags & dns.flags.TC]
+        slipped = [r for r in replies if r.flags & dns.flags.TC]
+        # The burst of 5, and 5 a second more while the burst was sent.
+        self.assertGreaterEqual(len(answered), 5)
+        self.assertLessEqual(len(answered), 5 + 5 * elapsed + 1)
+        self.assertTrue(all(r.answer for r in answered))
+        self.assertTrue(all(not r.answer for r in slipped))
+        dropped = 40 - len(replies)
+        self.assertGreaterEqual(len(slipped), 15)
+        self.assertLessEqual(abs(dropped - len(slipped)), 1)
+        reply = dns_query("skydns.local", "SOA", node.dns_port, tcp=True)
+        self.assertFalse(reply.flags & dns.flags.TC)
+        self.assertEqual(len(reply.answer), 1)
+        _, metrics = http("GET", node.url + "/metrics")
+        self.assertIn(f'skydns_dns_rrl_responses_total{{action="slipped"}} {len(slipped)}.0',
+                      metrics)  # fmt: skip
+        self.assertIn(f'skydns_dns_rrl_responses_total{{action="dropped"}} {dropped}.0', metrics)
