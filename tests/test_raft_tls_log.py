@@ -12,6 +12,7 @@ import tempfile
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IProtocolFactory
@@ -25,10 +26,17 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from skydns.raft.auth import LOG_INTERVAL, RateLimitedLog
+from skydns.raft.auth import (
+    LOG_INTERVAL,
+    AuthenticationFailed,
+    HandshakeFactory,
+    HandshakeProtocol,
+    RateLimitedLog,
+)
 from skydns.raft.tls import RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
 from tests.e2e.certs import issue
 
+KEY = b"k" * 32
 PEER = IPv4Address("TCP", "203.0.113.7", 40123)
 
 
@@ -85,8 +93,17 @@ class Node:
             TCP4ServerEndpoint(self.reactor, 4321), node.server_options(), self.reactor,
             drop_log,
         )  # fmt: skip
-        self.endpoint.listen(Factory.forProtocol(lambda: App(self.built, abort_at_once)))
+        self.app: IProtocolFactory = Factory.forProtocol(lambda: App(self.built, abort_at_once))
+        self.endpoint.listen(self.wrap(self.app))
         self.factory: IProtocolFactory = self.reactor.tcpServers[0][1]
+
+    def wrap(self, app: IProtocolFactory) -> IProtocolFactory:
+        """What TLS carries: the application itself (see `KeyedNode`)."""
+        return app
+
+    def client_wrap(self, app: IProtocolFactory) -> IProtocolFactory:
+        """What the test's TLS client carries."""
+        return app
 
     @property
     def drop_log(self) -> RateLimitedLog:
@@ -100,25 +117,53 @@ class Node:
         protocol.makeConnection(transport)
         return protocol, transport
 
-    def accept_tls(self, client: RaftTLS | None, with_cert: bool = True) -> tuple[IOPump, App]:
+    def accept_tls(self, client: RaftTLS | None) -> tuple[IOPump, list[App]]:
         """A TLS client (with ``client``'s certificate, or none) from `PEER`,
-        pumped until quiet; its application protocol."""
+        pumped until quiet; its application protocols (none, or one)."""
         node, _, _ = identities()
         if client is None:
             options = optionsForClientTLS("127.0.0.1", trustRoot=node.ca)
         else:
             options = client.client_options("127.0.0.1")
         client_built: list[App] = []
-        client_factory = TLSMemoryBIOFactory(
-            options, True, Factory.forProtocol(lambda: App(client_built)), self.reactor
-        )
+        client_app = self.client_wrap(Factory.forProtocol(lambda: App(client_built)))
+        client_factory = TLSMemoryBIOFactory(options, True, client_app, self.reactor)
         server = self.factory.buildProtocol(PEER)
         dialler = client_factory.buildProtocol(None)
         pump = connect(
             server, FakeTransport(server, True, peerAddress=PEER),
             dialler, FakeTransport(dialler, False), clock=self.reactor,
         )  # fmt: skip
-        return pump, client_built[0]
+        return pump, client_built
+
+
+class KeyedNode(Node):
+    """A listener as ``twistd skydns`` builds one with both ``--raft-tls-*``
+    and a cluster key: the key's handshake runs inside TLS, and its drops
+    go to a log of their own."""
+
+    def __init__(self, client_key: bytes = KEY) -> None:
+        self.client_key = client_key
+        self.key_log: RateLimitedLog | None = None
+        #: The test client's key handshakes (they fire, or fail).
+        self.client_ready: list[Deferred[Any]] = []
+        super().__init__()
+
+    def wrap(self, app: IProtocolFactory) -> IProtocolFactory:
+        self.key_log = RateLimitedLog(self.reactor)
+        return HandshakeFactory(app, KEY, self.reactor, is_client=False, drop_log=self.key_log)
+
+    def client_wrap(self, app: IProtocolFactory) -> IProtocolFactory:
+        factory = HandshakeFactory(app, self.client_key, self.reactor, is_client=True)
+        build = factory.buildProtocol
+
+        def built(addr: Any) -> HandshakeProtocol:
+            protocol = build(addr)
+            self.client_ready.append(protocol.ready)
+            return protocol
+
+        factory.buildProtocol = built  # type: ignore[method-assign]
+        return factory
 
 
 class CapturedWarnings:
@@ -190,7 +235,7 @@ class DropLogTests(SynchronousTestCase):
         for closer in ("client", "server"):
             node = Node()
             with CapturedWarnings() as events:
-                pump, client = node.accept_tls(member)
+                pump, [client] = node.accept_tls(member)
                 [server] = node.built
                 self.assertTrue(server.handshake)  # forwarded to the protocol above
                 client.transport.write(b"ping")  # type: ignore[union-attr]
@@ -270,3 +315,38 @@ class DropLogTests(SynchronousTestCase):
             for _ in range(3):
                 unpaced.log.dropped_connection("closed before the TLS handshake finished", PEER)
         self.assertEqual(len(events), 3)
+
+
+class WithClusterKeyTests(SynchronousTestCase):
+    def test_key_inside_tls_connects_and_closes_quietly(self) -> None:
+        """With the cluster key inside TLS (whose wrapper copies its
+        transport's interfaces) a member gets through both, bytes flow, and
+        a clean close is a drop for neither log."""
+        _, member, _ = identities()
+        node = KeyedNode()
+        with CapturedWarnings() as events:
+            pump, [client] = node.accept_tls(member)
+            [server] = node.built
+            client.transport.write(b"append entries")  # type: ignore[union-attr]
+            pump.flush()
+            self.assertEqual(server.received, b"append entries")
+            client.transport.loseConnection()  # type: ignore[union-attr]
+            pump.flush()
+        self.assertIsNotNone(server.lost)
+        self.assertEqual(events, [])
+        assert node.key_log is not None
+        self.assertEqual((node.drop_log.dropped, node.key_log.dropped), ({}, {}))
+
+    def test_wrong_key_inside_tls_is_logged_once(self) -> None:
+        """A member's certificate with the wrong key passes TLS and is
+        dropped by the key's handshake: one line, from the key's log."""
+        _, member, _ = identities()
+        node = KeyedNode(client_key=b"w" * 32)
+        with CapturedWarnings() as events:
+            pump, client = node.accept_tls(member)
+            pump.flush()
+        self.assertEqual((node.built, client), ([], []))
+        [ready] = node.client_ready
+        self.failureResultOf(ready, AuthenticationFailed)
+        self.assertEqual([e["reason"] for e in events], ["wrong cluster key"])
+        self.assertEqual(node.drop_log.dropped, {})

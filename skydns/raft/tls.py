@@ -113,7 +113,9 @@ class HandshakeWatch(ProtocolWrapper):
 
     def handshakeCompleted(self) -> None:
         self.handshake_done = True
-        if IHandshakeListener.providedBy(self.wrappedProtocol):
+        # Only a protocol whose class listens: one that copied our interfaces
+        # (as the cluster key's wrapper does) would hand the call back to us.
+        if IHandshakeListener.implementedBy(type(self.wrappedProtocol)):
             self.wrappedProtocol.handshakeCompleted()  # type: ignore[attr-defined]
 
     def loseConnection(self) -> None:
