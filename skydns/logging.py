@@ -37,6 +37,7 @@ from twisted.logger import (
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
+from skydns.clock import Clock
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
 from skydns.names import Service
 from skydns.registry import Applied, Removal
@@ -73,6 +74,31 @@ _SERVICE = (
     "{uuid} at {host}:{port} name={name} environment={environment} region={region} "
     "version={version}"
 )
+
+
+class LogThrottle:
+    """At most one line per key per ``interval`` seconds, for events that can
+    repeat once per query or connection (an upstream that stopped answering):
+    `allow` says whether to log now and how many lines it kept back before."""
+
+    def __init__(self, clock: Clock, interval: float = 10.0) -> None:
+        self.clock = clock
+        self.interval = interval
+        self._last: dict[Any, float] = {}
+        self._held: dict[Any, int] = {}
+
+    def allow(self, key: Any) -> Optional[int]:
+        """None to stay quiet; else the number of lines held back since the
+        last one for ``key``."""
+        now = self.clock.seconds()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) > 1024:  # keys come from configuration, but stay bounded
+            self._last.clear()
+        self._last[key] = now
+        return self._held.pop(key, 0)
 
 
 class RegistryLog:

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.internet import address as taddress
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -105,6 +106,22 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual([u for u, _ in self.asked()], [U1, U2, U3])
         self.assertEqual(len(self.successResultOf(d).answers), 3)
         self.assertEqual(self.forwarder.failures, 2)
+
+    def test_upstream_failures_logged_once_per_ten_seconds(self) -> None:
+        """An upstream failing every question is one log line per kind of
+        failure per 10 s, not one per question; the next line says how many
+        were held back."""
+        forwarder = self.make([U1])
+        with capturedLogs() as events:
+            for i in range(5):
+                forwarder.resolve(query(b"q%d.example.org" % i), tcp=False)
+                self.client.answer(i, failing(dns.ESERVER))
+            self.clock.advance(10)
+            forwarder.resolve(query(b"late.example.org"), tcp=False)
+            self.client.answer(5, failing(dns.ESERVER))
+        lines = [e for e in events if "upstream" in e.get("log_format", "")]
+        self.assertEqual(forwarder.failures, 6)
+        self.assertEqual([(e["upstream"], e["held"]) for e in lines], [(str(U1), 0), (str(U1), 4)])
 
     def test_nxdomain_is_relayed_not_retried(self) -> None:
         """NXDOMAIN is an answer: relayed with its SOA, no other upstream asked."""

@@ -21,6 +21,7 @@ from skydns.api import QuietSite, make_api, make_site
 from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
 from skydns.logging import (
+    LogThrottle,
     RegistryLog,
     RootService,
     event_as_json,
@@ -319,3 +320,20 @@ class SiteTests(SynchronousTestCase):
             [line] = f.read().splitlines()
         self.assertIn('"GET /health', line)
 
+
+
+class LogThrottleTests(SynchronousTestCase):
+    def test_one_line_per_key_per_interval(self) -> None:
+        """Within the interval a key is held back (counted); after it, the
+        next line carries the count; keys are independent."""
+        clock = Clock()
+        throttle = LogThrottle(clock, interval=10.0)
+        self.assertEqual(throttle.allow("a"), 0)
+        self.assertIsNone(throttle.allow("a"))
+        self.assertIsNone(throttle.allow("a"))
+        self.assertEqual(throttle.allow("b"), 0)
+        clock.advance(9.9)
+        self.assertIsNone(throttle.allow("a"))
+        clock.advance(0.1)
+        self.assertEqual(throttle.allow("a"), 3)
+        self.assertIsNone(throttle.allow("a"))

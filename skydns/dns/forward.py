@@ -53,6 +53,7 @@ from skydns.clock import Scheduler as Clock
 from skydns.dns.acl import ClientNetworks
 from skydns.dns.rcache import Answer, CacheKey, ResponseCache, soa_capped
 from skydns.dns.upstreams import NetworkClient, Upstream, UpstreamClient
+from skydns.logging import LogThrottle
 
 log = Logger()
 
@@ -170,6 +171,8 @@ class Forwarder:
         self.allow = allow
         self.max_pending = max_pending
         self._clock: Clock = reactor
+        #: Upstream failures are logged once per upstream and kind every 10 s.
+        self._trouble = LogThrottle(self._clock)
         self.timeout = timeout
         self.total_timeout = total_timeout
         self.cache = cache
@@ -315,12 +318,16 @@ class Forwarder:
                 continue
             if response.trunc or response.rCode in _TRY_NEXT:
                 self.failures += 1
-                log.info(
-                    "upstream {upstream} answered rcode {rcode}{tc}; trying the next",
-                    upstream=str(upstream),
-                    rcode=response.rCode,
-                    tc=" with TC over TCP" if response.trunc else "",
-                )
+                held = self._trouble.allow((upstream, "rcode"))
+                if held is not None:
+                    log.info(
+                        "upstream {upstream} answered rcode {rcode}{tc}; trying the next"
+                        " ({held} more like it not logged)",
+                        upstream=str(upstream),
+                        rcode=response.rCode,
+                        tc=" with TC over TCP" if response.trunc else "",
+                        held=held,
+                    )
                 continue
             return soa_capped(Answer.from_message(response))
         return None
@@ -356,20 +363,28 @@ class Forwarder:
             raise  # stop(): not this upstream's fault, and no next one to try
         except TimeoutError:
             self.failures += 1
-            log.info(
-                "upstream {upstream} did not answer within {timeout:.1f}s ({proto})",
-                upstream=str(upstream),
-                timeout=remaining,
-                proto="tcp" if tcp else "udp",
-            )
+            held = self._trouble.allow((upstream, "timeout"))
+            if held is not None:
+                log.info(
+                    "upstream {upstream} did not answer within {timeout:.1f}s ({proto})"
+                    " ({held} more like it not logged)",
+                    upstream=str(upstream),
+                    timeout=remaining,
+                    proto="tcp" if tcp else "udp",
+                    held=held,
+                )
         except Exception as e:  # any failure of one upstream means: try the next one
             self.failures += 1
-            log.info(
-                "upstream {upstream} failed ({proto}): {error}",
-                upstream=str(upstream),
-                proto="tcp" if tcp else "udp",
-                error=repr(e),
-            )
+            held = self._trouble.allow((upstream, "failed"))
+            if held is not None:
+                log.info(
+                    "upstream {upstream} failed ({proto}): {error}"
+                    " ({held} more like it not logged)",
+                    upstream=str(upstream),
+                    proto="tcp" if tcp else "udp",
+                    error=repr(e),
+                    held=held,
+                )
         return None
 
     def _reply(

@@ -15,14 +15,17 @@ returns the validated response; the forwarder decides what to do with it.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.names import dns
 from twisted.protocols.basic import Int16StringReceiver
@@ -296,28 +299,91 @@ def answers(request: dns.Message, data: bytes) -> dns.Message | None:
     return response
 
 
-class _UDPExchange(DatagramProtocol):
+@implementer(IReadDescriptor)
+class _UDPExchange:
     """One question over a fresh, connected UDP socket (random source port,
-    replies from other addresses are filtered by the kernel)."""
+    replies from other addresses are filtered by the kernel).
 
-    def __init__(self, request: dns.Message, result: Deferred[dns.Message]) -> None:
+    The reactor reads the socket directly: a ``listenUDP`` port would log
+    two lines as it opens and closes, and a forwarder opens one per question.
+    """
+
+    def __init__(
+        self, reactor: Any, upstream: Upstream, request: dns.Message,
+        result: Deferred[dns.Message],
+    ) -> None:  # fmt: skip
+        self._reactor = reactor
         self.request = request
         self.result = result
+        family = socket.AF_INET6 if upstream.is_ipv6 else socket.AF_INET
+        self.socket: socket.socket | None = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.socket.setblocking(False)
+            self.socket.bind(("::" if upstream.is_ipv6 else "0.0.0.0", 0))
+            self.socket.connect(upstream.address)
+        except OSError:
+            self.socket.close()
+            raise
+        reactor.addReader(self)
 
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        response = answers(self.request, data)
-        if response is not None and not self.result.called:
-            self.result.callback(response)
+    def host(self) -> tuple[str, int]:
+        assert self.socket is not None
+        address = self.socket.getsockname()
+        return address[0], address[1]
 
-    def connectionRefused(self) -> None:
+    def send(self, data: bytes) -> None:
+        assert self.socket is not None
+        self.socket.send(data)
+
+    def fileno(self) -> int:
+        return -1 if self.socket is None else self.socket.fileno()
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
+        return "upstream UDP"
+
+    def doRead(self) -> None:  # noqa: N802 - Twisted's name
+        for _ in range(16):  # whatever is queued, within reason
+            if self.socket is None:
+                return
+            try:
+                data = self.socket.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError as e:  # an ICMP error (port unreachable) on the connected socket
+                self._refused(f"ICMP error: {e.strerror or e}")
+                return
+            response = answers(self.request, data)
+            if response is not None and not self.result.called:
+                self.result.callback(response)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
+        # epoll reports an ICMP error left on the socket as a hang-up (EPOLLERR)
+        # and the reactor drops the descriptor: the question failed.
+        self.close()
+        self._refused("UDP socket closed by an ICMP error")
+
+    def _refused(self, why: str) -> None:
         if not self.result.called:
-            self.result.errback(ConnectionRefusedError(string="ICMP port unreachable"))
+            self.result.errback(ConnectionRefusedError(string=why))
 
-    def stopProtocol(self) -> None:
-        # The epoll reactor closes a connected UDP port on the socket error an
-        # ICMP unreachable leaves (EPOLLERR) without calling connectionRefused.
-        if not self.result.called:
-            self.result.errback(ConnectionRefusedError(string="UDP socket closed by an ICMP error"))
+    def close(self) -> None:
+        if self.socket is None:
+            return
+        self._reactor.removeReader(self)
+        self.socket.close()
+        self.socket = None
+
+
+class _QuietFactory(Factory):
+    """Builds one prepared protocol, without Twisted's "Starting factory" lines."""
+
+    noisy = False
+
+    def __init__(self, protocol: TwistedProtocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: Any) -> TwistedProtocol:  # noqa: N802 - Twisted's name
+        return self._protocol
 
 
 class _TCPExchange(Int16StringReceiver):
@@ -372,30 +438,25 @@ class NetworkClient:
         return own
 
     def _udp(self, upstream: Upstream, request: dns.Message) -> Deferred[dns.Message]:
-        port: Any = None
+        exchange: _UDPExchange | None = None
         own: tuple[str, int] | None = None
 
         def close() -> None:
-            nonlocal port
             if own is not None:
                 self._own.discard(own)
-            if port is not None:
-                port, stopping = None, port
-                stopping.stopListening()
+            if exchange is not None:
+                exchange.close()
 
         def closed(result: object) -> object:
             close()
             return result
 
         result: Deferred[dns.Message] = Deferred(lambda d: close())
-        exchange = _UDPExchange(request, result)
         try:
-            port = self._reactor.listenUDP(
-                0, exchange, interface="::" if upstream.is_ipv6 else "", maxPacketSize=65535
-            )
-            port.connect(upstream.host, upstream.port)
-            own = self._remember(port)
-            port.write(request.toStr())
+            exchange = _UDPExchange(self._reactor, upstream, request, result)
+            own = (_normal_host(exchange.host()[0]), exchange.host()[1])
+            self._own.add(own)
+            exchange.send(request.toStr())
         except Exception:
             close()
             return fail()
@@ -404,10 +465,12 @@ class NetworkClient:
     async def _tcp(self, upstream: Upstream, request: dns.Message) -> dns.Message:
         endpoint_type = TCP6ClientEndpoint if upstream.is_ipv6 else TCP4ClientEndpoint
         endpoint = endpoint_type(self._reactor, upstream.host, upstream.port)
-        exchange = await connectProtocol(endpoint, _TCPExchange(request))
-        own = self._remember(exchange.transport)
+        exchange = _TCPExchange(request)
+        await endpoint.connect(_QuietFactory(exchange))
+        transport: Any = exchange.transport
+        own = self._remember(transport)
         try:
             return await exchange.reply
         finally:
             self._own.discard(own)
-            exchange.transport.abortConnection()
+            transport.abortConnection()

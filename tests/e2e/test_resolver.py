@@ -152,6 +152,18 @@ class ForwardingTests(ResolverTestCase):
         self.assertEqual((rcode(reply), has(reply, dns.flags.RA)), (dns.rcode.NOERROR, True))
         self.assertEqual((fake.udp_count, fake.tcp_count), (1, 1))
 
+    def test_forwarded_questions_write_no_log_lines(self) -> None:
+        """SkyDNS as a host's resolver: forwarded questions (each on a socket
+        of its own) add nothing to the log, over UDP or TCP."""
+        fake, upstream = self.upstream()
+        node = self.skydns("--nameserver", upstream)
+        before = node.log().splitlines()
+        for i in range(10):
+            self.assertEqual(rcode(ask(f"u{i}.example.org", "A", node.dns_port)), 0)
+            self.assertEqual(rcode(ask(f"t{i}.example.org", "A", node.dns_port, tcp=True)), 0)
+        self.assertEqual((fake.udp_count, fake.tcp_count), (10, 10))
+        self.assertEqual(node.log().splitlines()[len(before):], [])
+
     def test_domain_is_never_forwarded(self) -> None:
         """A name in the domain that matches nothing is NXDOMAIN from SkyDNS
         itself (AA, its SOA), over UDP and TCP; the upstream never sees it."""
@@ -213,6 +225,8 @@ class ForwardingTests(ResolverTestCase):
         self.assertTrue(has(reply, dns.flags.RA))
         self.assertGreater(elapsed, 3.5)
         self.assertLess(elapsed, 6.5)
+        # One line about the silent upstream, not one per question.
+        self.assertEqual(len([ln for ln in node.log().splitlines() if dead_address in ln]), 1)
 
     def test_no_forward_refuses_outside_and_answers_inside(self) -> None:
         """With --no-forward names outside the domain get REFUSED; the domain is
