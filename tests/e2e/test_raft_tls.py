@@ -42,6 +42,25 @@ def _refused(context: ssl.SSLContext, port: int) -> bool:
         raw.close()
 
 
+#: What a node logs for the strangers with certificate trouble below
+#: (OpenSSL's words); the random bytes get a third reason, which varies.
+TLS_DROPS = ["peer did not return a certificate", "certificate verify failed"]
+
+
+def _tls_drops_logged(log: str) -> bool:
+    """Whether ``log`` has a drop line naming a loopback peer for each of
+    `TLS_DROPS`, and one more for the random bytes."""
+    prefix = "dropped an unauthenticated Raft connection from IPv4Address(type='TCP', "
+    reasons = {
+        line.split("TLS handshake failed: ", 1)[1]
+        for line in log.splitlines()
+        if prefix in line and "host='127.0.0.1'" in line and "TLS handshake failed: " in line
+    }
+    known = [any(reason.startswith(why) for reason in reasons) for why in TLS_DROPS]
+    others = [r for r in reasons if not any(r.startswith(why) for why in TLS_DROPS)]
+    return all(known) and bool(others)
+
+
 class RaftTLSTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="skydns-raft-tls-")
@@ -111,6 +130,9 @@ class RaftTLSTests(SynchronousTestCase):
                 self.assertNotIn(MAGIC, received)  # nothing in clear text
             finally:
                 sock.close()
+        for node in nodes:
+            # Each of those is a line in the node's log: who, and why.
+            wait_until(lambda n=node: _tls_drops_logged(n.log()), f"{node.node_id} logs TLS drops")
         # A certificate from the cluster CA gets through TLS, but not past
         # the cluster key: what it sends next is refused too.
         insider = issue(self.directory, "insider", self.ca)
