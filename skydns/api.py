@@ -472,7 +472,14 @@ def make_api(
     return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name)
 
 
-class QuietSite(Site):
+class _APISite(Site):
+    """The API's `Site`: Twisted logs "HTTP API starting on 8080" as it listens."""
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
+        return "HTTP API"
+
+
+class QuietSite(_APISite):
     """A `Site` that writes no per-request access log line."""
 
     def log(self, request: http.Request) -> None:
@@ -484,7 +491,7 @@ def make_site(api: API, access_log: Optional[str] = None) -> Site:
     ``access_log`` names a file, which then gets the combined log format."""
     site: Site
     if access_log:
-        site = Site(api.resource(), logPath=access_log)
+        site = _APISite(api.resource(), logPath=access_log)
     else:
         site = QuietSite(api.resource())
     site.displayTracebacks = False

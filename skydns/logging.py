@@ -307,6 +307,17 @@ def _open(twistd: Mapping[str, Any]) -> IO[str]:
     return logfile
 
 
+#: Twisted's per-connection info lines ("Starting factory <...>" as every
+#: connection attempt starts and stops, "Scheduling retry 7 to connect ..."
+#: every second a peer is down): shown at ``--log-level debug`` only.  The
+#: Raft transport logs peers going away and coming back itself.
+CHATTY_NAMESPACES = (
+    "twisted.internet.protocol",
+    "twisted.internet.endpoints",
+    "twisted.application._client_service",
+)
+
+
 def log_observer(
     fmt: str = "text",
     level: str | LogLevel = "info",
@@ -329,7 +340,11 @@ def log_observer(
     if isinstance(level, str):
         level = parse_log_level(level)
     inner = json_lines_observer(out) if fmt == "json" else FileLogObserver(out, text_formatter())
-    return FilteringLogObserver(inner, [LogLevelFilterPredicate(defaultLogLevel=level)])
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    if level == LogLevel.info:
+        for namespace in CHATTY_NAMESPACES:
+            predicate.setLogLevelForNamespace(namespace, LogLevel.warn)
+    return FilteringLogObserver(inner, [predicate])
 
 
 def json_observer() -> ILogObserver:

@@ -230,6 +230,22 @@ class ObserverTests(SynchronousTestCase):
         self.emit(log_observer("json", "debug", out=out))
         self.assertEqual(len(out.getvalue().splitlines()), 3)
 
+    def test_twisted_connection_chatter_only_at_debug(self) -> None:
+        """Twisted's "Starting factory" and "Scheduling retry" info lines
+        (once per connection attempt) are left out at info, kept at debug;
+        their warnings always show."""
+        for level, expected in (("info", ["warn"]), ("debug", ["info", "warn"])):
+            out = io.StringIO()
+            observer = log_observer("json", level, out=out)
+            for namespace in ("twisted.internet.protocol.Factory",
+                              "twisted.application._client_service.ClientService"):  # fmt: skip
+                log = Logger(namespace=namespace, observer=observer)
+                log.info("Starting factory {f}", f="x")
+                log.warn("something is wrong")
+            lines = [json.loads(x) for x in out.getvalue().splitlines()]
+            self.assertEqual(sorted({r["level"] for r in lines}), expected)
+            self.assertEqual(len(lines), 2 * len(expected))
+
     def test_text(self) -> None:
         """The text format is Twisted's readable one, level-filtered too."""
         out = io.StringIO()
