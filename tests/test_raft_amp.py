@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from skydns.raft.amp import MAX_CHUNKS, RaftProtocol, command_for
+from skydns.raft.amp import RaftProtocol
+from skydns.raft.amp_commands import MAX_CHUNKS, command_for
 from skydns.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -415,7 +416,7 @@ class BoxSizeLimitTests(SynchronousTestCase):
     def test_box_with_endless_keys_drops_the_connection(self) -> None:
         from twisted.internet.testing import StringTransport
 
-        from skydns.raft.amp import MAX_BOX_BYTES, RaftProtocol
+        from skydns.raft.amp_commands import MAX_BOX_BYTES
 
         protocol = RaftProtocol(None)
         transport = StringTransport()

@@ -24,7 +24,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from skydns.raft.amp import MAX_FORWARD_BATCH, ForwardResult, RaftProtocol, local_error
+from skydns.raft.amp import RaftProtocol, local_error
+from skydns.raft.amp_commands import MAX_FORWARD_BATCH, ForwardResult
 from skydns.raft.messages import Message
 from skydns.raft.transport import IRaftHandler, IRaftTransport, PeerUnavailable
 
