@@ -33,7 +33,7 @@ from skydns.raft.auth import (
     HandshakeProtocol,
     RateLimitedLog,
 )
-from skydns.raft.tls import RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
+from skydns.raft.tls import HANDSHAKE_TIMEOUT, RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
 from tests.e2e.certs import issue
 
 KEY = b"k" * 32
@@ -226,6 +226,30 @@ class DropLogTests(SynchronousTestCase):
             [(e["reason"], e["peer"]) for e in events],
             [("closed before the TLS handshake finished", PEER)],
         )
+
+    def test_silent_client_dropped_after_the_handshake_timeout(self) -> None:
+        """A peer that connects and never finishes the handshake holds the
+        connection for HANDSHAKE_TIMEOUT seconds, then is dropped and logged;
+        one that finished in time keeps its connection."""
+        node = Node()
+        with CapturedWarnings() as events:
+            protocol, transport = node.accept_raw()
+            node.reactor.advance(HANDSHAKE_TIMEOUT - 0.1)
+            self.assertFalse(transport.disconnecting)
+            node.reactor.advance(0.1)
+            self.assertTrue(transport.disconnecting)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [(e["reason"], e["peer"]) for e in events],
+            [(f"TLS handshake not finished within {HANDSHAKE_TIMEOUT:g} s", PEER)],
+        )
+        _, member, _ = identities()
+        with CapturedWarnings() as events:
+            pump, [client] = node.accept_tls(member)
+            node.reactor.advance(HANDSHAKE_TIMEOUT * 2)
+            pump.flush()
+        self.assertEqual(events, [])
+        self.assertIsNone(client.lost)
 
     def test_good_handshake_then_clean_close_is_not_a_drop(self) -> None:
         """A member's certificate completes the handshake, data flows both

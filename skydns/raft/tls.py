@@ -22,6 +22,7 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IHandshakeListener,
     IListeningPort,
     IOpenSSLClientConnectionCreator,
@@ -41,6 +42,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from skydns.raft.auth import RateLimitedLog
+
+#: Seconds a client has to finish the TLS handshake before it is dropped.
+HANDSHAKE_TIMEOUT = 10.0
 
 
 @attrs.frozen
@@ -110,9 +114,30 @@ class HandshakeWatch(ProtocolWrapper):
         super().__init__(factory, wrapped)
         self.handshake_done = False
         self.closed_here = False
+        self._deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        clock = self.factory.clock
+        if clock is not None:
+            self._deadline = clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        peer = self._tls().getPeer()
+        self.factory.drop_log.dropped_connection(
+            f"TLS handshake not finished within {HANDSHAKE_TIMEOUT:g} s", peer
+        )
+        self.closed_here = True
+        self._tls().abortConnection()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
 
     def handshakeCompleted(self) -> None:
         self.handshake_done = True
+        self._stop_deadline()
         # Only a protocol whose class listens: one that copied our interfaces
         # (as the cluster key's wrapper does) would hand the call back to us.
         if IHandshakeListener.implementedBy(type(self.wrappedProtocol)):
@@ -131,6 +156,7 @@ class HandshakeWatch(ProtocolWrapper):
         return self.transport
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop_deadline()
         if not (self.handshake_done or self.closed_here):
             peer = self._tls().getPeer() if self.transport is not None else None
             self.factory.drop_log.dropped_connection(handshake_failure(reason), peer)
@@ -142,9 +168,13 @@ class HandshakeWatchFactory(WrappingFactory["HandshakeWatch"]):
 
     protocol = HandshakeWatch
 
-    def __init__(self, wrappedFactory: IProtocolFactory, drop_log: RateLimitedLog) -> None:
+    def __init__(
+        self, wrappedFactory: IProtocolFactory, drop_log: RateLimitedLog,
+        clock: IReactorTime | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(wrappedFactory)
         self.drop_log = drop_log
+        self.clock = clock
         self.noisy = False
 
 
@@ -174,7 +204,7 @@ class TLSServerEndpoint:
         self.log = drop_log
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        watched = HandshakeWatchFactory(protocolFactory, self.log)
+        watched = HandshakeWatchFactory(protocolFactory, self.log, self.clock)
         factory = TLSMemoryBIOFactory(self.options, False, watched, self.clock)
         factory.noisy = False
         listening: Deferred[IListeningPort] = self.endpoint.listen(factory)
