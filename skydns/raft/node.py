@@ -11,8 +11,9 @@ with the next batch of entries.
 Proposals and reads waiting for an answer are kept by
 `skydns.raft.requests`: the leader appends its own proposals, a follower
 forwards them to the leader and answers once the entry is applied locally
-(read-your-writes on this node).  Every committed command goes through the
-session table, so a proposal submitted twice is applied once.
+(read-your-writes on this node).  Committed entries are applied to the
+registry by `skydns.raft.applier`, through the session table, so a proposal
+submitted twice is applied once.
 
 With ``save_in_thread`` the save runs off the reactor thread: until it is
 done and the Ready advanced, whatever would step the core (messages, ticks,
@@ -43,6 +44,7 @@ from skydns.cluster import ApplyListener, ICluster, NotLeader
 from skydns.commands import Command, CommandDecodeError, decode
 from skydns.metrics import Metrics
 from skydns.raft import core as raft
+from skydns.raft.applier import Applier
 from skydns.raft.coalesce import coalesce
 from skydns.raft.envelope import EnvelopeError, unwrap
 from skydns.raft.log import IRaftStorage, StorageFailure
@@ -50,7 +52,6 @@ from skydns.raft.members import Connect, Members
 from skydns.raft.messages import (
     AppendEntries,
     Entry,
-    EntryKind,
     HardState,
     Heartbeat,
     InstallSnapshot,
@@ -130,9 +131,8 @@ class RaftNode(Service):
         self._saving: Deferred[None] | None = None
         self._inbox: list[Callable[[], None]] = []
         self.tick_interval = tick_interval
-        self.sessions: SessionTable[Applied] = SessionTable()
-        self._listeners: list[ApplyListener] = []
         self.requests = Requests(self, f"{self.rng.getrandbits(48):012x}", proposal_timeout)
+        self.applier = Applier(registry, self.requests, lambda: self.core.role is raft.Role.LEADER)
         self._pending_call: IDelayedCall | None = None
         self._loop: LoopingCall | None = None
         self._ticks = 0
@@ -161,15 +161,13 @@ class RaftNode(Service):
             max_size_per_msg=max_size_per_msg,
         )
         self._saved_hs = self._latest_hs = hard_state
-        self._applied = snapshot.index
+        self.applier.applied = snapshot.index
         self.members.refresh()
-        #: Entries up to here were in the log at start-up: applying them is a
-        #: replay, never "live" (no callbacks are sent for them again).
-        self._startup_last = self.core.log.last_index()
+        self.applier.startup_last = self.core.log.last_index()
         self._process()  # replay the committed log into the registry now
         log.info(
             "raft node {id} loaded term {term}, {count} entries, replayed to {applied}",
-            id=node_id, term=hard_state.term, count=len(entries), applied=self._applied,
+            id=node_id, term=hard_state.term, count=len(entries), applied=self.applied_index,
         )  # fmt: skip
 
     # --- service ------------------------------------------------------------
@@ -260,7 +258,7 @@ class RaftNode(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        self.members.applied(self._applied)  # e.g. its own removal: that succeeded
+        self.members.applied(self.applied_index)  # e.g. its own removal: that succeeded
         self.requests.fail_all(self._removed_reason())
         self.members.fail_all(self._removed_reason())
         self._update_metrics()
@@ -320,7 +318,7 @@ class RaftNode(Service):
         except StorageFailure as e:
             self._fail(e)
             return False
-        self._applied = rd.snapshot.index
+        self.applier.applied = rd.snapshot.index
         return True
 
     def _send_early(self, rd: raft.Ready, hs: HardState, saved: HardState) -> bool:
@@ -371,10 +369,10 @@ class RaftNode(Service):
                 self.snapshots.send(message)
             else:
                 self.transport.send(message)
-        done = self._apply(rd.committed_entries)
+        done = self.applier.apply(rd.committed_entries)
         self.core.advance(rd)
         self.members.refresh()
-        self.members.applied(self._applied)
+        self.members.applied(self.applied_index)
         self.snapshots.maybe_take()
         self.requests.serve_reads(rd.read_states)
         for fire in done:
@@ -412,7 +410,7 @@ class RaftNode(Service):
                    "follower" if role is raft.Role.FOLLOWER else "candidate")  # fmt: skip
         m.raft_term.set(self.core.term)
         m.raft_commit.set(self.core.log.committed)
-        m.raft_applied.set(self._applied)
+        m.raft_applied.set(self.applied_index)
 
     def _fail(self, error: StorageFailure) -> None:
         """Fail-stop: after a failed write or sync nothing may be acknowledged."""
@@ -421,50 +419,6 @@ class RaftNode(Service):
         self._halt("this node's storage failed")
         if self.fail_stop is not None:
             self.fail_stop(str(error))
-
-    # --- applying -----------------------------------------------------------
-
-    def _apply(self, entries: tuple[Entry, ...]) -> list[Callable[[], None]]:
-        done: list[Callable[[], None]] = []
-        for entry in entries:
-            if entry.kind is EntryKind.NORMAL:
-                self._apply_entry(entry, done)
-            self._applied = entry.index
-        if entries:
-            for read in self.requests.reads_applied(self._applied):
-                done.append(functools.partial(self.requests.finish_read, read, None))
-        return done
-
-    def _apply_entry(self, entry: Entry, done: list[Callable[[], None]]) -> None:
-        try:
-            envelope = unwrap(entry.data)
-            command = decode(envelope.payload)
-        except (EnvelopeError, CommandDecodeError) as e:
-            # Deterministic on every node: the entry is skipped everywhere.
-            log.error("log entry {index} is not a command, skipped: {error}",
-                      index=entry.index, error=str(e))  # fmt: skip
-            return
-        ran: list[Applied] = []
-
-        def run() -> Applied:
-            ran.append(self.registry.apply(command))
-            return ran[0]
-
-        result = self.sessions.apply(envelope.client_id, envelope.seq, run)
-        if ran:
-            live = self.core.role is raft.Role.LEADER and entry.index > self._startup_last
-            self._notify(command, ran[0], live)
-        proposal = self.requests.proposals.get((envelope.client_id, envelope.seq))
-        if proposal is not None:
-            outcome = self.requests.outcome(result)
-            done.append(functools.partial(self.requests.finish, proposal, outcome))
-
-    def _notify(self, command: Command, applied: Applied, live: bool) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(command, applied, live)
-            except Exception:
-                log.failure("apply listener {listener!r} failed", listener=listener)
 
     # --- requests ----------------------------------------------------------
 
@@ -592,21 +546,30 @@ class RaftNode(Service):
             return False
         if core.role is raft.Role.LEADER:
             term_committed = core.log.term(core.log.committed) == core.term
-            return term_committed and self._applied >= core.log.committed
+            return term_committed and self.applied_index >= core.log.committed
         # Ready once we have applied what the leader had committed when we
         # last heard, counting only a commit index of the leader's own term
         # (before its first entry commits, its commit index may lag ours).
         term, commit = self._leader_commit
         if term != core.term or core.log.term(commit) != core.term:
             return False
-        return self._applied >= max(commit, core.log.committed)
+        return self.applied_index >= max(commit, core.log.committed)
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
-        self._listeners.append(listener)
+        self.applier.listeners.append(listener)
 
     @property
     def applied_index(self) -> int:
-        return self._applied
+        return self.applier.applied
+
+    @property
+    def sessions(self) -> SessionTable[Applied]:
+        """The session table applied commands go through (`Applier.sessions`)."""
+        return self.applier.sessions
+
+    @sessions.setter
+    def sessions(self, table: SessionTable[Applied]) -> None:
+        self.applier.sessions = table  # a snapshot restores it
 
     def status(self) -> dict[str, Any]:
         core = self.core
@@ -631,7 +594,7 @@ class RaftNode(Service):
             "leader": leader,
             "term": core.term,
             "commit_index": core.log.committed,
-            "applied_index": self._applied,
+            "applied_index": self.applied_index,
             "last_index": core.log.last_index(),
             "role": members[sorted(self.addresses).index(self.id)]["role"],
             "ready": self.is_ready(),
