@@ -14,6 +14,8 @@ forwards them to the leader and answers once the entry is applied locally
 (read-your-writes on this node).  Committed entries are applied to the
 registry by `skydns.raft.applier`, through the session table, so a proposal
 submitted twice is applied once.
+What the node observes and reports about itself (role and leader changes,
+readiness, status, gauges) is `skydns.raft.health`.
 
 With ``save_in_thread`` the save runs off the reactor thread: until it is
 done and the Ready advanced, whatever would step the core (messages, ticks,
@@ -47,6 +49,7 @@ from skydns.raft import core as raft
 from skydns.raft.applier import Applier
 from skydns.raft.coalesce import coalesce
 from skydns.raft.envelope import EnvelopeError, unwrap
+from skydns.raft.health import Health
 from skydns.raft.log import IRaftStorage, StorageFailure
 from skydns.raft.members import Connect, Members
 from skydns.raft.messages import (
@@ -137,11 +140,8 @@ class RaftNode(Service):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._failed: str | None = None
-        #: (term, commit index) from the latest AppendEntries of a leader.
-        self._leader_commit = (0, 0)
-        self._leader: str | None = None
-        self._role = raft.Role.FOLLOWER
         self._leader_changed = False
+        self.health = Health(self)
 
         #: The index of the configuration that removed this node, once known.
         self._removed: int | None = None
@@ -227,6 +227,11 @@ class RaftNode(Service):
         return self._failed is not None
 
     @property
+    def failure(self) -> str | None:
+        """Why this node stopped (fail-stop), if it did."""
+        return self._failed
+
+    @property
     def saving(self) -> bool:
         return self._saving is not None
 
@@ -261,7 +266,7 @@ class RaftNode(Service):
         self.members.applied(self.applied_index)  # e.g. its own removal: that succeeded
         self.requests.fail_all(self._removed_reason())
         self.members.fail_all(self._removed_reason())
-        self._update_metrics()
+        self.health.update_metrics()
 
     def _tick(self) -> None:
         if self._failed or self._removed is not None:
@@ -284,7 +289,8 @@ class RaftNode(Service):
         self._pending_call = None
         while not self._failed and self._saving is None and self.core.has_ready():
             rd = self.core.ready()
-            self._observe(rd.soft_state)
+            if self.health.observe(rd.soft_state):
+                self._leader_changed = True
             if rd.hard_state is not None:
                 self._latest_hs = rd.hard_state
             if rd.snapshot is not None and not self._install(rd):
@@ -308,7 +314,7 @@ class RaftNode(Service):
                 self._fail(e)
                 return
             self._saved(None, rd, hs, start)
-        self._update_metrics()
+        self.health.update_metrics()
 
     def _install(self, rd: raft.Ready) -> bool:
         """Persist and restore the leader's snapshot a Ready carries."""
@@ -379,38 +385,6 @@ class RaftNode(Service):
             fire()
         leader_changed, self._leader_changed = self._leader_changed, False
         self.requests.after_advance(leader_changed)
-
-    def _observe(self, soft: raft.SoftState | None) -> None:
-        if soft is None:
-            return
-        if soft.role is not self._role:
-            if self.metrics is not None and (
-                soft.role is raft.Role.CANDIDATE
-                or (soft.role is raft.Role.LEADER and self._role is not raft.Role.CANDIDATE)
-            ):
-                self.metrics.raft_elections.inc()
-            log.info("raft role {role} at term {term}", role=soft.role.value, term=self.core.term)
-            self._role = soft.role
-        if soft.leader != self._leader:
-            self._leader = soft.leader
-            if soft.leader is not None:
-                if self.metrics is not None:
-                    self.metrics.raft_leader_changes.inc()
-                log.info("raft leader is {leader} at term {term}", leader=soft.leader,
-                         term=self.core.term)  # fmt: skip
-                self._leader_changed = True
-
-    def _update_metrics(self) -> None:
-        m = self.metrics
-        if m is None:
-            return
-        role = self.core.role
-        m.set_role("removed" if self._removed is not None else
-                   "leader" if role is raft.Role.LEADER else
-                   "follower" if role is raft.Role.FOLLOWER else "candidate")  # fmt: skip
-        m.raft_term.set(self.core.term)
-        m.raft_commit.set(self.core.log.committed)
-        m.raft_applied.set(self.applied_index)
 
     def _fail(self, error: StorageFailure) -> None:
         """Fail-stop: after a failed write or sync nothing may be acknowledged."""
@@ -527,13 +501,7 @@ class RaftNode(Service):
             log.failure("the Raft core refused a {kind} from {src}",
                         kind=type(message).__name__, src=message.src)  # fmt: skip
         else:
-            if isinstance(message, AppendEntries) and message.term == self.core.term:
-                # Heartbeats carry a commit index capped at what we hold, so
-                # only AppendEntries tells us the leader's own commit index.
-                term, commit = self._leader_commit
-                if term != message.term:
-                    commit = 0
-                self._leader_commit = (message.term, max(commit, message.commit))
+            self.health.heard(message)
 
     # --- ICluster -----------------------------------------------------------
 
@@ -541,19 +509,7 @@ class RaftNode(Service):
         return not self._failed and self.core.role is raft.Role.LEADER
 
     def is_ready(self) -> bool:
-        core = self.core
-        if self._failed or self._removed is not None or core.leader is None:
-            return False
-        if core.role is raft.Role.LEADER:
-            term_committed = core.log.term(core.log.committed) == core.term
-            return term_committed and self.applied_index >= core.log.committed
-        # Ready once we have applied what the leader had committed when we
-        # last heard, counting only a commit index of the leader's own term
-        # (before its first entry commits, its commit index may lag ours).
-        term, commit = self._leader_commit
-        if term != core.term or core.log.term(commit) != core.term:
-            return False
-        return self.applied_index >= max(commit, core.log.committed)
+        return self.health.is_ready()
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
         self.applier.listeners.append(listener)
@@ -572,35 +528,7 @@ class RaftNode(Service):
         self.applier.sessions = table  # a snapshot restores it
 
     def status(self) -> dict[str, Any]:
-        core = self.core
-        leader = core.leader
-        role = core.role
-        members = []
-        for member in sorted(self.addresses):
-            if member == self.id and self._removed is not None:
-                name = "removed"
-            elif member == self.id:
-                name = "candidate" if role in (raft.Role.CANDIDATE, raft.Role.PRE_CANDIDATE) \
-                    else role.value
-            elif member == leader:
-                name = "leader"
-            elif member in core.config.learners:
-                name = "learner"
-            else:
-                name = "follower"
-            members.append({"id": member, "address": self.addresses[member], "role": name})
-        return {
-            "id": self.id,
-            "leader": leader,
-            "term": core.term,
-            "commit_index": core.log.committed,
-            "applied_index": self.applied_index,
-            "last_index": core.log.last_index(),
-            "role": members[sorted(self.addresses).index(self.id)]["role"],
-            "ready": self.is_ready(),
-            "failed": self._failed,
-            "members": members,
-        }
+        return self.health.status()
 
 
 async def _quietly(d: Deferred[None]) -> None:
