@@ -11,6 +11,8 @@ from typing import Any
 import dns.flags
 import dns.message
 import dns.rcode
+from hypothesis import example, given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
@@ -36,6 +38,14 @@ from tests.test_dns_server import CLIENT, FakeUDPTransport, StaticForwarder
 
 DOMAIN = "skydns.local"
 NAME = "rails.production.skydns.local"
+
+
+#: A query whose name is 256 octets long (one too many, RFC 1035 §3.1).
+LONG_NAME = (
+    b"\x12\x34\x01\x00\x00\x01" + b"\x00" * 6
+    + (b"\x3f" + b"a" * 63) * 3 + b"\x3e" + b"b" * 62 + b"\x00"
+    + b"\x00\x01\x00\x01"
+)  # fmt: skip
 
 
 def query(name: str = NAME, rdtype: str = "SRV", ident: int = 4242, **kw: Any) -> bytes:
@@ -160,12 +170,28 @@ class SlipTests(SynchronousTestCase):
         good = query()
         response = good[:2] + bytes([good[2] | 0x80]) + good[3:]
         two = good[:5] + b"\x02" + good[6:]
-        for data in (response, good[:12], good[:20], two, b""):
+        for data in (response, good[:12], good[:20], two, b"", LONG_NAME):
             self.assertIsNone(truncated_reply(data), data)
         rrl = limiter(rate=1, slip=1)
         rrl.limit(good, "192.0.2.1")
         self.assertEqual(rrl.limit(good[:12], "192.0.2.1"), DROP)
         self.assertEqual((rrl.dropped, rrl.slipped), (1, 0))
+
+
+    @given(st.binary(max_size=600), st.integers(0, 600))
+    @example(LONG_NAME, 0)
+    @example(b"\x00" * 4 + b"\x00\x01" + b"\x00" * 6 + b"\x00\x00\x01\x00\x01", 17)
+    def test_truncated_reply_of_anything(self, data: bytes, cut: int) -> None:
+        """Any bytes (arbitrary, or a real query cut anywhere): no exception;
+        a reply, when there is one, is a TC answer to the same ID and question."""
+        for packet in (data, query()[:cut]):
+            reply = truncated_reply(packet)
+            if reply is None:
+                continue
+            parsed = dns.message.from_wire(reply)
+            self.assertTrue(parsed.flags & dns.flags.QR and parsed.flags & dns.flags.TC)
+            self.assertEqual(reply[:2], packet[:2])
+            self.assertEqual(reply[12:], packet[12 : len(reply)])
 
 
 class TableBoundTests(SynchronousTestCase):

@@ -72,8 +72,8 @@ def truncated_reply(query: bytes) -> Optional[bytes]:
         if at >= size:
             return None
     end = at + 5
-    if end > size:
-        return None
+    if end > size or at - 11 > 255:
+        return None  # cut short, or a name over 255 octets (RFC 1035 §3.1)
     flags = 0x82 | (query[2] & 0x79)  # QR, TC; the opcode and RD copied
     return query[:2] + bytes((flags, 0, 0, 1, 0, 0, 0, 0, 0, 0)) + query[12:end]
 
