@@ -87,6 +87,10 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
     """DNS over UDP, answering within the request's size limit."""
 
     controller: SkyDNSServerFactory
+    noisy = False  # no "Starting protocol <...>" line
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
+        return "DNS UDP"
 
     def __init__(self, controller: SkyDNSServerFactory, reactor: Any = None) -> None:
         super().__init__(controller, reactor)

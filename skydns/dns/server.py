@@ -122,6 +122,10 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
     """
 
     protocol = StreamProtocol  # type: ignore[assignment]
+    noisy = False  # no "Starting factory <...>" line
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
+        return "DNS TCP"
 
     def __init__(
         self,
