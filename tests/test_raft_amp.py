@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
@@ -360,6 +361,26 @@ class TransportTests(SynchronousTestCase):
         self.transport.send(TimeoutNow("a", "b", 10))
         self.endpoint.flush()
         self.assertEqual(self.remote.received, [TimeoutNow("a", "b", 10)])
+
+    def test_peer_trouble_logged_once_a_minute(self) -> None:
+        """A lost connection is one line; a peer that stays out of reach
+        (an attempt every 1-2 s) is one line a minute, not one per attempt;
+        coming back is one line."""
+        with capturedLogs() as events:
+            self.endpoint.refuse = True
+            self.endpoint.pumps[0].client.transport.loseConnection()  # type: ignore[attr-defined]
+            self.endpoint.flush()
+            for _ in range(150):
+                self.clock.advance(1.0)
+            self.endpoint.refuse = False
+            self.clock.advance(2.1)  # the longest backoff: 1 s and up to 1 s of jitter
+        self.assertTrue(self.transport.connected("b"))
+        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "skydns.raft.peers"]
+        self.assertEqual(lines[0], "lost the connection to Raft peer b")
+        unreachable = [line for line in lines if line.startswith("cannot reach Raft peer b")]
+        self.assertEqual(len(unreachable), 3)  # at 0, 60 and 120 s
+        self.assertEqual(lines[-1], "connected to Raft peer b")
+        self.assertEqual(len(lines), 5)
 
     def test_proposals_of_one_turn_share_a_call(self) -> None:
         """Forwards made in one reactor turn travel in one ForwardProposals

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from skydns.logging import LogThrottle
 from skydns.raft.amp import RaftProtocol, local_error
 from skydns.raft.amp_commands import MAX_FORWARD_BATCH, ForwardResult
 from skydns.raft.messages import Message
@@ -33,6 +34,28 @@ log = Logger()
 
 #: Flush a batch of forwarded proposals at this many bytes.
 MAX_BATCH_BYTES = 1024 * 1024
+
+
+#: Seconds between two "cannot reach Raft peer" lines for one peer.
+UNREACHABLE_LOG_INTERVAL = 60.0
+
+
+class _RaftFactory(Factory):
+    """Raft connections' factory: no "Starting factory" lines; Twisted logs
+    "Raft starting on 7070" as it listens."""
+
+    noisy = False
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
+        return "Raft"
+
+
+def _show(address: Any) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) of a Twisted address."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- peers --------------------------------------------------------------------
@@ -56,13 +79,25 @@ class _Peer:
         self._batch: list[tuple[bytes, Deferred[tuple[int, int]]]] = []
         self._batch_bytes = 0
         self._flush_call: IDelayedCall | None = None
+        self._backoff = backoffPolicy(initialDelay=0.05, maxDelay=1.0, factor=2.0)
+        self._unreachable = LogThrottle(clock, UNREACHABLE_LOG_INTERVAL)
         self.service = ClientService(
             endpoint,
-            Factory.forProtocol(factory),  # type: ignore[arg-type]
-            retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=1.0, factor=2.0),
+            _RaftFactory.forProtocol(factory),  # type: ignore[arg-type]
+            retryPolicy=self._retry,
             clock=clock,
             prepareConnection=self._connected,  # type: ignore[arg-type]
         )
+
+    def _retry(self, attempt: int) -> float:
+        """The backoff before the next attempt; a peer that stays out of
+        reach is logged once a minute (attempts come every second)."""
+        if self._unreachable.allow(self.peer_id) is not None:
+            log.info(
+                "cannot reach Raft peer {peer} ({attempts} failed attempts in a row); retrying",
+                peer=self.peer_id, attempts=attempt,
+            )  # fmt: skip
+        return self._backoff(attempt)
 
     def _connected(self, protocol: RaftProtocol) -> None:
         # ``protocol`` is ClientService's proxy, which forwards method calls
@@ -74,6 +109,8 @@ class _Peer:
     def _lost(self, protocol: RaftProtocol) -> None:
         if self.protocol is protocol:
             self.protocol = None
+            if self.service.running:
+                log.info("lost the connection to Raft peer {peer}", peer=self.peer_id)
 
     def send(self, message: Message) -> None:
         if self.protocol is None:
@@ -183,7 +220,7 @@ class AMPTransport:
         self.handler = handler
         if self.endpoint is not None:
             listening = self._listening = self.endpoint.listen(
-                Factory.forProtocol(self._accept)  # type: ignore[arg-type]
+                _RaftFactory.forProtocol(self._accept)  # type: ignore[arg-type]
             )
             listening.addCallbacks(self._listened, self._listen_failed)
         self._started = True
@@ -217,7 +254,8 @@ class AMPTransport:
 
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
-        log.info("Raft listening on {address}", address=port.getHost())
+        host = port.getHost()
+        log.info("Raft listening on {address}", address=_show(host))
 
     def _listen_failed(self, failure: Failure) -> None:
         log.failure("cannot listen for Raft peers", failure)
