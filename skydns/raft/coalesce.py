@@ -27,7 +27,7 @@ from skydns.raft.messages import (
     AppendEntriesResponse,
     Entry,
     Message,
-    encode_entry,
+    encoded_size,
 )
 
 #: Stop merging AppendEntries past this many bytes of entries.
@@ -35,7 +35,7 @@ MAX_MERGED_BYTES = 1024 * 1024
 
 
 def _size(message: AppendEntries) -> int:
-    return sum(len(encode_entry(e)) for e in message.entries)
+    return sum(encoded_size(e) for e in message.entries)
 
 
 @attrs.define

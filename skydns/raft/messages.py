@@ -50,6 +50,11 @@ def encode_entry(entry: Entry) -> bytes:
     return header + entry.data
 
 
+def encoded_size(entry: Entry) -> int:
+    """``len(encode_entry(entry))``, without encoding it."""
+    return _ENTRY_HEADER.size + len(entry.data)
+
+
 def decode_entry(data: bytes) -> Entry:
     if len(data) < _ENTRY_HEADER.size:
         raise EncodingError("entry shorter than its header")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from attrs import define, field
 
-from skydns.raft.messages import Entry, SnapshotMeta, encode_entry
+from skydns.raft.messages import Entry, SnapshotMeta, encoded_size
 
 
 class LogInvariantError(AssertionError):
@@ -74,7 +74,7 @@ class RaftLog:
         size = 0
         for index in range(low, self.last_index() + 1):
             entry = self.entry(index)
-            size += len(encode_entry(entry))
+            size += encoded_size(entry)
             if out and size > max_bytes:
                 break
             out.append(entry)
