@@ -317,17 +317,10 @@ class Forwarder:
             if response is None:
                 continue
             if response.trunc or response.rCode in _TRY_NEXT:
-                self.failures += 1
-                held = self._trouble.allow((upstream, "rcode"))
-                if held is not None:
-                    log.info(
-                        "upstream {upstream} answered rcode {rcode}{tc}; trying the next"
-                        " ({held} more like it not logged)",
-                        upstream=str(upstream),
-                        rcode=response.rCode,
-                        tc=" with TC over TCP" if response.trunc else "",
-                        held=held,
-                    )
+                self._failed(
+                    upstream, "answered rcode {rcode}{tc}; trying the next",
+                    rcode=response.rCode, tc=" with TC over TCP" if response.trunc else "",
+                )  # fmt: skip
                 continue
             return soa_capped(Answer.from_message(response))
         return None
@@ -362,30 +355,27 @@ class Forwarder:
         except CancelledError:
             raise  # stop(): not this upstream's fault, and no next one to try
         except TimeoutError:
-            self.failures += 1
-            held = self._trouble.allow((upstream, "timeout"))
-            if held is not None:
-                log.info(
-                    "upstream {upstream} did not answer within {timeout:.1f}s ({proto})"
-                    " ({held} more like it not logged)",
-                    upstream=str(upstream),
-                    timeout=remaining,
-                    proto="tcp" if tcp else "udp",
-                    held=held,
-                )
+            self._failed(
+                upstream, "did not answer within {timeout:.1f}s ({proto})",
+                timeout=remaining, proto="tcp" if tcp else "udp",
+            )  # fmt: skip
         except Exception as e:  # any failure of one upstream means: try the next one
-            self.failures += 1
-            held = self._trouble.allow((upstream, "failed"))
-            if held is not None:
-                log.info(
-                    "upstream {upstream} failed ({proto}): {error}"
-                    " ({held} more like it not logged)",
-                    upstream=str(upstream),
-                    proto="tcp" if tcp else "udp",
-                    error=repr(e),
-                    held=held,
-                )
+            self._failed(
+                upstream, "failed ({proto}): {error}",
+                proto="tcp" if tcp else "udp", error=repr(e),
+            )  # fmt: skip
         return None
+
+    def _failed(self, upstream: Upstream, what: str, **fields: Any) -> None:
+        """Count a failed exchange; log it unless one like it (same upstream,
+        same ``what``) was logged less than 10 s ago."""
+        self.failures += 1
+        held = self._trouble.allow((upstream, what))
+        if held is not None:
+            log.info(
+                "upstream {upstream} " + what + " ({held} more like it not logged)",
+                upstream=str(upstream), held=held, **fields,
+            )  # fmt: skip
 
     def _reply(
         self, request: dns.Message, answer: Answer | None, tcp: bool, edns: ClientEDNS
