@@ -1,6 +1,6 @@
 """What a Raft node observes and reports about itself: the role and the
 leader it last saw (logged, and counted in the metrics), whether it is
-ready to serve (``/ready``), its status (``/status``) and its gauges.
+ready to serve (``/ready``), its status (``GET /skydns/cluster``) and its gauges.
 
 Readiness needs the leader's own commit index, which only AppendEntries
 carries: `Health.heard` keeps the latest one of the current term.
@@ -83,7 +83,7 @@ class Health:
         return node.applied_index >= max(commit, core.log.committed)
 
     def status(self) -> dict[str, Any]:
-        """The node's status as ``/status`` shows it."""
+        """The node's status as ``GET /skydns/cluster`` shows it."""
         node = self.node
         core = node.core
         leader = core.leader
