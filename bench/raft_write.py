@@ -334,6 +334,8 @@ def main() -> None:
             show_medians()
         results = [failover_trial(root, t) for t in range(args.trials)]
         times = [r[0] for r in results]
+        if not times:
+            return
         print(
             f"failover over {len(times)} trials: median {statistics.median(times) * 1e3:.0f} ms, "
             f"min {min(times) * 1e3:.0f} ms, max {max(times) * 1e3:.0f} ms; "
