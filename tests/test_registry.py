@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +20,14 @@ from skydns.commands import (
     encode,
 )
 from skydns.names import Callback, Pattern, Service, parse_query
-from skydns.registry import Applied, Instance, Registry, Removal, SnapshotError
+from skydns.registry import (
+    Applied,
+    Instance,
+    Registry,
+    Removal,
+    SnapshotError,
+    encode_snapshot,
+)
 
 
 def service(uuid: str = "u1", **overrides: Any) -> Service:
@@ -390,6 +398,34 @@ class PropertyTests(SynchronousTestCase):
         held = set(first._instances)
         self.assertEqual({u.lower() for u in expired} | {i.service.uuid.lower()
                                                           for i in everything}, held)
+
+    def test_snapshot_is_one_json_document_however_it_is_written(self) -> None:
+        """`encode_snapshot` writes a few hundred instances per json call;
+        the bytes are exactly the one-call encoding of the documented body
+        (so snapshots from before stay readable, and after), with several
+        chunks and with none."""
+        for count in (0, 1, 700):
+            registry = Registry()
+            for i in range(count):
+                registry.apply(Register(service(f"u{i:04d}", region=f"r{i % 3}"), 1.5))
+            registry.apply(AddCallback(callback("k1", name="rails"), 2.0))
+            state = registry.frozen_state()
+            version, instances, callbacks = state
+            body = {
+                "format": 1,
+                "version": version,
+                "instances": [
+                    {
+                        "service": instances[key].service.to_dict(),
+                        "expires": instances[key].expires,
+                        "callbacks": [cb.to_dict() for cb in callbacks.get(key, ())],
+                    }
+                    for key in sorted(instances)
+                ],
+            }
+            one_call = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            self.assertEqual(encode_snapshot(*state), one_call)
+            self.assertEqual(Registry.restore(one_call), registry)
 
     def test_restore_rejects_garbage(self) -> None:
         for data in (b"", b"[]", b'{"format": 99}', b'{"format": 1}', b"\xff"):
