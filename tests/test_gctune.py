@@ -6,7 +6,7 @@ import gc
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.gctune import THRESHOLDS, tune_gc
+from skydns.gctune import THRESHOLDS, long_lived, tune_gc
 
 
 class TuneGCTests(SynchronousTestCase):
@@ -17,3 +17,37 @@ class TuneGCTests(SynchronousTestCase):
         tune_gc()
         self.assertEqual(gc.get_threshold(), THRESHOLDS)
         self.assertGreater(THRESHOLDS[0], 700)
+
+
+class LongLivedTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.addCleanup(gc.unfreeze)  # the test process must not keep what the tests froze
+        self.addCleanup(gc.enable)
+
+    def test_no_collection_while_building_then_frozen(self) -> None:
+        """Inside, the cyclic collector is off (a full pass over a big
+        registry would stop every thread); afterwards what was built is
+        frozen, out of every later pass, and the collector is back on."""
+        gc.enable()
+        with long_lived():
+            self.assertFalse(gc.isenabled())
+            built = [[i] for i in range(1000)]
+            with long_lived():  # nested (start-up also decodes a snapshot)
+                self.assertFalse(gc.isenabled())
+            self.assertFalse(gc.isenabled())
+        self.assertTrue(gc.isenabled())
+        self.assertGreaterEqual(gc.get_freeze_count(), len(built))
+        oldest = {id(o) for o in gc.get_objects(2)}
+        self.assertFalse([x for x in built[:3] if id(x) in oldest])  # in no generation now
+
+    def test_leaves_a_disabled_collector_disabled(self) -> None:
+        gc.disable()
+        with long_lived():
+            pass
+        self.assertFalse(gc.isenabled())
+
+    def test_collector_back_on_after_an_error(self) -> None:
+        gc.enable()
+        with self.assertRaises(ValueError), long_lived():
+            raise ValueError("undecodable snapshot")
+        self.assertTrue(gc.isenabled())

@@ -62,9 +62,11 @@ from skydns.raft.messages import (
 )
 from skydns.raft.requests import MAX_COMMAND_BYTES, Requests
 from skydns.raft.sessions import SessionTable
+from skydns.raft.snapshots import decode_state
 from skydns.raft.snapshotter import (
     DEFAULT_KEEP_ENTRIES,
     DEFAULT_SNAPSHOT_ENTRIES,
+    Decode,
     InThread,
     Snapshotter,
 )
@@ -114,6 +116,7 @@ class RaftNode(Service):
         snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
         keep_entries: int = DEFAULT_KEEP_ENTRIES,
         in_thread: InThread | None = None,
+        decode_snapshot: Decode = decode_state,
         joining: bool = False,
         connect: Connect | None = None,
     ) -> None:
@@ -146,7 +149,9 @@ class RaftNode(Service):
         #: The index of the configuration that removed this node, once known.
         self._removed: int | None = None
         self.members = Members(self, connect, joining=joining)
-        self.snapshots = Snapshotter(self, snapshot_entries, keep_entries, in_thread)
+        self.snapshots = Snapshotter(
+            self, snapshot_entries, keep_entries, in_thread, decode=decode_snapshot
+        )
         hard_state, stored, entries = storage.load()
         snapshot, entries = self.snapshots.load(stored, entries)
         self.core = raft.RaftCore(

@@ -59,6 +59,10 @@ def synchronously(call: Callable[..., T], *args: Any) -> Deferred[T]:
     return maybeDeferred(call, *args)
 
 
+#: Decodes snapshot bytes (`decode_state`, or one that also tunes the GC).
+Decode = Callable[[bytes], "tuple[Registry, SessionTable[Applied]]"]
+
+
 class Snapshotter:
     def __init__(
         self,
@@ -67,8 +71,11 @@ class Snapshotter:
         keep_entries: int = DEFAULT_KEEP_ENTRIES,
         in_thread: InThread | None = None,
         chunk_size: int = CHUNK_SIZE,
+        decode: Decode = decode_state,
     ) -> None:
         self.node = node
+        #: Snapshot bytes -> (registry, session table); `SnapshotError` if unreadable.
+        self.decode = decode
         self.snapshot_entries = snapshot_entries
         self.keep_entries = keep_entries
         self.in_thread: InThread = in_thread or synchronously
@@ -100,7 +107,7 @@ class Snapshotter:
             raise StorageFailure(
                 f"the log starts after {meta.index} but the snapshot ends at {saved.index}"
             )
-        registry, sessions = decode_state(data)
+        registry, sessions = self.decode(data)
         self._restore(registry, sessions)
         self.node.members.snapshot_addresses = decode_addresses(data)
         self.latest = (saved, data)
@@ -192,7 +199,7 @@ class Snapshotter:
         if whole is None:
             return
         index = whole.meta.index
-        d = self.in_thread(decode_state, whole.data)
+        d = self.in_thread(self.decode, whole.data)
 
         def decoded(result: tuple[Registry, SessionTable[Applied]]) -> None:
             if self.node.failed or not self.node.running:
@@ -214,7 +221,7 @@ class Snapshotter:
         decoded = self._decoded.pop(meta.index, None)
         self._decoded.clear()
         if decoded is None:
-            decoded = decode_state(data)
+            decoded = self.decode(data)
         self.node.storage.save_snapshot(meta, data)
         self.latest = (meta, data)
         self._restore(*decoded)

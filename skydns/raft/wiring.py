@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from skydns.cluster import ICluster
 from skydns.config import HostPort, Peer, parse_hostport
+from skydns.gctune import long_lived
 from skydns.metrics import Metrics
 from skydns.raft.auth import wrap_endpoints
 from skydns.raft.join import JoinService
@@ -31,9 +32,11 @@ from skydns.raft.log import DiskStorage
 from skydns.raft.messages import Entry, HardState
 from skydns.raft.node import RaftNode
 from skydns.raft.peers import AMPTransport
+from skydns.raft.sessions import SessionTable
+from skydns.raft.snapshots import decode_state
 from skydns.raft.snapshotter import DEFAULT_KEEP_ENTRIES, DEFAULT_SNAPSHOT_ENTRIES
 from skydns.raft.tls import RaftTLS, wrap_tls
-from skydns.registry import Registry
+from skydns.registry import Applied, Registry
 
 log = Logger()
 
@@ -124,24 +127,31 @@ def build_cluster(
             reactor, reactor.getThreadPool(), storage.save, hard_state, entries
         )
 
-    node = RaftNode(
-        node_id,
-        addresses,
-        storage,
-        transport,
-        registry,
-        reactor,
-        rng=random.Random(os.urandom(16)),
-        metrics=metrics,
-        fail_stop=fail_stop,
-        save_in_thread=save_in_thread,
-        snapshot_entries=snapshot_entries,
-        keep_entries=snapshot_keep,
-        # Snapshots are encoded and written off the reactor thread.
-        in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
-        joining=join is not None,
-        connect=connect,
-    )
+    def decode_snapshot(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
+        with long_lived():
+            return decode_state(data)
+
+    # The registry loaded from the data dir (snapshot and log) is frozen for the GC.
+    with long_lived():
+        node = RaftNode(
+            node_id,
+            addresses,
+            storage,
+            transport,
+            registry,
+            reactor,
+            rng=random.Random(os.urandom(16)),
+            metrics=metrics,
+            fail_stop=fail_stop,
+            save_in_thread=save_in_thread,
+            snapshot_entries=snapshot_entries,
+            keep_entries=snapshot_keep,
+            # Snapshots are encoded and written off the reactor thread.
+            in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
+            decode_snapshot=decode_snapshot,
+            joining=join is not None,
+            connect=connect,
+        )
     if join is None:
         return node, node
     # --join: start as no member and ask that member to add us.
