@@ -427,6 +427,35 @@ class PropertyTests(SynchronousTestCase):
             self.assertEqual(encode_snapshot(*state), one_call)
             self.assertEqual(Registry.restore(one_call), registry)
 
+    @settings(max_examples=300, deadline=None)
+    @given(
+        texts=st.lists(st.text(max_size=12), min_size=6, max_size=6),
+        numbers=st.tuples(st.integers(0, 70000), st.integers(0, 2**31),
+                          st.none() | st.integers(0, 65535), st.none() | st.integers(0, 65535)),
+        no_expire=st.booleans(),
+        expires=st.floats(allow_nan=True, allow_infinity=True) | st.integers(0, 10**9),
+        with_callback=st.booleans(),
+    )  # fmt: skip
+    def test_each_instance_written_as_json_would(
+        self, texts: list[str], numbers: tuple[int, int, Any, Any], no_expire: bool,
+        expires: float, with_callback: bool,
+    ) -> None:  # fmt: skip
+        """Any service (unusual text, numbers, optional fields), any expiry
+        (non-finite too) and callbacks: `encode_snapshot` gives the bytes of
+        the one-call JSON encoding."""
+        uuid, name, environment, region, version, host = texts
+        port, ttl, priority, weight = numbers
+        svc = Service(uuid=uuid, name=name, environment=environment, region=region,
+                      version=version, host=host, port=port, ttl=ttl, priority=priority,
+                      weight=weight, no_expire=no_expire)  # fmt: skip
+        instance = Instance(svc, expires)  # type: ignore[arg-type]
+        cbs = (callback("k\u00e9", name=name),) if with_callback else ()
+        body = {"format": 1, "version": 3, "instances": [{
+            "service": svc.to_dict(), "expires": expires,
+            "callbacks": [cb.to_dict() for cb in cbs]}]}  # fmt: skip
+        expected = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        self.assertEqual(encode_snapshot(3, {"k": instance}, {"k": cbs}), expected)
+
     def test_restore_rejects_garbage(self) -> None:
         for data in (b"", b"[]", b'{"format": 99}', b'{"format": 1}', b"\xff"):
             self.assertRaises(SnapshotError, Registry.restore, data)
