@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from twisted.application import service, strports
 from twisted.internet.error import CannotListenError
@@ -273,7 +273,19 @@ def _nameservers(options: Options) -> list[tuple[str, str]]:
 
 class _Node(RootService):
     """The process's service tree: a port it cannot listen on stops the start
-    with one line naming the address, not a traceback."""
+    with one line naming the address, not a traceback.
+
+    Run as a daemon (no ``-n``), twistd's original process waits on a pipe
+    for the forked daemon to say whether it started; a daemon that quits
+    without saying so leaves that command waiting for ever.  So whatever
+    stops the start (`refuse_start`, or a fail-stop while starting) first
+    writes its reason there, and twistd prints it and exits 1.
+    """
+
+    def __init__(self, observer: Any = None, twistd: Any = None) -> None:
+        super().__init__(observer)
+        self._twistd = twistd
+        self._starting_now = False
 
     def privilegedStartService(self) -> None:  # noqa: N802 - Twisted's name
         self._starting(super().privilegedStartService)
@@ -281,14 +293,35 @@ class _Node(RootService):
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         self._starting(super().startService)
 
-    @staticmethod
-    def _starting(start: Callable[[], None]) -> None:
+    def _starting(self, start: Callable[[], None]) -> None:
+        self._starting_now = True
         try:
             start()
         except CannotListenError as e:
             where = f"{e.interface or '*'}:{e.port}"
-            sys.stderr.write(f"skydns: cannot listen on {where}: {e.socketError}\n")
-            raise SystemExit(1) from None
+            self.refuse_start(f"cannot listen on {where}: {e.socketError}")
+        finally:
+            self._starting_now = False
+
+    def refuse_start(self, reason: str) -> NoReturn:
+        sys.stderr.write(f"skydns: {reason}\n")
+        self.tell_parent(reason)
+        raise SystemExit(1)
+
+    def tell_parent(self, reason: str) -> None:
+        """While starting as a daemon: send ``reason`` to twistd's waiting
+        process (in its ``1 message`` form), once."""
+        if not self._starting_now or self._twistd is None:
+            return
+        pipe = self._twistd.get("statusPipe")
+        if pipe is None:
+            return
+        self._twistd["statusPipe"] = None
+        try:
+            os.write(pipe, b"1 skydns: " + reason.encode("utf-8", "replace")[:90])
+            os.close(pipe)
+        except OSError:
+            pass
 
 
 def makeService(options: Options) -> service.MultiService:
@@ -312,15 +345,21 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.logging import RegistryLog, log_observer
     from skydns.metrics import Metrics
     from skydns.raft.wal import StorageError
-    from skydns.raft.wiring import build_cluster
+    from skydns.raft.wiring import build_cluster, exit_now
     from skydns.registry import Registry
 
     tune_gc()
     disable_created_metrics()
     metrics = Metrics()
     top = _Node(
-        log_observer(options["log-format"], options["log-level"], twistd=options.parent)
+        log_observer(options["log-format"], options["log-level"], twistd=options.parent),
+        twistd=options.parent,
     )
+
+    def fail_stop(reason: str) -> None:
+        top.tell_parent(reason)
+        exit_now(reason)
+
     registry = Registry()
     metrics.watch_instances(lambda: len(registry))
     try:
@@ -329,7 +368,7 @@ def makeService(options: Options) -> service.MultiService:
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
             raft_tls=options["raft-tls"],
             snapshot_entries=options["snapshot-entries"], join=options["join"],
-            snapshot_keep=options["snapshot-keep"],
+            snapshot_keep=options["snapshot-keep"], fail_stop=fail_stop,
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.

@@ -204,3 +204,55 @@ class BusyPortTests(SynchronousTestCase):
         log = node.log()
         self.assertIn(f"cannot listen on 127.0.0.1:{port}", log)
         self.assertNotIn("Traceback", log)
+
+    def test_daemon_with_a_busy_port_exits_and_says_why(self) -> None:
+        """Without -n, twistd's first process waits for the forked daemon to
+        report its start: a busy DNS or Raft port makes the command exit 1
+        with the reason (it used to wait for ever), and no daemon is left."""
+        import os
+        import shutil
+        import socket
+        import tempfile
+
+        tcp = socket.socket()
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        self.addCleanup(tcp.close)
+        port = tcp.getsockname()[1]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(udp.close)
+        udp.bind(("127.0.0.1", port))
+        for flag, value in (("--dns", f"127.0.0.1:{port}"),
+                            ("--raft", f"tcp:{port}:interface=127.0.0.1")):  # fmt: skip
+            node = SkyDNSProcess(extra_args=[flag, value])
+            workdir = tempfile.mkdtemp(prefix="skydns-daemon-")
+            self.addCleanup(shutil.rmtree, workdir, True)
+            pidfile = os.path.join(workdir, "twistd.pid")
+            args = [a for a in node.args() if a not in ("--nodaemon", "--pidfile=")]
+            args.insert(len(TWISTD), f"--pidfile={pidfile}")
+            try:
+                result = subprocess.run(
+                    args, capture_output=True, text=True, timeout=60, cwd=workdir,
+                    stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+            finally:
+                stop_daemon(pidfile)
+            self.assertEqual(result.returncode, 1, (flag, result.stdout, result.stderr))
+            self.assertIn("cannot listen", result.stderr)
+            self.assertIn(str(port), result.stderr)
+
+
+def stop_daemon(pidfile: str) -> None:
+    """SIGTERM the twistd daemon ``pidfile`` names, if it is still running."""
+    import os
+    import signal
+
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"twistd" not in f.read():
+                return  # a stale file, its pid reused
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
