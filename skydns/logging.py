@@ -309,12 +309,14 @@ def _open(twistd: Mapping[str, Any]) -> IO[str]:
 
 #: Twisted's per-connection info lines ("Starting factory <...>" as every
 #: connection attempt starts and stops, "Scheduling retry 7 to connect ..."
-#: every second a peer is down): shown at ``--log-level debug`` only.  The
-#: Raft transport logs peers going away and coming back itself.
+#: every second a peer is down, AMP's "connection established/lost (HOST:
+#: ... PEER: ...)"): shown at ``--log-level debug`` only.  The Raft
+#: transport logs peers going away and coming back itself.
 CHATTY_NAMESPACES = (
     "twisted.internet.protocol",
     "twisted.internet.endpoints",
     "twisted.application._client_service",
+    "twisted.protocols.amp",
 )
 
 
