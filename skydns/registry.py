@@ -525,12 +525,14 @@ class Registry:
             text = data.decode("utf-8")
             head = _SNAPSHOT_HEAD.match(text)
             if head is not None and int(head.group(1)) == SNAPSHOT_FORMAT:
-                registry = cls()
-                end = _insert_items(registry, text, head.end())
-                tail: Any = json.loads("{" + text[end:])
-                registry.version = int(tail["version"])
-                return registry
-            body: Any = json.loads(text)  # not our own compact form: any JSON goes
+                try:
+                    registry = cls()
+                    end = _insert_items(registry, text, head.end())
+                    registry.version = int(json.loads("{" + text[end:])["version"])
+                    return registry
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    pass  # not the compact form throughout: read it whole, below
+            body: Any = json.loads(text)
             if body.get("format") != SNAPSHOT_FORMAT:
                 raise SnapshotError(f"unknown snapshot format {body.get('format')!r}")
             registry = cls(version=int(body["version"]))

@@ -459,3 +459,23 @@ class PropertyTests(SynchronousTestCase):
     def test_restore_rejects_garbage(self) -> None:
         for data in (b"", b"[]", b'{"format": 99}', b'{"format": 1}', b"\xff"):
             self.assertRaises(SnapshotError, Registry.restore, data)
+        # Broken in the middle of the compact form, which is read an instance at a time.
+        good = Registry()
+        good.apply(Register(service("u1"), 1.0))
+        whole = good.snapshot()
+        for data in (
+            whole[: len(whole) // 2],  # cut off inside an instance
+            whole.replace(b"}],", b"}x],", 1),
+            b'{"format":1,"instances":[',
+            b'{"format":1,"instances":[{"x":1}],"version":1}',
+            b'{"format":1,"instances":[1 2],"version":1}',
+            b'{"format":1,"instances":[],"versio":1}',
+            b'{"format":1,"instances":[],"version":1}trailing',
+            b'{"format":2,"instances":[],"version":1}',
+        ):
+            self.assertRaises(SnapshotError, Registry.restore, data)
+        self.assertEqual(Registry.restore(whole), good)
+        spaced = whole.replace(b"}],", b"} ] ,", 1)  # valid JSON, not the compact form
+        self.assertEqual(Registry.restore(spaced), good)
+        empty = b'{"format":1,"instances":[],"version":7}'
+        self.assertEqual(Registry.restore(empty).version, 7)
