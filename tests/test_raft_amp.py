@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from skydns.logging import LogThrottle
 from skydns.raft.amp import RaftProtocol
 from skydns.raft.amp_commands import MAX_CHUNKS, command_for
 from skydns.raft.messages import (
@@ -236,10 +237,16 @@ class GarbageTests(SynchronousTestCase):
 
     def assert_dropped(self, data: bytes) -> None:
         protocol, transport, handler = self.connected()
-        protocol.dataReceived(data)
+        with capturedLogs() as events:
+            protocol.dataReceived(data)
+            if transport.disconnecting:
+                protocol.connectionLost(Failure(ConnectionDone()))
         self.assertTrue(transport.disconnecting, f"not dropped after {data!r}")
         self.assertEqual(handler.received, [])
-        self.flushLoggedErrors()
+        # One warning naming the peer and why.
+        [warning] = [e for e in events if e.get("what") == "dropped a Raft connection"]
+        self.assertEqual(warning["peer"], transport.getPeer())
+        self.assertTrue(warning["reason"])
         # The node keeps serving: a fresh connection works.
         client, _, _, server_handler, pump = pair()
         client.send_message(TimeoutNow("a", "b", 1))
@@ -287,10 +294,41 @@ class GarbageTests(SynchronousTestCase):
         self.assert_dropped(self.box(_command=b"TimeoutNow", src=b"\xff", dst=b"b", term=b"1"))
 
     def test_unknown_one_way_command_gets_an_error_answer(self) -> None:
-        """An unknown command asked with _ask is answered with an error box."""
+        """An unknown command asked with _ask is answered with an error box
+        (a newer peer's command, during a rolling upgrade) and logged."""
         protocol, transport, _ = self.connected()
-        protocol.dataReceived(self.box(_command=b"Nope", _ask=b"1"))
+        with capturedLogs() as events:
+            protocol.dataReceived(self.box(_command=b"Nope", _ask=b"1"))
         self.assertIn(b"UNHANDLED", transport.value())
+        self.assertEqual(
+            [formatEvent(e) for e in events if e.get("what")],
+            [f"ignored a Raft command from {transport.getPeer()}: unknown command 'Nope' "
+             "(0 more like it not logged)"],
+        )  # fmt: skip
+
+    def test_drops_logged_once_per_reason_per_ten_seconds(self) -> None:
+        """With the transport's throttle, a stranger reconnecting with junk
+        is one line per reason every 10 s, then one with the count held."""
+        clock = Clock()
+        drops = LogThrottle(clock)
+        with capturedLogs() as events:
+            for _ in range(5):
+                protocol = RaftProtocol(Recorder(), drops)
+                protocol.makeConnection(StringTransport())
+                protocol.dataReceived(b"\x01\x00" + b"k" * 256)
+                protocol.connectionLost(Failure(ConnectionDone()))
+            other = RaftProtocol(Recorder(), drops)  # another reason: not held back
+            other.makeConnection(StringTransport())
+            other.dataReceived(self.box(hello=b"world"))
+            clock.advance(10)
+            protocol = RaftProtocol(Recorder(), drops)
+            protocol.makeConnection(StringTransport())
+            protocol.dataReceived(b"\x01\x00" + b"k" * 256)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [(e["kind"], e["held"]) for e in events if e.get("what")],
+            [("not AMP", 0), ("box", 0), ("not AMP", 4)],
+        )
 
 
 class _PairEndpoint:

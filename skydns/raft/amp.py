@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from skydns.logging import LogThrottle
 from skydns.raft.amp_commands import (
     MAX_BOX_BYTES,
     AppendEntriesCommand,
@@ -77,13 +78,32 @@ log = Logger()
 
 
 class RaftProtocol(amp.AMP):
-    """One AMP connection between two nodes (either direction)."""
+    """One AMP connection between two nodes (either direction).
 
-    def __init__(self, handler: IRaftHandler | None) -> None:
+    What it drops or refuses from the other end is logged with the peer's
+    address and the reason, at most once per reason every 10 s when
+    ``drops`` is given (the transport's: a stranger reconnecting with junk
+    must not fill the log).
+    """
+
+    def __init__(self, handler: IRaftHandler | None, drops: LogThrottle | None = None) -> None:
         super().__init__()
         self.handler = handler
+        self.drops = drops
         self.on_lost: Callable[[RaftProtocol], None] | None = None
         self._box_bytes = 0
+
+    def _refused(self, what: str, reason: str, kind: str) -> None:
+        """Log ``what`` was done to this connection and why; ``kind`` names
+        the reason for the throttle (one line per kind every 10 s)."""
+        held = 0 if self.drops is None else self.drops.allow(kind)
+        if held is None:
+            return
+        peer = self.transport.getPeer() if self.transport is not None else None
+        log.warn(
+            "{what} from {peer}: {reason} ({held} more like it not logged)",
+            what=what, peer=peer, reason=reason, held=held, kind=kind,
+        )  # fmt: skip
 
     # AMP caps each key and value but not how many a box has: an unfinished
     # box with endless distinct keys would hold memory until the connection
@@ -95,8 +115,8 @@ class RaftProtocol(amp.AMP):
     def proto_value(self, string: bytes) -> str:
         self._box_bytes += len(string) + len(self._currentKey or b"")
         if self._box_bytes > MAX_BOX_BYTES:
-            log.warn(
-                "dropping a Raft connection: a box over {limit} bytes", limit=MAX_BOX_BYTES
+            self._refused(
+                "dropped a Raft connection", f"a box over {MAX_BOX_BYTES} bytes", "oversized"
             )
             if self.transport is not None:
                 abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
@@ -118,16 +138,45 @@ class RaftProtocol(amp.AMP):
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         try:
             super().ampBoxReceived(box)
-        except Exception:
-            log.failure("dropping a Raft connection that sent a malformed box")
+        except Exception as e:
+            self._refused("dropped a Raft connection", f"a malformed box: {e!r}"[:300], "box")
             if self.transport is not None:
                 self.transport.loseConnection()
+
+    def dispatchCommand(self, box: amp.AmpBox) -> Deferred[amp.AmpBox]:  # noqa: N802
+        return super().dispatchCommand(box).addErrback(self._bad_command, amp.ASK in box)
+
+    def _bad_command(self, failure: Failure, asked: bool) -> Failure | None:
+        """A command whose arguments did not parse, or that failed for a
+        reason it does not declare: log why and drop the connection (AMP
+        would log a traceback, then drop it)."""
+        if failure.check(amp.RemoteAmpError):  # a declared error: the asker gets it
+            return failure
+        kind = failure.type.__name__ if failure.type is not None else "error"
+        self._refused(
+            "dropped a Raft connection", f"{kind}: {failure.getErrorMessage()}"[:300], "arguments"
+        )
+        log.debug("the failure behind that drop: {traceback}", traceback=failure.getTraceback())
+        if asked:  # answered with a QuitBox, which closes the connection
+            return Failure(amp.RemoteAmpError(amp.UNKNOWN_ERROR_CODE, "Unknown Error", fatal=True))
+        if self.transport is not None:
+            self.transport.loseConnection()
+        return None
+
+    def locateResponder(self, name: bytes) -> Any:  # noqa: N802 - Twisted's name
+        responder = super().locateResponder(name)
+        if responder is None:  # answered with an UNHANDLED error box, if asked
+            command = name.decode("ascii", "replace")[:64]
+            self._refused("ignored a Raft command", f"unknown command {command!r}", "unknown")
+        return responder
 
     def watch_lost(self, callback: Callable[[RaftProtocol], None]) -> None:
         """Call ``callback(self)`` when the connection is lost."""
         self.on_lost = callback
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self._keyLengthLimitExceeded:  # AMP closes the connection on such a key
+            self._refused("dropped a Raft connection", "not AMP (a key over 255 bytes)", "not AMP")
         super().connectionLost(reason)
         if self.on_lost is not None:
             self.on_lost(self)

@@ -200,6 +200,8 @@ class AMPTransport:
         self.port: IListeningPort | None = None
         self.inbound: set[RaftProtocol] = set()
         self.call_timeout = call_timeout
+        #: What every connection's protocol drops is logged through this.
+        self._drops = LogThrottle(clock)
         self._started = False
         self._peers = {
             peer_id: _Peer(peer_id, ep, self._make_protocol, clock, call_timeout)
@@ -208,7 +210,7 @@ class AMPTransport:
         self._listening: Deferred[Any] | None = None
 
     def _make_protocol(self) -> RaftProtocol:
-        return RaftProtocol(self.handler)
+        return RaftProtocol(self.handler, self._drops)
 
     def _accept(self) -> RaftProtocol:
         protocol = self._make_protocol()
