@@ -76,6 +76,15 @@ _SERVICE = (
 )
 
 
+def address_text(address: object) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) of a Twisted address, for a
+    log line or a JSON field; anything else as ``str`` gives it."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class LogThrottle:
     """At most one line per key per ``interval`` seconds, for events that can
     repeat once per query or connection (an upstream that stopped answering):

@@ -24,6 +24,7 @@ from skydns.logging import (
     LogThrottle,
     RegistryLog,
     RootService,
+    address_text,
     event_as_json,
     json_observer,
     log_observer,
@@ -353,3 +354,14 @@ class LogThrottleTests(SynchronousTestCase):
         clock.advance(0.1)
         self.assertEqual(throttle.allow("a"), 3)
         self.assertIsNone(throttle.allow("a"))
+
+
+class AddressTextTests(SynchronousTestCase):
+    def test_host_and_port(self) -> None:
+        """Peers read as host:port in log lines and JSON fields, IPv6 in brackets."""
+        from twisted.internet.address import IPv4Address, IPv6Address
+
+        self.assertEqual(address_text(IPv4Address("TCP", "203.0.113.7", 40123)),
+                         "203.0.113.7:40123")  # fmt: skip
+        self.assertEqual(address_text(IPv6Address("TCP", "2001:db8::1", 53)), "[2001:db8::1]:53")
+        self.assertEqual(address_text(None), "None")

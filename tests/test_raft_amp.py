@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from skydns.logging import LogThrottle
+from skydns.logging import LogThrottle, address_text
 from skydns.raft.amp import RaftProtocol
 from skydns.raft.amp_commands import MAX_CHUNKS, command_for
 from skydns.raft.messages import (
@@ -245,7 +245,7 @@ class GarbageTests(SynchronousTestCase):
         self.assertEqual(handler.received, [])
         # One warning naming the peer and why.
         [warning] = [e for e in events if e.get("what") == "dropped a Raft connection"]
-        self.assertEqual(warning["peer"], transport.getPeer())
+        self.assertEqual(warning["peer"], address_text(transport.getPeer()))
         self.assertTrue(warning["reason"])
         # The node keeps serving: a fresh connection works.
         client, _, _, server_handler, pump = pair()
@@ -302,8 +302,8 @@ class GarbageTests(SynchronousTestCase):
         self.assertIn(b"UNHANDLED", transport.value())
         self.assertEqual(
             [formatEvent(e) for e in events if e.get("what")],
-            [f"ignored a Raft command from {transport.getPeer()}: unknown command 'Nope' "
-             "(0 more like it not logged)"],
+            [f"ignored a Raft command from {address_text(transport.getPeer())}: "
+             "unknown command 'Nope' (0 more like it not logged)"],
         )  # fmt: skip
 
     def test_drops_logged_once_per_reason_per_ten_seconds(self) -> None:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from skydns.logging import LogThrottle
+from skydns.logging import LogThrottle, address_text
 from skydns.raft.amp_commands import (
     MAX_BOX_BYTES,
     AppendEntriesCommand,
@@ -99,7 +99,7 @@ class RaftProtocol(amp.AMP):
         held = 0 if self.drops is None else self.drops.allow(kind)
         if held is None:
             return
-        peer = self.transport.getPeer() if self.transport is not None else None
+        peer = address_text(self.transport.getPeer()) if self.transport is not None else "?"
         log.warn(
             "{what} from {peer}: {reason} ({held} more like it not logged)",
             what=what, peer=peer, reason=reason, held=held, kind=kind,

@@ -52,6 +52,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from skydns.logging import address_text
+
 log = Logger()
 
 #: First bytes of every authenticated Raft connection (protocol version 1).
@@ -130,7 +132,7 @@ class RateLimitedLog:
         log.warn(
             "dropped an unauthenticated Raft connection from {peer}: {reason}"
             " ({left_out} more like it not logged)",
-            peer=peer, reason=reason, left_out=left_out,
+            peer=address_text(peer), reason=reason, left_out=left_out,
         )  # fmt: skip
 
 

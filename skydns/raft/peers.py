@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from skydns.logging import LogThrottle
+from skydns.logging import LogThrottle, address_text
 from skydns.raft.amp import RaftProtocol, local_error
 from skydns.raft.amp_commands import MAX_FORWARD_BATCH, ForwardResult
 from skydns.raft.messages import Message
@@ -48,14 +48,6 @@ class _RaftFactory(Factory):
 
     def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
         return "Raft"
-
-
-def _show(address: Any) -> str:
-    """``host:port`` (``[host]:port`` for IPv6) of a Twisted address."""
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None or port is None:
-        return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- peers --------------------------------------------------------------------
@@ -256,8 +248,7 @@ class AMPTransport:
 
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
-        host = port.getHost()
-        log.info("Raft listening on {address}", address=_show(host))
+        log.info("Raft listening on {address}", address=address_text(port.getHost()))
 
     def _listen_failed(self, failure: Failure) -> None:
         log.failure("cannot listen for Raft peers", failure)
