@@ -52,7 +52,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from skydns.logging import address_text
+from skydns.logging import LogThrottle, address_text
 
 log = Logger()
 
@@ -113,22 +113,23 @@ class RateLimitedLog:
     """Warnings about dropped connections, one line per reason per interval."""
 
     def __init__(self, clock: IReactorTime, interval: float = LOG_INTERVAL) -> None:
-        self.clock = clock
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._throttle = LogThrottle(clock, interval)
         #: Connections dropped, by reason (for tests and curious operators).
         self.dropped: dict[str, int] = {}
 
+    @property
+    def clock(self) -> IReactorTime:
+        return self._throttle.clock  # type: ignore[return-value]
+
+    @property
+    def interval(self) -> float:
+        return self._throttle.interval
+
     def dropped_connection(self, reason: str, peer: object) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        now = self.clock.seconds()
-        last = self._last.get(reason)
-        if last is not None and now - last < self.interval:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+        left_out = self._throttle.allow(reason)
+        if left_out is None:
             return
-        self._last[reason] = now
-        left_out = self._suppressed.pop(reason, 0)
         log.warn(
             "dropped an unauthenticated Raft connection from {peer}: {reason}"
             " ({left_out} more like it not logged)",
