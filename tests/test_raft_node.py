@@ -15,7 +15,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from skydns.cluster import ICluster, NotLeader
-from skydns.commands import Command, Register, Renew, Unregister
+from skydns.commands import Command, Register, Renew, Unregister, decode
 from skydns.metrics import Metrics
 from skydns.names import Service
 from skydns.raft.envelope import unwrap
@@ -584,6 +584,48 @@ class ThreadedSaveTests(SynchronousTestCase):
         pending[0].callback(None)
         cluster.run(0.05)
         self.assertEqual(self.successResultOf(d).status, "ok")
+
+    def test_proposals_during_a_save_go_out_together_after_it(self) -> None:
+        """Writes that arrive while the leader's save is under way are
+        appended as one batch once it is done: one save and one AppendEntries
+        per follower for all of them, acknowledged in the order they came."""
+        cluster = Cluster(save_delay=0.004)
+        leader = cluster.elect()
+        pending: list[Deferred[None]] = []
+        storage = cluster.storages[leader.id]
+
+        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+            storage.save(hs, entries)
+            pending.append(Deferred())
+            return pending[-1]
+
+        leader.save_in_thread = save
+        first = leader.propose(Register(service("s0"), 0.0))
+        cluster.clock.advance(0)
+        self.assertEqual(len(pending), 1)
+        last = leader.core.log.last_index()
+        ds = [leader.propose(Register(service(f"s{i}"), 0.0)) for i in range(1, 21)]
+        cluster.clock.advance(0)
+        self.assertEqual(leader.core.log.last_index(), last, "nothing appended during the save")
+        sent = len(cluster.network.sent)
+        pending[0].callback(None)
+        self.assertEqual(len(pending), 2, "one save for the 20 that waited")
+        batch = [m for m in cluster.network.sent[sent:]
+                 if isinstance(m, AppendEntries) and m.src == leader.id and m.entries]  # fmt: skip
+        self.assertEqual([len(m.entries) for m in batch], [20, 20])
+        commands = [decode(unwrap(e.data).payload) for e in batch[0].entries]
+        self.assertEqual([c.service.uuid for c in commands if isinstance(c, Register)],
+                         [f"s{i}" for i in range(1, 21)])  # fmt: skip
+        order: list[str] = []
+        for i, d in enumerate(ds, 1):
+            d.addCallback(lambda _, i=i: order.append(f"s{i}"))
+        for _ in range(5):
+            for d in pending:
+                if not d.called:
+                    d.callback(None)
+            cluster.run(0.05)
+        self.assertEqual(self.successResultOf(first).status, "ok")
+        self.assertEqual(order, [f"s{i}" for i in range(1, 21)])
 
     def test_new_term_is_durable_before_anything_is_sent(self) -> None:
         """A node that just won an election (new term and vote to save) sends

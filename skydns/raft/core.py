@@ -33,6 +33,7 @@ when present, wins).  ``status()`` describes the node for operators.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from skydns.raft import election, membership, reads, replication
@@ -300,15 +301,29 @@ class RaftCore:
         The index is no promise: the entry may still be lost if leadership
         changes before it commits.  Clients use request ids and retry.
         """
+        return self.propose_many((data,), kind)
+
+    def propose_many(self, data: Sequence[bytes], kind: EntryKind = EntryKind.NORMAL) -> int:
+        """Append several commands, in order, to the leader's log; return
+        the index of the first (the others follow it).
+
+        One call costs one commit check and one AppendEntries per follower
+        however many commands it carries, where `propose` per command would
+        build and then merge one message per command and follower.
+        """
+        if not data:
+            raise ValueError("nothing to propose")
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if self.lead_transferee is not None:
             raise ProposalDropped(f"transferring leadership to {self.lead_transferee}")
-        entry = Entry(self.term, self.log.last_index() + 1, kind, data)
-        self._append(entry)
+        first = self.log.last_index() + 1
+        replication.append_all(
+            self, [Entry(self.term, first + i, kind, d) for i, d in enumerate(data)]
+        )
         for peer in self._peers():
             self.send_append(peer, send_if_empty=False)
-        return entry.index
+        return first
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read; a `ReadState` with ``context`` comes

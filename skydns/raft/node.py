@@ -236,14 +236,6 @@ class RaftNode(Service):
         """Why this node stopped (fail-stop), if it did."""
         return self._failed
 
-    @property
-    def saving(self) -> bool:
-        return self._saving is not None
-
-    def after_save(self, call: Callable[[], None]) -> None:
-        """Run ``call`` once the save under way is done and advanced."""
-        self._inbox.append(call)
-
     def schedule(self) -> None:
         if self._pending_call is None and not self._failed:
             self._pending_call = self.clock.callLater(0, self._process)
@@ -292,6 +284,8 @@ class RaftNode(Service):
 
     def _process(self) -> None:
         self._pending_call = None
+        if self._saving is None and not self._failed:
+            self.requests.append_batch()
         while not self._failed and self._saving is None and self.core.has_ready():
             rd = self.core.ready()
             if self.health.observe(rd.soft_state):

@@ -34,11 +34,17 @@ if TYPE_CHECKING:
 
 def append(core: RaftCore, entry: Entry) -> None:
     """Append ``entry`` to the leader's own log (and count its own copy)."""
-    core.log.append([entry])
-    if entry.kind is EntryKind.CONFIG:
-        core._track_config([entry])
+    append_all(core, [entry])
+
+
+def append_all(core: RaftCore, entries: list[Entry]) -> None:
+    """Append ``entries`` (consecutive, this term) to the leader's own log."""
+    core.log.append(entries)
+    configs = [e for e in entries if e.kind is EntryKind.CONFIG]
+    if configs:
+        core._track_config(configs)
     own = core.progress[core.id]
-    own.maybe_update(entry.index)
+    own.maybe_update(entries[-1].index)
     maybe_commit(core)
 
 

@@ -86,6 +86,8 @@ class Requests:
         self.proposals: dict[tuple[str, int], Proposal] = {}
         self.reads: dict[bytes, Read] = {}
         self._free_slots: list[int] = []
+        #: Submitted on the leader, not yet appended (see `append_batch`).
+        self._batch: dict[tuple[str, int], Proposal] = {}
         self._seqs: dict[int, int] = {}
         self._read_counter = 0
 
@@ -113,19 +115,14 @@ class Requests:
         node, core = self.node, self.node.core
         if (proposal.client_id, proposal.seq) not in self.proposals or node.failed:
             return
-        if node.saving and core.role is raft.Role.LEADER:
-            node.after_save(functools.partial(self.submit, proposal))
-            return
         if proposal.retry is not None and proposal.retry.active():
             proposal.retry.cancel()
         proposal.retry = None
         proposal.submitted_at = node.clock.seconds()
         proposal.index = 0
         if core.role is raft.Role.LEADER:
-            try:
-                proposal.index = core.propose(proposal.data)
-            except (raft.NotLeader, raft.ProposalDropped):
-                return  # submitted again when a leader is known
+            # Appended with the others submitted meanwhile, by `append_batch`.
+            self._batch[(proposal.client_id, proposal.seq)] = proposal
             node.schedule()
             return
         leader = core.leader
@@ -135,6 +132,23 @@ class Requests:
         d.addCallbacks(self._forwarded, self._forward_failed,
                        callbackArgs=(proposal,), errbackArgs=(proposal,))  # fmt: skip
         d.addErrback(lambda f: log.failure("forwarding a proposal", f))
+
+    def append_batch(self) -> None:
+        """Append the proposals submitted on the leader since the last call
+        to its log, in the order they came, with one `propose_many` (the node
+        calls this before it takes a Ready, never while a save is under
+        way): under load, one AppendEntries per follower then carries all of
+        them, and the proposals that came during a save go out together."""
+        batch = [p for key, p in self._batch.items() if key in self.proposals]
+        self._batch.clear()
+        if not batch or self.node.failed:
+            return
+        try:
+            first = self.node.core.propose_many([p.data for p in batch])
+        except (raft.NotLeader, raft.ProposalDropped):
+            return  # submitted again when a leader is known
+        for offset, proposal in enumerate(batch):
+            proposal.index = first + offset
 
     def _forwarded(self, answer: tuple[int, int], proposal: Proposal) -> None:
         if (proposal.client_id, proposal.seq) not in self.proposals:

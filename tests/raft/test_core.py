@@ -227,6 +227,42 @@ class ReplicationTests(SynchronousTestCase):
         for i in IDS:
             self.assertEqual([e.data for e in net.applied[i][1:]], [b"v%d" % n for n in range(5)])
 
+
+    def test_propose_many_appends_in_order_in_one_message_per_follower(self) -> None:
+        """Several commands proposed at once take consecutive indexes, go to
+        each follower in a single AppendEntries, and are applied in order."""
+        net = Net()
+        leader = net.elect("a")
+        net.flush()
+        last = leader.log.last_index()
+        first = leader.propose_many([b"w%d" % n for n in range(7)])
+        self.assertEqual(first, last + 1)
+        self.assertEqual(leader.log.last_index(), last + 7)
+        appends = [m for m in leader.ready().messages if isinstance(m, AppendEntries)]
+        self.assertEqual(sorted(m.dst for m in appends), ["b", "c"])
+        for m in appends:
+            self.assertEqual([e.data for e in m.entries], [b"w%d" % n for n in range(7)])
+            self.assertEqual([e.index for e in m.entries], list(range(first, first + 7)))
+        net.flush()
+        net.tick(2)
+        for i in IDS:
+            self.assertEqual([e.data for e in net.applied[i] if e.data.startswith(b"w")],
+                             [b"w%d" % n for n in range(7)], i)  # fmt: skip
+
+    def test_propose_many_is_refused_like_propose(self) -> None:
+        """Not the leader, or handing leadership over: nothing is appended."""
+        net = Net()
+        leader = net.elect("a")
+        follower = net.nodes["b"]
+        before = follower.log.last_index()
+        self.assertRaises(NotLeader, follower.propose_many, [b"x", b"y"])
+        self.assertEqual(follower.log.last_index(), before)
+        self.assertRaises(ValueError, leader.propose_many, [])
+        net.cut = {"b"}
+        leader.transfer_leadership("b")
+        before = leader.log.last_index()
+        self.assertRaises(ProposalDropped, leader.propose_many, [b"x", b"y"])
+        self.assertEqual(leader.log.last_index(), before)
     def test_rejects_mismatched_prev_term_with_hint(self) -> None:
         """A follower rejects AppendEntries whose prevLogTerm differs, with a hint."""
         log = tuple(Entry(t, i) for i, t in enumerate([1, 1, 2, 2, 2], start=1))
