@@ -297,48 +297,58 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_BOM = b"\xef\xbb\xbf"
+
 #: One decoder for every body (``json.loads`` with an option builds a new one per call).
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
     """A JSON object with lower-cased keys; `ValidationError` for "body"."""
+    # What the "utf-8-sig" codec does (drop one leading BOM, decode UTF-8),
+    # without going through its pure-Python codec on every request.
+    if body[:3] == _BOM:
+        body = body[3:]
     try:
-        text = body.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError("body", "is not UTF-8 text") from None
     try:
         data = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise ValidationError("body", "is not valid JSON") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise ValidationError("body", "must be a JSON object")
     return {key.lower(): value for key, value in data.items()}
 
 
-def _integer(data: dict[str, Any], field: str, low: int, high: int) -> Optional[int]:
-    value = data.get(field.lower())
+# The JSON decoder gives exactly str, int, bool, ...: ``type(v) is int`` is
+# ``isinstance(v, int) and not isinstance(v, bool)``, and cheaper.
+
+
+def _integer(data: dict[str, Any], key: str, field: str, low: int, high: int) -> Optional[int]:
+    """``data[key]`` (a lower-cased key) as an integer in [low, high], None if absent."""
+    value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(field, f"must be an integer from {low} to {high}")
-    if not low <= value <= high:
+    if type(value) is not int or not low <= value <= high:
         raise ValidationError(field, f"must be an integer from {low} to {high}")
     return value
 
 
-def _required_integer(data: dict[str, Any], field: str, low: int, high: int) -> int:
-    value = _integer(data, field, low, high)
+def _required_integer(data: dict[str, Any], key: str, field: str, low: int, high: int) -> int:
+    value = _integer(data, key, field, low, high)
     if value is None:
         raise ValidationError(field, "is required")
     return value
 
 
-def _string(data: dict[str, Any], field: str) -> str:
-    value = data.get(field.lower())
+def _string(data: dict[str, Any], key: str, field: str) -> str:
+    """``data[key]`` (a lower-cased key) as a string, "" if absent."""
+    value = data.get(key)
     if value is None:
         return ""
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise ValidationError(field, "must be a string")
     return value
 
@@ -379,32 +389,37 @@ def _check_host(field: str, value: str) -> str:
     return host
 
 
-def _optional(check: Callable[[str, str], str], field: str, value: str) -> str:
-    return check(field, value) if value else value
-
-
 def parse_service(uuid: str, body: bytes) -> Service:
     """Validate a PUT body (JSON whatever the content type; keys matched
     case-insensitively; unknown keys ignored).  `ValidationError` names the
     first bad field."""
     _check_label("UUID", uuid)
     data = _load_object(body)
-    host = _string(data, "Host")
+    host = _string(data, "host", "Host")
     if not host:
         raise ValidationError("Host", "is required")
     host = _check_host("Host", host)
-    port = _required_integer(data, "Port", 1, 65535)
-    name = _optional(_check_label, "Name", _string(data, "Name"))
-    environment = _optional(_check_label, "Environment", _string(data, "Environment"))
-    region = _optional(_check_label, "Region", _string(data, "Region"))
-    version = _optional(_check_version, "Version", _string(data, "Version"))
-    ttl = _integer(data, "TTL", 1, MAX_TTL)
-    priority = _integer(data, "Priority", 0, 65535)
-    weight = _integer(data, "Weight", 0, 65535)
+    port = _required_integer(data, "port", "Port", 1, 65535)
+    # Name, Environment, Region and Version may be empty; checked in this order.
+    name = _string(data, "name", "Name")
+    if name:
+        _check_label("Name", name)
+    environment = _string(data, "environment", "Environment")
+    if environment:
+        _check_label("Environment", environment)
+    region = _string(data, "region", "Region")
+    if region:
+        _check_label("Region", region)
+    version = _string(data, "version", "Version")
+    if version:
+        _check_version("Version", version)
+    ttl = _integer(data, "ttl", "TTL", 1, MAX_TTL)
+    priority = _integer(data, "priority", "Priority", 0, 65535)
+    weight = _integer(data, "weight", "Weight", 0, 65535)
     no_expire = data.get("noexpire")
     if no_expire is None:
         no_expire = False
-    if not isinstance(no_expire, bool):
+    elif type(no_expire) is not bool:
         raise ValidationError("NoExpire", "must be true or false")
     return Service(
         uuid=uuid,
@@ -430,14 +445,14 @@ def parse_callback(uuid: str, body: bytes) -> Callback:
     """
     _check_label("UUID", uuid)
     data = _load_object(body)
-    reply = _string(data, "Reply")
+    reply = _string(data, "reply", "Reply")
     if not reply:
         raise ValidationError("Reply", "is required")
     reply = _check_host("Reply", reply)
-    port = _required_integer(data, "Port", 1, 65535)
+    port = _required_integer(data, "port", "Port", 1, 65535)
 
     def match(field: str, check: Callable[[str, str], str]) -> str:
-        value = _string(data, field)
+        value = _string(data, field.lower(), field)
         if not value or value.lower() in WILDCARDS:
             return value
         return check(field, value)
@@ -456,7 +471,7 @@ def parse_callback(uuid: str, body: bytes) -> Callback:
 
 def parse_ttl(body: bytes) -> int:
     """Validate a PATCH body ``{"TTL": n}``; return n."""
-    ttl = _integer(_load_object(body), "TTL", 1, MAX_TTL)
+    ttl = _integer(_load_object(body), "ttl", "TTL", 1, MAX_TTL)
     if ttl is None:
         raise ValidationError("TTL", "is required")
     return ttl

@@ -7,6 +7,7 @@ import json
 from typing import Any, Optional
 
 from treq.testing import StubTreq
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,7 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.api import MAX_BODY, make_api
 from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.raft.node import PROPOSAL_TIMEOUT
 from skydns.registry import Applied, Registry
+from tests.test_raft_node import Cluster as RaftCluster
 
 BASE = "http://127.0.0.1:8080"
 START = 1_700_000_000.0
@@ -481,15 +484,51 @@ class ClusterFailureTests(APITestCase):
             self.assertEqual(response.header("Retry-After"), "1")
 
     def test_propose_timeout_503(self) -> None:
-        """A proposal that never commits times out into a 503."""
-        self.cluster.propose_result = Deferred()
-        d = self.start("PUT", "/skydns/services/1001", service())
-        self.treq.flush()
+        """A proposal the cluster times out is a 503 with Retry-After and one
+        text, whichever TimeoutError it fails with (the Raft node's is the
+        builtin one); the API arms no timer of its own for a write."""
+        timeout_text = "the cluster did not commit the write in time; it may still be applied"
+        writes = [
+            ("PUT", "/skydns/services/1001", service()),
+            ("PATCH", "/skydns/services/1001", {"TTL": 5}),
+            ("DELETE", "/skydns/services/1001", None),
+            ("PUT", "/skydns/callbacks/cb", {"Reply": "10.0.0.1", "Port": 1}),
+        ]
+        for error in [TimeoutError("not committed in time"), defer.TimeoutError()]:
+            for method, path, body in writes:
+                held: Deferred[Applied] = Deferred()
+                self.cluster.propose_result = held
+                d = self.start(method, path, body)
+                self.treq.flush()
+                self.assertNoResult(d)
+                self.assertEqual(self.clock.getDelayedCalls(), [])
+                held.errback(error)
+                response = self.finish(d)
+                self.assertEqual(response.code, 503, (method, path, error))
+                self.assertEqual(response.json(), {"error": timeout_text})
+                self.assertEqual(response.header("Retry-After"), "1")
+
+    def test_raft_proposal_timeout_503(self) -> None:
+        """Over a Raft leader that cannot commit, the node's own proposal
+        timeout answers the client: 503 with Retry-After, not a 500."""
+        cluster = RaftCluster(save_delay=0.01)
+        leader = cluster.elect()
+        cluster.save_delay = 60.0  # nothing more becomes durable, so nothing commits
+        client = StubTreq(make_api(leader, cluster.clock, "skydns.local").resource())
+        d = client.put(BASE + "/skydns/services/1001", data=json.dumps(service()).encode())
+        client.flush()
+        cluster.run(PROPOSAL_TIMEOUT - 1)
         self.assertNoResult(d)
-        self.clock.advance(10)
-        response = self.finish(d)
-        self.assertError(response, 503)
-        self.assertEqual(response.header("Retry-After"), "1")
+        cluster.run(2)
+        self.assertTrue(leader.is_leader())
+        client.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 503)
+        self.assertEqual(response.headers.getRawHeaders("Retry-After"), ["1"])
+        self.assertEqual(
+            self.successResultOf(response.json()),
+            {"error": "the cluster did not commit the write in time; it may still be applied"},
+        )
 
     def test_unexpected_error_500(self) -> None:
         """An unexpected exception is logged and answered with a JSON 500."""
