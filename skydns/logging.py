@@ -16,15 +16,18 @@ service tree, with an observer made by `log_observer`.
 from __future__ import annotations
 
 import json
+import math
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import IO, Any, Callable, Optional
+from json.encoder import encode_basestring_ascii
+from typing import IO, Any, Callable, Optional, Protocol
 
 from twisted.application.service import IServiceCollection, MultiService
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import (
-    FileLogObserver,
-    FilteringLogObserver,
     ILogObserver,
     LogEvent,
     Logger,
@@ -34,8 +37,11 @@ from twisted.logger import (
     formatEventAsClassicLogText,
     formatTime,
 )
+from twisted.python import threadable
+from twisted.python.compat import ioType
 from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
+from zope.interface import implementer
 
 from skydns.clock import Clock
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
@@ -74,6 +80,24 @@ _SERVICE = (
     "{uuid} at {host}:{port} name={name} environment={environment} region={region} "
     "version={version}"
 )
+_REGISTERED = "registered " + _SERVICE + " ttl={ttl}"
+_CALLBACK = (
+    "callback {uuid} watches name {name!r} environment {environment!r} region {region!r}: "
+    "DELETE to {reply}:{port}"
+)
+
+
+def _emit(log: Logger, level: LogLevel, fmt: str, event: dict[str, Any]) -> None:
+    """``log.emit(level, fmt, **event)``: the same event, without the copies
+    of the keywords through ``info`` and ``emit`` and ``emit``'s check of
+    the level, which sorts LogLevel's constants on every call (together
+    about half of what a registry line cost before it reached an observer).
+    ``level`` must be a `LogLevel`; ``event`` becomes the event."""
+    event.update(
+        log_logger=log, log_level=level, log_namespace=log.namespace, log_source=log.source,
+        log_format=fmt, log_time=time.time(),  # wall time, as Logger.emit stamps it
+    )  # fmt: skip
+    log.observer(event)
 
 
 def address_text(address: object) -> str:
@@ -126,10 +150,9 @@ class RegistryLog:
         if isinstance(command, Register):
             self._removed("expire", applied.removals, live, "lease ran out; uuid reused")
             if applied.status == "ok":
-                self.log.info(
-                    "registered " + _SERVICE + " ttl={ttl}",
-                    change="register", live=live, **_service_fields(command.service),
-                )  # fmt: skip
+                event = {"change": "register", "live": live}
+                event.update(_service_fields(command.service))
+                _emit(self.log, LogLevel.info, _REGISTERED, event)
             else:
                 self._unchanged("register", command.service.uuid, applied, live)
         elif isinstance(command, Unregister):
@@ -139,41 +162,38 @@ class RegistryLog:
         elif isinstance(command, Expire):
             self._removed("expire", applied.removals, live, "lease ran out")
         elif isinstance(command, Renew):
-            self.log.debug(
-                "renewed {uuid} for {ttl}s: {status}",
-                change="renew", uuid=command.uuid, ttl=command.ttl, status=applied.status,
-                live=live,
-            )  # fmt: skip
+            _emit(self.log, LogLevel.debug, "renewed {uuid} for {ttl}s: {status}", {
+                "change": "renew", "uuid": command.uuid, "ttl": command.ttl,
+                "status": applied.status, "live": live,
+            })  # fmt: skip
         elif isinstance(command, AddCallback):
             cb = command.callback
             if applied.status == "ok":
-                self.log.info(
-                    "callback {uuid} watches name {name!r} environment {environment!r} "
-                    "region {region!r}: DELETE to {reply}:{port}",
-                    change="callback", uuid=cb.uuid, name=cb.name, environment=cb.environment,
-                    region=cb.region, version=cb.version, host=cb.host, reply=cb.reply,
-                    port=cb.port, live=live,
-                )  # fmt: skip
+                _emit(self.log, LogLevel.info, _CALLBACK, {
+                    "change": "callback", "uuid": cb.uuid, "name": cb.name,
+                    "environment": cb.environment, "region": cb.region, "version": cb.version,
+                    "host": cb.host, "reply": cb.reply, "port": cb.port, "live": live,
+                })  # fmt: skip
             else:
                 self._unchanged("callback", cb.uuid, applied, live)
 
     def _removed(
         self, change: str, removals: tuple[Removal, ...], live: bool, reason: str = ""
     ) -> None:
+        if not removals:
+            return
         verb = {"unregister": "unregistered", "expire": "expired"}[change]
-        suffix = ": {reason}" if reason else ""
+        fmt = verb + " " + _SERVICE + (": {reason}" if reason else "")
         for removal in removals:
-            self.log.info(
-                verb + " " + _SERVICE + suffix,
-                change=change, live=live, reason=reason, callbacks=len(removal.callbacks),
-                **_service_fields(removal.instance.service),
-            )  # fmt: skip
+            event = {"change": change, "live": live, "reason": reason,
+                     "callbacks": len(removal.callbacks)}  # fmt: skip
+            event.update(_service_fields(removal.instance.service))
+            _emit(self.log, LogLevel.info, fmt, event)
 
     def _unchanged(self, change: str, uuid: str, applied: Applied, live: bool) -> None:
-        self.log.debug(
-            "{change} {uuid}: {status}, nothing changed",
-            change=change, uuid=uuid, status=applied.status, live=live,
-        )  # fmt: skip
+        _emit(self.log, LogLevel.debug, "{change} {uuid}: {status}, nothing changed", {
+            "change": change, "uuid": uuid, "status": applied.status, "live": live,
+        })  # fmt: skip
 
 
 # -- observers --------------------------------------------------------------------
@@ -204,17 +224,17 @@ class _SecondClock:
     """`formatTime` for whole-second formats, computed once per second."""
 
     def __init__(self) -> None:
-        self._second: Optional[int] = None
-        self._text = "-"
+        # One tuple, replaced whole: threads that log share the cache safely.
+        self._cached: tuple[Optional[int], str] = (None, "-")
 
     def __call__(self, when: Optional[float]) -> str:
         if when is None:
             return "-"
         second = int(when // 1)
-        if second != self._second:
-            self._text = formatTime(second)
-            self._second = second
-        return self._text
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, formatTime(second))
+        return cached[1]
 
 
 def text_formatter() -> Callable[[LogEvent], Optional[str]]:
@@ -238,7 +258,16 @@ def text_formatter() -> Callable[[LogEvent], Optional[str]]:
     return format_event
 
 
-_JSON_SCALARS = (str, int, float, bool, type(None))
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+#: Keys the JSON line has under its own name (or leaves out), besides log_*.
+_HEADER = frozenset({"time", "level", "namespace", "message"}) | _RESERVED
+
+#: Event key -> ``"key":`` as JSON, or "" for a key the line leaves out (a
+#: bounded cache: events from one call site have the same keys every time).
+_field_prefix: dict[Any, str] = {}
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _plain(value: Any) -> Any:
@@ -246,47 +275,200 @@ def _plain(value: Any) -> Any:
     if type(value) in _JSON_SCALARS:
         return value
     try:
-        json.dumps(value)
+        _ENCODER.encode(value)
     except (TypeError, ValueError):
         return repr(value)
     return value
 
 
-def _rfc3339(when: float) -> str:
-    stamp = datetime.fromtimestamp(when, tz=timezone.utc)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _json_value(value: Any) -> str:
+    """``value`` (or its repr, see `_plain`) as JSON text, as `_ENCODER`
+    writes it inside an object; the common scalars without the encoder."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _ENCODER.encode(_plain(value))
+
+
+class _RFC3339Clock:
+    """RFC 3339 UTC time with milliseconds, what
+    ``datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds")``
+    gives (with ``Z``), the date and time of day computed once a second."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[Optional[float], str] = (None, "")
+
+    def __call__(self, when: float) -> str:
+        # fromtimestamp's own rounding: the fraction to the nearest
+        # microsecond, half to even, carried into the second.
+        fraction, second = math.modf(when)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            micros -= 1_000_000
+            second += 1.0
+        elif micros < 0:
+            micros += 1_000_000
+            second -= 1.0
+        cached = self._cached
+        if cached[0] != second:
+            stamp = datetime.fromtimestamp(second, tz=timezone.utc)
+            cached = self._cached = (second, stamp.strftime("%Y-%m-%dT%H:%M:%S."))
+        return f"{cached[1]}{micros // 1000:03d}Z"
+
+
+_rfc3339 = _RFC3339Clock()
 
 
 def event_as_json(event: LogEvent) -> str:
     """One event as one line of JSON: ``time`` (RFC 3339 UTC), ``level``,
     ``namespace``, ``message`` (the formatted text), the event's own fields,
     and ``traceback`` for a logged failure."""
+    # Written piece by piece rather than as a dict through json.dumps: the
+    # same text (tests compare the two), a third cheaper.
     when = event.get("log_time")
-    level = event.get("log_level")
-    line: dict[str, Any] = {
-        "time": None if when is None else _rfc3339(when),
-        "level": getattr(level, "name", "info"),
-        "namespace": event.get("log_namespace"),
-        "message": _message(event),
-    }
+    parts = [
+        '{"time":' + ("null" if when is None else '"' + _rfc3339(when) + '"'),
+        '"level":' + _json_value(getattr(event.get("log_level"), "name", "info")),
+        '"namespace":' + _json_value(event.get("log_namespace")),
+        '"message":' + encode_basestring_ascii(_message(event)),
+    ]
     if event.get("log_system") is not None:
-        line["system"] = str(event["log_system"])
-    for key, value in event.items():
-        if key.startswith("log_") or key in _RESERVED or key in line:
-            continue
-        line[key] = _plain(value)
+        parts.append('"system":' + encode_basestring_ascii(str(event["log_system"])))
     failure = event.get("log_failure")
+    for key, value in event.items():
+        prefix = _field_prefix.get(key)
+        if prefix is None:
+            skip = key.startswith("log_") or key in _HEADER
+            prefix = "" if skip else encode_basestring_ascii(key) + ":"
+            if len(_field_prefix) < 4096:
+                _field_prefix[key] = prefix
+        if prefix and not (failure is not None and key == "traceback"):
+            parts.append(prefix + _json_value(value))
     if failure is not None:
         try:
-            line["traceback"] = failure.getTraceback()
+            traceback = failure.getTraceback()
         except Exception:
-            line["traceback"] = repr(failure)
-    return json.dumps(line, separators=(",", ":")) + "\n"
+            traceback = repr(failure)
+        parts.append('"traceback":' + encode_basestring_ascii(traceback))
+    return ",".join(parts) + "}\n"
 
 
-def json_lines_observer(out: IO[str]) -> FileLogObserver:
-    """An observer writing each event to ``out`` as one line of JSON."""
-    return FileLogObserver(out, event_as_json)
+class _Reactor(Protocol):
+    """What `LogWriter` uses of the reactor."""
+
+    running: bool
+
+    def callLater(  # noqa: N802 - Twisted's
+        self, delay: float, f: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> IDelayedCall: ...
+
+
+#: Lines at these levels are written at once, with the lines before them.
+_URGENT = frozenset({LogLevel.warn, LogLevel.error, LogLevel.critical})
+
+
+@implementer(ILogObserver)
+class LogWriter:
+    """Writes the events at or above a level (per namespace, as
+    `LogLevelFilterPredicate` decides) to ``out``, one formatted line each.
+
+    `FileLogObserver` writes and flushes every line: one system call per
+    line, which under write load costs more than formatting it.  Given a
+    running ``reactor``, lines from the reactor's thread are collected and
+    written together once per reactor turn, so a burst of registrations
+    costs one write.  A line at warn or above is written at once, after
+    those collected before it; so are lines from other threads, lines while
+    the reactor is not running (starting, stopped) and every line when no
+    reactor is given.  `flush` writes what is collected (shutdown calls it).
+    """
+
+    #: Lines collected before they are written without waiting for the turn.
+    max_lines = 512
+
+    def __init__(
+        self,
+        out: IO[Any],
+        format_event: Callable[[LogEvent], Optional[str]],
+        predicate: LogLevelFilterPredicate,
+        reactor: Optional[_Reactor] = None,
+        in_reactor_thread: Callable[[], bool] = threadable.isInIOThread,
+    ) -> None:
+        self.out = out
+        self.format_event = format_event
+        self.predicate = predicate
+        self._encoding = None if ioType(out) is str else "utf-8"
+        self._reactor = reactor
+        self.in_reactor_thread = in_reactor_thread
+        self._lines: list[str] = []
+        self._lock = threading.RLock()
+        self._call: Optional[IDelayedCall] = None
+        #: namespace -> the levels written for it, from ``predicate``.
+        self._levels: dict[Any, frozenset[Any]] = {}
+
+    def _wanted(self, event: LogEvent) -> bool:
+        namespace = event.get("log_namespace")
+        levels = self._levels.get(namespace)
+        if levels is None:
+            if not namespace:
+                return False  # as LogLevelFilterPredicate: no namespace, no line
+            least = self.predicate.logLevelForNamespace(namespace)
+            levels = frozenset(x for x in LogLevel.iterconstants() if not x < least)
+            if len(self._levels) > 1024:
+                self._levels.clear()
+            self._levels[namespace] = levels
+        return event.get("log_level") in levels
+
+    def __call__(self, event: LogEvent) -> None:
+        if not self._wanted(event):
+            return
+        text = self.format_event(event)
+        if not text:
+            return
+        reactor = self._reactor
+        with self._lock:
+            self._lines.append(text)
+            if (
+                reactor is None
+                or not reactor.running
+                or event.get("log_level") in _URGENT
+                or not self.in_reactor_thread()
+                or len(self._lines) >= self.max_lines
+            ):
+                self._write()
+            elif self._call is None:
+                self._call = reactor.callLater(0, self._turn_ended)
+
+    def _turn_ended(self) -> None:
+        with self._lock:
+            self._call = None
+            self._write()
+
+    def flush(self) -> None:
+        """Write the lines collected so far; cancel the pending write."""
+        with self._lock:
+            if self._call is not None:
+                if self._call.active():
+                    self._call.cancel()
+                self._call = None
+            self._write()
+
+    def _write(self) -> None:
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        del self._lines[:]
+        self.out.write(text if self._encoding is None else text.encode(self._encoding))
+        self.out.flush()
 
 
 def parse_log_format(text: str) -> str:
@@ -334,13 +516,15 @@ def log_observer(
     level: str | LogLevel = "info",
     twistd: Optional[Mapping[str, Any]] = None,
     out: Optional[IO[str]] = None,
-) -> Optional[ILogObserver]:
+    reactor: Optional[_Reactor] = None,
+) -> Optional[LogWriter]:
     """The observer for ``--log-format fmt --log-level level``.
 
     ``twistd`` is twistd's own options (``options.parent`` in
     ``makeService``): the destination follows its ``--logfile`` and
     ``--nodaemon``.  None when twistd was given ``--syslog`` or ``--logger``:
     its own choice stands.  ``out`` overrides the destination (tests).
+    With a ``reactor`` lines are written once per reactor turn (`LogWriter`).
     """
     twistd = twistd if twistd is not None else {"nodaemon": True}
     if (twistd.get("syslog") or twistd.get("logger")) and out is None:
@@ -350,12 +534,12 @@ def log_observer(
     fmt = parse_log_format(fmt)
     if isinstance(level, str):
         level = parse_log_level(level)
-    inner = json_lines_observer(out) if fmt == "json" else FileLogObserver(out, text_formatter())
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
     if level == LogLevel.info:
         for namespace in CHATTY_NAMESPACES:
             predicate.setLogLevelForNamespace(namespace, LogLevel.warn)
-    return FilteringLogObserver(inner, [predicate])
+    format_event = event_as_json if fmt == "json" else text_formatter()
+    return LogWriter(out, format_event, predicate, reactor)
 
 
 def json_observer() -> ILogObserver:

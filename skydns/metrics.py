@@ -116,6 +116,8 @@ class Metrics:
         )
         #: (route, method as given, code) -> the label children observe_http records into.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        #: (command type, status) -> the registry_changes child on_applied counts into.
+        self._change_children: dict[tuple[type, str], Any] = {}
         self.fsync_latency = Histogram(
             "skydns_raft_fsync_duration_seconds", "Time to make a batch of log writes durable.",
             buckets=_LATENCY_BUCKETS, registry=r,
@@ -131,7 +133,14 @@ class Metrics:
         Counts every command this node's replica applies, leader or not
         (``live`` is ignored): each node reports its own replica.
         """
-        self.registry_changes.labels(COMMAND_OPS.get(type(command), "other"), applied.status).inc()
+        key = (type(command), applied.status)
+        child = self._change_children.get(key)
+        if child is None:
+            # labels() validates and locks on every call: look each child up once.
+            child = self._change_children[key] = self.registry_changes.labels(
+                COMMAND_OPS.get(key[0], "other"), key[1]
+            )
+        child.inc()
         if isinstance(command, Expire) and applied.removals:
             self.expirations.inc(len(applied.removals))
 

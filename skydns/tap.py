@@ -351,10 +351,15 @@ def makeService(options: Options) -> service.MultiService:
     tune_gc()
     disable_created_metrics()
     metrics = Metrics()
-    top = _Node(
-        log_observer(options["log-format"], options["log-level"], twistd=options.parent),
-        twistd=options.parent,
+    observer = log_observer(
+        options["log-format"], options["log-level"], twistd=options.parent, reactor=reactor
     )
+    if observer is not None:
+        # Lines of the last reactor turns (services stopping) are written
+        # before the process ends; after the reactor stops each line is
+        # written at once.
+        reactor.addSystemEventTrigger("after", "shutdown", observer.flush)
+    top = _Node(observer, twistd=options.parent)
 
     def fail_stop(reason: str) -> None:
         top.tell_parent(reason)

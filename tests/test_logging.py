@@ -8,11 +8,21 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from typing import Any, cast
 
 from twisted.application.service import Application, IServiceCollection
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, capturedLogs
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    capturedLogs,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
@@ -22,8 +32,10 @@ from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
 from skydns.logging import (
     LogThrottle,
+    LogWriter,
     RegistryLog,
     RootService,
+    _emit,
     address_text,
     event_as_json,
     json_observer,
@@ -133,6 +145,21 @@ class RegistryLogTests(SynchronousTestCase):
         [event] = self.events
         self.assertEqual((event["log_level"], event["change"]), (LogLevel.info, "callback"))
         self.assertEqual((event["uuid"], event["reply"], event["port"]), ("cb1", "10.0.0.9", 5441))
+
+
+class EmitTests(SynchronousTestCase):
+    def test_same_event_as_logger_emit(self) -> None:
+        """The registry log's shortcut gives the event Logger.emit gives
+        (keys, their order and values), but for the time stamp."""
+        events: list[LogEvent] = []
+        log = Logger(namespace="skydns.registry", source=self, observer=collect(events))
+        log.emit(LogLevel.info, "registered {uuid}", change="register", uuid="1")
+        _emit(log, LogLevel.info, "registered {uuid}", {"change": "register", "uuid": "1"})
+        twisted, ours = events
+        self.assertEqual(list(twisted), list(ours))
+        twisted.pop("log_time")
+        self.assertLess(abs(ours.pop("log_time") - __import__("time").time()), 60)
+        self.assertEqual(twisted, ours)
 
 
 class APILogTests(APITestCase):
@@ -261,14 +288,38 @@ class ObserverTests(SynchronousTestCase):
         self.assertIsNone(log_observer("json", twistd={"logger": "x.y", "nodaemon": True}))
         path = os.path.join(tempfile.mkdtemp(), "skydns.log")
         observer = log_observer("json", twistd={"logfile": path, "nodaemon": True})
+        assert observer is not None
         Logger(namespace="n", observer=observer).info("hello {who}", who="file")
-        observer._observer._outFile.flush()  # type: ignore[union-attr]
         with open(path) as f:
             self.assertEqual(json.loads(f.read())["who"], "file")
         stdout = log_observer("text", twistd={"logfile": "-", "nodaemon": True})
-        self.assertIs(stdout._observer._outFile, sys.stdout)  # type: ignore[union-attr]
+        self.assertIs(stdout.out, sys.stdout)  # type: ignore[union-attr]
         stdout = log_observer("text", twistd={"logfile": "", "nodaemon": True})
-        self.assertIs(stdout._observer._outFile, sys.stdout)  # type: ignore[union-attr]
+        self.assertIs(stdout.out, sys.stdout)  # type: ignore[union-attr]
+
+    def test_rotated_logfile_collects_per_turn(self) -> None:
+        """--logfile PATH with a running reactor: twistd's rotating LogFile
+        gets a turn's lines in one write, and keeps rotating."""
+        directory = tempfile.mkdtemp()
+        path = os.path.join(directory, "skydns.log")
+        reactor = MemoryReactorClock()
+        reactor.running = True
+        observer = log_observer("text", twistd={"logfile": path, "nodaemon": True}, reactor=reactor)
+        assert isinstance(observer, LogWriter)
+        observer.in_reactor_thread = lambda: True
+        observer.out.rotateLength = 200  # type: ignore[attr-defined]
+        log = Logger(namespace="n", observer=observer)
+        for i in range(3):
+            log.info("line {i} " + "x" * 80, i=i)
+        self.assertEqual(os.path.getsize(path), 0)
+        reactor.advance(0)
+        log.info("after the turn")
+        reactor.advance(0)
+        with open(path + ".1") as f:
+            self.assertEqual(len(f.read().splitlines()), 3)
+        with open(path) as f:
+            self.assertIn("after the turn", f.read())
+        observer.out.close()  # type: ignore[attr-defined]
 
     def test_json_observer_factory(self) -> None:
         """The zero-argument factory for twistd --logger gives a JSON observer."""
@@ -280,6 +331,148 @@ class ObserverTests(SynchronousTestCase):
         self.assertRaises(ValueError, parse_log_format, "xml")
         self.assertRaises(ValueError, parse_log_level, "verbose")
         self.assertRaises(ValueError, log_observer, "xml", out=io.StringIO())
+
+
+class LogWriterTests(SynchronousTestCase):
+    """With a running reactor, lines are written once per reactor turn."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.reactor.running = True
+        self.out = io.StringIO()
+        self.writes: list[str] = []
+        write = self.out.write
+
+        def counting(text: str) -> int:
+            self.writes.append(text)
+            return write(text)
+
+        self.out.write = counting  # type: ignore[method-assign]
+        self.in_reactor = True
+        self.writer = LogWriter(
+            self.out, lambda e: e["log_format"] + "\n", LogLevelFilterPredicate(LogLevel.info),
+            self.reactor, in_reactor_thread=lambda: self.in_reactor,
+        )  # fmt: skip
+        self.log = Logger(namespace="skydns.test", observer=self.writer)
+
+    def lines(self) -> list[str]:
+        return self.out.getvalue().splitlines()
+
+    def test_written_once_per_turn(self) -> None:
+        """Info lines wait for the end of the reactor turn, then go out in one write."""
+        self.log.info("one")
+        self.log.info("two")
+        self.assertEqual(self.lines(), [])
+        self.reactor.advance(0)
+        self.assertEqual(self.lines(), ["one", "two"])
+        self.assertEqual(self.writes, ["one\ntwo\n"])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_warn_and_above_at_once_in_order(self) -> None:
+        """A warning, error or critical line is written at once, after the
+        lines collected before it."""
+        for level in (LogLevel.warn, LogLevel.error, LogLevel.critical):
+            self.log.info("before " + level.name)
+            self.log.emit(level, level.name + "!")
+        self.log.info("later")
+        self.assertEqual(
+            self.lines(),
+            ["before warn", "warn!", "before error", "error!", "before critical", "critical!"],
+        )
+        self.reactor.advance(0)
+        self.assertEqual(self.lines()[-1], "later")
+
+    def test_flush_on_shutdown(self) -> None:
+        """flush (the after-shutdown trigger) writes what was collected and
+        leaves no pending call."""
+        self.log.info("stopping")
+        self.writer.flush()
+        self.assertEqual(self.lines(), ["stopping"])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.writer.flush()
+        self.assertEqual(len(self.writes), 1)
+
+    def test_reactor_not_running(self) -> None:
+        """Before the reactor runs and after it stopped, every line is
+        written at once (with the lines still collected first); so is every
+        line when no reactor is given."""
+        self.log.info("collected")
+        self.reactor.running = False
+        self.log.info("stopped")
+        self.assertEqual(self.lines(), ["collected", "stopped"])
+        out = io.StringIO()
+        writer = LogWriter(out, lambda e: "x\n", LogLevelFilterPredicate(LogLevel.info))
+        Logger(namespace="n", observer=writer).info("x")
+        self.assertEqual(out.getvalue(), "x\n")
+
+    def test_other_threads_written_at_once(self) -> None:
+        """A line from another thread is written at once, after the
+        reactor thread's collected lines."""
+        self.log.info("reactor")
+        self.in_reactor = False
+        self.log.info("thread")
+        self.assertEqual(self.lines(), ["reactor", "thread"])
+
+    def test_threads_lose_no_lines(self) -> None:
+        """Lines logged from several threads at once are all written, whole."""
+        main_thread = threading.main_thread()
+        self.writer.in_reactor_thread = lambda: threading.current_thread() is main_thread
+
+        def spam(name: str) -> None:
+            for i in range(300):
+                self.log.info(f"{name} {i}")
+
+        threads = [threading.Thread(target=spam, args=(f"t{n}",)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        spam("main")
+        for thread in threads:
+            thread.join()
+        self.writer.flush()
+        lines = self.lines()
+        self.assertEqual(len(lines), 5 * 300)
+        names = ("t0", "t1", "t2", "t3", "main")
+        self.assertEqual(set(lines), {f"{name} {i}" for name in names for i in range(300)})
+        main = [line for line in lines if line.startswith("main ")]
+        self.assertEqual(main, [f"main {i}" for i in range(300)])
+
+    def test_burst_written_without_waiting(self) -> None:
+        """A turn that logs more than max_lines writes them as it goes."""
+        for i in range(LogWriter.max_lines):
+            self.log.info(f"{i}")
+        self.assertEqual(len(self.lines()), LogWriter.max_lines)
+        self.log.info("next")
+        self.assertEqual(len(self.lines()), LogWriter.max_lines)
+        self.reactor.advance(0)
+        self.assertEqual(self.lines()[-1], "next")
+
+    def test_level_filter_as_twisted(self) -> None:
+        """The writer keeps exactly the events Twisted's level filter keeps,
+        by namespace (with per-namespace levels), level, and events with no
+        level or namespace."""
+        predicate = LogLevelFilterPredicate(LogLevel.info)
+        predicate.setLogLevelForNamespace("twisted.internet.protocol", LogLevel.warn)
+        predicate.setLogLevelForNamespace("skydns.raft", LogLevel.debug)
+        ours: list[str] = []
+        writer = LogWriter(io.StringIO(), lambda e: ours.append(e["log_format"]) or None, predicate)
+        theirs: list[str] = []
+        filtering = FilteringLogObserver(
+            cast(ILogObserver, lambda e: theirs.append(e["log_format"])), [predicate]
+        )
+        namespaces = ("skydns", "skydns.raft", "skydns.raft.node", "twisted.internet.protocol",
+                      "twisted.internet.protocol.Factory", "twisted", "", None)  # fmt: skip
+        events: list[LogEvent] = []
+        for namespace in namespaces:
+            for level in (*LogLevel.iterconstants(), None):
+                events.append({"log_format": f"{namespace} {level}", "log_namespace": namespace,
+                               "log_level": level})  # fmt: skip
+        events.append({"log_format": "bare"})
+        for event in events * 2:
+            writer(dict(event))
+            filtering(dict(event))
+        self.assertEqual(ours, theirs)
+        self.assertIn(f"skydns.raft.node {LogLevel.debug}", ours)
+        self.assertNotIn(f"twisted.internet.protocol.Factory {LogLevel.info}", ours)
 
 
 class RootServiceTests(SynchronousTestCase):

@@ -198,6 +198,26 @@ class ApplyListenerTests(SynchronousTestCase):
         self.assertEqual(self.changes("unregister", "not_found"), 1.0)
         self.assertEqual(self.changes("callback", "ok"), 1.0)
 
+    def test_label_children_looked_up_once(self) -> None:
+        """labels() (which validates and locks) runs once per op and status,
+        not per applied command; a command type of its own counts as other."""
+        calls: list[tuple[str, ...]] = []
+        labels = self.metrics.registry_changes.labels
+
+        def counting(*values: str) -> Any:
+            calls.append(values)
+            return labels(*values)
+
+        self.metrics.registry_changes.labels = counting  # type: ignore[method-assign]
+        for _ in range(3):
+            self.metrics.on_applied(Renew("a", 30, START), Applied("ok"), True)
+            self.metrics.on_applied(Renew("a", 30, START), Applied("not_found"), True)
+            self.metrics.on_applied(object(), Applied("ok"), True)  # type: ignore[arg-type]
+        self.assertEqual(calls, [("renew", "ok"), ("renew", "not_found"), ("other", "ok")])
+        self.assertEqual(self.changes("renew", "ok"), 3.0)
+        self.assertEqual(self.changes("renew", "not_found"), 3.0)
+        self.assertEqual(self.changes("other", "ok"), 3.0)
+
     def test_expirations_count_removed_instances(self) -> None:
         """An Expire that removes two instances adds two expirations; an
         Unregister adds none."""
