@@ -483,8 +483,8 @@ class Registry:
     def count_named(self, service: Service, exclude: str = "") -> int:
         """Instances held under ``service``'s (environment, name), expired
         ones not yet removed included, leaving out the UUID key ``exclude``."""
-        labels = service.labels()
-        bucket = self._index.get((labels[5], labels[4]), ())
+        # The index key is (labels[5], labels[4]) of `Service.labels`.
+        bucket = self._index.get((service.environment.lower(), service.name.lower()), ())
         return len(bucket) - (exclude in bucket)
 
     def __len__(self) -> int:

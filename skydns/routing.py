@@ -59,8 +59,24 @@ def segment_table(url_map: Map) -> Optional[_Table]:
     return table
 
 
+#: The last `quick_match` call and its answer: `MeteredResource` (for the
+#: route's metrics label) and then Klein's adapter ask the same question about
+#: every request, one right after the other.
+_last: list[Any] = [None, None, None, None]
+
+
 def quick_match(table: _Table, path: str, method: str) -> Optional[tuple[Rule, dict[str, str]]]:
     """``(rule, variables)`` as werkzeug would match them, or None to ask werkzeug."""
+    last = _last
+    if last[0] is table and last[1] == path and last[2] == method:
+        found = last[3]
+        return None if found is None else (found[0], dict(found[1]))
+    found = _quick_match(table, path, method)
+    last[:] = [table, path, method, found]
+    return None if found is None else (found[0], dict(found[1]))
+
+
+def _quick_match(table: _Table, path: str, method: str) -> Optional[tuple[Rule, dict[str, str]]]:
     if method not in _METHODS:
         return None
     segments = path.split("/")

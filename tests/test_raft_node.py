@@ -451,6 +451,24 @@ class FailoverTests(SynchronousTestCase, Maker):
         failure = self.failureResultOf(d)
         self.assertTrue(failure.check(NotLeader, TimeoutError))
 
+    def test_write_fails_at_its_deadline_not_before(self) -> None:
+        """A write that cannot reach a leader waits out the proposal timeout
+        (8 s, within a tick) and then fails; the ones made later fail later."""
+        cluster = self.make()
+        cluster.elect()
+        follower = cluster.follower()
+        cluster.network.isolate(follower.id, cluster.ids)
+        early = follower.propose(Register(service("early"), 0.0))
+        cluster.run(1.0)
+        late = follower.propose(Register(service("late"), 0.0))
+        cluster.run(6.9)
+        self.assertNoResult(early)
+        cluster.run(0.2)
+        self.assertTrue(self.failureResultOf(early).check(NotLeader, TimeoutError))
+        self.assertNoResult(late)
+        cluster.run(1.0)
+        self.assertTrue(self.failureResultOf(late).check(NotLeader, TimeoutError))
+
     def test_whole_cluster_restart(self) -> None:
         """Kill every node and restart them all: the registry is intact."""
         cluster = self.make()

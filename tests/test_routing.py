@@ -87,3 +87,21 @@ class FastRoutesTests(SynchronousTestCase):
         assert table is not None
         self.assertIsNone(quick_match(table, "/a/b", "GET"))
         self.assertIsNotNone(quick_match(table, "/a/c", "GET"))
+
+    def test_repeated_question_same_answer_per_table(self) -> None:
+        """The metrics wrapper and Klein ask about each request in turn: the
+        second answer is the first's, for that table only, and a caller
+        changing its variables does not change the next caller's."""
+        assert self.routes.table is not None
+        first = quick_match(self.routes.table, "/skydns/services/abc", "PUT")
+        assert first is not None
+        first[1]["uuid"] = "changed"
+        again = quick_match(self.routes.table, "/skydns/services/abc", "PUT")
+        assert again is not None
+        self.assertEqual((again[0].endpoint, again[1]), ("add_service", {"uuid": "abc"}))
+        other = segment_table(Map([Rule("/skydns/services/<uuid>", endpoint="other")]))
+        assert other is not None
+        found = quick_match(other, "/skydns/services/abc", "PUT")
+        assert found is not None
+        self.assertEqual(found[0].endpoint, "other")
+        self.assertIsNone(quick_match(self.routes.table, "/skydns/services/abc", "BREW"))

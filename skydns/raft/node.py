@@ -271,6 +271,7 @@ class RaftNode(Service):
         self._ticks += 1
         self.with_core(self.core.tick)
         self.with_core(self.members.tick)
+        self.requests.expire_overdue()
         if self._ticks % max(1, round(0.5 / self.tick_interval)) == 0:
             self.requests.retry_stale()
 

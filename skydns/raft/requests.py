@@ -61,7 +61,8 @@ class Proposal:
     slot: int
     data: bytes
     deferred: Deferred[Applied] = field(init=False)
-    timeout: IDelayedCall | None = None
+    #: When it fails if not applied by then (`Requests.expire_overdue`).
+    deadline: float = 0.0
     retry: IDelayedCall | None = None
     index: int = 0
     submitted_at: float = 0.0
@@ -106,7 +107,7 @@ class Requests:
         client_id = f"{self.node.id}.{self.incarnation}.{slot}"
         proposal = Proposal(client_id, seq, slot, wrap(client_id, seq, payload))
         proposal.deferred = Deferred(lambda _: self._forget(proposal))
-        proposal.timeout = self.node.clock.callLater(self.timeout, self._expire, proposal)
+        proposal.deadline = self.node.clock.seconds() + self.timeout
         self.proposals[(client_id, seq)] = proposal
         self.submit(proposal)
         return proposal.deferred
@@ -199,8 +200,23 @@ class Requests:
             if read.index is None and now - read.issued_at >= RETRY_INTERVAL:
                 self.issue_read(read)
 
+    def expire_overdue(self) -> None:
+        """Fail the proposals whose deadline has passed (the node calls this
+        every tick: one timer for all of them rather than one each).
+
+        Proposals are kept in the order they were made, which is the order
+        of their deadlines, so only the overdue ones and one more are looked at.
+        """
+        now = self.node.clock.seconds()
+        overdue = []
+        for proposal in self.proposals.values():
+            if proposal.deadline > now:
+                break
+            overdue.append(proposal)
+        for proposal in overdue:
+            self._expire(proposal)
+
     def _expire(self, proposal: Proposal) -> None:
-        proposal.timeout = None
         if self.node.core.leader is None:
             error: Exception = NotLeader("no leader was elected in time")
         else:
@@ -211,9 +227,8 @@ class Requests:
         """Drop ``proposal`` from the books (done, failed or cancelled)."""
         if self.proposals.pop((proposal.client_id, proposal.seq), None) is None:
             return
-        for call in (proposal.timeout, proposal.retry):
-            if call is not None and call.active():
-                call.cancel()
+        if proposal.retry is not None and proposal.retry.active():
+            proposal.retry.cancel()
         self._free_slots.append(proposal.slot)
 
     def finish(self, proposal: Proposal, outcome: Applied | Failure) -> None:
