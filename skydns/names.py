@@ -85,6 +85,11 @@ def is_ip(host: str) -> bool:
     return True
 
 
+#: JSON as the log and snapshots store it: sorted keys, compact, ASCII.
+_SORTED_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
 @frozen
 class Service:
     """A registered service instance as the API and the log carry it.
@@ -135,6 +140,33 @@ class Service:
         if self.no_expire:
             data["no_expire"] = True
         return data
+
+    def to_json(self) -> str:
+        """``to_dict()`` as compact ASCII JSON with sorted keys (as the log
+        and snapshots store it), written directly: it is on every write's
+        path, where the general encoder costs several times as much."""
+        numbers = (self.port, self.ttl, self.priority, self.weight)
+        if any(n is not None and type(n) is not int for n in numbers):
+            return _SORTED_ENCODER.encode(self.to_dict())  # not what parsing makes
+        parts = [
+            '{"environment":', _quote(self.environment),
+            ',"host":', _quote(self.host),
+            ',"name":', _quote(self.name),
+            ',"no_expire":true' if self.no_expire else "",
+            ',"port":', str(self.port),
+        ]  # fmt: skip
+        if self.priority is not None:
+            parts += [',"priority":', str(self.priority)]
+        parts += [
+            ',"region":', _quote(self.region),
+            ',"ttl":', str(self.ttl),
+            ',"uuid":', _quote(self.uuid),
+            ',"version":', _quote(self.version),
+        ]  # fmt: skip
+        if self.weight is not None:
+            parts += [',"weight":', str(self.weight)]
+        parts.append("}")
+        return "".join(parts)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Service:

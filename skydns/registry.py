@@ -78,43 +78,23 @@ def encode_snapshot(
     return b"".join((head, b",".join(chunks), b'],"version":%d}' % version))
 
 
-#: ``json.dumps`` of a string (quoted, non-ASCII escaped), in C.
-_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-
 
 def _instance_json(instance: Instance, callbacks: tuple[Callback, ...]) -> str:
     """``json.dumps({"callbacks", "expires", "service"}, sort_keys=True,
     separators=(",", ":"))`` of one instance, written directly."""
     service, expires = instance.service, instance.expires
-    numbers = (service.port, service.ttl, service.priority, service.weight)
-    if type(expires) is not float or not math.isfinite(expires) or any(
-        n is not None and type(n) is not int for n in numbers
-    ):  # not what the registry makes: the general encoder says it as it would
+    if type(expires) is not float or not math.isfinite(expires):
+        # not what the registry makes: the general encoder says it as it would
         body = {"service": service.to_dict(), "expires": expires,
                 "callbacks": [cb.to_dict() for cb in callbacks]}  # fmt: skip
         return _SNAPSHOT_ENCODER.encode(body)
-    parts = [
-        '{"callbacks":',
-        _SNAPSHOT_ENCODER.encode([cb.to_dict() for cb in callbacks]) if callbacks else "[]",
-        ',"expires":', repr(expires),
-        ',"service":{"environment":', _quote(service.environment),
-        ',"host":', _quote(service.host),
-        ',"name":', _quote(service.name),
-        ',"no_expire":true' if service.no_expire else "",
-        ',"port":', str(service.port),
-    ]  # fmt: skip
-    if service.priority is not None:
-        parts += [',"priority":', str(service.priority)]
-    parts += [
-        ',"region":', _quote(service.region),
-        ',"ttl":', str(service.ttl),
-        ',"uuid":', _quote(service.uuid),
-        ',"version":', _quote(service.version),
-    ]  # fmt: skip
-    if service.weight is not None:
-        parts += [',"weight":', str(service.weight)]
-    parts.append("}}")
-    return "".join(parts)
+    callbacks_json = (
+        _SNAPSHOT_ENCODER.encode([cb.to_dict() for cb in callbacks]) if callbacks else "[]"
+    )
+    return (
+        '{"callbacks":' + callbacks_json + ',"expires":' + repr(expires)
+        + ',"service":' + service.to_json() + "}"
+    )
 
 
 def _instance(item: Any) -> tuple[Instance, list[Callback]]:

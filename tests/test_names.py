@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from skydns.commands import Register, encode
 from skydns.names import (
     DEFAULT_TTL,
     POSITIONS,
@@ -239,6 +240,33 @@ class ServiceDictTests(SynchronousTestCase):
     def test_round_trip(self, s: Service) -> None:
         """to_dict/from_dict round-trip, through JSON too."""
         self.assertEqual(Service.from_dict(json.loads(json.dumps(s.to_dict()))), s)
+
+    @steady
+    @given(
+        texts=st.lists(st.text(max_size=12), min_size=6, max_size=6),
+        numbers=st.tuples(
+            st.integers(-5, 70000) | st.booleans(), st.integers(0, 2**40),
+            st.none() | st.integers(0, 65535) | st.floats(allow_nan=False),
+            st.none() | st.integers(0, 65535),
+        ),
+        no_expire=st.booleans(),
+        now=st.floats(allow_nan=True, allow_infinity=True) | st.integers(0, 10**10),
+    )  # fmt: skip
+    def test_json_is_the_general_encoders(
+        self, texts: list[str], numbers: tuple[Any, int, Any, Any], no_expire: bool, now: Any
+    ) -> None:  # fmt: skip
+        """`Service.to_json`, and a Register as the log stores it, are byte
+        for byte what the sorted compact JSON encoder makes of the dict form,
+        whatever the text (non-ASCII, quotes, control characters) and numbers."""
+        uuid, name, environment, region, version, host = texts
+        port, ttl, priority, weight = numbers
+        svc = Service(uuid=uuid, name=name, environment=environment, region=region,
+                      version=version, host=host, port=port, ttl=ttl, priority=priority,
+                      weight=weight, no_expire=no_expire)  # fmt: skip
+        general = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+        self.assertEqual(svc.to_json(), general.encode(svc.to_dict()))
+        body = {"op": "register", "service": svc.to_dict(), "now": now}
+        self.assertEqual(encode(Register(svc, now)), general.encode(body).encode("ascii"))
 
     def test_callback_round_trip(self) -> None:
         cb = Callback("c", "rails", "", "east", "1.0", "", "10.0.0.9", 9000)
