@@ -229,7 +229,7 @@ class MeteredResource(Resource):
 
     def route(self, request: Request) -> str:
         """The template of the route ``request`` matches, whatever its method."""
-        path = "/" + "/".join(s.decode("utf-8", "replace") for s in request.postpath or [])
+        path = "/" + b"/".join(request.postpath or []).decode("utf-8", "replace")
         method = (request.method or b"GET").decode("ascii", "replace")
         quick = self._quick_route(path, method)
         if quick is not None:

@@ -78,3 +78,27 @@ class BodyLimitTests(SynchronousTestCase):
                   b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))  # fmt: skip
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 201 "))
         self.assertEqual(len(self.registry), 1)
+
+
+class KeepAliveTests(SynchronousTestCase):
+    def test_one_connection_asks_for_its_address_once(self) -> None:
+        """Requests on one keep-alive connection are each answered, and the
+        socket's own address (a system call) is asked for once, not per request."""
+        registry = Registry()
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        site = make_site(make_api(LocalCluster(registry), clock, "skydns.local"))
+        channel = site.buildProtocol(None)
+        asked: list[object] = []
+        transport = StringTransport()
+        real = transport.getHost
+        transport.getHost = lambda: asked.append(1) or real()  # type: ignore[method-assign]
+        assert channel is not None
+        channel.makeConnection(transport)
+        head = b"PUT /skydns/services/k%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        for n in range(3):
+            channel.dataReceived(head % (n, len(BODY)) + BODY)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 201 "), 3)
+        self.assertEqual(len(registry), 3)
+        self.assertEqual(len(asked), 1)
+        self.assertFalse(transport.disconnecting)
