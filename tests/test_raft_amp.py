@@ -414,11 +414,37 @@ class TransportTests(SynchronousTestCase):
             self.clock.advance(2.1)  # the longest backoff: 1 s and up to 1 s of jitter
         self.assertTrue(self.transport.connected("b"))
         lines = [formatEvent(e) for e in events if e.get("log_namespace") == "skydns.raft.peers"]
-        self.assertEqual(lines[0], "lost the connection to Raft peer b")
+        self.assertEqual(lines[0], "lost the connection to Raft peer b: "
+                                   "Connection was closed cleanly: Connection done.")  # fmt: skip
         unreachable = [line for line in lines if line.startswith("cannot reach Raft peer b")]
         self.assertEqual(len(unreachable), 3)  # at 0, 60 and 120 s
+        self.assertIn("the last: Connection was closed cleanly", unreachable[0])
+        for line in unreachable[1:]:
+            self.assertIn("the last: Connection was refused by other side", line)
         self.assertEqual(lines[-1], "connected to Raft peer b")
         self.assertEqual(len(lines), 5)
+
+    def test_peer_that_drops_every_connection_logged_once_a_minute(self) -> None:
+        """A peer that takes each connection and drops it at once (say, its
+        CA does not trust our certificate) is not a "connected"/"lost" pair
+        per attempt: one of each a minute, with a count of those left out,
+        and the reason it was lost."""
+        with capturedLogs() as events:
+            for _ in range(150):
+                for pump in self.endpoint.pumps:
+                    server = pump.server
+                    if server.transport is not None and not server.transport.disconnecting:
+                        server.transport.loseConnection()
+                self.endpoint.flush()
+                self.clock.advance(1.0)
+        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "skydns.raft.peers"]
+        connected = [line for line in lines if line.startswith("connected to Raft peer b")]
+        lost = [line for line in lines if line.startswith("lost the connection to Raft peer b")]
+        self.assertGreater(len(self.endpoint.pumps), 60, "it did reconnect, every time")
+        self.assertLessEqual(len(connected), 3)
+        self.assertIn(len(lost), (2, 3))  # at 0, 60 and maybe 120 s
+        self.assertIn("Connection was closed cleanly", lost[0])
+        self.assertRegex(lost[1], r"\((\d+) more like it not logged\)$")
 
     def test_proposals_of_one_turn_share_a_call(self) -> None:
         """Forwards made in one reactor turn travel in one ForwardProposals

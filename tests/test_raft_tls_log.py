@@ -12,7 +12,7 @@ import tempfile
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IProtocolFactory
@@ -28,12 +28,21 @@ from zope.interface import implementer
 
 from skydns.raft.auth import (
     LOG_INTERVAL,
+    AuthClientEndpoint,
     AuthenticationFailed,
     HandshakeFactory,
     HandshakeProtocol,
     RateLimitedLog,
 )
-from skydns.raft.tls import HANDSHAKE_TIMEOUT, RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
+from skydns.raft.tls import (
+    HANDSHAKE_TIMEOUT,
+    RaftTLS,
+    TLSClientEndpoint,
+    TLSHandshakeFailed,
+    TLSServerEndpoint,
+    load_tls,
+    wrap_tls,
+)
 from tests.e2e.certs import issue
 
 KEY = b"k" * 32
@@ -375,3 +384,109 @@ class WithClusterKeyTests(SynchronousTestCase):
         self.failureResultOf(ready, AuthenticationFailed)
         self.assertEqual([e["reason"] for e in events], ["wrong cluster key"])
         self.assertEqual(node.drop_log.dropped, {})
+
+
+class _DialNode:
+    """A client endpoint that reaches a `Node` in memory."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.pumps: list[IOPump] = []
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
+        server = self.node.factory.buildProtocol(PEER)
+        dialler = factory.buildProtocol(None)
+        self.pumps.append(connect(
+            server, FakeTransport(server, True, peerAddress=PEER),
+            dialler, FakeTransport(dialler, False), clock=self.node.reactor,
+        ))  # fmt: skip
+        return succeed(dialler)
+
+
+class _DialNowhere:
+    """A client endpoint whose connection never says a word back."""
+
+    def __init__(self) -> None:
+        self.transports: list[StringTransport] = []
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
+        protocol = factory.buildProtocol(None)
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.transports.append(transport)
+        return succeed(protocol)
+
+
+class ClientEndpointTests(SynchronousTestCase):
+    """`TLSClientEndpoint`: connecting to a peer counts once TLS is done."""
+
+    def dial(self, options: Any) -> tuple[_DialNode, Deferred[Any], list[App]]:
+        dialler = _DialNode(Node())
+        built: list[App] = []
+        endpoint = TLSClientEndpoint(dialler, options, dialler.node.reactor)
+        connecting = endpoint.connect(Factory.forProtocol(lambda: App(built)))
+        for pump in dialler.pumps:
+            pump.flush()
+        return dialler, connecting, built
+
+    def test_connected_once_the_handshake_is_done(self) -> None:
+        """A peer with the cluster's certificate: the protocol above is made
+        after the handshake, and bytes flow both ways."""
+        _, member, _ = identities()
+        dialler, connecting, built = self.dial(member.client_options("127.0.0.1"))
+        [client] = built
+        self.assertIs(self.successResultOf(connecting), client)
+        self.assertTrue(client.handshake)
+        [server] = dialler.node.built
+        client.transport.write(b"vote for me")  # type: ignore[union-attr]
+        server.transport.write(b"granted")  # type: ignore[union-attr]
+        dialler.pumps[0].flush()
+        self.assertEqual((server.received, client.received), (b"vote for me", b"granted"))
+
+    def test_peer_the_ca_did_not_sign_is_a_failed_attempt(self) -> None:
+        """The peer's certificate is not signed by the CA we trust: the
+        attempt fails with OpenSSL's reason, and no connection was ever
+        handed to the protocol above (so nothing was "connected", then "lost")."""
+        _, _, impostor = identities()
+        options = optionsForClientTLS("127.0.0.1", trustRoot=impostor.identity,
+                                      clientCertificate=impostor.identity)  # fmt: skip
+        _, connecting, built = self.dial(options)
+        failure = self.failureResultOf(connecting, TLSHandshakeFailed)
+        self.assertIn("certificate verify failed", str(failure.value))
+        self.assertEqual(built, [])
+
+    def test_silent_peer_times_out(self) -> None:
+        """A peer that never answers the ClientHello: the attempt fails after
+        `HANDSHAKE_TIMEOUT` and the connection is aborted."""
+        _, member, _ = identities()
+        clock = MemoryReactorClock()
+        nowhere = _DialNowhere()
+        endpoint = TLSClientEndpoint(nowhere, member.client_options("127.0.0.1"), clock)
+        built: list[App] = []
+        connecting = endpoint.connect(Factory.forProtocol(lambda: App(built)))
+        clock.advance(HANDSHAKE_TIMEOUT - 0.1)
+        self.assertNoResult(connecting)
+        clock.advance(0.2)
+        failure = self.failureResultOf(connecting, TLSHandshakeFailed)
+        self.assertIn(f"not finished within {HANDSHAKE_TIMEOUT:g} s", str(failure.value))
+        self.assertTrue(nowhere.transports[0].disconnecting)
+        self.assertEqual(built, [])
+
+    def test_cluster_key_inside_tls(self) -> None:
+        """As ``twistd skydns`` connects with both: the key's handshake runs
+        once TLS is done, and the connection is made once both are."""
+        _, member, _ = identities()
+        dialler = _DialNode(KeyedNode())
+        tls = TLSClientEndpoint(dialler, member.client_options("127.0.0.1"), dialler.node.reactor)
+        endpoint = AuthClientEndpoint(tls, KEY, dialler.node.reactor)
+        built: list[App] = []
+        connecting = endpoint.connect(Factory.forProtocol(lambda: App(built)))
+        for pump in dialler.pumps:
+            pump.flush()
+        [client] = built
+        self.assertIs(self.successResultOf(connecting), client)
+        [server] = dialler.node.built
+        client.transport.write(b"heartbeat")  # type: ignore[union-attr]
+        dialler.pumps[0].flush()
+        self.assertEqual(server.received, b"heartbeat")

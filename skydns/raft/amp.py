@@ -91,6 +91,8 @@ class RaftProtocol(amp.AMP):
         self.handler = handler
         self.drops = drops
         self.on_lost: Callable[[RaftProtocol], None] | None = None
+        #: Why the connection ended, once it has.
+        self.lost_reason: Failure | None = None
         self._box_bytes = 0
 
     def _refused(self, what: str, reason: str, kind: str) -> None:
@@ -178,6 +180,7 @@ class RaftProtocol(amp.AMP):
         if self._keyLengthLimitExceeded:  # AMP closes the connection on such a key
             self._refused("dropped a Raft connection", "not AMP (a key over 255 bytes)", "not AMP")
         super().connectionLost(reason)
+        self.lost_reason = reason
         if self.on_lost is not None:
             self.on_lost(self)
 

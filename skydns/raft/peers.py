@@ -28,6 +28,7 @@ from skydns.logging import LogThrottle, address_text
 from skydns.raft.amp import RaftProtocol, local_error
 from skydns.raft.amp_commands import MAX_FORWARD_BATCH, ForwardResult
 from skydns.raft.messages import Message
+from skydns.raft.tls import tls_error
 from skydns.raft.transport import IRaftHandler, IRaftTransport, PeerUnavailable
 
 log = Logger()
@@ -36,8 +37,40 @@ log = Logger()
 MAX_BATCH_BYTES = 1024 * 1024
 
 
-#: Seconds between two "cannot reach Raft peer" lines for one peer.
+#: Seconds between two "cannot reach Raft peer" lines for one peer, and
+#: between two "connected"/"lost the connection" lines for one peer (a peer
+#: that takes the connection and drops it at once, e.g. one whose CA does not
+#: trust our certificate, would otherwise log a pair every attempt).
 UNREACHABLE_LOG_INTERVAL = 60.0
+
+
+def why(reason: Failure) -> str:
+    """A failed attempt or a lost connection in a few words."""
+    words = tls_error(reason)
+    if words is not None:
+        return "TLS: " + words
+    return reason.getErrorMessage() or type(reason.value).__name__
+
+
+def _held(count: int) -> str:
+    return f" ({count} more like it not logged)" if count else ""
+
+
+@implementer(IStreamClientEndpoint)
+class _NotingFailures:
+    """A peer's endpoint that notes why its last attempt failed."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, note: Callable[[str], None]) -> None:
+        self.endpoint = endpoint
+        self.note = note
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:  # noqa: N803 - Twisted's name
+        def failed(reason: Failure) -> Failure:
+            self.note(why(reason))
+            return reason
+
+        connecting: Deferred[Any] = self.endpoint.connect(protocolFactory)
+        return connecting.addErrback(failed)
 
 
 class _RaftFactory(Factory):
@@ -73,8 +106,11 @@ class _Peer:
         self._flush_call: IDelayedCall | None = None
         self._backoff = backoffPolicy(initialDelay=0.05, maxDelay=1.0, factor=2.0)
         self._unreachable = LogThrottle(clock, UNREACHABLE_LOG_INTERVAL)
+        self._comings_and_goings = LogThrottle(clock, UNREACHABLE_LOG_INTERVAL)
+        #: Why the last attempt to connect failed.
+        self.last_failure = ""
         self.service = ClientService(
-            endpoint,
+            _NotingFailures(endpoint, self._note_failure),
             _RaftFactory.forProtocol(factory),  # type: ignore[arg-type]
             retryPolicy=self._retry,
             clock=clock,
@@ -86,23 +122,37 @@ class _Peer:
         reach is logged once a minute (attempts come every second)."""
         if self._unreachable.allow(self.peer_id) is not None:
             log.info(
-                "cannot reach Raft peer {peer} ({attempts} failed attempts in a row); retrying",
-                peer=self.peer_id, attempts=attempt,
+                "cannot reach Raft peer {peer} ({attempts} failed attempts in a row, "
+                "the last: {reason}); retrying",
+                peer=self.peer_id, attempts=attempt, reason=self.last_failure or "unknown",
             )  # fmt: skip
         return self._backoff(attempt)
+
+    def _note_failure(self, reason: str) -> None:
+        self.last_failure = reason
 
     def _connected(self, protocol: RaftProtocol) -> None:
         # ``protocol`` is ClientService's proxy, which forwards method calls
         # (but not attribute assignment) to our RaftProtocol.
         self.protocol = protocol
         protocol.watch_lost(lambda _: self._lost(protocol))
-        log.info("connected to Raft peer {peer}", peer=self.peer_id)
+        held = self._comings_and_goings.allow("connected")
+        if held is not None:
+            log.info("connected to Raft peer {peer}" + _held(held), peer=self.peer_id)
 
     def _lost(self, protocol: RaftProtocol) -> None:
         if self.protocol is protocol:
             self.protocol = None
-            if self.service.running:
-                log.info("lost the connection to Raft peer {peer}", peer=self.peer_id)
+            if not self.service.running:
+                return
+            reason = protocol.lost_reason
+            self.last_failure = "lost the connection" if reason is None else why(reason)
+            held = self._comings_and_goings.allow("lost")
+            if held is not None:
+                log.info(
+                    "lost the connection to Raft peer {peer}: {reason}" + _held(held),
+                    peer=self.peer_id, reason="unknown" if reason is None else why(reason),
+                )  # fmt: skip
 
     def send(self, message: Message) -> None:
         if self.protocol is None:

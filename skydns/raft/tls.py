@@ -20,8 +20,8 @@ from typing import Any
 import attrs
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
+    IAddress,
     IDelayedCall,
     IHandshakeListener,
     IListeningPort,
@@ -32,14 +32,14 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import Certificate, CertificateOptions, PrivateCertificate
 from twisted.internet.ssl import optionsForClientTLS as client_options
 from twisted.internet.task import Clock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 from skydns.raft.auth import RateLimitedLog
 
@@ -93,13 +93,22 @@ def load_tls(ca_path: str, cert_path: str, key_path: str) -> RaftTLS:
 def handshake_failure(reason: Failure) -> str:
     """Why a connection ended before its TLS handshake finished, in a few
     words: OpenSSL's reason when the handshake failed, else that it closed."""
+    words = tls_error(reason)
+    if words is None:
+        return "closed before the TLS handshake finished"
+    return "TLS handshake failed: " + words
+
+
+def tls_error(reason: Failure) -> str | None:
+    """OpenSSL's reasons when ``reason`` is a TLS error (``certificate verify
+    failed``, ``tlsv1 alert unknown ca``), else None."""
     error = reason.value
     if not isinstance(error, SSL.Error):
-        return "closed before the TLS handshake finished"
+        return None
     # pyOpenSSL: args[0] is OpenSSL's error queue, (library, function, reason).
     queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
     reasons = [str(entry[-1]) for entry in queue if isinstance(entry, tuple) and entry]
-    return "TLS handshake failed: " + ("; ".join(r for r in reasons if r) or repr(error))
+    return "; ".join(r for r in reasons if r) or repr(error)
 
 
 @implementer(IHandshakeListener)
@@ -211,6 +220,156 @@ class TLSServerEndpoint:
         return listening
 
 
+class TLSHandshakeFailed(Exception):
+    """A connection to a peer ended, or stalled, before its TLS handshake
+    finished; the message says why in OpenSSL's words (`handshake_failure`)."""
+
+
+@implementer(IHandshakeListener)
+class _ClientHandshake(ProtocolWrapper):
+    """Between TLS and the protocol it carries, on the connecting side.
+
+    That protocol is built only once the handshake completed (the peer's
+    certificate checked), as the cluster key's handshake does: a connection
+    that fails TLS never was a connection to the caller.  ``ready`` fires
+    with it then, or fails with `TLSHandshakeFailed`.
+    """
+
+    factory: _ClientHandshakeFactory
+
+    def __init__(self, factory: _ClientHandshakeFactory, addr: IAddress | None) -> None:
+        super().__init__(factory, None)  # type: ignore[arg-type]
+        self.addr = addr
+        self.ready: Deferred[IProtocol] = Deferred()
+        self._early = b""
+        self._deadline: IDelayedCall | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        directlyProvides(self, providedBy(transport))
+        Protocol.makeConnection(self, transport)
+
+    def connectionMade(self) -> None:
+        clock = self.factory.clock
+        if clock is not None:
+            self._deadline = clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self._failed(f"TLS handshake not finished within {HANDSHAKE_TIMEOUT:g} s")
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _failed(self, reason: str) -> None:
+        if not self.ready.called:
+            self.ready.errback(TLSHandshakeFailed(reason))
+
+    def handshakeCompleted(self) -> None:
+        self._stop_deadline()
+        if self.ready.called:
+            return
+        wrapped = self.factory.wrappedFactory.buildProtocol(self.addr)
+        if wrapped is None:
+            self._failed("the connection was refused")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self.wrappedProtocol = wrapped
+        wrapped.makeConnection(self)
+        # As `HandshakeWatch` does: only a class that listens itself (the
+        # cluster key's wrapper copies our interfaces and would hand it back).
+        if IHandshakeListener.implementedBy(type(wrapped)):
+            wrapped.handshakeCompleted()  # type: ignore[attr-defined]
+        self.ready.callback(wrapped)
+        early, self._early = self._early, b""
+        if early and not self.disconnecting:
+            wrapped.dataReceived(early)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.wrappedProtocol is None:
+            self._early += data  # cannot come before the handshake; kept if it does
+            return
+        self.wrappedProtocol.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop_deadline()
+        if self.wrappedProtocol is not None:
+            self.wrappedProtocol.connectionLost(reason)
+            self.wrappedProtocol = None  # type: ignore[assignment]
+        else:
+            self._failed(handshake_failure(reason))
+
+
+class _ClientHandshakeFactory(WrappingFactory):
+    protocol = _ClientHandshake  # type: ignore[assignment]
+
+    def __init__(self, wrappedFactory: IProtocolFactory, clock: IReactorTime | None) -> None:
+        super().__init__(wrappedFactory)
+        self.clock = clock
+        self.noisy = False
+        #: The connections made (one per `TLSClientEndpoint.connect`).
+        self.built: list[_ClientHandshake] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> _ClientHandshake:  # type: ignore[override]
+        handshake = _ClientHandshake(self, addr)
+        self.built.append(handshake)
+        return handshake
+
+
+@implementer(IStreamClientEndpoint)
+class TLSClientEndpoint:
+    """Connects through ``endpoint`` speaking TLS with ``creator``.
+
+    Unlike ``wrapClientTLS``, whose Deferred fires once TCP is connected,
+    this one fires once the TLS handshake is done, and fails with
+    `TLSHandshakeFailed` (OpenSSL's reason) when it is not: a peer whose
+    certificate the CA did not sign is a failed attempt to connect, which
+    the caller retries and reports, not a connection made and lost.
+    ``clock`` bounds the handshake to `HANDSHAKE_TIMEOUT`.
+    """
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        creator: IOpenSSLClientConnectionCreator,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.creator = creator
+        self.clock = clock
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        watched = _ClientHandshakeFactory(protocolFactory, self.clock)
+        factory = TLSMemoryBIOFactory(self.creator, True, watched, self.clock)
+        factory.noisy = False
+
+        def cancel(_: Deferred[IProtocol]) -> None:
+            connecting.cancel()
+            for handshake in watched.built:
+                if not handshake.ready.called and handshake.transport is not None:
+                    handshake.transport.abortConnection()  # type: ignore[attr-defined]
+
+        result: Deferred[IProtocol] = Deferred(cancel)
+
+        def connected(_: object) -> None:
+            for handshake in watched.built:
+                handshake.ready.addCallbacks(done, failed)
+
+        def done(protocol: IProtocol) -> None:
+            if not result.called:
+                result.callback(protocol)
+
+        def failed(failure: Failure) -> None:
+            if not result.called:
+                result.errback(failure)
+
+        connecting: Deferred[Any] = self.endpoint.connect(factory)
+        connecting.addCallbacks(connected, failed)
+        return result
+
+
 def wrap_tls(
     tls: RaftTLS | None,
     server: IStreamServerEndpoint,
@@ -221,13 +380,14 @@ def wrap_tls(
     """``server`` and ``clients`` over mutual TLS (unchanged when ``tls`` is
     None); ``hosts[peer]`` is the name that peer's certificate must carry.
     ``clock`` paces the log of connections the server drops during the
-    handshake (without one, every drop is logged)."""
+    handshake (without one, every drop is logged) and bounds the clients'
+    handshakes."""
     if tls is None:
         return server, clients
     return (
         TLSServerEndpoint(server, tls.server_options(), clock),
         {
-            peer: wrapClientTLS(tls.client_options(hosts[peer]), endpoint)
+            peer: TLSClientEndpoint(endpoint, tls.client_options(hosts[peer]), clock)
             for peer, endpoint in clients.items()
         },
     )
@@ -235,6 +395,8 @@ def wrap_tls(
 
 __all__ = [
     "HandshakeWatch",
+    "TLSClientEndpoint",
+    "TLSHandshakeFailed",
     "HandshakeWatchFactory",
     "RaftTLS",
     "TLSServerEndpoint",

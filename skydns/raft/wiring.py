@@ -113,7 +113,7 @@ def build_cluster(
         """An endpoint for a member added at run time (``HOST:PORT``)."""
         where = parse_hostport(address)
         endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, where.host, where.port)
-        endpoint = wrap_tls(raft_tls, server, {"_": endpoint}, {"_": where.host})[1]["_"]
+        endpoint = wrap_tls(raft_tls, server, {"_": endpoint}, {"_": where.host}, reactor)[1]["_"]
         return wrap_endpoints(cluster_key, server, {"_": endpoint}, reactor)[1]["_"]
 
     server, clients = wrap_endpoints(cluster_key, server, clients, reactor)
