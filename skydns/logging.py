@@ -487,14 +487,28 @@ def parse_log_level(text: str) -> LogLevel:
     return LogLevel.levelWithName(value)
 
 
-def _open(twistd: Mapping[str, Any]) -> IO[str]:
+#: ``--log-rotate-size``: a log file is rotated when it reaches this many bytes.
+DEFAULT_ROTATE_SIZE = 10_000_000
+
+#: ``--log-keep``: rotated log files kept (older ones are deleted).
+DEFAULT_KEEP = 10
+
+
+def _open(
+    twistd: Mapping[str, Any], rotate_size: int = DEFAULT_ROTATE_SIZE, keep: int = DEFAULT_KEEP
+) -> IO[str]:
     """Where twistd itself would write: stdout under ``-n`` without
     ``--logfile`` (or with ``--logfile -``), else the file (twistd.log by
-    default), rotated as twistd rotates it."""
+    default), rotated at ``rotate_size`` bytes (and on SIGUSR1, as twistd
+    does) with ``keep`` rotated files kept.  twistd's own log keeps every
+    rotated file; with a line per registration on every node that fills a
+    disk, so the number is bounded here."""
     path = twistd.get("logfile") or ""
     if path == "-" or (not path and twistd.get("nodaemon")):
         return sys.stdout
-    logfile: IO[str] = LogFile.fromFullPath(path or "twistd.log")  # type: ignore[assignment]
+    logfile: IO[str] = LogFile.fromFullPath(  # type: ignore[assignment]
+        path or "twistd.log", rotateLength=rotate_size, maxRotatedFiles=keep
+    )
     return logfile
 
 
@@ -517,6 +531,8 @@ def log_observer(
     twistd: Optional[Mapping[str, Any]] = None,
     out: Optional[IO[str]] = None,
     reactor: Optional[_Reactor] = None,
+    rotate_size: int = DEFAULT_ROTATE_SIZE,
+    keep: int = DEFAULT_KEEP,
 ) -> Optional[LogWriter]:
     """The observer for ``--log-format fmt --log-level level``.
 
@@ -525,12 +541,13 @@ def log_observer(
     ``--nodaemon``.  None when twistd was given ``--syslog`` or ``--logger``:
     its own choice stands.  ``out`` overrides the destination (tests).
     With a ``reactor`` lines are written once per reactor turn (`LogWriter`).
+    A log file is rotated at ``rotate_size`` bytes, ``keep`` old ones kept.
     """
     twistd = twistd if twistd is not None else {"nodaemon": True}
     if (twistd.get("syslog") or twistd.get("logger")) and out is None:
         return None
     if out is None:
-        out = _open(twistd)
+        out = _open(twistd, rotate_size, keep)
     fmt = parse_log_format(fmt)
     if isinstance(level, str):
         level = parse_log_level(level)

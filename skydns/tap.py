@@ -91,6 +91,13 @@ class Options(usage.Options):
         ["log-format", None, "text", "Log lines as readable text or as JSON objects: text|json."],
         ["log-level", None, "info", "Least severe log level written: debug|info|warn|error."],
         [
+            "log-rotate-size",
+            None,
+            "10000000",
+            "With twistd's --logfile (or as a daemon): rotate the log at this many bytes.",
+        ],
+        ["log-keep", None, "10", "Rotated log files kept; older ones are deleted."],
+        [
             "access-log",
             None,
             None,
@@ -209,6 +216,14 @@ class Options(usage.Options):
             )
         self["log-format"] = _checked("log-format", parse_log_format, self["log-format"])
         self["log-level"] = _checked("log-level", parse_log_level, self["log-level"])
+        self["log-rotate-size"] = _checked(
+            "log-rotate-size", _non_negative_int, self["log-rotate-size"]
+        )
+        if self["log-rotate-size"] < 1000:
+            raise usage.UsageError("--log-rotate-size: must be at least 1000 (bytes)")
+        self["log-keep"] = _checked("log-keep", _non_negative_int, self["log-keep"])
+        if self["log-keep"] == 0:
+            raise usage.UsageError("--log-keep: must be at least 1")
         if self["secret"] is None:
             self["secret"] = os.environ.get("SKYDNS_SECRET") or None
         if self["secret"] == "":
@@ -352,8 +367,9 @@ def makeService(options: Options) -> service.MultiService:
     disable_created_metrics()
     metrics = Metrics()
     observer = log_observer(
-        options["log-format"], options["log-level"], twistd=options.parent, reactor=reactor
-    )
+        options["log-format"], options["log-level"], twistd=options.parent, reactor=reactor,
+        rotate_size=options["log-rotate-size"], keep=options["log-keep"],
+    )  # fmt: skip
     if observer is not None:
         # Lines of the last reactor turns (services stopping) are written
         # before the process ends; after the reactor stops each line is

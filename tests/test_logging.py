@@ -321,6 +321,24 @@ class ObserverTests(SynchronousTestCase):
             self.assertIn("after the turn", f.read())
         observer.out.close()  # type: ignore[attr-defined]
 
+    def test_rotated_files_are_bounded(self) -> None:
+        """A log file is rotated at the size given and only the newest
+        ``keep`` rotated files stay: a busy node does not fill its disk."""
+        directory = tempfile.mkdtemp()
+        path = os.path.join(directory, "skydns.log")
+        observer = log_observer("text", twistd={"logfile": path}, rotate_size=1000, keep=3)
+        assert isinstance(observer, LogWriter)
+        log = Logger(namespace="n", observer=observer)
+        for i in range(200):
+            log.info("registered {i} " + "x" * 80, i=i)
+        observer.out.close()  # type: ignore[attr-defined]
+        expected = ["skydns.log", "skydns.log.1", "skydns.log.2", "skydns.log.3"]
+        self.assertEqual(sorted(os.listdir(directory)), expected)
+        with open(path + ".1") as f:
+            newest_rotated = f.read()
+        self.assertLessEqual(len(newest_rotated), 1000 + 200)
+        self.assertIn("registered 1", newest_rotated)
+
     def test_json_observer_factory(self) -> None:
         """The zero-argument factory for twistd --logger gives a JSON observer."""
         self.assertTrue(ILogObserver.providedBy(json_observer()))
@@ -558,3 +576,24 @@ class AddressTextTests(SynchronousTestCase):
                          "203.0.113.7:40123")  # fmt: skip
         self.assertEqual(address_text(IPv6Address("TCP", "2001:db8::1", 53)), "[2001:db8::1]:53")
         self.assertEqual(address_text(None), "None")
+
+
+class LogFileOptionsTests(SynchronousTestCase):
+    def test_defaults_and_bad_values(self) -> None:
+        """``--log-rotate-size`` and ``--log-keep``: bounded by default, and
+        nonsense is refused with the flag's name."""
+        from twisted.python import usage
+
+        from skydns.tap import Options
+
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual((options["log-rotate-size"], options["log-keep"]), (10_000_000, 10))
+        options = Options()
+        options.parseOptions(["--log-rotate-size", "50000", "--log-keep", "2"])
+        self.assertEqual((options["log-rotate-size"], options["log-keep"]), (50_000, 2))
+        for flag, value in [("--log-rotate-size", "10MB"), ("--log-rotate-size", "999"),
+                            ("--log-keep", "0"), ("--log-keep", "-1")]:  # fmt: skip
+            with self.assertRaises(usage.UsageError) as raised:
+                Options().parseOptions([flag, value])
+            self.assertIn(flag, str(raised.exception))
