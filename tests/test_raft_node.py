@@ -259,6 +259,21 @@ class ElectionTests(SynchronousTestCase, Maker):
         self.assertEqual(self.successResultOf(d).status, "ok")
 
 
+def held_saves(cluster: Cluster, node: RaftNode) -> list[Deferred[None]]:
+    """Make ``node`` save to its storage at once but finish each save only
+    when the test fires the Deferred it appends to the list returned."""
+    pending: list[Deferred[None]] = []
+    storage = cluster.storages[node.id]
+
+    def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
+        storage.save(hs, entries)
+        pending.append(Deferred())
+        return pending[-1]
+
+    node.save_in_thread = save
+    return pending
+
+
 class ReplicationTests(SynchronousTestCase, Maker):
     def setUp(self) -> None:
         self.cluster = self.make()
@@ -579,15 +594,7 @@ class ThreadedSaveTests(SynchronousTestCase):
         write is acknowledged only after that save, whatever the followers say."""
         cluster = Cluster(save_delay=0.004)
         leader = cluster.elect()
-        pending: list[Deferred[None]] = []
-        storage = cluster.storages[leader.id]
-
-        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
-            storage.save(hs, entries)
-            pending.append(Deferred())
-            return pending[-1]
-
-        leader.save_in_thread = save
+        pending = held_saves(cluster, leader)
         sent = len(cluster.network.sent)
         d = leader.propose(Register(service("e1"), 0.0))
         cluster.clock.advance(0)
@@ -609,15 +616,7 @@ class ThreadedSaveTests(SynchronousTestCase):
         per follower for all of them, acknowledged in the order they came."""
         cluster = Cluster(save_delay=0.004)
         leader = cluster.elect()
-        pending: list[Deferred[None]] = []
-        storage = cluster.storages[leader.id]
-
-        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
-            storage.save(hs, entries)
-            pending.append(Deferred())
-            return pending[-1]
-
-        leader.save_in_thread = save
+        pending = held_saves(cluster, leader)
         first = leader.propose(Register(service("s0"), 0.0))
         cluster.clock.advance(0)
         self.assertEqual(len(pending), 1)

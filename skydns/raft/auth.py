@@ -32,7 +32,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from typing import Any, cast
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -348,31 +349,45 @@ class AuthClientEndpoint(_AuthEndpoint):
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         factory = self._handshake_factory(protocolFactory, is_client=True)
-        handshake: list[HandshakeProtocol] = []
+        return connect_when_ready(self.endpoint, factory, lambda protocol: [protocol])
 
-        def cancel(result: Deferred[IProtocol]) -> None:
-            connecting.cancel()
-            for protocol in handshake:
-                if protocol.transport is not None and not protocol.authenticated:
-                    cast(Any, protocol.transport).abortConnection()
 
-        result: Deferred[IProtocol] = Deferred(cancel)
+def connect_when_ready(
+    endpoint: IStreamClientEndpoint,
+    factory: IProtocolFactory,
+    handshakes: Callable[[Any], Iterable[Any]],
+) -> Deferred[IProtocol]:
+    """``endpoint.connect(factory)``, fired only once the connection's
+    handshake is done: ``handshakes(connected)`` gives the protocols that run
+    it (each with a ``ready`` Deferred, firing with the protocol to hand on,
+    or failing, and a ``transport``).  Cancelling aborts a handshake under way.
+    """
+    running: list[Any] = []
 
-        def connected(protocol: HandshakeProtocol) -> None:
-            handshake.append(protocol)
-            protocol.ready.addCallbacks(done, failed)
+    def cancel(_: Deferred[IProtocol]) -> None:
+        connecting.cancel()
+        for handshake in running:
+            if not handshake.ready.called and handshake.transport is not None:
+                handshake.transport.abortConnection()
 
-        def done(protocol: IProtocol) -> None:
-            if not result.called:
-                result.callback(protocol)
+    result: Deferred[IProtocol] = Deferred(cancel)
 
-        def failed(failure: Failure) -> None:
-            if not result.called:
-                result.errback(failure)
+    def connected(protocol: Any) -> None:
+        for handshake in handshakes(protocol):
+            running.append(handshake)
+            handshake.ready.addCallbacks(done, failed)
 
-        connecting: Deferred[Any] = self.endpoint.connect(factory)
-        connecting.addCallbacks(connected, failed)
-        return result
+    def done(protocol: IProtocol) -> None:
+        if not result.called:
+            result.callback(protocol)
+
+    def failed(failure: Failure) -> None:
+        if not result.called:
+            result.errback(failure)
+
+    connecting: Deferred[Any] = endpoint.connect(factory)
+    connecting.addCallbacks(connected, failed)
+    return result
 
 
 def wrap_endpoints(

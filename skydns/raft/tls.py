@@ -41,7 +41,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from skydns.raft.auth import RateLimitedLog
+from skydns.raft.auth import RateLimitedLog, connect_when_ready
 
 #: Seconds a client has to finish the TLS handshake before it is dropped.
 HANDSHAKE_TIMEOUT = 10.0
@@ -111,8 +111,33 @@ def tls_error(reason: Failure) -> str | None:
     return "; ".join(r for r in reasons if r) or repr(error)
 
 
+#: What a handshake that ran out of time is called in the logs.
+TOO_SLOW = f"TLS handshake not finished within {HANDSHAKE_TIMEOUT:g} s"
+
+
+class _Deadline:
+    """`HANDSHAKE_TIMEOUT` for a TLS handshake, armed as the connection is
+    made (when there is a clock); `_too_slow` says what then happens."""
+
+    factory: Any
+    _deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+        clock = self.factory.clock
+        if clock is not None:
+            self._deadline = clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
+
+    def _too_slow(self) -> None:
+        raise NotImplementedError
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+
 @implementer(IHandshakeListener)
-class HandshakeWatch(ProtocolWrapper):
+class HandshakeWatch(_Deadline, ProtocolWrapper):
     """Sits between TLS and the protocol it carries, on the listening side:
     a connection lost before TLS said the handshake completed, and not
     closed by the protocol above (which logs its own drops), is logged."""
@@ -123,26 +148,12 @@ class HandshakeWatch(ProtocolWrapper):
         super().__init__(factory, wrapped)
         self.handshake_done = False
         self.closed_here = False
-        self._deadline: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:
-        clock = self.factory.clock
-        if clock is not None:
-            self._deadline = clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
 
     def _too_slow(self) -> None:
         self._deadline = None
-        peer = self._tls().getPeer()
-        self.factory.drop_log.dropped_connection(
-            f"TLS handshake not finished within {HANDSHAKE_TIMEOUT:g} s", peer
-        )
+        self.factory.drop_log.dropped_connection(TOO_SLOW, self._tls().getPeer())
         self.closed_here = True
         self._tls().abortConnection()
-
-    def _stop_deadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
 
     def handshakeCompleted(self) -> None:
         self.handshake_done = True
@@ -226,7 +237,7 @@ class TLSHandshakeFailed(Exception):
 
 
 @implementer(IHandshakeListener)
-class _ClientHandshake(ProtocolWrapper):
+class _ClientHandshake(_Deadline, ProtocolWrapper):
     """Between TLS and the protocol it carries, on the connecting side.
 
     That protocol is built only once the handshake completed (the peer's
@@ -242,26 +253,15 @@ class _ClientHandshake(ProtocolWrapper):
         self.addr = addr
         self.ready: Deferred[IProtocol] = Deferred()
         self._early = b""
-        self._deadline: IDelayedCall | None = None
 
     def makeConnection(self, transport: Any) -> None:
         directlyProvides(self, providedBy(transport))
         Protocol.makeConnection(self, transport)
 
-    def connectionMade(self) -> None:
-        clock = self.factory.clock
-        if clock is not None:
-            self._deadline = clock.callLater(HANDSHAKE_TIMEOUT, self._too_slow)
-
     def _too_slow(self) -> None:
         self._deadline = None
-        self._failed(f"TLS handshake not finished within {HANDSHAKE_TIMEOUT:g} s")
+        self._failed(TOO_SLOW)
         self.transport.abortConnection()  # type: ignore[union-attr]
-
-    def _stop_deadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
 
     def _failed(self, reason: str) -> None:
         if not self.ready.called:
@@ -344,30 +344,7 @@ class TLSClientEndpoint:
         watched = _ClientHandshakeFactory(protocolFactory, self.clock)
         factory = TLSMemoryBIOFactory(self.creator, True, watched, self.clock)
         factory.noisy = False
-
-        def cancel(_: Deferred[IProtocol]) -> None:
-            connecting.cancel()
-            for handshake in watched.built:
-                if not handshake.ready.called and handshake.transport is not None:
-                    handshake.transport.abortConnection()  # type: ignore[attr-defined]
-
-        result: Deferred[IProtocol] = Deferred(cancel)
-
-        def connected(_: object) -> None:
-            for handshake in watched.built:
-                handshake.ready.addCallbacks(done, failed)
-
-        def done(protocol: IProtocol) -> None:
-            if not result.called:
-                result.callback(protocol)
-
-        def failed(failure: Failure) -> None:
-            if not result.called:
-                result.errback(failure)
-
-        connecting: Deferred[Any] = self.endpoint.connect(factory)
-        connecting.addCallbacks(connected, failed)
-        return result
+        return connect_when_ready(self.endpoint, factory, lambda _: watched.built)
 
 
 def wrap_tls(
