@@ -68,6 +68,10 @@ class Clients:
         self.retries = 0
         #: (time, node, kind) of every answered operation.
         self.served: list[tuple[int, str, str]] = []
+        #: Writes waiting for their node's `propose_many` this moment.
+        self._batches: dict[str, list[tuple[bytes, Any, Any]]] = {}
+        #: Writes that went into a log with others in one `propose_many`.
+        self.batched = 0
 
     def start(self, until: int) -> None:
         """Issue operations until time ``until``."""
@@ -155,16 +159,35 @@ class Clients:
         else:
             data = command(client.id, op.seq, op.kind, op.key, op.input)
 
-            def propose(core: Any) -> None:
-                try:
-                    core.propose(data)
-                    node.write_waiters[(client.id, op.seq)] = done
-                except NotLeader as e:
-                    retry(e.leader)
-                except ProposalDropped:
-                    retry(target)
+            def proposed() -> None:
+                node.write_waiters[(client.id, op.seq)] = done
 
-            sim.input(node, propose)
+            def refused(error: Exception) -> None:
+                retry(error.leader if isinstance(error, NotLeader) else target)
+
+            # As a node appends what it was given in one turn with one
+            # `propose_many`: writes reaching a node at the same moment go
+            # into its log together.
+            batch = self._batches.setdefault(node.id, [])
+            batch.append((data, proposed, refused))
+            if len(batch) == 1:
+                sim.at(sim.now, lambda: self._propose_batch(node))
+
+    def _propose_batch(self, node: Any) -> None:
+        batch = self._batches.pop(node.id, [])
+        self.batched += len(batch) if len(batch) > 1 else 0
+
+        def propose(core: Any) -> None:
+            try:
+                core.propose_many([data for data, _, _ in batch])
+            except (NotLeader, ProposalDropped) as e:
+                for _, _, refused in batch:
+                    refused(e)
+                return
+            for _, proposed, _ in batch:
+                proposed()
+
+        self.sim.input(node, propose)
 
     def _again(self, client: Client, attempt: int) -> None:
         if client.op is not None and client.op.attempt == attempt:

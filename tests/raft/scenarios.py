@@ -34,10 +34,14 @@ class Run:
     steps: int = 0
     faults: Counter[str] = field(factory=Counter)
     operations: int = 0
+    #: Writes a node appended together with others (one `propose_many`).
+    batched: int = 0
 
     @classmethod
     def of(cls, sim: Sim, clients: Clients | None = None) -> Run:
-        return cls(sim.steps, Counter(sim.faults), len(clients.history()) if clients else 0)
+        if clients is None:
+            return cls(sim.steps, Counter(sim.faults))
+        return cls(sim.steps, Counter(sim.faults), len(clients.history()), clients.batched)
 
 
 def linearizable(clients: Clients) -> None:

@@ -36,6 +36,13 @@ class ScenarioTests(SynchronousTestCase):
                     f"tests/raft/test_scenarios.py -k test_{name}"
                 )
 
+    def test_writes_are_appended_in_batches_under_faults(self) -> None:
+        """Writes reaching a node at the same moment go into its log with one
+        `propose_many`, as the real node does: the leader-crash scenario,
+        which checks linearizability, runs with such batches."""
+        runs = [SCENARIOS["leader_crash_mid_replication"](seed) for seed in range(3)]
+        self.assertGreater(sum(run.batched for run in runs), 0)
+
     def test_split_votes(self) -> None:
         """After a split vote a later term elects exactly one leader."""
         self.scenario("split_votes", range(20))
