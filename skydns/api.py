@@ -50,7 +50,7 @@ from skydns.names import (
     service_json,
 )
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Registry
-from skydns.routing import fast_routes
+from skydns.routing import FastRoutes
 
 log = Logger()
 
@@ -203,10 +203,11 @@ class API:
 
     def resource(self) -> Resource:
         """The twisted.web resource serving this API (metered when there are metrics)."""
-        inner = KleinResource(fast_routes(self.app))
+        routes = FastRoutes(self.app)
+        inner = KleinResource(routes)  # type: ignore[arg-type] # the app, table-first
         if self.metrics is None:
             return inner
-        return MeteredResource(inner, self.app.url_map, self.clock, self.metrics)
+        return MeteredResource(inner, self.app.url_map, self.clock, self.metrics, routes)
 
     # -- plumbing ------------------------------------------------------------
 

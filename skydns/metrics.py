@@ -10,7 +10,7 @@ and times requests with the clock it is given (never the wall clock).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,7 +29,7 @@ from werkzeug.routing import Map
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
 from skydns.registry import Applied
-from skydns.routing import quick_match, segment_table
+from skydns.routing import FastRoutes, quick_match, segment_table
 
 #: The ``op`` label of `Metrics.registry_changes` for each command type.
 COMMAND_OPS: dict[type, str] = {
@@ -203,15 +203,19 @@ class MeteredResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, inner: Resource, url_map: Map, clock: _Clock, metrics: _HTTPObserver
-    ) -> None:
+        self, inner: Resource, url_map: Map, clock: _Clock, metrics: _HTTPObserver,
+        routes: Optional[FastRoutes] = None,
+    ) -> None:  # fmt: skip
+        """``routes``: the `FastRoutes` ``inner`` matches with, whose table
+        this then shares (`quick_match` answers a repeated question about
+        the same table at once: the route is matched once per request)."""
         super().__init__()
         self._inner = inner
         self._url_map = url_map
         self._clock = clock
         self._metrics = metrics
         self._templates: dict[str, str] = {}
-        self._by_length = segment_table(url_map)
+        self._by_length = routes.table if routes is not None else segment_table(url_map)
 
     def _quick_route(self, path: str, method: str = "GET") -> str | None:
         """The template from the rules' path segments (`skydns.routing`)

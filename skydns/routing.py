@@ -2,7 +2,7 @@
 
 Klein binds its werkzeug `Map` and runs the map's state-machine matcher for
 every request, which is a visible share of a node's CPU at a few thousand
-requests a second.  `fast_routes` hands `KleinResource` the same app with a
+requests a second.  `FastRoutes` hands `KleinResource` the same app with a
 map whose adapters first look the path up in a table of the rules' path
 segments, and ask werkzeug whenever the table cannot give werkzeug's answer
 for certain.
@@ -175,8 +175,3 @@ class FastRoutes:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._app, name)
-
-
-def fast_routes(app: Klein) -> Klein:
-    """``app`` for `KleinResource`, with table-first route matching."""
-    return FastRoutes(app)  # type: ignore[return-value]

@@ -5,6 +5,7 @@ and changes nothing; bodies within the limit are served as before."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -102,3 +103,31 @@ class KeepAliveTests(SynchronousTestCase):
         self.assertEqual(len(registry), 3)
         self.assertEqual(len(asked), 1)
         self.assertFalse(transport.disconnecting)
+
+    def test_route_matched_once_per_request(self) -> None:
+        """The metrics label and Klein's dispatch share one match of the
+        route table per request."""
+        from skydns import routing
+        from skydns.metrics import Metrics
+
+        calls: list[str] = []
+        real = routing._quick_match
+
+        def counting(table: Any, path: str, method: str) -> Any:
+            calls.append(path)
+            return real(table, path, method)
+
+        self.patch(routing, "_quick_match", counting)
+        registry = Registry()
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        api = make_api(LocalCluster(registry), clock, "skydns.local", metrics=Metrics())
+        channel = make_site(api).buildProtocol(None)
+        transport = StringTransport()
+        assert channel is not None
+        channel.makeConnection(transport)
+        head = b"PUT /skydns/services/k%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        for n in range(2):
+            channel.dataReceived(head % (n, len(BODY)) + BODY)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 201 "), 2)
+        self.assertEqual(calls, ["/skydns/services/k0", "/skydns/services/k1"])
