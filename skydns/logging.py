@@ -462,6 +462,19 @@ class LogWriter:
                 self._call = None
             self._write()
 
+    @property
+    def rotates(self) -> bool:
+        """Whether the lines go to a file that `rotate` can rotate."""
+        return isinstance(self.out, LogFile)
+
+    def rotate(self) -> None:
+        """Write what is held, then rotate the log file (as twistd does on
+        SIGUSR1); nothing to do when writing to standard output."""
+        with self._lock:
+            self.flush()
+            if isinstance(self.out, LogFile):
+                self.out.rotate()
+
     def _write(self) -> None:
         if not self._lines:
             return

@@ -339,6 +339,20 @@ class _Node(RootService):
             pass
 
 
+def _rotate_on_sigusr1(observer: Any, reactor: Any) -> None:
+    """SIGUSR1 rotates the log file, as it does for twistd's own log (and as
+    logrotate's ``postrotate`` for twistd programs expects).  twistd installs
+    its handler only for the log it opens itself; without one the signal's
+    default action would end the process."""
+    import signal
+
+    def rotate(signum: int, frame: object) -> None:
+        reactor.callFromThread(observer.rotate)
+
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, rotate)
+
+
 def makeService(options: Options) -> service.MultiService:
     """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
     import treq
@@ -375,6 +389,8 @@ def makeService(options: Options) -> service.MultiService:
         # before the process ends; after the reactor stops each line is
         # written at once.
         reactor.addSystemEventTrigger("after", "shutdown", observer.flush)
+        if observer.rotates:
+            _rotate_on_sigusr1(observer, reactor)
     top = _Node(observer, twistd=options.parent)
 
     def fail_stop(reason: str) -> None:

@@ -74,6 +74,35 @@ class SingleNodeTests(SynchronousTestCase):
         answer = dns_query("1001.skydns.local", "A", self.node.dns_port)
         self.assertEqual([r.address for rrset in answer.answer for r in rrset], ["127.0.0.10"])
 
+    def test_sigusr1_rotates_the_log_file(self) -> None:
+        """As for any twistd program, SIGUSR1 rotates the ``--logfile`` (what
+        logrotate's postrotate sends): the node keeps serving, what it
+        logged so far is in the rotated file and later lines in a new one."""
+        import os
+        import signal
+
+        self.assertEqual(self.put("before", _service())[0], 201)
+        assert self.node.process is not None
+        os.kill(self.node.process.pid, signal.SIGUSR1)
+        rotated = self.node.log_path + ".1"
+        deadline = time.monotonic() + 10
+        while not os.path.exists(rotated) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIsNone(self.node.process.poll(), "SIGUSR1 ended the process")
+        self.assertEqual(self.put("after", _service())[0], 201)
+        with open(rotated) as f:
+            self.assertIn("registered before at", f.read())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(self.node.log_path) as f:
+                if "registered after at" in f.read():
+                    break
+            time.sleep(0.05)
+        with open(self.node.log_path) as f:
+            current = f.read()
+        self.assertIn("registered after at", current)
+        self.assertNotIn("registered before at", current)
+
     def test_nxdomain_and_nodata_carry_the_soa(self) -> None:
         """Unknown names are NXDOMAIN and known names without the type NOERROR,
         both with the SOA in authority."""
