@@ -409,7 +409,8 @@ def makeService(options: Options) -> service.MultiService:
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.
-        raise SystemExit(f"skydns: cannot start: data dir {options['data-dir']}: {e}") from None
+        where = "" if "data dir" in str(e) else f"data dir {options['data-dir']}: "
+        raise SystemExit(f"skydns: cannot start: {where}{e}") from None
     node.setServiceParent(top)
 
     cluster.add_apply_listener(metrics.on_applied)

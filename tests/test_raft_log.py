@@ -302,6 +302,16 @@ class DiskStorageTests(StorageContractMixin, SynchronousTestCase):
         self.assertEqual(second.load(), (HardState(), None, []))
         second.close()
 
+    def test_data_dir_that_is_a_file(self) -> None:
+        """``--data-dir`` naming a file: a clear refusal, and the file is left alone."""
+        path = self.path + ".file"
+        with open(path, "w") as f:
+            f.write("not a data dir")
+        error = self.assertRaises(StorageFailure, DiskStorage(path).load)
+        self.assertEqual(str(error), f"data dir {path} is not a directory")
+        with open(path) as f:
+            self.assertEqual(f.read(), "not a data dir")
+
     def test_foreign_file(self) -> None:
         """A file in wal/ that is not a segment stops the node, named."""
         self.loaded().close()

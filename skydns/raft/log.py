@@ -180,6 +180,8 @@ class DiskStorage:
     def load(self) -> Loaded:
         if self._lock is not None:
             raise RuntimeError(f"{self.path} is already loaded")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise StorageFailure(f"data dir {self.path} is not a directory")
         try:
             created = not os.path.isdir(self.path)
             os.makedirs(self.path, exist_ok=True)
