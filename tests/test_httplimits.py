@@ -81,24 +81,31 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertEqual(len(self.registry), 1)
 
 
+def put_on_one_connection(transport: StringTransport, count: int, metrics: Any = None) -> Registry:
+    """PUT ``count`` services (k0, k1, ...) one after another on one
+    keep-alive connection of the real `make_site` channel; the registry."""
+    registry = Registry()
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    api = make_api(LocalCluster(registry), clock, "skydns.local", metrics=metrics)
+    channel = make_site(api).buildProtocol(None)
+    assert channel is not None
+    channel.makeConnection(transport)
+    head = b"PUT /skydns/services/k%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    for n in range(count):
+        channel.dataReceived(head % (n, len(BODY)) + BODY)
+    return registry
+
+
 class KeepAliveTests(SynchronousTestCase):
     def test_one_connection_asks_for_its_address_once(self) -> None:
         """Requests on one keep-alive connection are each answered, and the
         socket's own address (a system call) is asked for once, not per request."""
-        registry = Registry()
-        clock = Clock()
-        clock.advance(1_700_000_000)
-        site = make_site(make_api(LocalCluster(registry), clock, "skydns.local"))
-        channel = site.buildProtocol(None)
         asked: list[object] = []
         transport = StringTransport()
         real = transport.getHost
         transport.getHost = lambda: asked.append(1) or real()  # type: ignore[method-assign]
-        assert channel is not None
-        channel.makeConnection(transport)
-        head = b"PUT /skydns/services/k%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-        for n in range(3):
-            channel.dataReceived(head % (n, len(BODY)) + BODY)
+        registry = put_on_one_connection(transport, 3)
         self.assertEqual(transport.value().count(b"HTTP/1.1 201 "), 3)
         self.assertEqual(len(registry), 3)
         self.assertEqual(len(asked), 1)
@@ -118,16 +125,7 @@ class KeepAliveTests(SynchronousTestCase):
             return real(table, path, method)
 
         self.patch(routing, "_quick_match", counting)
-        registry = Registry()
-        clock = Clock()
-        clock.advance(1_700_000_000)
-        api = make_api(LocalCluster(registry), clock, "skydns.local", metrics=Metrics())
-        channel = make_site(api).buildProtocol(None)
         transport = StringTransport()
-        assert channel is not None
-        channel.makeConnection(transport)
-        head = b"PUT /skydns/services/k%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-        for n in range(2):
-            channel.dataReceived(head % (n, len(BODY)) + BODY)
+        put_on_one_connection(transport, 2, Metrics())
         self.assertEqual(transport.value().count(b"HTTP/1.1 201 "), 2)
         self.assertEqual(calls, ["/skydns/services/k0", "/skydns/services/k1"])
