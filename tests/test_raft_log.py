@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from skydns.raft import disk, wal
+from skydns.raft import log as log_module
 from skydns.raft.log import (
     CorruptDataError,
     DataDirLocked,
@@ -416,6 +418,34 @@ class DiskStorageTests(StorageContractMixin, SynchronousTestCase):
         storage = self.open()
         self.assert_loads(storage, HardState(2), meta, entries(6, 8, 2))
         self.assert_loads(self.reopen(storage), HardState(2), meta, entries(6, 8, 2))
+
+    def test_entries_saved_while_a_snapshot_is_written(self) -> None:
+        """A snapshot written in a thread (megabytes, fsync'ed) does not hold
+        up saving a batch of entries: the batch is durable while the
+        snapshot file is still being written, and the snapshot then
+        compacts the log as usual."""
+        storage = self.loaded()
+        storage.save(HardState(1, "a", 0), entries(1, 8, 1))
+        writing, release = threading.Event(), threading.Event()
+        real = disk.write_synced
+
+        def slow(path: str, *pieces: bytes) -> None:
+            writing.set()
+            self.assertTrue(release.wait(10))
+            real(path, *pieces)
+
+        self.patch(log_module, "write_synced", slow)
+        meta = SnapshotMeta(5, 1, Configuration(frozenset({"a"})))
+        thread = threading.Thread(target=storage.save_snapshot, args=(meta, b"state"))
+        thread.start()
+        try:
+            self.assertTrue(writing.wait(10))
+            storage.save(HardState(1, "a", 9), entries(9, 12, 1))  # not blocked
+        finally:
+            release.set()
+            thread.join(10)
+        self.assertFalse(thread.is_alive())
+        self.assert_loads(self.reopen(storage), HardState(1, "a", 9), meta, entries(6, 12, 1))
 
     def test_damaged_snapshot(self) -> None:
         """A snapshot file with a bad checksum stops the node, named."""

@@ -57,18 +57,31 @@ def write_atomically(path: str, data: bytes) -> None:
     """Replace ``path`` by ``data``, all or nothing, durably: temp file,
     fsync, rename, fsync the directory."""
     tmp = path + ".tmp"
+    write_synced(tmp, data)
+    replace_synced(tmp, path)
+
+
+def write_synced(path: str, *pieces: bytes) -> None:
+    """Create (or truncate) ``path`` holding the ``pieces`` one after the
+    other, fsync'ed: the first half of `write_atomically`."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     except OSError as e:
-        raise StorageFailure(f"{tmp}: cannot create: {e}") from e
+        raise StorageFailure(f"{path}: cannot create: {e}") from e
     try:
-        write_all(fd, data, tmp)
+        for data in pieces:
+            write_all(fd, data, path)
         try:
             os.fsync(fd)
         except OSError as e:
-            raise StorageFailure(f"{tmp}: fsync failed: {e}") from e
+            raise StorageFailure(f"{path}: fsync failed: {e}") from e
     finally:
         os.close(fd)
+
+
+def replace_synced(tmp: str, path: str) -> None:
+    """Rename ``tmp`` to ``path`` and fsync the directory: the second half
+    of `write_atomically`."""
     try:
         os.rename(tmp, path)
     except OSError as e:

@@ -18,6 +18,7 @@ an append and a crash can only ever tear the tail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Sequence
@@ -31,11 +32,13 @@ from skydns.raft import wal
 from skydns.raft.disk import (
     DataDirLocked,
     lock_dir,
+    replace_synced,
     sync_data,
     sync_dir,
     unlock_dir,
     write_all,
     write_atomically,
+    write_synced,
 )
 from skydns.raft.logstate import LogState
 from skydns.raft.messages import Entry, HardState, SnapshotMeta
@@ -174,6 +177,9 @@ class DiskStorage:
         #: save, compact and save_snapshot may be called from two threads
         #: (a batch of entries, and a snapshot taken meanwhile).
         self._mutex = threading.RLock()
+        #: One snapshot written at a time (one taken, one received); held
+        #: before ``_mutex``, never after it.
+        self._snapshot_lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------
 
@@ -433,16 +439,31 @@ class DiskStorage:
                 raise self._guard(e) from e
 
     def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
-        with self._mutex:
-            state = self._live()
-            if meta.index < state.snapshot.index:
-                return
+        # The snapshot file is written and fsync'ed without the mutex, which
+        # `save` needs: a batch of entries (a few writes' acknowledgements)
+        # never waits for megabytes of snapshot to reach the disk.  Only the
+        # rename and the compaction are done under it.
+        with self._snapshot_lock:
+            with self._mutex:
+                if meta.index < self._live().snapshot.index:
+                    return
+            tmp = self._snapshot_path + ".tmp"
             try:
-                write_atomically(self._snapshot_path, wal.encode_snapshot(meta, data))
+                write_synced(tmp, wal.snapshot_head(meta, data), data)
             except StorageFailure as e:
-                raise self._guard(e) from e
-            self._snapshot = meta
-            self._compact(meta.index, meta.term)
+                with self._mutex:
+                    raise self._guard(e) from e
+            with self._mutex:
+                if meta.index < self._live().snapshot.index:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)  # overtaken by a newer snapshot meanwhile
+                    return
+                try:
+                    replace_synced(tmp, self._snapshot_path)
+                except StorageFailure as e:
+                    raise self._guard(e) from e
+                self._snapshot = meta
+                self._compact(meta.index, meta.term)
 
     def read_snapshot(self) -> tuple[SnapshotMeta, bytes] | None:
         self._live()

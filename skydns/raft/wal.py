@@ -278,6 +278,12 @@ _SNAPSHOT_HEADER = struct.Struct(">8sHQQIQII")
 
 def encode_snapshot(meta: SnapshotMeta, data: bytes) -> bytes:
     """A snapshot file's bytes: its metadata, the state machine's bytes, CRCs."""
+    return snapshot_head(meta, data) + data
+
+
+def snapshot_head(meta: SnapshotMeta, data: bytes) -> bytes:
+    """What a snapshot file holds before ``data`` (`encode_snapshot`): a
+    snapshot of megabytes is written as these two pieces, not copied into one."""
     config = b""
     if meta.config is not None:
         config = json.dumps(
@@ -287,7 +293,7 @@ def encode_snapshot(meta: SnapshotMeta, data: bytes) -> bytes:
     head = struct.pack(
         ">8sHQQIQI", SNAPSHOT_MAGIC, VERSION, meta.index, meta.term, len(config), len(data), crc
     )
-    return head + struct.pack(">I", zlib.crc32(head)) + config + data
+    return head + struct.pack(">I", zlib.crc32(head)) + config
 
 
 def decode_snapshot(path: str, raw: bytes) -> tuple[SnapshotMeta, bytes]:
