@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from skydns import registry as registry_module
 from skydns.commands import (
     AddCallback,
     Command,
@@ -27,6 +29,7 @@ from skydns.registry import (
     Removal,
     SnapshotError,
     encode_snapshot,
+    snapshot_pieces,
 )
 
 
@@ -400,13 +403,18 @@ class PropertyTests(SynchronousTestCase):
                                                           for i in everything}, held)
 
     def test_snapshot_is_one_json_document_however_it_is_written(self) -> None:
-        """`encode_snapshot` writes a few hundred instances per json call;
-        the bytes are exactly the one-call encoding of the documented body
-        (so snapshots from before stay readable, and after), with several
-        chunks and with none."""
-        for count in (0, 1, 700):
+        """`encode_snapshot` sorts the keys a slice at a time and writes a
+        few hundred instances per json call; the bytes are exactly the
+        one-call encoding of the documented body (so snapshots from before
+        stay readable, and after), with several slices and chunks and with
+        none (and a last chunk that is full), whatever order the instances
+        were registered in."""
+        self.patch(registry_module, "_SNAPSHOT_SORT_SLICE", 64)
+        for count in (0, 1, 512, 700):
             registry = Registry()
-            for i in range(count):
+            order = list(range(count))
+            random.Random(count).shuffle(order)
+            for i in order:
                 registry.apply(Register(service(f"u{i:04d}", region=f"r{i % 3}"), 1.5))
             registry.apply(AddCallback(callback("k1", name="rails"), 2.0))
             state = registry.frozen_state()
@@ -426,6 +434,30 @@ class PropertyTests(SynchronousTestCase):
             one_call = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
             self.assertEqual(encode_snapshot(*state), one_call)
             self.assertEqual(Registry.restore(one_call), registry)
+
+    def test_snapshot_is_encoded_in_small_steps(self) -> None:
+        """`snapshot_pieces` yields after each slice it sorts and each chunk
+        it encodes, so no step handles more than a few thousand instances,
+        and returns the pieces of what `encode_snapshot` does."""
+        registry = Registry()
+        for i in range(20_000):
+            registry.apply(Register(service(f"u{i:05d}", name=f"n{i % 4}"), 1.5))
+        state = registry.frozen_state()
+        steps = snapshot_pieces(*state)
+        count = 0
+        try:
+            while True:
+                next(steps)
+                count += 1
+        except StopIteration as end:
+            data = b"".join(end.value)
+        body = json.loads(data)
+        self.assertEqual(data, json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+        self.assertEqual([i["service"]["uuid"] for i in body["instances"]],
+                         [f"u{i:05d}" for i in range(20_000)])  # fmt: skip
+        # 3 slices of at most 8192 keys, then a pause after each of the 78
+        # full chunks of 256 instances (the last 32 need none).
+        self.assertEqual(count, 3 + 20_000 // 256)
 
     @settings(max_examples=300, deadline=None)
     @given(
@@ -455,6 +487,27 @@ class PropertyTests(SynchronousTestCase):
             "callbacks": [cb.to_dict() for cb in cbs]}]}  # fmt: skip
         expected = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         self.assertEqual(encode_snapshot(3, {"k": instance}, {"k": cbs}), expected)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        texts=st.lists(st.text(max_size=12), min_size=6, max_size=6),
+        port=st.integers(0, 70000),
+        ttl=st.integers(0, 2**31),
+        expires=st.floats(allow_nan=False, allow_infinity=False),
+    )
+    def test_plain_instance_written_as_json_would(
+        self, texts: list[str], port: int, ttl: int, expires: float
+    ) -> None:
+        """The common instance (no callbacks, no priority, weight or
+        NoExpire), which `encode_snapshot` writes with one format: the
+        bytes of the one-call JSON encoding."""
+        uuid, name, environment, region, version, host = texts
+        svc = Service(uuid=uuid, name=name, environment=environment, region=region,
+                      version=version, host=host, port=port, ttl=ttl)  # fmt: skip
+        body = {"format": 1, "version": 3, "instances": [
+            {"service": svc.to_dict(), "expires": expires, "callbacks": []}]}  # fmt: skip
+        expected = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        self.assertEqual(encode_snapshot(3, {"k": Instance(svc, expires)}, {}), expected)
 
     def test_restore_rejects_garbage(self) -> None:
         for data in (b"", b"[]", b'{"format": 99}', b'{"format": 1}', b"\xff"):

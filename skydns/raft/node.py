@@ -66,6 +66,7 @@ from skydns.raft.snapshots import decode_state
 from skydns.raft.snapshotter import (
     DEFAULT_KEEP_ENTRIES,
     DEFAULT_SNAPSHOT_ENTRIES,
+    STEP_PAUSE,
     Decode,
     InThread,
     Snapshotter,
@@ -117,6 +118,7 @@ class RaftNode(Service):
         keep_entries: int = DEFAULT_KEEP_ENTRIES,
         in_thread: InThread | None = None,
         decode_snapshot: Decode = decode_state,
+        encode_in_steps: bool = False,
         joining: bool = False,
         connect: Connect | None = None,
     ) -> None:
@@ -150,8 +152,10 @@ class RaftNode(Service):
         self._removed: int | None = None
         self.members = Members(self, connect, joining=joining)
         self.snapshots = Snapshotter(
-            self, snapshot_entries, keep_entries, in_thread, decode=decode_snapshot
-        )
+            self, snapshot_entries, keep_entries, in_thread, decode=decode_snapshot,
+            # A snapshot is encoded a step per reactor turn (`Snapshotter`).
+            step_later=functools.partial(clock.callLater, STEP_PAUSE) if encode_in_steps else None,
+        )  # fmt: skip
         hard_state, stored, entries = storage.load()
         snapshot, entries = self.snapshots.load(stored, entries)
         self.core = raft.RaftCore(

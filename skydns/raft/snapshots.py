@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from attrs import define
@@ -36,7 +36,14 @@ from attrs import define
 from skydns.names import Callback
 from skydns.raft.messages import InstallSnapshot
 from skydns.raft.sessions import SessionTable
-from skydns.registry import Applied, Instance, Registry, SnapshotError, encode_snapshot
+from skydns.registry import (
+    Applied,
+    Instance,
+    Registry,
+    SnapshotError,
+    run_steps,
+    snapshot_pieces,
+)
 
 FrozenState = tuple[int, dict[str, Instance], dict[str, tuple[Callback, ...]]]
 
@@ -69,7 +76,20 @@ def take(
     addresses: dict[str, str | None] | None = None,
 ) -> bytes:
     """Encode a `Registry.frozen_state` and a session table copy (thread-safe)."""
-    return encode_state(encode_snapshot(*state), encode_sessions(sessions, addresses))
+    return run_steps(take_steps(state, sessions, addresses))
+
+
+def take_steps(
+    state: FrozenState,
+    sessions: dict[str, tuple[int, Applied]],
+    addresses: dict[str, str | None] | None = None,
+) -> Generator[None, None, bytes]:
+    """`take` in steps of about a millisecond (`snapshot_pieces`), the
+    megabytes copied once, at the end."""
+    pieces = yield from snapshot_pieces(*state)
+    yield
+    session_bytes = encode_sessions(sessions, addresses)
+    return b"".join([_STATE_HEADER.pack(_MAGIC, 1, len(session_bytes)), session_bytes, *pieces])
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], int]:

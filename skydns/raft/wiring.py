@@ -146,8 +146,9 @@ def build_cluster(
             save_in_thread=save_in_thread,
             snapshot_entries=snapshot_entries,
             keep_entries=snapshot_keep,
-            # Snapshots are encoded and written off the reactor thread.
+            # Snapshots are encoded between requests and written in a thread.
             in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
+            encode_in_steps=True,
             decode_snapshot=decode_snapshot,
             joining=join is not None,
             connect=connect,
