@@ -76,20 +76,20 @@ def take(
     addresses: dict[str, str | None] | None = None,
 ) -> bytes:
     """Encode a `Registry.frozen_state` and a session table copy (thread-safe)."""
-    return run_steps(take_steps(state, sessions, addresses))
+    return b"".join(run_steps(take_steps(state, sessions, addresses)))
 
 
 def take_steps(
     state: FrozenState,
     sessions: dict[str, tuple[int, Applied]],
     addresses: dict[str, str | None] | None = None,
-) -> Generator[None, None, bytes]:
-    """`take` in steps of about a millisecond (`snapshot_pieces`), the
-    megabytes copied once, at the end."""
+) -> Generator[None, None, list[bytes]]:
+    """`take` in steps of about a millisecond (`snapshot_pieces`), returning
+    the pieces whose join is the snapshot: the node joins them in a thread
+    (``bytes.join`` lets go of the GIL while it copies megabytes)."""
     pieces = yield from snapshot_pieces(*state)
-    yield
     session_bytes = encode_sessions(sessions, addresses)
-    return b"".join([_STATE_HEADER.pack(_MAGIC, 1, len(session_bytes)), session_bytes, *pieces])
+    return [_STATE_HEADER.pack(_MAGIC, 1, len(session_bytes)), session_bytes, *pieces]
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], int]:

@@ -1,20 +1,22 @@
 """A Raft node's snapshots: taking them, compacting, sending and installing.
 
-- **Taking**: once ``snapshot_entries`` entries were applied since the last
+- **Taking**: once about ``snapshot_entries`` entries (each member draws
+  its own point within a quarter either side) were applied since the last
   snapshot, the node copies the registry's state (a shallow copy of
-  immutable instances, a few ms for 100,000) and the session table; it
-  encodes the copy on the reactor thread in steps of about a millisecond,
-  a millisecond apart (``step_later``), between the requests and queries it
-  serves, and the durable write runs through ``in_thread``.  (Encoding in a
-  thread cost more: the reactor thread gives up the GIL at each system call
-  and then waits up to the interpreter's switch interval, 5 ms, to get it
-  back from a thread that computes, so requests stalled for as long as a
-  snapshot was encoded.  With 64 clients writing to a 3-node cluster, p99
-  of renewals was 72-81 ms with snapshots and 39-45 ms without; now the
-  two cannot be told apart.)  When
-  the snapshot is stored (``save_snapshot`` compacts the stored log to it),
-  the core forgets its entries too, except a tail of ``keep_entries`` kept
-  in memory for followers that are only a little behind.
+  immutable instances, a few ms for 100,000) and the session table, and
+  encodes the copy on the reactor thread in steps of about a millisecond, a
+  millisecond apart (``step_later``), between the requests and queries it
+  serves.  Joining the pieces into one byte string (``bytes.join`` lets go
+  of the GIL while it copies) and the durable write run through
+  ``in_thread``.  (Encoding in a thread cost more: the reactor thread gives
+  up the GIL at each system call and then waits up to the interpreter's
+  switch interval, 5 ms, to get it back from a thread that computes, so
+  requests stalled for as long as a snapshot was encoded.  With 64 clients
+  writing to a 3-node cluster, p99 of renewals was 72-81 ms with snapshots
+  and 39-45 ms without; now the two cannot be told apart.)  When the
+  snapshot is stored (``save_snapshot`` compacts the stored log to it), the
+  core forgets its entries too, except a tail of ``keep_entries`` kept in
+  memory for followers that are only a little behind.
 - **Sending**: the core asks for an `InstallSnapshot` (with empty data) for
   a follower whose next entry was compacted away; the node streams the last
   stored snapshot (which may be newer than the core's compaction point, as
@@ -176,9 +178,10 @@ class Snapshotter:
         addresses = dict(node.addresses)
         start = node.clock.seconds()
 
-        def store(data: bytes) -> Deferred[bytes]:
-            d = self.in_thread(node.storage.save_snapshot, meta, data)
-            return d.addCallback(lambda _: data)
+        def join_and_save(pieces: list[bytes]) -> bytes:
+            data = b"".join(pieces)
+            node.storage.save_snapshot(meta, data)
+            return data
 
         def stored(data: bytes | None) -> None:
             self.taking = None
@@ -203,20 +206,20 @@ class Snapshotter:
 
         taking = self.taking = Deferred()
         d = self._encode(take_steps(state, sessions, addresses))
-        d.addCallback(lambda data: None if data is None else store(data))
+        d.addCallback(lambda done: None if done is None else self.in_thread(join_and_save, done))
         d.addCallbacks(stored, failed)
         d.addBoth(lambda _: taking.callback(None))
         return taking
 
-    def _encode(self, steps: Generator[None, None, bytes]) -> Deferred[bytes | None]:
-        """Run ``steps`` one at a time, `step_later` apart; fires with the
-        bytes, or None if the node failed or began to stop meanwhile (the
+    def _encode(self, steps: Generator[None, None, T]) -> Deferred[T | None]:
+        """Run ``steps`` one at a time, `step_later` apart; fires with their
+        result, or None if the node failed or began to stop meanwhile (the
         log still holds everything; a stopping node does not wait for a
         snapshot it no longer needs)."""
         if self.step_later is None:
             return maybeDeferred(run_steps, steps)
         step_later = self.step_later
-        done: Deferred[bytes | None] = Deferred()
+        done: Deferred[T | None] = Deferred()
 
         def step() -> None:
             if self.node.failed or not self.node.running:
