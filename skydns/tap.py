@@ -131,7 +131,8 @@ class Options(usage.Options):
             "snapshot-entries",
             None,
             "10000",
-            "Snapshot the registry and compact the Raft log every this many applied entries.",
+            "Snapshot the registry and compact the Raft log about every this many applied entries"
+            " (each time within a quarter either side, drawn by each node).",
         ],
         [
             "snapshot-keep",
