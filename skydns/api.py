@@ -20,7 +20,6 @@ from typing import Any, Awaitable, Callable, NoReturn, Optional, Protocol, TypeV
 
 from attrs import define, field
 from klein import Klein
-from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -32,6 +31,7 @@ from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from skydns.api_members import MemberAPIError, change_member, parse_add
+from skydns.apiresource import APIResource
 from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
@@ -204,7 +204,7 @@ class API:
     def resource(self) -> Resource:
         """The twisted.web resource serving this API (metered when there are metrics)."""
         routes = FastRoutes(self.app)
-        inner = KleinResource(routes)  # type: ignore[arg-type] # the app, table-first
+        inner = APIResource(routes, self._error)
         if self.metrics is None:
             return inner
         return MeteredResource(inner, self.app.url_map, self.clock, self.metrics, routes)
