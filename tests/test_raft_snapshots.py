@@ -175,17 +175,22 @@ class NodeSnapshotTests(SynchronousTestCase):
         self.assertGreater(leader.core.log.snapshot.index, 0)
         self.assertEqual(len(leader.registry), 31)
 
-
-    def test_snapshot_encoded_in_steps_while_writes_go_on(self) -> None:
-        """A snapshot encoded a step per reactor turn (as a real node does)
-        lets writes commit between its steps, and holds the state at its
-        own index: none of the writes applied meanwhile."""
+    def stepped_cluster(self) -> SnapshotCluster:
+        """A cluster whose nodes encode snapshots in steps 10 ms apart, as
+        a real node does (1 ms apart), two instances a step: a snapshot of
+        21 instances takes about 17 steps."""
         self.patch(registry_module, "_SNAPSHOT_CHUNK", 2)
         self.patch(registry_module, "_SNAPSHOT_SORT_SLICE", 4)
         cluster = SnapshotCluster()
         for node in cluster.nodes.values():
-            # each step a reactor turn of 10 ms: 21 instances take ~17 turns
             node.snapshots.step_later = functools.partial(cluster.clock.callLater, 0.01)
+        return cluster
+
+    def test_snapshot_encoded_in_steps_while_writes_go_on(self) -> None:
+        """A snapshot encoded in steps (as a real node does) lets writes
+        commit between its steps, and holds the state at its own index:
+        none of the writes applied meanwhile."""
+        cluster = self.stepped_cluster()
         leader = cluster.elect()
         cluster.write(21)
         self.assertIsNotNone(leader.snapshots.taking)
@@ -202,15 +207,11 @@ class NodeSnapshotTests(SynchronousTestCase):
         self.assertGreaterEqual(len(uuids), 19)
         self.assertEqual(leader.core.log.snapshot.index, meta.index - cluster.keep)
 
-
     def test_stopping_node_abandons_the_snapshot_it_encodes(self) -> None:
         """A node that begins to stop while it encodes a snapshot in steps
         stops at the next step, without storing it: its log still holds
         every entry, and shutting down waits for no snapshot."""
-        self.patch(registry_module, "_SNAPSHOT_CHUNK", 2)
-        cluster = SnapshotCluster()
-        for node in cluster.nodes.values():
-            node.snapshots.step_later = functools.partial(cluster.clock.callLater, 0.01)
+        cluster = self.stepped_cluster()
         leader = cluster.elect()
         cluster.write(21)
         follower = cluster.follower()
