@@ -149,13 +149,20 @@ class APIResourceTests(SynchronousTestCase):
         self.assertEqual(self.routes.handled, [])
 
     def test_unmatched_requests_go_to_klein(self) -> None:
-        """A path no route has, or a method the table does not serve (HEAD),
-        is Klein's: its 404 and 405 pass through the error handler."""
+        """A path or method no route has, or a method the table leaves to
+        werkzeug (OPTIONS), is Klein's: its 404 and 405 pass through the
+        error handler."""
         self.assertTrue(self.get(b"/nothing/here").startswith(b"HTTP/1.1 418 "))
         self.connection.send(b"DELETE", b"/text")
-        self.assertTrue(self.connection.answer().startswith(b"HTTP/1.1 418 "))
+        self.assertIn(b"handled: 405 ", self.connection.answer())
+        self.connection.send(b"OPTIONS", b"/bytes/x")
+        self.assertIn(b"handled: 405 ", self.connection.answer())
+
+    def test_head_is_answered_without_a_body(self) -> None:
         self.connection.send(b"HEAD", b"/bytes/x")
-        self.assertTrue(self.connection.answer().startswith(b"HTTP/1.1 200 "))
+        answer = self.connection.answer()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "))
+        self.assertNotIn(b"hello", answer)
 
 
 class NoCycleTests(SynchronousTestCase):
