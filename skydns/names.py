@@ -87,7 +87,8 @@ def is_ip(host: str) -> bool:
 
 #: JSON as the log and snapshots store it: sorted keys, compact, ASCII.
 _SORTED_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+#: A string as a JSON string literal, ASCII only (what ``json.dumps`` writes).
+json_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 @frozen
@@ -149,19 +150,19 @@ class Service:
         if any(n is not None and type(n) is not int for n in numbers):
             return _SORTED_ENCODER.encode(self.to_dict())  # not what parsing makes
         parts = [
-            '{"environment":', _quote(self.environment),
-            ',"host":', _quote(self.host),
-            ',"name":', _quote(self.name),
+            '{"environment":', json_quote(self.environment),
+            ',"host":', json_quote(self.host),
+            ',"name":', json_quote(self.name),
             ',"no_expire":true' if self.no_expire else "",
             ',"port":', str(self.port),
         ]  # fmt: skip
         if self.priority is not None:
             parts += [',"priority":', str(self.priority)]
         parts += [
-            ',"region":', _quote(self.region),
+            ',"region":', json_quote(self.region),
             ',"ttl":', str(self.ttl),
-            ',"uuid":', _quote(self.uuid),
-            ',"version":', _quote(self.version),
+            ',"uuid":', json_quote(self.uuid),
+            ',"version":', json_quote(self.version),
         ]  # fmt: skip
         if self.weight is not None:
             parts += [',"weight":', str(self.weight)]

@@ -33,7 +33,7 @@ from attrs import define, evolve, field, frozen
 from twisted.logger import Logger
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
-from skydns.names import WILDCARDS, Callback, Pattern, Service
+from skydns.names import WILDCARDS, Callback, Pattern, Service, json_quote
 
 #: Version of the snapshot encoding written by `Registry.snapshot`.
 SNAPSHOT_FORMAT = 1
@@ -68,7 +68,7 @@ def snapshot_pieces(
     of ``{"format", "instances", "version"}`` (each instance
     ``{"callbacks", "expires", "service"}``), written by `_instance_json` a
     chunk of instances at a time.  A node encodes its snapshots on the
-    reactor thread a step per reactor turn, between the requests it serves
+    reactor thread a step at a time, between the requests it serves
     (`skydns.raft.snapshotter`): one ``json.dumps`` of the whole body would
     stop the reactor for a third of a second with 100,000 instances, and
     building a dict per instance for it costs three times what
@@ -124,10 +124,11 @@ def _instance_json(instance: Instance, callbacks: tuple[Callback, ...]) -> str:
         and math.isfinite(expires)
     ):
         # most instances: one format, a third cheaper than the general path
+        quote = json_quote
         return _PLAIN_INSTANCE % (
-            expires, _quote(service.environment), _quote(service.host), _quote(service.name),
-            service.port, _quote(service.region), service.ttl, _quote(service.uuid),
-            _quote(service.version),
+            expires, quote(service.environment), quote(service.host), quote(service.name),
+            service.port, quote(service.region), service.ttl, quote(service.uuid),
+            quote(service.version),
         )  # fmt: skip
     if type(expires) is not float or not math.isfinite(expires):
         # not what the registry makes: the general encoder says it as it would
@@ -185,7 +186,6 @@ _PLAIN_INSTANCE = (
     '{"callbacks":[],"expires":%r,"service":{"environment":%s,"host":%s,"name":%s,'
     '"port":%d,"region":%s,"ttl":%d,"uuid":%s,"version":%s}}'
 )
-_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 @frozen

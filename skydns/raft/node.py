@@ -153,7 +153,7 @@ class RaftNode(Service):
         self.members = Members(self, connect, joining=joining)
         self.snapshots = Snapshotter(
             self, snapshot_entries, keep_entries, in_thread, decode=decode_snapshot,
-            # A snapshot is encoded a step per reactor turn (`Snapshotter`).
+            # A snapshot is encoded in steps STEP_PAUSE apart (`Snapshotter`).
             step_later=functools.partial(clock.callLater, STEP_PAUSE) if encode_in_steps else None,
         )  # fmt: skip
         hard_state, stored, entries = storage.load()
