@@ -70,7 +70,7 @@ class APIResource(KleinResource):
         return NOT_DONE_YET
 
     def _failed(self, failure: Failure, request: Request) -> Any:
-        if request.finished or request._disconnected:
+        if _done(request):
             # Nobody to answer: the client went away (which cancelled the
             # endpoint) or the endpoint answered before it failed.
             if not failure.check(CancelledError):
@@ -81,7 +81,7 @@ class APIResource(KleinResource):
 
 def _write(body: object, request: Request) -> None:
     """Write an endpoint's answer as `KleinResource` does, and finish."""
-    if request.finished or request._disconnected:
+    if _done(request):
         return
     if isinstance(body, str):
         body = body.encode("utf-8")
@@ -92,6 +92,11 @@ def _write(body: object, request: Request) -> None:
         _500(Failure(error), request)
         return
     request.finish()
+
+
+def _done(request: Request) -> bool:
+    """Whether ``request`` was answered already, or its client went away."""
+    return bool(request.finished or request._disconnected)
 
 
 def _unwritten(failure: Failure, request: Request) -> None:
