@@ -422,6 +422,16 @@ def _check_host(field: str, value: str) -> str:
     return host
 
 
+def _optional(
+    data: dict[str, Any], key: str, field: str, check: Callable[[str, str], object]
+) -> str:
+    """The string at ``key`` ("" if absent), checked by ``check`` unless empty."""
+    value = _string(data, key, field)
+    if value:
+        check(field, value)
+    return value
+
+
 def parse_service(uuid: str, body: bytes) -> Service:
     """Validate a PUT body (JSON whatever the content type; keys matched
     case-insensitively; unknown keys ignored).  `ValidationError` names the
@@ -434,18 +444,10 @@ def parse_service(uuid: str, body: bytes) -> Service:
     host = _check_host("Host", host)
     port = _required_integer(data, "port", "Port", 1, 65535)
     # Name, Environment, Region and Version may be empty; checked in this order.
-    name = _string(data, "name", "Name")
-    if name:
-        _check_label("Name", name)
-    environment = _string(data, "environment", "Environment")
-    if environment:
-        _check_label("Environment", environment)
-    region = _string(data, "region", "Region")
-    if region:
-        _check_label("Region", region)
-    version = _string(data, "version", "Version")
-    if version:
-        _check_version("Version", version)
+    name = _optional(data, "name", "Name", _check_label)
+    environment = _optional(data, "environment", "Environment", _check_label)
+    region = _optional(data, "region", "Region", _check_label)
+    version = _optional(data, "version", "Version", _check_version)
     ttl = _integer(data, "ttl", "TTL", 1, MAX_TTL)
     priority = _integer(data, "priority", "Priority", 0, 65535)
     weight = _integer(data, "weight", "Weight", 0, 65535)
