@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from skydns.raft.log import DiskStorage  # noqa: E402
-from skydns.raft.messages import Entry, HardState  # noqa: E402
+from skydns.raft.core.messages import Entry, HardState  # noqa: E402
+from skydns.raft.storage.disk import DiskStorage  # noqa: E402
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -35,11 +35,11 @@ from twisted.internet.task import Clock
 from skydns.commands import Register, encode
 from skydns.gctune import long_lived, tune_gc
 from skydns.names import Service
-from skydns.raft.envelope import wrap
-from skydns.raft.log import DiskStorage
-from skydns.raft.messages import Entry, HardState, InstallSnapshot, SnapshotMeta
-from skydns.raft.node import RaftNode
-from skydns.raft.snapshots import Assembler, decode_state, frame_chunks, take_steps
+from skydns.raft.core.messages import Entry, HardState, InstallSnapshot, SnapshotMeta
+from skydns.raft.node.driver import RaftNode
+from skydns.raft.node.envelope import wrap
+from skydns.raft.node.snapshots import Assembler, decode_state, frame_chunks, take_steps
+from skydns.raft.storage.disk import DiskStorage
 from skydns.registry import Registry
 
 

@@ -159,7 +159,7 @@ def _guarded(handler: _Handler) -> _Handler:
 def _proposal_failed(failure: Failure) -> NoReturn:
     """The answer to a proposal the cluster could not take or commit.
 
-    The cluster times a proposal out itself (`skydns.raft.requests` fails
+    The cluster times a proposal out itself (`skydns.raft.node.proposals` fails
     it with the builtin `TimeoutError`); a Deferred timeout is Twisted's.
     """
     failure.trap(ValidationError, NotLeader, TimeoutError, defer.TimeoutError)

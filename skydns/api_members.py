@@ -2,7 +2,7 @@
 
 Kept apart from ``skydns.api`` (which only routes to `change_member`).  A
 member is added as a learner and promoted to voter by the leader once it
-has caught up (``skydns.raft.members``); the answer comes once the change
+has caught up (``skydns.raft.node.members``); the answer comes once the change
 is committed and applied on the answering node.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, cast
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from skydns.raft.transport import MemberChangeError, NotLeaderHere, PeerUnavailable
+from skydns.raft.net.interface import MemberChangeError, NotLeaderHere, PeerUnavailable
 
 #: HTTP status for each kind of `MemberChangeError`.
 STATUS = {"exists": 409, "not_found": 404, "invalid": 400, "refused": 409}

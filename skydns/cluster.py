@@ -2,7 +2,7 @@
 
 The HTTP API and the lease keeper only ever call `ICluster.propose`.  A
 `LocalCluster` applies commands straight to the registry (tests, and a node
-with no log); the Raft node (``skydns.raft.node``) implements the same
+with no log); the Raft node (``skydns.raft.node.driver``) implements the same
 interface by replicating the command first.
 """
 

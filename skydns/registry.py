@@ -69,7 +69,7 @@ def snapshot_pieces(
     ``{"callbacks", "expires", "service"}``), written by `_instance_json` a
     chunk of instances at a time.  A node encodes its snapshots on the
     reactor thread a step at a time, between the requests it serves
-    (`skydns.raft.snapshotter`): one ``json.dumps`` of the whole body would
+    (`skydns.raft.node.snapshotter`): one ``json.dumps`` of the whole body would
     stop the reactor for a third of a second with 100,000 instances, and
     building a dict per instance for it costs three times what
     `_instance_json` does.  The keys are sorted a slice per step and the

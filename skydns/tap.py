@@ -246,7 +246,7 @@ def _instances_limit(text: str) -> int:
 
 
 def _raft_tls(options: Options) -> Any:
-    from skydns.raft.tls import load_tls
+    from skydns.raft.net.tls import load_tls
 
     paths = [options["raft-tls-ca"], options["raft-tls-cert"], options["raft-tls-key"]]
     if all(path is None for path in paths):
@@ -261,7 +261,7 @@ def _raft_tls(options: Options) -> Any:
 
 
 def _cluster_key(path: str | None) -> bytes | None:
-    from skydns.raft.auth import ENV_KEY, check_key, read_key_file
+    from skydns.raft.net.auth import ENV_KEY, check_key, read_key_file
 
     if path is not None:
         return _checked("cluster-key-file", read_key_file, path)  # type: ignore[no-any-return]
@@ -374,8 +374,8 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.leases import LeaseKeeper
     from skydns.logging import RegistryLog, log_observer
     from skydns.metrics import Metrics
-    from skydns.raft.wal import StorageError
-    from skydns.raft.wiring import build_cluster, exit_now
+    from skydns.raft.node.wiring import build_cluster, exit_now
+    from skydns.raft.storage.wal import StorageError
     from skydns.registry import Registry
 
     tune_gc()

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.api import MAX_BODY, make_api
 from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
-from skydns.raft.node import PROPOSAL_TIMEOUT
+from skydns.raft.node.driver import PROPOSAL_TIMEOUT
 from skydns.registry import Applied, Registry
 from tests.test_raft_node import Cluster as RaftCluster
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from skydns.raft.transport import MemberChangeError, NotLeaderHere
+from skydns.raft.net.interface import MemberChangeError, NotLeaderHere
 from tests.test_api import APITestCase, ControlledCluster
 
 

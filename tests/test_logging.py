@@ -477,8 +477,9 @@ class LogWriterTests(SynchronousTestCase):
         filtering = FilteringLogObserver(
             cast(ILogObserver, lambda e: theirs.append(e["log_format"])), [predicate]
         )
-        namespaces = ("skydns", "skydns.raft", "skydns.raft.node", "twisted.internet.protocol",
-                      "twisted.internet.protocol.Factory", "twisted", "", None)  # fmt: skip
+        namespaces = ("skydns", "skydns.raft", "skydns.raft.node.driver",
+                      "twisted.internet.protocol", "twisted.internet.protocol.Factory", "twisted",
+                      "", None)  # fmt: skip
         events: list[LogEvent] = []
         for namespace in namespaces:
             for level in (*LogLevel.iterconstants(), None):
@@ -489,7 +490,7 @@ class LogWriterTests(SynchronousTestCase):
             writer(dict(event))
             filtering(dict(event))
         self.assertEqual(ours, theirs)
-        self.assertIn(f"skydns.raft.node {LogLevel.debug}", ours)
+        self.assertIn(f"skydns.raft.node.driver {LogLevel.debug}", ours)
         self.assertNotIn(f"twisted.internet.protocol.Factory {LogLevel.info}", ours)
 
 

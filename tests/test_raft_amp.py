@@ -19,9 +19,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from skydns.logging import LogThrottle, address_text
-from skydns.raft.amp import RaftProtocol
-from skydns.raft.amp_commands import MAX_CHUNKS, command_for
-from skydns.raft.messages import (
+from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Configuration,
@@ -38,8 +36,7 @@ from skydns.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from skydns.raft.peers import AMPTransport
-from skydns.raft.transport import (
+from skydns.raft.net.interface import (
     BadProposal,
     IRaftHandler,
     IRaftTransport,
@@ -47,6 +44,9 @@ from skydns.raft.transport import (
     PeerUnavailable,
     ProposalTooLarge,
 )
+from skydns.raft.net.peers import AMPTransport
+from skydns.raft.net.protocol import RaftProtocol
+from skydns.raft.net.wire import MAX_CHUNKS, command_for
 
 SAMPLES: list[Message] = [
     RequestVote("a", "b", 3, 10, 2, prevote=True, transfer=False),
@@ -413,7 +413,8 @@ class TransportTests(SynchronousTestCase):
             self.endpoint.refuse = False
             self.clock.advance(2.1)  # the longest backoff: 1 s and up to 1 s of jitter
         self.assertTrue(self.transport.connected("b"))
-        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "skydns.raft.peers"]
+        lines = [formatEvent(e) for e in events
+                 if e.get("log_namespace") == "skydns.raft.net.peers"]  # fmt: skip
         self.assertEqual(lines[0], "lost the connection to Raft peer b: "
                                    "Connection was closed cleanly: Connection done.")  # fmt: skip
         unreachable = [line for line in lines if line.startswith("cannot reach Raft peer b")]
@@ -437,7 +438,8 @@ class TransportTests(SynchronousTestCase):
                         server.transport.loseConnection()
                 self.endpoint.flush()
                 self.clock.advance(1.0)
-        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "skydns.raft.peers"]
+        lines = [formatEvent(e) for e in events
+                 if e.get("log_namespace") == "skydns.raft.net.peers"]  # fmt: skip
         connected = [line for line in lines if line.startswith("connected to Raft peer b")]
         lost = [line for line in lines if line.startswith("lost the connection to Raft peer b")]
         self.assertGreater(len(self.endpoint.pumps), 60, "it did reconnect, every time")
@@ -501,7 +503,7 @@ class BoxSizeLimitTests(SynchronousTestCase):
     def test_box_with_endless_keys_drops_the_connection(self) -> None:
         from twisted.internet.testing import StringTransport
 
-        from skydns.raft.amp_commands import MAX_BOX_BYTES
+        from skydns.raft.net.wire import MAX_BOX_BYTES
 
         protocol = RaftProtocol(None)
         transport = StringTransport()

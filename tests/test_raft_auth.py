@@ -1,4 +1,4 @@
-"""Cluster-key authentication of Raft connections (skydns.raft.auth): both
+"""Cluster-key authentication of Raft connections (skydns.raft.net.auth): both
 sides prove the key before any byte reaches the wrapped protocol; a wrong
 key, no key, garbage, a reflected nonce or a slow handshake drops the
 connection, is logged (rate-limited), and never builds a Raft protocol."""
@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.auth import (
+from skydns.raft.net.auth import (
     DEFAULT_TIMEOUT,
     HELLO_SIZE,
     MAGIC,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.coalesce import MAX_MERGED_BYTES, coalesce
-from skydns.raft.messages import (
+from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Entry,
     Heartbeat,
     Message,
 )
+from skydns.raft.node.coalesce import MAX_MERGED_BYTES, coalesce
 
 
 def ae(dst: str, prev: int, prev_term: int, count: int, commit: int, term: int = 2,

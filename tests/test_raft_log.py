@@ -15,17 +15,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from skydns.raft import disk, wal
-from skydns.raft import log as log_module
-from skydns.raft.log import (
-    CorruptDataError,
-    DataDirLocked,
-    DiskStorage,
-    IRaftStorage,
-    MemoryStorage,
-    StorageFailure,
-)
-from skydns.raft.messages import (
+from skydns.raft.core.messages import (
     Configuration,
     Entry,
     EntryKind,
@@ -34,6 +24,17 @@ from skydns.raft.messages import (
     decode_entry,
     encode_entry,
     encoded_size,
+)
+from skydns.raft.storage import disk as log_module
+from skydns.raft.storage import files as disk
+from skydns.raft.storage import wal
+from skydns.raft.storage.disk import (
+    CorruptDataError,
+    DataDirLocked,
+    DiskStorage,
+    IRaftStorage,
+    MemoryStorage,
+    StorageFailure,
 )
 
 Storage = DiskStorage | MemoryStorage

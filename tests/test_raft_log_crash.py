@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft import wal
-from skydns.raft.log import CorruptDataError, DiskStorage, MemoryStorage
-from skydns.raft.messages import Entry, HardState, SnapshotMeta
+from skydns.raft.core.messages import Entry, HardState, SnapshotMeta
+from skydns.raft.storage import wal
+from skydns.raft.storage.disk import CorruptDataError, DiskStorage, MemoryStorage
 from tests.test_raft_log import data_dir, entries, segment_files
 
 Loaded = tuple[HardState, SnapshotMeta | None, list[Entry]]
@@ -229,8 +229,8 @@ class CorruptionTests(SynchronousTestCase):
 # save and "D" once it returned, so the parent knows what must be durable.
 CHILD = """
 import random, sys
-from skydns.raft.log import DiskStorage
-from skydns.raft.messages import Entry, HardState
+from skydns.raft.storage.disk import DiskStorage
+from skydns.raft.core.messages import Entry, HardState
 
 def payload(index, term):
     return b"%d:%d;" % (index, term) * ((index * 7 + term) % 13 + 1)

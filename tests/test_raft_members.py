@@ -8,9 +8,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.commands import Register
 from skydns.metrics import Metrics
-from skydns.raft.log import MemoryStorage
-from skydns.raft.node import RaftNode
-from skydns.raft.transport import MemberChangeError, NotLeaderHere
+from skydns.raft.net.interface import MemberChangeError, NotLeaderHere
+from skydns.raft.node.driver import RaftNode
+from skydns.raft.storage.disk import MemoryStorage
 from skydns.registry import Registry
 from tests.test_raft_node import MemoryTransport, service
 from tests.test_raft_snapshots import SnapshotCluster, contents

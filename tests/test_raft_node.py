@@ -18,17 +18,24 @@ from skydns.cluster import ICluster, NotLeader
 from skydns.commands import Command, Register, Renew, Unregister, decode
 from skydns.metrics import Metrics
 from skydns.names import Service
-from skydns.raft.envelope import unwrap
-from skydns.raft.log import MemoryStorage, StorageFailure
-from skydns.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message, TimeoutNow
-from skydns.raft.node import RaftNode
-from skydns.raft.transport import (
+from skydns.raft.core.messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    TimeoutNow,
+)
+from skydns.raft.net.interface import (
     IRaftHandler,
     IRaftTransport,
     NotLeaderHere,
     PeerUnavailable,
     ProposalTooLarge,
 )
+from skydns.raft.node.driver import RaftNode
+from skydns.raft.node.envelope import unwrap
+from skydns.raft.storage.disk import MemoryStorage, StorageFailure
 from skydns.registry import Applied, Registry
 
 STEP = 0.01
@@ -396,7 +403,7 @@ class ReplicationTests(SynchronousTestCase, Maker):
         self.assertEqual(refused.value.leader, self.leader.id)
 
     def test_garbage_proposal_is_refused(self) -> None:
-        from skydns.raft.transport import BadProposal
+        from skydns.raft.net.interface import BadProposal
 
         self.failureResultOf(self.leader.accept_proposal(b"\x00\x05ab"), BadProposal)
 
@@ -661,7 +668,7 @@ class ThreadedSaveTests(SynchronousTestCase):
 
             node.save_in_thread = save
         cluster.run(3.0)  # elections start, but every save is held
-        from skydns.raft.messages import RequestVote, RequestVoteResponse
+        from skydns.raft.core.messages import RequestVote, RequestVoteResponse
 
         prevotes = [m for m in cluster.network.sent if isinstance(m, RequestVote) and m.prevote]
         self.assertTrue(prevotes, "PreVote changes no term: it needs no save")
@@ -727,7 +734,7 @@ class ReadinessTests(SynchronousTestCase):
         """A follower that has only heard a heartbeat (whose commit index is
         capped) is not ready; it is once an AppendEntries shows the leader's
         commit index at an entry of its term and it has applied that far."""
-        from skydns.raft.messages import AppendEntries, Heartbeat
+        from skydns.raft.core.messages import AppendEntries, Heartbeat
 
         cluster = Cluster(["a", "b", "c"])
         node = cluster.nodes["b"]

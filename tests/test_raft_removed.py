@@ -13,10 +13,10 @@ from zope.interface import implementer
 
 from skydns.cluster import NotLeader
 from skydns.commands import Register
-from skydns.raft.amp import RaftProtocol
-from skydns.raft.messages import AppendEntries, EntryKind, Message, RequestVote
-from skydns.raft.node import RaftNode
-from skydns.raft.transport import IRaftHandler, NotLeaderHere
+from skydns.raft.core.messages import AppendEntries, EntryKind, Message, RequestVote
+from skydns.raft.net.interface import IRaftHandler, NotLeaderHere
+from skydns.raft.net.protocol import RaftProtocol
+from skydns.raft.node.driver import RaftNode
 from tests.test_raft_node import Cluster, MemoryNetwork, service
 from tests.test_raft_snapshots import contents
 

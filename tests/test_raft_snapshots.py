@@ -15,10 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns import registry as registry_module
 from skydns.commands import Register
 from skydns.metrics import Metrics
-from skydns.raft.messages import InstallSnapshot, SnapshotMeta
-from skydns.raft.node import RaftNode
-from skydns.raft.sessions import SessionTable
-from skydns.raft.snapshots import Assembler, decode_state, frame_chunks, take
+from skydns.raft.core.messages import InstallSnapshot, SnapshotMeta
+from skydns.raft.node.driver import RaftNode
+from skydns.raft.node.sessions import SessionTable
+from skydns.raft.node.snapshots import Assembler, decode_state, frame_chunks, take
 from skydns.registry import Applied, Registry, SnapshotError
 from tests.test_raft_node import Cluster, MemoryTransport, service
 

@@ -1,5 +1,5 @@
 """Logging of Raft connections dropped during the TLS handshake
-(skydns.raft.tls): garbage, a stranger's certificate, no certificate or a
+(skydns.raft.net.tls): garbage, a stranger's certificate, no certificate or a
 connection closed half way is logged once, with the peer and the reason,
 rate limited like the cluster key's drops; a connection that completed the
 handshake, or that the protocol above closed itself, is not a TLS drop."""
@@ -26,7 +26,7 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from skydns.raft.auth import (
+from skydns.raft.net.auth import (
     LOG_INTERVAL,
     AuthClientEndpoint,
     AuthenticationFailed,
@@ -34,7 +34,7 @@ from skydns.raft.auth import (
     HandshakeProtocol,
     RateLimitedLog,
 )
-from skydns.raft.tls import (
+from skydns.raft.net.tls import (
     HANDSHAKE_TIMEOUT,
     RaftTLS,
     TLSClientEndpoint,

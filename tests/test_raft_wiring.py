@@ -8,8 +8,8 @@ from zope.interface.verify import verifyObject
 
 from skydns.cluster import ICluster
 from skydns.config import HostPort, Peer
-from skydns.raft.log import DataDirLocked
-from skydns.raft.wiring import build_cluster, listen_address
+from skydns.raft.node.wiring import build_cluster, listen_address
+from skydns.raft.storage.disk import DataDirLocked
 from skydns.registry import Registry
 
 

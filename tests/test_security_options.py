@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.tls import RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
+from skydns.raft.net.tls import RaftTLS, TLSServerEndpoint, load_tls, wrap_tls
 from skydns.tap import Options
 from tests.e2e.certs import issue
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.auth import HELLO_SIZE, MAGIC, PROOF_SIZE, proof
+from skydns.raft.net.auth import HELLO_SIZE, MAGIC, PROOF_SIZE, proof
 from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
 from tests.e2e.test_cluster import BOUND, wait_until
 

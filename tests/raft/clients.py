@@ -17,7 +17,7 @@ from typing import Any
 
 from attrs import define, field
 
-from skydns.raft.core import NotLeader, ProposalDropped
+from skydns.raft.core.raft import NotLeader, ProposalDropped
 from tests.linearizability import UNKNOWN, Operation
 from tests.raft.kv import command
 from tests.raft.sim import Sim

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from skydns.raft.core import RaftCore, Ready, Role
-from skydns.raft.messages import Entry
+from skydns.raft.core.messages import Entry
+from skydns.raft.core.raft import RaftCore, Ready, Role
 
 if TYPE_CHECKING:
     from tests.raft.sim import SimNode

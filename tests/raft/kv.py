@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skydns.raft.messages import Entry, EntryKind
-from skydns.raft.sessions import SessionTable
+from skydns.raft.core.messages import Entry, EntryKind
+from skydns.raft.node.sessions import SessionTable
 
 
 def command(client: str, seq: int, kind: str, key: str, value: Any) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from skydns.raft.messages import InstallSnapshot, Message
+from skydns.raft.core.messages import InstallSnapshot, Message
 from tests.raft.clients import Clients
 from tests.raft.nemesis import Nemesis
 from tests.raft.scenarios import ELECTION, Run, linearizable, statuses, wait_leader

@@ -15,8 +15,13 @@ from typing import Callable
 
 from attrs import define, field
 
-from skydns.raft.core import RaftCore, Role
-from skydns.raft.messages import AppendEntries, Heartbeat, HeartbeatResponse, RequestVoteResponse
+from skydns.raft.core.messages import (
+    AppendEntries,
+    Heartbeat,
+    HeartbeatResponse,
+    RequestVoteResponse,
+)
+from skydns.raft.core.raft import RaftCore, Role
 from tests.linearizability import RegisterModel, check
 from tests.raft.clients import Clients
 from tests.raft.invariants import SafetyViolation

@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from skydns.raft.core import RaftCore, RestoredState, Role
-from skydns.raft.messages import Message
-from skydns.raft.readonly import ReadState
+from skydns.raft.core.messages import Message
+from skydns.raft.core.raft import RaftCore, RestoredState, Role
+from skydns.raft.core.readonly import ReadState
 from tests.raft.invariants import Invariants
 from tests.raft.kv import KV
 from tests.raft.sim import SimNode

@@ -34,8 +34,8 @@ from typing import Any, Callable
 
 from attrs import define, evolve, field
 
-from skydns.raft.core import RaftCore, Ready, RestoredState, Role
-from skydns.raft.messages import AppendEntriesResponse, Entry, HardState, Message
+from skydns.raft.core.messages import AppendEntriesResponse, Entry, HardState, Message
+from skydns.raft.core.raft import RaftCore, Ready, RestoredState, Role
 from tests.raft.invariants import Invariants, SafetyViolation
 from tests.raft.kv import KV
 

@@ -29,8 +29,7 @@ from typing import Any
 
 from attrs import define
 
-from skydns.raft.core import ConfigChangeRefused, NotLeader, ProposalDropped, RaftCore, Role
-from skydns.raft.messages import (
+from skydns.raft.core.messages import (
     Configuration,
     Entry,
     EntryKind,
@@ -38,8 +37,9 @@ from skydns.raft.messages import (
     Message,
     SnapshotMeta,
 )
-from skydns.raft.ready import RestoredState
-from skydns.raft.sessions import SessionTable
+from skydns.raft.core.raft import ConfigChangeRefused, NotLeader, ProposalDropped, RaftCore, Role
+from skydns.raft.core.ready import RestoredState
+from skydns.raft.node.sessions import SessionTable
 from tests.raft.invariants import SafetyViolation
 from tests.raft.kv import KV
 from tests.raft.sim import Sim, SimConfig, SimDisk, SimNode

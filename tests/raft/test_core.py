@@ -6,8 +6,7 @@ import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.core import NotLeader, ProposalDropped, RaftCore, Ready, RestoredState, Role
-from skydns.raft.messages import (
+from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Configuration,
@@ -23,8 +22,9 @@ from skydns.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from skydns.raft.progress import ProgressState
-from skydns.raft.sessions import SessionTable, Stale
+from skydns.raft.core.progress import ProgressState
+from skydns.raft.core.raft import NotLeader, ProposalDropped, RaftCore, Ready, RestoredState, Role
+from skydns.raft.node.sessions import SessionTable, Stale
 
 IDS = ["a", "b", "c"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.core import ConfigChangeRefused, NotLeader, RaftCore, Role
-from skydns.raft.messages import Configuration, RequestVote, TimeoutNow
+from skydns.raft.core.messages import Configuration, RequestVote, TimeoutNow
+from skydns.raft.core.raft import ConfigChangeRefused, NotLeader, RaftCore, Role
 from tests.raft.test_core import Net, make
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.core import RaftCore, Role
-from skydns.raft.messages import (
+from skydns.raft.core.messages import (
     AppendEntriesResponse,
     Configuration,
     InstallSnapshot,
     SnapshotMeta,
 )
-from skydns.raft.progress import ProgressState
+from skydns.raft.core.progress import ProgressState
+from skydns.raft.core.raft import RaftCore, Role
 from tests.raft.test_core import Net, drain
 
 
@@ -145,8 +145,8 @@ class SnapshotCoreTests(SynchronousTestCase):
         self.assertEqual(net.nodes["c"].log.last_index(), leader.log.last_index())
 
     def test_restart_from_snapshot_keeps_its_config(self) -> None:
-        from skydns.raft.core import RestoredState
-        from skydns.raft.messages import HardState
+        from skydns.raft.core.messages import HardState
+        from skydns.raft.core.raft import RestoredState
         from tests.raft.test_core import make
 
         config = Configuration(frozenset({"a", "b", "c", "d"}), frozenset({"e"}))
