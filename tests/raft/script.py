@@ -12,7 +12,7 @@ from typing import Callable
 
 from skydns.raft.core.messages import Message
 from skydns.raft.core.raft import RaftCore, RestoredState, Role
-from skydns.raft.core.readonly import ReadState
+from skydns.raft.core.ready import ReadState
 from tests.raft.invariants import Invariants
 from tests.raft.kv import KV
 from tests.raft.sim import SimNode

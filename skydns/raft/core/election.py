@@ -1,20 +1,16 @@
 """Leader election: campaigns, votes and PreVote (Raft §5.2, §5.4.1; thesis §9.6).
 
-Functions over a `RaftCore`, kept apart so that ``core`` stays readable.
+Functions over the core's state (`CoreState`), kept apart so that ``core`` stays readable.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from skydns.raft.core.messages import RequestVote, RequestVoteResponse
 from skydns.raft.core.ready import Role
-
-if TYPE_CHECKING:
-    from skydns.raft.core.raft import RaftCore
+from skydns.raft.core.state import CoreState
 
 
-def campaign(core: RaftCore, prevote: bool, transfer: bool = False) -> None:
+def campaign(core: CoreState, prevote: bool, transfer: bool = False) -> None:
     """Start a (pre-)election.
 
     A PreVote round asks "would you vote for me at term + 1?" without
@@ -22,11 +18,11 @@ def campaign(core: RaftCore, prevote: bool, transfer: bool = False) -> None:
     cluster through needless elections when it comes back.
     """
     if prevote:
-        core._reset(core.term)
+        core.reset(core.term)
         core.role = Role.PRE_CANDIDATE
         term = core.term + 1
     else:
-        core._reset(core.term + 1)
+        core.reset(core.term + 1)
         core.role = Role.CANDIDATE
         core.vote = core.id
         term = core.term
@@ -45,8 +41,13 @@ def campaign(core: RaftCore, prevote: bool, transfer: bool = False) -> None:
             )
 
 
-def handle_vote_request(core: RaftCore, m: RequestVote) -> None:
+def handle_vote_request(core: CoreState, m: RequestVote) -> None:
     """Grant at most one vote per term, only to an up-to-date log (§5.4.1)."""
+    if core.recovering:
+        # Its log may lack entries it acknowledged: its vote could elect a
+        # leader without them (SPEC §11).
+        core.send(RequestVoteResponse(core.id, m.src, core.term, False, prevote=m.prevote))
+        return
     can_vote = (
         core.vote == m.src
         or (core.vote is None and core.leader is None)
@@ -61,7 +62,7 @@ def handle_vote_request(core: RaftCore, m: RequestVote) -> None:
         core.send(RequestVoteResponse(core.id, m.src, core.term, False, prevote=m.prevote))
 
 
-def handle_vote_response(core: RaftCore, m: RequestVoteResponse) -> None:
+def handle_vote_response(core: CoreState, m: RequestVoteResponse) -> None:
     prevoting = core.role is Role.PRE_CANDIDATE
     if m.prevote != prevoting or m.src not in core.config.voters:
         return
@@ -73,7 +74,7 @@ def handle_vote_response(core: RaftCore, m: RequestVoteResponse) -> None:
         core.become_follower(core.term, None)
 
 
-def _tally(core: RaftCore) -> str:
+def _tally(core: CoreState) -> str:
     granted = sum(1 for v, g in core.votes.items() if g and v in core.config.voters)
     rejected = sum(1 for v, g in core.votes.items() if not g and v in core.config.voters)
     if granted >= core.quorum():
@@ -83,8 +84,48 @@ def _tally(core: RaftCore) -> str:
     return "pending"
 
 
-def _won(core: RaftCore, prevote: bool) -> None:
+def _won(core: CoreState, prevote: bool) -> None:
     if prevote:
         campaign(core, prevote=False)
     else:
         core.become_leader()
+
+
+def tick(core: CoreState) -> None:
+    """One unit of logical time: followers count towards an election,
+    leaders towards a heartbeat and a CheckQuorum."""
+    core.ticks += 1
+    if core.role is Role.LEADER:
+        _tick_leader(core)
+        return
+    core.election_elapsed += 1
+    if core.promotable() and core.election_elapsed >= core.randomized_election_timeout:
+        core.election_elapsed = 0
+        campaign(core, prevote=core.pre_vote)
+
+
+def _tick_leader(core: CoreState) -> None:
+    core.heartbeat_elapsed += 1
+    core.election_elapsed += 1
+    if core.check_quorum and not _quorum_active(core):
+        # CheckQuorum (thesis §6.2): a leader that has not heard from a
+        # quorum for an election timeout steps down.
+        core.become_follower(core.term, None)
+        return
+    if core.election_elapsed >= core.election_tick:
+        core.election_elapsed = 0
+        core.lead_transferee = None  # the transfer took too long: abort
+    if core.heartbeat_elapsed >= core.heartbeat_tick:
+        core.heartbeat_elapsed = 0
+        core.broadcast_heartbeat(core.read_only.last_context())
+
+
+def _quorum_active(core: CoreState) -> bool:
+    active = 0
+    for voter in core.config.voters:
+        pr = core.progress.get(voter)
+        if voter == core.id or (
+            pr is not None and core.ticks - pr.last_active_tick <= core.election_tick
+        ):
+            active += 1
+    return active >= core.quorum()

@@ -1,6 +1,6 @@
 """Membership changes one server at a time (Raft thesis ch. 4).
 
-Functions over a `RaftCore`, kept apart (as ``election`` is) so that
+Functions over the core's state (`CoreState`), kept apart (as ``election`` is) so that
 ``core`` stays readable.  A configuration is in force as soon as its CONFIG
 entry is appended (thesis §4.1), committed or not; if a new leader's log
 replaces that entry, the previous configuration is back (`track_config`).
@@ -12,8 +12,7 @@ most caught-up voter) and steps down (`step_down_if_removed`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from skydns.raft.core import replication
 from skydns.raft.core.messages import (
     Configuration,
     Entry,
@@ -24,12 +23,10 @@ from skydns.raft.core.messages import (
 )
 from skydns.raft.core.progress import Inflights, Progress
 from skydns.raft.core.ready import ConfigChangeRefused, NotLeader, ProposalDropped, Role
-
-if TYPE_CHECKING:
-    from skydns.raft.core.raft import RaftCore
+from skydns.raft.core.state import CoreState
 
 
-def change_config(core: RaftCore, new: Configuration, data: bytes | None = None) -> int:
+def change_config(core: CoreState, new: Configuration, data: bytes | None = None) -> int:
     """Append a CONFIG entry that moves the cluster to ``new``; its index.
 
     One voter added or removed at a time (learners come and go freely),
@@ -59,12 +56,12 @@ def change_config(core: RaftCore, new: Configuration, data: bytes | None = None)
     if decode_config(data) != new:
         raise ValueError("the entry's data does not describe the new configuration")
     entry = Entry(core.term, core.log.last_index() + 1, EntryKind.CONFIG, data)
-    core._append(entry)
+    core.append([entry])
     core.broadcast_append()
     return entry.index
 
 
-def track_config(core: RaftCore, entries: list[Entry] | tuple[Entry, ...]) -> None:
+def track_config(core: CoreState, entries: list[Entry] | tuple[Entry, ...]) -> None:
     """Follow the log's latest CONFIG entry after ``entries`` were appended."""
     if not entries:
         return
@@ -76,14 +73,14 @@ def track_config(core: RaftCore, entries: list[Entry] | tuple[Entry, ...]) -> No
         ):
             index -= 1
         core.config_index = index
-        core._set_config(core.config_at(index))
+        core.set_config(core.config_at(index))
     for entry in entries:
         if entry.kind is EntryKind.CONFIG:
             core.config_index = entry.index
-            core._set_config(decode_config(entry.data))
+            core.set_config(decode_config(entry.data))
 
 
-def set_config(core: RaftCore, config: Configuration) -> None:
+def set_config(core: CoreState, config: Configuration) -> None:
     core.config = config
     if core.role is not Role.LEADER:
         return
@@ -102,10 +99,10 @@ def set_config(core: RaftCore, config: Configuration) -> None:
     if core.lead_transferee is not None and core.lead_transferee not in config.voters:
         core.lead_transferee = None
     if core.id in config.voters:
-        core.maybe_commit()  # a smaller quorum may commit more now
+        replication.maybe_commit(core)  # a smaller quorum may commit more now
 
 
-def step_down_if_removed(core: RaftCore) -> None:
+def step_down_if_removed(core: CoreState) -> None:
     """A leader that removed itself hands over once the removal commits."""
     if core.role is not Role.LEADER or core.id in core.config.voters:
         return
@@ -120,7 +117,7 @@ def step_down_if_removed(core: RaftCore) -> None:
     core.become_follower(core.term, None)
 
 
-def config_at(core: RaftCore, index: int) -> Configuration:
+def config_at(core: CoreState, index: int) -> Configuration:
     """The configuration in force once the log up to ``index`` is applied."""
     for position in range(index, core.log.snapshot.index, -1):
         entry = core.log.entry(position)

@@ -168,6 +168,9 @@ class AppendEntriesResponse:
     index: int
     hint_index: int = 0
     hint_term: int = 0
+    #: The follower's log may lack entries it once acknowledged (SPEC §11):
+    #: the leader does not count it towards commits until this is false.
+    recovering: bool = False
 
 
 @frozen

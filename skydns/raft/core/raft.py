@@ -1,30 +1,19 @@
 """The Raft consensus algorithm as a pure state machine (no I/O at all).
 
-Modelled on etcd's raft library.  The adapter (``skydns.raft.node.driver``, or the
-simulation in ``tests/raft/sim.py``) drives a `RaftCore` with three inputs:
+Modelled on etcd's raft library.  The driver (``skydns.raft.node.driver``)
+gives a `RaftCore` its inputs:
 
 - ``tick()``: one unit of logical time (elections and heartbeats count ticks);
 - ``step(message)``: a message from another node;
-- ``propose(data)``, ``read_index(context)``, ``transfer_leadership(to)``:
-  requests from this node's clients.
+- ``propose_many(data)``, ``read_index(context)``, ``transfer_leadership(to)``,
+  ``change_config(new)``: requests from this node's clients;
+- ``peer_unreachable(peer)``: the connection to a peer broke (a hint: the
+  leader's process may be gone, so its lease need not be waited out);
 
 and drains its output with ``ready()`` / ``advance(ready)``.  The Ready
-contract, which is what makes the algorithm safe across crashes:
-
-1. write ``ready.hard_state`` (if any) and ``ready.entries`` (if any; they
-   replace the durable log from ``entries[0].index`` on) and **sync** them;
-2. only then send ``ready.messages`` (a vote or an acknowledgement is a
-   promise about what is on disk);
-3. apply ``ready.committed_entries`` to the state machine in order, and
-   serve ``ready.read_states`` once the applied index reaches theirs;
-4. call ``advance(ready)`` before the next ``step``/``tick``/``propose``.
-
-Construct with the state restored from disk::
-
-    RaftCore(node_id, peers, RestoredState(hard_state, entries, snapshot),
-             rng, election_tick=10, heartbeat_tick=1,
-             max_size_per_msg=64 * 1024, max_inflight=64,
-             pre_vote=True, check_quorum=True)
+contract (docs/raft.md), which is what makes the algorithm safe across
+crashes: persist the Ready's hard state and entries and sync them; only
+then send its messages; apply its committed entries; ``advance``.
 
 ``peers`` lists every voter, this node included (a snapshot's configuration,
 when present, wins).  ``status()`` describes the node for operators.
@@ -36,7 +25,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from skydns.raft.core import election, membership, reads, replication
+from skydns.raft.core import election, membership, output, reads, replication
 from skydns.raft.core.log import RaftLog
 from skydns.raft.core.messages import (
     AppendEntries,
@@ -56,12 +45,12 @@ from skydns.raft.core.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from skydns.raft.core.progress import Inflights, Progress
-from skydns.raft.core.readonly import ReadOnly, ReadState
+from skydns.raft.core.progress import Inflights, Progress, ReadOnly
 from skydns.raft.core.ready import (
     ConfigChangeRefused,
     NotLeader,
     ProposalDropped,
+    ReadState,
     Ready,
     RestoredState,
     Role,
@@ -108,6 +97,8 @@ class RaftCore:
         self.vote = hs.vote
         self.log = RaftLog.restore(storage.snapshot, list(storage.entries), hs.commit)
         self.log.applied = min(max(storage.applied, storage.snapshot.index), self.log.committed)
+        self.recovering = storage.recovering
+        self.recovered = False
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.election_elapsed = 0
@@ -125,8 +116,8 @@ class RaftCore:
         self.pending_snapshot: InstallSnapshot | None = None
         self.prev_hard_state = hs
         self.prev_soft_state = SoftState(None, Role.FOLLOWER)
-        self._reset(self.term)
-        self._track_config(self.log.entries)
+        self.reset(self.term)
+        self.track_config(self.log.entries)
 
     # --- helpers ------------------------------------------------------------
 
@@ -134,19 +125,20 @@ class RaftCore:
         return len(self.config.voters) // 2 + 1
 
     def promotable(self) -> bool:
-        return self.id in self.config.voters
+        """Whether this server may campaign: a voter whose log is whole."""
+        return self.id in self.config.voters and not self.recovering
 
     def send(self, message: Message) -> None:
         self.msgs.append(message)
 
-    def _peers(self) -> list[str]:
+    def peers(self) -> list[str]:
         everyone = self.config.voters | self.config.learners
         return sorted(p for p in everyone if p != self.id)
 
     def hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
 
-    def _reset(self, term: int) -> None:
+    def reset(self, term: int) -> None:
         if term != self.term:
             self.term = term
             self.vote = None
@@ -165,17 +157,17 @@ class RaftCore:
     # --- role changes -------------------------------------------------------
 
     def become_follower(self, term: int, leader: str | None) -> None:
-        self._reset(term)
+        self.reset(term)
         self.leader = leader
         self.role = Role.FOLLOWER
 
     def become_leader(self) -> None:
         assert self.role is Role.CANDIDATE, "only a candidate can become leader"
-        self._reset(self.term)
+        self.reset(self.term)
         self.role = Role.LEADER
         self.leader = self.id
         last = self.log.last_index()
-        for peer in [self.id, *self._peers()]:
+        for peer in [self.id, *self.peers()]:
             self.progress[peer] = Progress(
                 match=0,
                 next=last + 1,
@@ -184,7 +176,7 @@ class RaftCore:
             )
         # A no-op of the new term lets the leader commit (and learn the
         # commit index) without waiting for a client (Raft §5.4.2, §8).
-        self._append(Entry(self.term, last + 1, EntryKind.NOOP))
+        self.append([Entry(self.term, last + 1, EntryKind.NOOP)])
         self.broadcast_append()
 
     def campaign(self, prevote: bool, transfer: bool = False) -> None:
@@ -193,39 +185,7 @@ class RaftCore:
     # --- inputs -------------------------------------------------------------
 
     def tick(self) -> None:
-        self.ticks += 1
-        if self.role is Role.LEADER:
-            self._tick_leader()
-            return
-        self.election_elapsed += 1
-        if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
-            self.election_elapsed = 0
-            self.campaign(prevote=self.pre_vote)
-
-    def _tick_leader(self) -> None:
-        self.heartbeat_elapsed += 1
-        self.election_elapsed += 1
-        if self.check_quorum and not self._quorum_active():
-            # CheckQuorum (thesis §6.2): a leader that has not heard from a
-            # quorum for an election timeout steps down.
-            self.become_follower(self.term, None)
-            return
-        if self.election_elapsed >= self.election_tick:
-            self.election_elapsed = 0
-            self.lead_transferee = None  # the transfer took too long: abort
-        if self.heartbeat_elapsed >= self.heartbeat_tick:
-            self.heartbeat_elapsed = 0
-            self.broadcast_heartbeat(self.read_only.last_context())
-
-    def _quorum_active(self) -> bool:
-        active = 0
-        for voter in self.config.voters:
-            pr = self.progress.get(voter)
-            if voter == self.id or (
-                pr is not None and self.ticks - pr.last_active_tick <= self.election_tick
-            ):
-                active += 1
-        return active >= self.quorum()
+        election.tick(self)
 
     def step(self, m: Message) -> None:
         if m.term > self.term:
@@ -318,10 +278,8 @@ class RaftCore:
         if self.lead_transferee is not None:
             raise ProposalDropped(f"transferring leadership to {self.lead_transferee}")
         first = self.log.last_index() + 1
-        replication.append_all(
-            self, [Entry(self.term, first + i, kind, d) for i, d in enumerate(data)]
-        )
-        for peer in self._peers():
+        self.append([Entry(self.term, first + i, kind, d) for i, d in enumerate(data)])
+        for peer in self.peers():
             self.send_append(peer, send_if_empty=False)
         return first
 
@@ -334,6 +292,18 @@ class RaftCore:
             self.send(ReadIndexRequest(self.id, self.leader, self.term, context))
         else:
             raise NotLeader(None)
+
+    def peer_unreachable(self, peer: str) -> None:
+        """The connection to ``peer`` broke.  If it is our leader, its process
+        has probably died (a live leader's connections rarely break), so
+        its lease is not waited out: this server will grant votes at once
+        and campaign after a short random delay (PreVote still asks the
+        others, who refuse while they hear from a live leader)."""
+        if self.role is Role.LEADER or peer != self.leader:
+            return
+        self.election_elapsed = max(self.election_elapsed, self.election_tick)
+        spread = max(1, self.election_tick // 5)
+        self.randomized_election_timeout = self.election_elapsed + 1 + self.rng.randrange(spread)
 
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to ``to`` once its log is caught up (thesis §3.10)."""
@@ -350,8 +320,8 @@ class RaftCore:
 
     # --- replication (Raft §5.3; see skydns.raft.core.replication) -------------
 
-    def _append(self, entry: Entry) -> None:
-        replication.append(self, entry)
+    def append(self, entries: list[Entry]) -> None:
+        replication.append_all(self, entries)
 
     def send_append(self, to: str, send_if_empty: bool = True) -> bool:
         return replication.send_append(self, to, send_if_empty)
@@ -376,13 +346,13 @@ class RaftCore:
     def config_pending(self) -> bool:
         return self.config_index > self.log.committed
 
-    def _track_config(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
+    def track_config(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
         membership.track_config(self, entries)
 
-    def _set_config(self, config: Configuration) -> None:
+    def set_config(self, config: Configuration) -> None:
         membership.set_config(self, config)
 
-    def _step_down_if_removed(self) -> None:
+    def step_down_if_removed(self) -> None:
         membership.step_down_if_removed(self)
 
     # --- snapshots --------------------------------------------------------
@@ -407,65 +377,17 @@ class RaftCore:
     # --- output -------------------------------------------------------------
 
     def has_ready(self) -> bool:
-        return bool(
-            self.pending_snapshot is not None
-            or self.msgs
-            or self.read_states
-            or self.hard_state() != self.prev_hard_state
-            or SoftState(self.leader, self.role) != self.prev_soft_state
-            or self.log.unstable <= self.log.last_index()
-            or self.log.committed > self.log.applied
-        )
+        return output.has_ready(self)
 
     def ready(self) -> Ready:
-        hs = self.hard_state()
-        soft = SoftState(self.leader, self.role)
-        return Ready(
-            hard_state=hs if hs != self.prev_hard_state else None,
-            entries=tuple(self.log.unstable_entries()),
-            committed_entries=tuple(self.log.next_committed()),
-            messages=tuple(self.msgs),
-            read_states=tuple(self.read_states),
-            soft_state=soft if soft != self.prev_soft_state else None,
-            snapshot=None if self.pending_snapshot is None else self.pending_snapshot.meta,
-            snapshot_data=b"" if self.pending_snapshot is None else self.pending_snapshot.data,
-        )
+        return output.ready(self)
 
     def advance(self, rd: Ready) -> None:
         """The adapter has persisted, sent and applied what ``rd`` held."""
-        if rd.hard_state is not None:
-            self.prev_hard_state = rd.hard_state
-        if rd.soft_state is not None:
-            self.prev_soft_state = rd.soft_state
-        if rd.snapshot is not None:
-            self.pending_snapshot = None
-            self.log.unstable = max(self.log.unstable, rd.snapshot.index + 1)
-        if rd.entries:
-            self.log.unstable = rd.entries[-1].index + 1
-        if rd.committed_entries:
-            self.log.applied = rd.committed_entries[-1].index
-        del self.msgs[: len(rd.messages)]
-        del self.read_states[: len(rd.read_states)]
+        output.advance(self, rd)
 
     def status(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "term": self.term,
-            "vote": self.vote,
-            "role": self.role.value,
-            "leader": self.leader,
-            "commit": self.log.committed,
-            "applied": self.log.applied,
-            "last_index": self.log.last_index(),
-            "snapshot_index": self.log.snapshot.index,
-            "voters": sorted(self.config.voters),
-            "learners": sorted(self.config.learners),
-            "lead_transferee": self.lead_transferee,
-            "progress": {
-                peer: {"match": pr.match, "next": pr.next, "state": pr.state.value}
-                for peer, pr in sorted(self.progress.items())
-            },
-        }
+        return output.status(self)
 
 
 __all__ = [

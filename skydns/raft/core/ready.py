@@ -10,7 +10,6 @@ import enum
 from attrs import frozen
 
 from skydns.raft.core.messages import Entry, HardState, Message, SnapshotMeta
-from skydns.raft.core.readonly import ReadState
 
 
 class Role(enum.Enum):
@@ -37,6 +36,14 @@ class ProposalDropped(Exception):
 
 
 @frozen
+class ReadState:
+    """A read may be served once the state machine has applied ``index``."""
+
+    index: int
+    context: bytes
+
+
+@frozen
 class SoftState:
     """Volatile state the adapter may want to observe (never persisted)."""
 
@@ -53,6 +60,10 @@ class RestoredState:
     snapshot: SnapshotMeta = SnapshotMeta()
     #: The state machine's applied index, if it is durable (else the snapshot's).
     applied: int = 0
+    #: The durable log may have lost entries this server acknowledged
+    #: (SPEC §11): it neither votes nor counts towards commits until a
+    #: leader has restored it.
+    recovering: bool = False
 
 
 @frozen
@@ -68,6 +79,9 @@ class Ready:
     #: it before anything else in this Ready (it comes before ``entries``).
     snapshot: SnapshotMeta | None = None
     snapshot_data: bytes = b""
+    #: The log is whole again after a recovery (SPEC §11): once this Ready
+    #: is persisted, the adapter may forget that it was recovering.
+    recovered: bool = False
 
     @property
     def must_sync(self) -> bool:

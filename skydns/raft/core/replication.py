@@ -1,6 +1,6 @@
 """Log replication, both sides (Raft §5.3, §7).
 
-Functions over a `RaftCore`, kept apart (as ``election`` and
+Functions over the core's state (`CoreState`), kept apart (as ``election`` and
 ``membership`` are) so that ``core`` stays readable.  The leader appends,
 sends AppendEntries (or InstallSnapshot, when a follower needs compacted
 entries) and heartbeats, tracks each follower's `Progress` from the
@@ -9,8 +9,6 @@ what it is sent.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from skydns.raft.core import reads
 from skydns.raft.core.messages import (
@@ -24,31 +22,28 @@ from skydns.raft.core.messages import (
     TimeoutNow,
 )
 from skydns.raft.core.progress import ProgressState
-
-if TYPE_CHECKING:
-    from skydns.raft.core.raft import RaftCore
-
+from skydns.raft.core.state import CoreState
 
 # --- leader -----------------------------------------------------------------
 
 
-def append(core: RaftCore, entry: Entry) -> None:
+def append(core: CoreState, entry: Entry) -> None:
     """Append ``entry`` to the leader's own log (and count its own copy)."""
     append_all(core, [entry])
 
 
-def append_all(core: RaftCore, entries: list[Entry]) -> None:
+def append_all(core: CoreState, entries: list[Entry]) -> None:
     """Append ``entries`` (consecutive, this term) to the leader's own log."""
     core.log.append(entries)
     configs = [e for e in entries if e.kind is EntryKind.CONFIG]
     if configs:
-        core._track_config(configs)
+        core.track_config(configs)
     own = core.progress[core.id]
     own.maybe_update(entries[-1].index)
     maybe_commit(core)
 
 
-def send_append(core: RaftCore, to: str, send_if_empty: bool = True) -> bool:
+def send_append(core: CoreState, to: str, send_if_empty: bool = True) -> bool:
     """Send ``to`` what it lacks; whether a message went out."""
     pr = core.progress[to]
     if pr.paused():
@@ -69,24 +64,27 @@ def send_append(core: RaftCore, to: str, send_if_empty: bool = True) -> bool:
     return True
 
 
-def broadcast_append(core: RaftCore) -> None:
-    for peer in core._peers():
+def broadcast_append(core: CoreState) -> None:
+    for peer in core.peers():
         send_append(core, peer)
 
 
-def broadcast_heartbeat(core: RaftCore, context: bytes | None) -> None:
-    for peer in core._peers():
+def broadcast_heartbeat(core: CoreState, context: bytes | None) -> None:
+    for peer in core.peers():
         commit = min(core.progress[peer].match, core.log.committed)
         core.send(Heartbeat(core.id, peer, core.term, commit, context))
 
 
-def maybe_commit(core: RaftCore) -> bool:
+def maybe_commit(core: CoreState) -> bool:
     """Advance the commit index to what a quorum holds (Raft §5.3, §5.4.2).
 
     Only an entry of the current term is committed by counting replicas;
     earlier ones commit with it (the paper's Figure 8).
     """
-    matches = sorted((core.progress[v].match for v in core.config.voters), reverse=True)
+    matches = sorted(
+        (0 if core.progress[v].recovering else core.progress[v].match for v in core.config.voters),
+        reverse=True,
+    )
     index = matches[core.quorum() - 1]
     if index > core.log.committed and core.log.term(index) == core.term:
         core.log.commit_to(index)
@@ -94,11 +92,12 @@ def maybe_commit(core: RaftCore) -> bool:
     return False
 
 
-def handle_append_response(core: RaftCore, m: AppendEntriesResponse) -> None:
+def handle_append_response(core: CoreState, m: AppendEntriesResponse) -> None:
     pr = core.progress.get(m.src)
     if pr is None:
         return
     pr.last_active_tick = core.ticks
+    pr.recovering = m.recovering
     if not m.success:
         hint = m.hint_index
         if m.hint_term > 0:
@@ -127,10 +126,10 @@ def handle_append_response(core: RaftCore, m: AppendEntriesResponse) -> None:
         pass
     if m.src == core.lead_transferee and pr.match == core.log.last_index():
         core.send(TimeoutNow(core.id, m.src, core.term))
-    core._step_down_if_removed()
+    core.step_down_if_removed()
 
 
-def handle_heartbeat_response(core: RaftCore, m: HeartbeatResponse) -> None:
+def handle_heartbeat_response(core: CoreState, m: HeartbeatResponse) -> None:
     pr = core.progress.get(m.src)
     if pr is None:
         return
@@ -155,39 +154,68 @@ def handle_heartbeat_response(core: RaftCore, m: HeartbeatResponse) -> None:
 # --- follower ---------------------------------------------------------------
 
 
-def handle_append(core: RaftCore, m: AppendEntries) -> None:
+def handle_append(core: CoreState, m: AppendEntries) -> None:
     if m.prev_log_index < core.log.committed:
-        core.send(AppendEntriesResponse(core.id, m.src, core.term, True, core.log.committed))
+        _acknowledge(core, m.src, core.log.committed)
         return
     last_new = core.log.maybe_append(m.prev_log_index, m.prev_log_term, m.commit, m.entries)
     if last_new is not None:
-        core._track_config(m.entries)
-        core.send(AppendEntriesResponse(core.id, m.src, core.term, True, last_new))
+        core.track_config(m.entries)
+        if core.recovering and _restored(core, m, last_new):
+            end_recovery(core, m.src)
+        _acknowledge(core, m.src, last_new)
         return
     hint_index, hint_term = core.log.find_conflict_by_term(m.prev_log_index, m.prev_log_term)
     core.send(
         AppendEntriesResponse(
-            core.id, m.src, core.term, False, m.prev_log_index, hint_index, hint_term
+            core.id, m.src, core.term, False, m.prev_log_index, hint_index, hint_term,
+            recovering=core.recovering,
         )
+    )  # fmt: skip
+
+
+def _acknowledge(core: CoreState, leader: str, index: int) -> None:
+    core.send(
+        AppendEntriesResponse(core.id, leader, core.term, True, index, recovering=core.recovering)
     )
 
 
-def handle_snapshot(core: RaftCore, m: InstallSnapshot) -> None:
+def _restored(core: CoreState, m: AppendEntries, last_new: int) -> bool:
+    """Whether this (recovering) follower now holds every committed entry:
+    all of the leader's log up to a commit index that names an entry of the
+    leader's own term (so every entry before it is committed too, Raft
+    §5.4.2), which includes whatever this follower once acknowledged."""
+    return 0 < m.commit <= last_new and core.log.term(m.commit) == m.term
+
+
+def end_recovery(core: CoreState, leader: str) -> None:
+    """The log is whole again: vote and count as before.  The vote of this
+    term, if not cast, goes to the leader that restored the log, so that a
+    vote this server may have cast in this term before its loss is never
+    followed by a second one (the Ready carrying it is persisted before
+    any message goes out)."""
+    core.recovering = False
+    core.recovered = True
+    if core.vote is None:
+        core.vote = leader
+
+
+def handle_snapshot(core: CoreState, m: InstallSnapshot) -> None:
     """Follower side of InstallSnapshot (Raft §7)."""
     meta = m.meta
     if meta.index <= core.log.committed or core.pending_snapshot is not None:
         # Old news (or one is already on its way to the disk).
-        core.send(AppendEntriesResponse(core.id, m.src, core.term, True, core.log.committed))
+        _acknowledge(core, m.src, core.log.committed)
         return
     if core.log.match_term(meta.index, meta.term):
         # We hold the snapshot's last entry: only the commit index moves.
         core.log.commit_to(meta.index)
-        core.send(AppendEntriesResponse(core.id, m.src, core.term, True, core.log.committed))
+        _acknowledge(core, m.src, core.log.committed)
         return
     core.log.restore_snapshot(meta)
     if meta.config is not None:
-        core._set_config(meta.config)
+        core.set_config(meta.config)
     core.config_index = meta.index
     core.pending_snapshot = m
     # Sent only after the Ready that carries the snapshot is persisted.
-    core.send(AppendEntriesResponse(core.id, m.src, core.term, True, meta.index))
+    _acknowledge(core, m.src, meta.index)

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from skydns.cluster import NotLeader
 from skydns.commands import Command, encode
 from skydns.raft.core import raft
-from skydns.raft.core.readonly import ReadState
+from skydns.raft.core.ready import ReadState
 from skydns.raft.net.interface import (
     MAX_PROPOSAL_BYTES,
     BadProposal,
