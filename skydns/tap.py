@@ -374,9 +374,10 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.leases import LeaseKeeper
     from skydns.logging import RegistryLog, log_observer
     from skydns.metrics import Metrics
-    from skydns.raft.node.wiring import build_cluster, exit_now
-    from skydns.raft.storage.wal import StorageError
+    from skydns.raft.node.driver import NodeOptions
+    from skydns.raft.storage.errors import StorageError
     from skydns.registry import Registry
+    from skydns.store.raft import build_cluster, exit_now
 
     tune_gc()
     disable_created_metrics()
@@ -404,9 +405,9 @@ def makeService(options: Options) -> service.MultiService:
         cluster, node = build_cluster(
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
-            raft_tls=options["raft-tls"],
-            snapshot_entries=options["snapshot-entries"], join=options["join"],
-            snapshot_keep=options["snapshot-keep"], fail_stop=fail_stop,
+            raft_tls=options["raft-tls"], join=options["join"], fail_stop=fail_stop,
+            options=NodeOptions(snapshot_entries=options["snapshot-entries"],
+                                keep_entries=options["snapshot-keep"]),
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.

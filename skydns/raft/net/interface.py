@@ -12,7 +12,6 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from skydns.names import ValidationError
 from skydns.raft.core.messages import Message
 
 #: The largest command a node accepts for replication (bytes of its log
@@ -39,15 +38,12 @@ class NotLeaderHere(Exception):
         self.leader = leader or None
 
 
-class ProposalTooLarge(ValidationError):
-    """A command is too big to replicate (more than `MAX_PROPOSAL_BYTES`).
-
-    A `ValidationError` on the field ``body``, so the HTTP API answers 400.
-    """
+class ProposalTooLarge(ValueError):
+    """A command is too big to replicate (more than `MAX_PROPOSAL_BYTES`)."""
 
     def __init__(self, size: int) -> None:
         super().__init__(
-            "body", f"the command is {size} bytes, more than the {MAX_PROPOSAL_BYTES} allowed"
+            f"the command is {size} bytes, more than the {MAX_PROPOSAL_BYTES} allowed"
         )
         self.size = size
 
@@ -81,6 +77,9 @@ class IRaftHandler(Interface):
         """Member ``src`` says this node (``dst``) was removed from the
         cluster by the configuration at ``index``."""
 
+    def peer_unreachable(peer_id: str) -> None:
+        """The connection to ``peer_id`` broke (its process may have died)."""
+
     def accept_proposal(data: bytes) -> "Deferred[tuple[int, int]]":
         """A proposal forwarded by a follower: append it; fire with its
         ``(index, term)``.  Errbacks `NotLeaderHere`, `ProposalTooLarge` or
@@ -110,3 +109,15 @@ class IRaftTransport(Interface):
         """Ask ``to`` to append ``data`` as a proposal; fire with ``(index,
         term)``.  Errbacks `NotLeaderHere`, `PeerUnavailable`,
         `ProposalTooLarge` or `BadProposal`."""
+
+    def change_member(
+        to: str, op: str, member_id: str, address: str | None
+    ) -> "Deferred[dict[str, str | None]]":
+        """Ask ``to`` to add or remove a member (`IRaftHandler.change_member`)."""
+
+    def add_peer(peer_id: str, address: str) -> None:
+        """Keep a connection to a member added at ``address`` (``HOST:PORT``);
+        raise ValueError if the address cannot be used."""
+
+    def remove_peer(peer_id: str) -> None:
+        """Drop the connection to a member removed from the cluster."""

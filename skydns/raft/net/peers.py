@@ -96,8 +96,11 @@ class _Peer:
         factory: Callable[[], RaftProtocol],
         clock: IReactorTime,
         call_timeout: float,
+        on_lost: Callable[[str], None] = lambda _: None,
     ) -> None:
+        """``on_lost`` is told when an established connection breaks."""
         self.peer_id = peer_id
+        self.on_lost = on_lost
         self.clock = clock
         self.call_timeout = call_timeout
         self.protocol: RaftProtocol | None = None
@@ -147,6 +150,7 @@ class _Peer:
                 return
             reason = protocol.lost_reason
             self.last_failure = "lost the connection" if reason is None else why(reason)
+            self.on_lost(self.peer_id)
             held = self._comings_and_goings.allow("lost")
             if held is not None:
                 log.info(
@@ -234,8 +238,11 @@ class AMPTransport:
         clock: IReactorTime,
         call_timeout: float = 2.0,
         listen_failed: Callable[[Failure], None] | None = None,
+        connect: Callable[[str], IStreamClientEndpoint] | None = None,
     ) -> None:
+        """``connect`` makes the endpoint of a member added at run time."""
         self.endpoint = endpoint
+        self.connect = connect
         self.listen_failed = listen_failed
         self.clock = clock
         self.handler: IRaftHandler | None = None
@@ -246,10 +253,17 @@ class AMPTransport:
         self._drops = LogThrottle(clock)
         self._started = False
         self._peers = {
-            peer_id: _Peer(peer_id, ep, self._make_protocol, clock, call_timeout)
-            for peer_id, ep in peers.items()
+            peer_id: self._peer(peer_id, ep) for peer_id, ep in peers.items()
         }
         self._listening: Deferred[Any] | None = None
+
+    def _peer(self, peer_id: str, endpoint: IStreamClientEndpoint) -> _Peer:
+        return _Peer(peer_id, endpoint, self._make_protocol, self.clock, self.call_timeout,
+                     self._unreachable)  # fmt: skip
+
+    def _unreachable(self, peer_id: str) -> None:
+        if self.handler is not None and self._started:
+            self.handler.peer_unreachable(peer_id)
 
     def _make_protocol(self) -> RaftProtocol:
         return RaftProtocol(self.handler, self._drops)
@@ -271,11 +285,13 @@ class AMPTransport:
         for peer in self._peers.values():
             peer.service.startService()
 
-    def add_peer(self, peer_id: str, endpoint: IStreamClientEndpoint) -> None:
+    def add_peer(self, peer_id: str, address: str) -> None:
         """Keep a connection to a member added to the cluster."""
         if peer_id in self._peers:
             return
-        peer = _Peer(peer_id, endpoint, self._make_protocol, self.clock, self.call_timeout)
+        if self.connect is None:
+            raise ValueError("this transport cannot connect to new members")
+        peer = self._peer(peer_id, self.connect(address))
         self._peers[peer_id] = peer
         if self._started:
             peer.service.startService()

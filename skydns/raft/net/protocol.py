@@ -218,6 +218,7 @@ class RaftProtocol(amp.AMP):
 
     @AppendEntriesResponseCommand.responder
     def _append_entries_response(self, **kw: Any) -> dict[str, Any]:
+        kw["recovering"] = bool(kw.get("recovering"))  # absent from older peers
         return self._deliver(AppendEntriesResponse(**kw))
 
     @HeartbeatCommand.responder

@@ -214,6 +214,7 @@ class AppendEntriesResponseCommand(_OneWay):
         (b"index", Natural()),
         (b"hint_index", Natural()),
         (b"hint_term", Natural()),
+        (b"recovering", amp.Boolean(optional=True)),
     ]
 
 

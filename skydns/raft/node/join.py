@@ -1,11 +1,14 @@
 """``--join HOST:PORT``: a fresh node asks a running cluster to add it.
 
 The node starts as no member at all (it never campaigns), then calls AMP
-``ChangeMember`` (op ``add``) on the given member's Raft port until one
-answers; that member forwards the request to its leader, which adds the
-node as a learner.  The leader then sends it a snapshot and the log, and
-promotes it to voter once it has caught up.  A node that is already a
-member (a restart with the same ``--join``) does not ask again.
+``ChangeMember`` (op ``add``) on the given member's Raft port until the
+leader has committed the entry that adds it; the leader then sends it a
+snapshot and the log, and promotes it to voter once it has caught up.  A
+refused or lost change is asked again, never taken for success; and a node
+that was told it joined but still finds itself in no configuration it holds
+after `CONFIRM_WITHIN` seconds says so (in its log and ``/ready``) and asks
+again.  A node that is already a member (a restart with the same ``--join``)
+does not ask.
 """
 
 from __future__ import annotations
@@ -21,57 +24,77 @@ from twisted.logger import Logger
 
 from skydns.raft.net.interface import MemberChangeError
 from skydns.raft.net.protocol import RaftProtocol
-from skydns.raft.node.driver import RaftNode
+from skydns.raft.node.condition import Condition
+from skydns.raft.node.members import Members
 
 log = Logger()
 
-
-def is_member(node: RaftNode) -> bool:
-    config = node.core.config
-    return node.id in config.voters or node.id in config.learners
+#: Seconds a node told it joined may wait for the configuration that has it.
+CONFIRM_WITHIN = 5.0
+#: Seconds between two attempts.
+RETRY = 1.0
 
 
 async def join(
-    reactor: Any, endpoint: IStreamClientEndpoint, node: RaftNode, address: str,
-    retry: float = 1.0,
+    reactor: Any, endpoint: IStreamClientEndpoint, members: Members, condition: Condition,
+    address: str, retry: float = RETRY, confirm_within: float = CONFIRM_WITHIN,
 ) -> None:  # fmt: skip
-    """Ask until the cluster has added ``node`` (at ``address``)."""
-    while node.running and not is_member(node):
-        try:
-            protocol = await connectProtocol(endpoint, RaftProtocol(None))
-            try:
-                members = await protocol.change_member("add", node.id, address)
-            finally:
-                if protocol.transport is not None:
-                    protocol.transport.loseConnection()
-            node.members.learn(members)
-            log.info("joined the cluster as {id} at {address}", id=node.id, address=address)
+    """Ask until this node is in the configuration it holds."""
+    while not members.is_member():
+        if condition.refusal() is not None:
             return
+        condition.joining = "joining the cluster: not yet in its configuration"
+        try:
+            added = await _ask(endpoint, members.id, address)
         except MemberChangeError as e:
-            if e.kind == "exists":
-                return
             log.warn("joining the cluster: {error}", error=str(e))
         except Exception as e:
             log.warn("joining the cluster failed, retrying: {error}", error=str(e))
+        else:
+            members.learn(added)
+            log.info("joined the cluster as {id} at {address}", id=members.id, address=address)
+            waited = 0.0
+            while not members.is_member() and waited < confirm_within:
+                await deferLater(reactor, 0.1, lambda: None)
+                waited += 0.1
+            if members.is_member():
+                break
+            log.warn(
+                "told it joined, but after {seconds:.0f} s this node is still in no "
+                "configuration it holds: asking again", seconds=confirm_within,
+            )  # fmt: skip
+            continue
         await deferLater(reactor, retry, lambda: None)
+    condition.joining = None
+
+
+async def _ask(endpoint: IStreamClientEndpoint, node_id: str, address: str) -> dict[str, Any]:
+    protocol = await connectProtocol(endpoint, RaftProtocol(None))
+    try:
+        return await protocol.change_member("add", node_id, address)
+    finally:
+        if protocol.transport is not None:
+            protocol.transport.loseConnection()
 
 
 class JoinService(Service):
     """Runs `join` once the node has started."""
 
     def __init__(
-        self, reactor: Any, endpoint: IStreamClientEndpoint, node: RaftNode, address: str
-    ) -> None:
+        self, reactor: Any, endpoint: IStreamClientEndpoint, members: Members,
+        condition: Condition, address: str,
+    ) -> None:  # fmt: skip
         self.reactor = reactor
         self.endpoint = endpoint
-        self.node = node
+        self.members = members
+        self.condition = condition
         self.address = address
         self.joining: Deferred[None] | None = None
 
     def startService(self) -> None:
         super().startService()
         self.joining = Deferred.fromCoroutine(
-            join(self.reactor, self.endpoint, self.node, self.address)
+            join(self.reactor, self.endpoint, self.members, self.condition, self.address)
         )
         self.joining.addErrback(lambda f: log.failure("joining the cluster", f))
 

@@ -1,98 +1,117 @@
 """Live membership changes in a Raft node (Raft thesis ch. 4).
 
 The core changes the configuration one server at a time through CONFIG
-entries, in force as soon as they are appended (thesis §4.1; see
-``RaftCore.change_config``).  This module is the node's side:
+entries, in force as soon as they are appended (thesis §4.1).  This is the
+node's side of it:
 
 - a CONFIG entry's data is the configuration plus every member's Raft
   address (``{"voters", "learners", "addresses"}``), so each node learns how
-  to reach a new member from the log (or from a snapshot, which stores the
-  addresses at its index); the transport connects to added members and
-  drops removed ones;
-- ``add(id, address)`` adds a *learner* (it receives the log or a snapshot
-  but does not vote); the leader promotes it to voter on its own once its
-  log is within ``promote_lag`` entries of the leader's;
-- ``remove(id)`` removes a voter or learner, the leader included: the
-  leader then steps down once the removal commits and hands leadership to a
-  caught-up voter (TimeoutNow);
+  to reach a member from the log (or from a snapshot, which stores the
+  addresses at its index).  The addresses written into a new entry are
+  those of the configuration in force in the core at that moment, never a
+  copy that may lag behind it (two joins taken in one turn once lost the
+  first one's address this way);
+- ``add(id, address)`` adds a *learner*; the leader promotes it to voter on
+  its own once it has every entry that was committed a tick earlier;
+- ``remove(id)`` removes a voter or learner, the leader included;
 - on a follower both are forwarded to the leader (AMP ``ChangeMember``);
-  they fire once the change is applied on the node that answers;
-- a node finds out that it was removed (`check_self`): when a committed
-  configuration that excludes it reaches its log, or when a member it still
-  writes to answers with a "removed" notice (``RaftNode.receive`` gives the
-  transport `removed_at` for a sender this member saw removed; the leader
-  stops replicating to a member as soon as it appends its removal, so the
-  removed node often never sees that entry itself).
+  they are answered once *their own* entry is committed and applied on the
+  node that answers (a change lost with a leader change is an error, which
+  the asker retries);
+- a node finds out that it was removed when a committed configuration that
+  excludes it reaches its log, or when a member answers its messages with a
+  "removed" notice (`removed_at`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from attrs import define
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
 from skydns import config as options
-from skydns.raft.core import raft
 from skydns.raft.core.messages import Configuration, EntryKind, decode_config, encode_config
 from skydns.raft.core.progress import ProgressState
-from skydns.raft.net.interface import MemberChangeError, NotLeaderHere
-
-if TYPE_CHECKING:
-    from skydns.raft.node.driver import RaftNode
+from skydns.raft.core.raft import RaftCore
+from skydns.raft.core.ready import ConfigChangeRefused, NotLeader, ProposalDropped, Role
+from skydns.raft.net.interface import IRaftTransport, MemberChangeError, NotLeaderHere
+from skydns.raft.node.condition import Condition
+from skydns.raft.node.gate import CoreGate
 
 log = Logger()
 
-#: A learner is promoted once its log is within this many entries of the leader's.
+#: A learner is promoted once it is at most this many entries behind the
+#: leader, or holds every entry committed a tick earlier (under load the
+#: first can stay out of reach for ever).
 PROMOTE_LAG = 100
 
-Connect = Callable[[str], IStreamClientEndpoint]
 Addresses = dict[str, str | None]
 
 
-def config_data(config: Configuration, addresses: dict[str, str | None]) -> bytes:
+def config_data(config: Configuration, addresses: Addresses) -> bytes:
+    """A CONFIG entry's data: ``config`` and the address of each member."""
     body = json.loads(encode_config(config))
     body["addresses"] = {m: addresses.get(m) for m in sorted(config.voters | config.learners)}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+@define
+class _Change:
+    index: int
+    term: int
+    op: str
+    member: str
+    deferred: Deferred[Addresses]
+
+
 class Members:
+    """The members of one node's cluster and the changes it is waiting for."""
+
     def __init__(
         self,
-        node: RaftNode,
-        connect: Connect | None = None,
-        promote_lag: int = PROMOTE_LAG,
+        gate: CoreGate,
+        transport: IRaftTransport,
+        addresses: Addresses,
+        condition: Condition,
+        on_removed: Callable[[int], None],
         joining: bool = False,
+        promote_lag: int = PROMOTE_LAG,
     ) -> None:
-        self.node = node
-        self.connect = connect
+        self.gate = gate
+        self.transport = transport
+        #: Every member's Raft address (the node's own included), kept
+        #: current with the configuration in force.
+        self.addresses = addresses
+        self.condition = condition
+        self.on_removed = on_removed
         self.promote_lag = promote_lag
         self._seen: tuple[int, Configuration] | None = None
-        #: Waiting changes: (entry index, entry term, Deferred).
-        self._waiting: list[tuple[int, int, Deferred[Addresses]]] = []
+        self._waiting: list[_Change] = []
         #: Addresses from the last snapshot loaded or installed.
-        self.snapshot_addresses: dict[str, str | None] = {}
+        self.snapshot_addresses: Addresses = {}
         #: Former members: id -> index of the configuration that dropped them.
         self.removed: dict[str, int] = {}
         #: Whether this node was in a configuration it held (a joining node
         #: is not until the entry that adds it arrives).
         self.was_member = not joining
+        #: The commit index at the previous tick (for promotions).
+        self._commit_mark = 0
+
+    @property
+    def id(self) -> str:
+        return self.gate.core.id
+
+    def is_member(self) -> bool:
+        config = self.gate.core.config
+        return self.id in config.voters or self.id in config.learners
 
     # --- following the configuration -----------------------------------------
 
-    def refresh(self) -> None:
-        """Bring the addresses and the transport's peers up to the core's
-        configuration (called after every Ready)."""
-        core = self.node.core
-        self.check_self()
-        seen = (core.config_index, core.config)
-        if seen == self._seen:
-            return
-        if self._seen is None:
-            self._seed_removed()
-        self._seen = seen
+    def in_force(self, core: RaftCore) -> Addresses:
+        """The address of each member of the configuration in force in ``core``."""
         found: dict[str, Any] = {}
         if core.config_index > core.log.snapshot.index:
             try:
@@ -102,28 +121,39 @@ class Members:
         elif core.config_index > 0:
             found = self.snapshot_addresses
         members = core.config.voters | core.config.learners
-        addresses = self.node.addresses
-        if not members:
+        return {m: found.get(m) or self.addresses.get(m) for m in sorted(members)}
+
+    def refresh(self) -> None:
+        """Bring the addresses and the transport's peers up to the core's
+        configuration (called after every Ready)."""
+        core = self.gate.core
+        self.check_self()
+        seen = (core.config_index, core.config)
+        if seen == self._seen:
+            return
+        if self._seen is None:
+            self._seed_removed()
+        self._seen = seen
+        book = self.in_force(core)
+        if not book:
             return  # a fresh node that has not joined yet
-        for member in sorted(members):
+        for member, address in book.items():
             self.removed.pop(member, None)  # back (a removal undone, or re-added)
-            address = found.get(member) or addresses.get(member)
-            if member not in addresses and member != self.node.id:
+            if member != self.id and (member not in self.addresses or
+                                      (address and self.addresses[member] != address)):
                 self._connect(member, address)
-            addresses[member] = address
-        for member in list(addresses):
-            if member not in members and member != self.node.id:
-                del addresses[member]
+            self.addresses[member] = address
+        for member in list(self.addresses):
+            if member not in book and member != self.id:
+                del self.addresses[member]
                 self.removed[member] = core.config_index
-                remove = getattr(self.node.transport, "remove_peer", None)
-                if remove is not None:
-                    remove(member)
+                self.transport.remove_peer(member)
                 log.info("raft member {member} removed", member=member)
 
     def _seed_removed(self) -> None:
         """At start-up: the members of earlier configurations still in the log
         that the latest one dropped are former members."""
-        core = self.node.core
+        core = self.gate.core
         members = core.config.voters | core.config.learners
         for index in range(core.log.snapshot.index + 1, core.config_index):
             entry = core.log.entry(index)
@@ -134,80 +164,94 @@ class Members:
             except ValueError:
                 continue
             for member in (old.voters | old.learners) - members:
-                if member != self.node.id:
+                if member != self.id:
                     self.removed[member] = core.config_index
 
     def check_self(self) -> None:
         """Tell the node if a committed configuration no longer has it."""
-        core = self.node.core
+        core = self.gate.core
         members = core.config.voters | core.config.learners
-        if self.node.id in members:
+        if self.id in members:
             self.was_member = True
         elif self.was_member and members and core.config_index <= core.log.committed:
-            self.node.mark_removed(core.config_index)
+            self.on_removed(core.config_index)
 
     def removed_at(self, member: str) -> int | None:
         """The index of the committed configuration that removed ``member``
         (None if it was not removed, or its removal may still be undone)."""
         index = self.removed.get(member)
-        if index is None or index > self.node.core.log.committed:
+        if index is None or index > self.gate.core.log.committed:
             return None
         return index
 
     def _connect(self, member: str, address: str | None) -> None:
-        add = getattr(self.node.transport, "add_peer", None)
-        if add is None or self.connect is None or not address:
+        if not address:
+            log.warn("raft member {member} has no known address", member=member)
             return
         try:
-            add(member, self.connect(address))
+            self.transport.remove_peer(member)
+            self.transport.add_peer(member, address)
         except ValueError as e:
-            log.error("cannot connect to new member {member} at {address}: {error}",
+            log.error("cannot connect to member {member} at {address}: {error}",
                       member=member, address=address, error=str(e))  # fmt: skip
             return
         log.info("raft member {member} added at {address}", member=member, address=address)
 
     def applied(self, index: int) -> None:
-        """Fire the changes applied up to ``index``."""
+        """Answer the changes whose entries are applied up to ``index``."""
         if not self._waiting:
             return
-        core = self.node.core
+        core = self.gate.core
         still = []
-        for at, term, d in self._waiting:
-            if at > index:
-                still.append((at, term, d))
-                continue
-            if core.log.term(at) not in (term, None):
-                d.errback(MemberChangeError("refused", "the change was lost with a leader change"))
+        for change in self._waiting:
+            if change.index > index:
+                still.append(change)
+            elif self._took_effect(core, change):
+                change.deferred.callback(dict(self.addresses))
             else:
-                d.callback(dict(self.node.addresses))
+                change.deferred.errback(
+                    MemberChangeError("refused", "the change was lost with a leader change")
+                )
         self._waiting = still
+
+    @staticmethod
+    def _took_effect(core: RaftCore, change: _Change) -> bool:
+        """Whether the entry at the change's index is the one it proposed."""
+        term = core.log.term(change.index)
+        if term is None:  # compacted: judge by the configuration now
+            config = core.config
+        elif term != change.term or core.log.entry(change.index).kind is not EntryKind.CONFIG:
+            return False
+        else:
+            config = decode_config(core.log.entry(change.index).data)
+        present = change.member in config.voters | config.learners
+        return present if change.op == "add" else not present
 
     def fail_all(self, reason: str) -> None:
         waiting, self._waiting = self._waiting, []
-        for _, _, d in waiting:
-            d.errback(NotLeaderHere(None))
+        for change in waiting:
+            change.deferred.errback(NotLeaderHere(None))
 
     # --- the leader promotes caught-up learners -----------------------------------
 
-    def tick(self) -> None:
-        core = self.node.core
-        if core.role is not raft.Role.LEADER or not core.config.learners:
+    def tick(self, core: RaftCore) -> None:
+        """Promote a caught-up learner (called through the gate every tick)."""
+        mark, self._commit_mark = self._commit_mark, core.log.committed
+        if core.role is not Role.LEADER or not core.config.learners:
             return
         if core.config_pending() or core.log.term(core.log.committed) != core.term:
             return
+        needed = max(1, min(mark, core.log.last_index() - self.promote_lag))
         for learner in sorted(core.config.learners):
             pr = core.progress.get(learner)
-            if pr is None or pr.match < max(1, core.log.last_index() - self.promote_lag):
-                continue
-            if pr.state is not ProgressState.REPLICATE:
+            if pr is None or pr.state is not ProgressState.REPLICATE or pr.match < needed:
                 continue
             new = Configuration(core.config.voters | {learner}, core.config.learners - {learner})
             try:
-                core.change_config(new, config_data(new, self.node.addresses))
-            except (raft.ConfigChangeRefused, raft.NotLeader, raft.ProposalDropped):
+                core.change_config(new, config_data(new, self.in_force(core)))
+            except (ConfigChangeRefused, NotLeader, ProposalDropped):
                 return
             log.info("raft learner {member} caught up: promoted to voter", member=learner)
-            self.node.schedule()
             return
 
     # --- requests -----------------------------------------------------------
@@ -216,14 +260,13 @@ class Members:
         """A joining node learns where the members are (from the answer to its
         join request), so that it can answer the leader before its log says."""
         for member, address in sorted(addresses.items()):
-            if member != self.node.id and member not in self.node.addresses:
+            if member != self.id and member not in self.addresses:
                 self._connect(member, address)
-                self.node.addresses[member] = address
+                self.addresses[member] = address
 
     def change(self, op: str, member_id: str, address: str | None) -> Deferred[Addresses]:
         """Add or remove a member here if leader, else through the leader."""
-        node = self.node
-        if node.failed or not node.running:
+        if self.condition.refusal() is not None:
             return fail(NotLeaderHere(None))
         try:
             member_id = options.check_node_id(member_id)
@@ -235,41 +278,53 @@ class Members:
                 raise ValueError(f"unknown operation {op!r}")
         except ValueError as e:
             return fail(MemberChangeError("invalid", str(e)))
-        core = node.core
-        if core.role is not raft.Role.LEADER:
+        core = self.gate.core
+        if core.role is not Role.LEADER:
             leader = core.leader
-            change = getattr(node.transport, "change_member", None)
-            if leader is None or leader == node.id or change is None:
+            if leader is None or leader == self.id:
                 return fail(NotLeaderHere(None))
-            d: Deferred[Addresses] = change(leader, op, member_id, address)
-            return d
-        try:
-            index = self._propose(op, member_id, address)
-        except (MemberChangeError, NotLeaderHere) as e:
-            return fail(e)
+            return self.transport.change_member(leader, op, member_id, address)
         done: Deferred[Addresses] = Deferred()
-        self._waiting.append((index, core.term, done))
-        node.schedule()
+
+        def propose(core: RaftCore) -> None:
+            try:
+                index = self._propose(core, op, member_id, address)
+            except (MemberChangeError, NotLeaderHere) as e:
+                done.errback(e)
+                return
+            if index is None:  # already done
+                done.callback(dict(self.addresses))
+                return
+            self._waiting.append(_Change(index, core.term, op, member_id, done))
+
+        self.gate.run(propose)
         return done
 
-    def _propose(self, op: str, member_id: str, address: str | None) -> int:
-        core = self.node.core
+    def _propose(self, core: RaftCore, op: str, member_id: str, address: str | None) -> int | None:
+        if core.role is not Role.LEADER:
+            raise NotLeaderHere(core.leader)
         config = core.config
         members = config.voters | config.learners
+        book = self.in_force(core)
         if op == "add":
             if member_id in members:
-                raise MemberChangeError("exists", f"{member_id} is already a member")
+                if book.get(member_id) == address:
+                    return None  # a retried join whose answer was lost
+                raise MemberChangeError(
+                    "exists", f"{member_id} is already a member, at {book.get(member_id)}"
+                )
+            taken = [m for m, a in book.items() if a == address]
+            if taken:
+                raise MemberChangeError("exists", f"{address} is the address of {taken[0]}")
             new = Configuration(config.voters, config.learners | {member_id})
-            addresses = dict(self.node.addresses)
-            addresses[member_id] = address
+            book[member_id] = address
         else:
             if member_id not in members:
                 raise MemberChangeError("not_found", f"{member_id} is not a member")
             new = Configuration(config.voters - {member_id}, config.learners - {member_id})
-            addresses = dict(self.node.addresses)
         try:
-            return core.change_config(new, config_data(new, addresses))
-        except raft.ConfigChangeRefused as e:
+            return core.change_config(new, config_data(new, book))
+        except ConfigChangeRefused as e:
             raise MemberChangeError("refused", str(e)) from e
-        except (raft.NotLeader, raft.ProposalDropped) as e:
+        except (NotLeader, ProposalDropped) as e:
             raise NotLeaderHere(None) from e

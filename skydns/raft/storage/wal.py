@@ -2,20 +2,20 @@
 
 A segment is a header (magic, format version, sequence number, CRC) followed
 by frames.  A frame is what one ``save()`` writes with one ``write`` and one
-``fdatasync``: a header (mark, body length, CRC32 of the body, CRC32 of the
+``fdatasync`` (a save bigger than `MAX_WRITE` is split into several, each
+synced before the next is written): a header (mark, body length, CRC32 of the body, CRC32 of the
 header) and a body holding one or more typed records.  Because a whole batch
 shares one checksum, recovery sees a batch entirely or not at all.
 
 The frame header has its own checksum so that a damaged length is never
-trusted; and a damaged frame counts as a torn tail only when no valid frame
-follows it in the last segment (see `read_segment`).  Everything here is
-pure: bytes in, records out.  File handling lives in ``skydns.raft.storage.files``.
+trusted.  What a damaged tail of the last segment means is decided by
+`read_segment` (`Tail`): a torn last write, or frames that had been synced
+and are gone.  Everything here is pure: bytes in, records out.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import re
 import struct
 import zlib
@@ -24,14 +24,14 @@ from collections.abc import Iterable, Sequence
 from attrs import frozen
 
 from skydns.raft.core.messages import (
-    Configuration,
     EncodingError,
     Entry,
     HardState,
-    SnapshotMeta,
     decode_entry,
     encode_entry,
+    encoded_size,
 )
+from skydns.raft.storage.errors import CorruptDataError
 
 MAGIC = b"SKYDWAL\n"
 VERSION = 1
@@ -44,27 +44,6 @@ FRAME_HEADER_SIZE = _FRAME_HEADER.size
 _RECORD_HEADER = struct.Struct(">BI")  # record type, payload length
 
 SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
-
-
-class StorageError(Exception):
-    """The durable log cannot be used."""
-
-
-class CorruptDataError(StorageError):
-    """The data on disk is damaged somewhere other than a torn tail.
-
-    The node must refuse to start: serving from it could serve wrong data.
-    """
-
-    def __init__(self, path: str, offset: int, reason: str) -> None:
-        super().__init__(f"{path}: corrupt data at byte offset {offset}: {reason}")
-        self.path = path
-        self.offset = offset
-        self.reason = reason
-
-
-class StorageFailure(StorageError):
-    """A write or sync failed: the process must stop (fail-stop), never ack."""
 
 
 class RecordType(enum.IntEnum):
@@ -225,20 +204,62 @@ class Frame:
     records: Sequence[Record]
 
 
+#: The largest write a save makes: a bigger batch is written as several
+#: frames, each synced before the next is written, so a crash can leave at
+#: most one unsynced write, of at most this many bytes, in a segment.
+MAX_WRITE = 1024 * 1024
+
+
+@frozen
+class Tail:
+    """What follows the last valid frame of the last segment.
+
+    ``lost`` is None for a clean end or a torn last write (a crash in the
+    middle of the one write that was not yet synced: nothing in it was
+    acknowledged, so it is cut off).  Otherwise it says why frames that had
+    been synced must be gone (SPEC §11): the node keeps what is valid and
+    recovers the rest from a leader.
+    """
+
+    size: int = 0
+    lost: str | None = None
+
+
 @frozen
 class SegmentContents:
     frames: Sequence[Frame]
-    #: Where the valid data ends; short of the file's size after a torn tail.
+    #: Where the valid data ends; short of the file's size after a damaged tail.
     valid_end: int
+    tail: Tail = Tail()
+
+
+def _classify_tail(data: bytes, offset: int) -> Tail:
+    """Whether the damage from ``offset`` to the end is one torn write."""
+    size = len(data) - offset
+    following = _valid_frame_after(data, offset)
+    if following is not None:
+        # Only the last write can be unsynced: one after it means it was synced.
+        return Tail(size, f"corrupt data at byte offset {offset}: a damaged frame followed "
+                          f"by a valid one at {following}")  # fmt: skip
+    if size >= FRAME_HEADER_SIZE:
+        mark, length, _, head_crc = _FRAME_HEADER.unpack_from(data, offset)
+        if mark == FRAME_MARK and zlib.crc32(data[offset : offset + 12]) == head_crc:
+            beyond = size - FRAME_HEADER_SIZE - length
+            if beyond > 0:
+                return Tail(size, f"corrupt data at byte offset {offset}: {beyond} bytes "
+                                  "follow the end of a damaged frame")  # fmt: skip
+            return Tail(size)
+    if size > MAX_WRITE + FRAME_HEADER_SIZE and not any(data[offset:]):
+        return Tail(size, f"corrupt data at byte offset {offset}: a zeroed tail of {size} "
+                          "bytes, longer than any one write")  # fmt: skip
+    return Tail(size)
 
 
 def read_segment(path: str, data: bytes, sequence: int, last: bool) -> SegmentContents:
     """Parse one segment's bytes.
 
-    A damaged frame is a torn tail, to be cut off, only if it is in the last
-    segment and no valid frame follows it: a write that was cut short or
-    half-persisted by a crash leaves exactly that.  Anything else raises
-    `CorruptDataError` naming the file and byte offset.
+    Damage at the end of the last segment is classified (`Tail`); damage
+    anywhere else raises `CorruptDataError` naming the file and offset.
     """
     if len(data) < SEGMENT_HEADER_SIZE:
         raise CorruptDataError(path, 0, "segment shorter than its header")
@@ -256,9 +277,9 @@ def read_segment(path: str, data: bytes, sequence: int, last: bool) -> SegmentCo
     while offset < len(data):
         body = _frame_at(data, offset)
         if body is None:
+            if last:
+                return SegmentContents(frames, offset, _classify_tail(data, offset))
             following = _valid_frame_after(data, offset)
-            if last and following is None:
-                break
             why = "damaged frame" if following is None else f"damaged frame before {following}"
             raise CorruptDataError(path, offset, why + " (bad checksum or length)")
         try:
@@ -271,56 +292,25 @@ def read_segment(path: str, data: bytes, sequence: int, last: bool) -> SegmentCo
     return SegmentContents(frames, offset)
 
 
-SNAPSHOT_MAGIC = b"SKYDSNP\n"
-# magic, version, index, term, len(config), len(data), crc32(config + data), crc32(header)
-_SNAPSHOT_HEADER = struct.Struct(">8sHQQIQII")
+def encode_frames(records: Sequence[Record]) -> list[bytes]:
+    """``records`` as frames of at most about `MAX_WRITE` bytes each (a
+    record bigger than that gets a frame of its own)."""
+    frames: list[bytes] = []
+    batch: list[Record] = []
+    size = 0
+    for record in records:
+        record_size = _RECORD_HEADER.size + _payload_size(record)
+        if batch and size + record_size > MAX_WRITE:
+            frames.append(encode_frame(batch))
+            batch, size = [], 0
+        batch.append(record)
+        size += record_size
+    if batch:
+        frames.append(encode_frame(batch))
+    return frames
 
 
-def encode_snapshot(meta: SnapshotMeta, data: bytes) -> bytes:
-    """A snapshot file's bytes: its metadata, the state machine's bytes, CRCs."""
-    return snapshot_head(meta, data) + data
-
-
-def snapshot_head(meta: SnapshotMeta, data: bytes) -> bytes:
-    """What a snapshot file holds before ``data`` (`encode_snapshot`): a
-    snapshot of megabytes is written as these two pieces, not copied into one."""
-    config = b""
-    if meta.config is not None:
-        config = json.dumps(
-            {"voters": sorted(meta.config.voters), "learners": sorted(meta.config.learners)}
-        ).encode("utf-8")
-    crc = zlib.crc32(data, zlib.crc32(config))
-    head = struct.pack(
-        ">8sHQQIQI", SNAPSHOT_MAGIC, VERSION, meta.index, meta.term, len(config), len(data), crc
-    )
-    return head + struct.pack(">I", zlib.crc32(head)) + config
-
-
-def decode_snapshot(path: str, raw: bytes) -> tuple[SnapshotMeta, bytes]:
-    """Parse a snapshot file; it is written atomically, so any damage is corruption."""
-    if len(raw) < _SNAPSHOT_HEADER.size:
-        raise CorruptDataError(path, 0, "snapshot shorter than its header")
-    magic, version, index, term, config_len, data_len, crc, head_crc = _SNAPSHOT_HEADER.unpack_from(
-        raw
-    )
-    if magic != SNAPSHOT_MAGIC:
-        raise CorruptDataError(path, 0, f"bad magic {magic!r}: not a SkyDNS snapshot")
-    if zlib.crc32(raw[: _SNAPSHOT_HEADER.size - 4]) != head_crc:
-        raise CorruptDataError(path, 0, "snapshot header checksum mismatch")
-    if version != VERSION:
-        raise CorruptDataError(path, 8, f"unsupported format version {version}")
-    start = _SNAPSHOT_HEADER.size
-    if len(raw) != start + config_len + data_len:
-        raise CorruptDataError(path, start, "snapshot length does not match its header")
-    config_raw = raw[start : start + config_len]
-    data = raw[start + config_len :]
-    if zlib.crc32(data, zlib.crc32(config_raw)) != crc:
-        raise CorruptDataError(path, start, "snapshot checksum mismatch")
-    config = None
-    if config_raw:
-        try:
-            fields = json.loads(config_raw)
-            config = Configuration(frozenset(fields["voters"]), frozenset(fields["learners"]))
-        except (ValueError, KeyError, TypeError) as e:
-            raise CorruptDataError(path, start, f"bad configuration: {e}") from e
-    return SnapshotMeta(index, term, config), data
+def _payload_size(record: Record) -> int:
+    if isinstance(record, Entry):
+        return encoded_size(record)
+    return len(_encode_record(record)[1])

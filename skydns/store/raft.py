@@ -1,4 +1,6 @@
-"""Build a Raft node from ``twistd skydns`` options (called by ``skydns.tap``).
+"""The registry on SkyDNS's own Raft: `RaftCluster` (the `ICluster` the API,
+the lease keeper and the callbacks use) and `build_cluster`, which builds the
+node from ``twistd skydns`` options (called by ``skydns.tap``).
 
 With ``--peers`` the node is one voter of that cluster; without, it is a
 one-voter cluster on the same path (durable log in the data dir, same Ready
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Callable
 
+import attrs
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
@@ -21,27 +24,73 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from skydns.cluster import ICluster
+from skydns.cluster import ApplyListener, ICluster, NotLeader
+from skydns.commands import Command, encode
 from skydns.config import HostPort, Peer, parse_hostport
 from skydns.gctune import long_lived
 from skydns.metrics import Metrics
-from skydns.raft.core.messages import Entry, HardState
+from skydns.names import ValidationError
 from skydns.raft.net.auth import wrap_endpoints
+from skydns.raft.net.interface import ProposalTooLarge
 from skydns.raft.net.peers import AMPTransport
 from skydns.raft.net.tls import RaftTLS, wrap_tls
-from skydns.raft.node.driver import RaftNode
+from skydns.raft.node.driver import DEFAULT_OPTIONS, NodeOptions, RaftNode
+from skydns.raft.node.errors import Unavailable
 from skydns.raft.node.join import JoinService
-from skydns.raft.node.sessions import SessionTable
-from skydns.raft.node.snapshots import decode_state
-from skydns.raft.node.snapshotter import DEFAULT_KEEP_ENTRIES, DEFAULT_SNAPSHOT_ENTRIES
+from skydns.raft.node.snapshotter import STEP_PAUSE
 from skydns.raft.storage.disk import DiskStorage
 from skydns.registry import Applied, Registry
+from skydns.store.machine import RegistryMachine
 
 log = Logger()
 
 #: Exit status of a node that stopped because its storage failed.
 EXIT_STORAGE_FAILED = 70
+
+
+@implementer(ICluster)
+class RaftCluster:
+    """`ICluster` over a `RaftNode` replicating a `RegistryMachine`."""
+
+    def __init__(self, node: RaftNode, machine: RegistryMachine) -> None:
+        self.node = node
+        self.machine = machine
+        self.registry = machine.registry
+
+    def propose(self, command: Command) -> Deferred[Applied]:
+        d: Deferred[Applied] = self.node.propose(encode(command))
+        return d.addErrback(_translate)
+
+    def read_barrier(self) -> Deferred[None]:
+        return self.node.read_barrier().addErrback(_translate)
+
+    def is_leader(self) -> bool:
+        return self.node.is_leader()
+
+    def is_ready(self) -> bool:
+        return self.node.is_ready()
+
+    def status(self) -> dict[str, Any]:
+        return self.node.status()
+
+    def add_apply_listener(self, listener: ApplyListener) -> None:
+        self.machine.listeners.append(listener)
+
+    def change_member(
+        self, op: str, member_id: str, address: str | None
+    ) -> Deferred[dict[str, str | None]]:
+        return self.node.change_member(op, member_id, address)
+
+
+def _translate(failure: Failure) -> Failure:
+    """The node's refusals as the API knows them."""
+    if failure.check(Unavailable):
+        return Failure(NotLeader(str(failure.value)))
+    if failure.check(ProposalTooLarge):
+        return Failure(ValidationError("body", str(failure.value)))
+    return failure
 
 
 def exit_now(reason: str) -> None:
@@ -77,16 +126,14 @@ def build_cluster(
     metrics: Metrics | None = None,
     fail_stop: Callable[[str], None] = exit_now,
     cluster_key: bytes | None = None,
-    snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES,
     join: HostPort | None = None,
-    snapshot_keep: int = DEFAULT_KEEP_ENTRIES,
     raft_tls: RaftTLS | None = None,
-) -> tuple[ICluster, IService]:
-    """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``.
+    options: NodeOptions = DEFAULT_OPTIONS,
+) -> tuple[RaftCluster, IService]:
+    """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``, as a cluster
+    and the service to start.
 
-    The node is both the cluster and the service to start: it listens on
-    ``raft_endpoint`` and connects to the other peers once started.  Loading
-    the data dir happens here, so a locked or corrupt data dir stops
+    Loading the data dir happens here, so a locked or corrupt data dir stops
     ``twistd`` before anything listens.  With ``cluster_key`` every Raft
     connection, both ways, must prove the key first (``skydns.raft.net.auth``);
     with ``raft_tls`` every one is mutual TLS (``skydns.raft.net.tls``).
@@ -117,20 +164,16 @@ def build_cluster(
         return wrap_endpoints(cluster_key, server, {"_": endpoint}, reactor)[1]["_"]
 
     server, clients = wrap_endpoints(cluster_key, server, clients, reactor)
-    transport = AMPTransport(server, clients, reactor, listen_failed=cannot_listen)
+    transport = AMPTransport(server, clients, reactor, connect=connect,
+                             listen_failed=cannot_listen)  # fmt: skip
     storage = DiskStorage(data_dir)
+    threads = functools.partial(deferToThreadPool, reactor, reactor.getThreadPool())
 
-    def save_in_thread(hard_state: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
-        # fdatasync releases the GIL: the reactor keeps reading requests,
-        # which join the next batch, while a batch is made durable.
-        return deferToThreadPool(
-            reactor, reactor.getThreadPool(), storage.save, hard_state, entries
-        )
-
-    def decode_snapshot(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
+    def decode_snapshot(data: bytes) -> Registry:
         with long_lived():
-            return decode_state(data)
+            return Registry.restore(data)
 
+    machine = RegistryMachine(registry, decode_snapshot)
     # The registry loaded from the data dir (snapshot and log) is frozen for the GC.
     with long_lived():
         node = RaftNode(
@@ -138,25 +181,28 @@ def build_cluster(
             addresses,
             storage,
             transport,
-            registry,
+            machine,
             reactor,
+            options=options if join is None else _joining(options),
             rng=random.Random(os.urandom(16)),
             metrics=metrics,
             fail_stop=fail_stop,
-            save_in_thread=save_in_thread,
-            snapshot_entries=snapshot_entries,
-            keep_entries=snapshot_keep,
+            # fdatasync releases the GIL: the reactor keeps reading requests,
+            # which join the next batch, while a batch is made durable.
+            in_thread=threads,
             # Snapshots are encoded between requests and written in a thread.
-            in_thread=functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
-            encode_in_steps=True,
-            decode_snapshot=decode_snapshot,
-            joining=join is not None,
-            connect=connect,
+            step_later=functools.partial(reactor.callLater, STEP_PAUSE),
         )
+    cluster = RaftCluster(node, machine)
     if join is None:
-        return node, node
+        return cluster, node
     # --join: start as no member and ask that member to add us.
     top = MultiService()
     node.setServiceParent(top)
-    JoinService(reactor, connect(str(join)), node, addresses[node_id] or "").setServiceParent(top)
-    return node, top
+    JoinService(reactor, connect(str(join)), node.members, node.condition,
+                addresses[node_id] or "").setServiceParent(top)  # fmt: skip
+    return cluster, top
+
+
+def _joining(options: NodeOptions) -> NodeOptions:
+    return attrs.evolve(options, joining=True)
