@@ -15,9 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.api import MAX_BODY, make_api
 from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
-from skydns.raft.node.driver import PROPOSAL_TIMEOUT
+from skydns.raft.node.driver import NodeOptions
 from skydns.registry import Applied, Registry
-from tests.test_raft_node import Cluster as RaftCluster
+from tests.raftnodes import Cluster as RaftCluster
 
 BASE = "http://127.0.0.1:8080"
 START = 1_700_000_000.0
@@ -517,7 +517,7 @@ class ClusterFailureTests(APITestCase):
         client = StubTreq(make_api(leader, cluster.clock, "skydns.local").resource())
         d = client.put(BASE + "/skydns/services/1001", data=json.dumps(service()).encode())
         client.flush()
-        cluster.run(PROPOSAL_TIMEOUT - 1)
+        cluster.run(NodeOptions().proposal_timeout - 1)
         self.assertNoResult(d)
         cluster.run(2)
         self.assertTrue(leader.is_leader())

@@ -84,9 +84,13 @@ class Recorder:
         self.received: list[Message] = []
         self.proposals: list[bytes] = []
         self.refuse: Exception | None = None
+        self.unreachable: list[str] = []
 
     def receive(self, message: Message) -> None:
         self.received.append(message)
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        self.unreachable.append(peer_id)
 
     def accept_proposal(self, data: bytes) -> Deferred[tuple[int, int]]:
         if self.refuse is not None:

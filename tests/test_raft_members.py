@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import random
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.commands import Register
-from skydns.metrics import Metrics
-from skydns.raft.net.interface import MemberChangeError, NotLeaderHere
-from skydns.raft.node.driver import RaftNode
-from skydns.raft.storage.disk import MemoryStorage
-from skydns.registry import Registry
-from tests.test_raft_node import MemoryTransport, service
+from skydns.raft.net.interface import MemberChangeError
+from tests.raftnodes import NodeUnderTest, service
 from tests.test_raft_snapshots import SnapshotCluster, contents
 
 
-def fresh(cluster: SnapshotCluster, node_id: str) -> RaftNode:
-    cluster.storages.setdefault(node_id, MemoryStorage())  # type: ignore[arg-type]
-    node = RaftNode(
-        node_id,
-        {node_id: f"127.0.0.1:{7100 + len(cluster.nodes)}"},
-        cluster.storages[node_id],
-        MemoryTransport(cluster.network, node_id),
-        Registry(),
-        cluster.clock,
-        rng=random.Random(node_id),
-        metrics=Metrics(),
-        snapshot_entries=cluster.every,
-        keep_entries=cluster.keep,
-        joining=True,
-    )
-    node.startService()
-    cluster.nodes[node_id] = node
-    return node
+def fresh(cluster: SnapshotCluster, node_id: str) -> NodeUnderTest:
+    """A new node, started with ``--join``: it knows only its own address."""
+    return cluster.start(node_id, {node_id: f"127.0.0.1:{7100 + len(cluster.nodes)}"},
+                         joining=True)  # fmt: skip
 
 
 class MembersTests(SynchronousTestCase):
@@ -73,8 +53,11 @@ class MembersTests(SynchronousTestCase):
         leader.add_member("d", "127.0.0.1:1")
         busy = self.failureResultOf(leader.add_member("e", "127.0.0.1:2"), MemberChangeError)
         self.assertEqual(busy.value.kind, "refused")
-        # A follower without a way to forward says who leads is unknown here.
-        self.failureResultOf(cluster.follower().remove_member("a"), NotLeaderHere)
+        # A follower forwards a change to the leader, which answers it.
+        forwarded = cluster.follower().remove_member("zz")
+        cluster.run(0.1)
+        self.assertEqual(self.failureResultOf(forwarded, MemberChangeError).value.kind,
+                         "not_found")  # fmt: skip
 
     def test_remove_follower_and_leader(self) -> None:
         cluster = SnapshotCluster()

@@ -1,220 +1,25 @@
 """RaftNode: several nodes in one process over an in-memory network, on a
-fake clock, with in-memory storage."""
+fake clock, with in-memory storage (the driver's behaviour one scenario at a
+time; ``tests/raft/`` proves it under random faults)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
-from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from skydns.cluster import ICluster, NotLeader
-from skydns.commands import Command, Register, Renew, Unregister, decode
-from skydns.metrics import Metrics
-from skydns.names import Service
-from skydns.raft.core.messages import (
-    AppendEntries,
-    Entry,
-    EntryKind,
-    HardState,
-    Message,
-    TimeoutNow,
-)
-from skydns.raft.net.interface import (
-    IRaftHandler,
-    IRaftTransport,
-    NotLeaderHere,
-    PeerUnavailable,
-    ProposalTooLarge,
-)
-from skydns.raft.node.driver import RaftNode
+from skydns.commands import Register, Renew, Unregister, decode
+from skydns.names import ValidationError
+from skydns.raft.core.messages import AppendEntries, Entry, EntryKind, HardState, TimeoutNow
+from skydns.raft.net.interface import IRaftHandler, NotLeaderHere
 from skydns.raft.node.envelope import unwrap
-from skydns.raft.storage.disk import MemoryStorage, StorageFailure
-from skydns.registry import Applied, Registry
-
-STEP = 0.01
-
-
-def service(uuid: str, host: str = "10.0.0.1") -> Service:
-    return Service(uuid, "rails", "production", "east", "1.0", host, 8080, 30)
-
-
-class MemoryNetwork:
-    """Delivers messages and forwarded proposals between nodes on a clock.
-
-    Every delivery takes one ``callLater(0)``; ``cut`` links lose traffic.
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.handlers: dict[str, IRaftHandler] = {}
-        self.cut: set[frozenset[str]] = set()
-        #: (src, dst) pairs whose Raft messages (not forwards) are lost.
-        self.blocked: set[tuple[str, str]] = set()
-        self.lose_forward_answers = 0
-        self.sent: list[Message] = []
-
-    def up(self, a: str, b: str) -> bool:
-        return a in self.handlers and b in self.handlers and frozenset((a, b)) not in self.cut
-
-    def isolate(self, node: str, others: Sequence[str]) -> None:
-        for other in others:
-            if other != node:
-                self.cut.add(frozenset((node, other)))
-
-    def heal(self) -> None:
-        self.cut.clear()
-
-    def deliver(self, message: Message) -> None:
-        self.sent.append(message)
-        if self.up(message.src, message.dst) and (message.src, message.dst) not in self.blocked:
-            self.clock.callLater(0, self._arrive, message)
-
-    def _arrive(self, message: Message) -> None:
-        if self.up(message.src, message.dst):
-            self.handlers[message.dst].receive(message)
-
-    def forward(self, src: str, to: str, data: bytes) -> Deferred[tuple[int, int]]:
-        if not self.up(src, to):
-            return fail(PeerUnavailable(to))
-        d: Deferred[tuple[int, int]] = Deferred()
-
-        def arrive() -> None:
-            if not self.up(src, to):
-                d.errback(PeerUnavailable(to))
-                return
-            accepted = self.handlers[to].accept_proposal(data)
-
-            def answer(result: object) -> None:
-                if isinstance(result, Failure):
-                    self.clock.callLater(0, d.errback, result)
-                elif self.lose_forward_answers:
-                    self.lose_forward_answers -= 1
-                    self.clock.callLater(0, d.errback, PeerUnavailable("answer lost"))
-                else:
-                    self.clock.callLater(0, d.callback, result)
-
-            accepted.addBoth(answer)
-
-        self.clock.callLater(0, arrive)
-        return d
-
-
-@implementer(IRaftTransport)
-class MemoryTransport:
-    def __init__(self, network: MemoryNetwork, node_id: str) -> None:
-        self.network = network
-        self.node_id = node_id
-
-    def start(self, handler: IRaftHandler) -> None:
-        self.network.handlers[self.node_id] = handler
-
-    def stop(self) -> Deferred[None]:
-        self.network.handlers.pop(self.node_id, None)
-        return succeed(None)
-
-    def send(self, message: Message) -> None:
-        self.network.deliver(message)
-
-    def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
-        return self.network.forward(self.node_id, to, data)
-
-
-class FailingStorage(MemoryStorage):
-    def __init__(self) -> None:
-        super().__init__()
-        self.broken = False
-
-    def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        if self.broken:
-            raise StorageFailure("fdatasync failed: EIO")
-        super().save(hard_state, entries)
-
-
-class Cluster:
-    """A few RaftNodes sharing one clock and one network."""
-
-    def __init__(
-        self, ids: Sequence[str] = ("a", "b", "c"), seed: int = 1, save_delay: float | None = None
-    ) -> None:
-        #: With a delay, saves complete later, as they do in a thread.
-        self.save_delay = save_delay
-        self.clock = Clock()
-        self.network = MemoryNetwork(self.clock)
-        self.ids = list(ids)
-        self.storages: dict[str, MemoryStorage] = {i: FailingStorage() for i in ids}
-        self.nodes: dict[str, RaftNode] = {}
-        self.applied: dict[str, list[tuple[Command, Applied, bool]]] = {}
-        self.stopped: list[str] = []
-        self.seed = seed
-        for node_id in ids:
-            self.start(node_id)
-
-    def start(self, node_id: str) -> RaftNode:
-        node = RaftNode(
-            node_id,
-            {i: f"127.0.0.1:{7000 + n}" for n, i in enumerate(self.ids)},
-            self.storages[node_id],
-            MemoryTransport(self.network, node_id),
-            Registry(),
-            self.clock,
-            rng=random.Random(f"{self.seed}-{node_id}-{len(self.applied)}"),
-            metrics=Metrics(),
-            fail_stop=self.stopped.append,
-            save_in_thread=None if self.save_delay is None else self._saver(node_id),
-        )
-        log = self.applied[node_id] = []
-        node.add_apply_listener(lambda c, a, live: log.append((c, a, live)))
-        node.startService()
-        self.nodes[node_id] = node
-        return node
-
-    def _saver(self, node_id: str) -> Any:
-        storage = self.storages[node_id]
-
-        def save(hs: HardState | None, entries: Sequence[Entry]) -> Deferred[None]:
-            try:
-                storage.save(hs, entries)
-            except StorageFailure:
-                return fail()
-            d: Deferred[None] = Deferred()
-            self.clock.callLater(self.save_delay, d.callback, None)  # type: ignore[arg-type]
-            return d
-
-        return save
-
-    def crash(self, node_id: str) -> None:
-        """Like kill -9: nothing more is written (MemoryStorage keeps what was saved)."""
-        node = self.nodes.pop(node_id)
-        node._halt("crashed")
-        node.running = False
-        self.network.handlers.pop(node_id, None)
-
-    def run(self, seconds: float) -> None:
-        for _ in range(round(seconds / STEP)):
-            self.clock.advance(STEP)
-
-    def leader(self) -> RaftNode | None:
-        leaders = [n for n in self.nodes.values() if n.is_leader()]
-        assert len(leaders) <= 1 or len({n.core.term for n in leaders}) == len(leaders)
-        return max(leaders, key=lambda n: n.core.term) if leaders else None
-
-    def elect(self, timeout: float = 5.0) -> RaftNode:
-        for _ in range(round(timeout / STEP)):
-            self.clock.advance(STEP)
-            leader = self.leader()
-            if leader is not None and all(n.is_ready() for n in self.nodes.values()):
-                return leader
-        raise AssertionError("no leader elected")
-
-    def follower(self) -> RaftNode:
-        return next(n for n in self.nodes.values() if not n.is_leader())
+from skydns.raft.storage.errors import StorageFailure
+from skydns.raft.storage.memory import MemoryStorage
+from skydns.registry import Applied
+from tests.raftnodes import Cluster, NodeUnderTest, service
 
 
 class Maker:
@@ -228,7 +33,7 @@ class ElectionTests(SynchronousTestCase, Maker):
     def test_provides_cluster_interface(self) -> None:
         cluster = self.make()
         verifyObject(ICluster, cluster.nodes["a"])
-        verifyObject(IRaftHandler, cluster.nodes["a"])
+        verifyObject(IRaftHandler, cluster.nodes["a"].node)
 
     def test_one_leader_is_elected_and_known(self) -> None:
         """Three nodes elect one leader within a couple of election timeouts;
@@ -266,7 +71,7 @@ class ElectionTests(SynchronousTestCase, Maker):
         self.assertEqual(self.successResultOf(d).status, "ok")
 
 
-def held_saves(cluster: Cluster, node: RaftNode) -> list[Deferred[None]]:
+def held_saves(cluster: Cluster, node: NodeUnderTest) -> list[Deferred[None]]:
     """Make ``node`` save to its storage at once but finish each save only
     when the test fires the Deferred it appends to the list returned."""
     pending: list[Deferred[None]] = []
@@ -277,7 +82,7 @@ def held_saves(cluster: Cluster, node: RaftNode) -> list[Deferred[None]]:
         pending.append(Deferred())
         return pending[-1]
 
-    node.save_in_thread = save
+    node.node.in_thread = lambda call, *args: save(*args)
     return pending
 
 
@@ -395,7 +200,7 @@ class ReplicationTests(SynchronousTestCase, Maker):
     def test_too_large(self) -> None:
         """A command over the size limit is refused (the API answers 400)."""
         huge = Register(service("big", host="h" * 70_000), 0.0)
-        self.failureResultOf(self.leader.propose(huge), ProposalTooLarge)
+        self.failureResultOf(self.leader.propose(huge), ValidationError)
 
     def test_forward_to_a_follower_is_refused(self) -> None:
         follower = self.cluster.follower()
@@ -437,7 +242,7 @@ class FailoverTests(SynchronousTestCase, Maker):
         assert new is not None
         self.assertNotEqual(new.id, old.id)
         self.assertEqual(self.successResultOf(pending).status, "ok")
-        stored_commit = cluster.storages[old.id].load()[0].commit
+        stored_commit = cluster.storages[old.id].load().hard_state.commit
         restarted = cluster.start(old.id)
         self.assertGreater(stored_commit, 1)
         self.assertEqual(restarted.applied_index, stored_commit, "replayed from disk at once")
@@ -576,7 +381,7 @@ class ThreadedSaveTests(SynchronousTestCase):
             saves.append((hs, tuple(entries), d))
             return d
 
-        node.save_in_thread = save
+        node.node.in_thread = lambda call, *args: save(*args)
         first = node.propose(Register(service("t1"), 0.0))
         cluster.clock.advance(0)
         self.assertEqual(len(saves), 1)
@@ -666,7 +471,7 @@ class ThreadedSaveTests(SynchronousTestCase):
                 held.append((node_id, d))
                 return d
 
-            node.save_in_thread = save
+            node.node.in_thread = lambda call, *args: save(*args)
         cluster.run(3.0)  # elections start, but every save is held
         from skydns.raft.core.messages import RequestVote, RequestVoteResponse
 
@@ -688,7 +493,7 @@ class ThreadedSaveTests(SynchronousTestCase):
             pending.append(Deferred())
             return pending[-1]
 
-        node.save_in_thread = save
+        node.node.in_thread = lambda call, *args: save(*args)
         proposal = node.propose(Register(service("t1"), 0.0))
         cluster.clock.advance(0)
         closed: list[bool] = []
@@ -705,7 +510,7 @@ class ThreadedSaveTests(SynchronousTestCase):
         cluster = Cluster(["solo"])
         node = cluster.nodes["solo"]
         cluster.clock.advance(0)
-        node.save_in_thread = lambda hs, entries: fail(StorageFailure("EIO"))
+        node.node.in_thread = lambda call, *args: fail(StorageFailure("EIO"))
         d = node.propose(Register(service("t1"), 0.0))
         cluster.clock.advance(0)
         self.failureResultOf(d, NotLeader)

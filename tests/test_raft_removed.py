@@ -4,6 +4,8 @@ in answer to its messages (b); over AMP the notice is the ``Removed`` command.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
@@ -16,8 +18,7 @@ from skydns.commands import Register
 from skydns.raft.core.messages import AppendEntries, EntryKind, Message, RequestVote
 from skydns.raft.net.interface import IRaftHandler, NotLeaderHere
 from skydns.raft.net.protocol import RaftProtocol
-from skydns.raft.node.driver import RaftNode
-from tests.test_raft_node import Cluster, MemoryNetwork, service
+from tests.raftnodes import Cluster, MemoryNetwork, NodeUnderTest, service
 from tests.test_raft_snapshots import contents
 
 REMOVED = "this node was removed from the cluster at index"
@@ -45,10 +46,10 @@ class NoticeNetwork(MemoryNetwork):
 
 
 class NoticeCluster(Cluster):
-    def start(self, node_id: str) -> RaftNode:
+    def start(self, node_id: str, *args: Any, **options: Any) -> NodeUnderTest:
         if not isinstance(self.network, NoticeNetwork):
             self.network = NoticeNetwork(self.clock)
-        return super().start(node_id)
+        return super().start(node_id, *args, **options)
 
 
 class RemovedNodeTests(SynchronousTestCase):
@@ -70,7 +71,7 @@ class RemovedNodeTests(SynchronousTestCase):
         self.successResultOf(removing)
         return index
 
-    def assert_stopped(self, node: RaftNode, index: int) -> None:
+    def assert_stopped(self, node: NodeUnderTest, index: int) -> None:
         self.assertEqual(node.removed, index)
         status = node.status()
         self.assertEqual(status["role"], "removed")
@@ -198,6 +199,9 @@ class _Handler:
 
     def removed_notice(self, src: str, dst: str, index: int) -> None:
         self.notices.append((src, dst, index))
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        pass
 
     def accept_proposal(self, data: bytes) -> Deferred[tuple[int, int]]:
         return fail(NotLeaderHere(None))

@@ -5,22 +5,33 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns import registry as registry_module
 from skydns.commands import Register
-from skydns.metrics import Metrics
 from skydns.raft.core.messages import InstallSnapshot, SnapshotMeta
-from skydns.raft.node.driver import RaftNode
+from skydns.raft.node import snapshots
+from skydns.raft.node.driver import NodeOptions
+from skydns.raft.node.machine import SnapshotError
 from skydns.raft.node.sessions import SessionTable
-from skydns.raft.node.snapshots import Assembler, decode_state, frame_chunks, take
-from skydns.registry import Applied, Registry, SnapshotError
-from tests.test_raft_node import Cluster, MemoryTransport, service
+from skydns.raft.node.transfer import Assembler, frame_chunks
+from skydns.registry import Applied, Registry
+from skydns.store.machine import RegistryMachine
+from tests.raftnodes import Cluster, NodeUnderTest, service
+
+
+def decode_state(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
+    """The registry and session table a node's snapshot holds."""
+    registry, sessions, _ = snapshots.decode(RegistryMachine(Registry()), data)
+    return registry, sessions
+
+
+def take(registry: Registry, table: SessionTable[Applied]) -> bytes:
+    steps = snapshots.take_steps(RegistryMachine(registry), table.snapshot(), {})
+    return b"".join(snapshots.run_steps(steps))
 
 
 def contents(registry: Registry) -> object:
@@ -37,35 +48,12 @@ class SnapshotCluster(Cluster):
         thread_delay: float | None = None,
     ):
         self.every, self.keep = every, keep
-        #: With a delay, snapshots are taken "in a thread" that takes that long.
-        self.thread_delay = thread_delay
-        super().__init__(ids)
+        super().__init__(ids, options=NodeOptions(snapshot_entries=every, keep_entries=keep),
+                         thread_delay=thread_delay)  # fmt: skip
 
-    def _in_thread(self, call: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        result = call(*args)
-        d: Deferred[Any] = Deferred()
-        self.clock.callLater(self.thread_delay or 0.0, d.callback, result)
-        return d
-
-    def start(self, node_id: str) -> RaftNode:
-        node = RaftNode(
-            node_id,
-            {i: f"127.0.0.1:{7000 + n}" for n, i in enumerate(self.ids)},
-            self.storages[node_id],
-            MemoryTransport(self.network, node_id),
-            Registry(),
-            self.clock,
-            rng=random.Random(f"{self.seed}-{node_id}-{len(self.applied)}"),
-            metrics=Metrics(),
-            fail_stop=self.stopped.append,
-            snapshot_entries=self.every,
-            keep_entries=self.keep,
-            in_thread=None if self.thread_delay is None else self._in_thread,
-        )
+    def start(self, node_id: str, *args: Any, **options: Any) -> NodeUnderTest:
+        node = super().start(node_id, *args, **options)
         node.snapshots.chunk_size = 300  # many chunks per snapshot
-        self.applied[node_id] = []
-        node.startService()
-        self.nodes[node_id] = node
         return node
 
     def write(self, count: int, prefix: str = "u") -> None:
@@ -92,7 +80,8 @@ class NodeSnapshotTests(SynchronousTestCase):
             registry, _ = decode_state(data)
             self.assertGreaterEqual(len(registry), 25)
             self.assertEqual(node.core.log.snapshot.index, meta.index - 5)
-            _, loaded_meta, entries = cluster.storages[node_id].load()
+            loaded = cluster.storages[node_id].load()
+            loaded_meta, entries = loaded.snapshot, loaded.entries
             self.assertEqual(loaded_meta, meta)
             self.assertTrue(all(e.index > meta.index for e in entries))
 
@@ -213,8 +202,11 @@ class NodeSnapshotTests(SynchronousTestCase):
         every entry, and shutting down waits for no snapshot."""
         cluster = self.stepped_cluster()
         leader = cluster.elect()
-        cluster.write(21)
         follower = cluster.follower()
+        for batch in range(30):  # up to the follower's snapshot point (20 give or take 5)
+            cluster.write(1, prefix=f"b{batch}-")
+            if follower.snapshots.taking is not None:
+                break
         self.assertIsNotNone(follower.snapshots.taking)
         stopped = follower.stopService()
         cluster.clock.advance(0.01)
@@ -223,7 +215,11 @@ class NodeSnapshotTests(SynchronousTestCase):
         self.assertIsNone(follower.snapshots.latest)
         self.assertIsNone(cluster.storages[follower.id].read_snapshot())
         self.assertEqual(follower.snapshots.taken, 0)
-        self.assertIsNotNone(leader.snapshots.taking)  # the others go on
+        for n in range(30):
+            leader.propose(Register(service(f"after{n}", f"10.1.0.{n}"), 0.0))
+            cluster.run(0.02)
+        cluster.run(1.0)
+        self.assertGreater(leader.snapshots.taken, 0)  # the others go on
 
 
 class EncodingTests(SynchronousTestCase):
@@ -232,7 +228,7 @@ class EncodingTests(SynchronousTestCase):
         registry.apply(Register(service("x1"), 0.0))
         table: SessionTable[Applied] = SessionTable()
         table.apply("client", 4, lambda: Applied("ok"))
-        data = take(registry.frozen_state(), table.snapshot())
+        data = take(registry, table)
         restored, sessions = decode_state(data)
         self.assertEqual(restored, registry)
         self.assertEqual(sessions.apply("client", 4, lambda: Applied("no")), Applied("ok"))

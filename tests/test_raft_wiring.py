@@ -8,9 +8,9 @@ from zope.interface.verify import verifyObject
 
 from skydns.cluster import ICluster
 from skydns.config import HostPort, Peer
-from skydns.raft.node.wiring import build_cluster, listen_address
-from skydns.raft.storage.disk import DataDirLocked
+from skydns.raft.storage.errors import DataDirLocked
 from skydns.registry import Registry
+from skydns.store.raft import RaftCluster, build_cluster, listen_address
 
 
 class _Reactor(MemoryReactorClock):
@@ -35,8 +35,9 @@ class BuildClusterTests(SynchronousTestCase):
             "n1", peers, "tcp:7070:interface=127.0.0.1", data_dir, Registry(),
             _Reactor(), fail_stop=self.fail,
         )  # fmt: skip
-        self.addCleanup(lambda: cluster.storage.close())  # type: ignore[attr-defined]
-        self.assertIs(cluster, service)
+        assert isinstance(cluster, RaftCluster)
+        self.addCleanup(cluster.node.storage.close)
+        self.assertIs(cluster.node, service)
         verifyObject(ICluster, cluster)
         return cluster
 
