@@ -1,13 +1,14 @@
-"""Run the Raft simulation scenarios over many seeds and summarize.
+"""Run every simulated scenario family over many seeds and summarize.
 
-    python bench/raft_seeds.py                      # every scenario, 1000 seeds each
+    python bench/raft_seeds.py                      # every scenario, 200 seeds each
     python bench/raft_seeds.py --seeds 5000 --scenario nemesis --jobs 2
     python bench/raft_seeds.py --start 100000 --seeds 200
 
-Prints, per scenario: seeds run, simulation steps, faults injected (by kind
-with --verbose), client operations checked, and violations.  Each failing
-seed is listed with the command that replays it alone.  Exits 1 if any
-seed failed.
+The scenarios (``tests/raft/scenarios.py``) run real nodes over a simulated
+disk and network.  Prints, per scenario: seeds run, simulation events,
+faults injected (by kind with --verbose), client operations checked, and
+violations.  Each failing seed is listed with the command that replays it
+alone.  Exits 1 if any seed failed.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ def run_one(job: tuple[str, int]) -> tuple[str, int, int, Counter[str], int, str
         return name, seed, 0, Counter(), 0, f"SAFETY: {e}", True
     except Exception as e:  # a liveness expectation, or a crash of the core
         return name, seed, 0, Counter(), 0, f"{type(e).__name__}: {e}", False
-    return name, seed, run.steps, run.faults, run.operations, None, False
+    return name, seed, run.events, run.faults, run.operations, None, False
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=1000, help="seeds per scenario")
+    parser.add_argument("--seeds", type=int, default=200, help="seeds per scenario")
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
@@ -65,7 +66,7 @@ def main() -> int:
                 t["violations" if safety else "failures"] += 1
                 failed.append((name, seed, error))
     print(
-        f"{'scenario':30} {'seeds':>6} {'steps':>11} {'faults':>9} {'ops':>8}"
+        f"{'scenario':30} {'seeds':>6} {'events':>11} {'faults':>9} {'ops':>8}"
         f" {'viol':>5} {'fail':>5}"
     )
     for name, t in totals.items():
@@ -81,7 +82,7 @@ def main() -> int:
     injected = sum(t["faults"] for t in totals.values())
     violations = sum(t["violations"] for t in totals.values())
     print(
-        f"\n{seeds} seeds, {steps} steps, {injected} faults injected, {violations} safety"
+        f"\n{seeds} seeds, {steps} events, {injected} faults injected, {violations} safety"
         f" violations, {len(failed) - violations} other failures"
         f" in {time.monotonic() - began:.0f}s"
     )

@@ -38,7 +38,7 @@ from skydns.raft.net.peers import AMPTransport
 from skydns.raft.net.tls import RaftTLS, wrap_tls
 from skydns.raft.node.driver import DEFAULT_OPTIONS, NodeOptions, RaftNode
 from skydns.raft.node.errors import Unavailable
-from skydns.raft.node.join import JoinService
+from skydns.raft.node.join import JoinService, ask_over_amp
 from skydns.raft.node.snapshotter import STEP_PAUSE
 from skydns.raft.storage.disk import DiskStorage
 from skydns.registry import Applied, Registry
@@ -199,7 +199,7 @@ def build_cluster(
     # --join: start as no member and ask that member to add us.
     top = MultiService()
     node.setServiceParent(top)
-    JoinService(reactor, connect(str(join)), node.members, node.condition,
+    JoinService(reactor, ask_over_amp(connect(str(join))), node.members, node.condition,
                 addresses[node_id] or "").setServiceParent(top)  # fmt: skip
     return cluster, top
 

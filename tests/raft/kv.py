@@ -1,51 +1,80 @@
-"""The simulation's replicated state machine: a key-value register store.
+"""The simulation's replicated state machine: a key-value register store,
+behind the same `IStateMachine` seam as the registry.
 
-Commands are JSON objects carrying a client id and sequence number; they run
-through a `SessionTable` so that a retried proposal that ended up in the log
-twice is applied once (Raft thesis §6.3).
+Commands are JSON: ``{"op": "write", "k", "v"}`` or ``{"op": "cas", "k",
+"v": [old, new]}``.  Each applied entry is reported to ``on_apply`` (the
+world's invariants check that every node applies the same entries).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Generator
+from typing import Any, Callable
 
-from skydns.raft.core.messages import Entry, EntryKind
-from skydns.raft.node.sessions import SessionTable
+from zope.interface import implementer
 
-
-def command(client: str, seq: int, kind: str, key: str, value: Any) -> bytes:
-    return json.dumps({"c": client, "s": seq, "op": kind, "k": key, "v": value}).encode()
+from skydns.raft.node.machine import InvalidCommand, IStateMachine, SnapshotError
 
 
-class KV:
-    def __init__(self, dedupe: bool = True) -> None:
+def command(kind: str, key: str, value: Any) -> bytes:
+    return json.dumps({"op": kind, "k": key, "v": value}, sort_keys=True).encode()
+
+
+@implementer(IStateMachine)
+class KVMachine:
+    def __init__(self, on_apply: Callable[[int, bytes], None] | None = None) -> None:
         self.data: dict[str, Any] = {}
-        self.sessions: SessionTable[Any] = SessionTable()
         self.applied = 0
-        self.dedupe = dedupe
+        self.on_apply = on_apply
 
-    def apply(self, entry: Entry) -> tuple[str, int, Any] | None:
-        """Apply one committed entry; return (client, seq, result) for a command."""
-        if entry.index != self.applied + 1:
-            raise AssertionError(f"applied {entry.index} after {self.applied}")
-        self.applied = entry.index
-        if entry.kind is not EntryKind.NORMAL:
-            return None
-        cmd = json.loads(entry.data)
-        if self.dedupe:
-            result = self.sessions.apply(cmd["c"], cmd["s"], lambda: self._run(cmd))
-        else:
-            result = self._run(cmd)
-        return cmd["c"], cmd["s"], result
+    def check(self, command: bytes) -> None:
+        try:
+            body = json.loads(command)
+            if body["op"] not in ("write", "cas"):
+                raise ValueError(body["op"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidCommand(str(e)) from e
 
-    def _run(self, cmd: dict[str, Any]) -> Any:
-        key, value = cmd["k"], cmd["v"]
-        if cmd["op"] == "write":
-            self.data[key] = value
-            return None
-        old, new = value
+    def apply(self, command: bytes, index: int, live: bool) -> Any:
+        if self.on_apply is not None:
+            self.on_apply(index, command)
+        self.applied = index
+        try:
+            body = json.loads(command)
+            key, value = body["k"], body["v"]
+            if body["op"] == "write":
+                self.data[key] = value
+                return "ok"
+            old, new = value
+        except (ValueError, KeyError, TypeError):
+            return "invalid"
         if self.data.get(key) == old:
             self.data[key] = new
             return True
         return False
+
+    def snapshot(self) -> Generator[None, None, list[bytes]]:
+        state = json.dumps({"data": self.data, "applied": self.applied}, sort_keys=True).encode()
+
+        def steps() -> Generator[None, None, list[bytes]]:
+            yield
+            return [state]
+
+        return steps()
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            body = json.loads(data)
+            return dict(body["data"]), int(body["applied"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise SnapshotError(str(e)) from e
+
+    def install(self, decoded: Any) -> None:
+        self.data, self.applied = dict(decoded[0]), decoded[1]
+
+    def encode_result(self, result: Any) -> str:
+        return json.dumps(result)
+
+    def decode_result(self, text: str) -> Any:
+        return json.loads(text)

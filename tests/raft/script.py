@@ -1,45 +1,58 @@
-"""A hand-driven cluster for scripted scenarios (the paper's Figure 8).
+"""A hand-driven cluster of pure cores for scripted scenarios (the paper's
+Figure 8 and a few others), one message at a time.
 
-Messages wait in one list until the script delivers or drops them; disks
-sync at once; the same `Invariants` as the simulation are checked after
-every delivery.
+Messages wait in one list until the script delivers or drops them; each
+core's "disk" (hard state and log) is written and synced at once; election
+safety, log matching and state machine safety are checked after every step.
+The seeded simulation of the real node is ``tests.raft.world``.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from typing import Callable
+from typing import Any, Callable
 
-from skydns.raft.core.messages import Message
+from attrs import define, field
+
+from skydns.raft.core.messages import Entry, EntryKind, HardState, Message
 from skydns.raft.core.raft import RaftCore, RestoredState, Role
 from skydns.raft.core.ready import ReadState
-from tests.raft.invariants import Invariants
-from tests.raft.kv import KV
-from tests.raft.sim import SimNode
+from tests.raft.invariants import SafetyViolation
+
+
+def command(kind: str, key: str, value: Any) -> bytes:
+    return json.dumps({"op": kind, "k": key, "v": value}).encode()
+
+
+@define(eq=False)
+class _Server:
+    id: str
+    hard_state: HardState = HardState()
+    log: list[Entry] = field(factory=list)
+    core: RaftCore | None = None
+    data: dict[str, Any] = field(factory=dict)
 
 
 class Scripted:
-    def __init__(self, ids: list[str], seed: int = 0, **options: object) -> None:
+    def __init__(self, ids: list[str], seed: int = 0, **options: Any) -> None:
         self.ids = ids
         self.options = options
         self.rng = random.Random(seed)
-        self.nodes = {i: SimNode(i, kv=KV()) for i in ids}
-        self.invariants = Invariants()
+        self.nodes = {i: _Server(i) for i in ids}
         self.queue: list[Message] = []
         self.read_states: dict[str, list[ReadState]] = {i: [] for i in ids}
-        for node in self.nodes.values():
-            self._boot(node)
+        self.leaders: dict[int, str] = {}
+        self.shape: dict[tuple[int, int], bytes] = {}
+        self.applied: dict[int, Entry] = {}
+        for server in self.nodes.values():
+            self._boot(server)
 
-    def _boot(self, node: SimNode) -> None:
-        restored = RestoredState(node.disk.hard_state, tuple(node.disk.entries))
-        node.core = RaftCore(
-            node.id,
-            self.ids,
-            restored,
-            random.Random(self.rng.random()),
-            **self.options,  # type: ignore[arg-type]
-        )
-        node.kv = KV()
+    def _boot(self, server: _Server) -> None:
+        restored = RestoredState(server.hard_state, tuple(server.log))
+        server.core = RaftCore(server.id, self.ids, restored, random.Random(self.rng.random()),
+                               **self.options)  # fmt: skip
+        server.data = {}
 
     def core(self, node_id: str) -> RaftCore:
         core = self.nodes[node_id].core
@@ -47,20 +60,29 @@ class Scripted:
         return core
 
     def process(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        core = node.core
+        server = self.nodes[node_id]
+        core = server.core
         while core is not None and core.has_ready():
             rd = core.ready()
-            self.invariants.on_ready(node_id, core, rd)
-            node.disk.write(rd.hard_state, rd.entries)
-            node.disk.sync()
+            if rd.hard_state is not None:
+                server.hard_state = rd.hard_state
+            if rd.entries:
+                del server.log[rd.entries[0].index - 1 :]
+                server.log.extend(rd.entries)
+                for e in rd.entries:
+                    if self.shape.setdefault((e.index, e.term), e.data) != e.data:
+                        raise SafetyViolation(f"log matching at {e.index}/{e.term}")
             self.queue.extend(rd.messages)
             self.read_states[node_id].extend(rd.read_states)
             for entry in rd.committed_entries:
-                self.invariants.on_apply(node_id, entry)
-                node.kv.apply(entry)
+                if self.applied.setdefault(entry.index, entry) != entry:
+                    raise SafetyViolation(f"{node_id} applied a different entry at {entry.index}")
+                if entry.kind is EntryKind.NORMAL:
+                    body = json.loads(entry.data)
+                    server.data[body["k"]] = body["v"]
             core.advance(rd)
-        self.invariants.check(self.nodes)
+            if core.role is Role.LEADER and self.leaders.setdefault(core.term, node_id) != node_id:
+                raise SafetyViolation(f"two leaders in term {core.term}")
 
     def do(self, node_id: str, action: Callable[[RaftCore], object]) -> None:
         action(self.core(node_id))
@@ -82,19 +104,17 @@ class Scripted:
             if index is None:
                 break
             m = self.queue.pop(index)
-            node = self.nodes[m.dst]
-            if node.core is None:
+            core = self.nodes[m.dst].core
+            if core is None:
                 continue
-            node.core.step(m)
+            core.step(m)
             delivered += 1
             self.process(m.dst)
         self.queue = [m for m in self.queue if keep(m)]
         return delivered
 
     def crash(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        node.core = None
-        node.incarnation += 1
+        self.nodes[node_id].core = None
 
     def restart(self, node_id: str) -> None:
         self._boot(self.nodes[node_id])

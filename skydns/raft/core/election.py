@@ -43,9 +43,12 @@ def campaign(core: CoreState, prevote: bool, transfer: bool = False) -> None:
 
 def handle_vote_request(core: CoreState, m: RequestVote) -> None:
     """Grant at most one vote per term, only to an up-to-date log (§5.4.1)."""
-    if core.recovering:
-        # Its log may lack entries it acknowledged: its vote could elect a
-        # leader without them (SPEC §11).
+    if core.recovering or core.id not in core.config.voters:
+        # A log that may lack entries it acknowledged (SPEC §11) must not
+        # elect anyone; nor may a server that is no voter in the
+        # configuration it holds: a learner, or a member removed, emptied and
+        # joining again under its old id, whose empty log any candidate
+        # passes while a stale member may still count it as a voter.
         core.send(RequestVoteResponse(core.id, m.src, core.term, False, prevote=m.prevote))
         return
     can_vote = (

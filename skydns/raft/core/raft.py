@@ -245,7 +245,9 @@ class RaftCore:
         if isinstance(m, AppendEntries):
             replication.handle_append(self, m)
         elif isinstance(m, Heartbeat):
-            self.log.commit_to(m.commit)
+            # Capped at what we hold: the leader caps it at what we matched,
+            # which a log that lost entries may no longer hold (SPEC §11).
+            self.log.commit_to(min(m.commit, self.log.last_index()))
             self.send(HeartbeatResponse(self.id, m.src, self.term, m.context))
         elif isinstance(m, TimeoutNow):
             if self.promotable():

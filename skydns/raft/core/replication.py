@@ -97,6 +97,13 @@ def handle_append_response(core: CoreState, m: AppendEntriesResponse) -> None:
     if pr is None:
         return
     pr.last_active_tick = core.ticks
+    if m.recovering and not pr.recovering:
+        # Its log may have lost what it acknowledged: forget what it said
+        # and find where it matches again (SPEC §11).
+        pr.match = 0
+        pr.become_probe()
+        pr.next = max(1, m.index + 1 if m.success else m.index)
+        pr.next = min(pr.next, core.log.last_index() + 1)
     pr.recovering = m.recovering
     if not m.success:
         hint = m.hint_index

@@ -37,5 +37,5 @@ class Condition:
         if refusal is not None:
             return refusal
         if self.recovering is not None:
-            return f"recovering a damaged log from the leader: {self.recovering}"
+            return f"waiting for the leader to bring the log up to date: {self.recovering}"
         return self.joining

@@ -28,6 +28,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, Callable
 
+import attrs
 from attrs import frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, maybeDeferred
@@ -73,12 +74,14 @@ from skydns.raft.node.snapshotter import (
     load_snapshot,
 )
 from skydns.raft.storage.errors import StorageError, StorageFailure
-from skydns.raft.storage.interface import IRaftStorage
+from skydns.raft.storage.interface import IRaftStorage, Loaded
 
 log = Logger()
 
 #: What a leader may send before its own entries are durable.
 _EARLY = (AppendEntries, Heartbeat)
+#: What only a leader sends.
+_LEADERS = (AppendEntries, Heartbeat, InstallSnapshot)
 
 
 @frozen
@@ -94,7 +97,17 @@ class NodeOptions:
     #: Seconds a proposal or read may wait before it fails (the API's own
     #: timeout is longer, so the client sees this clearer error).
     proposal_timeout: float = 8.0
+    #: A proposal not applied this long after it was submitted is submitted
+    #: again (as is a read that got no read index).
+    retry_interval: float = 2.0
+    #: Pause before resubmitting after a failed forward.
+    retry_delay: float = 0.05
     max_size_per_msg: int = 60_000
+    #: AppendEntries a leader keeps unacknowledged per follower.
+    max_inflight: int = 64
+    #: PreVote (thesis §9.6) and CheckQuorum (thesis §6.2).
+    pre_vote: bool = True
+    check_quorum: bool = True
     snapshot_entries: int = DEFAULT_SNAPSHOT_ENTRIES
     keep_entries: int = DEFAULT_KEEP_ENTRIES
     #: A node started with ``--join``: no member until the leader adds it.
@@ -151,6 +164,14 @@ class RaftNode(Service):
         self._saved_hs = self._latest_hs = HardState()
 
         loaded = storage.load()
+        if options.joining and loaded.recovering is None and _empty(loaded):
+            # A joiner's log lacks everything the cluster committed; an old
+            # snapshot it is sent may even list a former member of its name
+            # as a voter.  It neither votes nor campaigns until a leader has
+            # brought it up to date, restarts included.
+            reason = "joining: the log is empty until the leader fills it"
+            storage.begin_recovery(reason)
+            loaded = attrs.evolve(loaded, recovering=reason)
         self.condition.recovering = loaded.recovering
         snapshot, entries, stored = load_snapshot(storage, machine, loaded.snapshot, loaded.entries)
         core = RaftCore(
@@ -164,6 +185,9 @@ class RaftNode(Service):
             election_tick=options.election_tick,
             heartbeat_tick=options.heartbeat_tick,
             max_size_per_msg=options.max_size_per_msg,
+            max_inflight=options.max_inflight,
+            pre_vote=options.pre_vote,
+            check_quorum=options.check_quorum,
         )
         if loaded.recovering is not None and core.config.voters == {node_id}:
             storage.close()
@@ -177,7 +201,8 @@ class RaftNode(Service):
         self.applier = Applier(machine, applied=snapshot.index, startup_last=core.log.last_index())
         addresses: Addresses = dict(peers)
         self.members = Members(self.gate, transport, addresses, self.condition,
-                               self.mark_removed, joining=options.joining)  # fmt: skip
+                               self.mark_removed, joining=options.joining,
+                               leader_commit=lambda: self.health.leader_commit[1])  # fmt: skip
         self.snapshots = Snapshotter(
             storage, machine, self.applier, self.members, self.gate, transport.send,
             self._deliver_snapshot, clock, self.condition, self.fail, self.rng,
@@ -189,9 +214,10 @@ class RaftNode(Service):
         self.proposals = Proposals(
             f"{node_id}.{incarnation}", self.gate, transport.forward, clock,
             self._applied, self.condition, options.proposal_timeout,
+            options.retry_interval, options.retry_delay,
         )  # fmt: skip
         self.reads = Reads(f"{node_id}/{incarnation}", self.gate, clock, self._applied,
-                           options.proposal_timeout)  # fmt: skip
+                           options.proposal_timeout, options.retry_interval)  # fmt: skip
         self.health = Health(self.gate, addresses, self.condition, self._applied, metrics)
         self.members.refresh()
         self._process()  # replay the committed log into the state machine now
@@ -201,8 +227,8 @@ class RaftNode(Service):
             applied=self.applied_index,
         )  # fmt: skip
         if loaded.recovering is not None:
-            log.warn("this node does not vote until a leader has restored its log ({reason})",
-                     reason=loaded.recovering)  # fmt: skip
+            log.warn("this node does not vote until a leader has brought its log up to date "
+                     "({reason})", reason=loaded.recovering)  # fmt: skip
 
     @property
     def core(self) -> RaftCore:
@@ -281,7 +307,8 @@ class RaftNode(Service):
         self.gate.run(lambda core: core.tick())
         self.gate.run(self.members.tick)
         self.proposals.expire_overdue()
-        if self._ticks % max(1, round(0.5 / self.options.tick_interval)) == 0:
+        every = max(1, round(self.options.retry_interval / 4 / self.options.tick_interval))
+        if self._ticks % every == 0:
             self.proposals.retry_stale()
             self.reads.reissue(everything=False)
 
@@ -398,7 +425,7 @@ class RaftNode(Service):
         except StorageFailure as e:
             self.fail(e)
             return
-        log.info("a leader has restored this node's log: it votes again")
+        log.info("a leader has brought this node's log up to date: it votes from now on")
         self.condition.recovering = None
 
     def fail(self, error: StorageFailure) -> None:
@@ -505,7 +532,12 @@ class RaftNode(Service):
             return None
         config = self.core.config
         member = self.id in config.voters or self.id in config.learners
-        if message.dst == self.id and member and message.src not in self.addresses:
+        if (
+            message.dst == self.id and member and message.src not in self.addresses
+            and not isinstance(message, _LEADERS)
+        ):
+            # (A leader's message is taken even from a member this node saw
+            # removed: it may have been added back in entries not yet here.)
             removed = self.members.removed_at(message.src)
             if removed is not None:
                 log.info("{src}, removed at index {index}, sent a {kind}: telling it",
@@ -513,8 +545,12 @@ class RaftNode(Service):
                          kind=type(message).__name__)  # fmt: skip
                 return removed
         if message.dst != self.id or message.src == self.id or (
-            member and message.src not in self.addresses
+            member and message.src not in self.addresses and not isinstance(message, _LEADERS)
         ):
+            # A sender missing from the configuration this node holds may
+            # still be its leader (that configuration can be an entry the
+            # leader's log replaces, or lag behind one that added the
+            # sender, thesis §4.2.3); anything else from it is dropped.
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return None
@@ -541,6 +577,18 @@ class RaftNode(Service):
         if dst != self.id or src == self.id or src not in self.addresses:
             log.warn("ignored a removal notice from {src} to {dst}", src=src, dst=dst)
             return
+        core = self.core
+        if (
+            not self.members.was_member
+            or (self.members.is_member() and index < core.config_index)
+            or not self.members.caught_up()
+        ):
+            # Never a member yet, or added back after that removal, or still
+            # catching up: the notice comes from a member that has not seen
+            # this node come back.
+            log.info("ignored a stale removal notice from {src} (index {index})",
+                     src=src, index=index)  # fmt: skip
+            return
         if self.condition.removed is None and not self.condition.failed:
             log.info("{src} says this node was removed at index {index}", src=src, index=index)
             self.mark_removed(index)
@@ -548,6 +596,10 @@ class RaftNode(Service):
     def peer_unreachable(self, peer_id: str) -> None:
         if self.condition.refusal() is None:
             self.gate.run(lambda core: core.peer_unreachable(peer_id))
+
+
+def _empty(loaded: Loaded) -> bool:
+    return not loaded.entries and loaded.snapshot is None and loaded.hard_state == HardState()
 
 
 async def _quietly(d: Deferred[Any]) -> None:

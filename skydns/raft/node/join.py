@@ -13,12 +13,12 @@ does not ask.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -35,8 +35,12 @@ CONFIRM_WITHIN = 5.0
 RETRY = 1.0
 
 
+#: Asks a member to add this node at an address; fires with the members' addresses.
+Ask = Callable[[str, str], "Deferred[dict[str, str | None]]"]
+
+
 async def join(
-    reactor: Any, endpoint: IStreamClientEndpoint, members: Members, condition: Condition,
+    clock: IReactorTime, ask: Ask, members: Members, condition: Condition,
     address: str, retry: float = RETRY, confirm_within: float = CONFIRM_WITHIN,
 ) -> None:  # fmt: skip
     """Ask until this node is in the configuration it holds."""
@@ -45,7 +49,7 @@ async def join(
             return
         condition.joining = "joining the cluster: not yet in its configuration"
         try:
-            added = await _ask(endpoint, members.id, address)
+            added = await ask(members.id, address)
         except MemberChangeError as e:
             log.warn("joining the cluster: {error}", error=str(e))
         except Exception as e:
@@ -55,7 +59,7 @@ async def join(
             log.info("joined the cluster as {id} at {address}", id=members.id, address=address)
             waited = 0.0
             while not members.is_member() and waited < confirm_within:
-                await deferLater(reactor, 0.1, lambda: None)
+                await deferLater(clock, 0.1, lambda: None)
                 waited += 0.1
             if members.is_member():
                 break
@@ -64,28 +68,33 @@ async def join(
                 "configuration it holds: asking again", seconds=confirm_within,
             )  # fmt: skip
             continue
-        await deferLater(reactor, retry, lambda: None)
+        await deferLater(clock, retry, lambda: None)
     condition.joining = None
 
 
-async def _ask(endpoint: IStreamClientEndpoint, node_id: str, address: str) -> dict[str, Any]:
-    protocol = await connectProtocol(endpoint, RaftProtocol(None))
-    try:
-        return await protocol.change_member("add", node_id, address)
-    finally:
-        if protocol.transport is not None:
-            protocol.transport.loseConnection()
+def ask_over_amp(endpoint: IStreamClientEndpoint) -> Ask:
+    """Ask the member at ``endpoint`` with AMP ``ChangeMember``."""
+
+    async def ask(node_id: str, address: str) -> dict[str, str | None]:
+        protocol = await connectProtocol(endpoint, RaftProtocol(None))
+        try:
+            return await protocol.change_member("add", node_id, address)
+        finally:
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
+
+    return lambda node_id, address: Deferred.fromCoroutine(ask(node_id, address))
 
 
 class JoinService(Service):
     """Runs `join` once the node has started."""
 
     def __init__(
-        self, reactor: Any, endpoint: IStreamClientEndpoint, members: Members,
-        condition: Condition, address: str,
+        self, clock: IReactorTime, ask: Ask, members: Members, condition: Condition,
+        address: str,
     ) -> None:  # fmt: skip
-        self.reactor = reactor
-        self.endpoint = endpoint
+        self.clock = clock
+        self.ask = ask
         self.members = members
         self.condition = condition
         self.address = address
@@ -94,7 +103,7 @@ class JoinService(Service):
     def startService(self) -> None:
         super().startService()
         self.joining = Deferred.fromCoroutine(
-            join(self.reactor, self.endpoint, self.members, self.condition, self.address)
+            join(self.clock, self.ask, self.members, self.condition, self.address)
         )
         self.joining.addErrback(lambda f: log.failure("joining the cluster", f))
 

@@ -79,8 +79,11 @@ class Members:
         on_removed: Callable[[int], None],
         joining: bool = False,
         promote_lag: int = PROMOTE_LAG,
+        leader_commit: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``leader_commit`` is the leader's commit index as last heard."""
         self.gate = gate
+        self.leader_commit = leader_commit
         self.transport = transport
         #: Every member's Raft address (the node's own included), kept
         #: current with the configuration in force.
@@ -94,6 +97,7 @@ class Members:
         self.snapshot_addresses: Addresses = {}
         #: Former members: id -> index of the configuration that dropped them.
         self.removed: dict[str, int] = {}
+
         #: Whether this node was in a configuration it held (a joining node
         #: is not until the entry that adds it arrives).
         self.was_member = not joining
@@ -173,8 +177,18 @@ class Members:
         members = core.config.voters | core.config.learners
         if self.id in members:
             self.was_member = True
-        elif self.was_member and members and core.config_index <= core.log.committed:
+        elif (
+            self.was_member and members and core.config_index <= core.log.committed
+            and self.caught_up()
+        ):
             self.on_removed(core.config_index)
+
+    def caught_up(self) -> bool:
+        """Whether this node's log reaches what the leader had committed when
+        last heard: a node catching up replays history, in which a node that
+        was removed, emptied and added again under the same id sees its old
+        removal before the entry that added it back."""
+        return self.gate.core.log.last_index() >= self.leader_commit()
 
     def removed_at(self, member: str) -> int | None:
         """The index of the committed configuration that removed ``member``

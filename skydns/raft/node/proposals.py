@@ -37,10 +37,6 @@ from skydns.raft.node.sessions import Stale
 
 log = Logger()
 
-#: A proposal not applied this long after it was submitted is submitted again.
-RETRY_INTERVAL = 2.0
-#: Pause before resubmitting after a failed forward.
-RETRY_DELAY = 0.05
 #: The largest command accepted: an entry's data is the command in an envelope.
 MAX_COMMAND_BYTES = MAX_PROPOSAL_BYTES - OVERHEAD - 80  # 80: room for the client id
 
@@ -74,8 +70,15 @@ class Proposals:
         applied: Callable[[], int],
         condition: Condition,
         timeout: float,
+        retry_interval: float,
+        retry_delay: float,
     ) -> None:
+        """A proposal fails after ``timeout`` seconds; it is submitted again
+        after ``retry_interval`` without an answer, or ``retry_delay`` after
+        a failed forward."""
         self.client_prefix = client_prefix
+        self.retry_interval = retry_interval
+        self.retry_delay = retry_delay
         self.gate = gate
         self.forward = forward
         self.clock = clock
@@ -160,7 +163,7 @@ class Proposals:
             self.finish(proposal, failure)
             return
         log.debug("forwarding failed, will retry: {error}", error=str(failure.value))
-        proposal.retry = self.clock.callLater(RETRY_DELAY, self.submit, proposal)
+        proposal.retry = self.clock.callLater(self.retry_delay, self.submit, proposal)
 
     def answer(self, client_id: str, seq: int, result: Any) -> None:
         """This node applied the proposal ``(client_id, seq)`` with ``result``."""
@@ -188,7 +191,7 @@ class Proposals:
     def retry_stale(self) -> None:
         now = self.clock.seconds()
         for proposal in list(self.pending.values()):
-            if now - proposal.submitted_at >= RETRY_INTERVAL:
+            if now - proposal.submitted_at >= self.retry_interval:
                 self.submit(proposal)
 
     def expire_overdue(self) -> None:

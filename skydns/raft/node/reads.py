@@ -19,7 +19,6 @@ from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import NotLeader, ReadState
 from skydns.raft.node.errors import Unavailable
 from skydns.raft.node.gate import CoreGate
-from skydns.raft.node.proposals import RETRY_INTERVAL
 
 
 @define(eq=False)
@@ -41,8 +40,10 @@ class Reads:
         clock: IReactorTime,
         applied: Callable[[], int],
         timeout: float,
+        retry_interval: float,
     ) -> None:
         self.context_prefix = context_prefix
+        self.retry_interval = retry_interval
         self.gate = gate
         self.clock = clock
         self.applied = applied
@@ -92,10 +93,10 @@ class Reads:
 
     def reissue(self, everything: bool) -> None:
         """Ask again for the reads with no index yet: all of them after a
-        leader change, else those that waited `RETRY_INTERVAL`."""
+        leader change, else those that waited the retry interval."""
         now = self.clock.seconds()
         for read in list(self.pending.values()):
-            if read.index is None and (everything or now - read.issued_at >= RETRY_INTERVAL):
+            if read.index is None and (everything or now - read.issued_at >= self.retry_interval):
                 self.issue(read)
 
     def _forget(self, read: Read) -> None:

@@ -325,6 +325,14 @@ class DiskStorage:
             raise StorageFailure(f"{self._snapshot_path}: {e}") from e
         return statefiles.decode_snapshot(self._snapshot_path, raw)
 
+    def begin_recovery(self, reason: str) -> None:
+        with self._mutex:
+            self._live()
+            try:
+                write_atomically(self.files, os.path.join(self.path, RECOVERING), reason.encode())
+            except StorageFailure as e:
+                raise self._guard(e) from e
+
     def end_recovery(self) -> None:
         with self._mutex:
             self._live()

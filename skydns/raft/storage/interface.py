@@ -59,6 +59,10 @@ class IRaftStorage(Interface):
     def read_snapshot() -> tuple[SnapshotMeta, bytes] | None:  # type: ignore[misc]
         """The last snapshot saved, if any."""
 
+    def begin_recovery(reason: str) -> None:
+        """Note, durably, that the log lacks what the cluster committed (a
+        node joining with an empty data dir) until `end_recovery`."""
+
     def end_recovery() -> None:
         """A leader has restored the log (and the hard state saying so is
         durable): forget that the log was damaged."""

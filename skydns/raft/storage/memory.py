@@ -49,6 +49,9 @@ class MemoryStorage:
     def read_snapshot(self) -> tuple[SnapshotMeta, bytes] | None:
         return self._snapshot
 
+    def begin_recovery(self, reason: str) -> None:
+        self.recovering = reason
+
     def end_recovery(self) -> None:
         self.recovering = None
 
