@@ -14,7 +14,7 @@ may not have happened.  An operation a node refused outright is dropped.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 from attrs import define, field
 from twisted.python.failure import Failure
@@ -58,9 +58,14 @@ class Clients:
         timeout: float = 1.2,
         think: float = 0.03,
         sticky: dict[int, str] | None = None,
-        kinds: tuple[str, ...] | None = None,
+        on_done: Callable[[str, str], None] | None = None,
+        prefer_leader: float = 0.0,
     ) -> None:
+        """``on_done(node, kind)`` is told of each operation a node answered;
+        with ``prefer_leader`` an operation goes to the leader that often."""
         self.world = world
+        self.on_done = on_done
+        self.prefer_leader = prefer_leader
         self.keys = keys
         self.read_ratio = read_ratio
         self.cas_ratio = cas_ratio
@@ -115,6 +120,8 @@ class Clients:
         op.number = self._number
         up = [h.id for h in world.up()]
         target = client.sticky if client.sticky is not None else (rng.choice(up) if up else None)
+        if client.sticky is None and self.prefer_leader and rng.random() < self.prefer_leader:
+            target = world.leader() or target
         if target is None or not world.hosts[target].up:
             self._later(client)
             return
@@ -145,6 +152,8 @@ class Clients:
             Operation(client.id, op.key, op.kind, op.input, output, op.call, self.world.now)
         )
         self.completed += 1
+        if self.on_done is not None:
+            self.on_done(op.node, op.kind)
         client.op = None
         self._later(client)
 

@@ -108,9 +108,22 @@ class MembershipPlan:
     def start(self, until: float) -> None:
         self.until = until
         self._later()
+        self._watch()
 
     def _later(self) -> None:
         self.world.clock.callLater(self.world.rng.uniform(*self.interval), self._act)
+
+    def _watch(self, known: tuple[str, int] | None = None) -> None:
+        """Try a change on each new leader at once: before its term commits
+        (thesis §4.1's erratum), the core must refuse it."""
+        world = self.world
+        if world.now >= self.until:
+            return
+        leader = world.leader()
+        now = (leader, world.node(leader).core.term) if leader is not None else None
+        if now is not None and now != known:
+            self._try_unsafe(now[0])
+        world.clock.callLater(0.001, self._watch, now)
 
     def _act(self) -> None:
         world = self.world
@@ -174,12 +187,15 @@ class MembershipPlan:
                 return
             voters, learners = set(core.config.voters), set(core.config.learners)
             candidates = [i for i in world.ids if i not in voters]
+            others = sorted(voters - {core.id})
             choice = rng.random()
-            if choice < 0.5 and len(candidates) >= 2:
+            if choice < 0.3 and len(candidates) >= 2:
                 voters |= set(rng.sample(candidates, 2))  # two voters at once
                 learners -= voters
+            elif choice < 0.6 and len(others) >= 3:
+                voters -= set(rng.sample(others, 2))  # two removed at once
             elif len(voters) > 2:
-                voters -= {rng.choice(sorted(voters - {core.id}))}
+                voters -= {rng.choice(others)}
             else:
                 return
             new = Configuration(frozenset(voters), frozenset(learners))

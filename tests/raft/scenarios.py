@@ -10,58 +10,19 @@ on a few fixed seeds; ``bench/raft_seeds.py`` sweeps thousands, and
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Callable
 
 import attrs
-from attrs import define, field
 
-from skydns.raft.core.messages import AppendEntries, InstallSnapshot, Message
+from skydns.raft.core.messages import InstallSnapshot, Message
 from skydns.raft.core.ready import Role
-from tests.linearizability import RegisterModel, check
+from tests.raft import choreographies
 from tests.raft.clients import Clients
-from tests.raft.invariants import SafetyViolation
+from tests.raft.kv import command
 from tests.raft.nemesis import MembershipPlan, Nemesis
+from tests.raft.runs import ELECTION, Run, finish, wait_leader
 from tests.raft.simnet import NetConfig
 from tests.raft.world import SIM_OPTIONS, World, WorldConfig
-
-ELECTION = SIM_OPTIONS.election_tick * SIM_OPTIONS.tick_interval
-
-
-@define
-class Run:
-    events: int = 0
-    faults: Counter[str] = field(factory=Counter)
-    operations: int = 0
-
-    @classmethod
-    def of(cls, world: World, clients: Clients | None = None) -> Run:
-        ops = len(clients.history()) if clients is not None else 0
-        return cls(world.clock.events, Counter(world.faults), ops)
-
-
-def linearizable(clients: Clients) -> None:
-    result = check(clients.history(), RegisterModel())
-    if result.violation:
-        raise SafetyViolation(f"client history not linearizable: {result.detail}")
-    assert not result.partial, result.detail
-
-
-def wait_leader(world: World, within: float = 20 * ELECTION) -> str:
-    world.run_for(within, lambda: world.leader() is not None)
-    leader = world.leader()
-    assert leader is not None, f"seed {world.seed}: no leader within {within}s: {world.statuses()}"
-    return leader
-
-
-def finish(world: World, clients: Clients, until: float, settle: float = 10.0) -> Run:
-    world.run_until(until)
-    world.settle(settle)
-    world.run_for(1.0, clients.idle)
-    linearizable(clients)
-    assert clients.completed > 0, "no client operation completed"
-    return Run.of(world, clients)
-
 
 # --- elections and replication ------------------------------------------------
 
@@ -87,21 +48,112 @@ def five_nodes(seed: int) -> Run:
 
 
 def figure8(seed: int) -> Run:
-    """The paper's Figure 8 made likely: one-entry messages, leaders crashed
-    or cut off right after taking writes, so logs diverge and old-term
-    entries linger on a minority."""
-    options = attrs.evolve(SIM_OPTIONS, max_size_per_msg=1)
-    world = World(seed, WorldConfig(members=5, hosts=5, options=options))
-    clients = Clients(world, 5, read_ratio=0.2)
+    """The paper's Figure 8 made likely: one-entry messages, and new leaders
+    crashed or cut off a few milliseconds into their term, while they carry
+    older terms' entries to the others: logs diverge and old-term entries
+    linger on majorities without being committed."""
+    options = attrs.evolve(SIM_OPTIONS, max_size_per_msg=1, max_inflight=2)
+    net = NetConfig(delay_min=0.0005, delay_max=0.004)
+    world = World(seed, WorldConfig(members=5, hosts=5, options=options, net=net))
+    clients = Clients(world, 6, read_ratio=0.1)
     clients.start(4.0)
-    Nemesis(world, ("crash_leader", "isolate_leader", "heal", "heal"),
-            interval=(0.05, 0.25), downtime=(0.05, 0.6)).start(3.5)  # fmt: skip
+    Nemesis(world, ("heal", "crash")).start(3.5)
+    cut_new_leaders(world, until=3.5)
+    return finish(world, clients, 4.0, settle=20.0)
+
+
+def cut_new_leaders(world: World, until: float, chance: float = 0.7) -> None:
+    """Crash or isolate each new leader, often, a few milliseconds in."""
+
+    def watch(known: tuple[str, int] | None) -> None:
+        if world.now >= until:
+            return
+        leader = world.leader()
+        now = (leader, world.node(leader).core.term) if leader is not None else None
+        if now is not None and now != known and world.rng.random() < chance:
+            act = world.crash if world.rng.random() < 0.5 else world.isolate
+            world.clock.callLater(world.rng.uniform(0.0005, 0.006), act, now[0])
+            world.clock.callLater(world.rng.uniform(0.05, 0.3), world.restart, now[0])
+            world.clock.callLater(world.rng.uniform(0.05, 0.3), world.heal)
+        world.clock.callLater(0.0005, watch, now)
+
+    watch(None)
+
+
+def elections(seed: int) -> Run:
+    """Five nodes, no PreVote, vote messages delayed past election timeouts,
+    voters crashing mid-election: many split and overlapping elections, in
+    which no vote is counted twice or out of its term."""
+    options = attrs.evolve(SIM_OPTIONS, pre_vote=False)
+    world = World(seed, WorldConfig(members=5, hosts=5, options=options, crash_in_sync=0.02))
+    clients = Clients(world, 4)
+    clients.start(4.0)
+    wait_leader(world)
+    world.network.config.long_delay = 0.1
+    world.network.config.long_delay_max = 0.4
+    Nemesis(world, ("crash", "crash_leader", "isolate_leader", "heal"),
+            interval=(0.05, 0.3), downtime=(0.01, 0.3)).start(3.5)  # fmt: skip
+    return finish(world, clients, 4.0, settle=20.0)
+
+
+def failover_reads(seed: int) -> Run:
+    """A leader crashes right after it answered a write, before the others
+    learn that it committed: the next leader must not serve a read that
+    misses that write."""
+    world = World(seed, WorldConfig(options=attrs.evolve(SIM_OPTIONS, heartbeat_tick=3)))
+    crashed: list[float] = []
+
+    def done(node: str, kind: str) -> None:
+        if kind != "read" and node == world.leader() and world.now > (crashed or [0])[-1] + 0.3:
+            crashed.append(world.now)
+            world.clock.callLater(world.rng.uniform(0, 0.002), world.crash, node)
+            world.clock.callLater(world.rng.uniform(0.1, 0.3), world.restart, node)
+
+    clients = Clients(world, 8, read_ratio=0.6, on_done=done, prefer_leader=0.7, think=0.01)
+    clients.start(4.0)
+    return finish(world, clients, 4.0)
+
+
+def learners(seed: int) -> Run:
+    """Learners join while the leader is cut off with one of them: a leader
+    and a learner are no quorum, so nothing commits on that side."""
+    world = World(seed, WorldConfig(members=3, hosts=5))
+    clients = Clients(world, 4)
+    clients.start(4.0)
+    wait_leader(world)
+
+    def isolate_with_a_learner() -> None:
+        leader = world.leader()
+        if world.now > 3.5 or leader is None:
+            return
+        config = world.node(leader).core.config
+        outside = [i for i in world.ids if i not in config.voters]
+        if config.learners:
+            learner = sorted(config.learners)[0]
+        elif outside:
+            learner = world.rng.choice(outside)
+            host = world.hosts[learner]
+            if not host.started:
+                world.start(learner)
+            elif host.up and host.handler.condition.removed is not None:
+                world.wipe(learner)
+                world.start(learner)
+            added = world.node(leader).change_member("add", learner, f"{learner}:7000")
+            added.addErrback(lambda f: None)  # refused or lost: tried again later
+        else:
+            return
+        world.partition([leader, learner], [i for i in world.ids if i not in (leader, learner)])
+        world.clock.callLater(world.rng.uniform(0.05, 0.25), world.heal)
+        world.clock.callLater(world.rng.uniform(0.3, 0.6), isolate_with_a_learner)
+
+    isolate_with_a_learner()
+    MembershipPlan(world, interval=(0.3, 0.8)).start(3.5)
     return finish(world, clients, 4.0, settle=20.0)
 
 
 def unreliable_network(seed: int) -> Run:
     """Loss, duplication, reordering and long delays, then convergence."""
-    net = NetConfig(drop=0.05, duplicate=0.05, reorder=0.1, long_delay=0.05)
+    net = NetConfig(drop=0.05, duplicate=0.15, reorder=0.2, long_delay=0.1)
     world = World(seed, WorldConfig(net=net))
     clients = Clients(world, 4)
     clients.start(4.0)
@@ -162,7 +214,14 @@ def partitioned_leader(seed: int) -> Run:
     assert world.node(old).core.role is Role.LEADER, "the old leader stepped down by itself"
     served = [op for c in clients.clients[3:] for op in c.history if op.kind != "read"]
     assert served, f"the majority served no write: {world.statuses()}"
-    return finish(world, clients, world.now + 0.5)
+    # It is heard again, but hears no one: its AppendEntries of an old term
+    # reach members that took newer entries meanwhile.
+    world.heal()
+    for other in world.ids:
+        if other != old:
+            world.cut(other, old)
+    world.run_for(0.3)
+    return finish(world, clients, world.now + 0.2)
 
 
 def reads_across_leader_changes(seed: int) -> Run:
@@ -181,8 +240,9 @@ def reads_across_leader_changes(seed: int) -> Run:
 
 def slow_follower(seed: int) -> Run:
     """A follower starved of CPU now and then (stalls of up to 3 election
-    timeouts) on an otherwise healthy network: the leader keeps leading, in
-    the same term (PreVote: the slow node's campaigns change nobody's term)."""
+    timeouts), then cut off from everyone for a few election timeouts: the
+    leader keeps leading, in the same term (PreVote: the lonely node's
+    campaigns change nobody's term, so its return disturbs no one)."""
     world = World(seed)
     leader = wait_leader(world)
     world.run_for(0.3)
@@ -190,12 +250,60 @@ def slow_follower(seed: int) -> Run:
     clients = Clients(world, 3)
     clients.start(world.now + 3.0)
     followers = [i for i in world.ids if i != leader]
-    for _ in range(8):
+    for _ in range(6):
         world.stall(world.rng.choice(followers), world.rng.uniform(ELECTION, 3 * ELECTION))
         world.run_for(world.rng.uniform(0.2, 0.4))
+    lonely = world.rng.choice(followers)
+    world.isolate(lonely)
+    world.run_for(world.rng.uniform(3, 6) * ELECTION)
+    world.heal()
+    world.run_for(0.3)
     assert world.leader() == leader, f"leadership moved: {world.statuses()}"
     assert world.node(leader).core.term == term, f"a spurious election: {world.statuses()}"
     return finish(world, clients, world.now + 0.5)
+
+
+def slow_disks(seed: int) -> Run:
+    """Syncs of 3 to 10 ms, so that messages keep arriving while a node's
+    Ready is being saved (they must wait for it).  A leader kept busy by
+    clients stuck to it loses its way to all followers but one (CheckQuorum
+    off, so it goes on leading); that follower, saving its entries all the
+    time, hears from the new leader the others elect, whose first entries
+    replace them."""
+    options = attrs.evolve(SIM_OPTIONS, check_quorum=False)
+    world = World(seed, WorldConfig(members=5, hosts=5, options=options,
+                                    fsync_delay=world_delay(seed)))  # fmt: skip
+    clients = Clients(world, 5)
+    clients.start(4.0)
+    wait_leader(world)
+
+    def flood(leader: str, until: float) -> None:
+        """Writes no client waits for, to keep the cut-off leader saving."""
+        host = world.hosts[leader]
+        if world.now < until and host.up:
+            host.handler.propose(command("write", "flood", world.now)).addErrback(lambda f: None)
+            world.clock.callLater(0.002, flood, leader, until)
+
+    def cut_and_return() -> None:
+        leader = world.leader()
+        if world.now > 3.3:
+            return
+        if leader is not None:
+            kept = world.rng.choice([i for i in world.ids if i != leader])
+            for other in world.ids:
+                if other not in (leader, kept):
+                    world.cut(leader, other)
+            back = world.rng.uniform(4, 6) * ELECTION
+            flood(leader, world.now + back)
+            world.clock.callLater(back, world.heal)
+        world.clock.callLater(world.rng.uniform(7, 9) * ELECTION, cut_and_return)
+
+    cut_and_return()
+    return finish(world, clients, 4.0, settle=20.0)
+
+
+def world_delay(seed: int) -> float:
+    return 0.003 + (seed % 8) * 0.001
 
 
 def lost_quorum(seed: int) -> Run:
@@ -265,7 +373,8 @@ def snapshots(seed: int) -> Run:
     catch up by snapshot (with the session table); a leader change in the
     middle of a transfer; restarts from a snapshot and its log suffix."""
     options = attrs.evolve(SIM_OPTIONS, snapshot_entries=30)
-    world = World(seed, WorldConfig(options=options, crash_in_sync=0.01))
+    net = NetConfig(drop=0.03, duplicate=0.03)
+    world = World(seed, WorldConfig(options=options, crash_in_sync=0.01, net=net))
     clients = Clients(world, 4, read_ratio=0.3)
     clients.start(5.0)
     cut: list[str] = []
@@ -280,6 +389,29 @@ def snapshots(seed: int) -> Run:
     Nemesis(world, ("crash", "crash", "heal"), interval=(0.2, 0.6),
             downtime=(0.3, 1.2)).start(4.5)  # fmt: skip
     return finish(world, clients, 5.0)
+
+
+def snapshot_over_divergence(seed: int) -> Run:
+    """A leader cut off with one follower keeps taking writes (a long tail
+    the others never see) while the majority moves on and compacts past
+    where they split: the follower is sent a snapshot whose last entry it
+    holds with another term, and must drop its whole log for it."""
+    options = attrs.evolve(SIM_OPTIONS, snapshot_entries=20)
+    world = World(seed, WorldConfig(members=5, hosts=5, options=options))
+    old = wait_leader(world)
+    world.run_for(0.2)
+    follower = world.rng.choice([i for i in world.ids if i != old])
+    others = [i for i in world.ids if i not in (old, follower)]
+    # Many writers stuck to the old leader (each has one write in flight,
+    # which never commits there), a few on the majority side.
+    writers = world.rng.randint(25, 40)
+    sticky = {n: old for n in range(writers)} | {writers: others[0], writers + 1: others[1]}
+    clients = Clients(world, writers + 2, sticky=sticky, read_ratio=0.0, think=0.03)
+    clients.start(world.now + 1.0)
+    world.partition([old, follower], others)
+    world.run_for(world.rng.uniform(0.3, 0.6))
+    world.heal()
+    return finish(world, clients, world.now + 0.6)
 
 
 def lost_synced_data(seed: int) -> Run:
@@ -300,6 +432,9 @@ SCENARIOS: dict[str, Callable[[int], Run]] = {
     "leader_crashes": leader_crashes,
     "five_nodes": five_nodes,
     "figure8": figure8,
+    "elections": elections,
+    "failover_reads": failover_reads,
+    "learners": learners,
     "unreliable_network": unreliable_network,
     "lagging_followers": lagging_followers,
     "restarts": restarts,
@@ -307,11 +442,21 @@ SCENARIOS: dict[str, Callable[[int], Run]] = {
     "partitioned_leader": partitioned_leader,
     "reads_across_leader_changes": reads_across_leader_changes,
     "slow_follower": slow_follower,
+    "slow_disks": slow_disks,
     "lost_quorum": lost_quorum,
     "membership": membership,
     "concurrent_joins": concurrent_joins,
     "snapshots": snapshots,
+    "snapshot_over_divergence": snapshot_over_divergence,
     "lost_synced_data": lost_synced_data,
 }
 
-__all__ = ["SCENARIOS", "Run", "AppendEntries"]
+__all__ = ["SCENARIOS", "Run"]
+
+
+SCENARIOS.update({
+    "figure8_steered": choreographies.figure8_steered,
+    "membership_erratum": choreographies.membership_erratum,
+    "failover_read_steered": choreographies.failover_read_steered,
+    "revote_steered": choreographies.revote_steered,
+})  # fmt: skip

@@ -52,6 +52,8 @@ class SimNetwork:
         self._link_clock: dict[tuple[str, str], float] = {}
         #: Observers of every message sent (tests may use it to cut links).
         self.observers: list[Callable[[Message], None]] = []
+        #: A message for which one of these is true is lost as it is sent.
+        self.filters: list[Callable[[Message], bool]] = []
 
     def _delay(self) -> float:
         c = self.config
@@ -99,6 +101,9 @@ class SimNetwork:
     def send(self, message: Message) -> None:
         for observer in self.observers:
             observer(message)
+        if any(lose(message) for lose in self.filters):
+            self.faults["lost on purpose"] += 1
+            return
 
         def deliver() -> None:
             host = self.hosts[message.dst]

@@ -97,6 +97,43 @@ class ScenarioTests(SynchronousTestCase):
         """Catching up by snapshot, leader changes mid-transfer, restarts."""
         self.scenario("snapshots")
 
+    def test_elections(self) -> None:
+        """No PreVote, late votes, crashing voters: one leader per term."""
+        self.scenario("elections")
+
+    def test_failover_reads(self) -> None:
+        """A leader dies right after answering a write: no stale read follows."""
+        self.scenario("failover_reads", 2)
+
+    def test_learners(self) -> None:
+        """A leader cut off with a learner commits nothing."""
+        self.scenario("learners", 2)
+
+    def test_slow_disks(self) -> None:
+        """What arrives while a Ready is saved waits for it."""
+        self.scenario("slow_disks", 2)
+
+    def test_snapshot_over_divergence(self) -> None:
+        """A snapshot over a divergent log replaces the whole log."""
+        self.scenario("snapshot_over_divergence", 2)
+
+    def test_figure8_steered(self) -> None:
+        """Figure 8, step by step on real nodes."""
+        self.scenario("figure8_steered")
+
+    def test_membership_erratum(self) -> None:
+        """The single-server change erratum, step by step on real nodes."""
+        self.scenario("membership_erratum")
+
+    def test_failover_read_steered(self) -> None:
+        """A read at a new leader before its term commits sees every
+        acknowledged write (checked by the linearizability checker)."""
+        self.scenario("failover_read_steered")
+
+    def test_revote_steered(self) -> None:
+        """A voter restarted mid-election does not vote twice in a term."""
+        self.scenario("revote_steered")
+
     def test_lost_synced_data(self) -> None:
         """A disk that loses acknowledged writes costs nothing acknowledged."""
         self.scenario("lost_synced_data")

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import attrs
 from attrs import define, field
 from twisted.internet.defer import Deferred, fail
+from twisted.logger import globalLogPublisher
 
 from skydns.raft.core.messages import Entry, HardState
 from skydns.raft.core.ready import Role
@@ -72,6 +73,8 @@ class WorldConfig:
     keep_pending: float = 0.5
     #: Chance that a save is interrupted by a crash inside its sync.
     crash_in_sync: float = 0.0
+    #: Whether a crash breaks the peers' connections (`peer_unreachable`).
+    notify_deaths: bool = True
 
 
 @define(eq=False)
@@ -98,7 +101,13 @@ class Host:
 
 
 class World:
+    #: The world being run, to which the log observer reports exceptions.
+    current: World | None = None
+
     def __init__(self, seed: int, config: WorldConfig | None = None) -> None:
+        World.current = self
+        #: Exceptions the nodes logged (none is expected: each is a failure).
+        self.exceptions: list[str] = []
         self.seed = seed
         self.config = config = config or WorldConfig()
         self.rng = random.Random(seed)
@@ -108,6 +117,7 @@ class World:
         self.members = self.ids[: config.members]
         self.network = SimNetwork(self.rng, config.net, self.faults)
         self.invariants = Invariants(self)
+        self.network.observers.append(self.invariants.sent)
         self.hosts = {i: Host(i, self) for i in self.ids}
         self.network.hosts = self.hosts
         for host in self.hosts.values():
@@ -132,6 +142,8 @@ class World:
             except SimCrash:
                 raise AssertionError("a crash escaped its host") from None
             try:
+                if self.exceptions:
+                    raise SafetyViolation(f"a node logged an exception: {self.exceptions[0]}")
                 self.invariants.check()
             except SafetyViolation as e:
                 raise SafetyViolation(f"seed {self.seed}, t={self.now:.4f}: {e}") from None
@@ -204,7 +216,10 @@ class World:
             if self.config.crash_in_sync and self.rng.random() < self.config.crash_in_sync:
                 host.disk.crash_at_sync = True
             try:
-                result = call(*args)
+                try:
+                    result = call(*args)
+                finally:
+                    host.disk.crash_at_sync = False  # only inside this call
             except SimCrash:
                 self.faults["crash inside a sync"] += 1
                 self.crash(host.id)
@@ -240,7 +255,8 @@ class World:
         assert node is not None
         node.condition.running = False
         self._lose(host, keep_pending)
-        self.network.died(host_id)
+        if self.config.notify_deaths:
+            self.network.died(host_id)
 
     def _lose(self, host: Host, keep_pending: float | None = None) -> None:
         host.node = None
@@ -256,6 +272,7 @@ class World:
         if host.up:
             self.crash(host_id)
         self.faults["wipe"] += 1
+        self.invariants.lost_data(host)
         host.disk = SimDisk()
         host.started = False
         host.joining = True
@@ -291,6 +308,7 @@ class World:
         start = self.rng.randint(frame.offset + wal.FRAME_HEADER_SIZE, frame.end - 1)
         if host.disk.lose_synced_tail(path, start):
             self.faults["synced frames lost"] += 1
+            self.invariants.lost_data(host)
             return True
         return False
 
@@ -367,7 +385,8 @@ class World:
         net = self.network.config
         net.drop = net.duplicate = net.reorder = net.long_delay = 0.0
         for host in self.hosts.values():
-            host.clock.stalled_until = 0.0 if host.up else host.clock.stalled_until
+            if host.up:
+                host.clock.stalled_until = 0.0
             if host.started or not host.joining:
                 self.restart(host.id)
         if not self.run_for(within, self.converged):
@@ -416,3 +435,15 @@ class ObservedStorage:
 
 def refused(error: Exception) -> Deferred[Any]:
     return fail(error)
+
+
+def _observe(event: dict[str, Any]) -> None:
+    """Report every exception a node logs to the world being run."""
+    world = World.current
+    if world is not None and "log_failure" in event:
+        if str(event.get("log_namespace", "")).startswith("skydns"):
+            failure = event["log_failure"]
+            world.exceptions.append(f"{event.get('log_format')}: {failure.getErrorMessage()}")
+
+
+globalLogPublisher.addObserver(_observe)
