@@ -239,7 +239,7 @@ for name, seed in schedule:
             SCENARIOS[name](seed)
     except BaseException as e:
         print(json.dumps({"caught": True, "scenario": name, "seed": seed, "runs": runs,
-                          "error": (type(e).__name__ + ": " + str(e))[:300]}))
+                          "error": (type(e).__name__ + ": " + " ".join(str(e).split()))[:300]}))
         sys.exit(0)
 print(json.dumps({"caught": False, "runs": runs}))
 """
