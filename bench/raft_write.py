@@ -261,9 +261,11 @@ def renew_load(cluster: Cluster, seconds: float, uuids: list[str]) -> None:
         meter.report(ok)
 
 
-def failover_trial(root: str, trial: int) -> tuple[float, int, int]:
+def failover_trial(root: str, trial: int) -> tuple[float, int, int, int]:
     """Seconds from kill -9 of the leader to the first acknowledged write on a
-    survivor, and (failed, total) DNS queries at a follower meanwhile."""
+    survivor; acknowledged writes lost; (failed, total) DNS queries at a
+    follower meanwhile.  Two writers register without pause, one through the
+    leader and one through a follower, from before the kill to after it."""
     cluster = Cluster(root)
     try:
         cluster.start()
@@ -272,6 +274,7 @@ def failover_trial(root: str, trial: int) -> tuple[float, int, int]:
         http("PUT", f"{writer.url}/skydns/services/seed{trial}", BODY)
         stop = threading.Event()
         queries = [0, 0]
+        acked: list[str] = []
 
         def query() -> None:
             while not stop.is_set():
@@ -283,8 +286,25 @@ def failover_trial(root: str, trial: int) -> tuple[float, int, int]:
                     print(f"  DNS query to a follower failed: {e!r}", flush=True)
                 time.sleep(0.01)
 
-        thread = threading.Thread(target=query)
-        thread.start()
+        def write(node: SkyDNSProcess, name: str) -> None:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                uuid = f"w{trial}-{name}-{i}"
+                try:
+                    code, _ = http("PUT", f"{node.url}/skydns/services/{uuid}", BODY, timeout=2.0)
+                except OSError:
+                    if node is leader:
+                        return  # it is gone
+                    continue
+                if 200 <= code < 300:
+                    acked.append(uuid)
+
+        threads = [threading.Thread(target=query),
+                   threading.Thread(target=write, args=(leader, "leader")),
+                   threading.Thread(target=write, args=(watcher, "follower"))]  # fmt: skip
+        for thread in threads:
+            thread.start()
         time.sleep(0.3)
         leader.kill()
         killed = time.perf_counter()
@@ -297,11 +317,20 @@ def failover_trial(root: str, trial: int) -> tuple[float, int, int]:
                 continue
             if 200 <= code < 300:
                 took = time.perf_counter() - killed
+                acked.append(f"f{trial}-{i}")
                 break
         time.sleep(0.3)
         stop.set()
-        thread.join(5)
-        return took, queries[0], queries[1]
+        for thread in threads:
+            thread.join(10)
+        lost = set(acked)
+        for node in (writer, watcher):
+            _, found = http("GET", f"{node.url}/skydns/services/?query=bench.production"
+                            "&consistent=true", timeout=10.0)  # fmt: skip
+            held = {item["UUID"] for item in found} if isinstance(found, list) else set()
+            assert len(held) >= len(acked) // 2, f"{node.node_id} lists {len(held)} instances"
+            lost = lost - held if node is writer else lost | (set(acked) - held)
+        return took, len(lost), queries[0], queries[1]
     finally:
         cluster.stop()
 
@@ -332,15 +361,21 @@ def main() -> None:
         if args.runs > 1 and not args.failover_only:
             print(f"medians over {args.runs} runs:", flush=True)
             show_medians()
-        results = [failover_trial(root, t) for t in range(args.trials)]
+        results = []
+        for trial in range(args.trials):
+            results.append(failover_trial(root, trial))
+            took, lost, failed, asked = results[-1]
+            print(f"  failover trial {trial}: {took * 1e3:.0f} ms, {lost} acknowledged writes "
+                  f"lost, {failed} of {asked} DNS queries failed", flush=True)  # fmt: skip
         times = [r[0] for r in results]
         if not times:
             return
         print(
             f"failover over {len(times)} trials: median {statistics.median(times) * 1e3:.0f} ms, "
             f"min {min(times) * 1e3:.0f} ms, max {max(times) * 1e3:.0f} ms; "
-            f"DNS queries failed at a follower: {sum(r[1] for r in results)} "
-            f"of {sum(r[2] for r in results)}"
+            f"acknowledged writes lost: {sum(r[1] for r in results)}; "
+            f"DNS queries failed at a follower: {sum(r[2] for r in results)} "
+            f"of {sum(r[3] for r in results)}"
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -254,3 +254,33 @@ class OneNodeTests(SynchronousTestCase):
         self.assertEqual(http("GET", f"{node.url}/skydns/services/s2")[0], 200)
         status = http("GET", f"{node.url}/skydns/cluster")[1]
         self.assertEqual(status["leader"], status["id"])
+
+
+class StarvedFollowerTests(SynchronousTestCase):
+    def test_a_starved_follower_causes_no_election(self) -> None:
+        """A follower that gets the CPU only now and then (stopped for up to
+        1.5 election timeouts at a time, for three seconds) costs no election:
+        the leader and its term stay, and the follower catches up after."""
+        import os
+        import signal
+
+        nodes = ClusterTests.start_cluster(self)  # type: ignore[arg-type]
+        status = ClusterTests.status(self, nodes[0])  # type: ignore[arg-type]
+        leader, term = status["leader"], status["term"]
+        follower = next(n for n in nodes if n.node_id != leader)
+        assert follower.process is not None
+        deadline = time.monotonic() + 3.0
+        try:
+            while time.monotonic() < deadline:
+                os.kill(follower.process.pid, signal.SIGSTOP)
+                time.sleep(0.75)
+                os.kill(follower.process.pid, signal.SIGCONT)
+                time.sleep(0.05)
+        finally:
+            os.kill(follower.process.pid, signal.SIGCONT)
+        code, _ = http("PUT", f"{nodes[0].url}/skydns/services/after", _service())
+        self.assertEqual(code, 201)
+        wait_until(lambda: a_records(follower, "after.skydns.local"), "the follower caught up")
+        for node in nodes:
+            status = ClusterTests.status(self, node)  # type: ignore[arg-type]
+            self.assertEqual((status["leader"], status["term"]), (leader, term), node.node_id)

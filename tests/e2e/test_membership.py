@@ -162,3 +162,38 @@ class MembershipTests(SynchronousTestCase):
             wait_until(lambda node=node: self.has(node, last), f"{node.node_id} has the writes")
             missing = [n for n in acknowledged if not self.has(node, n)]
             self.assertEqual(missing, [], node.node_id)
+
+
+class ConcurrentJoinTests(SynchronousTestCase):
+    def test_two_then_four_more_join_at_once(self) -> None:
+        """One node, then two started with --join at the same moment, then four
+        more: each becomes a voter (issue 26), and a write through any of them
+        reaches every other."""
+        first = SkyDNSProcess(node_id="n1")
+        self.addCleanup(first.cleanup)
+        first.start().wait_for("/ready")
+        join = ["--join", f"127.0.0.1:{first.raft_port}"]
+        members = [first]
+        for group in (("n2", "n3"), ("n4", "n5", "n6", "n7")):
+            joiners = [SkyDNSProcess(node_id=node_id, extra_args=join) for node_id in group]
+            for node in joiners:
+                self.addCleanup(node.cleanup)
+                node.start(wait=False)
+            members += joiners
+            want = {m.node_id for m in members}
+
+            def voters(want: set[str] = want) -> bool:
+                seen = roles(first)
+                return set(seen) == want and "learner" not in seen.values()
+
+            wait_until(voters, f"{', '.join(group)} are voters", 5.0 + 10.0)
+            for node in joiners:
+                node.wait_for("/ready", 10.0)
+        for n, node in enumerate(members):
+            status, body = http("PUT", f"{node.url}/skydns/services/j{n}", _service(n))
+            self.assertEqual(status, 201, body)
+        for n in range(len(members)):
+            for node in members:
+                wait_until(lambda node=node, n=n: http(
+                    "GET", f"{node.url}/skydns/services/j{n}", timeout=2.0)[0] == 200,
+                    f"{node.node_id} has j{n}")  # fmt: skip

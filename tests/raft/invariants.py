@@ -19,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from skydns.raft.core.messages import AppendEntriesResponse, Entry, EntryKind, HardState, Message
+from skydns.raft.core.messages import (
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    RequestVoteResponse,
+)
 from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import Role
 
@@ -48,6 +55,10 @@ class Invariants:
         self.seen_commit: dict[tuple[str, int], int] = {}
         #: node -> term -> the candidate its durable hard state voted for.
         self.votes: dict[str, dict[int, str]] = {}
+        #: node -> the highest term its durable hard state holds.
+        self.durable_terms: dict[str, int] = {}
+        #: (voter, term) -> the candidate it sent a granted vote to.
+        self.grants: dict[tuple[str, int], str] = {}
         #: (leader, term) whose election was checked.
         self.elections: set[tuple[str, int]] = set()
         self.checked_leaders: set[tuple[str, int]] = set()
@@ -92,6 +103,7 @@ class Invariants:
                           f"{entry.index}/{entry.term}")  # fmt: skip
 
     def durable_vote(self, node: str, hard_state: HardState) -> None:
+        self.durable_terms[node] = max(self.durable_terms.get(node, 0), hard_state.term)
         if hard_state.vote is None:
             return
         votes = self.votes.setdefault(node, {})
@@ -112,7 +124,9 @@ class Invariants:
             self.note(f"{node} applied {command!r} at {index}, but {committed} was committed")
 
     def sent(self, message: Message) -> None:
-        """A message left a node: note what its acknowledgements promise."""
+        """A message left a node: note what its acknowledgements and votes promise."""
+        if isinstance(message, RequestVoteResponse) and message.granted and not message.prevote:
+            self.grants[(message.src, message.term)] = message.dst
         if isinstance(message, AppendEntriesResponse) and message.success:
             term, index = self.acked.get(message.src, (0, 0))
             if message.term > term or (message.term == term and message.index > index):
@@ -125,6 +139,13 @@ class Invariants:
         """``host``'s disk lost what it had acknowledged (a fault beyond the
         crash model): its promises are void until it recovers."""
         self.acked.pop(host.id, None)
+
+    def wiped(self, host: Host) -> None:
+        """``host`` starts again with an empty data dir: a new server under
+        an old name, bound by none of the old one's votes."""
+        self.lost_data(host)
+        self.votes.pop(host.id, None)
+        self.durable_terms.pop(host.id, None)
 
     # --- after every event ------------------------------------------------------
 
@@ -204,7 +225,13 @@ class Invariants:
             # Its own vote is durable, so the grants it counted were too.
             self.elections.add(key)
             voters = sorted(core.config.voters)
-            granted = [v for v in voters if self.votes.get(v, {}).get(term) == node]
+            # A vote is kept by its durable record, or by a durable later
+            # term (a voter never votes again in an earlier one).
+            granted = [
+                v for v in voters
+                if self.votes.get(v, {}).get(term) == node
+                or (self.grants.get((v, term)) == node and self.durable_terms.get(v, 0) > term)
+            ]
             if len(granted) < len(voters) // 2 + 1:
                 self.fail(f"{node} leads term {term} with the durable votes of {granted} "
                           f"only, of {voters}")  # fmt: skip

@@ -348,19 +348,17 @@ def membership(seed: int) -> Run:
 def concurrent_joins(seed: int) -> Run:
     """One node, then two and then four more starting with ``--join`` at the
     same moment: every one ends a voter of the one cluster (issue 26)."""
-    world = World(seed, WorldConfig(members=1, hosts=5))
+    world = World(seed, WorldConfig(members=1, hosts=7))
     wait_leader(world)
     clients = Clients(world, 2)
-    clients.start(4.0)
-    for host in ("n2", "n3"):
-        world.start(host)
-    world.run_for(2.0, lambda: len(_voters(world)) == 3)
-    assert len(_voters(world)) == 3, f"two joins did not both take: {world.statuses()}"
-    for host in ("n4", "n5"):
-        world.start(host)
-    world.run_for(3.0, lambda: len(_voters(world)) == 5)
-    assert len(_voters(world)) == 5, f"joins did not all take: {world.statuses()}"
-    return finish(world, clients, 4.0)
+    clients.start(5.0)
+    for group in (("n2", "n3"), ("n4", "n5", "n6", "n7")):
+        for host in group:
+            world.start(host)
+        want = 1 + (2 if len(group) == 2 else 6)
+        world.run_for(3.0, lambda want=want: len(_voters(world)) == want)
+        assert len(_voters(world)) == want, f"joins did not all take: {world.statuses()}"
+    return finish(world, clients, 5.0)
 
 
 def _voters(world: World) -> frozenset[str]:

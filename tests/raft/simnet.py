@@ -163,10 +163,13 @@ class SimNetwork:
 
 @implementer(IRaftTransport)
 class SimTransport:
-    def __init__(self, network: SimNetwork, host_id: str) -> None:
+    """A host's connections: like the AMP transport, it reaches only the
+    peers it was given or told about (`add_peer`)."""
+
+    def __init__(self, network: SimNetwork, host_id: str, peers: dict[str, str | None]) -> None:
         self.network = network
         self.host_id = host_id
-        self.peers: dict[str, str] = {}
+        self.peers = {p: a for p, a in peers.items() if p != host_id and a}
         self.handler: IRaftHandler | None = None
 
     def start(self, handler: IRaftHandler) -> None:
@@ -178,14 +181,19 @@ class SimTransport:
         return d
 
     def send(self, message: Message) -> None:
-        self.network.send(message)
+        if message.dst in self.peers:
+            self.network.send(message)
 
     def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
+        if to not in self.peers:
+            return fail(PeerUnavailable(f"{to} is not a peer"))
         return self.network.call(self.host_id, to, lambda h: h.accept_proposal(data))
 
     def change_member(
         self, to: str, op: str, member_id: str, address: str | None
     ) -> Deferred[dict[str, str | None]]:
+        if to not in self.peers:
+            return fail(PeerUnavailable(f"{to} is not a peer"))
         return self.network.call(
             self.host_id, to, lambda h: h.change_member(op, member_id, address)
         )

@@ -75,6 +75,9 @@ class WorldConfig:
     crash_in_sync: float = 0.0
     #: Whether a crash breaks the peers' connections (`peer_unreachable`).
     notify_deaths: bool = True
+    #: Up to how long a reactor turn takes: the messages arriving meanwhile
+    #: are handled before the node's Ready loop runs.
+    turn: float = 0.0005
 
 
 @define(eq=False)
@@ -172,12 +175,15 @@ class World:
         options = attrs.evolve(self.config.options, joining=host.joining)
         try:
             node = RaftNode(
-                host_id, peers, storage, SimTransport(self.network, host_id), machine, host.clock,
+                host_id, peers, storage, SimTransport(self.network, host_id, peers), machine,
+                host.clock,
                 options=options, rng=random.Random(self.rng.random()),
                 fail_stop=lambda reason, h=host: self._failed(h, reason),
                 in_thread=lambda f, *a, h=host: self._thread(h, f, *a),
                 step_later=lambda f, h=host: h.clock.callLater(0.001, f),
-                schedule=lambda f, h=host: h.clock.callLater(0, f),
+                # A reactor turn handles every message ready at once, then runs
+                # the Ready loop: what arrives within the turn is batched.
+                schedule=lambda f, h=host: h.clock.callLater(self.rng.uniform(0, self.config.turn), f),
             )  # fmt: skip
         except SimCrash:
             self.faults["crash while starting"] += 1
@@ -272,7 +278,7 @@ class World:
         if host.up:
             self.crash(host_id)
         self.faults["wipe"] += 1
-        self.invariants.lost_data(host)
+        self.invariants.wiped(host)
         host.disk = SimDisk()
         host.started = False
         host.joining = True

@@ -554,6 +554,8 @@ class RaftNode(Service):
             log.warn("dropped a {kind} from {src} to {dst}: not for this cluster member",
                      kind=type(message).__name__, src=message.src, dst=message.dst)  # fmt: skip
             return None
+        if message.src not in self.addresses and isinstance(message, _LEADERS):
+            self.members.answer(message.src)
         if isinstance(message, InstallSnapshot):
             self.snapshots.receive(message)  # steps the core once it is whole
             return None

@@ -97,6 +97,10 @@ class Members:
         self.snapshot_addresses: Addresses = {}
         #: Former members: id -> index of the configuration that dropped them.
         self.removed: dict[str, int] = {}
+        #: The last address known of every member this node heard of, former
+        #: ones included (a leader may be missing from a stale configuration
+        #: this node holds: it must still be answered).
+        self.known: dict[str, str] = {m: a for m, a in addresses.items() if a}
 
         #: Whether this node was in a configuration it held (a joining node
         #: is not until the entry that adds it arrives).
@@ -143,6 +147,8 @@ class Members:
             return  # a fresh node that has not joined yet
         for member, address in book.items():
             self.removed.pop(member, None)  # back (a removal undone, or re-added)
+            if address:
+                self.known[member] = address
             if member != self.id and (member not in self.addresses or
                                       (address and self.addresses[member] != address)):
                 self._connect(member, address)
@@ -197,6 +203,15 @@ class Members:
         if index is None or index > self.gate.core.log.committed:
             return None
         return index
+
+    def answer(self, member: str) -> None:
+        """Keep a way back to ``member``, which this node follows though it is
+        not in the configuration it holds (the leader of a newer one)."""
+        if member not in self.addresses and member in self.known:
+            try:
+                self.transport.add_peer(member, self.known[member])
+            except ValueError:
+                pass
 
     def _connect(self, member: str, address: str | None) -> None:
         if not address:
@@ -274,6 +289,8 @@ class Members:
         """A joining node learns where the members are (from the answer to its
         join request), so that it can answer the leader before its log says."""
         for member, address in sorted(addresses.items()):
+            if address:
+                self.known[member] = address
             if member != self.id and member not in self.addresses:
                 self._connect(member, address)
                 self.addresses[member] = address
