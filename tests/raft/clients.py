@@ -118,7 +118,7 @@ class Clients:
             op = _Op("write", key, value, world.now)
         self._number += 1
         op.number = self._number
-        up = [h.id for h in world.up()]
+        up = [h.id for h in world.up() if h.handler.condition.refusal() is None]
         target = client.sticky if client.sticky is not None else (rng.choice(up) if up else None)
         if client.sticky is None and self.prefer_leader and rng.random() < self.prefer_leader:
             target = world.leader() or target
@@ -133,6 +133,12 @@ class Clients:
             d.addCallback(lambda _: self._read(client, op, target))
         else:
             d = node.propose(command(op.kind, op.key, op.input))
+            if d.called:  # refused outright, never submitted: it did not happen
+                d.addErrback(lambda f: None)
+                client.op = None
+                self.refused += 1
+                self._later(client)
+                return
         d.addCallbacks(lambda result: self._done(client, op, result),
                        lambda failure: self._failed(client, op, failure))  # fmt: skip
         world.clock.callLater(self.timeout, self._timed_out, client, op)

@@ -136,8 +136,11 @@ def learners(seed: int) -> Run:
             if not host.started:
                 world.start(learner)
             elif host.up and host.handler.condition.removed is not None:
-                world.wipe(learner)
+                world.wipe(learner)  # a former member joins only with an empty data dir
                 world.start(learner)
+            else:
+                world.clock.callLater(0.2, isolate_with_a_learner)
+                return
             added = world.node(leader).change_member("add", learner, f"{learner}:7000")
             added.addErrback(lambda f: None)  # refused or lost: tried again later
         else:
@@ -253,6 +256,7 @@ def slow_follower(seed: int) -> Run:
     for _ in range(6):
         world.stall(world.rng.choice(followers), world.rng.uniform(ELECTION, 3 * ELECTION))
         world.run_for(world.rng.uniform(0.2, 0.4))
+    world.run_for(3 * ELECTION)  # (the last stall is over)
     lonely = world.rng.choice(followers)
     world.isolate(lonely)
     world.run_for(world.rng.uniform(3, 6) * ELECTION)
@@ -404,7 +408,8 @@ def snapshot_over_divergence(seed: int) -> Run:
     # which never commits there), a few on the majority side.
     writers = world.rng.randint(25, 40)
     sticky = {n: old for n in range(writers)} | {writers: others[0], writers + 1: others[1]}
-    clients = Clients(world, writers + 2, sticky=sticky, read_ratio=0.0, think=0.03)
+    keys = tuple(f"k{n}" for n in range(12))
+    clients = Clients(world, writers + 2, sticky=sticky, read_ratio=0.0, think=0.03, keys=keys)
     clients.start(world.now + 1.0)
     world.partition([old, follower], others)
     world.run_for(world.rng.uniform(0.3, 0.6))
