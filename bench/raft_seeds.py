@@ -14,6 +14,8 @@ alone.  Exits 1 if any seed failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from collections import Counter
@@ -29,7 +31,8 @@ from tests.raft.scenarios import SCENARIOS  # noqa: E402
 def run_one(job: tuple[str, int]) -> tuple[str, int, int, Counter[str], int, str | None, bool]:
     name, seed = job
     try:
-        run = SCENARIOS[name](seed)
+        with contextlib.redirect_stderr(io.StringIO()):  # the nodes' own log lines
+            run = SCENARIOS[name](seed)
     except SafetyViolation as e:
         return name, seed, 0, Counter(), 0, f"SAFETY: {e}", True
     except Exception as e:  # a liveness expectation, or a crash of the core

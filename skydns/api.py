@@ -449,6 +449,9 @@ class API:
 
     def _not_ready_reason(self) -> str:
         status = self.cluster.status()
+        reason = status.get("not_ready_because")
+        if isinstance(reason, str):
+            return reason
         if status.get("role") == "removed":
             return "this node was removed from the cluster"
         if status.get("leader") is None:

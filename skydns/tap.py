@@ -53,6 +53,10 @@ def _check_endpoint(description: str) -> str:
     return description
 
 
+#: Milliseconds per Raft tick: timeouts are whole ticks.
+TICK_MS = 10
+
+
 class Options(usage.Options):
     """``twistd skydns`` options (SPEC.md §4)."""
 
@@ -154,6 +158,15 @@ class Options(usage.Options):
             "File holding the cluster key every member must prove on every Raft "
             "connection (default: $SKYDNS_CLUSTER_KEY, else none; docs/security.md).",
         ],
+        [
+            "election-timeout",
+            None,
+            "500",
+            "Milliseconds a follower waits without hearing a leader before it campaigns "
+            "(randomized up to twice that); a leader whose connections break is replaced "
+            "sooner (10 to 100 ms).",
+        ],
+        ["heartbeat-interval", None, "50", "Milliseconds between a leader's heartbeats."],
         ["raft-tls-ca", None, None, "Mutual TLS between Raft peers: the cluster CA (PEM)."],
         ["raft-tls-cert", None, None, "This node's certificate (PEM), signed by the CA."],
         ["raft-tls-key", None, None, "The private key (PEM) of --raft-tls-cert."],
@@ -191,6 +204,14 @@ class Options(usage.Options):
         if self["snapshot-entries"] == 0:
             raise usage.UsageError("--snapshot-entries: must be at least 1")
         self["snapshot-keep"] = _checked("snapshot-keep", _non_negative_int, self["snapshot-keep"])
+        for name in ("election-timeout", "heartbeat-interval"):
+            self[name] = _checked(name, _non_negative_int, self[name])
+            if self[name] < TICK_MS:
+                raise usage.UsageError(f"--{name}: must be at least {TICK_MS} (milliseconds)")
+        if self["heartbeat-interval"] * 2 > self["election-timeout"]:
+            raise usage.UsageError(
+                "--heartbeat-interval: must be at most half of --election-timeout"
+            )
         self["max-tcp-connections"] = _checked(
             "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
         )
@@ -406,8 +427,13 @@ def makeService(options: Options) -> service.MultiService:
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
             raft_tls=options["raft-tls"], join=options["join"], fail_stop=fail_stop,
-            options=NodeOptions(snapshot_entries=options["snapshot-entries"],
-                                keep_entries=options["snapshot-keep"]),
+            options=NodeOptions(
+                tick_interval=TICK_MS / 1000,
+                election_tick=options["election-timeout"] // TICK_MS,
+                heartbeat_tick=options["heartbeat-interval"] // TICK_MS,
+                snapshot_entries=options["snapshot-entries"],
+                keep_entries=options["snapshot-keep"],
+            ),
         )  # fmt: skip
     except StorageError as e:
         # Before logging starts: this goes to stderr, and twistd exits 1.

@@ -188,3 +188,27 @@ def dns_query(
     if tcp:
         return dns.query.tcp(query, "127.0.0.1", port=port, timeout=timeout)
     return dns.query.udp(query, "127.0.0.1", port=port, timeout=timeout)
+
+
+def start_cluster(test: Any, size: int = 3, timeout: float = 20.0) -> list[SkyDNSProcess]:
+    """``size`` nodes started with the same ``--peers``, all ready; stopped
+    when ``test`` ends."""
+    ids = [f"n{i}" for i in range(1, size + 1)]
+    ports = {node_id: free_port() for node_id in ids}
+    peers = ",".join(f"{i}=127.0.0.1:{ports[i]}" for i in ids)
+    nodes = [
+        SkyDNSProcess(extra_args=["--peers", peers], node_id=i, raft_port=ports[i]) for i in ids
+    ]
+    for node in nodes:
+        test.addCleanup(node.cleanup)
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_for("/ready", timeout)
+    return nodes
+
+
+def status(node: SkyDNSProcess) -> dict[str, Any]:
+    """``GET /skydns/cluster`` of ``node``."""
+    code, body = http("GET", node.url + "/skydns/cluster", timeout=2.0)
+    assert code == 200 and isinstance(body, dict), (code, body)
+    return body

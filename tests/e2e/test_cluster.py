@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
+from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http, start_cluster, status
 
 BOUND = 20.0  # seconds: every wait below is bounded by this
 
@@ -264,9 +264,9 @@ class StarvedFollowerTests(SynchronousTestCase):
         import os
         import signal
 
-        nodes = ClusterTests.start_cluster(self)  # type: ignore[arg-type]
-        status = ClusterTests.status(self, nodes[0])  # type: ignore[arg-type]
-        leader, term = status["leader"], status["term"]
+        nodes = start_cluster(self)
+        first = status(nodes[0])
+        leader, term = first["leader"], first["term"]
         follower = next(n for n in nodes if n.node_id != leader)
         assert follower.process is not None
         deadline = time.monotonic() + 3.0
@@ -282,5 +282,5 @@ class StarvedFollowerTests(SynchronousTestCase):
         self.assertEqual(code, 201)
         wait_until(lambda: a_records(follower, "after.skydns.local"), "the follower caught up")
         for node in nodes:
-            status = ClusterTests.status(self, node)  # type: ignore[arg-type]
-            self.assertEqual((status["leader"], status["term"]), (leader, term), node.node_id)
+            now = status(node)
+            self.assertEqual((now["leader"], now["term"]), (leader, term), node.node_id)
