@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,24 +26,29 @@ TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 STOP_TIMEOUT = 10.0
 
 
+#: Ports handed out come from below the kernel's ephemeral range (usually
+#: 32768-60999), so that no node's outgoing connection can take the port
+#: another node is about to listen on.
+PORTS = range(20000, 32000)
+_rng = random.Random()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free for both TCP and UDP on ``host`` right now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(100):
+    for _ in range(200):
+        port = _rng.choice(PORTS)
         tcp = socket.socket(family, socket.SOCK_STREAM)
+        udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                udp.bind((host, port))
-            except OSError:
-                continue
-            finally:
-                udp.close()
-            return int(port)
+            tcp.bind((host, port))
+            udp.bind((host, port))
+        except OSError:
+            continue
         finally:
             tcp.close()
+            udp.close()
+        return port
     raise RuntimeError("no free port found")
 
 
