@@ -198,10 +198,10 @@ MUTANTS = [
     Mutant("inputs_during_save", "the core is stepped while its Ready is being saved", (
         (NODE + "gate.py", "        if self.saving:\n            self._held.append(call)",
          "        if False:\n            self._held.append(call)"),
-    ), ("slow_disks", "leader_crashes")),
+    ), ("save_conflict_steered", "slow_disks")),
     Mutant("wal_loss_trimmed", "synced frames lost from the WAL are trimmed silently", (
         (STORAGE + "wal.py", "            if beyond > 0:", "            if beyond > 0 and False:"),
-    ), ("lost_synced_data",)),
+    ), ("lost_vote_steered", "lost_synced_data")),
     Mutant("heartbeat_commit_uncapped", "heartbeats carry the commit index uncapped", (
         (CORE + "replication.py",
          "        commit = min(core.progress[peer].match, core.log.committed)",

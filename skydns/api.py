@@ -47,8 +47,8 @@ from skydns.names import (
     parse_query,
     parse_service,
     parse_ttl,
-    service_json,
 )
+from skydns.presentation import service_json
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Registry
 from skydns.routing import FastRoutes
 

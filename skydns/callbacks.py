@@ -22,7 +22,8 @@ from twisted.web.http_headers import Headers
 
 from skydns.clock import Clock
 from skydns.commands import Command
-from skydns.names import Callback, service_json
+from skydns.names import Callback
+from skydns.presentation import service_json
 from skydns.registry import Applied
 
 JSON_TYPE = b"application/json"

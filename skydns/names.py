@@ -25,18 +25,13 @@ Validation choices where SPEC.md is silent (documented for users in docs/):
 
 from __future__ import annotations
 
-import datetime
 import functools
 import ipaddress
 import json
-import math
 import re
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from attrs import frozen
-
-if TYPE_CHECKING:  # pragma: no cover
-    from skydns.registry import Instance
 
 #: Label positions, left to right, of a fully specified instance name.
 POSITIONS = ("uuid", "host", "version", "region", "name", "environment")
@@ -512,39 +507,3 @@ def parse_ttl(body: bytes) -> int:
     return ttl
 
 
-# -- JSON out -------------------------------------------------------------------
-
-
-def rfc3339(when: float) -> str:
-    """``when`` (seconds since the epoch) as an RFC 3339 UTC timestamp."""
-    stamp = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
-    text = stamp.isoformat(timespec="milliseconds" if when % 1 else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-def remaining_ttl(instance: Instance, now: float) -> int:
-    """Whole seconds left on the lease, rounded down (never more than left)."""
-    return max(0, math.floor(instance.remaining(now)))
-
-
-def service_json(instance: Instance, now: float) -> dict[str, Any]:
-    """The service as ``GET /skydns/services/{uuid}`` shows it (SPEC.md §2).
-
-    ``TTL`` is the remaining lease in whole seconds (the registered TTL for
-    NoExpire instances); ``Expires`` is RFC 3339 UTC, null for NoExpire.
-    """
-    service = instance.service
-    return {
-        "UUID": service.uuid,
-        "Name": service.name,
-        "Version": service.version,
-        "Environment": service.environment,
-        "Region": service.region,
-        "Host": service.host,
-        "Port": service.port,
-        "TTL": remaining_ttl(instance, now),
-        "Priority": service.priority,
-        "Weight": service.weight,
-        "NoExpire": service.no_expire,
-        "Expires": None if service.no_expire else rfc3339(instance.expires),
-    }

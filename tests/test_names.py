@@ -24,8 +24,8 @@ from skydns.names import (
     parse_query,
     parse_service,
     parse_ttl,
-    service_json,
 )
+from skydns.presentation import service_json
 from skydns.registry import Instance
 
 LABEL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"

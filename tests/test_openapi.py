@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.api import API
 from skydns.metrics import route_template
-from skydns.names import service_json
+from skydns.presentation import service_json
 from skydns.registry import Instance
 from tests.test_api import APITestCase, FakeMetrics, service
 from tests.test_logging import _service

@@ -501,6 +501,34 @@ class TransportTests(SynchronousTestCase):
 
 
 
+class AnswerCallersTests(SynchronousTestCase):
+    def test_node_that_is_no_peer_is_answered_on_its_connection(self) -> None:
+        """A leader this node has no address for (its configuration is
+        newer than the node's log) is answered over the connection it sent
+        on, until that connection is lost."""
+        transport = AMPTransport(None, {}, Clock())
+        local = Recorder()
+        transport.start(local)
+        leader = Recorder()
+        client = RaftProtocol(leader)
+        server = transport._accept()
+        pump = iosim.connect(server, iosim.makeFakeServer(server),
+                             client, iosim.makeFakeClient(client))  # fmt: skip
+        client.send_message(Heartbeat("n9", "a", 3, 7, None))
+        pump.flush()
+        self.assertEqual(local.received, [Heartbeat("n9", "a", 3, 7, None)])
+        transport.send(HeartbeatResponse("a", "n9", 3, None))
+        transport.send(HeartbeatResponse("a", "n8", 3, None))  # never heard from: dropped
+        pump.flush()
+        self.assertEqual(leader.received, [HeartbeatResponse("a", "n9", 3, None)])
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        pump.flush()
+        transport.send(HeartbeatResponse("a", "n9", 3, b"late"))
+        pump.flush()
+        self.assertEqual(len(leader.received), 1)
+        transport.stop()
+
+
 class BoxSizeLimitTests(SynchronousTestCase):
     """A peer cannot make a node hold an endless unfinished AMP box."""
 

@@ -506,6 +506,26 @@ operations = st.lists(
 
 
 class DiskMatchesMemoryTests(SynchronousTestCase):
+    def test_compaction_at_a_rewritten_segment_start(self) -> None:
+        """A segment that begins by rewriting an entry its predecessor held,
+        then compactions up to just before it once that predecessor is
+        deleted: the entries after stay (a replay once took the unknown term
+        before the rewrite for a mismatch and dropped the whole log)."""
+        path = data_dir(self)
+        storage = DiskStorage(path, segment_size=200)
+        storage.load()
+        storage.save(None, entries(1, 3, 1))
+        storage.save(None, entries(3, 3, 1))  # the rewrite opens a new segment
+        storage.save(None, entries(4, 4, 1))
+        storage.compact(2, 1)
+        storage.compact(3, 1)
+        storage.close()
+        storage = DiskStorage(path, segment_size=200)
+        loaded = storage.load()
+        storage.close()
+        self.assertEqual(loaded.snapshot, SnapshotMeta(3, 1))
+        self.assertEqual(loaded.entries, entries(4, 4, 1))
+
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(operations=operations)
     def test_same_as_memory(self, operations: list[tuple[object, ...]]) -> None:
@@ -528,7 +548,8 @@ class DiskMatchesMemoryTests(SynchronousTestCase):
                     assert isinstance(back, int) and isinstance(count, int)
                     assert isinstance(size, int)
                     term += 1 if new_term else 0
-                    first = max(base + 1, last + 1 - back)
+                    # A conflict never cuts below the commit index (Raft §5.3).
+                    first = max(base + 1, held.hard_state.commit + 1, last + 1 - back)
                     batch = entries(first, first + count - 1, term, b"d" * size)
                     hard_state = HardState(term, "n", first - 1) if new_term else None
                     storage.save(hard_state, batch)
@@ -537,6 +558,10 @@ class DiskMatchesMemoryTests(SynchronousTestCase):
                     _, offset, matching = operation
                     assert isinstance(offset, int)
                     index = base + offset
+                    if not matching:
+                        # A snapshot that replaces a divergent log comes only
+                        # past the commit index (the core ignores older ones).
+                        index = max(index, held.hard_state.commit)
                     terms = {entry.index: entry.term for entry in log}
                     at = terms.get(index, term) if matching else term + 7
                     storage.compact(index, at)

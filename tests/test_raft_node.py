@@ -328,6 +328,35 @@ class FailoverTests(SynchronousTestCase, Maker):
         self.assertEqual(node.registry.get("s1", 2.0).expires, 61.0)  # type: ignore[union-attr]
 
 
+class UndetectedLossTests(SynchronousTestCase, Maker):
+    def test_follower_that_lost_acknowledged_entries_recovers(self) -> None:
+        """A follower whose storage silently lost entries it acknowledged
+        (start-up cannot see every loss) learns it from the leader's capped
+        commit index: it records that it is recovering (so a restart does not
+        make it vote either), says why it is not ready, and is restored."""
+        cluster = self.make()
+        leader = cluster.elect()
+        for n in range(5):
+            leader.propose(Register(service(f"s{n}"), 0.0))
+        cluster.run(0.5)
+        follower = cluster.follower()
+        storage = cluster.storages[follower.id]
+        cluster.crash(follower.id)
+        storage._state.truncate(3)
+        began: list[str] = []
+        begin = storage.begin_recovery
+        storage.begin_recovery = lambda reason: (began.append(reason), begin(reason))[1]  # type: ignore[method-assign]
+        node = cluster.start(follower.id)
+        cluster.run(0.05)
+        self.assertEqual(len(began), 1, began)
+        self.assertIn("log ends at 2", began[0])
+        cluster.run(1.0)
+        self.assertIsNone(storage.recovering)
+        self.assertTrue(node.is_ready())
+        self.assertIsNotNone(node.registry.get("s4", 1.0))
+        self.flushLoggedErrors()
+
+
 class FailStopTests(SynchronousTestCase, Maker):
     def test_storage_failure_stops_the_node(self) -> None:
         """A failed save stops the node: nothing acknowledged, nothing sent

@@ -16,7 +16,7 @@ up: over the limit it gets nothing, or a TC reply.  TCP is never limited.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Optional, Protocol
 
 from twisted.internet import defer, udp
 from twisted.internet.protocol import connectionDone
@@ -25,10 +25,24 @@ from twisted.names import dns
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from skydns.dns.stats import LATENCY_SAMPLE
+from skydns.dns.answercache import AnswerCache
+from skydns.dns.rrl import ResponseRateLimiter
+from skydns.dns.stats import LATENCY_SAMPLE, DNSStats
 
-if TYPE_CHECKING:
-    from skydns.dns.server import SkyDNSServerFactory
+
+class PacketHandler(Protocol):
+    """What the protocols need of the server behind them (in production
+    `skydns.dns.server.SkyDNSServerFactory`): the cache and limiter consulted
+    before anything is decoded, and where every other packet goes."""
+
+    answer_cache: Optional[AnswerCache]
+    rate_limiter: Optional[ResponseRateLimiter]
+    stats: DNSStats
+    idle_timeout: Optional[float]
+    timer: Callable[[], float]
+
+    def packet_received(self, protocol: Any, data: bytes, address: Any) -> None:
+        """Decode and answer ``data``; ``address`` is None over TCP."""
 
 log = Logger()
 
@@ -45,8 +59,15 @@ TCP_IDLE_TIMEOUT = 10
 def encode_reply(message: dns.Message, limit: int) -> bytes:
     """``message`` on the wire, or, if that exceeds ``limit`` bytes, its
     header and question alone with TC set (never a record cut in half, as
-    `dns.Message.encode` would do)."""
-    data = _to_bytes(message)
+    `dns.Message.encode` would do). A question that cannot be written back
+    (a name over 255 octets once its labels' dots are read as separators)
+    makes a FORMERR of the header alone."""
+    try:
+        data = _to_bytes(message)
+    except ValueError:
+        return _to_bytes(
+            dns.Message(id=message.id, answer=1, opCode=message.opCode, rCode=dns.EFORMAT)
+        )
     if len(data) <= limit:
         return data
     short = dns.Message(
@@ -86,13 +107,13 @@ def udp_limit(request: dns.Message) -> int:
 class DatagramProtocol(dns.DNSDatagramProtocol):
     """DNS over UDP, answering within the request's size limit."""
 
-    controller: SkyDNSServerFactory
+    controller: PacketHandler
     noisy = False  # no "Starting protocol <...>" line
 
     def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
         return "DNS UDP"
 
-    def __init__(self, controller: SkyDNSServerFactory, reactor: Any = None) -> None:
+    def __init__(self, controller: PacketHandler, reactor: Any = None) -> None:
         super().__init__(controller, reactor)
         self._send: Callable[[bytes, Any], Any] = self._write
         self.countdown = LATENCY_SAMPLE
@@ -167,7 +188,7 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
 class StreamProtocol(dns.DNSProtocol, TimeoutMixin):
     """DNS over TCP, closing connections idle for the factory's timeout."""
 
-    factory: SkyDNSServerFactory
+    factory: PacketHandler
 
     #: Fires when the connection is gone (`DNSService.stopService` waits).
     lost: defer.Deferred[None]

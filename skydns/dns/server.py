@@ -351,7 +351,7 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         wire = encode_reply(message, MAX_TCP_MESSAGE if tcp else message.maxSize or MIN_UDP_PAYLOAD)
         request: Optional[_Request] = getattr(message, "skydns_request", None)
         if request is not None:
-            if request.question is not None and len(message.queries) == 1:
+            if request.question is not None and wire[4:6] == b"\x00\x01":
                 wire = restore_question(wire, request.question)
             if request.query is not None and request.cacheable and self.answer_cache is not None:
                 until = self._forwarded_until(message)

@@ -10,8 +10,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e.harness import http
-from tests.e2e.harness import start_cluster, status
+from tests.e2e.harness import http, start_cluster, status
 from tests.e2e.test_cluster import _service, wait_until
 
 BOUND = 20.0

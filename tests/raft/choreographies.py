@@ -149,6 +149,75 @@ def membership_erratum(seed: int) -> Run:
     return Run.of(world)
 
 
+def save_conflict_steered(seed: int) -> Run:
+    """A follower with a slow disk is saving a deposed leader's entries when
+    the new leader's first AppendEntries, which replaces them, arrives: it
+    must wait for the save, or the entries written would not be the ones
+    the follower acknowledges."""
+    world = World(seed, WorldConfig(members=5, hosts=5, options=STEERED, notify_deaths=False))
+    s1, s2, s3, s4, s5 = world.rng.sample(world.ids, 5)
+    _elect(world, s1, [s2, s3, s4, s5])
+    world.heal()
+    for n in range(world.rng.randint(1, 3)):
+        world.node(s1).propose(command("write", "x", f"a{n}"))
+    world.run_for(0.1)
+    # (a) s1, cut off with s2, sends s2 entries that cannot commit; s2's
+    # disk takes 200 ms to save them.
+    world.partition([s1, s2], [s3, s4, s5])
+    world.hosts[s2].fsync_delay = 0.2
+    for n in range(world.rng.randint(1, 4)):
+        world.node(s1).propose(command("write", "x", f"lost{n}"))
+    world.run_for(world.rng.uniform(0.005, 0.02))
+    # (b) s3 wins with s4 and s5 and, while s2 is still saving, reaches s2:
+    # its no-op replaces s1's first entry there.
+    _elect(world, s3, [s4, s5])
+    world.partition([s2, s3, s4, s5], [s1])
+    world.run_for(0.4)
+    world.hosts[s2].fsync_delay = None
+    world.heal()
+    world.settle(10.0)
+    return Run.of(world)
+
+
+def lost_vote_steered(seed: int) -> Run:
+    """A follower's disk loses entries it acknowledged, which made them
+    committed; the leader dies.  The follower must not vote for the one
+    node that lacks them: it comes back recovering, and only the old
+    leader, back, can restore it."""
+    world = World(seed, WorldConfig(members=3, hosts=3, options=STEERED, notify_deaths=False))
+    s1, s2, s3 = world.rng.sample(world.ids, 3)
+    _elect(world, s1, [s2, s3])
+    world.heal()
+    for n in range(world.rng.randint(1, 3)):
+        world.node(s1).propose(command("write", "x", f"a{n}"))
+    world.run_for(0.1)
+    # (a) Entries only s1 and s2 hold commit; s1 dies, and s2 loses them.
+    world.partition([s1, s2], [s3])
+    for n in range(world.rng.randint(2, 4)):
+        world.node(s1).propose(command("write", "x", f"b{n}"))
+        world.run_for(0.01)
+    world.run_for(0.05)
+    world.crash(s1)
+    world.crash(s2, keep_pending=0.0)
+    # (A loss that looks like one torn write, the last, cannot be told from
+    # a crash: no cluster survives it while another node is down, SPEC §11.)
+    lost = world.lose_synced_wal_tail(s2, detectable=True)
+    world.restart(s2)
+    # (b) s3, which lacks them, asks s2 for its vote, again and again.
+    if lost:
+        world.faults["votes sought after a loss"] += 1
+        world.partition([s2, s3], [s1])
+        for _ in range(world.rng.randint(1, 2)):  # (s1 climbs a term per try)
+            world.node(s3).gate.run(lambda core: core.campaign(prevote=False))
+            world.run_for(0.05)
+    # (c) s1 comes back and wins with s3; it restores s2.
+    world.restart(s1)
+    _elect(world, s1, [s2, s3])
+    world.heal()
+    world.settle(10.0)
+    return Run.of(world)
+
+
 def failover_read_steered(seed: int) -> Run:
     """A leader answers a write and dies before the others learn that it
     committed; a read at the next leader, made before that leader has

@@ -462,4 +462,6 @@ SCENARIOS.update({
     "membership_erratum": choreographies.membership_erratum,
     "failover_read_steered": choreographies.failover_read_steered,
     "revote_steered": choreographies.revote_steered,
+    "save_conflict_steered": choreographies.save_conflict_steered,
+    "lost_vote_steered": choreographies.lost_vote_steered,
 })  # fmt: skip

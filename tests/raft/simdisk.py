@@ -37,6 +37,8 @@ class Inode:
     durable: bytes = b""
     #: Unsynced changes in order: ("w", offset, bytes) or ("t", size).
     pending: list[tuple[Any, ...]] = field(factory=list)
+    #: Where the last write began.
+    last_write: int = 0
 
 
 @implementer(IFile)
@@ -55,6 +57,7 @@ class _Handle:
             inode.data.extend(b"\0" * (offset - len(inode.data)))
         inode.data[offset : offset + len(data)] = data
         inode.pending.append(("w", offset, bytes(data)))
+        inode.last_write = offset
         self.disk.writes += 1
 
     def datasync(self) -> None:

@@ -107,6 +107,8 @@ class SimNetwork:
 
         def deliver() -> None:
             host = self.hosts[message.dst]
+            if host.transport is not None:
+                host.transport.callers.add(message.src)
             removed = host.handler.receive(message)
             if removed is not None:  # the answer goes back on the same connection
                 self.carry(message.dst, message.src,
@@ -157,6 +159,8 @@ class SimNetwork:
     def died(self, host_id: str) -> None:
         """``host_id``'s process is gone: its peers' connections to it break."""
         for other in self.hosts.values():
+            if other.transport is not None:
+                other.transport.callers.discard(host_id)
             if other.id != host_id and other.up and other.started:
                 other.clock.io(self._delay(), self._unreachable, other, host_id)
 
@@ -164,16 +168,20 @@ class SimNetwork:
 @implementer(IRaftTransport)
 class SimTransport:
     """A host's connections: like the AMP transport, it reaches only the
-    peers it was given or told about (`add_peer`)."""
+    peers it was given or told about (`add_peer`), and answers those that
+    connected to it (`callers`: a leader of a configuration newer than any
+    this host holds)."""
 
     def __init__(self, network: SimNetwork, host_id: str, peers: dict[str, str | None]) -> None:
         self.network = network
         self.host_id = host_id
         self.peers = {p: a for p, a in peers.items() if p != host_id and a}
         self.handler: IRaftHandler | None = None
+        self.callers: set[str] = set()
 
     def start(self, handler: IRaftHandler) -> None:
         self.handler = handler
+        self.network.hosts[self.host_id].transport = self
 
     def stop(self) -> Deferred[None]:
         d: Deferred[None] = Deferred()
@@ -181,7 +189,7 @@ class SimTransport:
         return d
 
     def send(self, message: Message) -> None:
-        if message.dst in self.peers:
+        if message.dst in self.peers or message.dst in self.callers:
             self.network.send(message)
 
     def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:

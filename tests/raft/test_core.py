@@ -367,6 +367,61 @@ class ReplicationTests(SynchronousTestCase):
         self.assertEqual(to_c, [])  # the probe sent at election is unanswered
 
 
+class LostEntriesTests(SynchronousTestCase):
+    """A log that lost entries it acknowledged, which start-up did not
+    detect (SPEC §11), is found out by the leader's capped commit index."""
+
+    def test_heartbeat_beyond_the_log_starts_recovery(self) -> None:
+        """A heartbeat whose commit index (capped by the leader at what this
+        follower acknowledged) lies past its log makes it a recovering server
+        that no longer votes, durably (the Ready says so)."""
+        log = (Entry(1, 1), Entry(1, 2))
+        core = make("b", restored=RestoredState(HardState(1, "a", 2), log))
+        core.step(Heartbeat("a", "b", 1, 5, None))
+        rd = drain(core)
+        self.assertTrue(core.recovering)
+        self.assertIn("log ends at 2", rd.lost or "")
+        told = [m for m in rd.messages if isinstance(m, AppendEntriesResponse)]
+        answers = [(m.success, m.recovering, m.hint_index) for m in told]
+        self.assertEqual(answers, [(False, True, 2)])
+        self.assertEqual(core.log.committed, 2)
+        for _ in range(100):  # the leader falls silent: it never campaigns
+            core.tick()
+        self.assertFalse([m for m in drain(core).messages if isinstance(m, RequestVote)])
+        core.step(RequestVote("c", "b", 9, 9, 1))
+        votes = [m for m in drain(core).messages if isinstance(m, RequestVoteResponse)]
+        self.assertEqual([v.granted for v in votes], [False])
+
+    def test_heartbeat_within_the_log_is_no_loss(self) -> None:
+        log = (Entry(1, 1), Entry(1, 2))
+        core = make("b", restored=RestoredState(HardState(1, "a", 0), log))
+        core.step(Heartbeat("a", "b", 1, 2, None))
+        self.assertIsNone(drain(core).lost)
+        self.assertFalse(core.recovering)
+
+    def test_rejected_probe_at_match_is_not_resent_at_once(self) -> None:
+        """A follower rejecting the entry it acknowledged gets no new probe
+        until the next heartbeat, rather than the same one at wire speed."""
+        leader = make("a", seed=1)
+        leader.campaign(prevote=False)
+        leader.step(RequestVoteResponse("b", "a", 1, True))
+        drain(leader)
+        leader.propose(b"1")
+        leader.propose(b"2")
+        leader.step(AppendEntriesResponse("b", "a", 1, True, 3))
+        drain(leader)
+        self.assertEqual(leader.progress["b"].match, 3)
+        leader.propose(b"3")
+        leader.propose(b"4")
+        drain(leader)
+        leader.step(AppendEntriesResponse("b", "a", 1, False, 4, 1, 1))
+        to_b = [m for m in drain(leader).messages if isinstance(m, AppendEntries) and m.dst == "b"]
+        self.assertEqual([m.prev_log_index for m in to_b], [3])  # probing from its match
+        leader.step(AppendEntriesResponse("b", "a", 1, False, 3, 1, 1))
+        to_b = [m for m in drain(leader).messages if isinstance(m, AppendEntries) and m.dst == "b"]
+        self.assertEqual(to_b, [])
+
+
 class SnapshotSeamTests(SynchronousTestCase):
     def test_log_may_start_after_a_snapshot(self) -> None:
         """A core restored from a snapshot answers for the snapshot's last entry."""

@@ -134,6 +134,16 @@ class ScenarioTests(SynchronousTestCase):
         """A voter restarted mid-election does not vote twice in a term."""
         self.scenario("revote_steered")
 
+    def test_save_conflict_steered(self) -> None:
+        """A follower saving entries that a new leader replaces waits for the
+        save before taking the new ones."""
+        self.scenario("save_conflict_steered")
+
+    def test_lost_vote_steered(self) -> None:
+        """A follower that lost acknowledged entries does not vote for a
+        node lacking them."""
+        self.scenario("lost_vote_steered")
+
     def test_lost_synced_data(self) -> None:
         """A disk that loses acknowledged writes costs nothing acknowledged."""
         self.scenario("lost_synced_data")

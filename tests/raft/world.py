@@ -43,6 +43,10 @@ from tests.raft.simdisk import SimCrash, SimDisk
 from tests.raft.simnet import NetConfig, SimNetwork, SimTransport
 
 DATA = "data"
+#: A run whose nodes handle this many events within LIVELOCK_SPAN simulated
+#: seconds is spinning (real runs stay under a few thousand per second).
+LIVELOCK_EVENTS = 100_000
+LIVELOCK_SPAN = 0.5
 
 #: The node's timing in the simulation: ticks of 10 ms, elections after
 #: 100-200 ms, a heartbeat every tick; everything else scaled alike.
@@ -90,6 +94,10 @@ class Host:
     machine: KVMachine | None = None
     incarnation: int = 0
     started: bool = False
+    #: This host's sync time, if not the world's ``fsync_delay``.
+    fsync_delay: float | None = None
+    #: The running node's connections (the network notes who called it).
+    transport: SimTransport | None = None
     #: Set for a node that joins a running cluster (it starts as no member).
     joining: bool = False
 
@@ -111,6 +119,7 @@ class World:
         World.current = self
         #: Exceptions the nodes logged (none is expected: each is a failure).
         self.exceptions: list[str] = []
+        self._mark = (0, 0.0)
         self.seed = seed
         self.config = config = config or WorldConfig()
         self.rng = random.Random(seed)
@@ -140,6 +149,7 @@ class World:
             when = self.clock.next_time()
             if when is None or when > until:
                 break
+            self._watch_for_livelock()
             try:
                 self.clock.step()
             except SimCrash:
@@ -154,6 +164,17 @@ class World:
                 return True
         self.clock.now = max(self.clock.now, until)
         return False
+
+    def _watch_for_livelock(self) -> None:
+        """Fail a run whose nodes exchange messages at wire speed without
+        time moving on (a real cluster would burn CPU and network forever)."""
+        if self.clock.events - self._mark[0] < LIVELOCK_EVENTS:
+            return
+        if self.now - self._mark[1] < LIVELOCK_SPAN:
+            raise SafetyViolation(
+                f"seed {self.seed}, t={self.now:.4f}: livelock: {LIVELOCK_EVENTS} events within "
+                f"{self.now - self._mark[1]:.3f} simulated seconds")  # fmt: skip
+        self._mark = (self.clock.events, self.now)
 
     def run_for(self, seconds: float, stop: Callable[[], bool] | None = None) -> bool:
         return self.run_until(self.now + seconds, stop)
@@ -183,7 +204,7 @@ class World:
                 step_later=lambda f, h=host: h.clock.callLater(0.001, f),
                 # A reactor turn handles every message ready at once, then runs
                 # the Ready loop: what arrives within the turn is batched.
-                schedule=lambda f, h=host: h.clock.callLater(self.rng.uniform(0, self.config.turn), f),
+                schedule=lambda f, h=host: h.clock.callLater(self._turn(), f),
             )  # fmt: skip
         except SimCrash:
             self.faults["crash while starting"] += 1
@@ -210,6 +231,10 @@ class World:
         joining = Deferred.fromCoroutine(join(host.clock, ask, node.members, node.condition,
                                               f"{host.id}:7000", retry=0.3, confirm_within=1.0))
         joining.addErrback(lambda f: None)
+
+    def _turn(self) -> float:
+        """How long until the next reactor turn: drawn up to ``config.turn``."""
+        return self.rng.uniform(0, self.config.turn)
 
     def _thread(self, host: Host, call: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """``call`` run "in a thread" that takes ``fsync_delay``."""
@@ -239,7 +264,8 @@ class World:
             else:
                 done.callback(result)
 
-        host.clock.callLater(self.config.fsync_delay, run)
+        delay = self.config.fsync_delay if host.fsync_delay is None else host.fsync_delay
+        host.clock.callLater(delay, run)
         return done
 
     def _failed(self, host: Host, reason: str) -> None:
@@ -295,10 +321,12 @@ class World:
             self.faults["stall"] += 1
             host.clock.stalled_until = max(host.clock.stalled_until, self.now + seconds)
 
-    def lose_synced_wal_tail(self, host_id: str) -> bool:
+    def lose_synced_wal_tail(self, host_id: str, detectable: bool = False) -> bool:
         """A disk that lost writes it had acknowledged: zero the WAL from
         inside a synced frame that is not the last to the end (the node must
-        be down).  False if its WAL has too few frames."""
+        be down).  False if its WAL has too few frames.  With
+        ``detectable``, the loss starts before the last write, so that it
+        cannot pass for that write torn by a crash."""
         host = self.hosts[host_id]
         assert not host.up
         segments = list_segments(host.disk, f"{DATA}/wal")
@@ -307,11 +335,21 @@ class World:
         path = segments[-1][2]
         data = host.disk.read(path)
         contents = wal.read_segment(path, data, segments[-1][0], True)
-        frames = contents.frames[1:]  # not the segment's base
-        if len(frames) < 2:
+        frames = contents.frames[1:-1]  # not the segment's base, nor the last
+        if detectable:
+            frames = [f for f in frames if f.end <= host.disk.names[path].last_write]
+        if not frames:
             return False
-        frame = self.rng.choice(frames[:-1])
-        start = self.rng.randint(frame.offset + wal.FRAME_HEADER_SIZE, frame.end - 1)
+        frame = self.rng.choice(frames)
+        first, last = frame.offset + wal.FRAME_HEADER_SIZE, frame.end - 1
+        if detectable:
+            # Zeroing bytes that are zero already changes nothing: the damage
+            # must begin in this frame, whose intact header says how long it is.
+            while last >= first and data[last] == 0:
+                last -= 1
+            if last < first:
+                return False
+        start = self.rng.randint(first, last)
         if host.disk.lose_synced_tail(path, start):
             self.faults["synced frames lost"] += 1
             self.invariants.lost_data(host)

@@ -19,6 +19,7 @@ def has_ready(core: CoreState) -> bool:
         or core.log.unstable <= core.log.last_index()
         or core.log.committed > core.log.applied
         or core.recovered
+        or core.lost is not None
     )
 
 
@@ -35,6 +36,7 @@ def ready(core: CoreState) -> Ready:
         snapshot=None if core.pending_snapshot is None else core.pending_snapshot.meta,
         snapshot_data=b"" if core.pending_snapshot is None else core.pending_snapshot.data,
         recovered=core.recovered,
+        lost=core.lost,
     )
 
 
@@ -53,6 +55,8 @@ def advance(core: CoreState, rd: Ready) -> None:
         core.log.applied = rd.committed_entries[-1].index
     if rd.recovered:
         core.recovered = False
+    if rd.lost is not None:
+        core.lost = None
     del core.msgs[: len(rd.messages)]
     del core.read_states[: len(rd.read_states)]
 

@@ -135,9 +135,11 @@ class Progress:
         # Probing: only the answer to the probe we sent counts.
         if self.next - 1 != rejected:
             return False
-        self.next = max(min(rejected, hint + 1), self.match + 1, 1)
+        before, self.next = self.next, max(min(rejected, hint + 1), self.match + 1, 1)
         self.probe_sent = False
-        return True
+        # A follower rejecting what it acknowledged lost it: sending the same
+        # probe again at once would only be rejected again, at wire speed.
+        return self.next != before
 
 
 # --- ReadIndex requests waiting for a heartbeat quorum (thesis §6.4) ---------

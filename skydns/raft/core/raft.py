@@ -99,6 +99,7 @@ class RaftCore:
         self.log.applied = min(max(storage.applied, storage.snapshot.index), self.log.committed)
         self.recovering = storage.recovering
         self.recovered = False
+        self.lost: str | None = None
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.election_elapsed = 0
@@ -245,8 +246,8 @@ class RaftCore:
         if isinstance(m, AppendEntries):
             replication.handle_append(self, m)
         elif isinstance(m, Heartbeat):
-            # Capped at what we hold: the leader caps it at what we matched,
-            # which a log that lost entries may no longer hold (SPEC §11).
+            if m.commit > self.log.last_index() and not self.recovering:
+                replication.lost_entries(self, m)
             self.log.commit_to(min(m.commit, self.log.last_index()))
             self.send(HeartbeatResponse(self.id, m.src, self.term, m.context))
         elif isinstance(m, TimeoutNow):

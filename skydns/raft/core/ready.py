@@ -82,6 +82,10 @@ class Ready:
     #: The log is whole again after a recovery (SPEC §11): once this Ready
     #: is persisted, the adapter may forget that it was recovering.
     recovered: bool = False
+    #: The log was found to have lost entries this server acknowledged (the
+    #: reason): before anything else, the adapter records that it is
+    #: recovering, so that it does not vote after a restart either.
+    lost: str | None = None
 
     @property
     def must_sync(self) -> bool:

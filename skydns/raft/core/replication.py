@@ -102,8 +102,7 @@ def handle_append_response(core: CoreState, m: AppendEntriesResponse) -> None:
         # and find where it matches again (SPEC §11).
         pr.match = 0
         pr.become_probe()
-        pr.next = max(1, m.index + 1 if m.success else m.index)
-        pr.next = min(pr.next, core.log.last_index() + 1)
+        pr.next = min(m.index + 1, core.log.last_index() + 1)
     pr.recovering = m.recovering
     if not m.success:
         hint = m.hint_index
@@ -193,6 +192,25 @@ def _restored(core: CoreState, m: AppendEntries, last_new: int) -> bool:
     leader's own term (so every entry before it is committed too, Raft
     §5.4.2), which includes whatever this follower once acknowledged."""
     return 0 < m.commit <= last_new and core.log.term(m.commit) == m.term
+
+
+def lost_entries(core: CoreState, m: Heartbeat) -> None:
+    """The leader caps a heartbeat's commit index at what this follower
+    acknowledged, yet the log ends before it: it lost entries it once held
+    (SPEC §11), which start-up could not see.  It stops voting and counting
+    until a leader has restored it, as if it had found the loss at start
+    (the Ready's ``lost`` makes that durable), and tells the leader, which
+    forgets what it matched and probes from where the log now ends."""
+    last = core.log.last_index()
+    core.recovering = True
+    core.lost = (f"the leader says {m.commit} is committed and acknowledged by this node, "
+                 f"but its log ends at {last}")  # fmt: skip
+    core.send(
+        AppendEntriesResponse(
+            core.id, m.src, core.term, False, m.commit, last, core.log.last_term(),
+            recovering=True,
+        )
+    )  # fmt: skip
 
 
 def end_recovery(core: CoreState, leader: str) -> None:

@@ -55,6 +55,7 @@ class CoreState(Protocol):
     recovering: bool
     #: Set when recovery ends, until a Ready has handed that out.
     recovered: bool
+    lost: str | None
     #: Outgoing messages, until a Ready hands them out.
     msgs: list[Message]
     #: What the last Ready handed out (a new Ready carries what changed).

@@ -229,7 +229,12 @@ class _Peer:
 @implementer(IRaftTransport)
 class AMPTransport:
     """`IRaftTransport` over AMP: listens on ``endpoint`` for peers'
-    connections and keeps one outgoing connection to each peer."""
+    connections and keeps one outgoing connection to each peer.
+
+    A message to a node that is no peer goes back over the connection that
+    node last sent one on: a leader of a configuration newer than any this
+    node holds (it restarted with a stale log) must be answered to bring it
+    up to date, though its address is not known here yet."""
 
     def __init__(
         self,
@@ -248,6 +253,8 @@ class AMPTransport:
         self.handler: IRaftHandler | None = None
         self.port: IListeningPort | None = None
         self.inbound: set[RaftProtocol] = set()
+        #: The inbound connection each node last sent a message on.
+        self._callers: dict[str, RaftProtocol] = {}
         self.call_timeout = call_timeout
         #: What every connection's protocol drops is logged through this.
         self._drops = LogThrottle(clock)
@@ -271,8 +278,14 @@ class AMPTransport:
     def _accept(self) -> RaftProtocol:
         protocol = self._make_protocol()
         self.inbound.add(protocol)
-        protocol.on_lost = self.inbound.discard
+        protocol.on_lost = self._inbound_lost
+        protocol.on_message_from = self._callers.__setitem__
         return protocol
+
+    def _inbound_lost(self, protocol: RaftProtocol) -> None:
+        self.inbound.discard(protocol)
+        for node_id in [n for n, p in self._callers.items() if p is protocol]:
+            del self._callers[node_id]
 
     def start(self, handler: IRaftHandler) -> None:
         self.handler = handler
@@ -341,6 +354,10 @@ class AMPTransport:
         peer = self._peers.get(message.dst)
         if peer is not None:
             peer.send(message)
+            return
+        caller = self._callers.get(message.dst)
+        if caller is not None and caller.transport is not None:
+            caller.send_message(message)
 
     def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
         peer = self._peers.get(to)

@@ -91,6 +91,8 @@ class RaftProtocol(amp.AMP):
         self.handler = handler
         self.drops = drops
         self.on_lost: Callable[[RaftProtocol], None] | None = None
+        #: Told the sender of every message this connection delivers.
+        self.on_message_from: Callable[[str, RaftProtocol], None] | None = None
         #: Why the connection ended, once it has.
         self.lost_reason: Failure | None = None
         self._box_bytes = 0
@@ -191,6 +193,8 @@ class RaftProtocol(amp.AMP):
     def _deliver(self, message: Message) -> dict[str, Any]:
         if self.handler is None:
             raise amp.UnhandledCommand("this connection takes no Raft messages")
+        if self.on_message_from is not None:
+            self.on_message_from(message.src, self)
         removed = self.handler.receive(message)
         if isinstance(removed, int) and not isinstance(removed, bool):
             self.callRemote(RemovedCommand, src=message.dst, dst=message.src, index=removed)

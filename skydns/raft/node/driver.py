@@ -324,6 +324,8 @@ class RaftNode(Service):
                 self._leader_changed = True
             if rd.hard_state is not None:
                 self._latest_hs = rd.hard_state
+            if rd.lost is not None and not self._begin_recovery(rd.lost):
+                return
             if rd.snapshot is not None and not self._install(rd):
                 return
             hs, saved = self._latest_hs, self._saved_hs
@@ -418,6 +420,17 @@ class RaftNode(Service):
         self.proposals.after_advance(leader_changed)
         if leader_changed:
             self.reads.reissue(everything=True)
+
+    def _begin_recovery(self, reason: str) -> bool:
+        try:
+            self.storage.begin_recovery(reason)
+        except StorageFailure as e:
+            self.fail(e)
+            return False
+        log.error("this node's log lost entries it acknowledged ({reason}); it will not vote "
+                  "until the leader has restored it", reason=reason)  # fmt: skip
+        self.condition.recovering = reason
+        return True
 
     def _end_recovery(self) -> None:
         try:

@@ -30,6 +30,10 @@ class LogState:
     snapshot: SnapshotMeta = SnapshotMeta()
     base_index: int = 0
     base_term: int = 0
+    #: True while replaying a first segment that cut its log back into the
+    #: range an earlier (deleted) segment held: the term at ``base_index`` is
+    #: then unknown, not a mismatch.
+    base_unknown: bool = False
     terms: array[int] = field(factory=lambda: array("Q"))
     #: The entries themselves, kept only when someone will ask for them.
     entries: list[Entry] | None = None
@@ -77,6 +81,7 @@ class LogState:
         if index - 1 < self.base_index:
             # Only while replaying a first segment whose start was compacted.
             self.base_index, self.base_term = index - 1, 0
+            self.base_unknown = True
             del self.terms[:]
             if self.entries is not None:
                 del self.entries[:]
@@ -99,7 +104,10 @@ class LogState:
         self.snapshot = SnapshotMeta(index, term)
         if index < self.base_index:
             return  # replay: still inside the range an earlier segment held
-        if self.term_at(index) == term:
+        if self.term_at(index) == term or (index == self.base_index and self.base_unknown):
+            # A compaction the writer found not matching started a new
+            # segment and deleted this one; replayed, it would fail the next
+            # segment's base check, never keep a divergent log in silence.
             drop = index - self.base_index
         else:
             drop = len(self.terms)  # §7: a snapshot we do not match replaces the log
@@ -107,6 +115,7 @@ class LogState:
         if self.entries is not None:
             del self.entries[:drop]
         self.base_index, self.base_term = index, term
+        self.base_unknown = False
 
     def _describe(self) -> str:
         return f"({self.base_index}, {self.last_index()}] after snapshot {self.snapshot.index}"
