@@ -49,7 +49,7 @@ from skydns.names import (
     parse_ttl,
 )
 from skydns.presentation import service_json
-from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Registry
+from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Registry
 from skydns.routing import FastRoutes
 
 log = Logger()
@@ -313,9 +313,9 @@ class API:
     def _registered(self, applied: Applied, request: Request, service: Service,
                     now: float) -> bytes:  # fmt: skip
         uuid = service.uuid
-        if applied.status == "conflict":
+        if applied.status is Outcome.CONFLICT:
             raise APIError(409, f"service {uuid} already exists")
-        if applied.status == "too_many":
+        if applied.status is Outcome.TOO_MANY:
             self._too_many(service, MAX_INSTANCES_PER_NAME)
         # Shown as of the registration, so TTL is the full lease just granted.
         instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
@@ -339,7 +339,7 @@ class API:
         return self._propose(Renew(uuid, ttl, now)).addCallback(self._renewed, request, uuid, now)
 
     def _renewed(self, applied: Applied, request: Request, uuid: str, now: float) -> bytes:
-        if applied.status == "not_found":
+        if applied.status is Outcome.NOT_FOUND:
             raise APIError(404, f"service {uuid} not found")
         return _render_json(request, 200, self._instance_json(uuid, now))
 
@@ -351,7 +351,7 @@ class API:
         return d.addCallback(self._removed, request, uuid, now)
 
     def _removed(self, applied: Applied, request: Request, uuid: str, now: float) -> bytes:
-        if applied.status == "not_found":
+        if applied.status is Outcome.NOT_FOUND:
             raise APIError(404, f"service {uuid} not found")
         for removal in applied.removals:
             if removal.instance.service.uuid.lower() == uuid.lower():
@@ -400,7 +400,7 @@ class API:
         except ValidationError as e:
             raise APIError(400, str(e), field=e.field) from e
         applied = await self._propose(AddCallback(callback, self._now()))
-        if applied.status == "not_found":
+        if applied.status is Outcome.NOT_FOUND:
             raise APIError(404, f"no service matches callback {uuid}")
         return _render_json(request, 201, callback_json(callback))
 

@@ -46,7 +46,7 @@ from zope.interface import implementer
 from skydns.clock import Clock
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
 from skydns.names import Service
-from skydns.registry import Applied, Removal
+from skydns.registry import Applied, Outcome, Removal
 
 #: ``--log-format`` values.
 LOG_FORMATS = ("text", "json")
@@ -149,7 +149,7 @@ class RegistryLog:
     def on_applied(self, command: Command, applied: Applied, live: bool) -> None:
         if isinstance(command, Register):
             self._removed("expire", applied.removals, live, "lease ran out; uuid reused")
-            if applied.status == "ok":
+            if applied.status is Outcome.OK:
                 event = {"change": "register", "live": live}
                 event.update(_service_fields(command.service))
                 _emit(self.log, LogLevel.info, _REGISTERED, event)
@@ -164,11 +164,11 @@ class RegistryLog:
         elif isinstance(command, Renew):
             _emit(self.log, LogLevel.debug, "renewed {uuid} for {ttl}s: {status}", {
                 "change": "renew", "uuid": command.uuid, "ttl": command.ttl,
-                "status": applied.status, "live": live,
+                "status": applied.status.value, "live": live,
             })  # fmt: skip
         elif isinstance(command, AddCallback):
             cb = command.callback
-            if applied.status == "ok":
+            if applied.status is Outcome.OK:
                 _emit(self.log, LogLevel.info, _CALLBACK, {
                     "change": "callback", "uuid": cb.uuid, "name": cb.name,
                     "environment": cb.environment, "region": cb.region, "version": cb.version,
@@ -192,7 +192,7 @@ class RegistryLog:
 
     def _unchanged(self, change: str, uuid: str, applied: Applied, live: bool) -> None:
         _emit(self.log, LogLevel.debug, "{change} {uuid}: {status}, nothing changed", {
-            "change": change, "uuid": uuid, "status": applied.status, "live": live,
+            "change": change, "uuid": uuid, "status": applied.status.value, "live": live,
         })  # fmt: skip
 
 

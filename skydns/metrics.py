@@ -133,7 +133,7 @@ class Metrics:
         Counts every command this node's replica applies, leader or not
         (``live`` is ignored): each node reports its own replica.
         """
-        key = (type(command), applied.status)
+        key = (type(command), applied.status.value)
         child = self._change_children.get(key)
         if child is None:
             # labels() validates and locks on every call: look each child up once.

@@ -17,7 +17,7 @@ from skydns.callbacks import CallbackNotifier, HTTPClient, callback_url
 from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
 from skydns.names import Callback, Service
-from skydns.registry import Applied, Instance, Registry, Removal
+from skydns.registry import Applied, Instance, Outcome, Registry, Removal
 
 
 def service(uuid: str = "u1", ttl: int = 30) -> Service:
@@ -128,25 +128,25 @@ class NotifierTests(SynchronousTestCase):
     def test_not_live_sends_nothing(self) -> None:
         """A replayed (not live) apply sends no callbacks."""
         removal = Removal(Instance(service(), 130.0), (callback(),))
-        self.notifier.notify(Unregister("u1", 110.0), Applied("ok", (removal,)), False)
+        self.notifier.notify(Unregister("u1", 110.0), Applied(Outcome.OK, (removal,)), False)
         self.assertEqual(self.recorder.requests, [])
-        self.notifier(Unregister("u1", 110.0), Applied("ok", (removal,)), True)
+        self.notifier(Unregister("u1", 110.0), Applied(Outcome.OK, (removal,)), True)
         self.assertEqual(len(self.recorder.requests), 1)
-        self.notifier.on_applied(Unregister("u1", 110.0), Applied("ok", (removal,)), True)
+        self.notifier.on_applied(Unregister("u1", 110.0), Applied(Outcome.OK, (removal,)), True)
         self.assertEqual(len(self.recorder.requests), 2)
 
     def test_error_status_logged(self) -> None:
         """A non-2xx answer is logged, not raised."""
         self.recorder.code = 500
         removal = Removal(Instance(service(), 130.0), (callback(),))
-        self.notifier.notify(Unregister("u1", 110.0), Applied("ok", (removal,)), True)
+        self.notifier.notify(Unregister("u1", 110.0), Applied(Outcome.OK, (removal,)), True)
         self.assertEqual(len(self.recorder.requests), 1)
         self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class FailureTests(SynchronousTestCase):
     def removal(self, *callbacks: Callback) -> Applied:
-        return Applied("ok", (Removal(Instance(service(), 130.0), callbacks),))
+        return Applied(Outcome.OK, (Removal(Instance(service(), 130.0), callbacks),))
 
     def test_connection_failure_logged(self) -> None:
         """A refused connection is logged; the other callbacks still go out."""

@@ -12,7 +12,7 @@ from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import Command, Expire, Register
 from skydns.leases import MAX_BATCH, LeaseKeeper
 from skydns.names import Service
-from skydns.registry import Applied, Registry
+from skydns.registry import Applied, Outcome, Registry
 
 
 def service(uuid: str, ttl: int = 1, no_expire: bool = False) -> Service:
@@ -126,7 +126,7 @@ class LeaseKeeperTests(SynchronousTestCase):
         self.start()
         self.clock.pump([0.5] * 10)
         self.assertEqual(len(self.cluster.proposed), 1)
-        self.cluster.pending.pop().callback(Applied("ok"))
+        self.cluster.pending.pop().callback(Applied(Outcome.OK))
         self.assertEqual(len(self.cluster.proposed), 2)
         self.assertEqual(len(self.cluster.proposed[1].uuids), 1)  # type: ignore[union-attr]
 

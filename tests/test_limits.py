@@ -26,7 +26,7 @@ def _service(uuid: str, name: str = "web", environment: str = "prod", ttl: int =
 
 class RegistryLimitTests(SynchronousTestCase):
     def setUp(self) -> None:
-        patcher = mock.patch("skydns.registry.MAX_INSTANCES_PER_NAME", 3)
+        patcher = mock.patch("skydns.registry.state.MAX_INSTANCES_PER_NAME", 3)
         patcher.start()
         self.addCleanup(patcher.stop)
 
@@ -103,7 +103,7 @@ class APILimitTests(APITestCase):
         """The API's check passes but the registry, applying, is full (another
         node's write got there first): still a 409, not a 201."""
         self.api.max_instances_per_name = 100
-        with mock.patch("skydns.registry.MAX_INSTANCES_PER_NAME", 1):
+        with mock.patch("skydns.registry.state.MAX_INSTANCES_PER_NAME", 1):
             self.register("a")
             response = self.call("PUT", "/skydns/services/b", service())
         self.assertError(response, 409, f"already has {MAX_INSTANCES_PER_NAME} instances")

@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.commands import Register
 from skydns.logging import _RESERVED, RegistryLog, _rfc3339, event_as_json, text_formatter
 from skydns.names import Service
-from skydns.registry import Applied
+from skydns.registry import Applied, Outcome
 
 WHEN = 1_764_050_000.25
 
@@ -37,7 +37,7 @@ def _events() -> list[LogEvent]:
     service = Service(uuid="u1", name="web", environment="prod", region="east", version="1.0",
                       host="127.0.0.1", port=80, ttl=30, priority=0, weight=0,
                       no_expire=False)  # fmt: skip
-    RegistryLog(log).on_applied(Register(service, 1.0), Applied("ok"), True)
+    RegistryLog(log).on_applied(Register(service, 1.0), Applied(Outcome.OK), True)
     log.info("two\nlines {x!r} {y:>5}", x="a", y=3)
     log.info("call {f()}", f=lambda: 42)
     log.info("no such key {nope}")

@@ -19,7 +19,7 @@ from skydns.api import make_api
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
 from skydns.metrics import CLIENT_CLOSED, UNMATCHED_ROUTE, MeteredResource, Metrics, route_template
 from skydns.names import Callback, Service
-from skydns.registry import Applied, Instance, Registry, Removal
+from skydns.registry import Applied, Instance, Outcome, Registry, Removal
 from tests.test_api import START, APITestCase, service
 
 SERVICE = "/skydns/services/{uuid}"
@@ -185,13 +185,13 @@ class ApplyListenerTests(SynchronousTestCase):
         """Every applied command counts by op and status, on every node
         (live or not)."""
         on = self.metrics.on_applied
-        on(Register(_service("a"), START), Applied("ok"), True)
-        on(Register(_service("b"), START), Applied("ok"), False)
-        on(Register(_service("a"), START), Applied("conflict"), True)
-        on(Renew("a", 30, START), Applied("ok"), True)
-        on(Unregister("x", START), Applied("not_found"), True)
+        on(Register(_service("a"), START), Applied(Outcome.OK), True)
+        on(Register(_service("b"), START), Applied(Outcome.OK), False)
+        on(Register(_service("a"), START), Applied(Outcome.CONFLICT), True)
+        on(Renew("a", 30, START), Applied(Outcome.OK), True)
+        on(Unregister("x", START), Applied(Outcome.NOT_FOUND), True)
         cb = Callback("cb", "rails", "", "", "", "", "10.0.0.9", 1)
-        on(AddCallback(cb, START), Applied("ok"), True)
+        on(AddCallback(cb, START), Applied(Outcome.OK), True)
         self.assertEqual(self.changes("register", "ok"), 2.0)
         self.assertEqual(self.changes("register", "conflict"), 1.0)
         self.assertEqual(self.changes("renew", "ok"), 1.0)
@@ -210,9 +210,9 @@ class ApplyListenerTests(SynchronousTestCase):
 
         self.metrics.registry_changes.labels = counting  # type: ignore[method-assign]
         for _ in range(3):
-            self.metrics.on_applied(Renew("a", 30, START), Applied("ok"), True)
-            self.metrics.on_applied(Renew("a", 30, START), Applied("not_found"), True)
-            self.metrics.on_applied(object(), Applied("ok"), True)  # type: ignore[arg-type]
+            self.metrics.on_applied(Renew("a", 30, START), Applied(Outcome.OK), True)
+            self.metrics.on_applied(Renew("a", 30, START), Applied(Outcome.NOT_FOUND), True)
+            self.metrics.on_applied(object(), Applied(Outcome.OK), True)  # type: ignore[arg-type]
         self.assertEqual(calls, [("renew", "ok"), ("renew", "not_found"), ("other", "ok")])
         self.assertEqual(self.changes("renew", "ok"), 3.0)
         self.assertEqual(self.changes("renew", "not_found"), 3.0)
@@ -222,9 +222,9 @@ class ApplyListenerTests(SynchronousTestCase):
         """An Expire that removes two instances adds two expirations; an
         Unregister adds none."""
         removals = tuple(Removal(Instance(_service(u), START), ()) for u in ("a", "b"))
-        self.metrics.on_applied(Expire(("a", "b", "c"), START), Applied("ok", removals), True)
-        self.metrics.on_applied(Unregister("d", START), Applied("ok", removals[:1]), True)
-        self.metrics.on_applied(Expire(("e",), START), Applied("ok"), False)
+        self.metrics.on_applied(Expire(("a", "b", "c"), START), Applied(Outcome.OK, removals), True)
+        self.metrics.on_applied(Unregister("d", START), Applied(Outcome.OK, removals[:1]), True)
+        self.metrics.on_applied(Expire(("e",), START), Applied(Outcome.OK), False)
         self.assertEqual(
             self.metrics.registry.get_sample_value("skydns_expirations_total"), 2.0
         )

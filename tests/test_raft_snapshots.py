@@ -10,7 +10,6 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns import registry as registry_module
 from skydns.commands import Register
 from skydns.raft.core.messages import InstallSnapshot, SnapshotMeta
 from skydns.raft.node import snapshots
@@ -18,7 +17,8 @@ from skydns.raft.node.driver import NodeOptions
 from skydns.raft.node.machine import SnapshotError
 from skydns.raft.node.sessions import SessionTable
 from skydns.raft.node.transfer import Assembler, frame_chunks
-from skydns.registry import Applied, Registry
+from skydns.registry import Applied, Outcome, Registry
+from skydns.registry import snapshot as registry_module
 from skydns.store.machine import RegistryMachine
 from tests.raftnodes import Cluster, NodeUnderTest, service
 
@@ -227,11 +227,12 @@ class EncodingTests(SynchronousTestCase):
         registry = Registry()
         registry.apply(Register(service("x1"), 0.0))
         table: SessionTable[Applied] = SessionTable()
-        table.apply("client", 4, lambda: Applied("ok"))
+        table.apply("client", 4, lambda: Applied(Outcome.OK))
         data = take(registry, table)
         restored, sessions = decode_state(data)
         self.assertEqual(restored, registry)
-        self.assertEqual(sessions.apply("client", 4, lambda: Applied("no")), Applied("ok"))
+        cached = sessions.apply("client", 4, lambda: Applied(Outcome.NOT_FOUND))
+        self.assertEqual(cached, Applied(Outcome.OK))
 
     def test_garbage_is_refused(self) -> None:
         self.assertRaises(SnapshotError, decode_state, b"nonsense and more nonsense")

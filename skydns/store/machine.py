@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from skydns.commands import Command, CommandDecodeError, decode
 from skydns.raft.node.machine import InvalidCommand, IStateMachine, SnapshotError, SnapshotSteps
-from skydns.registry import Applied, Registry, snapshot_pieces
+from skydns.registry import Applied, Outcome, Registry, snapshot_pieces
 from skydns.registry import SnapshotError as RegistrySnapshotError
 
 log = Logger()
@@ -25,7 +25,7 @@ log = Logger()
 ApplyListener = Callable[[Command, Applied, bool], None]
 
 #: The result of an entry that is not a command.
-INVALID = Applied("invalid")
+INVALID = Applied(Outcome.INVALID)
 
 
 @implementer(IStateMachine)
@@ -74,7 +74,7 @@ class RegistryMachine:
 
     def encode_result(self, result: Any) -> str:
         # Only the status: the removals mattered only the first time (callbacks).
-        return str(result.status)
+        return str(result.status.value)
 
     def decode_result(self, text: str) -> Applied:
-        return Applied(text)
+        return Applied(Outcome.parse(text))

@@ -2,8 +2,8 @@
 
 It applies `skydns.commands` values given the time each one carries, keeps an
 index by (environment, name) so a lookup that fixes both never scans every
-instance, and serialises itself to bytes for snapshots.  It never reads a
-clock: readers pass ``now``.
+instance, and serialises itself to bytes for snapshots (the encoding is in
+`skydns.registry.snapshot`).  It never reads a clock: readers pass ``now``.
 
 Semantics where SPEC.md is silent:
 
@@ -23,209 +23,18 @@ from __future__ import annotations
 import functools
 import heapq
 import ipaddress
-import json
-import math
-import re
-from collections.abc import Generator, Iterable
-from typing import Any, Callable, Optional, TypeVar, cast
+from collections.abc import Iterable
+from typing import Callable, Optional
 
-from attrs import define, evolve, field, frozen
+from attrs import define, evolve, field
 from twisted.logger import Logger
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
-from skydns.names import WILDCARDS, Callback, Pattern, Service, json_quote
-
-#: Version of the snapshot encoding written by `Registry.snapshot`.
-SNAPSHOT_FORMAT = 1
-
-#: The most instances one (environment, name) pair may hold; a Register
-#: beyond it is refused with status ``"too_many"``.  A constant of the state
-#: machine, not an option, so every replica refuses the same commands (the
-#: API may refuse sooner: ``--max-instances-per-name``).
-MAX_INSTANCES_PER_NAME = 10_000
+from skydns.names import WILDCARDS, Callback, Pattern, Service
+from skydns.registry.model import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Removal
+from skydns.registry.snapshot import decode_snapshot, encode_snapshot
 
 log = Logger()
-
-
-class SnapshotError(ValueError):
-    """The bytes are not a registry snapshot this code can read."""
-
-
-def encode_snapshot(
-    version: int, instances: dict[str, Instance], callbacks: dict[str, tuple[Callback, ...]]
-) -> bytes:
-    """`Registry.snapshot` bytes from a `Registry.frozen_state` copy, at once."""
-    return b"".join(run_steps(snapshot_pieces(version, instances, callbacks)))
-
-
-def snapshot_pieces(
-    version: int, instances: dict[str, Instance], callbacks: dict[str, tuple[Callback, ...]]
-) -> Generator[None, None, list[bytes]]:
-    """`encode_snapshot` in steps of about a millisecond: a generator that
-    yields between steps and returns the pieces the bytes are the join of.
-
-    The bytes are ``json.dumps(body, sort_keys=True, separators=(",", ":"))``
-    of ``{"format", "instances", "version"}`` (each instance
-    ``{"callbacks", "expires", "service"}``), written by `_instance_json` a
-    chunk of instances at a time.  A node encodes its snapshots on the
-    reactor thread a step at a time, between the requests it serves
-    (`skydns.raft.node.snapshotter`): one ``json.dumps`` of the whole body would
-    stop the reactor for a third of a second with 100,000 instances, and
-    building a dict per instance for it costs three times what
-    `_instance_json` does.  The keys are sorted a slice per step and the
-    sorted slices merged.  The pieces are returned rather than joined so
-    that the caller copies megabytes once, with what it puts around them.
-    """
-    keys = list(instances)
-    slices = []
-    for start in range(0, len(keys), _SNAPSHOT_SORT_SLICE):
-        slices.append(sorted(keys[start : start + _SNAPSHOT_SORT_SLICE]))
-        yield
-    pieces = [b'{"format":%d,"instances":[' % SNAPSHOT_FORMAT]
-    chunk: list[str] = []
-    for key in slices[0] if len(slices) == 1 else heapq.merge(*slices):
-        chunk.append(_instance_json(instances[key], callbacks.get(key, ())))
-        if len(chunk) == _SNAPSHOT_CHUNK:
-            pieces += (",".join(chunk).encode("ascii"), b",")
-            chunk = []
-            yield
-    if chunk:
-        pieces.append(",".join(chunk).encode("ascii"))
-    elif len(pieces) > 1:
-        pieces.pop()  # the comma after the last full chunk
-    pieces.append(b'],"version":%d}' % version)
-    return pieces
-
-
-T = TypeVar("T")
-
-
-def run_steps(steps: Generator[None, None, T]) -> T:
-    """Run a generator of steps (`snapshot_pieces`) to its end; its result."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return cast(T, done.value)
-
-
-def _instance_json(instance: Instance, callbacks: tuple[Callback, ...]) -> str:
-    """``json.dumps({"callbacks", "expires", "service"}, sort_keys=True,
-    separators=(",", ":"))`` of one instance, written directly."""
-    service, expires = instance.service, instance.expires
-    if (
-        not callbacks
-        and type(expires) is float
-        and type(service.port) is int
-        and type(service.ttl) is int
-        and service.priority is None
-        and service.weight is None
-        and not service.no_expire
-        and math.isfinite(expires)
-    ):
-        # most instances: one format, a third cheaper than the general path
-        quote = json_quote
-        return _PLAIN_INSTANCE % (
-            expires, quote(service.environment), quote(service.host), quote(service.name),
-            service.port, quote(service.region), service.ttl, quote(service.uuid),
-            quote(service.version),
-        )  # fmt: skip
-    if type(expires) is not float or not math.isfinite(expires):
-        # not what the registry makes: the general encoder says it as it would
-        body = {"service": service.to_dict(), "expires": expires,
-                "callbacks": [cb.to_dict() for cb in callbacks]}  # fmt: skip
-        return _SNAPSHOT_ENCODER.encode(body)
-    callbacks_json = (
-        _SNAPSHOT_ENCODER.encode([cb.to_dict() for cb in callbacks]) if callbacks else "[]"
-    )
-    return (
-        '{"callbacks":' + callbacks_json + ',"expires":' + repr(expires)
-        + ',"service":' + service.to_json() + "}"
-    )
-
-
-def _instance(item: Any) -> tuple[Instance, list[Callback]]:
-    """An instance and its callbacks from a snapshot's list item."""
-    return (
-        Instance(Service.from_dict(item["service"]), float(item["expires"])),
-        [Callback.from_dict(cb) for cb in item["callbacks"]],
-    )
-
-
-def _insert_items(registry: Registry, text: str, at: int) -> int:
-    """Insert the instances of the JSON array whose first item starts at
-    ``at`` into ``registry``, decoding one at a time (one ``json.loads`` of a
-    whole snapshot would hold the GIL for as long as it runs, half a second
-    for 100,000 instances, while the reactor waits to answer DNS); the
-    offset after the array's closing bracket and the comma that follows."""
-    if text.startswith("],", at):
-        return at + 2
-    while True:
-        item, at = _SNAPSHOT_DECODER.raw_decode(text, at)
-        registry._insert(*_instance(item))
-        if text.startswith(",", at):
-            at += 1
-        elif text.startswith("],", at):
-            return at + 2
-        else:
-            raise ValueError(f"expected ',' or ']' at offset {at}")
-
-
-#: The start of `encode_snapshot`'s bytes, up to the first instance.
-_SNAPSHOT_HEAD = re.compile(r'\{"format":(\d+),"instances":\[')
-_SNAPSHOT_DECODER = json.JSONDecoder()
-
-#: Instances per chunk `snapshot_pieces` encodes and joins in one step.
-_SNAPSHOT_CHUNK = 256
-#: Keys per slice `snapshot_pieces` sorts in one step.
-_SNAPSHOT_SORT_SLICE = 8192
-_SNAPSHOT_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-#: `_instance_json` of an instance with no callbacks whose service has no
-#: priority, weight or NoExpire (``%r`` of a finite float is its JSON).
-_PLAIN_INSTANCE = (
-    '{"callbacks":[],"expires":%r,"service":{"environment":%s,"host":%s,"name":%s,'
-    '"port":%d,"region":%s,"ttl":%d,"uuid":%s,"version":%s}}'
-)
-
-
-@frozen
-class Instance:
-    """A registered service with its lease."""
-
-    service: Service
-    expires: float  # absolute time; ignored when service.no_expire
-
-    def remaining(self, now: float) -> float:
-        """Seconds left on the lease (``service.ttl`` for NoExpire instances)."""
-        if self.service.no_expire:
-            return float(self.service.ttl)
-        return max(0.0, self.expires - now)
-
-    def alive(self, now: float) -> bool:
-        """Whether the lease still runs at ``now`` (it ends at ``expires``)."""
-        return self.service.no_expire or now < self.expires
-
-
-@frozen
-class Removal:
-    """An instance that left the registry, and the callbacks it had."""
-
-    instance: Instance
-    callbacks: tuple[Callback, ...]
-
-
-@frozen
-class Applied:
-    """The result of applying one command.
-
-    ``status`` is ``"ok"``, ``"conflict"`` (Register of an existing UUID),
-    ``"too_many"`` (Register beyond `MAX_INSTANCES_PER_NAME`) or
-    ``"not_found"``.  ``removals`` lists instances removed by this command
-    (Unregister, Expire) with their callbacks, so the leader can notify.
-    """
-
-    status: str
-    removals: tuple[Removal, ...] = ()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -250,9 +59,6 @@ class Registry:
 
     #: Bumped on every change; answer caches key on it.
     version: int = 0
-    #: How many instances the last `query`/`exists`/`failover` examined
-    #: (how tests see that the index was used).
-    examined: int = field(default=0, init=False)
     _instances: dict[str, Instance] = field(factory=dict, init=False)
     _index: dict[tuple[str, str], set[str]] = field(factory=dict, init=False)
     #: Each instance's labels (`Service.labels`), computed once.
@@ -300,29 +106,29 @@ class Registry:
         removals: tuple[Removal, ...] = ()
         old = self._instances.get(key)
         if old is not None and old.alive(now):
-            return Applied("conflict")
+            return Applied(Outcome.CONFLICT)
         if self.count_named(service, exclude=key) >= MAX_INSTANCES_PER_NAME:
-            return Applied("too_many")
+            return Applied(Outcome.TOO_MANY)
         if old is not None:
             removals = (self._remove(key),)
         self._insert(Instance(service, now + service.ttl))
         self._changed()
-        return Applied("ok", removals)
+        return Applied(Outcome.OK, removals)
 
     def _unregister(self, uuid: str, now: float) -> Applied:
         key = uuid.lower()
         instance = self._instances.get(key)
         if instance is None:
-            return Applied("not_found")
+            return Applied(Outcome.NOT_FOUND)
         removal = self._remove(key)
         self._changed()
-        return Applied("ok" if instance.alive(now) else "not_found", (removal,))
+        return Applied(Outcome.OK if instance.alive(now) else Outcome.NOT_FOUND, (removal,))
 
     def _renew(self, uuid: str, ttl: int, now: float) -> Applied:
         key = uuid.lower()
         instance = self._instances.get(key)
         if instance is None or not instance.alive(now):
-            return Applied("not_found")
+            return Applied(Outcome.NOT_FOUND)
         renewed = Instance(evolve(instance.service, ttl=ttl), now + ttl)
         self._instances[key] = renewed
         if renewed.expires < instance.expires:
@@ -330,7 +136,7 @@ class Registry:
         # else the instance's entry in the lease heap is due no later than
         # its lease now ends; `expired` moves it on when it comes up.
         self._changed()
-        return Applied("ok")
+        return Applied(Outcome.OK)
 
     def _expire(self, uuids: Iterable[str], now: float) -> Applied:
         removals = []
@@ -341,7 +147,7 @@ class Registry:
                 removals.append(self._remove(key))
         if removals:
             self._changed()
-        return Applied("ok", tuple(removals))
+        return Applied(Outcome.OK, tuple(removals))
 
     def _add_callback(self, callback: Callback, now: float) -> Applied:
         name, environment = _fixed(callback.name), _fixed(callback.environment)
@@ -356,9 +162,9 @@ class Registry:
                 self._callbacks.setdefault(key, {})[callback.uuid.lower()] = callback
                 attached = True
         if not attached:
-            return Applied("not_found")
+            return Applied(Outcome.NOT_FOUND)
         self._changed()
-        return Applied("ok")
+        return Applied(Outcome.OK)
 
     def _insert(self, instance: Instance, callbacks: Iterable[Callback] = ()) -> None:
         service = instance.service
@@ -432,10 +238,8 @@ class Registry:
         return self._order
 
     def _matching(self, pattern: Pattern, now: float) -> Iterable[Instance]:
-        self.examined = 0
         fixed = [(i, want) for i, want in enumerate(pattern.labels()) if want is not None]
         for key in self._candidates(pattern):
-            self.examined += 1
             labels = self._labels[key]
             if all(labels[i] == want for i, want in fixed):
                 instance = self._instances[key]
@@ -557,27 +361,8 @@ class Registry:
     @classmethod
     def restore(cls, data: bytes) -> Registry:
         """A registry from `snapshot` bytes; `SnapshotError` if unreadable."""
-        try:
-            text = data.decode("utf-8")
-            head = _SNAPSHOT_HEAD.match(text)
-            if head is not None and int(head.group(1)) == SNAPSHOT_FORMAT:
-                try:
-                    registry = cls()
-                    end = _insert_items(registry, text, head.end())
-                    registry.version = int(json.loads("{" + text[end:])["version"])
-                    return registry
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    pass  # not the compact form throughout: read it whole, below
-            body: Any = json.loads(text)
-            if body.get("format") != SNAPSHOT_FORMAT:
-                raise SnapshotError(f"unknown snapshot format {body.get('format')!r}")
-            registry = cls(version=int(body["version"]))
-            for item in body["instances"]:
-                registry._insert(*_instance(item))
-        except SnapshotError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise SnapshotError(f"unreadable registry snapshot: {e}") from e
+        registry = cls()
+        registry.version = decode_snapshot(data, registry._insert)
         return registry
 
     def __eq__(self, other: object) -> bool:
