@@ -32,22 +32,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from skydns.api_members import MemberAPIError, change_member, parse_add
 from skydns.apiresource import APIResource
+from skydns.bodies import ValidationError, parse_callback, parse_service, parse_ttl
 from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
 from skydns.httplimits import limited_request
 from skydns.metrics import MeteredResource
-from skydns.names import (
-    Callback,
-    Pattern,
-    PatternError,
-    Service,
-    ValidationError,
-    parse_callback,
-    parse_query,
-    parse_service,
-    parse_ttl,
-)
+from skydns.names import Callback, Service
+from skydns.patterns import Pattern, PatternError, parse_query
 from skydns.presentation import service_json
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Registry
 from skydns.routing import FastRoutes

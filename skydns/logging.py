@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Callable, Optional, Protocol
 
@@ -321,7 +321,7 @@ class _RFC3339Clock:
             second -= 1.0
         cached = self._cached
         if cached[0] != second:
-            stamp = datetime.fromtimestamp(second, tz=timezone.utc)
+            stamp = datetime.fromtimestamp(second, tz=UTC)
             cached = self._cached = (second, stamp.strftime("%Y-%m-%dT%H:%M:%S."))
         return f"{cached[1]}{micros // 1000:03d}Z"
 

@@ -13,7 +13,7 @@ from skydns.registry import Instance
 
 def rfc3339(when: float) -> str:
     """``when`` (seconds since the epoch) as an RFC 3339 UTC timestamp."""
-    stamp = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    stamp = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
     text = stamp.isoformat(timespec="milliseconds" if when % 1 else "seconds")
     return text.replace("+00:00", "Z")
 

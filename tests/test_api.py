@@ -578,7 +578,7 @@ class ProposalRefusedTests(SynchronousTestCase):
     """A write the cluster refuses as invalid (too big to replicate) is a 400."""
 
     def test_validation_error_from_propose_is_400(self) -> None:
-        from skydns.names import ValidationError
+        from skydns.bodies import ValidationError
 
         clock = Clock()
         registry = Registry()

@@ -23,7 +23,8 @@ from skydns.dns.authority import (
     make_resolver,
     ns_label,
 )
-from skydns.names import Service, parse_pattern
+from skydns.names import Service
+from skydns.patterns import parse_pattern
 from skydns.registry import Registry
 
 #: Answer, authority, additional (records typed loosely: payloads vary).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from hypothesis import example, given
@@ -70,7 +70,7 @@ class TextFormatterTests(SynchronousTestCase):
 
 
 def _reference_time(when: float) -> str:
-    stamp = datetime.fromtimestamp(when, tz=timezone.utc)
+    stamp = datetime.fromtimestamp(when, tz=UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

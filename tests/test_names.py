@@ -9,22 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from skydns.bodies import ValidationError, parse_callback, parse_service, parse_ttl
 from skydns.commands import Register, encode
-from skydns.names import (
-    DEFAULT_TTL,
-    POSITIONS,
-    Callback,
-    Pattern,
-    PatternError,
-    Service,
-    ValidationError,
-    encode_label,
-    parse_callback,
-    parse_pattern,
-    parse_query,
-    parse_service,
-    parse_ttl,
-)
+from skydns.names import DEFAULT_TTL, POSITIONS, Callback, Service, encode_label
+from skydns.patterns import Pattern, PatternError, parse_pattern, parse_query
 from skydns.presentation import service_json
 from skydns.registry import Instance
 

@@ -10,9 +10,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from skydns.bodies import ValidationError
 from skydns.cluster import ICluster, NotLeader
 from skydns.commands import Register, Renew, Unregister, decode
-from skydns.names import ValidationError
 from skydns.raft.core.messages import AppendEntries, Entry, EntryKind, HardState, TimeoutNow
 from skydns.raft.net.interface import IRaftHandler, NotLeaderHere
 from skydns.raft.node.envelope import unwrap

@@ -20,7 +20,8 @@ from skydns.commands import (
     decode,
     encode,
 )
-from skydns.names import Callback, Pattern, Service, parse_query
+from skydns.names import Callback, Service
+from skydns.patterns import Pattern, parse_query
 from skydns.registry import (
     Applied,
     Instance,

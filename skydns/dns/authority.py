@@ -46,7 +46,8 @@ from skydns.dns.records import (
     srv_answer,
     to_header,
 )
-from skydns.names import POSITIONS, Pattern, PatternError, parse_pattern
+from skydns.names import POSITIONS
+from skydns.patterns import Pattern, PatternError, parse_pattern
 from skydns.registry import Instance, Registry
 
 #: SOA timers (RFC 1912 §2.2 ranges).  MINIMUM is the negative-caching TTL

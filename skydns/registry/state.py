@@ -30,7 +30,8 @@ from attrs import define, evolve, field
 from twisted.logger import Logger
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
-from skydns.names import WILDCARDS, Callback, Pattern, Service
+from skydns.names import WILDCARDS, Callback, Service
+from skydns.patterns import Pattern
 from skydns.registry.model import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Removal
 from skydns.registry.snapshot import decode_snapshot, encode_snapshot
 

@@ -26,12 +26,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from skydns.bodies import ValidationError
 from skydns.cluster import ApplyListener, ICluster, NotLeader
 from skydns.commands import Command, encode
 from skydns.config import HostPort, Peer, parse_hostport
 from skydns.gctune import long_lived
 from skydns.metrics import Metrics
-from skydns.names import ValidationError
 from skydns.raft.net.auth import wrap_endpoints
 from skydns.raft.net.interface import ProposalTooLarge
 from skydns.raft.net.peers import AMPTransport

@@ -1,0 +1,236 @@
+"""The JSON bodies of the HTTP API, parsed and validated into the service
+model (SPEC.md §2): a bad body is a `ValidationError` naming its field.
+
+Validation choices where SPEC.md is silent (documented for users in docs/):
+
+- Host and Port are required (as in SkyDNS 1).  Name, Environment, Region and
+  Version may be absent or empty: such an instance matches only a wildcard in
+  that position.  A non-empty value must fit one DNS label.
+- A label is 1–63 ASCII letters, digits, ``-`` or ``_``.  Version may also
+  hold dots; Host is a host name (dot-separated labels, one trailing dot
+  dropped) or an IPv4/IPv6 literal.  Their encoded label must fit 63 chars.
+- TTL defaults to `DEFAULT_TTL` when absent; otherwise 1 ≤ TTL ≤ 2**31 - 1
+  (RFC 2181 §8).  Priority and Weight are optional, 0–65535.
+- Wrong JSON types (a string, a float or a boolean where an integer is due)
+  are refused; ``null`` counts as absent.  When a key appears twice
+  (case-insensitively) the last one wins, as in Go's ``encoding/json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable, Optional
+
+from skydns.names import (
+    DEFAULT_TTL,
+    MAX_LABEL,
+    MAX_TTL,
+    WILDCARDS,
+    Callback,
+    Service,
+    encode_label,
+    is_ip,
+)
+
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
+_DOTTED = re.compile(r"[A-Za-z0-9_.-]{1,63}\Z")
+#: A host name label: no leading or trailing '-' (RFC 952, RFC 1123 §2.1).
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+
+
+class ValidationError(ValueError):
+    """A registration body or field is invalid.  ``field`` names it (or "body")."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_BOM = b"\xef\xbb\xbf"
+
+#: One decoder for every body (``json.loads`` with an option builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    """A JSON object with lower-cased keys; `ValidationError` for "body"."""
+    # What the "utf-8-sig" codec does (drop one leading BOM, decode UTF-8),
+    # without going through its pure-Python codec on every request.
+    if body[:3] == _BOM:
+        body = body[3:]
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("body", "is not UTF-8 text") from None
+    try:
+        data = _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        raise ValidationError("body", "is not valid JSON") from None
+    if type(data) is not dict:
+        raise ValidationError("body", "must be a JSON object")
+    return {key.lower(): value for key, value in data.items()}
+
+
+# The JSON decoder gives exactly str, int, bool, ...: ``type(v) is int`` is
+# ``isinstance(v, int) and not isinstance(v, bool)``, and cheaper.
+
+
+def _integer(data: dict[str, Any], key: str, field: str, low: int, high: int) -> Optional[int]:
+    """``data[key]`` (a lower-cased key) as an integer in [low, high], None if absent."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not low <= value <= high:
+        raise ValidationError(field, f"must be an integer from {low} to {high}")
+    return value
+
+
+def _required_integer(data: dict[str, Any], key: str, field: str, low: int, high: int) -> int:
+    value = _integer(data, key, field, low, high)
+    if value is None:
+        raise ValidationError(field, "is required")
+    return value
+
+
+def _string(data: dict[str, Any], key: str, field: str) -> str:
+    """``data[key]`` (a lower-cased key) as a string, "" if absent."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise ValidationError(field, "must be a string")
+    return value
+
+
+def _check_label(field: str, value: str) -> str:
+    if not _LABEL.match(value):
+        raise ValidationError(
+            field, "must be one DNS label: 1-63 letters, digits, '-' or '_' (no dots)"
+        )
+    return value
+
+
+def _check_version(field: str, value: str) -> str:
+    if not _DOTTED.match(value):
+        raise ValidationError(
+            field, "must be 1-63 letters, digits, '-', '_' or '.' (dots become '-')"
+        )
+    return value
+
+
+def _check_host(field: str, value: str) -> str:
+    """A host name or IP literal whose encoded label fits 63 characters."""
+    if is_ip(value):
+        if "%" in value:
+            raise ValidationError(field, "must not carry an IPv6 zone")
+        host = value
+    else:
+        host = value[:-1] if value.endswith(".") else value
+        parts = host.split(".")
+        if not host or not all(_HOST_LABEL.match(part) for part in parts):
+            raise ValidationError(
+                field,
+                "must be a host name (letters, digits, '-', '_' and dots; no label "
+                "starting or ending with '-') or an IP address",
+            )
+    if len(encode_label(host)) > MAX_LABEL:
+        raise ValidationError(field, f"its label ({encode_label(host)}) is longer than 63 chars")
+    return host
+
+
+def _optional(
+    data: dict[str, Any], key: str, field: str, check: Callable[[str, str], object]
+) -> str:
+    """The string at ``key`` ("" if absent), checked by ``check`` unless empty."""
+    value = _string(data, key, field)
+    if value:
+        check(field, value)
+    return value
+
+
+def parse_service(uuid: str, body: bytes) -> Service:
+    """Validate a PUT body (JSON whatever the content type; keys matched
+    case-insensitively; unknown keys ignored).  `ValidationError` names the
+    first bad field."""
+    _check_label("UUID", uuid)
+    data = _load_object(body)
+    host = _string(data, "host", "Host")
+    if not host:
+        raise ValidationError("Host", "is required")
+    host = _check_host("Host", host)
+    port = _required_integer(data, "port", "Port", 1, 65535)
+    # Name, Environment, Region and Version may be empty; checked in this order.
+    name = _optional(data, "name", "Name", _check_label)
+    environment = _optional(data, "environment", "Environment", _check_label)
+    region = _optional(data, "region", "Region", _check_label)
+    version = _optional(data, "version", "Version", _check_version)
+    ttl = _integer(data, "ttl", "TTL", 1, MAX_TTL)
+    priority = _integer(data, "priority", "Priority", 0, 65535)
+    weight = _integer(data, "weight", "Weight", 0, 65535)
+    no_expire = data.get("noexpire")
+    if no_expire is None:
+        no_expire = False
+    elif type(no_expire) is not bool:
+        raise ValidationError("NoExpire", "must be true or false")
+    return Service(
+        uuid=uuid,
+        name=name,
+        environment=environment,
+        region=region,
+        version=version,
+        host=host,
+        port=port,
+        ttl=DEFAULT_TTL if ttl is None else ttl,
+        priority=priority,
+        weight=weight,
+        no_expire=no_expire,
+    )
+
+
+def parse_callback(uuid: str, body: bytes) -> Callback:
+    """Validate a PUT /skydns/callbacks/{uuid} body.
+
+    Reply (a host name or IP address) and Port are required; the match
+    fields (Name, Environment, Region, Version, Host) are optional and may be
+    ``*`` or ``any``.
+    """
+    _check_label("UUID", uuid)
+    data = _load_object(body)
+    reply = _string(data, "reply", "Reply")
+    if not reply:
+        raise ValidationError("Reply", "is required")
+    reply = _check_host("Reply", reply)
+    port = _required_integer(data, "port", "Port", 1, 65535)
+
+    def match(field: str, check: Callable[[str, str], str]) -> str:
+        value = _string(data, field.lower(), field)
+        if not value or value.lower() in WILDCARDS:
+            return value
+        return check(field, value)
+
+    return Callback(
+        uuid=uuid,
+        name=match("Name", _check_label),
+        environment=match("Environment", _check_label),
+        region=match("Region", _check_label),
+        version=match("Version", _check_version),
+        host=match("Host", _check_host),
+        reply=reply,
+        port=port,
+    )
+
+
+def parse_ttl(body: bytes) -> int:
+    """Validate a PATCH body ``{"TTL": n}``; return n."""
+    ttl = _integer(_load_object(body), "ttl", "TTL", 1, MAX_TTL)
+    if ttl is None:
+        raise ValidationError("TTL", "is required")
+    return ttl
+
+
