@@ -1,11 +1,6 @@
-"""Logs: one structured line per registry change, and the text or JSON-lines
-observer twistd writes them with.
-
-`RegistryLog.on_applied` is an apply listener
-(``cluster.add_apply_listener(RegistryLog().on_applied)``): registrations,
-removals, expirations and new callbacks are logged at info level with the
-instance's fields as structured event keys; renewals and commands that
-changed nothing at debug.  Nothing here logs per DNS query.
+"""Log setup: the observer twistd writes with (`log_observer`), one that
+collects a reactor turn's lines into one write (`LogWriter`), rotation, and
+the ``--log-format`` and ``--log-level`` options.
 
 twistd picks its log observer before the application runs; a plugin can only
 offer one as the application's `ILogObserver` component, which twistd uses
@@ -15,14 +10,9 @@ service tree, with an observer made by `log_observer`.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import threading
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Callable, Optional, Protocol
 
 from twisted.application.service import IServiceCollection, MultiService
@@ -30,12 +20,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import (
     ILogObserver,
     LogEvent,
-    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    formatEvent,
-    formatEventAsClassicLogText,
-    formatTime,
 )
 from twisted.python import threadable
 from twisted.python.compat import ioType
@@ -43,324 +29,13 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
-from skydns.clock import Clock
-from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
-from skydns.names import Service
-from skydns.registry import Applied, Outcome, Removal
+from skydns.logformat import event_as_json, text_formatter
 
 #: ``--log-format`` values.
 LOG_FORMATS = ("text", "json")
 
 #: ``--log-level`` values, least to most severe.
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
-
-#: Event keys of twisted.logger and of the legacy log bridge that the JSON
-#: line carries under its own names (or not at all).
-_RESERVED = frozenset({"format", "message", "isError", "system", "time", "why", "failure"})
-
-
-# -- the registry change log ----------------------------------------------------
-
-
-def _service_fields(service: Service) -> dict[str, Any]:
-    return {
-        "uuid": service.uuid,
-        "name": service.name,
-        "environment": service.environment,
-        "region": service.region,
-        "version": service.version,
-        "host": service.host,
-        "port": service.port,
-        "ttl": service.ttl,
-        "no_expire": service.no_expire,
-    }
-
-
-_SERVICE = (
-    "{uuid} at {host}:{port} name={name} environment={environment} region={region} "
-    "version={version}"
-)
-_REGISTERED = "registered " + _SERVICE + " ttl={ttl}"
-_CALLBACK = (
-    "callback {uuid} watches name {name!r} environment {environment!r} region {region!r}: "
-    "DELETE to {reply}:{port}"
-)
-
-
-def _emit(log: Logger, level: LogLevel, fmt: str, event: dict[str, Any]) -> None:
-    """``log.emit(level, fmt, **event)``: the same event, without the copies
-    of the keywords through ``info`` and ``emit`` and ``emit``'s check of
-    the level, which sorts LogLevel's constants on every call (together
-    about half of what a registry line cost before it reached an observer).
-    ``level`` must be a `LogLevel`; ``event`` becomes the event."""
-    event.update(
-        log_logger=log, log_level=level, log_namespace=log.namespace, log_source=log.source,
-        log_format=fmt, log_time=time.time(),  # wall time, as Logger.emit stamps it
-    )  # fmt: skip
-    log.observer(event)
-
-
-def address_text(address: object) -> str:
-    """``host:port`` (``[host]:port`` for IPv6) of a Twisted address, for a
-    log line or a JSON field; anything else as ``str`` gives it."""
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if not isinstance(host, str) or not isinstance(port, int):
-        return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class LogThrottle:
-    """At most one line per key per ``interval`` seconds, for events that can
-    repeat once per query or connection (an upstream that stopped answering):
-    `allow` says whether to log now and how many lines it kept back before."""
-
-    def __init__(self, clock: Clock, interval: float = 10.0) -> None:
-        self.clock = clock
-        self.interval = interval
-        self._last: dict[Any, float] = {}
-        self._held: dict[Any, int] = {}
-
-    def allow(self, key: Any) -> Optional[int]:
-        """None to stay quiet; else the number of lines held back since the
-        last one for ``key``."""
-        now = self.clock.seconds()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        if len(self._last) > 1024:  # keys come from configuration, but stay bounded
-            self._last.clear()
-        self._last[key] = now
-        return self._held.pop(key, 0)
-
-
-class RegistryLog:
-    """Apply listener that logs each change to this node's replica.
-
-    Every node logs the commands it applies (``live`` says whether this node
-    is the leader applying it for the first time), so each node's log shows
-    its registry's history; a node replaying its log after a restart logs the
-    replayed changes again.
-    """
-
-    def __init__(self, log: Optional[Logger] = None) -> None:
-        self.log = log if log is not None else Logger(namespace="skydns.registry")
-
-    def on_applied(self, command: Command, applied: Applied, live: bool) -> None:
-        if isinstance(command, Register):
-            self._removed("expire", applied.removals, live, "lease ran out; uuid reused")
-            if applied.status is Outcome.OK:
-                event = {"change": "register", "live": live}
-                event.update(_service_fields(command.service))
-                _emit(self.log, LogLevel.info, _REGISTERED, event)
-            else:
-                self._unchanged("register", command.service.uuid, applied, live)
-        elif isinstance(command, Unregister):
-            self._removed("unregister", applied.removals, live)
-            if not applied.removals:
-                self._unchanged("unregister", command.uuid, applied, live)
-        elif isinstance(command, Expire):
-            self._removed("expire", applied.removals, live, "lease ran out")
-        elif isinstance(command, Renew):
-            _emit(self.log, LogLevel.debug, "renewed {uuid} for {ttl}s: {status}", {
-                "change": "renew", "uuid": command.uuid, "ttl": command.ttl,
-                "status": applied.status.value, "live": live,
-            })  # fmt: skip
-        elif isinstance(command, AddCallback):
-            cb = command.callback
-            if applied.status is Outcome.OK:
-                _emit(self.log, LogLevel.info, _CALLBACK, {
-                    "change": "callback", "uuid": cb.uuid, "name": cb.name,
-                    "environment": cb.environment, "region": cb.region, "version": cb.version,
-                    "host": cb.host, "reply": cb.reply, "port": cb.port, "live": live,
-                })  # fmt: skip
-            else:
-                self._unchanged("callback", cb.uuid, applied, live)
-
-    def _removed(
-        self, change: str, removals: tuple[Removal, ...], live: bool, reason: str = ""
-    ) -> None:
-        if not removals:
-            return
-        verb = {"unregister": "unregistered", "expire": "expired"}[change]
-        fmt = verb + " " + _SERVICE + (": {reason}" if reason else "")
-        for removal in removals:
-            event = {"change": change, "live": live, "reason": reason,
-                     "callbacks": len(removal.callbacks)}  # fmt: skip
-            event.update(_service_fields(removal.instance.service))
-            _emit(self.log, LogLevel.info, fmt, event)
-
-    def _unchanged(self, change: str, uuid: str, applied: Applied, live: bool) -> None:
-        _emit(self.log, LogLevel.debug, "{change} {uuid}: {status}, nothing changed", {
-            "change": change, "uuid": uuid, "status": applied.status.value, "live": live,
-        })  # fmt: skip
-
-
-# -- observers --------------------------------------------------------------------
-#
-# Every node writes one info line per registry change, so at a few thousand
-# writes a second formatting is a visible share of a node's CPU.  Twisted's
-# own formatting runs each event through `string.Formatter` (to support its
-# ``{name()}`` call syntax) and builds a time zone and a datetime for every
-# timestamp; the functions below give the same text for less: a format with no
-# ``()`` in it says with `str.format_map` exactly what `string.Formatter`
-# says, and a timestamp with whole-second resolution is formatted once a
-# second.  Anything unusual (flattened events, failures, a format that does
-# not fit the event) goes to Twisted's formatter, which also reports errors.
-
-
-def _message(event: LogEvent) -> str:
-    """``formatEvent(event)``, fast for the common plain formats."""
-    fmt = event.get("log_format")
-    if type(fmt) is str and "()" not in fmt and "log_flattened" not in event:
-        try:
-            return fmt.format_map(event)
-        except Exception:
-            pass
-    return formatEvent(event)
-
-
-class _SecondClock:
-    """`formatTime` for whole-second formats, computed once per second."""
-
-    def __init__(self) -> None:
-        # One tuple, replaced whole: threads that log share the cache safely.
-        self._cached: tuple[Optional[int], str] = (None, "-")
-
-    def __call__(self, when: Optional[float]) -> str:
-        if when is None:
-            return "-"
-        second = int(when // 1)
-        cached = self._cached
-        if cached[0] != second:
-            cached = self._cached = (second, formatTime(second))
-        return cached[1]
-
-
-def text_formatter() -> Callable[[LogEvent], Optional[str]]:
-    """Twisted's classic text line (``{time} [{system}] {message}``, as
-    `textFileLogObserver` writes it), computed faster."""
-    clock = _SecondClock()
-
-    def format_event(event: LogEvent) -> Optional[str]:
-        if "log_failure" in event or "log_system" in event:
-            return formatEventAsClassicLogText(event, formatTime=clock)
-        text = _message(event)
-        if not text:
-            return None
-        level = event.get("log_level")
-        line = (
-            f"{clock(event.get('log_time'))} [{event.get('log_namespace', '-')}"
-            f"#{'-' if level is None else level.name}] {text}"
-        )
-        return line.replace("\n", "\n\t") + "\n"
-
-    return format_event
-
-
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-#: Keys the JSON line has under its own name (or leaves out), besides log_*.
-_HEADER = frozenset({"time", "level", "namespace", "message"}) | _RESERVED
-
-#: Event key -> ``"key":`` as JSON, or "" for a key the line leaves out (a
-#: bounded cache: events from one call site have the same keys every time).
-_field_prefix: dict[Any, str] = {}
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
-def _plain(value: Any) -> Any:
-    """``value`` if JSON can carry it as it is, else its repr."""
-    if type(value) in _JSON_SCALARS:
-        return value
-    try:
-        _ENCODER.encode(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
-
-
-def _json_value(value: Any) -> str:
-    """``value`` (or its repr, see `_plain`) as JSON text, as `_ENCODER`
-    writes it inside an object; the common scalars without the encoder."""
-    kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)
-    if kind is int:
-        return int.__repr__(value)
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)
-    return _ENCODER.encode(_plain(value))
-
-
-class _RFC3339Clock:
-    """RFC 3339 UTC time with milliseconds, what
-    ``datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds")``
-    gives (with ``Z``), the date and time of day computed once a second."""
-
-    def __init__(self) -> None:
-        self._cached: tuple[Optional[float], str] = (None, "")
-
-    def __call__(self, when: float) -> str:
-        # fromtimestamp's own rounding: the fraction to the nearest
-        # microsecond, half to even, carried into the second.
-        fraction, second = math.modf(when)
-        micros = round(fraction * 1e6)
-        if micros >= 1_000_000:
-            micros -= 1_000_000
-            second += 1.0
-        elif micros < 0:
-            micros += 1_000_000
-            second -= 1.0
-        cached = self._cached
-        if cached[0] != second:
-            stamp = datetime.fromtimestamp(second, tz=UTC)
-            cached = self._cached = (second, stamp.strftime("%Y-%m-%dT%H:%M:%S."))
-        return f"{cached[1]}{micros // 1000:03d}Z"
-
-
-_rfc3339 = _RFC3339Clock()
-
-
-def event_as_json(event: LogEvent) -> str:
-    """One event as one line of JSON: ``time`` (RFC 3339 UTC), ``level``,
-    ``namespace``, ``message`` (the formatted text), the event's own fields,
-    and ``traceback`` for a logged failure."""
-    # Written piece by piece rather than as a dict through json.dumps: the
-    # same text (tests compare the two), a third cheaper.
-    when = event.get("log_time")
-    parts = [
-        '{"time":' + ("null" if when is None else '"' + _rfc3339(when) + '"'),
-        '"level":' + _json_value(getattr(event.get("log_level"), "name", "info")),
-        '"namespace":' + _json_value(event.get("log_namespace")),
-        '"message":' + encode_basestring_ascii(_message(event)),
-    ]
-    if event.get("log_system") is not None:
-        parts.append('"system":' + encode_basestring_ascii(str(event["log_system"])))
-    failure = event.get("log_failure")
-    for key, value in event.items():
-        prefix = _field_prefix.get(key)
-        if prefix is None:
-            skip = key.startswith("log_") or key in _HEADER
-            prefix = "" if skip else encode_basestring_ascii(key) + ":"
-            if len(_field_prefix) < 4096:
-                _field_prefix[key] = prefix
-        if prefix and not (failure is not None and key == "traceback"):
-            parts.append(prefix + _json_value(value))
-    if failure is not None:
-        try:
-            traceback = failure.getTraceback()
-        except Exception:
-            traceback = repr(failure)
-        parts.append('"traceback":' + encode_basestring_ascii(traceback))
-    return ",".join(parts) + "}\n"
 
 
 class _Reactor(Protocol):

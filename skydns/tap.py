@@ -383,6 +383,7 @@ def makeService(options: Options) -> service.MultiService:
     from twisted.names.resolve import ResolverChain
 
     from skydns.api import make_api, make_site
+    from skydns.audit import RegistryLog
     from skydns.callbacks import CallbackNotifier
     from skydns.dns.acl import needed
     from skydns.dns.authority import SkyDNSAuthority
@@ -393,7 +394,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.server import DNSService
     from skydns.gctune import tune_gc
     from skydns.leases import LeaseKeeper
-    from skydns.logging import RegistryLog, log_observer
+    from skydns.logging import log_observer
     from skydns.metrics import Metrics
     from skydns.raft.node.driver import NodeOptions
     from skydns.raft.storage.errors import StorageError

@@ -23,8 +23,9 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from skydns.audit import RegistryLog
 from skydns.commands import Register
-from skydns.logging import _RESERVED, RegistryLog, _rfc3339, event_as_json, text_formatter
+from skydns.logformat import _RESERVED, _rfc3339, event_as_json, text_formatter
 from skydns.names import Service
 from skydns.registry import Applied, Outcome
 

@@ -28,16 +28,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from skydns.api import QuietSite, make_api, make_site
+from skydns.audit import RegistryLog, _emit
 from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
+from skydns.logformat import event_as_json
 from skydns.logging import (
-    LogThrottle,
     LogWriter,
-    RegistryLog,
     RootService,
-    _emit,
-    address_text,
-    event_as_json,
     json_observer,
     log_observer,
     parse_log_format,
@@ -45,6 +42,7 @@ from skydns.logging import (
 )
 from skydns.names import Callback, Service
 from skydns.registry import Registry
+from skydns.throttle import LogThrottle, address_text
 from tests.test_api import START, APITestCase, service
 
 FIELDS = ("uuid", "name", "environment", "region", "host", "port", "ttl")

@@ -18,7 +18,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from skydns.logging import LogThrottle, address_text
 from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -47,6 +46,7 @@ from skydns.raft.net.interface import (
 from skydns.raft.net.peers import AMPTransport
 from skydns.raft.net.protocol import RaftProtocol
 from skydns.raft.net.wire import MAX_CHUNKS, command_for
+from skydns.throttle import LogThrottle, address_text
 
 SAMPLES: list[Message] = [
     RequestVote("a", "b", 3, 10, 2, prevote=True, transfer=False),

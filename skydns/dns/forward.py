@@ -53,7 +53,7 @@ from skydns.clock import Scheduler as Clock
 from skydns.dns.acl import ClientNetworks
 from skydns.dns.rcache import Answer, CacheKey, ResponseCache, soa_capped
 from skydns.dns.upstreams import NetworkClient, Upstream, UpstreamClient
-from skydns.logging import LogThrottle
+from skydns.throttle import LogThrottle
 
 log = Logger()
 

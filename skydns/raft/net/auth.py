@@ -53,7 +53,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from skydns.logging import LogThrottle, address_text
+from skydns.throttle import LogThrottle, address_text
 
 log = Logger()
 

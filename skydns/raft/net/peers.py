@@ -24,12 +24,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from skydns.logging import LogThrottle, address_text
 from skydns.raft.core.messages import Message
 from skydns.raft.net.interface import IRaftHandler, IRaftTransport, PeerUnavailable
 from skydns.raft.net.protocol import RaftProtocol, local_error
 from skydns.raft.net.tls import tls_error
 from skydns.raft.net.wire import MAX_FORWARD_BATCH, ForwardResult
+from skydns.throttle import LogThrottle, address_text
 
 log = Logger()
 

@@ -23,7 +23,6 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from skydns.logging import LogThrottle, address_text
 from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -70,6 +69,7 @@ from skydns.raft.net.wire import (
     encode_result,
     snapshot_message,
 )
+from skydns.throttle import LogThrottle, address_text
 
 log = Logger()
 

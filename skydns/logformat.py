@@ -1,0 +1,182 @@
+"""How a log event becomes a line: readable text, or one JSON object (with
+the event's structured keys) per line for log shippers.
+
+Every node writes one info line per registry change, so at a few thousand
+writes a second formatting is a visible share of a node's CPU: these give
+the text Twisted's formatters give, for less, and hand anything unusual to
+Twisted's own."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
+from typing import Any, Callable, Optional
+
+from twisted.logger import (
+    LogEvent,
+    formatEvent,
+    formatEventAsClassicLogText,
+    formatTime,
+)
+
+#: Event keys of twisted.logger and of the legacy log bridge that the JSON
+#: line carries under its own names (or not at all).
+_RESERVED = frozenset({"format", "message", "isError", "system", "time", "why", "failure"})
+
+
+def _message(event: LogEvent) -> str:
+    """``formatEvent(event)``, fast for the common plain formats."""
+    fmt = event.get("log_format")
+    if type(fmt) is str and "()" not in fmt and "log_flattened" not in event:
+        try:
+            return fmt.format_map(event)
+        except Exception:
+            pass
+    return formatEvent(event)
+
+
+class _SecondClock:
+    """`formatTime` for whole-second formats, computed once per second."""
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole: threads that log share the cache safely.
+        self._cached: tuple[Optional[int], str] = (None, "-")
+
+    def __call__(self, when: Optional[float]) -> str:
+        if when is None:
+            return "-"
+        second = int(when // 1)
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, formatTime(second))
+        return cached[1]
+
+
+def text_formatter() -> Callable[[LogEvent], Optional[str]]:
+    """Twisted's classic text line (``{time} [{system}] {message}``, as
+    `textFileLogObserver` writes it), computed faster."""
+    clock = _SecondClock()
+
+    def format_event(event: LogEvent) -> Optional[str]:
+        if "log_failure" in event or "log_system" in event:
+            return formatEventAsClassicLogText(event, formatTime=clock)
+        text = _message(event)
+        if not text:
+            return None
+        level = event.get("log_level")
+        line = (
+            f"{clock(event.get('log_time'))} [{event.get('log_namespace', '-')}"
+            f"#{'-' if level is None else level.name}] {text}"
+        )
+        return line.replace("\n", "\n\t") + "\n"
+
+    return format_event
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+#: Keys the JSON line has under its own name (or leaves out), besides log_*.
+_HEADER = frozenset({"time", "level", "namespace", "message"}) | _RESERVED
+
+#: Event key -> ``"key":`` as JSON, or "" for a key the line leaves out (a
+#: bounded cache: events from one call site have the same keys every time).
+_field_prefix: dict[Any, str] = {}
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if JSON can carry it as it is, else its repr."""
+    if type(value) in _JSON_SCALARS:
+        return value
+    try:
+        _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _json_value(value: Any) -> str:
+    """``value`` (or its repr, see `_plain`) as JSON text, as `_ENCODER`
+    writes it inside an object; the common scalars without the encoder."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _ENCODER.encode(_plain(value))
+
+
+class _RFC3339Clock:
+    """RFC 3339 UTC time with milliseconds, what
+    ``datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds")``
+    gives (with ``Z``), the date and time of day computed once a second."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[Optional[float], str] = (None, "")
+
+    def __call__(self, when: float) -> str:
+        # fromtimestamp's own rounding: the fraction to the nearest
+        # microsecond, half to even, carried into the second.
+        fraction, second = math.modf(when)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            micros -= 1_000_000
+            second += 1.0
+        elif micros < 0:
+            micros += 1_000_000
+            second -= 1.0
+        cached = self._cached
+        if cached[0] != second:
+            stamp = datetime.fromtimestamp(second, tz=UTC)
+            cached = self._cached = (second, stamp.strftime("%Y-%m-%dT%H:%M:%S."))
+        return f"{cached[1]}{micros // 1000:03d}Z"
+
+
+_rfc3339 = _RFC3339Clock()
+
+
+def event_as_json(event: LogEvent) -> str:
+    """One event as one line of JSON: ``time`` (RFC 3339 UTC), ``level``,
+    ``namespace``, ``message`` (the formatted text), the event's own fields,
+    and ``traceback`` for a logged failure."""
+    # Written piece by piece rather than as a dict through json.dumps: the
+    # same text (tests compare the two), a third cheaper.
+    when = event.get("log_time")
+    parts = [
+        '{"time":' + ("null" if when is None else '"' + _rfc3339(when) + '"'),
+        '"level":' + _json_value(getattr(event.get("log_level"), "name", "info")),
+        '"namespace":' + _json_value(event.get("log_namespace")),
+        '"message":' + encode_basestring_ascii(_message(event)),
+    ]
+    if event.get("log_system") is not None:
+        parts.append('"system":' + encode_basestring_ascii(str(event["log_system"])))
+    failure = event.get("log_failure")
+    for key, value in event.items():
+        prefix = _field_prefix.get(key)
+        if prefix is None:
+            skip = key.startswith("log_") or key in _HEADER
+            prefix = "" if skip else encode_basestring_ascii(key) + ":"
+            if len(_field_prefix) < 4096:
+                _field_prefix[key] = prefix
+        if prefix and not (failure is not None and key == "traceback"):
+            parts.append(prefix + _json_value(value))
+    if failure is not None:
+        try:
+            traceback = failure.getTraceback()
+        except Exception:
+            traceback = repr(failure)
+        parts.append('"traceback":' + encode_basestring_ascii(traceback))
+    return ",".join(parts) + "}\n"
+
+
