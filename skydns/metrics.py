@@ -28,8 +28,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map
 
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.http.kleinbypass import FastRoutes, quick_match, segment_table
 from skydns.registry import Applied
-from skydns.routing import FastRoutes, quick_match, segment_table
 
 #: The ``op`` label of `Metrics.registry_changes` for each command type.
 COMMAND_OPS: dict[type, str] = {

@@ -1,5 +1,5 @@
-"""The JSON views of registered instances that the HTTP API and callbacks
-send (SPEC.md §2): kept apart from the service model in `skydns.names`, which
+"""The JSON views of registered instances, callbacks and readiness that the
+HTTP API and callbacks send (SPEC.md §2): kept apart from the service model in `skydns.names`, which
 the registry itself builds on."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import datetime
 import math
 from typing import Any
 
+from skydns.names import Callback
 from skydns.registry import Instance
 
 
@@ -44,3 +45,30 @@ def service_json(instance: Instance, now: float) -> dict[str, Any]:
         "NoExpire": service.no_expire,
         "Expires": None if service.no_expire else rfc3339(instance.expires),
     }
+
+
+def callback_json(callback: Callback) -> dict[str, Any]:
+    """A callback as the API shows it (SkyDNS v1 field names)."""
+    return {
+        "UUID": callback.uuid,
+        "Name": callback.name,
+        "Version": callback.version,
+        "Environment": callback.environment,
+        "Region": callback.region,
+        "Host": callback.host,
+        "Reply": callback.reply,
+        "Port": callback.port,
+    }
+
+
+def not_ready_reason(status: dict[str, Any]) -> str:
+    """Why a node that is not ready is not, from its cluster status (the
+    ``/ready`` answer's ``reason``)."""
+    reason = status.get("not_ready_because")
+    if isinstance(reason, str):
+        return reason
+    if status.get("role") == "removed":
+        return "this node was removed from the cluster"
+    if status.get("leader") is None:
+        return "no leader is known"
+    return "catching up with the leader's commit index"

@@ -382,7 +382,6 @@ def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
     from twisted.names.resolve import ResolverChain
 
-    from skydns.api import make_api, make_site
     from skydns.audit import RegistryLog
     from skydns.callbacks import CallbackNotifier
     from skydns.dns.acl import needed
@@ -393,6 +392,8 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.rrl import ResponseRateLimiter
     from skydns.dns.server import DNSService
     from skydns.gctune import tune_gc
+    from skydns.http.api import make_api
+    from skydns.http.site import make_site
     from skydns.leases import LeaseKeeper
     from skydns.logging import log_observer
     from skydns.metrics import Metrics
@@ -470,6 +471,6 @@ def makeService(options: Options) -> service.MultiService:
         cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics,
         max_instances_per_name=options["max-instances-per-name"],
     )  # fmt: skip
-    site = make_site(api, access_log=options["access-log"])
+    site = make_site(api.resource(), access_log=options["access-log"])
     strports.service(options["http"], site).setServiceParent(top)  # type: ignore[arg-type]
     return top

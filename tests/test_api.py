@@ -12,9 +12,10 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.api import MAX_BODY, make_api
 from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.http.api import make_api
+from skydns.http.limits import MAX_BODY
 from skydns.raft.node.driver import NodeOptions
 from skydns.registry import Applied, Registry
 from tests.raftnodes import Cluster as RaftCluster

@@ -31,9 +31,10 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.api import MAX_BODY, make_api
 from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import Command
+from skydns.http.api import make_api
+from skydns.http.limits import MAX_BODY
 from skydns.registry import Applied, Registry
 
 OPENAPI = os.path.join(os.path.dirname(__file__), "..", "docs", "openapi.json")

@@ -17,11 +17,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request, Site
 
-from skydns.api import make_api, make_site
-from skydns.apiresource import APIResource
 from skydns.cluster import LocalCluster
+from skydns.http.api import make_api
+from skydns.http.kleinbypass import APIResource, FastRoutes
+from skydns.http.site import make_site
 from skydns.registry import Registry
-from skydns.routing import FastRoutes
 
 BODY = (
     b'{"Name":"rails","Version":"1","Environment":"production","Region":"east",'
@@ -186,7 +186,7 @@ class NoCycleTests(SynchronousTestCase):
     def site(self) -> Site:
         clock = Clock()
         clock.advance(1_700_000_000)
-        return make_site(make_api(LocalCluster(Registry()), clock, "skydns.local"))
+        return make_site(make_api(LocalCluster(Registry()), clock, "skydns.local").resource())
 
     def test_answered_requests_are_freed_without_the_collector(self) -> None:
         """Each answered request is freed as soon as it is done, by reference

@@ -610,8 +610,8 @@ class RealAPITests(SynchronousTestCase):
     """The client against the real `skydns.api` over a `LocalCluster`."""
 
     def setUp(self) -> None:
-        from skydns.api import make_api
         from skydns.cluster import LocalCluster
+        from skydns.http.api import make_api
         from skydns.registry import Registry
 
         self.clock = task.Clock()

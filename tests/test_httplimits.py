@@ -11,8 +11,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.api import MAX_BODY, make_api, make_site
 from skydns.cluster import LocalCluster
+from skydns.http.api import make_api
+from skydns.http.limits import MAX_BODY
+from skydns.http.site import make_site
 from skydns.registry import Registry
 
 BODY = json.dumps({"Host": "10.0.0.1", "Port": 80}).encode()
@@ -23,7 +25,7 @@ class BodyLimitTests(SynchronousTestCase):
         self.registry = Registry()
         clock = Clock()
         clock.advance(1_700_000_000)
-        site = make_site(make_api(LocalCluster(self.registry), clock, "skydns.local"))
+        site = make_site(make_api(LocalCluster(self.registry), clock, "skydns.local").resource())
         self.channel = site.buildProtocol(None)
         self.transport = StringTransport()
         assert self.channel is not None
@@ -88,7 +90,7 @@ def put_on_one_connection(transport: StringTransport, count: int, metrics: Any =
     clock = Clock()
     clock.advance(1_700_000_000)
     api = make_api(LocalCluster(registry), clock, "skydns.local", metrics=metrics)
-    channel = make_site(api).buildProtocol(None)
+    channel = make_site(api.resource()).buildProtocol(None)
     assert channel is not None
     channel.makeConnection(transport)
     head = b"PUT /skydns/services/k%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
@@ -114,7 +116,7 @@ class KeepAliveTests(SynchronousTestCase):
     def test_route_matched_once_per_request(self) -> None:
         """The metrics label and Klein's dispatch share one match of the
         route table per request."""
-        from skydns import routing
+        from skydns.http import kleinbypass as routing
         from skydns.metrics import Metrics
 
         calls: list[str] = []

@@ -9,8 +9,8 @@ from unittest import mock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.api import make_api
 from skydns.commands import Command, Register, Unregister
+from skydns.http.api import make_api
 from skydns.names import Service
 from skydns.registry import MAX_INSTANCES_PER_NAME, Registry
 from skydns.tap import Options

@@ -27,10 +27,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from skydns.api import QuietSite, make_api, make_site
 from skydns.audit import RegistryLog, _emit
 from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
+from skydns.http.api import make_api
+from skydns.http.site import QuietSite, make_site
 from skydns.logformat import event_as_json
 from skydns.logging import (
     LogWriter,
@@ -515,7 +516,7 @@ class SiteTests(SynchronousTestCase):
 
     def test_quiet_by_default(self) -> None:
         """The default site writes no access log line for a request."""
-        site = make_site(self.api())
+        site = make_site(self.api().resource())
         self.assertIsInstance(site, QuietSite)
         self.assertFalse(site.displayTracebacks)
         with capturedLogs() as events:
@@ -533,7 +534,7 @@ class SiteTests(SynchronousTestCase):
     def test_access_log_file(self) -> None:
         """--access-log PATH writes one combined-format line per request there."""
         path = os.path.join(tempfile.mkdtemp(), "access.log")
-        site = make_site(self.api(), access_log=path)
+        site = make_site(self.api().resource(), access_log=path)
         site.startFactory()
         try:
             request = DummyRequest([b"health"])

@@ -15,8 +15,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from skydns.api import make_api
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
+from skydns.http.api import make_api
 from skydns.metrics import CLIENT_CLOSED, UNMATCHED_ROUTE, MeteredResource, Metrics, route_template
 from skydns.names import Callback, Service
 from skydns.registry import Applied, Instance, Outcome, Registry, Removal

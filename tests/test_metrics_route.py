@@ -14,7 +14,7 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 from werkzeug.routing import Map, Rule
 
-from skydns.api import API
+from skydns.http.api import API
 from skydns.metrics import UNMATCHED_ROUTE, MeteredResource
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.api import API
+from skydns.http.api import API
 from skydns.metrics import route_template
 from skydns.presentation import service_json
 from skydns.registry import Instance

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from werkzeug.routing import Map, Rule
 
-from skydns.api import API
-from skydns.routing import FastRoutes, quick_match, segment_table
+from skydns.http.api import API
+from skydns.http.kleinbypass import FastRoutes, quick_match, segment_table
 
 METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS", "BREW"]
 

@@ -13,10 +13,7 @@ about the registered services.
 
 from __future__ import annotations
 
-import functools
-import hmac
-import json
-from typing import Any, Awaitable, Callable, NoReturn, Optional, Protocol, TypeVar, cast
+from typing import Any, NoReturn, Optional, Protocol, cast
 
 from attrs import define, field
 from klein import Klein
@@ -25,40 +22,31 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from skydns.api_members import MemberAPIError, change_member, parse_add
-from skydns.apiresource import APIResource
 from skydns.bodies import ValidationError, parse_callback, parse_service, parse_ttl
 from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
-from skydns.httplimits import limited_request
+from skydns.http.guard import check_secret, guarded
+from skydns.http.kleinbypass import APIResource, FastRoutes
+from skydns.http.limits import MAX_BODY
+from skydns.http.members import change_member, parse_add
+from skydns.http.responses import RETRY_AFTER, APIError, proposal_failed, render_json
 from skydns.metrics import MeteredResource
-from skydns.names import Callback, Service
+from skydns.names import Service
 from skydns.patterns import Pattern, PatternError, parse_query
-from skydns.presentation import service_json
+from skydns.presentation import callback_json, not_ready_reason, service_json
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Registry
-from skydns.routing import FastRoutes
 
 log = Logger()
-
-#: Largest request body accepted; anything bigger gets 413.
-MAX_BODY = 64 * 1024
 
 #: Seconds a consistent read or a membership change may wait for the cluster
 #: before the client gets 503.  A write waits as long as the cluster lets
 #: it: `Cluster.propose` times out by itself.
 DEFAULT_PROPOSE_TIMEOUT = 10.0
-
-#: Retry-After (seconds) sent with a 503.
-RETRY_AFTER = b"1"
-
-JSON_TYPE = b"application/json"
-
 
 class Cluster(Protocol):
     """The part of `skydns.cluster.ICluster` the API uses."""
@@ -84,91 +72,6 @@ class MetricsRenderer(Protocol):
 
     def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:
         """Count one answered request by route template, method and status."""
-
-
-class APIError(Exception):
-    """An answer other than success: status code, message and extra headers."""
-
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        headers: Optional[dict[bytes, bytes]] = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-        self.extra = extra
-
-
-#: One encoder for every answer (``json.dumps`` with an option builds a new one per call).
-_ENCODER = json.JSONEncoder(sort_keys=True)
-
-
-def _render_json(request: Request, code: int, body: Any) -> bytes:
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", JSON_TYPE)
-    data = _ENCODER.encode(body).encode("utf-8") + b"\n"
-    request.setHeader(b"Content-Length", b"%d" % len(data))
-    return data
-
-
-def callback_json(callback: Callback) -> dict[str, Any]:
-    """A callback as the API shows it (SkyDNS v1 field names)."""
-    return {
-        "UUID": callback.uuid,
-        "Name": callback.name,
-        "Version": callback.version,
-        "Environment": callback.environment,
-        "Region": callback.region,
-        "Host": callback.host,
-        "Reply": callback.reply,
-        "Port": callback.port,
-    }
-
-
-_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
-
-
-def _guarded(handler: _Handler) -> _Handler:
-    """Refuse the request with 401 unless it carries the secret.
-
-    The wrapper hands on whatever the handler returns (a coroutine Klein
-    turns into a Deferred, or a Deferred); a 401 raised here reaches Klein's
-    error handler like any other exception.
-    """
-
-    @functools.wraps(handler)
-    def wrapper(self: "API", request: Request, **kwargs: Any) -> Any:
-        self.authorize(request)
-        return handler(self, request, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _proposal_failed(failure: Failure) -> NoReturn:
-    """The answer to a proposal the cluster could not take or commit.
-
-    The cluster times a proposal out itself (`skydns.raft.node.proposals` fails
-    it with the builtin `TimeoutError`); a Deferred timeout is Twisted's.
-    """
-    failure.trap(ValidationError, NotLeader, TimeoutError, defer.TimeoutError)
-    error = failure.value
-    if isinstance(error, ValidationError):  # e.g. a command too big to replicate
-        raise APIError(400, str(error), field=error.field) from error
-    if isinstance(error, NotLeader):
-        message = str(error)
-        raise APIError(
-            503, f"no leader can take the write now: {message}" if message else
-            "no leader can take the write now", {b"Retry-After": RETRY_AFTER},
-        ) from error  # fmt: skip
-    raise APIError(
-        503,
-        "the cluster did not commit the write in time; it may still be applied",
-        {b"Retry-After": RETRY_AFTER},
-    ) from error
 
 
 @define(slots=False)  # Klein binds itself to the instance through an attribute
@@ -204,19 +107,8 @@ class API:
     # -- plumbing ------------------------------------------------------------
 
     def authorize(self, request: Request) -> None:
-        """Raise a 401 `APIError` unless the secret is set and matches, in the
-        raw form or as ``Bearer <secret>``."""
-        if self._secret_bytes is None:
-            return
-        given = request.getHeader(b"Authorization") or b""
-        if given[:7].lower() == b"bearer ":
-            given = given[7:].strip()
-        if not hmac.compare_digest(given, self._secret_bytes):
-            raise APIError(
-                401,
-                "missing or wrong secret in the Authorization header",
-                {b"WWW-Authenticate": b'Bearer realm="skydns"'},
-            )
+        """Raise a 401 `APIError` unless the request carries the secret."""
+        check_secret(request, self._secret_bytes)
 
     def _now(self) -> float:
         return self.clock.seconds()
@@ -244,7 +136,7 @@ class API:
         # cannot commit in time by itself (the Raft node after
         # PROPOSAL_TIMEOUT), and a second delayed call per write is a
         # measurable share of a leader's CPU.
-        return self.cluster.propose(command).addErrback(_proposal_failed)
+        return self.cluster.propose(command).addErrback(proposal_failed)
 
     async def _read_barrier(self, request: Request) -> None:
         if (self._arg(request, b"consistent") or "").lower() not in ("true", "1", "yes"):
@@ -290,7 +182,7 @@ class API:
     # few microseconds per write on a CPU-bound leader.
 
     @app.route("/skydns/services/<uuid>", methods=["PUT"])
-    @_guarded
+    @guarded
     def add_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
         body = self._body(request)
         try:
@@ -311,16 +203,16 @@ class API:
             self._too_many(service, MAX_INSTANCES_PER_NAME)
         # Shown as of the registration, so TTL is the full lease just granted.
         instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
-        return _render_json(request, 201, service_json(instance, now))
+        return render_json(request, 201, service_json(instance, now))
 
     @app.route("/skydns/services/<uuid>", methods=["GET"])
-    @_guarded
+    @guarded
     async def get_service(self, request: Request, uuid: str) -> bytes:
         await self._read_barrier(request)
-        return _render_json(request, 200, self._instance_json(uuid))
+        return render_json(request, 200, self._instance_json(uuid))
 
     @app.route("/skydns/services/<uuid>", methods=["PATCH"])
-    @_guarded
+    @guarded
     def renew_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
         body = self._body(request)
         try:
@@ -333,10 +225,10 @@ class API:
     def _renewed(self, applied: Applied, request: Request, uuid: str, now: float) -> bytes:
         if applied.status is Outcome.NOT_FOUND:
             raise APIError(404, f"service {uuid} not found")
-        return _render_json(request, 200, self._instance_json(uuid, now))
+        return render_json(request, 200, self._instance_json(uuid, now))
 
     @app.route("/skydns/services/<uuid>", methods=["DELETE"])
-    @_guarded
+    @guarded
     def remove_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
         now = self._now()
         d = self._propose(Unregister(uuid, now))
@@ -347,12 +239,12 @@ class API:
             raise APIError(404, f"service {uuid} not found")
         for removal in applied.removals:
             if removal.instance.service.uuid.lower() == uuid.lower():
-                return _render_json(request, 200, service_json(removal.instance, now))
-        return _render_json(request, 200, {"UUID": uuid})
+                return render_json(request, 200, service_json(removal.instance, now))
+        return render_json(request, 200, {"UUID": uuid})
 
     @app.route("/skydns/services", methods=["GET"], endpoint="list_services_bare")
     @app.route("/skydns/services/", methods=["GET"])
-    @_guarded
+    @guarded
     async def list_services(self, request: Request) -> bytes:
         query = self._arg(request, b"query")
         if query is None or not query.strip():
@@ -365,26 +257,26 @@ class API:
         await self._read_barrier(request)
         now = self._now()
         instances = self.cluster.registry.query(pattern, now)
-        return _render_json(request, 200, [service_json(i, now) for i in instances])
+        return render_json(request, 200, [service_json(i, now) for i in instances])
 
     @app.route("/skydns/regions", methods=["GET"], endpoint="regions_bare")
     @app.route("/skydns/regions/", methods=["GET"])
-    @_guarded
+    @guarded
     async def regions(self, request: Request) -> bytes:
         await self._read_barrier(request)
-        return _render_json(request, 200, self.cluster.registry.regions(self._now()))
+        return render_json(request, 200, self.cluster.registry.regions(self._now()))
 
     @app.route("/skydns/environments", methods=["GET"], endpoint="environments_bare")
     @app.route("/skydns/environments/", methods=["GET"])
-    @_guarded
+    @guarded
     async def environments(self, request: Request) -> bytes:
         await self._read_barrier(request)
-        return _render_json(request, 200, self.cluster.registry.environments(self._now()))
+        return render_json(request, 200, self.cluster.registry.environments(self._now()))
 
     # -- callbacks -----------------------------------------------------------
 
     @app.route("/skydns/callbacks/<uuid>", methods=["PUT"])
-    @_guarded
+    @guarded
     async def add_callback(self, request: Request, uuid: str) -> bytes:
         body = self._body(request)
         try:
@@ -394,61 +286,43 @@ class API:
         applied = await self._propose(AddCallback(callback, self._now()))
         if applied.status is Outcome.NOT_FOUND:
             raise APIError(404, f"no service matches callback {uuid}")
-        return _render_json(request, 201, callback_json(callback))
+        return render_json(request, 201, callback_json(callback))
 
     # -- cluster and operations ----------------------------------------------
 
     @app.route("/skydns/cluster", methods=["GET"])
     @app.route("/skydns/cluster/", methods=["GET"], endpoint="cluster_status_slash")
-    @_guarded
+    @guarded
     async def cluster_status(self, request: Request) -> bytes:
-        return _render_json(request, 200, self.cluster.status())
+        return render_json(request, 200, self.cluster.status())
 
     @app.route("/skydns/cluster/members", methods=["POST"])
-    @_guarded
+    @guarded
     async def add_member(self, request: Request) -> bytes:
-        try:
-            member_id, address = parse_add(self._body(request))
-            await change_member(self.cluster, self.clock, self.propose_timeout, "add",
-                                member_id, address)  # fmt: skip
-        except MemberAPIError as e:
-            extra: dict[str, Any] = {} if e.field is None else {"field": e.field}
-            raise APIError(e.code, e.message, None, **extra) from e
+        member_id, address = parse_add(self._body(request))
+        await change_member(self.cluster, self.clock, self.propose_timeout, "add",
+                            member_id, address)  # fmt: skip
         body = {"id": member_id, "address": address, "role": "learner"}
-        return _render_json(request, 201, body)
+        return render_json(request, 201, body)
 
     @app.route("/skydns/cluster/members/<member_id>", methods=["DELETE"])
-    @_guarded
+    @guarded
     async def remove_member(self, request: Request, member_id: str) -> bytes:
-        try:
-            await change_member(self.cluster, self.clock, self.propose_timeout, "remove",
-                                member_id, None)  # fmt: skip
-        except MemberAPIError as e:
-            extra: dict[str, Any] = {} if e.field is None else {"field": e.field}
-            raise APIError(e.code, e.message, None, **extra) from e
-        return _render_json(request, 200, {"id": member_id})
+        await change_member(self.cluster, self.clock, self.propose_timeout, "remove",
+                            member_id, None)  # fmt: skip
+        return render_json(request, 200, {"id": member_id})
 
     @app.route("/health", methods=["GET"])
     async def health(self, request: Request) -> bytes:
-        return _render_json(request, 200, {"status": "ok"})
+        return render_json(request, 200, {"status": "ok"})
 
     @app.route("/ready", methods=["GET"])
     async def ready(self, request: Request) -> bytes:
         if self.cluster.is_ready():
-            return _render_json(request, 200, {"ready": True})
+            return render_json(request, 200, {"ready": True})
         request.setHeader(b"Retry-After", RETRY_AFTER)
-        return _render_json(request, 503, {"ready": False, "reason": self._not_ready_reason()})
-
-    def _not_ready_reason(self) -> str:
-        status = self.cluster.status()
-        reason = status.get("not_ready_because")
-        if isinstance(reason, str):
-            return reason
-        if status.get("role") == "removed":
-            return "this node was removed from the cluster"
-        if status.get("leader") is None:
-            return "no leader is known"
-        return "catching up with the leader's commit index"
+        reason = not_ready_reason(self.cluster.status())
+        return render_json(request, 503, {"ready": False, "reason": reason})
 
     @app.route("/metrics", methods=["GET"])
     async def metrics_text(self, request: Request) -> bytes:
@@ -488,7 +362,7 @@ class API:
             error = APIError(500, "internal server error")
         for name, value in error.headers.items():
             request.setHeader(name, value)
-        return _render_json(request, error.code, {"error": error.message, **error.extra})
+        return render_json(request, error.code, {"error": error.message, **error.extra})
 
 
 def make_api(
@@ -502,52 +376,3 @@ def make_api(
 ) -> API:
     """Build the HTTP API; serve ``make_api(...).resource()``."""
     return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name)
-
-
-class _APIChannel(http.HTTPChannel):
-    """An HTTP/1.1 connection that asks its socket for its own address once.
-
-    Every twisted.web `Request` asks its channel for the local address, a
-    ``getsockname`` system call each time: with keep-alive clients sending
-    thousands of writes a second that is a visible share of a node's CPU.
-    (The API is served as HTTP/1.1 directly rather than through the
-    protocol twisted.web negotiates HTTP/2 with, which needs TLS with ALPN
-    and the ``h2`` package; the API offers neither.)
-    """
-
-    _host: Any = None
-
-    def getHost(self) -> Any:  # noqa: N802 - Twisted's name
-        if self._host is None:
-            self._host = self.transport.getHost()  # type: ignore[union-attr]
-        return self._host
-
-
-class _APISite(Site):
-    """The API's `Site`: Twisted logs "HTTP API starting on 8080" as it listens."""
-
-    protocol = _APIChannel  # type: ignore[assignment]
-
-    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
-        return "HTTP API"
-
-
-class QuietSite(_APISite):
-    """A `Site` that writes no per-request access log line."""
-
-    def log(self, request: http.Request) -> None:
-        pass
-
-
-def make_site(api: API, access_log: Optional[str] = None) -> Site:
-    """The `Site` serving ``api``: no per-request log lines unless
-    ``access_log`` names a file, which then gets the combined log format."""
-    site: Site
-    if access_log:
-        site = _APISite(api.resource(), logPath=access_log)
-    else:
-        site = QuietSite(api.resource())
-    site.displayTracebacks = False
-    site.noisy = False  # no "Starting factory" lines
-    site.requestFactory = limited_request(MAX_BODY)  # 413 before an oversized body is read
-    return site

@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 from twisted.web.server import Request
 
+#: Largest request body accepted; anything bigger gets 413.
+MAX_BODY = 64 * 1024
 
 class _LimitedRequest(Request):
     max_body = 64 * 1024

@@ -1,27 +1,28 @@
-"""Route matching for the HTTP API without werkzeug's matcher on the hot path.
+"""Where the HTTP API bypasses Klein and werkzeug for speed, and why.
 
-Klein binds its werkzeug `Map` and runs the map's state-machine matcher for
-every request, which is a visible share of a node's CPU at a few thousand
-requests a second.  `FastRoutes` hands `KleinResource` the same app with a
-map whose adapters first look the path up in a table of the rules' path
-segments, and ask werkzeug whenever the table cannot give werkzeug's answer
-for certain.
-
-The table is used only when every rule is plain static text and whole-segment
-variables with the default converter (no host, subdomain, defaults, redirect
-or alias), and only when the path's segments fit exactly one rule pattern
-with exactly one rule for the request's method; a static segment must be
-equal, a variable segment non-empty.  Werkzeug then matches that same rule,
-with the segments as the variables' values.  Everything else, including
-every routing failure, is werkzeug's.
+`FastRoutes` matches a request's route from a table of the rules' path
+segments instead of werkzeug's state-machine matcher, whenever the table is
+certain to give werkzeug's answer (plain static segments and whole-segment
+default variables, exactly one rule for the method); everything else,
+including every routing failure, is werkzeug's.  `APIResource` serves the
+requests the table matches without `KleinResource.render`, whose per-request
+error handler leaves each request in a reference cycle for the garbage
+collector; other requests go to Klein.  docs/performance.md has the
+measurements (`bench/raft_ab.py`): a few percent more writes a second and
+far less time in garbage collection on a busy leader.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from klein import Klein
+from klein.resource import KleinResource
+from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.routing import Map, MapAdapter, Rule
 
 #: A whole path segment that is a variable with the default converter.
@@ -31,7 +32,18 @@ _PLAIN_VARIABLE = re.compile(r"<([^<>:]+)>\Z")
 _METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "POST"})
 
 #: Segment count -> [(variable positions, {segments with None there: rules})].
-_Table = dict[int, list[tuple[tuple[int, ...], dict[tuple[Optional[str], ...], list[Rule]]]]]
+_Lengths = dict[int, list[tuple[tuple[int, ...], dict[tuple[Optional[str], ...], list[Rule]]]]]
+
+
+class _Table:
+    """The rules by segment count, and the last question asked of them with
+    its answer: `MeteredResource` (for the route's metrics label) and then
+    the resource ask the same question about every request, one right after
+    the other."""
+
+    def __init__(self, lengths: _Lengths) -> None:
+        self.lengths = lengths
+        self.last: list[Any] = [None, None, None]
 
 
 def segment_table(url_map: Map) -> Optional[_Table]:
@@ -53,26 +65,20 @@ def segment_table(url_map: Map) -> Optional[_Table]:
                 pattern.append(segment)
         variables = tuple(i for i, part in enumerate(pattern) if part is None)
         groups.setdefault((len(pattern), variables), {}).setdefault(tuple(pattern), []).append(rule)
-    table: _Table = {}
+    lengths: _Lengths = {}
     for (length, variables), patterns in groups.items():
-        table.setdefault(length, []).append((variables, patterns))
-    return table
-
-
-#: The last `quick_match` call and its answer: `MeteredResource` (for the
-#: route's metrics label) and then Klein's adapter ask the same question about
-#: every request, one right after the other.
-_last: list[Any] = [None, None, None, None]
+        lengths.setdefault(length, []).append((variables, patterns))
+    return _Table(lengths)
 
 
 def quick_match(table: _Table, path: str, method: str) -> Optional[tuple[Rule, dict[str, str]]]:
     """``(rule, variables)`` as werkzeug would match them, or None to ask werkzeug."""
-    last = _last
-    if last[0] is table and last[1] == path and last[2] == method:
-        found = last[3]
+    last = table.last
+    if last[0] == path and last[1] == method:
+        found = last[2]
         return None if found is None else (found[0], dict(found[1]))
     found = _quick_match(table, path, method)
-    last[:] = [table, path, method, found]
+    table.last = [path, method, found]
     return None if found is None else (found[0], dict(found[1]))
 
 
@@ -81,7 +87,7 @@ def _quick_match(table: _Table, path: str, method: str) -> Optional[tuple[Rule, 
         return None
     segments = path.split("/")
     found: Optional[tuple[tuple[int, ...], list[Rule]]] = None
-    for variables, patterns in table.get(len(segments), ()):
+    for variables, patterns in table.lengths.get(len(segments), ()):
         key: list[Optional[str]] = list(segments)
         for position in variables:
             if not key[position]:
@@ -175,3 +181,79 @@ class FastRoutes:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._app, name)
+
+
+# -- serving matched routes without Klein's reference cycle ---------------------
+
+log = Logger()
+
+#: The API's error handler: (request, failure) -> the body to answer with.
+OnError = Callable[[Request, Failure], Any]
+
+
+class APIResource(KleinResource):
+    """`KleinResource` over ``routes`` (module docstring)."""
+
+    def __init__(self, routes: FastRoutes, on_error: OnError) -> None:
+        super().__init__(routes)  # type: ignore[arg-type] # the app, table-first
+        self._routes = routes
+        self._on_error = on_error
+
+    def render(self, request: Request) -> Any:  # type: ignore[override]
+        table = self._routes.table
+        found = None
+        if table is not None and request.method is not None:
+            try:
+                path = "/" + b"/".join(request.postpath or []).decode("utf-8")
+                found = quick_match(table, path, request.method.decode("ascii").upper())
+            except UnicodeDecodeError:
+                pass  # Klein answers 400
+        if found is None:
+            return super().render(request)
+        rule, variables = found
+        d = maybeDeferred(self._routes.execute_endpoint, rule.endpoint, request, **variables)
+        if not d.called:
+            request.notifyFinish().addErrback(lambda _: d.cancel())
+        d.addErrback(self._failed, request)
+        d.addCallback(_write, request)
+        d.addErrback(_unwritten, request)
+        return NOT_DONE_YET
+
+    def _failed(self, failure: Failure, request: Request) -> Any:
+        if _done(request):
+            # Nobody to answer: the client went away (which cancelled the
+            # endpoint) or the endpoint answered before it failed.
+            if not failure.check(CancelledError):
+                log.failure("error after {request} was finished", failure, request=request)
+            return None
+        return maybeDeferred(self._on_error, request, failure).addErrback(_500, request)
+
+
+def _write(body: object, request: Request) -> None:
+    """Write an endpoint's answer as `KleinResource` does, and finish."""
+    if _done(request):
+        return
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if isinstance(body, bytes):
+        request.write(body)
+    elif body is not None:
+        error = TypeError(f"an endpoint answered {type(body).__name__}, not bytes or text")
+        _500(Failure(error), request)
+        return
+    request.finish()
+
+
+def _done(request: Request) -> bool:
+    """Whether ``request`` was answered already, or its client went away."""
+    return bool(request.finished or request._disconnected)
+
+
+def _unwritten(failure: Failure, request: Request) -> None:
+    log.failure("writing the answer to {request} failed", failure, request=request)
+
+
+def _500(failure: Failure, request: Request) -> None:
+    """twisted.web's own 500 (logged, no traceback shown), as Klein falls
+    back to when the error handler fails too."""
+    request.processingFailed(failure)

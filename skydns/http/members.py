@@ -1,9 +1,9 @@
 """``POST /skydns/cluster/members`` and ``DELETE /skydns/cluster/members/{id}``.
 
-Kept apart from ``skydns.api`` (which only routes to `change_member`).  A
-member is added as a learner and promoted to voter by the leader once it
-has caught up (``skydns.raft.node.members``); the answer comes once the change
-is committed and applied on the answering node.
+Kept apart from `skydns.http.api`, which only routes here.  A member is
+added as a learner and promoted to voter by the leader once it has caught
+up (`skydns.raft.node.members`); the answer comes once the change is
+committed and applied on the answering node.
 """
 
 from __future__ import annotations
@@ -14,28 +14,24 @@ from typing import Any, Callable, Optional, cast
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from skydns.http.responses import APIError
 from skydns.raft.net.interface import MemberChangeError, NotLeaderHere, PeerUnavailable
 
 #: HTTP status for each kind of `MemberChangeError`.
 STATUS = {"exists": 409, "not_found": 404, "invalid": 400, "refused": 409}
 
 
-class MemberAPIError(Exception):
+def MemberAPIError(code: int, message: str, field: Optional[str] = None) -> APIError:  # noqa: N802
     """A refused membership request: HTTP status, message and (for a 400)
     the field at fault, as every other 400 of the API names one."""
-
-    def __init__(self, code: int, message: str, field: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+    return APIError(code, message) if field is None else APIError(code, message, field=field)
 
 
 def parse_add(body: bytes) -> tuple[str, str]:
     """``{"id", "address"}`` from a POST body; `MemberAPIError` 400 if malformed."""
     try:
         data: Any = json.loads(body or b"null")
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise MemberAPIError(400, f"body: not JSON: {e}", "body") from e
     if not isinstance(data, dict):
         raise MemberAPIError(400, "body: expected an object with id and address", "body")
@@ -50,7 +46,7 @@ def parse_add(body: bytes) -> tuple[str, str]:
 async def change_member(
     cluster: Any, clock: Any, timeout: float, op: str, member_id: str, address: Optional[str]
 ) -> None:
-    """Run the change on ``cluster``; `MemberAPIError` with the HTTP status if refused."""
+    """Run the change on ``cluster``; an `APIError` with the HTTP status if refused."""
     change: Optional[Callable[..., Deferred[None]]] = getattr(cluster, "change_member", None)
     if change is None:
         raise MemberAPIError(501, "this node does not support membership changes")
