@@ -33,6 +33,14 @@ used (user + system, from /proc/<pid>/stat) during the run: what a query
 costs, independent of how much of the CPU the server got.
 
     python bench/dns_qps.py [--instances 1000] [--seconds 5] [--runs 3]
+
+With ``--before DIR`` (a tree holding ``skydns/`` and ``twisted/plugins/``,
+e.g. ``git worktree add /tmp/before <commit>``), SkyDNS from that tree
+(``before``) and from this checkout (``skydns``) are compared instead,
+interleaved: each run starts a fresh server of each, alternately, and
+measures every workload once.
+
+    python bench/dns_qps.py --before /tmp/before --runs 4
 """
 
 from __future__ import annotations
@@ -202,10 +210,15 @@ def pinned(argv: list[str]) -> list[str]:
 class SkyDNS(Server):
     name = "skydns"
 
-    def __init__(self, directory: str, services: list[dict[str, Any]], changes: float) -> None:
+    def __init__(
+        self, directory: str, services: list[dict[str, Any]], changes: float,
+        tree: Optional[str] = None,
+    ) -> None:  # fmt: skip
         self.directory = directory
         self.services = services
         self.changes = changes
+        #: Another code tree to run (its directory first on PYTHONPATH).
+        self.tree = tree
 
     def start(self) -> None:
         self.port = free_port()
@@ -219,7 +232,11 @@ class SkyDNS(Server):
             "--raft", f"tcp:{raft}:interface=127.0.0.1",
             "--data-dir", os.path.join(self.directory, "data"), "--no-forward",
         ]  # fmt: skip
-        self.process = subprocess.Popen(pinned(argv), cwd=self.directory)
+        env = dict(os.environ)
+        if self.tree is not None:
+            saved = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = self.tree + (os.pathsep + saved if saved else "")
+        self.process = subprocess.Popen(pinned(argv), cwd=self.directory, env=env)
         wait_for_dns(self.port)
         self._wait_http()
         with ThreadPoolExecutor(16) as pool:
@@ -444,7 +461,10 @@ def main() -> int:
     parser.add_argument("--changes", type=float, default=20.0, help="renewals/s in 'miss'")
     parser.add_argument("--servers", default="skydns,nsd,twisted")
     parser.add_argument("--workloads", default="srv,a,miss")
+    parser.add_argument("--before", help="compare with SkyDNS from this tree, interleaved")
     args = parser.parse_args()
+    if args.before is not None and not os.path.isdir(os.path.join(args.before, "skydns")):
+        parser.error(f"--before: {args.before} holds no skydns/ directory")
     for tool in ("dnsperf", "nsd", "taskset"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
@@ -457,13 +477,20 @@ def main() -> int:
     files = query_files(top, services)
     workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    if args.before is not None:
+        # One fresh server per run, alternately: (kind, run) pairs.
+        plan = [(kind, run) for run in range(args.runs) for kind in ("before", "skydns")]
+    else:
+        plan = [(kind, -1) for kind in args.servers.split(",")]
     try:
-        for kind in args.servers.split(","):
-            directory = os.path.join(top, kind)
+        for kind, single in plan:
+            directory = os.path.join(top, f"{kind}{single}")
             os.makedirs(directory)
             server: Server
             if kind == "skydns":
                 server = SkyDNS(directory, services, args.changes)
+            elif kind == "before":
+                server = SkyDNS(directory, services, args.changes, os.path.abspath(args.before))
             elif kind == "nsd":
                 server = NSD(directory, zone)
             elif kind == "twisted":
@@ -476,7 +503,7 @@ def main() -> int:
                 for workload in workloads:
                     # One untimed pass fills caches and warms the interpreter.
                     dnsperf(server.port, files[workload], 1, args.outstanding)
-                    for run in range(args.runs):
+                    for run in range(args.runs) if single < 0 else (single,):
                         r = measure(server, workload, files[workload], args.seconds,
                                     args.outstanding)  # fmt: skip
                         results.setdefault((kind, workload), []).append(r)
@@ -524,7 +551,8 @@ def print_table(
     for workload in workloads:
         nsd = median("nsd", workload, "cpu_qps")
         stock = median("twisted", workload, "cpu_qps")
-        for kind in ("skydns", "nsd", "twisted"):
+        before = median("before", workload, "cpu_qps")
+        for kind in ("before", "skydns", "nsd", "twisted"):
             qps = median(kind, workload, "qps")
             if qps is None:
                 continue
@@ -540,6 +568,7 @@ def print_table(
                 + (f" {per_change:9.0f}" if per_change is not None else f" {'':9}")
                 + (f" {hits:5.0%}" if hits is not None else "")
                 + (f" {again:5.0%}" if again is not None else "")
+                + (f"  {cpu_qps / before:.3f}x before" if before and kind == "skydns" else "")
             )
 
 

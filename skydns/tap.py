@@ -390,7 +390,8 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.rcache import ResponseCache
     from skydns.dns.reverse import ReverseResolver
     from skydns.dns.rrl import ResponseRateLimiter
-    from skydns.dns.server import DNSService
+    from skydns.dns.server import answer_cache_for
+    from skydns.dns.service import DNSService
     from skydns.gctune import tune_gc
     from skydns.http.api import make_api
     from skydns.http.site import make_site
@@ -463,6 +464,7 @@ def makeService(options: Options) -> service.MultiService:
         limiter = ResponseRateLimiter(reactor, options["rrl-rate"], options["rrl-slip"])
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
+        answer_cache=answer_cache_for(authority, reactor),
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
         max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
     ).setServiceParent(top)

@@ -34,7 +34,8 @@ from skydns.dns.acl import parse_networks
 from skydns.dns.answercache import AnswerCache, parse_query, restore_question
 from skydns.dns.authority import SkyDNSAuthority, make_resolver
 from skydns.dns.forward import Forwarder
-from skydns.dns.server import DNSService, SkyDNSServerFactory
+from skydns.dns.server import SkyDNSServerFactory
+from skydns.dns.service import DNSService
 from skydns.dns.upstreams import Upstream
 from skydns.metrics import Metrics
 from skydns.names import Service

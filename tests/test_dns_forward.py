@@ -14,7 +14,7 @@ from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.dns.acl import parse_networks
-from skydns.dns.forward import ClientEDNS, Forwarder, ForwardingServerMixin, fit
+from skydns.dns.forward import ClientEDNS, Forwarder, fit
 from skydns.dns.rcache import ResponseCache
 from skydns.dns.upstreams import (
     Upstream,
@@ -278,21 +278,6 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).rCode, dns.EREFUSED)
         self.forwarder.handle_query(query(), object(), ("10.0.0.9", 1234))
         self.assertEqual(self.asked(), [(U1, False)])
-
-    def test_mixin_sends_reply(self) -> None:
-        """ForwardingServerMixin.forward_query sends the reply with sendReply."""
-        sent: list[tuple[object, dns.Message, object]] = []
-
-        class Server(ForwardingServerMixin):
-            def sendReply(self, protocol: object, message: dns.Message, address: object) -> None:
-                sent.append((protocol, message, address))
-
-        server = Server()
-        server.forwarder = self.forwarder
-        proto = object()
-        server.forward_query(query(), proto, ("10.0.0.9", 1234))
-        self.client.answer(0, answering())
-        self.assertEqual([(p, m.id, a) for p, m, a in sent], [(proto, 4242, ("10.0.0.9", 1234))])
 
     def test_stop_abandons_lookups(self) -> None:
         """stop() cancels the questions in flight; their clients get SERVFAIL and

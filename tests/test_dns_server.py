@@ -32,11 +32,11 @@ from skydns.dns.authority import SkyDNSAuthority, make_resolver
 from skydns.dns.server import (
     MAX_UDP_PAYLOAD,
     TCP_IDLE_TIMEOUT,
-    DNSService,
     SkyDNSServerFactory,
     encode_reply,
     rcode_for,
 )
+from skydns.dns.service import DNSService
 from skydns.names import Service
 from skydns.registry import Registry
 

@@ -21,7 +21,7 @@ from twisted.names.server import DNSServerFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from skydns.dns.forward import Forwarder, ForwardingServerMixin
+from skydns.dns.forward import Forwarder
 from skydns.dns.rcache import ResponseCache
 from skydns.dns.upstreams import (
     IUpstreamClient,
@@ -180,7 +180,7 @@ class ResponseValidationTests(SynchronousTestCase):
 FAST: dict[str, Any] = {"timeout": 0.3, "total_timeout": 1.0}
 
 
-class ForwardingFactory(ForwardingServerMixin, DNSServerFactory):
+class ForwardingFactory(DNSServerFactory):
     """A minimal server that forwards every question (what the SkyDNS server
     does for names outside its domain)."""
 
@@ -189,7 +189,8 @@ class ForwardingFactory(ForwardingServerMixin, DNSServerFactory):
         self.forwarder = forwarder
 
     def handleQuery(self, message: dns.Message, protocol: Any, address: Any) -> Any:
-        return self.forward_query(message, protocol, address)
+        d = self.forwarder.handle_query(message, protocol, address)
+        return d.addCallback(lambda reply: self.sendReply(protocol, reply, address))
 
 
 class NetworkTests(TestCase):

@@ -26,7 +26,7 @@ labels (no compression pointer, no ``.`` or NUL byte inside a label).
 Everything else takes the full path, uncached.
 
 Each entry carries the time until which it is exact (see
-`skydns.dns.authority.SkyDNSAuthority.resolve_until`): a lookup at or after
+`skydns.dns.authority.Resolution.until`): a lookup at or after
 it misses, and the server builds the entry anew.  `clear` drops everything
 (the server calls it on every registry change) and starts a new generation,
 so an answer computed before the change is never stored after it.  The
@@ -36,7 +36,7 @@ table moves back to the young one.
 
 Most registry changes touch one instance, and most answers do not depend
 on it.  An entry stored with its ``sources`` (the registry reads the answer
-came from, see `skydns.dns.authority.SkyDNSAuthority.resolve_sources`) is
+came from, see `skydns.dns.authority.Resolution.sources`) is
 set aside by `clear`, not lost: on the next miss for its key the server
 calls `revalidate`, which serves it again (and makes it current) only when
 its time has not come and those reads give the very same instances now, so

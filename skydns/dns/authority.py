@@ -26,7 +26,6 @@ Choices where SPEC.md is silent:
 from __future__ import annotations
 
 import ipaddress
-import math
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -46,6 +45,15 @@ from skydns.dns.records import (
     srv_answer,
     to_header,
 )
+from skydns.dns.resolution import (
+    FAILOVER,
+    GET,
+    QUERY,
+    NameNotFound,
+    QueryRefused,
+    Resolution,
+    Work,
+)
 from skydns.names import POSITIONS
 from skydns.patterns import Pattern, PatternError, parse_pattern
 from skydns.registry import Instance, Registry
@@ -64,29 +72,8 @@ Nameservers = Sequence[tuple[str, str]]
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 #: Parsed names `SkyDNSAuthority._parse` remembers at most.
 _NAMES_SIZE = 16384
-#: Registry reads (see `SkyDNSAuthority.unchanged`).
-_GET = "get"
-_QUERY = "query"
-_FAILOVER = "failover"
 #: `_parse` result for labels that are no pattern.
 _NO_PATTERN: Any = object()
-
-
-class NameNotFound(error.AuthoritativeDomainError):
-    """NXDOMAIN for a name in our domain.  ``authority`` holds the SOA for the
-    authority section (RFC 2308 §2.1).  Not a `DomainError`, so a chain stops
-    here instead of asking the next resolver."""
-
-    def __init__(self, name: bytes, authority: Sequence[dns.RRHeader]) -> None:
-        super().__init__(name)
-        self.name = name
-        self.authority = list(authority)
-        #: Until when the name stays missing (see `SkyDNSAuthority.resolve_until`).
-        self.until = math.inf
-
-
-class QueryRefused(Exception):
-    """A question in our domain we will not answer (zone transfers)."""
 
 
 def ns_label(node_id: str) -> str:
@@ -123,11 +110,6 @@ class SkyDNSAuthority(ResolverBase):
         self._names: dict[bytes, tuple[list[str], Any]] = {}
         #: The SOA record for a registry version (with fixed nameservers).
         self._soa: tuple[int, Any] = (-1, None)
-        #: While `resolve_until` runs: the time its answer stops being exact.
-        self._until = math.inf
-        self._now = 0.0
-        #: While `resolve_sources` runs: the registry reads it made.
-        self._reads: list[tuple[str, Any, Any]] = []
 
     # The IResolver entry point (ResolverBase.query and lookup* call it).
     def _lookup(
@@ -144,37 +126,19 @@ class SkyDNSAuthority(ResolverBase):
         `error.DomainError` when ``name`` is outside the domain.
         Records are `dns.RRHeader`s.
         """
-        answers, authority, additional, _ = self.resolve_until(name, qtype)
+        found = self.resolution(name, qtype)
         return (
-            [to_header(r) for r in answers],
-            authority,
-            [to_header(r) for r in additional],
+            [to_header(r) for r in found.answers],
+            list(found.authority),
+            [to_header(r) for r in found.additional],
         )
 
-    def resolve_until(
-        self, name: bytes, qtype: int
-    ) -> tuple[list[Any], list[dns.RRHeader], list[Any], float]:
-        """`resolve`, and the time until which the same question, with the
-        registry unchanged, gets exactly this answer: the first moment a
-        record's TTL (the floor of a remaining lease) ticks down or a lease
-        ends.  ``math.inf`` when no lease is involved.  An answer cache
-        serves it before then and asks again after (and drops it on any
-        registry change).  Exceptions are as for `resolve`; for
-        `NameNotFound` the time is in its ``until`` attribute.
-
-        Records built from instances are `WireRecord`s (`to_header` turns
-        them into what `resolve` returns); the others `dns.RRHeader`s.
-        """
-        return self.resolve_sources(name, qtype)[:4]  # type: ignore[return-value]
-
-    def resolve_sources(
-        self, name: bytes, qtype: int
-    ) -> tuple[list[Any], list[dns.RRHeader], list[Any], float, Any]:
-        """`resolve_until`, and what the answer was computed from: None, or
-        a value for `unchanged`, which says, later, whether the same
-        question would get the same answer again (until the time given)."""
+    def resolution(self, name: bytes, qtype: int) -> Resolution:
+        """The answer to ``name``/``qtype`` with how long it holds and what
+        it was computed from (`Resolution`).  Exceptions are as for
+        `resolve`; for `NameNotFound` the time the answer holds until is in
+        its ``until`` attribute."""
         key = name.lower().rstrip(b".")
-        self._reads = []
         parsed = self._names.get(key)
         if parsed is None and key != self._domain:
             if not key.endswith(self._suffix):
@@ -182,25 +146,24 @@ class SkyDNSAuthority(ResolverBase):
             parsed = self._parse(key)
         if qtype in (dns.AXFR, dns.IXFR):
             raise QueryRefused(name)
-        now = self._now = self.clock.seconds()
-        self._until = math.inf
+        work = Work(self.clock.seconds())
         if parsed is None:
-            found: Optional[Answer] = self._apex(name, qtype)
+            found: Optional[Answer] = self._apex(name, qtype, work)
         else:
-            found = self._below_apex(name, key, parsed, qtype, now)
+            found = self._below_apex(name, key, parsed, qtype, work)
         if found is None:
             missing = NameNotFound(name, [self.soa()])
-            missing.until = self._until
+            missing.until = work.until
             raise missing
         if not found.answers:
             # (The SOA's serial is the registry version: no sources.)
-            return [], [self.soa()], [], self._until, None
+            return Resolution((), (self.soa(),), (), work.until, None)
         sources = None
         if parsed is not None and parsed[0][-1] != "dns":
             # Below the apex and not a nameserver's name: the answer follows
             # from the registry reads alone.
-            sources = tuple(self._reads)
-        return list(found.answers), [], list(found.additional), self._until, sources
+            sources = tuple(work.reads)
+        return Resolution(found.answers, (), found.additional, work.until, sources)
 
     def unchanged(self, sources: Any) -> bool:
         """Whether the registry reads an answer was computed from (see
@@ -209,13 +172,13 @@ class SkyDNSAuthority(ResolverBase):
         registry = self.registry
         now = self.clock.seconds()
         for kind, argument, result in sources:
-            if kind is _GET:
+            if kind is GET:
                 if registry.get(argument, now) is not result:
                     return False
                 continue
             again = (
                 registry.query(argument, now)
-                if kind is _QUERY
+                if kind is QUERY
                 else registry.failover(argument, now)
             )
             if len(again) != len(result) or not all(map(operator.is_, again, result)):
@@ -239,19 +202,6 @@ class SkyDNSAuthority(ResolverBase):
         parsed = names[key] = (labels, pattern)
         return parsed
 
-    def _uses(self, instances: Sequence[Instance]) -> None:
-        """Note that the answer depends on these instances' leases: it stays
-        exact until the first of their TTLs (``floor(expires - now)``) drops."""
-        now = self._now
-        until = self._until
-        for instance in instances:
-            if not instance.service.no_expire:
-                expires = instance.expires
-                tick = expires - math.floor(expires - now)
-                if tick < until:
-                    until = tick
-        self._until = until
-
     # The apex and the nameservers.
 
     def soa(self) -> dns.RRHeader:
@@ -274,7 +224,7 @@ class SkyDNSAuthority(ResolverBase):
         self._soa = (version, record)
         return header(self._domain, record, SOA_MINIMUM)
 
-    def nameservers(self) -> list[tuple[bytes, Any]]:
+    def nameservers(self, work: Optional[Work] = None) -> list[tuple[bytes, Any]]:
         """``(name, glue record or None)`` for each configured nameserver."""
         configured = self._nameservers
         if self._fixed_servers is not None:
@@ -282,7 +232,8 @@ class SkyDNSAuthority(ResolverBase):
         if callable(configured):
             # The list may change without a registry change: answers built
             # from it are kept a second at most.
-            self._until = min(self._until, self.clock.seconds() + 1.0)
+            if work is not None:
+                work.until = min(work.until, self.clock.seconds() + 1.0)
             pairs = configured()
         else:
             pairs = configured
@@ -298,7 +249,7 @@ class SkyDNSAuthority(ResolverBase):
             self._fixed_servers = list(servers)
         return servers
 
-    def _apex(self, name: bytes, qtype: int) -> Answer:
+    def _apex(self, name: bytes, qtype: int, work: Work) -> Answer:
         found = Answer()
         if qtype in (dns.SOA, dns.ALL_RECORDS):
             soa = self.soa()
@@ -306,45 +257,46 @@ class SkyDNSAuthority(ResolverBase):
         if qtype in (dns.NS, dns.ALL_RECORDS):
             answers = []
             additional = []
-            for server, glue in self.nameservers():
+            for server, glue in self.nameservers(work):
                 answers.append(header(name, dns.Record_NS(server, NS_TTL), NS_TTL))
                 if glue is not None:
                     additional.append(header(server, glue, NS_TTL))
             found += Answer(tuple(answers), tuple(additional))
         return found
 
-    def _nameserver(self, key: bytes, qtype: int, name: bytes) -> Optional[Answer]:
+    def _nameserver(self, key: bytes, qtype: int, name: bytes, work: Work) -> Optional[Answer]:
         """The answer for a nameserver's own name, or None if ``key`` is not one."""
-        for server, glue in self.nameservers():
+        for server, glue in self.nameservers(work):
             if server == key:
                 if glue is not None and qtype in (glue.TYPE, dns.ALL_RECORDS):
                     return Answer((header(name, glue, NS_TTL),))
                 return Answer()
         return None
 
-    def _is_nameserver_ancestor(self, key: bytes) -> bool:
+    def _is_nameserver_ancestor(self, key: bytes, work: Work) -> bool:
         """Whether ``key`` is an empty non-terminal above a nameserver name
         (``ns.dns.<domain>``): it exists, with no records (RFC 8020)."""
-        return any(server.endswith(b"." + key) for server, _ in self.nameservers())
+        return any(server.endswith(b"." + key) for server, _ in self.nameservers(work))
 
     # Service names.
 
     def _below_apex(
-        self, name: bytes, key: bytes, parsed: tuple[list[str], Any], qtype: int, now: float
+        self, name: bytes, key: bytes, parsed: tuple[list[str], Any], qtype: int, work: Work
     ) -> Optional[Answer]:
         labels, pattern = parsed
+        now = work.now
         if labels[-1] == "dns":  # (only nameserver names and their parents end so)
-            found = self._nameserver(key, qtype, name)
+            found = self._nameserver(key, qtype, name, work)
             if found is not None:
                 return found
         if len(labels) == 1:
             instance = self.registry.get(labels[0], now)
-            self._reads.append((_GET, labels[0], instance))
+            work.reads.append((GET, labels[0], instance))
             if instance is not None:
-                self._uses((instance,))
+                work.uses((instance,))
                 return self._instance(name, instance, qtype, now)
-        found = self._service(name, pattern, qtype, now) if pattern is not _NO_PATTERN else None
-        if found is None and labels[-1] == "dns" and self._is_nameserver_ancestor(key):
+        found = self._service(name, pattern, qtype, work) if pattern is not _NO_PATTERN else None
+        if found is None and labels[-1] == "dns" and self._is_nameserver_ancestor(key, work):
             return Answer()
         return found
 
@@ -361,20 +313,21 @@ class SkyDNSAuthority(ResolverBase):
             found += address_answer(name, (instance,), now, dns.AAAA)
         return found
 
-    def _service(self, name: bytes, pattern: Pattern, qtype: int, now: float) -> Optional[Answer]:
+    def _service(self, name: bytes, pattern: Pattern, qtype: int, work: Work) -> Optional[Answer]:
         """A pattern name: SRV with region failover, A/AAAA for IP hosts.
         None when nothing matches (NXDOMAIN)."""
         registry = self.registry
+        now = work.now
         matches = registry.query(pattern, now)
-        self._reads.append((_QUERY, pattern, matches))
-        self._uses(matches)
+        work.reads.append((QUERY, pattern, matches))
+        work.uses(matches)
         every = qtype == dns.ALL_RECORDS
         if qtype == dns.SRV or every:
             found = srv_answer(name, matches, now, self._domain)
             if pattern.region is not None:
                 others = registry.failover(pattern, now)
-                self._reads.append((_FAILOVER, pattern, others))
-                self._uses(others)
+                work.reads.append((FAILOVER, pattern, others))
+                work.uses(others)
                 if others:
                     found += srv_answer(name, others, now, self._domain, priority=FAILOVER_PRIORITY)
         else:
@@ -383,16 +336,16 @@ class SkyDNSAuthority(ResolverBase):
             found += address_answer(name, matches, now, dns.A)
         if qtype == dns.AAAA or every:
             found += address_answer(name, matches, now, dns.AAAA)
-        if found.answers or matches or self._exists_by_failover(pattern, now):
+        if found.answers or matches or self._exists_by_failover(pattern, work):
             return found
         return None
 
-    def _exists_by_failover(self, pattern: Pattern, now: float) -> bool:
+    def _exists_by_failover(self, pattern: Pattern, work: Work) -> bool:
         if pattern.region is None:
             return False
-        others = self.registry.failover(pattern, now)
-        self._reads.append((_FAILOVER, pattern, others))
-        self._uses(others)
+        others = self.registry.failover(pattern, work.now)
+        work.reads.append((FAILOVER, pattern, others))
+        work.uses(others)
         return bool(others)
 
 

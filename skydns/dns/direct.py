@@ -8,13 +8,13 @@ without the twisted.names machinery:
 1. by `AnswerCache.revalidate`, when an answer set aside at a registry
    change was computed from registry reads that still give the very same
    instances (`SkyDNSAuthority.unchanged`): the same bytes again;
-2. else by `SkyDNSAuthority.resolve_sources` (no Deferreds; records built
+2. else by `SkyDNSAuthority.resolution` (no Deferreds; records built
    from instances are `WireRecord`s, their RDATA pre-encoded per instance)
    and `encode_answer`, which writes the bytes twisted.names would.
 
 The answer is then cached until its TTLs would tick.  Anything else is
-decoded into a `dns.Message` and handed to the factory's ``messageReceived``
-(the twisted.names path).
+decoded into a `dns.Message` and handed to the ``fallback`` (the server's
+twisted.names path) with its `Request`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional
 
-from attrs import define
 from twisted.logger import Logger
 from twisted.names import dns, error
 
@@ -31,47 +30,45 @@ from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
 from skydns.dns.encoder import Unsupported, encode_answer
 from skydns.dns.protocols import MAX_TCP_MESSAGE, MAX_UDP_PAYLOAD, encode_reply
 from skydns.dns.records import to_header
+from skydns.dns.request import BuildResponse, Request
 from skydns.dns.stats import DNSStats
 
 log = Logger()
 
 
-@define
-class _Request:
-    """What the server remembers about a request on the twisted.names path
-    (kept on the `dns.Message` as ``skydns_request``)."""
-
-    #: The parsed question when the request is cacheable, else None.
-    query: Optional[Query]
-    #: When it arrived (the factory's timer), for the latency metric.
-    started: float
-    #: The cache generation then: an answer after a clear is not kept.
-    generation: int
-    #: Whether the answer may be cached (the authority did not claim the name).
-    cacheable: bool = False
-    #: The question as the client spelled it, when that was not lower case.
-    question: Optional[bytes] = None
-
-
 #: The OPT record of every answer to an EDNS request (never changed).
 _OUR_OPT = dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD)
 
-#: `SkyDNSServerFactory._direct` result: the authority does not claim the name.
+#: `DirectPath._direct` result: the authority does not claim the name.
 _NOT_OURS: Any = object()
 
+#: Where a request the direct path does not answer goes: the decoded
+#: message, the protocol, the address (None over TCP) and its `Request`.
+Fallback = Callable[[dns.Message, Any, Any, Request], None]
 
-class DirectPathMixin:
-    """For `skydns.dns.server.SkyDNSServerFactory`: ``packet_received``,
-    which the protocols call for every request the answer cache missed."""
 
-    # Provided by the factory.
-    timer: Callable[[], float]
-    answer_cache: Optional[AnswerCache]
-    authority: Optional[SkyDNSAuthority]
-    stats: DNSStats
-    canRecurse: bool
-    _response: Callable[..., dns.Message]
-    messageReceived: Callable[..., None]
+class DirectPath:
+    """Answers the requests the answer cache missed: `packet_received` is
+    what the protocols call.  Owned by `skydns.dns.server.SkyDNSServerFactory`,
+    whose twisted.names path is the ``fallback``."""
+
+    def __init__(
+        self,
+        authority: Optional[SkyDNSAuthority],
+        answer_cache: Optional[AnswerCache],
+        stats: DNSStats,
+        timer: Callable[[], float],
+        build_response: BuildResponse,
+        can_recurse: bool,
+        fallback: Fallback,
+    ) -> None:
+        self.authority = authority
+        self.answer_cache = answer_cache
+        self.stats = stats
+        self.timer = timer
+        self.build_response = build_response
+        self.can_recurse = can_recurse
+        self.fallback = fallback
 
     def packet_received(self, protocol: Any, data: bytes, address: Any) -> None:
         """A request the answer cache did not answer (``address`` is None
@@ -105,8 +102,7 @@ class DirectPathMixin:
             log.debug("undecodable DNS packet ({size} bytes)", size=len(data))
             return
         generation = cache.generation if cache is not None else 0
-        message.skydns_request = _Request(query, started, generation, cacheable)  # type: ignore[attr-defined]
-        self.messageReceived(message, protocol, address)
+        self.fallback(message, protocol, address, Request(query, started, generation, cacheable))
 
     def _direct(self, query: Query, data: bytes, tcp: bool) -> Any:
         """The answer to a plain question from the authority, encoded, and
@@ -121,11 +117,11 @@ class DirectPathMixin:
         records: tuple[list[Any], list[Any], list[Any]]
         sources = None
         try:
-            answers, auth, found, until, sources = authority.resolve_sources(
-                query.name, query.qtype
+            resolution = authority.resolution(query.name, query.qtype)
+            records = (
+                list(resolution.answers), list(resolution.authority), list(resolution.additional)
             )
-            records = (answers, auth, found)
-            rcode = dns.OK
+            until, sources, rcode = resolution.until, resolution.sources, dns.OK
         except NameNotFound as e:
             records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
         except QueryRefused:
@@ -145,14 +141,14 @@ class DirectPathMixin:
                 data[12 : query.question_end],
                 query.name,
                 0x80 | query.recursion_desired,
-                (0x80 if self.canRecurse else 0) | rcode,
+                (0x80 if self.can_recurse else 0) | rcode,
                 answers,
                 auth,
                 additional,
                 limit,
             )
         except Unsupported:
-            response = self._response(
+            response = self.build_response(
                 data[0] << 8 | data[1],
                 [dns.Query(query.name, query.qtype, query.qclass)],
                 query.recursion_desired,

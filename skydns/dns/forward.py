@@ -34,9 +34,9 @@ and because identical questions in flight are coalesced, a question that
 comes round a longer loop joins the pending one instead of being forwarded
 again, so a loop costs one timeout, never a storm of packets.
 
-Call it from a `twisted.names.server.DNSServerFactory` subclass:
-`ForwardingServerMixin.forward_query(message, protocol, address)` from
-``handleQuery`` for names outside the domain.
+`skydns.dns.server.SkyDNSServerFactory` calls `Forwarder.handle_query` for
+names no resolver claims and sends the reply as it comes (it already fits
+the client's payload size).
 """
 
 from __future__ import annotations
@@ -413,24 +413,3 @@ class Forwarder:
         elif not tcp:
             limit = CLASSIC_UDP_SIZE
         return fit(reply, limit)
-
-
-class ForwardingServerMixin:
-    """For a `DNSServerFactory` subclass: ``self.forwarder`` answers a query.
-
-    Call ``self.forward_query(message, protocol, address)`` from
-    ``handleQuery`` for a name outside the domain; the reply is sent with
-    ``sendReply`` as it is (it already fits the client's payload size).
-    """
-
-    forwarder: Forwarder
-
-    def forward_query(
-        self, message: dns.Message, protocol: object, address: tuple[str, int] | None
-    ) -> Deferred[None]:
-        def send(reply: dns.Message) -> None:
-            self.sendReply(protocol, reply, address)  # type: ignore[attr-defined]
-
-        d = self.forwarder.handle_query(message, protocol, address).addCallback(send)
-        d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
-        return d

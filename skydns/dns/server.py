@@ -17,13 +17,15 @@
   (RFC 1035 §4.2.1, RFC 6891 §6.2.5).  A request with an OPT record gets one
   back.
 
-`DNSService` listens with it on UDP and TCP, same address and port.
+`skydns.dns.service.DNSService` listens with it on UDP and TCP, same address
+and port.
 
 The fast path (`skydns.dns.answercache`): a repeated plain query is answered
 from the `AnswerCache` before anything is decoded; a first one for a name in
-the domain is answered by `skydns.dns.direct` (an answer set aside at the
-last registry change and revalidated, or one built by the authority without
-Deferreds or `dns.Message`) and cached until its TTLs would tick.  Both
+the domain is answered by the factory's `DirectPath` (an answer set aside at
+the last registry change and revalidated, or one built by the authority
+without Deferreds or `dns.Message`) and cached until its TTLs would tick; the
+rest comes here with its `Request`.  Both
 produce the bytes the twisted.names path (``fast_path=False``, and every
 unusual packet) produces, because that path, too, resolves the lower-cased
 name and copies the client's question into the encoded answer.  Answers for
@@ -41,23 +43,17 @@ from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, Callable, Optional
 
-from twisted.application.service import MultiService
 from twisted.internet import defer
-from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.names import dns, error
 from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
-from skydns.dns.answercache import (
-    DEFAULT_MAX_ENTRIES,
-    AnswerCache,
-    restore_question,
-)
+from skydns.dns.answercache import DEFAULT_MAX_ENTRIES, AnswerCache, restore_question
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
-from skydns.dns.direct import DirectPathMixin, _Request
-from skydns.dns.forward import Forwarder, ForwardingServerMixin
-from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
+from skydns.dns.direct import DirectPath
+from skydns.dns.forward import Forwarder
+from skydns.dns.protocols import (
     MAX_TCP_MESSAGE,
     MAX_UDP_PAYLOAD,
     MIN_UDP_PAYLOAD,
@@ -65,9 +61,9 @@ from skydns.dns.protocols import (  # noqa: F401 (some are re-exported)
     DatagramProtocol,
     StreamProtocol,
     encode_reply,
-    listen_udp,
     udp_limit,
 )
+from skydns.dns.request import Request
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import DNSStats
 
@@ -113,12 +109,27 @@ def rcode_for(reason: BaseException) -> Optional[int]:
     return None
 
 
-class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFactory):
+def answer_cache_for(
+    authority: Optional[SkyDNSAuthority], reactor: Any, size: int = DEFAULT_MAX_ENTRIES
+) -> AnswerCache:
+    """An answer cache for a server over ``authority``: its entries expire by
+    the clock the authority computes TTLs with, and every registry change
+    clears it."""
+    if authority is None:
+        return AnswerCache(reactor.seconds, size)
+    cache = AnswerCache(authority.clock.seconds, size)
+    authority.registry.add_listener(cache.clear)
+    return cache
+
+
+class SkyDNSServerFactory(DNSServerFactory):
     """Serves ``resolver`` (see `skydns.dns.authority.make_resolver`) to
     `DatagramProtocol` and `StreamProtocol` connections.
 
     Names no resolver in the chain claims go to ``forwarder`` (over the
-    client's transport) when there is one, else get REFUSED.
+    client's transport) when there is one, else get REFUSED.  With
+    ``fast_path`` and no ``answer_cache`` given, one is made by
+    `answer_cache_for`.
     """
 
     protocol = StreamProtocol  # type: ignore[assignment]
@@ -130,7 +141,7 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
     def __init__(
         self,
         resolver: Any,
-        reactor: Any = None,
+        reactor: Any,
         can_recurse: bool = False,
         idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
         forwarder: Optional[Forwarder] = None,
@@ -141,53 +152,38 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         timer: Callable[[], float] = time.perf_counter,
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
         rate_limiter: Optional[ResponseRateLimiter] = None,
+        answer_cache: Optional[AnswerCache] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
+        self.reactor = reactor
         self.max_tcp_connections = max_tcp_connections
         #: Limits UDP answers per client network when set (`skydns.dns.rrl`).
         self.rate_limiter = rate_limiter
         self._refused_logged_at: Optional[float] = None
-        self.forwarder = forwarder  # type: ignore[assignment]
+        self.forwarder = forwarder
         self.canRecurse = can_recurse or forwarder is not None
         self.idle_timeout = idle_timeout
         #: Measures latency only (never decides anything).
         self.timer = timer
         self.authority = authority if authority is not None else find_authority(resolver)
-        self.answer_cache: Optional[AnswerCache] = None
-        if fast_path:
-            self.answer_cache = AnswerCache(self._seconds, cache_size)
-            if self.authority is not None:
-                # Entries expire by the clock the authority computed them with.
-                self.answer_cache.seconds = self.authority.clock.seconds
-                self.authority.registry.add_listener(self.answer_cache.clear)
-        self.stats = DNSStats(self.answer_cache, rate_limiter)
+        if answer_cache is None and fast_path:
+            answer_cache = answer_cache_for(self.authority, reactor, cache_size)
+        self.answer_cache = answer_cache
+        self.stats = DNSStats(answer_cache, rate_limiter)
         if metrics is not None:
             self.stats.bind(metrics)
-        self.reactor = reactor
-
-    @property
-    def reactor(self) -> Any:
-        return self._reactor
-
-    @reactor.setter
-    def reactor(self, reactor: Any) -> None:
-        self._reactor = reactor
-        cache = self.answer_cache
-        if cache is not None and reactor is not None and self.authority is None:
-            cache.seconds = reactor.seconds
-
-    def _seconds(self) -> float:
-        if self._reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
-        return float(self.reactor.seconds())
+        self.direct = DirectPath(
+            self.authority, answer_cache, self.stats, timer, self._response, self.canRecurse,
+            self.messageReceived,
+        )  # fmt: skip
+        #: What the protocols call for every request the cache did not answer.
+        self.packet_received = self.direct.packet_received
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.connections) >= self.max_tcp_connections:
             # Twisted closes a connection whose factory builds no protocol.
-            now = self._seconds()
+            now = self.reactor.seconds()
             if self._refused_logged_at is None or now - self._refused_logged_at >= 10:
                 self._refused_logged_at = now
                 log.warn(
@@ -205,26 +201,31 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
 
     # The twisted.names path.
 
-    def messageReceived(self, message: dns.Message, proto: Any, address: Any = None) -> None:
+    def messageReceived(
+        self, message: dns.Message, proto: Any, address: Any = None,
+        request: Optional[Request] = None,
+    ) -> None:  # fmt: skip
         if message.answer:
             return  # A response is not a question: answering it could loop.
+        if request is None:
+            request = Request(None, self.timer(), -1)
         message.maxSize = MAX_TCP_MESSAGE if address is None else udp_limit(message)
         options = [r for r in message.additional if r.type == dns.OPT]
         if message.opCode != dns.OP_QUERY:
-            self._reply_error(message, proto, address, dns.ENOTIMP)
+            self._reply_error(message, proto, address, request, dns.ENOTIMP)
         elif len(message.queries) != 1 or len(options) > 1:
             # One question per message (RFC 9619); one OPT (RFC 6891 §6.1.1).
-            self._reply_error(message, proto, address, dns.EFORMAT)
+            self._reply_error(message, proto, address, request, dns.EFORMAT)
         elif options and options[0].ttl >> 16 & 0xFF > EDNS_VERSION:
             # RFC 6891 §6.1.3: BADVERS, in an OPT record of our version.
-            self._reply_error(message, proto, address, BADVERS)
+            self._reply_error(message, proto, address, request, BADVERS)
         elif message.queries[0].cls not in (dns.IN, dns.ANY):
-            self._reply_error(message, proto, address, dns.EREFUSED)
+            self._reply_error(message, proto, address, request, dns.EREFUSED)
         else:
-            self._lower_question(message)
-            self.handleQuery(message, proto, address)
+            self._lower_question(message, request)
+            self._resolve(message, proto, address, request)
 
-    def _lower_question(self, message: dns.Message) -> None:
+    def _lower_question(self, message: dns.Message, request: Request) -> None:
         """Resolve the lower-cased name, and remember the client's spelling
         to copy into the answer: names in the answer equal to the question
         are then compressed to pointers at it, so the bytes are the same
@@ -236,65 +237,67 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
             return
         out = BytesIO()
         query.encode(out)
-        request = getattr(message, "skydns_request", None)
-        if request is None:
-            request = _Request(None, self.timer(), -1)
-            message.skydns_request = request  # type: ignore[attr-defined]
         request.question = out.getvalue()
         message.queries[0] = dns.Query(lowered, query.type, query.cls)
 
-    def handleQuery(self, message: dns.Message, protocol: Any, address: Any) -> Any:
-        d = super().handleQuery(message, protocol, address)
+    def _resolve(self, message: dns.Message, protocol: Any, address: Any, request: Request) -> None:
+        d = self.resolver.query(message.queries[0])
+        d.addCallback(self._resolved, protocol, message, address, request)
+        d.addErrback(self._failed, protocol, message, address, request)
         d.addErrback(
             lambda reason: log.failure("could not answer {query}", reason, query=message.queries[0])
         )
-        return d
 
-    def forward_query(
-        self, message: dns.Message, protocol: Any, address: Any
-    ) -> "defer.Deferred[None]":
-        request = getattr(message, "skydns_request", None)
-        forwarder: Any = self.forwarder
-        if request is not None and forwarder.client_specific:
-            request.cacheable = False  # the reply is this client's alone
-
-        def send(reply: dns.Message) -> None:
-            reply.skydns_request = request  # type: ignore[attr-defined]
-            self.sendReply(protocol, reply, address)
-
-        d = forwarder.handle_query(message, protocol, address).addCallback(send)
-        d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
-        return d  # type: ignore[no-any-return]
-
-    def gotResolverError(
-        self, failure: Failure, protocol: Any, message: dns.Message, address: Any
+    def _resolved(
+        self, result: Any, protocol: Any, message: dns.Message, address: Any, request: Request
     ) -> None:
+        answers, authority, additional = result
+        response = self._reply_to(message, dns.OK, answers, authority, additional)
+        self.send_reply(protocol, response, address, request)
+
+    def _forward(
+        self, message: dns.Message, protocol: Any, address: Any, request: Request
+    ) -> None:
+        forwarder = self.forwarder
+        assert forwarder is not None
+        if forwarder.client_specific:
+            request.cacheable = False  # the reply is this client's alone
+        d = forwarder.handle_query(message, protocol, address)
+        d.addCallback(lambda reply: self.send_reply(protocol, reply, address, request))
+        d.addErrback(lambda f: log.failure("sending a forwarded reply failed", f))
+
+    def _failed(
+        self, failure: Failure, protocol: Any, message: dns.Message, address: Any,
+        request: Request,
+    ) -> None:  # fmt: skip
         reason: Any = failure.value
         if type(reason) is error.DomainError and self.forwarder is not None:
-            self.forward_query(message, protocol, address)
+            self._forward(message, protocol, address, request)
             return
         rcode = rcode_for(reason)
         if rcode is None:
             log.failure("lookup of {query} failed", failure, query=message.queries[0])
             rcode = dns.ESERVER
         authority = reason.authority if isinstance(reason, NameNotFound) else None
-        response = self._responseFromMessage(message=message, rCode=rcode, authority=authority)
-        self.sendReply(protocol, response, address)
+        response = self._reply_to(message, rcode, authority=authority)
+        self.send_reply(protocol, response, address, request)
 
-    def _reply_error(self, message: dns.Message, protocol: Any, address: Any, rcode: int) -> None:
+    def _reply_error(
+        self, message: dns.Message, protocol: Any, address: Any, request: Request, rcode: int
+    ) -> None:
         """Answer ``message`` with ``rcode`` alone; an extended one (above
         15, RFC 6891 §6.1.3) has its upper bits in our OPT record."""
-        response = self._responseFromMessage(message, rCode=rcode & 0x0F)
+        response = self._reply_to(message, rcode & 0x0F)
         if rcode > 0x0F:
             response.additional = [
                 dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD, extendedRCODE=rcode >> 4)  # type: ignore[list-item]
             ]
-        self.sendReply(protocol, response, address)
+        self.send_reply(protocol, response, address, request)
 
-    def _responseFromMessage(
+    def _reply_to(
         self,
         message: dns.Message,
-        rCode: int = dns.OK,
+        rcode: int,
         answers: Optional[list[dns.RRHeader]] = None,
         authority: Optional[list[dns.RRHeader]] = None,
         additional: Optional[list[Any]] = None,
@@ -305,7 +308,7 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
             message.recDes,
             message.maxSize,
             any(r.type == dns.OPT for r in message.additional),
-            rCode,
+            rcode,
             list(answers or ()),
             list(authority or ()),
             list(additional or ()),
@@ -313,9 +316,6 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         # RFC 1035 §4.1.1: the opcode is copied into the response (NOTIMP
         # answers other opcodes with their own).
         response.opCode = message.opCode
-        request = getattr(message, "skydns_request", None)
-        if request is not None:
-            response.skydns_request = request  # type: ignore[attr-defined]
         return response
 
     def _response(
@@ -346,18 +346,21 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
         response.additional = additional
         return response
 
-    def sendReply(self, protocol: Any, message: dns.Message, address: Any) -> None:
+    def send_reply(
+        self, protocol: Any, message: dns.Message, address: Any, request: Request
+    ) -> None:
+        """Encode ``message`` within the client's size limit, with the
+        question as the client spelled it, cache it when it may be, count
+        it and send it."""
         tcp = address is None
         wire = encode_reply(message, MAX_TCP_MESSAGE if tcp else message.maxSize or MIN_UDP_PAYLOAD)
-        request: Optional[_Request] = getattr(message, "skydns_request", None)
-        if request is not None:
-            if request.question is not None and wire[4:6] == b"\x00\x01":
-                wire = restore_question(wire, request.question)
-            if request.query is not None and request.cacheable and self.answer_cache is not None:
-                until = self._forwarded_until(message)
-                self.answer_cache.store(request.query, wire, until, request.generation, tcp)
-            if request.generation >= 0:
-                self.stats.latency("full", self.timer() - request.started)
+        if request.question is not None and wire[4:6] == b"\x00\x01":
+            wire = restore_question(wire, request.question)
+        if request.query is not None and request.cacheable and self.answer_cache is not None:
+            until = self._forwarded_until(message)
+            self.answer_cache.store(request.query, wire, until, request.generation, tcp)
+        if request.generation >= 0:
+            self.stats.latency("full", self.timer() - request.started)
         qtype = message.queries[0].type if message.queries else 0
         rcode = message.rCode
         for record in message.additional:
@@ -377,7 +380,7 @@ class SkyDNSServerFactory(DirectPathMixin, ForwardingServerMixin, DNSServerFacto
             if record.type != dns.OPT:
                 age = min(age, record.ttl)
         cache = self.answer_cache
-        return (cache.seconds() if cache is not None else self._seconds()) + age
+        return (cache.seconds() if cache is not None else float(self.reactor.seconds())) + age
 
 
 def find_authority(resolver: Any) -> Optional[SkyDNSAuthority]:
@@ -389,98 +392,3 @@ def find_authority(resolver: Any) -> Optional[SkyDNSAuthority]:
     if chain and isinstance(chain[0], SkyDNSAuthority):
         return chain[0]
     return None
-
-
-class DNSService(MultiService):
-    """Answers DNS with ``resolver`` on UDP and TCP at ``interface``:``port``.
-
-    ``interface`` is an IPv4 or IPv6 literal.  With ``port`` 0 both sockets
-    get the same free port; `port` holds the bound number once started.
-    ``reactor`` defaults to the global one.  With a ``rate_limiter``, UDP
-    answers are limited per client network (`skydns.dns.rrl`).
-    """
-
-    def __init__(
-        self,
-        resolver: Any,
-        interface: str = "127.0.0.1",
-        port: int = 8053,
-        reactor: Any = None,
-        can_recurse: bool = False,
-        idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
-        forwarder: Optional[Forwarder] = None,
-        fast_path: bool = True,
-        metrics: Any = None,
-        max_tcp_connections: int = MAX_TCP_CONNECTIONS,
-        rate_limiter: Optional[ResponseRateLimiter] = None,
-    ) -> None:
-        super().__init__()
-        self.resolver = resolver
-        self.interface = interface
-        self.requested_port = port
-        self._reactor = reactor
-        self.forwarder = forwarder
-        self.factory = SkyDNSServerFactory(
-            resolver,
-            reactor,
-            can_recurse,
-            idle_timeout,
-            forwarder=forwarder,
-            fast_path=fast_path,
-            metrics=metrics,
-            max_tcp_connections=max_tcp_connections,
-            rate_limiter=rate_limiter,
-        )
-        self.port: Optional[int] = None
-        self.udp_listener: Any = None
-        self.tcp_listener: Any = None
-
-    def _get_reactor(self) -> Any:
-        if self._reactor is None:
-            from twisted.internet import reactor
-
-            self._reactor = reactor
-            self.factory.reactor = reactor
-        return self._reactor
-
-    def startService(self) -> None:
-        reactor = self._get_reactor()
-        # With port 0 the TCP socket may find the UDP port taken: try anew.
-        attempts = 20 if self.requested_port == 0 else 1
-        for attempt in range(attempts):
-            udp = listen_udp(
-                reactor,
-                self.requested_port,
-                self.factory.datagram_protocol(),
-                self.interface,
-                MAX_TCP_MESSAGE,
-            )
-            bound = udp.getHost().port
-            try:
-                tcp = reactor.listenTCP(bound, self.factory, interface=self.interface)
-            except CannotListenError:
-                udp.stopListening()
-                if attempt == attempts - 1:
-                    raise
-                continue
-            self.udp_listener, self.tcp_listener, self.port = udp, tcp, bound
-            break
-        super().startService()
-        log.info(
-            "DNS listening on {interface} port {port} (UDP and TCP)",
-            interface=self.interface,
-            port=self.port,
-        )
-
-    def stopService(self) -> "defer.Deferred[Any]":
-        stopping = [defer.maybeDeferred(super().stopService)]
-        if self.forwarder is not None:
-            self.forwarder.stop()
-        for listener in (self.udp_listener, self.tcp_listener):
-            if listener is not None:
-                stopping.append(defer.maybeDeferred(listener.stopListening))
-        self.udp_listener = self.tcp_listener = None
-        for connection in list(self.factory.connections):
-            stopping.append(connection.lost)
-            connection.transport.loseConnection()
-        return defer.gatherResults(stopping, consumeErrors=True)

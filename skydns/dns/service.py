@@ -1,0 +1,111 @@
+"""The DNS service: the server factory listening on UDP and TCP at one
+address and port, stopped with every connection closed."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from skydns.dns.answercache import AnswerCache
+from skydns.dns.forward import Forwarder
+from skydns.dns.protocols import MAX_TCP_MESSAGE, TCP_IDLE_TIMEOUT, listen_udp
+from skydns.dns.rrl import ResponseRateLimiter
+from skydns.dns.server import MAX_TCP_CONNECTIONS, SkyDNSServerFactory
+
+log = Logger()
+
+
+class DNSService(MultiService):
+    """Answers DNS with ``resolver`` on UDP and TCP at ``interface``:``port``.
+
+    ``interface`` is an IPv4 or IPv6 literal.  With ``port`` 0 both sockets
+    get the same free port; `port` holds the bound number once started.
+    With a ``rate_limiter``, UDP answers are limited per client network
+    (`skydns.dns.rrl`); ``answer_cache`` is the fast path's cache (see
+    `answer_cache_for`, which makes one when none is given); without
+    ``fast_path``, every query takes the twisted.names path.
+    """
+
+    def __init__(
+        self,
+        resolver: Any,
+        interface: str = "127.0.0.1",
+        port: int = 8053,
+        *,
+        reactor: Any,
+        can_recurse: bool = False,
+        idle_timeout: Optional[float] = TCP_IDLE_TIMEOUT,
+        forwarder: Optional[Forwarder] = None,
+        fast_path: bool = True,
+        answer_cache: Optional[AnswerCache] = None,
+        metrics: Any = None,
+        max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+        rate_limiter: Optional[ResponseRateLimiter] = None,
+    ) -> None:
+        super().__init__()
+        self.resolver = resolver
+        self.interface = interface
+        self.requested_port = port
+        self._reactor = reactor
+        self.forwarder = forwarder
+        self.factory = SkyDNSServerFactory(
+            resolver,
+            reactor,
+            can_recurse,
+            idle_timeout,
+            forwarder=forwarder,
+            fast_path=fast_path,
+            metrics=metrics,
+            answer_cache=answer_cache,
+            max_tcp_connections=max_tcp_connections,
+            rate_limiter=rate_limiter,
+        )
+        self.port: Optional[int] = None
+        self.udp_listener: Any = None
+        self.tcp_listener: Any = None
+
+    def startService(self) -> None:
+        reactor = self._reactor
+        # With port 0 the TCP socket may find the UDP port taken: try anew.
+        attempts = 20 if self.requested_port == 0 else 1
+        for attempt in range(attempts):
+            udp = listen_udp(
+                reactor,
+                self.requested_port,
+                self.factory.datagram_protocol(),
+                self.interface,
+                MAX_TCP_MESSAGE,
+            )
+            bound = udp.getHost().port
+            try:
+                tcp = reactor.listenTCP(bound, self.factory, interface=self.interface)
+            except CannotListenError:
+                udp.stopListening()
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self.udp_listener, self.tcp_listener, self.port = udp, tcp, bound
+            break
+        super().startService()
+        log.info(
+            "DNS listening on {interface} port {port} (UDP and TCP)",
+            interface=self.interface,
+            port=self.port,
+        )
+
+    def stopService(self) -> "defer.Deferred[Any]":
+        stopping = [defer.maybeDeferred(super().stopService)]
+        if self.forwarder is not None:
+            self.forwarder.stop()
+        for listener in (self.udp_listener, self.tcp_listener):
+            if listener is not None:
+                stopping.append(defer.maybeDeferred(listener.stopListening))
+        self.udp_listener = self.tcp_listener = None
+        for connection in list(self.factory.connections):
+            stopping.append(connection.lost)
+            connection.transport.loseConnection()
+        return defer.gatherResults(stopping, consumeErrors=True)
