@@ -22,7 +22,8 @@ from twisted.names import dns
 from twisted.protocols.basic import Int16StringReceiver
 from zope.interface import implementer
 
-from skydns.dns.upstreams import IUpstreamClient, Upstream
+from skydns.dns.exchange import IUpstreamClient
+from skydns.dns.upstreams import Upstream
 
 Handler = Callable[[dns.Message, bool], "dns.Message | None"]
 

@@ -14,7 +14,8 @@ from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.dns.acl import parse_networks
-from skydns.dns.forward import ClientEDNS, Forwarder, fit
+from skydns.dns.edns import ClientEDNS, fit
+from skydns.dns.forward import Forwarder
 from skydns.dns.rcache import ResponseCache
 from skydns.dns.upstreams import (
     Upstream,

@@ -21,13 +21,11 @@ from twisted.names.server import DNSServerFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from skydns.dns.exchange import IUpstreamClient, NetworkClient, answers
 from skydns.dns.forward import Forwarder
 from skydns.dns.rcache import ResponseCache
 from skydns.dns.upstreams import (
-    IUpstreamClient,
-    NetworkClient,
     Upstream,
-    answers,
     configured_upstreams,
     is_self,
     parse_nameservers,

@@ -1,9 +1,5 @@
-"""The ``skydns`` command: talk to a SkyDNS node over HTTP (and DNS, for ``lookup``).
-
-Exit codes: 0 success; 1 the server answered with an error (4xx/5xx, or a DNS
-error rcode for ``lookup``), message on stderr; 2 usage error; 3 the server
-could not be reached.  See docs/cli.md.
-"""
+"""Running one ``skydns`` command against a server, and the process entry
+point (`main`)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,15 @@ from typing import IO, Any, Callable, Mapping, NoReturn, Optional, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 
+from skydns.cli.arguments import UsageError, build_parser
+from skydns.cli.codes import OK, SERVER_ERROR, UNREACHABLE, USAGE
+from skydns.cli.display import (
+    format_answer,
+    format_counts,
+    format_service,
+    format_services,
+    format_table,
+)
 from skydns.client import (
     ConnectionFailed,
     NotFound,
@@ -24,194 +29,7 @@ from skydns.client import (
     Unavailable,
 )
 from skydns.client.http import Clock
-from skydns.client.lookup import DNSAnswer, LookupFailed, Resolve, parse_nameserver, qualify
-
-OK, SERVER_ERROR, USAGE, UNREACHABLE = 0, 1, 2, 3
-
-DEFAULT_SERVER = "http://127.0.0.1:8080"
-DEFAULT_DNS = "127.0.0.1:8053"
-DEFAULT_DOMAIN = "skydns.local"
-LOOKUP_TYPES = ("SRV", "A", "AAAA", "ANY", "SOA", "NS", "TXT", "CNAME", "PTR", "MX")
-
-EPILOG = """\
-exit codes: 0 ok; 1 the server answered with an error (message on stderr);
-2 usage error; 3 cannot connect to the server.
-environment: SKYDNS_SERVER (default for --server), SKYDNS_SECRET (default for --secret)."""
-
-
-class UsageError(Exception):
-    """A command line that argparse accepted but that cannot be run."""
-
-
-def _parser_class(out: IO[str], err: IO[str]) -> type[argparse.ArgumentParser]:
-    """An ArgumentParser that writes to ``out``/``err`` and raises instead of exiting."""
-
-    class Parser(argparse.ArgumentParser):
-        def _print_message(self, message: str, file: Any = None) -> None:
-            if message:
-                (err if file is sys.stderr else out).write(message)
-
-        def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
-            if message:
-                err.write(message)
-            raise SystemExit(status)
-
-    return Parser
-
-
-def _global_options(parser: argparse.ArgumentParser, environ: Mapping[str, str],
-                    defaults: bool) -> None:
-    """--server, --secret, --json, --timeout: before the sub-command, or after it."""
-    def default(value: Any) -> Any:
-        return value if defaults else argparse.SUPPRESS
-
-    parser.add_argument(
-        "--server", metavar="URL",
-        default=default(environ.get("SKYDNS_SERVER") or DEFAULT_SERVER),
-        help=f"the node's HTTP API (env SKYDNS_SERVER; default {DEFAULT_SERVER})")
-    parser.add_argument(
-        "--secret", default=default(environ.get("SKYDNS_SECRET") or None),
-        help="the shared secret, sent in the Authorization header (env SKYDNS_SECRET)")
-    parser.add_argument("--json", action="store_true", default=default(False),
-                        help="print JSON instead of tables")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=default(10.0),
-                        help="give up on a request after this long (default 10)")
-
-
-def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
-                 err: IO[str] = sys.stderr) -> argparse.ArgumentParser:
-    """The whole command line grammar."""
-    parser_class = _parser_class(out, err)
-    parser = parser_class(
-        prog="skydns", description="Talk to a SkyDNS node: register, renew and find services.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _global_options(parser, environ, defaults=True)
-    common = parser_class(add_help=False)
-    _global_options(common, environ, defaults=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    consistent = parser_class(add_help=False)
-    consistent.add_argument("--consistent", action="store_true",
-                            help="read through the leader (linearizable)")
-
-    def command(name: str, help: str,
-                *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, description=help,
-                                   parents=[common, *parents],
-                                   epilog=EPILOG,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    p = command("register", "register a service instance (PUT /skydns/services/UUID)")
-    p.add_argument("uuid", metavar="UUID")
-    p.add_argument("body", metavar="JSON", nargs="?",
-                   help="the registration as a JSON object ('-' reads stdin); "
-                        "options given as well override its fields")
-    p.add_argument("--name")
-    p.add_argument("--environment")
-    p.add_argument("--region")
-    p.add_argument("--version")
-    p.add_argument("--host", help="host name or IPv4/IPv6 address (required)")
-    p.add_argument("--port", type=int, help="1-65535 (required)")
-    p.add_argument("--ttl", type=int, help="lease in seconds")
-    p.add_argument("--priority", type=int)
-    p.add_argument("--weight", type=int)
-    p.add_argument("--no-expire", action="store_true", default=None,
-                   help="never expire (no heartbeat needed)")
-
-    p = command("heartbeat", "renew a registration's lease until interrupted (SIGINT/SIGTERM)")
-    p.add_argument("uuid", metavar="UUID")
-    p.add_argument("--ttl", type=int, required=True, help="lease granted by each renewal")
-    p.add_argument("--interval", type=float, metavar="SECONDS",
-                   help="time between renewals (default TTL / 3)")
-    p.add_argument("--unregister-on-exit", action="store_true",
-                   help="unregister the instance when interrupted")
-
-    p = command("unregister", "remove a service instance")
-    p.add_argument("uuid", metavar="UUID")
-
-    p = command("get", "show one service instance", consistent)
-    p.add_argument("uuid", metavar="UUID")
-
-    p = command("list", "list instances, all or those matching a DNS-style pattern",
-                consistent)
-    p.add_argument("pattern", metavar="PATTERN", nargs="?",
-                   help="e.g. rails.production or *.east.rails.production")
-
-    p = command("lookup", "ask the DNS side (dnspython, else twisted.names)")
-    p.add_argument("name", metavar="NAME",
-                   help="relative names get --domain appended; end with '.' for absolute")
-    p.add_argument("type", metavar="TYPE", nargs="?", default="SRV", type=str.upper,
-                   choices=LOOKUP_TYPES, help="record type (default SRV)")
-    p.add_argument("--dns", metavar="HOST:PORT", default=DEFAULT_DNS,
-                   help=f"the node's DNS address (default {DEFAULT_DNS})")
-    p.add_argument("--domain", default=DEFAULT_DOMAIN,
-                   help=f"the SkyDNS domain (default {DEFAULT_DOMAIN})")
-    p.add_argument("--resolver", choices=("auto", "dnspython", "twisted"), default="auto",
-                   help="DNS client library (default: dnspython if installed)")
-
-    command("regions", "instance counts by region", consistent)
-    command("environments", "instance counts by environment", consistent)
-
-    p = command("cluster", "cluster membership and state")
-    cluster = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
-    cluster.add_parser("status", help="this node's view of the cluster", parents=[common])
-    j = cluster.add_parser("join", help="add a member", parents=[common])
-    j.add_argument("member_id", metavar="ID")
-    j.add_argument("address", metavar="ADDRESS", help="the new member's Raft HOST:PORT")
-    r = cluster.add_parser("remove", help="remove a member", parents=[common])
-    r.add_argument("member_id", metavar="ID")
-    return parser
-
-
-# -- formatting -----------------------------------------------------------------
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns padded to their widest cell, two spaces apart; no trailing blanks."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    return "\n".join(lines) + "\n"
-
-
-SERVICE_COLUMNS = ("UUID", "NAME", "VERSION", "ENVIRONMENT", "REGION", "HOST", "PORT", "TTL")
-
-
-def format_services(services: Sequence[ServiceInfo]) -> str:
-    ordered = sorted(services, key=lambda s: (s.name, s.environment, s.region, s.uuid))
-    return format_table(SERVICE_COLUMNS, [
-        (s.uuid, s.name, s.version, s.environment, s.region, s.host, s.port, s.ttl)
-        for s in ordered
-    ])
-
-
-def format_service(s: ServiceInfo) -> str:
-    fields = [("UUID", s.uuid), ("Name", s.name), ("Version", s.version),
-              ("Environment", s.environment), ("Region", s.region), ("Host", s.host),
-              ("Port", s.port), ("TTL", s.ttl), ("Priority", s.priority),
-              ("Weight", s.weight), ("NoExpire", str(s.no_expire).lower()),
-              ("Expires", s.expires)]
-    fields = [(k, v) for k, v in fields if v is not None]
-    width = max(len(k) for k, _ in fields) + 1
-    return "".join(f"{k + ':':<{width}} {v}\n" for k, v in fields)
-
-
-def format_counts(title: str, counts: Mapping[str, int]) -> str:
-    return format_table((title, "COUNT"), sorted(counts.items()))
-
-
-def format_answer(answer: DNSAnswer) -> str:
-    headers = ("NAME", "TTL", "TYPE", "DATA")
-    text = format_table(headers, [(r.name, r.ttl, r.type, r.data) for r in answer.answer])
-    if answer.additional:
-        text += "\nadditional:\n" + format_table(
-            headers, [(r.name, r.ttl, r.type, r.data) for r in answer.additional])
-    return text
-
-
-# -- running --------------------------------------------------------------------
+from skydns.client.lookup import LookupFailed, Resolve, parse_nameserver, qualify
 
 
 class Runner:

@@ -1,0 +1,5 @@
+"""``python -m skydns.cli``."""
+
+from skydns.cli.runner import main
+
+main()

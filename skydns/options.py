@@ -1,0 +1,290 @@
+"""The options of ``twistd skydns``: every flag, its default and its check,
+so that a bad value is one clean line at start-up (SPEC.md §4)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.python import usage
+
+from skydns import config
+from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
+from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
+from skydns.logging import parse_log_format, parse_log_level
+
+DEFAULT_DOMAIN = "skydns.local"
+DEFAULT_DNS = "127.0.0.1:8053"
+DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
+DEFAULT_RAFT = "tcp:7070:interface=127.0.0.1"
+DEFAULT_NODE_ID = "node1"
+
+
+def _checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--{flag}: {e}") from None
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def _check_endpoint(description: str) -> str:
+    """Reject a server endpoint description that Twisted cannot parse."""
+    from twisted.internet.endpoints import _parseServer as parse_server
+
+    try:
+        kind, args, kwargs = parse_server(description, None)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{description!r} is not an endpoint description ({e})") from None
+    if kind.lower() in ("tcp", "tcp6") and (not args or not str(args[0]).isdigit()):
+        raise ValueError(f"{description!r}: a tcp endpoint needs a port number")
+    return description
+
+
+#: Milliseconds per Raft tick: timeouts are whole ticks.
+TICK_MS = 10
+
+
+class Options(usage.Options):
+    """``twistd skydns`` options (SPEC.md §4)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "SkyDNS: services register over HTTP, clients discover them over DNS, and a "
+        "Raft cluster replicates the registry. With no options: a one-node cluster on "
+        "loopback (DNS 127.0.0.1:8053, HTTP 127.0.0.1:8080, Raft 127.0.0.1:7070) keeping "
+        "its data in ./skydns-data and forwarding other names to /etc/resolv.conf's "
+        "nameservers."
+    )
+
+    optParameters = [
+        ["domain", None, DEFAULT_DOMAIN, "The DNS domain SkyDNS is authoritative for."],
+        ["dns", None, DEFAULT_DNS, "HOST:PORT to answer DNS on, UDP and TCP ([::1]:53 for IPv6)."],
+        ["http", None, DEFAULT_HTTP, "Twisted endpoint for the HTTP API (ssl:... for TLS)."],
+        ["raft", None, DEFAULT_RAFT, "Twisted endpoint for Raft traffic between nodes."],
+        ["data-dir", None, "./skydns-data", "Directory for the Raft log and snapshots."],
+        ["node-id", None, DEFAULT_NODE_ID, "This node's name in the cluster (one DNS label)."],
+        [
+            "peers",
+            None,
+            None,
+            "Every member of the initial cluster, this node included: ID=HOST:PORT,... "
+            "(the Raft addresses). Start each node with the same list.",
+        ],
+        ["join", None, None, "HOST:PORT of any member's Raft port: join that running cluster."],
+        [
+            "nameserver",
+            None,
+            None,
+            "Upstream nameservers IP:PORT,... for names outside the domain "
+            "(default: the nameserver lines of /etc/resolv.conf).",
+        ],
+        ["secret", None, None, "Require this secret in the Authorization header of /skydns/."],
+        ["log-format", None, "text", "Log lines as readable text or as JSON objects: text|json."],
+        ["log-level", None, "info", "Least severe log level written: debug|info|warn|error."],
+        [
+            "log-rotate-size",
+            None,
+            "10000000",
+            "With twistd's --logfile (or as a daemon): rotate the log at this many bytes.",
+        ],
+        ["log-keep", None, "10", "Rotated log files kept; older ones are deleted."],
+        [
+            "access-log",
+            None,
+            None,
+            "Write one combined-format line per HTTP request to this file (default: none).",
+        ],
+        ["cache-size", None, "10000", "Forwarded answers kept in the cache (0 disables it)."],
+        [
+            "forward-allow",
+            None,
+            ",".join(DEFAULT_FORWARD_ALLOW),
+            "Client networks CIDR,... that may use forwarding; others get REFUSED for "
+            "names outside the domain.",
+        ],
+        ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
+        ["max-tcp-connections", None, "1024", "Open DNS-over-TCP connections at most."],
+        [
+            "rrl-rate",
+            None,
+            "0",
+            "UDP responses a second per client network (IPv4 /24, IPv6 /56) before "
+            "responses are dropped or slipped; 0 (the default) turns rate limiting off.",
+        ],
+        [
+            "rrl-slip",
+            None,
+            "2",
+            "With --rrl-rate: every this many responses over the limit, send one empty "
+            "with TC set, so real clients retry over TCP; 0 drops them all.",
+        ],
+        [
+            "snapshot-entries",
+            None,
+            "10000",
+            "Snapshot the registry and compact the Raft log about every this many applied entries"
+            " (each time within a quarter either side, drawn by each node).",
+        ],
+        [
+            "snapshot-keep",
+            None,
+            "1000",
+            "Entries kept in memory after a snapshot for followers that are a little behind.",
+        ],
+        [
+            "max-instances-per-name",
+            None,
+            "10000",
+            "Instances one (Environment, Name) may hold; a PUT beyond gets 409 "
+            "(at most 10000, the registry's own limit).",
+        ],
+        [
+            "cluster-key-file",
+            None,
+            None,
+            "File holding the cluster key every member must prove on every Raft "
+            "connection (default: $SKYDNS_CLUSTER_KEY, else none; docs/security.md).",
+        ],
+        [
+            "election-timeout",
+            None,
+            "500",
+            "Milliseconds a follower waits without hearing a leader before it campaigns "
+            "(randomized up to twice that); a leader whose connections break is replaced "
+            "sooner (10 to 100 ms).",
+        ],
+        ["heartbeat-interval", None, "50", "Milliseconds between a leader's heartbeats."],
+        ["raft-tls-ca", None, None, "Mutual TLS between Raft peers: the cluster CA (PEM)."],
+        ["raft-tls-cert", None, None, "This node's certificate (PEM), signed by the CA."],
+        ["raft-tls-key", None, None, "The private key (PEM) of --raft-tls-cert."],
+    ]
+    optFlags = [
+        ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
+    ]
+
+    def postOptions(self) -> None:
+        self["domain"] = _checked("domain", config.check_domain, self["domain"])
+        self["dns"] = _checked("dns", config.parse_ip_hostport, self["dns"])
+        self["http"] = _checked("http", _check_endpoint, self["http"])
+        self["raft"] = _checked("raft", _check_endpoint, self["raft"])
+        self["node-id"] = _checked("node-id", config.check_node_id, self["node-id"])
+        if not self["data-dir"]:
+            raise usage.UsageError("--data-dir: must not be empty")
+        if self["peers"] is not None:
+            self["peers"] = _checked("peers", config.parse_peers, self["peers"])
+            if self["node-id"] not in [p.node_id for p in self["peers"]]:
+                raise usage.UsageError(
+                    f"--peers: this node's --node-id {self['node-id']!r} is not in the list"
+                )
+        if self["join"] is not None:
+            self["join"] = _checked("join", config.parse_hostport, self["join"])
+            if self["peers"] is not None:
+                raise usage.UsageError("--join and --peers are exclusive: use one")
+        self["cache-size"] = _checked("cache-size", _non_negative_int, self["cache-size"])
+        self["forward-allow"] = _checked("forward-allow", parse_networks, self["forward-allow"])
+        self["tcp-idle-timeout"] = _checked(
+            "tcp-idle-timeout", _non_negative_int, self["tcp-idle-timeout"]
+        )
+        self["snapshot-entries"] = _checked(
+            "snapshot-entries", _non_negative_int, self["snapshot-entries"]
+        )
+        if self["snapshot-entries"] == 0:
+            raise usage.UsageError("--snapshot-entries: must be at least 1")
+        self["snapshot-keep"] = _checked("snapshot-keep", _non_negative_int, self["snapshot-keep"])
+        for name in ("election-timeout", "heartbeat-interval"):
+            self[name] = _checked(name, _non_negative_int, self[name])
+            if self[name] < TICK_MS:
+                raise usage.UsageError(f"--{name}: must be at least {TICK_MS} (milliseconds)")
+        if self["heartbeat-interval"] * 2 > self["election-timeout"]:
+            raise usage.UsageError(
+                "--heartbeat-interval: must be at most half of --election-timeout"
+            )
+        self["max-tcp-connections"] = _checked(
+            "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
+        )
+        if self["max-tcp-connections"] == 0:
+            raise usage.UsageError("--max-tcp-connections: must be at least 1")
+        if self["tcp-idle-timeout"] == 0:
+            raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
+        self["rrl-rate"] = _checked("rrl-rate", _non_negative_int, self["rrl-rate"])
+        self["rrl-slip"] = _checked("rrl-slip", _non_negative_int, self["rrl-slip"])
+        if self["no-forward"]:
+            if self["nameserver"] is not None:
+                raise usage.UsageError("--nameserver and --no-forward are exclusive: use one")
+            self["upstreams"] = None
+        else:
+            dns_address: config.HostPort = self["dns"]
+            # SKYDNS_RESOLV_CONF: another resolv.conf to read (for tests; docs/resolver.md).
+            resolv_conf = os.environ.get("SKYDNS_RESOLV_CONF") or RESOLV_CONF
+            self["upstreams"] = _checked(
+                "nameserver",
+                lambda value: configured_upstreams(
+                    value, dns_address.host, dns_address.port, resolv_conf
+                ),
+                self["nameserver"],
+            )
+        self["log-format"] = _checked("log-format", parse_log_format, self["log-format"])
+        self["log-level"] = _checked("log-level", parse_log_level, self["log-level"])
+        self["log-rotate-size"] = _checked(
+            "log-rotate-size", _non_negative_int, self["log-rotate-size"]
+        )
+        if self["log-rotate-size"] < 1000:
+            raise usage.UsageError("--log-rotate-size: must be at least 1000 (bytes)")
+        self["log-keep"] = _checked("log-keep", _non_negative_int, self["log-keep"])
+        if self["log-keep"] == 0:
+            raise usage.UsageError("--log-keep: must be at least 1")
+        if self["secret"] is None:
+            self["secret"] = os.environ.get("SKYDNS_SECRET") or None
+        if self["secret"] == "":
+            raise usage.UsageError("--secret: must not be empty")
+        self["cluster-key"] = _cluster_key(self["cluster-key-file"])
+        self["raft-tls"] = _raft_tls(self)
+        self["max-instances-per-name"] = _checked(
+            "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
+        )
+
+
+def _instances_limit(text: str) -> int:
+    from skydns.registry import MAX_INSTANCES_PER_NAME
+
+    value = _non_negative_int(text)
+    if not 1 <= value <= MAX_INSTANCES_PER_NAME:
+        raise ValueError(f"must be 1 to {MAX_INSTANCES_PER_NAME}, not {value}")
+    return value
+
+
+def _raft_tls(options: Options) -> Any:
+    from skydns.raft.net.tls import load_tls
+
+    paths = [options["raft-tls-ca"], options["raft-tls-cert"], options["raft-tls-key"]]
+    if all(path is None for path in paths):
+        return None
+    if any(path is None for path in paths):
+        raise usage.UsageError(
+            "--raft-tls-ca, --raft-tls-cert and --raft-tls-key go together: give all three"
+        )
+    if options["raft"].split(":", 1)[0].lower() not in ("tcp", "tcp6"):
+        raise usage.UsageError("--raft must be a tcp: endpoint with --raft-tls-* (TLS is added)")
+    return _checked("raft-tls-cert", lambda _: load_tls(*paths), "")
+
+
+def _cluster_key(path: str | None) -> bytes | None:
+    from skydns.raft.net.auth import ENV_KEY, check_key, read_key_file
+
+    if path is not None:
+        return _checked("cluster-key-file", read_key_file, path)  # type: ignore[no-any-return]
+    from_env = os.environ.get(ENV_KEY)
+    if not from_env:
+        return None
+    try:
+        return check_key(from_env.encode("utf-8"))
+    except ValueError as e:
+        raise usage.UsageError(f"${ENV_KEY}: {e}") from None
+
+
