@@ -123,7 +123,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.leases import LeaseKeeper
     from skydns.logging import log_observer
     from skydns.metrics import Metrics
-    from skydns.raft.node.driver import NodeOptions
+    from skydns.raft.node.options import NodeOptions
     from skydns.raft.storage.errors import StorageError
     from skydns.registry import Registry
     from skydns.store.raft import build_cluster, exit_now

@@ -24,7 +24,8 @@ from skydns.metrics import Metrics
 from skydns.names import Service
 from skydns.raft.core.messages import Entry, HardState, Message
 from skydns.raft.net.interface import IRaftHandler, IRaftTransport, PeerUnavailable
-from skydns.raft.node.driver import NodeOptions, RaftNode
+from skydns.raft.node.driver import RaftNode
+from skydns.raft.node.options import NodeOptions
 from skydns.raft.storage.errors import StorageFailure
 from skydns.raft.storage.memory import MemoryStorage
 from skydns.registry import Applied, Registry

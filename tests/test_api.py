@@ -16,7 +16,7 @@ from skydns.cluster import LocalCluster, NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
 from skydns.http.api import make_api
 from skydns.http.limits import MAX_BODY
-from skydns.raft.node.driver import NodeOptions
+from skydns.raft.node.options import NodeOptions
 from skydns.registry import Applied, Registry
 from tests.raftnodes import Cluster as RaftCluster
 

@@ -33,7 +33,7 @@ class ElectionTests(SynchronousTestCase, Maker):
     def test_provides_cluster_interface(self) -> None:
         cluster = self.make()
         verifyObject(ICluster, cluster.nodes["a"])
-        verifyObject(IRaftHandler, cluster.nodes["a"].node)
+        verifyObject(IRaftHandler, cluster.nodes["a"].node.inbox)
 
     def test_one_leader_is_elected_and_known(self) -> None:
         """Three nodes elect one leader within a couple of election timeouts;
@@ -204,20 +204,20 @@ class ReplicationTests(SynchronousTestCase, Maker):
 
     def test_forward_to_a_follower_is_refused(self) -> None:
         follower = self.cluster.follower()
-        refused = self.failureResultOf(follower.accept_proposal(b"x"), NotLeaderHere)
+        refused = self.failureResultOf(follower.inbox.accept_proposal(b"x"), NotLeaderHere)
         self.assertEqual(refused.value.leader, self.leader.id)
 
     def test_garbage_proposal_is_refused(self) -> None:
         from skydns.raft.net.interface import BadProposal
 
-        self.failureResultOf(self.leader.accept_proposal(b"\x00\x05ab"), BadProposal)
+        self.failureResultOf(self.leader.inbox.accept_proposal(b"\x00\x05ab"), BadProposal)
 
     def test_foreign_messages_are_dropped(self) -> None:
         """A message from outside the cluster, or for someone else, changes nothing."""
         term = self.leader.core.term
-        self.leader.receive(TimeoutNow("stranger", self.leader.id, term + 5))
+        self.leader.inbox.receive(TimeoutNow("stranger", self.leader.id, term + 5))
         follower = self.cluster.follower()
-        follower.receive(TimeoutNow(self.leader.id, "other", term + 5))
+        follower.inbox.receive(TimeoutNow(self.leader.id, "other", term + 5))
         self.cluster.run(0.2)
         self.assertEqual(self.leader.core.term, term)
         self.assertTrue(self.leader.is_leader())
@@ -573,15 +573,15 @@ class ReadinessTests(SynchronousTestCase):
         cluster = Cluster(["a", "b", "c"])
         node = cluster.nodes["b"]
         cluster.network.handlers.clear()  # only what this test sends arrives
-        node.receive(Heartbeat("a", "b", 1, 0))
+        node.inbox.receive(Heartbeat("a", "b", 1, 0))
         cluster.clock.advance(0)
         self.assertEqual(node.status()["leader"], "a")
         self.assertFalse(node.is_ready())
         noop = Entry(1, 1, EntryKind.NOOP)
-        node.receive(AppendEntries("a", "b", 1, 0, 0, (noop,), 0))
+        node.inbox.receive(AppendEntries("a", "b", 1, 0, 0, (noop,), 0))
         cluster.clock.advance(0)
         self.assertFalse(node.is_ready(), "the leader has not committed its entry yet")
-        node.receive(AppendEntries("a", "b", 1, 1, 1, (), 1))
+        node.inbox.receive(AppendEntries("a", "b", 1, 1, 1, (), 1))
         cluster.clock.advance(0)
         self.assertTrue(node.is_ready())
         self.assertEqual(node.applied_index, 1)

@@ -81,7 +81,7 @@ class RemovedNodeTests(SynchronousTestCase):
         write = self.failureResultOf(node.propose(Register(service("late"), 0.0)), NotLeader)
         self.assertIn(f"{REMOVED} {index}", str(write.value))
         self.failureResultOf(node.read_barrier(), NotLeader)
-        self.failureResultOf(node.accept_proposal(b"x"), NotLeaderHere)
+        self.failureResultOf(node.inbox.accept_proposal(b"x"), NotLeaderHere)
         # It no longer campaigns, nor sends anything at all.
         term = node.core.term
         self.network.sent.clear()
@@ -128,12 +128,12 @@ class RemovedNodeTests(SynchronousTestCase):
         self.assertNotIn(self.gone.id, self.leader.addresses)
         prevote = RequestVote(self.gone.id, self.leader.id, self.leader.core.term + 1,
                               index - 1, self.leader.core.term, prevote=True)  # fmt: skip
-        self.assertIsNone(self.leader.receive(prevote))
+        self.assertIsNone(self.leader.inbox.receive(prevote))
         self.assertEqual(self.network.notices, [])
         self.cluster.network.heal()
         self.cluster.run(0.2)
         self.successResultOf(removing)
-        self.assertEqual(self.leader.receive(prevote), index)
+        self.assertEqual(self.leader.inbox.receive(prevote), index)
 
     def see_own_removal(self) -> int:
         for node in self.cluster.nodes:
@@ -141,7 +141,7 @@ class RemovedNodeTests(SynchronousTestCase):
         index = self.remove()
         entry = self.leader.core.log.entry(index)
         core = self.leader.core
-        self.gone.receive(
+        self.gone.inbox.receive(
             AppendEntries(self.leader.id, self.gone.id, core.term, index - 1,
                           core.log.term(index - 1) or 0, (entry,), index)  # fmt: skip
         )
@@ -176,13 +176,14 @@ class RemovedNodeTests(SynchronousTestCase):
         self.assertEqual(self.network.notices, [])
 
     def test_notice_from_a_stranger_is_ignored(self) -> None:
-        self.gone.removed_notice("zz", self.gone.id, 5)
-        self.gone.removed_notice(self.leader.id, "zz", 5)
+        self.gone.inbox.removed_notice("zz", self.gone.id, 5)
+        self.gone.inbox.removed_notice(self.leader.id, "zz", 5)
         self.assertIsNone(self.gone.removed)
         self.assertNotEqual(self.gone.status()["role"], "removed")
 
     def test_unknown_sender_that_was_never_a_member_gets_no_notice(self) -> None:
-        answer = self.leader.receive(RequestVote("zz", self.leader.id, 99, 0, 0, prevote=True))
+        prevote = RequestVote("zz", self.leader.id, 99, 0, 0, prevote=True)
+        answer = self.leader.inbox.receive(prevote)
         self.assertIsNone(answer)
 
 

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.commands import Register
 from skydns.raft.core.messages import InstallSnapshot, SnapshotMeta
 from skydns.raft.node import snapshots
-from skydns.raft.node.driver import NodeOptions
 from skydns.raft.node.machine import SnapshotError
+from skydns.raft.node.options import NodeOptions
 from skydns.raft.node.sessions import SessionTable
 from skydns.raft.node.transfer import Assembler, frame_chunks
 from skydns.registry import Applied, Outcome, Registry

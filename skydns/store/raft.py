@@ -36,9 +36,10 @@ from skydns.raft.net.auth import wrap_endpoints
 from skydns.raft.net.interface import ProposalTooLarge
 from skydns.raft.net.peers import AMPTransport
 from skydns.raft.net.tls import RaftTLS, wrap_tls
-from skydns.raft.node.driver import DEFAULT_OPTIONS, NodeOptions, RaftNode
+from skydns.raft.node.driver import RaftNode
 from skydns.raft.node.errors import Unavailable
 from skydns.raft.node.join import JoinService, ask_over_amp
+from skydns.raft.node.options import DEFAULT_OPTIONS, NodeOptions
 from skydns.raft.node.snapshotter import STEP_PAUSE
 from skydns.raft.storage.disk import DiskStorage
 from skydns.registry import Applied, Registry

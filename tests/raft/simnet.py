@@ -109,7 +109,7 @@ class SimNetwork:
             host = self.hosts[message.dst]
             if host.transport is not None:
                 host.transport.callers.add(message.src)
-            removed = host.handler.receive(message)
+            removed = host.handler.inbox.receive(message)
             if removed is not None:  # the answer goes back on the same connection
                 self.carry(message.dst, message.src,
                            lambda: self._notice(message.src, message.dst, message.src, removed))
@@ -118,7 +118,7 @@ class SimNetwork:
             self.carry(message.src, message.dst, deliver)
 
     def _notice(self, to: str, src: str, dst: str, index: int) -> None:
-        self.hosts[to].handler.removed_notice(src, dst, index)
+        self.hosts[to].handler.inbox.removed_notice(src, dst, index)
 
     def call(
         self, src: str, dst: str, make: Callable[[IRaftHandler], Deferred[Any]]
@@ -140,7 +140,7 @@ class SimNetwork:
                 answer.callback(result)
 
         def request() -> None:
-            d = maybeDeferred(make, self.hosts[dst].handler)
+            d = maybeDeferred(make, self.hosts[dst].handler.inbox)
             d.addBoth(lambda result: self.carry(dst, src, lambda: reply(result)) and None)
 
         def timeout() -> None:
@@ -154,7 +154,7 @@ class SimNetwork:
     @staticmethod
     def _unreachable(host: Host, peer: str) -> None:
         if host.up:
-            host.handler.peer_unreachable(peer)
+            host.handler.inbox.peer_unreachable(peer)
 
     def died(self, host_id: str) -> None:
         """``host_id``'s process is gone: its peers' connections to it break."""

@@ -30,8 +30,9 @@ from twisted.logger import globalLogPublisher
 
 from skydns.raft.core.messages import Entry, HardState
 from skydns.raft.core.ready import Role
-from skydns.raft.node.driver import NodeOptions, RaftNode
+from skydns.raft.node.driver import RaftNode
 from skydns.raft.node.join import join
+from skydns.raft.node.options import NodeOptions
 from skydns.raft.storage import wal
 from skydns.raft.storage.disk import DiskStorage
 from skydns.raft.storage.errors import StorageError
