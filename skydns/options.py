@@ -275,7 +275,7 @@ def _raft_tls(options: Options) -> Any:
 
 
 def _cluster_key(path: str | None) -> bytes | None:
-    from skydns.raft.net.auth import ENV_KEY, check_key, read_key_file
+    from skydns.raft.net.keys import ENV_KEY, check_key, read_key_file
 
     if path is not None:
         return _checked("cluster-key-file", read_key_file, path)  # type: ignore[no-any-return]

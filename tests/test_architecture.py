@@ -10,6 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "skydns"
+#: The longest a module may be.
+MAX_LINES = 400
 
 #: What the Raft library may not import: the registry and what is built on it.
 NOT_FOR_RAFT = ("skydns.registry", "skydns.commands", "skydns.names", "skydns.patterns",
@@ -104,3 +106,13 @@ class ArchitectureTests(SynchronousTestCase):
             if target.startswith(NOT_FOR_RAFT)
         }
         self.assertEqual(bad, set())
+
+    def test_modules_are_small_enough_to_read(self) -> None:
+        """No module under skydns/ is over 400 lines: one past that does two
+        jobs, or tells a story that belongs in docs/."""
+        long = {
+            name: count
+            for name, path in modules().items()
+            if (count := len(path.read_text().splitlines())) > MAX_LINES
+        }
+        self.assertEqual(long, {})

@@ -30,9 +30,9 @@ from skydns.raft.net.auth import (
     HandshakeFactory,
     RateLimitedLog,
     proof,
-    read_key_file,
     wrap_endpoints,
 )
+from skydns.raft.net.keys import read_key_file
 
 KEY = b"k" * 32
 OTHER = b"o" * 32

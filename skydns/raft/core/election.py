@@ -5,8 +5,9 @@ Functions over the core's state (`CoreState`), kept apart so that ``core`` stays
 
 from __future__ import annotations
 
-from skydns.raft.core.messages import RequestVote, RequestVoteResponse
-from skydns.raft.core.ready import Role
+from skydns.raft.core import replication
+from skydns.raft.core.messages import RequestVote, RequestVoteResponse, TimeoutNow
+from skydns.raft.core.ready import NotLeader, Role
 from skydns.raft.core.state import CoreState
 
 
@@ -132,3 +133,30 @@ def _quorum_active(core: CoreState) -> bool:
         ):
             active += 1
     return active >= core.quorum()
+
+
+def peer_unreachable(core: CoreState, peer: str) -> None:
+    """The connection to ``peer`` broke.  If it is our leader, its process
+    has probably died (a live leader's connections rarely break), so its
+    lease is not waited out: this server will grant votes at once and
+    campaign after a short random delay (PreVote still asks the others, who
+    refuse while they hear from a live leader)."""
+    if core.role is Role.LEADER or peer != core.leader:
+        return
+    core.election_elapsed = max(core.election_elapsed, core.election_tick)
+    spread = max(1, core.election_tick // 5)
+    core.randomized_election_timeout = core.election_elapsed + 1 + core.rng.randrange(spread)
+
+
+def transfer_leadership(core: CoreState, to: str) -> None:
+    """Hand leadership to ``to`` once its log is caught up (thesis §3.10)."""
+    if core.role is not Role.LEADER:
+        raise NotLeader(core.leader)
+    if to == core.id or to not in core.config.voters or core.lead_transferee == to:
+        return
+    core.lead_transferee = to
+    core.election_elapsed = 0  # abort if not done within an election timeout
+    if core.progress[to].match == core.log.last_index():
+        core.send(TimeoutNow(core.id, to, core.term))
+    else:
+        replication.send_append(core, to)

@@ -297,29 +297,12 @@ class RaftCore:
             raise NotLeader(None)
 
     def peer_unreachable(self, peer: str) -> None:
-        """The connection to ``peer`` broke.  If it is our leader, its process
-        has probably died (a live leader's connections rarely break), so
-        its lease is not waited out: this server will grant votes at once
-        and campaign after a short random delay (PreVote still asks the
-        others, who refuse while they hear from a live leader)."""
-        if self.role is Role.LEADER or peer != self.leader:
-            return
-        self.election_elapsed = max(self.election_elapsed, self.election_tick)
-        spread = max(1, self.election_tick // 5)
-        self.randomized_election_timeout = self.election_elapsed + 1 + self.rng.randrange(spread)
+        """The connection to ``peer`` broke (see `election.peer_unreachable`)."""
+        election.peer_unreachable(self, peer)
 
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to ``to`` once its log is caught up (thesis §3.10)."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader)
-        if to == self.id or to not in self.config.voters or self.lead_transferee == to:
-            return
-        self.lead_transferee = to
-        self.election_elapsed = 0  # abort if not done within an election timeout
-        if self.progress[to].match == self.log.last_index():
-            self.send(TimeoutNow(self.id, to, self.term))
-        else:
-            self.send_append(to)
+        election.transfer_leadership(self, to)
 
     # --- replication (Raft §5.3; see skydns.raft.core.replication) -------------
 

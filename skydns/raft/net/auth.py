@@ -62,8 +62,6 @@ MAGIC = b"SKYDNS-RAFTAUTH1"
 NONCE_SIZE = 32
 PROOF_SIZE = hashlib.sha256().digest_size
 HELLO_SIZE = len(MAGIC) + NONCE_SIZE
-#: The shortest key accepted (bytes, after stripping surrounding whitespace).
-MIN_KEY_SIZE = 16
 #: Seconds a connection may take to authenticate.
 DEFAULT_TIMEOUT = 5.0
 #: Connections still authenticating at once; more are dropped at once.
@@ -71,37 +69,8 @@ MAX_PENDING = 256
 #: At most one log line per reason in this many seconds.
 LOG_INTERVAL = 10.0
 
-ENV_KEY = "SKYDNS_CLUSTER_KEY"
-
-
 class AuthenticationFailed(Exception):
     """The other side did not prove the cluster key."""
-
-
-def check_key(key: bytes) -> bytes:
-    """``key`` without surrounding whitespace; `ValueError` when too short."""
-    key = key.strip()
-    if len(key) < MIN_KEY_SIZE:
-        raise ValueError(
-            f"the cluster key must be at least {MIN_KEY_SIZE} bytes "
-            f"(e.g. openssl rand -hex 32), not {len(key)}"
-        )
-    return key
-
-
-def read_key_file(path: str) -> bytes:
-    """The cluster key in the file at ``path``; `ValueError` if unreadable."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(64 * 1024 + 1)
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(data) > 64 * 1024:
-        raise ValueError(f"{path} is larger than 64 KiB: not a key file")
-    try:
-        return check_key(data)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
 
 
 def proof(key: bytes, role: bytes, client_nonce: bytes, server_nonce: bytes) -> bytes:
@@ -415,10 +384,7 @@ __all__ = [
     "AuthClientEndpoint",
     "AuthServerEndpoint",
     "AuthenticationFailed",
-    "ENV_KEY",
     "HandshakeFactory",
     "RateLimitedLog",
-    "check_key",
-    "read_key_file",
     "wrap_endpoints",
 ]
