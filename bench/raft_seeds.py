@@ -28,6 +28,16 @@ from tests.raft.invariants import SafetyViolation  # noqa: E402
 from tests.raft.scenarios import SCENARIOS  # noqa: E402
 
 
+def _quiet() -> None:
+    """Until logging begins, Twisted writes critical events (a node finding
+    its log damaged, which scenarios do on purpose) to the stderr it saw at
+    import: begin logging to nowhere instead (the world still observes)."""
+    from twisted.logger import globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo([lambda event: None], discardBuffer=True,
+                                     redirectStandardIO=False)  # fmt: skip
+
+
 def run_one(job: tuple[str, int]) -> tuple[str, int, int, Counter[str], int, str | None, bool]:
     name, seed = job
     try:
@@ -57,7 +67,7 @@ def main() -> int:
     }
     faults: dict[str, Counter[str]] = {n: Counter() for n in names}
     failed: list[tuple[str, int, str]] = []
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=_quiet) as pool:
         for name, seed, steps, fault, ops, error, safety in pool.map(run_one, jobs, chunksize=4):
             t = totals[name]
             t["seeds"] += 1
