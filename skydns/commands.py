@@ -10,11 +10,11 @@ applying.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Union
 
 from attrs import frozen
 
+from skydns.jsontext import register_json
 from skydns.names import Callback, Service
 
 
@@ -76,11 +76,11 @@ class CommandDecodeError(ValueError):
 
 def encode(command: Command) -> bytes:
     """Encode a command as compact, deterministic JSON bytes (sorted keys)."""
-    now = command.now
-    if type(command) is Register and type(now) is float and math.isfinite(now):
+    if type(command) is Register:
         # Every write proposes one: written directly, as `_ENCODER` would.
-        text = '{"now":' + repr(now) + ',"op":"register","service":' + command.service.to_json()
-        return (text + "}").encode("ascii")
+        text = register_json(command.now, command.service)
+        if text is not None:
+            return text.encode("ascii")
     body: dict[str, Any]
     if isinstance(command, Register):
         body = {"op": "register", "service": command.service.to_dict()}

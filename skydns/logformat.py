@@ -8,10 +8,8 @@ Twisted's own."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii
 from typing import Any, Callable, Optional
 
 from twisted.logger import (
@@ -20,6 +18,8 @@ from twisted.logger import (
     formatEventAsClassicLogText,
     formatTime,
 )
+
+from skydns.jsontext import object_json
 
 #: Event keys of twisted.logger and of the legacy log bridge that the JSON
 #: line carries under its own names (or not at all).
@@ -75,46 +75,8 @@ def text_formatter() -> Callable[[LogEvent], Optional[str]]:
     return format_event
 
 
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
-
 #: Keys the JSON line has under its own name (or leaves out), besides log_*.
 _HEADER = frozenset({"time", "level", "namespace", "message"}) | _RESERVED
-
-#: Event key -> ``"key":`` as JSON, or "" for a key the line leaves out (a
-#: bounded cache: events from one call site have the same keys every time).
-_field_prefix: dict[Any, str] = {}
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
-def _plain(value: Any) -> Any:
-    """``value`` if JSON can carry it as it is, else its repr."""
-    if type(value) in _JSON_SCALARS:
-        return value
-    try:
-        _ENCODER.encode(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
-
-
-def _json_value(value: Any) -> str:
-    """``value`` (or its repr, see `_plain`) as JSON text, as `_ENCODER`
-    writes it inside an object; the common scalars without the encoder."""
-    kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)
-    if kind is int:
-        return int.__repr__(value)
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)
-    return _ENCODER.encode(_plain(value))
 
 
 class _RFC3339Clock:
@@ -150,33 +112,26 @@ def event_as_json(event: LogEvent) -> str:
     """One event as one line of JSON: ``time`` (RFC 3339 UTC), ``level``,
     ``namespace``, ``message`` (the formatted text), the event's own fields,
     and ``traceback`` for a logged failure."""
-    # Written piece by piece rather than as a dict through json.dumps: the
-    # same text (tests compare the two), a third cheaper.
     when = event.get("log_time")
-    parts = [
-        '{"time":' + ("null" if when is None else '"' + _rfc3339(when) + '"'),
-        '"level":' + _json_value(getattr(event.get("log_level"), "name", "info")),
-        '"namespace":' + _json_value(event.get("log_namespace")),
-        '"message":' + encode_basestring_ascii(_message(event)),
+    items: list[tuple[str, Any]] = [
+        ("time", None if when is None else _rfc3339(when)),
+        ("level", getattr(event.get("log_level"), "name", "info")),
+        ("namespace", event.get("log_namespace")),
+        ("message", _message(event)),
     ]
     if event.get("log_system") is not None:
-        parts.append('"system":' + encode_basestring_ascii(str(event["log_system"])))
+        items.append(("system", str(event["log_system"])))
     failure = event.get("log_failure")
     for key, value in event.items():
-        prefix = _field_prefix.get(key)
-        if prefix is None:
-            skip = key.startswith("log_") or key in _HEADER
-            prefix = "" if skip else encode_basestring_ascii(key) + ":"
-            if len(_field_prefix) < 4096:
-                _field_prefix[key] = prefix
-        if prefix and not (failure is not None and key == "traceback"):
-            parts.append(prefix + _json_value(value))
+        if key.startswith("log_") or key in _HEADER:
+            continue
+        if failure is not None and key == "traceback":
+            continue
+        items.append((key, value))
     if failure is not None:
         try:
             traceback = failure.getTraceback()
         except Exception:
             traceback = repr(failure)
-        parts.append('"traceback":' + encode_basestring_ascii(traceback))
-    return ",".join(parts) + "}\n"
-
-
+        items.append(("traceback", traceback))
+    return object_json(items) + "\n"

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from attrs import frozen
 
@@ -53,9 +52,6 @@ def is_ip(host: str) -> bool:
 
 
 #: JSON as the log and snapshots store it: sorted keys, compact, ASCII.
-_SORTED_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-#: A string as a JSON string literal, ASCII only (what ``json.dumps`` writes).
-json_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 @frozen
@@ -108,33 +104,6 @@ class Service:
         if self.no_expire:
             data["no_expire"] = True
         return data
-
-    def to_json(self) -> str:
-        """``to_dict()`` as compact ASCII JSON with sorted keys (as the log
-        and snapshots store it), written directly: it is on every write's
-        path, where the general encoder costs several times as much."""
-        numbers = (self.port, self.ttl, self.priority, self.weight)
-        if any(n is not None and type(n) is not int for n in numbers):
-            return _SORTED_ENCODER.encode(self.to_dict())  # not what parsing makes
-        parts = [
-            '{"environment":', json_quote(self.environment),
-            ',"host":', json_quote(self.host),
-            ',"name":', json_quote(self.name),
-            ',"no_expire":true' if self.no_expire else "",
-            ',"port":', str(self.port),
-        ]  # fmt: skip
-        if self.priority is not None:
-            parts += [',"priority":', str(self.priority)]
-        parts += [
-            ',"region":', json_quote(self.region),
-            ',"ttl":', str(self.ttl),
-            ',"uuid":', json_quote(self.uuid),
-            ',"version":', json_quote(self.version),
-        ]  # fmt: skip
-        if self.weight is not None:
-            parts += [',"weight":', str(self.weight)]
-        parts.append("}")
-        return "".join(parts)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Service:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import heapq
 import json
-import math
 import re
 from collections.abc import Generator
 from typing import Any, Callable, TypeVar, cast
 
-from skydns.names import Callback, Service, json_quote
+from skydns.jsontext import instance_json
+from skydns.names import Callback, Service
 from skydns.registry.model import Instance
 
 #: Version of the snapshot encoding written by `encode_snapshot`.
@@ -40,13 +40,13 @@ def snapshot_pieces(
 
     The bytes are ``json.dumps(body, sort_keys=True, separators=(",", ":"))``
     of ``{"format", "instances", "version"}`` (each instance
-    ``{"callbacks", "expires", "service"}``), written by `_instance_json` a
+    ``{"callbacks", "expires", "service"}``), written by `instance_json` a
     chunk of instances at a time.  A node encodes its snapshots on the
     reactor thread a step at a time, between the requests it serves
     (`skydns.raft.node.snapshotter`): one ``json.dumps`` of the whole body would
     stop the reactor for a third of a second with 100,000 instances, and
     building a dict per instance for it costs three times what
-    `_instance_json` does.  The keys are sorted a slice per step and the
+    `instance_json` does.  The keys are sorted a slice per step and the
     sorted slices merged.  The pieces are returned rather than joined so
     that the caller copies megabytes once, with what it puts around them.
     """
@@ -58,7 +58,8 @@ def snapshot_pieces(
     pieces = [b'{"format":%d,"instances":[' % SNAPSHOT_FORMAT]
     chunk: list[str] = []
     for key in slices[0] if len(slices) == 1 else heapq.merge(*slices):
-        chunk.append(_instance_json(instances[key], callbacks.get(key, ())))
+        instance = instances[key]
+        chunk.append(instance_json(instance.service, instance.expires, callbacks.get(key, ())))
         if len(chunk) == _SNAPSHOT_CHUNK:
             pieces += (",".join(chunk).encode("ascii"), b",")
             chunk = []
@@ -81,41 +82,6 @@ def run_steps(steps: Generator[None, None, T]) -> T:
             next(steps)
         except StopIteration as done:
             return cast(T, done.value)
-
-
-def _instance_json(instance: Instance, callbacks: tuple[Callback, ...]) -> str:
-    """``json.dumps({"callbacks", "expires", "service"}, sort_keys=True,
-    separators=(",", ":"))`` of one instance, written directly."""
-    service, expires = instance.service, instance.expires
-    if (
-        not callbacks
-        and type(expires) is float
-        and type(service.port) is int
-        and type(service.ttl) is int
-        and service.priority is None
-        and service.weight is None
-        and not service.no_expire
-        and math.isfinite(expires)
-    ):
-        # most instances: one format, a third cheaper than the general path
-        quote = json_quote
-        return _PLAIN_INSTANCE % (
-            expires, quote(service.environment), quote(service.host), quote(service.name),
-            service.port, quote(service.region), service.ttl, quote(service.uuid),
-            quote(service.version),
-        )  # fmt: skip
-    if type(expires) is not float or not math.isfinite(expires):
-        # not what the registry makes: the general encoder says it as it would
-        body = {"service": service.to_dict(), "expires": expires,
-                "callbacks": [cb.to_dict() for cb in callbacks]}  # fmt: skip
-        return _SNAPSHOT_ENCODER.encode(body)
-    callbacks_json = (
-        _SNAPSHOT_ENCODER.encode([cb.to_dict() for cb in callbacks]) if callbacks else "[]"
-    )
-    return (
-        '{"callbacks":' + callbacks_json + ',"expires":' + repr(expires)
-        + ',"service":' + service.to_json() + "}"
-    )
 
 
 def _instance(item: Any) -> tuple[Instance, list[Callback]]:
@@ -153,13 +119,6 @@ _SNAPSHOT_DECODER = json.JSONDecoder()
 _SNAPSHOT_CHUNK = 256
 #: Keys per slice `snapshot_pieces` sorts in one step.
 _SNAPSHOT_SORT_SLICE = 8192
-_SNAPSHOT_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-#: `_instance_json` of an instance with no callbacks whose service has no
-#: priority, weight or NoExpire (``%r`` of a finite float is its JSON).
-_PLAIN_INSTANCE = (
-    '{"callbacks":[],"expires":%r,"service":{"environment":%s,"host":%s,"name":%s,'
-    '"port":%d,"region":%s,"ttl":%d,"uuid":%s,"version":%s}}'
-)
 
 
 def decode_snapshot(data: bytes, insert: Insert) -> int:
