@@ -12,12 +12,13 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.cluster import LocalCluster, NotLeader
+from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
 from skydns.http.api import make_api
 from skydns.http.limits import MAX_BODY
 from skydns.raft.node.options import NodeOptions
 from skydns.registry import Applied, Registry
+from skydns.testing import LocalCluster
 from tests.raftnodes import Cluster as RaftCluster
 
 BASE = "http://127.0.0.1:8080"

@@ -31,11 +31,12 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.cluster import LocalCluster, NotLeader
+from skydns.cluster import NotLeader
 from skydns.commands import Command
 from skydns.http.api import make_api
 from skydns.http.limits import MAX_BODY
 from skydns.registry import Applied, Registry
+from skydns.testing import LocalCluster
 
 OPENAPI = os.path.join(os.path.dirname(__file__), "..", "docs", "openapi.json")
 BASE = "http://127.0.0.1:8080"

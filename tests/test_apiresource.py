@@ -17,11 +17,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request, Site
 
-from skydns.cluster import LocalCluster
 from skydns.http.api import make_api
 from skydns.http.kleinbypass import APIResource, FastRoutes
 from skydns.http.site import make_site
 from skydns.registry import Registry
+from skydns.testing import LocalCluster
 
 BODY = (
     b'{"Name":"rails","Version":"1","Environment":"production","Region":"east",'

@@ -14,10 +14,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from skydns.callbacks import CallbackNotifier, HTTPClient, callback_url
-from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
 from skydns.names import Callback, Service
 from skydns.registry import Applied, Instance, Outcome, Registry, Removal
+from skydns.testing import LocalCluster
 
 
 def service(uuid: str = "u1", ttl: int = 30) -> Service:

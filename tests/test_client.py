@@ -610,9 +610,9 @@ class RealAPITests(SynchronousTestCase):
     """The client against the real `skydns.api` over a `LocalCluster`."""
 
     def setUp(self) -> None:
-        from skydns.cluster import LocalCluster
         from skydns.http.api import make_api
         from skydns.registry import Registry
+        from skydns.testing import LocalCluster
 
         self.clock = task.Clock()
         self.clock.advance(1_000_000)

@@ -11,11 +11,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.cluster import LocalCluster
 from skydns.http.api import make_api
 from skydns.http.limits import MAX_BODY
 from skydns.http.site import make_site
 from skydns.registry import Registry
+from skydns.testing import LocalCluster
 
 BODY = json.dumps({"Host": "10.0.0.1", "Port": 80}).encode()
 

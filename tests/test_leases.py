@@ -8,11 +8,12 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.cluster import LocalCluster, NotLeader
+from skydns.cluster import NotLeader
 from skydns.commands import Command, Expire, Register
 from skydns.leases import MAX_BATCH, LeaseKeeper
 from skydns.names import Service
 from skydns.registry import Applied, Outcome, Registry
+from skydns.testing import LocalCluster
 
 
 def service(uuid: str, ttl: int = 1, no_expire: bool = False) -> Service:

@@ -28,7 +28,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from skydns.audit import RegistryLog, _emit
-from skydns.cluster import LocalCluster
 from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
 from skydns.http.api import make_api
 from skydns.http.site import QuietSite, make_site
@@ -43,6 +42,7 @@ from skydns.logging import (
 )
 from skydns.names import Callback, Service
 from skydns.registry import Registry
+from skydns.testing import LocalCluster
 from skydns.throttle import LogThrottle, address_text
 from tests.test_api import START, APITestCase, service
 

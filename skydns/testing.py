@@ -1,0 +1,59 @@
+"""In-memory stand-ins for testing code that talks to SkyDNS (docs/client.md):
+serve the real HTTP API over `LocalCluster` with treq's ``StubTreq``, no
+process, no network, no disk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from skydns.cluster import ApplyListener, ICluster
+from skydns.commands import Command, decode, encode
+from skydns.registry import Applied, Registry
+
+
+@implementer(ICluster)
+class LocalCluster:
+    """A one-node "cluster" that applies each command at once, in memory.
+
+    Each command still goes through `encode`/`decode`, so what the registry
+    sees is exactly what a replicated log would give it.
+    """
+
+    def __init__(self, registry: Registry, node_id: str = "local") -> None:
+        self.registry = registry
+        self.node_id = node_id
+        self._listeners: list[ApplyListener] = []
+        self._index = 0
+
+    def propose(self, command: Command) -> "Deferred[Applied]":
+        replayed = decode(encode(command))
+        result = self.registry.apply(replayed)
+        self._index += 1
+        for listener in list(self._listeners):
+            listener(replayed, result, True)
+        return succeed(result)
+
+    def read_barrier(self) -> "Deferred[None]":
+        return succeed(None)
+
+    def is_leader(self) -> bool:
+        return True
+
+    def is_ready(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.node_id,
+            "leader": self.node_id,
+            "term": 1,
+            "commit_index": self._index,
+            "applied_index": self._index,
+            "members": [{"id": self.node_id, "address": None, "role": "leader"}],
+        }
+
+    def add_apply_listener(self, listener: ApplyListener) -> None:
+        self._listeners.append(listener)
