@@ -234,3 +234,68 @@ def parse_ttl(body: bytes) -> int:
     return ttl
 
 
+
+
+# -- the same rules for what the Raft log carries -------------------------------
+
+
+def _in_range(field: str, value: object, low: int, high: int) -> None:
+    if type(value) is not int or not low <= value <= high:  # type: ignore[operator]
+        raise ValidationError(field, f"must be an integer from {low} to {high}")
+
+
+def check_service(service: Service) -> None:
+    """Raise `ValidationError` unless ``service`` is what `parse_service`
+    could have made: a log entry is held to the API's own rules, so no
+    entry (forwarded by anyone) holds what a PUT could not."""
+    _check_label("UUID", service.uuid)
+    if not service.host or _check_host("Host", service.host) != service.host:
+        raise ValidationError("Host", "is not a host name or IP address as the API keeps it")
+    _in_range("Port", service.port, 1, 65535)
+    for field, value, check in (
+        ("Name", service.name, _check_label),
+        ("Environment", service.environment, _check_label),
+        ("Region", service.region, _check_label),
+        ("Version", service.version, _check_version),
+    ):
+        if value:
+            check(field, value)
+    _in_range("TTL", service.ttl, 1, MAX_TTL)
+    for field, number in (("Priority", service.priority), ("Weight", service.weight)):
+        if number is not None:
+            _in_range(field, number, 0, 65535)
+    if type(service.no_expire) is not bool:
+        raise ValidationError("NoExpire", "must be true or false")
+
+
+def check_callback(callback: Callback) -> None:
+    """Raise `ValidationError` unless `parse_callback` could have made ``callback``."""
+    _check_label("UUID", callback.uuid)
+    if not callback.reply or _check_host("Reply", callback.reply) != callback.reply:
+        raise ValidationError("Reply", "is not a host name or IP address")
+    _in_range("Port", callback.port, 1, 65535)
+    for field, value, check in (
+        ("Name", callback.name, _check_label),
+        ("Environment", callback.environment, _check_label),
+        ("Region", callback.region, _check_label),
+        ("Version", callback.version, _check_version),
+        ("Host", callback.host, _check_host),
+    ):
+        if value and value.lower() not in WILDCARDS:
+            check(field, value)
+
+
+def check_ttl(ttl: object) -> None:
+    """Raise `ValidationError` unless ``ttl`` is a TTL a PATCH could carry."""
+    _in_range("TTL", ttl, 1, MAX_TTL)
+
+
+#: The longest UUID a lookup by UUID (DELETE, PATCH) may carry in the log.
+MAX_UUID_KEY = 1024
+
+
+def check_uuid(uuid: object) -> None:
+    """Raise `ValidationError` unless ``uuid`` is a string a DELETE or PATCH
+    could name (any text, bounded: it only looks an instance up)."""
+    if type(uuid) is not str or len(uuid) > MAX_UUID_KEY:
+        raise ValidationError("UUID", f"must be a string of at most {MAX_UUID_KEY} characters")

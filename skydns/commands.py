@@ -14,6 +14,13 @@ from typing import Any, Union
 
 from attrs import frozen
 
+from skydns.bodies import (
+    ValidationError,
+    check_callback,
+    check_service,
+    check_ttl,
+    check_uuid,
+)
 from skydns.jsontext import register_json
 from skydns.names import Callback, Service
 
@@ -98,22 +105,108 @@ def encode(command: Command) -> bytes:
     return _ENCODER.encode(body).encode("utf-8")
 
 
+#: The latest time a command may carry (year 5138): beyond it, or not a
+#: finite number, the entry is invalid.
+MAX_NOW = 1e11
+#: The most UUIDs one Expire may list.
+MAX_EXPIRE = 100_000
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+#: The fields of each op, as `encode` writes them.
+_FIELDS = {
+    "register": {"op", "now", "service"},
+    "unregister": {"op", "now", "uuid"},
+    "renew": {"op", "now", "uuid", "ttl"},
+    "expire": {"op", "now", "uuids"},
+    "callback": {"op", "now", "callback"},
+}
+_SERVICE_FIELDS = frozenset(
+    {"uuid", "name", "environment", "region", "version", "host", "port", "ttl", "priority",
+     "weight", "no_expire"}
+)  # fmt: skip
+_CALLBACK_FIELDS = frozenset(
+    {"uuid", "name", "environment", "region", "version", "host", "reply", "port"}
+)
+
+
+def _object(value: Any, fields: frozenset[str] | set[str], what: str) -> dict[str, Any]:
+    if type(value) is not dict or not set(value) <= fields:
+        raise ValueError(f"{what}: not an object of the known fields")
+    return value
+
+
+def _strings(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        value = data[name]
+        if type(value) is not str:
+            raise ValueError(f"{name}: not a string")
+        out[name] = value
+    return out
+
+
 def decode(data: bytes) -> Command:
-    """Decode bytes made by `encode`; raise `CommandDecodeError` otherwise."""
+    """Decode bytes made by `encode`; raise `CommandDecodeError` otherwise,
+    and for any command a request to the API could not have made (numbers
+    out of range or not finite, unknown fields, values the API refuses):
+    such an entry, wherever it came from, is applied as a no-op."""
     try:
-        body = json.loads(data.decode("utf-8"))
-        op = body["op"]
-        now = float(body["now"])
+        body = _object(_DECODER.decode(data.decode("utf-8")), set().union(*_FIELDS.values()),
+                       "command")  # fmt: skip
+        op = body.get("op")
+        if op not in _FIELDS or set(body) != _FIELDS[op]:
+            raise ValueError(f"unknown command op {op!r} or fields {sorted(body)}")
+        now = body["now"]
+        if type(now) not in (int, float) or not 0 <= now <= MAX_NOW:
+            raise ValueError(f"now: {now!r} is not a time")
+        now = float(now)
+        command: Command
         if op == "register":
-            return Register(Service.from_dict(body["service"]), now)
-        if op == "unregister":
-            return Unregister(str(body["uuid"]), now)
-        if op == "renew":
-            return Renew(str(body["uuid"]), int(body["ttl"]), now)
-        if op == "expire":
-            return Expire(tuple(str(u) for u in body["uuids"]), now)
-        if op == "callback":
-            return AddCallback(Callback.from_dict(body["callback"]), now)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+            command = Register(_service(body["service"]), now)
+        elif op == "unregister":
+            check_uuid(body["uuid"])
+            command = Unregister(body["uuid"], now)
+        elif op == "renew":
+            check_uuid(body["uuid"])
+            check_ttl(body["ttl"])
+            command = Renew(body["uuid"], body["ttl"], now)
+        elif op == "expire":
+            uuids = body["uuids"]
+            if type(uuids) is not list or len(uuids) > MAX_EXPIRE:
+                raise ValueError(f"uuids: not a list of at most {MAX_EXPIRE}")
+            for uuid in uuids:
+                check_uuid(uuid)
+            command = Expire(tuple(uuids), now)
+        else:
+            command = AddCallback(_callback(body["callback"]), now)
+    except ValidationError as e:
+        raise CommandDecodeError(f"invalid command: {e}") from e
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise CommandDecodeError(f"undecodable command: {e}") from e
-    raise CommandDecodeError(f"unknown command op {op!r}")
+    return command
+
+
+def _service(value: Any) -> Service:
+    data = _object(value, _SERVICE_FIELDS, "service")
+    texts = _strings(data, ("uuid", "name", "environment", "region", "version", "host"))
+    no_expire = data.get("no_expire", False)
+    service = Service(
+        **texts, port=data["port"], ttl=data["ttl"], priority=data.get("priority"),
+        weight=data.get("weight"), no_expire=no_expire,
+    )  # fmt: skip
+    check_service(service)
+    return service
+
+
+def _callback(value: Any) -> Callback:
+    data = _object(value, _CALLBACK_FIELDS, "callback")
+    texts = _strings(data, ("uuid", "name", "environment", "region", "version", "host", "reply"))
+    callback = Callback(**texts, port=data["port"])
+    check_callback(callback)
+    return callback

@@ -11,6 +11,7 @@ down and the registry changes.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from typing import Any
 
@@ -664,6 +665,21 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         )
         # A second scrape adds nothing new.
         self.assertEqual(metrics.render()[0].decode().count("skydns_dns_requests_total{"), 3)
+
+    def test_query_type_labels_are_bounded(self) -> None:
+        """A sweep of every qtype number adds no series per number: types
+        Twisted does not name are counted as ``other`` (issue 17)."""
+        clock = Clock()
+        authority = SkyDNSAuthority(Registry(), clock, DOMAIN, [("node1", "127.0.0.1")])
+        metrics = Metrics()
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock, metrics=metrics))
+        template = wire("rails.production.skydns.local", "A")
+        for qtype in range(65536):
+            server.ask(template[:-4] + struct.pack("!HH", qtype, 1))
+        text = metrics.render()[0].decode()
+        types = set(re.findall(r'skydns_dns_requests_total\{proto="udp",type="([^"]+)"\}', text))
+        self.assertIn("other", types)
+        self.assertLessEqual(len(types), 40)
 
 
 class RealSocketTests(unittest.TestCase):

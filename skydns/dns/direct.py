@@ -20,6 +20,7 @@ twisted.names path) with its `Request`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from twisted.logger import Logger
@@ -114,14 +115,13 @@ class DirectPath:
         if authority is None or cache is None or query.qclass not in (dns.IN, dns.ANY):
             return None
         generation = cache.generation
-        records: tuple[list[Any], list[Any], list[Any]]
+        records: tuple[Sequence[Any], Sequence[Any], Sequence[Any]]
         sources = None
         try:
             resolution = authority.resolution(query.name, query.qtype)
-            records = (
-                list(resolution.answers), list(resolution.authority), list(resolution.additional)
-            )
-            until, sources, rcode = resolution.until, resolution.sources, dns.OK
+            answers, auth, found, until, sources = resolution
+            records = (answers, auth, found)
+            rcode = dns.OK
         except NameNotFound as e:
             records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
         except QueryRefused:

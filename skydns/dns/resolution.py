@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from attrs import define, field, frozen
 from twisted.names import dns, error
 
 from skydns.registry import Instance
@@ -37,8 +36,7 @@ class QueryRefused(Exception):
     """A question in our domain we will not answer (zone transfers)."""
 
 
-@frozen
-class Resolution:
+class Resolution(NamedTuple):
     """An answer from the authority, and what an answer cache needs of it.
 
     ``until`` is the time until which the same question, with the registry
@@ -57,14 +55,16 @@ class Resolution:
     sources: Any
 
 
-@define
 class Work:
     """What one resolution gathers as it goes: the time it asks the registry
     at, when its answer stops being exact, and the registry reads it made."""
 
-    now: float
-    until: float = math.inf
-    reads: list[tuple[str, Any, Any]] = field(factory=list)
+    __slots__ = ("now", "until", "reads")
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.until = math.inf
+        self.reads: list[tuple[str, Any, Any]] = []
 
     def uses(self, instances: Sequence[Instance]) -> None:
         """The answer depends on these instances' leases: it stays exact

@@ -48,9 +48,10 @@ _RCODES = {
 
 
 def type_name(qtype: int) -> str:
-    """``SRV``, ``A``, ... or the number for types Twisted does not name."""
+    """``SRV``, ``A``, ... or ``other`` for types Twisted does not name: a
+    metrics label takes a bounded set of values, whatever clients ask."""
     name = dns.QUERY_TYPES.get(qtype) or dns.EXT_QUERIES.get(qtype)
-    return name if isinstance(name, str) else str(qtype)
+    return name if isinstance(name, str) else "other"
 
 
 def rcode_name(rcode: int) -> str:

@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from skydns.bodies import ValidationError, parse_callback, parse_service, parse_ttl
+from skydns.bodies import MAX_UUID_KEY, ValidationError, parse_callback, parse_service, parse_ttl
 from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Register, Renew, Unregister
@@ -214,6 +214,7 @@ class API:
     @app.route("/skydns/services/<uuid>", methods=["PATCH"])
     @guarded
     def renew_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
+        self._known_length(uuid)
         body = self._body(request)
         try:
             ttl = parse_ttl(body)
@@ -230,9 +231,17 @@ class API:
     @app.route("/skydns/services/<uuid>", methods=["DELETE"])
     @guarded
     def remove_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
+        self._known_length(uuid)
         now = self._now()
         d = self._propose(Unregister(uuid, now))
         return d.addCallback(self._removed, request, uuid, now)
+
+    @staticmethod
+    def _known_length(uuid: str) -> None:
+        """No instance has a UUID this long (a UUID is one DNS label): 404
+        without a proposal, which the log would refuse."""
+        if len(uuid) > MAX_UUID_KEY:
+            raise APIError(404, f"service {uuid[:64]}... not found")
 
     def _removed(self, applied: Applied, request: Request, uuid: str, now: float) -> bytes:
         if applied.status is Outcome.NOT_FOUND:
