@@ -41,9 +41,36 @@ def _check_endpoint(description: str) -> str:
         kind, args, kwargs = parse_server(description, None)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{description!r} is not an endpoint description ({e})") from None
-    if kind.lower() in ("tcp", "tcp6") and (not args or not str(args[0]).isdigit()):
+    if (
+        _kind(kind) in ("tcp", "tcp6")
+        and (not args or not str(args[0]).isdigit())
+    ):  # fmt: skip
         raise ValueError(f"{description!r}: a tcp endpoint needs a port number")
     return description
+
+
+def _local_endpoint(description: str) -> bool:
+    """Whether a server endpoint takes connections from this host only: a
+    TCP one bound to a loopback address, or a UNIX socket."""
+    import ipaddress
+
+    from twisted.internet.endpoints import _parseServer as parse_server
+
+    kind, _, kwargs = parse_server(description, None)
+    name = _kind(kind)
+    if name == "unix":
+        return True
+    try:
+        address = ipaddress.ip_address(kwargs.get("interface", ""))
+    except ValueError:
+        return False  # every interface, or a host name
+    return name in ("tcp", "tcp6") and address.is_loopback
+
+
+def _kind(kind: object) -> str:
+    """An endpoint's type: its name, or the prefix of a plugin's parser
+    (``tcp6``, ``systemd``, ...)."""
+    return str(kind if isinstance(kind, str) else getattr(kind, "prefix", "")).lower()
 
 
 #: Milliseconds per Raft tick: timeouts are whole ticks.
@@ -245,6 +272,18 @@ class Options(usage.Options):
             raise usage.UsageError("--secret: must not be empty")
         self["cluster-key"] = _cluster_key(self["cluster-key-file"])
         self["raft-tls"] = _raft_tls(self)
+        if self["cluster-key"] is None and self["raft-tls"] is None:
+            # The Raft port takes writes: it is never open beyond this host.
+            if self["secret"] is not None:
+                from skydns.raft.net.keys import key_from_secret
+
+                self["cluster-key"] = key_from_secret(self["secret"])
+            elif not _local_endpoint(self["raft"]):
+                raise usage.UsageError(
+                    f"--raft {self['raft']} is reachable beyond this host, and nothing "
+                    "authenticates the members: give --cluster-key-file (or "
+                    "$SKYDNS_CLUSTER_KEY), --raft-tls-ca/-cert/-key, or --secret"
+                )
         self["max-instances-per-name"] = _checked(
             "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
         )

@@ -21,6 +21,7 @@ def parse(*args: str, env: dict[str, str] | None = None) -> Options:
     with mock.patch.dict(os.environ, env or {}, clear=False):
         if env is None:
             os.environ.pop("SKYDNS_CLUSTER_KEY", None)
+            os.environ.pop("SKYDNS_SECRET", None)
         options.parseOptions(["--no-forward", *args])
     return options
 
@@ -58,6 +59,39 @@ class ClusterKeyOptionTests(SynchronousTestCase):
         self.assertIn("at least 16 bytes", str(error))
         error = self.assertRaises(usage.UsageError, parse, env={"SKYDNS_CLUSTER_KEY": "short"})
         self.assertIn("$SKYDNS_CLUSTER_KEY", str(error))
+
+
+class RaftPortOptionTests(SynchronousTestCase):
+    """The Raft port takes writes, so it is never open beyond this host."""
+
+    def test_open_only_on_loopback(self) -> None:
+        """The one-node default (loopback) stays open; a port every
+        interface or another address reaches needs member authentication."""
+        self.assertIsNone(parse()["cluster-key"])
+        self.assertIsNone(parse("--raft", r"tcp6:7070:interface=\:\:1")["cluster-key"])
+        for raft in ("tcp:7070", "tcp:7070:interface=0.0.0.0", "tcp:7070:interface=10.1.2.3",
+                     "systemd:domain=INET:index=0"):  # fmt: skip
+            error = self.assertRaises(usage.UsageError, parse, "--raft", raft)
+            self.assertIn("nothing authenticates the members", str(error))
+
+    def test_a_secret_gives_the_raft_port_a_key(self) -> None:
+        """With only --secret (or $SKYDNS_SECRET), the Raft port requires a
+        key derived from it: the same on every member, not the secret."""
+        one = parse("--secret", "s3cret-shared")["cluster-key"]
+        two = parse("--raft", "tcp:7070", env={"SKYDNS_SECRET": "s3cret-shared"})["cluster-key"]
+        self.assertEqual(one, two)
+        self.assertNotIn(b"s3cret", one)
+        self.assertGreaterEqual(len(one), 32)
+        self.assertNotEqual(parse("--secret", "other")["cluster-key"], one)
+        key = b"k" * 32
+        with mock.patch.dict(os.environ, {"SKYDNS_CLUSTER_KEY": key.decode()}):
+            self.assertEqual(parse("--secret", "s3cret-shared", env={})["cluster-key"], key)
+
+    def test_endpoints_from_plugins_are_accepted(self) -> None:
+        """``tcp6:`` and ``systemd:`` endpoints parse (issue 20: they crashed)."""
+        self.assertEqual(parse("--http", "tcp6:8080")["http"], "tcp6:8080")
+        described = "systemd:domain=INET:index=0"
+        self.assertEqual(parse("--http", described)["http"], described)
 
 
 class RaftTLSOptionTests(SynchronousTestCase):

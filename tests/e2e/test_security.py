@@ -210,7 +210,62 @@ class HostileRaftPortTests(SynchronousTestCase):
         self.assertIn(leader.log().count("wrong cluster key"), (1, 2))
 
 
+def _forward_proposal(uuid: str) -> bytes:
+    """A plain AMP ``ForwardProposal`` of a Register, as any local process
+    could send it to a Raft port."""
+    from skydns.commands import Register, encode
+    from skydns.names import Service
+    from skydns.raft.node.envelope import wrap
+
+    service = Service(uuid, "web", "prod", "east", "1", "127.0.0.61", 80, 600)
+    data = wrap("intruder", 1, encode(Register(service, time.time())))
+    return _box((b"_command", b"ForwardProposal"), (b"_ask", b"1"), (b"data", data))
+
+
 class UnkeyedRaftPortTests(SynchronousTestCase):
+    def send_forward_proposal(self, node: SkyDNSProcess, uuid: str) -> bytes:
+        """What the node answers a plain ForwardProposal with (empty if it
+        closes the connection without an answer)."""
+        sock = socket.create_connection(("127.0.0.1", node.raft_port), timeout=5.0)
+        self.addCleanup(sock.close)
+        sock.sendall(_forward_proposal(uuid))
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if answer.endswith(b"\x00\x00"):
+                    break
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return answer
+
+    def test_only_a_secret_closes_the_raft_port(self) -> None:
+        """Issue 17: with only --secret, a plain AMP ForwardProposal from a
+        local process commits nothing (the port requires a key derived from
+        the secret).  Without any, on the loopback one-node default, the
+        same box is taken: the control that shows the test can fail."""
+        secured = SkyDNSProcess(extra_args=["--secret", "s3cret"])
+        self.addCleanup(secured.cleanup)
+        secured.start(wait=False)
+        secured.wait_for("/ready", BOUND)
+        self.assertNotIn(b"_answer", self.send_forward_proposal(secured, "intruder1"))
+        code, body = http("GET", secured.url + "/skydns/services/",
+                          headers={"Authorization": "s3cret"})  # fmt: skip
+        self.assertEqual((code, body), (200, []))
+        self.assertIn("dropped an unauthenticated Raft connection", secured.log())
+
+        open_node = SkyDNSProcess()
+        self.addCleanup(open_node.cleanup)
+        open_node.start(wait=False)
+        open_node.wait_for("/ready", BOUND)
+        self.assertIn(b"_answer", self.send_forward_proposal(open_node, "intruder2"))
+
+        def taken() -> bool:
+            code, body = http("GET", open_node.url + "/skydns/services/")
+            return code == 200 and [s["UUID"] for s in body] == ["intruder2"]
+
+        wait_until(taken, "the open node applies the proposal")
+
     def test_malformed_boxes_on_a_lone_node(self) -> None:
         """Without a cluster key the AMP layer itself drops malformed boxes;
         the node keeps serving and its registry is untouched."""

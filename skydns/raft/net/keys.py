@@ -4,6 +4,9 @@ unreadable or too short to resist guessing."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 #: The environment variable that may hold the key instead of a file.
 ENV_KEY = "SKYDNS_CLUSTER_KEY"
 #: The shortest key accepted (bytes, after stripping surrounding whitespace).
@@ -34,3 +37,12 @@ def read_key_file(path: str) -> bytes:
         return check_key(data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def key_from_secret(secret: str) -> bytes:
+    """The cluster key of a node given only ``--secret``: every member of a
+    cluster shares the secret, so they share this key, and a process that
+    knows neither cannot speak on the Raft port.  (Derived, so the key
+    proven in handshakes is not the secret that HTTP requests carry.)"""
+    digest = hmac.new(b"skydns raft cluster key v1", secret.encode("utf-8"), hashlib.sha256)
+    return digest.hexdigest().encode("ascii")
