@@ -135,8 +135,9 @@ class Options(usage.Options):
             "Client networks CIDR,... that may use forwarding; others get REFUSED for "
             "names outside the domain.",
         ],
-        ["tcp-idle-timeout", None, "10", "Seconds an idle DNS-over-TCP connection is kept."],
-        ["max-tcp-connections", None, "1024", "Open DNS-over-TCP connections at most."],
+        ["tcp-idle-timeout", None, "10", "Seconds a DNS-over-TCP client has for each message."],
+        ["max-tcp-connections", None, "1024",
+         "Open DNS-over-TCP connections at most (half of them per client)."],
         [
             "rrl-rate",
             None,

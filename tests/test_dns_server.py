@@ -20,6 +20,7 @@ import dns.rdatatype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
@@ -389,6 +390,21 @@ class MalformedTests(FactoryTestCase):
         protocol.connectionLost(None)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_a_dripping_client_gets_no_more_than_the_deadline(self) -> None:
+        """The timeout is a deadline for each whole message: a client that
+        sends one byte every few seconds and never completes a message is
+        closed when it runs out, whatever it keeps sending (issue 17)."""
+        protocol, transport = self.tcp_connection()
+        wire = query("skydns.local", "SOA").to_wire()
+        message = struct.pack("!H", len(wire)) + wire
+        for byte in message[: TCP_IDLE_TIMEOUT - 1]:
+            self.clock.advance(1)
+            protocol.dataReceived(bytes([byte]))
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+
 
 def _ipv6_loopback() -> bool:
     try:
@@ -518,9 +534,26 @@ class TCPConnectionLimitTests(FactoryTestCase):
     """A client cannot hold more DNS TCP connections open than the limit."""
 
     def test_connections_past_the_limit_are_refused_until_one_closes(self) -> None:
-        self.factory.max_tcp_connections = 2
+        self.factory.max_tcp_connections = self.factory.max_tcp_per_client = 2
         first, _ = self.tcp_connection()
         self.tcp_connection()
         self.assertIsNone(self.factory.buildProtocol(None))
         first.connectionLost(None)
         self.assertIsNotNone(self.factory.buildProtocol(None))
+
+    def test_one_client_holds_half_the_slots_at_most(self) -> None:
+        """By default a client address holds at most half of the slots, so
+        one client cannot take them all from the others."""
+        factory = SkyDNSServerFactory(make_resolver(self.authority), self.clock,
+                                      max_tcp_connections=4)  # fmt: skip
+        greedy = IPv4Address("TCP", "192.0.2.7", 5353)
+        held = []
+        for _ in range(2):
+            protocol = factory.buildProtocol(greedy)
+            protocol.makeConnection(StringTransport())
+            held.append(protocol)
+        self.assertIsNone(factory.buildProtocol(greedy))
+        other = factory.buildProtocol(IPv4Address("TCP", "192.0.2.8", 5353))
+        self.assertIsNotNone(other)
+        held[0].connectionLost(None)
+        self.assertIsNotNone(factory.buildProtocol(greedy))

@@ -56,7 +56,12 @@ class SystemdUnitTests(SynchronousTestCase):
         args = args[args.index("skydns") + 1 :]
         if "log-format" not in option_names():
             self.skipTest("tap.py has no --log-format option yet")
+        key = self.mktemp()
+        with open(key, "w") as f:
+            f.write("0123456789abcdef0123456789abcdef\n")
+        args = [key if a == "/etc/skydns/cluster.key" else a for a in args]
         options = Options()
         options.parseOptions(args + ["--nameserver", "192.0.2.53:53"])
+        self.assertEqual(options["cluster-key"], b"0123456789abcdef0123456789abcdef")
         self.assertEqual(options["node-id"], "n1")
         self.assertEqual([p.node_id for p in options["peers"]], ["n1", "n2", "n3"])

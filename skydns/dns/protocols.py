@@ -186,9 +186,14 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
 
 
 class StreamProtocol(dns.DNSProtocol, TimeoutMixin):
-    """DNS over TCP, closing connections idle for the factory's timeout."""
+    """DNS over TCP.  The factory's timeout is a deadline for each whole
+    message: the timer restarts when a message is complete, not on every
+    byte, so a client that drips bytes cannot hold a connection slot
+    longer than it (RFC 7766 §6.2.3)."""
 
     factory: PacketHandler
+    #: The client's address (its host), for the factory's per-client count.
+    client: Any = None
 
     #: Fires when the connection is gone (`DNSService.stopService` waits).
     lost: defer.Deferred[None]
@@ -198,16 +203,13 @@ class StreamProtocol(dns.DNSProtocol, TimeoutMixin):
         super().connectionMade()
         self.setTimeout(self.factory.idle_timeout)
 
-    def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
-        super().dataReceived(data)
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.setTimeout(None)
         super().connectionLost(reason)
         self.lost.callback(None)
 
     def stringReceived(self, data: bytes) -> None:
+        self.resetTimeout()
         factory = self.factory
         cache = factory.answer_cache
         if cache is not None:

@@ -1,15 +1,18 @@
 """What the DNS server knows about one request on its way through the
 twisted.names path, handed along explicitly from the direct path to the
-reply, and the response both paths build."""
+reply; the response both paths build; and the rcode of a failed lookup."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from attrs import define
-from twisted.names import dns
+from twisted.internet import defer
+from twisted.names import dns, error
 
 from skydns.dns.answercache import Query
+from skydns.dns.resolution import NameNotFound, QueryRefused
 
 
 @define
@@ -34,3 +37,30 @@ class Request:
 BuildResponse = Callable[
     [int, list[dns.Query], Any, int, bool, int, list[Any], list[Any], list[Any]], dns.Message
 ]
+
+
+#: Rcodes for the errors a resolver chain fails with, most specific first.
+_ERROR_RCODES: Sequence[tuple[type[BaseException], int]] = (
+    (NameNotFound, dns.ENAME),
+    (QueryRefused, dns.EREFUSED),
+    (error.DNSQueryRefusedError, dns.EREFUSED),
+    (error.DNSFormatError, dns.EFORMAT),
+    (error.DNSNotImplementedError, dns.ENOTIMP),
+    (error.DNSServerError, dns.ESERVER),
+    (error.DNSUnknownError, dns.ESERVER),
+    (error.DNSNameError, dns.ENAME),
+    (error.AuthoritativeDomainError, dns.ENAME),
+    (defer.TimeoutError, dns.ESERVER),
+    (error.DomainError, dns.ENAME),
+)
+
+
+def rcode_for(reason: BaseException) -> Optional[int]:
+    """The response code for a failed lookup; None for an unexpected error."""
+    if type(reason) is error.DomainError:
+        # No resolver in the chain took the name: we are not a resolver for it.
+        return dns.EREFUSED
+    for kind, rcode in _ERROR_RCODES:
+        if isinstance(reason, kind):
+            return rcode
+    return None

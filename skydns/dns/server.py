@@ -39,18 +39,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, Callable, Optional
 
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.names import dns, error
 from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
 from skydns.dns.answercache import DEFAULT_MAX_ENTRIES, AnswerCache, restore_question
-from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
+from skydns.dns.authority import NameNotFound, SkyDNSAuthority
 from skydns.dns.direct import DirectPath
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import (
@@ -63,7 +61,7 @@ from skydns.dns.protocols import (
     encode_reply,
     udp_limit,
 )
-from skydns.dns.request import Request
+from skydns.dns.request import Request, rcode_for
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import DNSStats
 
@@ -81,33 +79,6 @@ BADVERS = 16
 
 #: Longest a forwarded (or REFUSED) answer is served from the answer cache.
 FORWARDED_MAX_AGE = 1.0
-
-#: Rcodes for the errors a resolver chain fails with, most specific first.
-_ERROR_RCODES: Sequence[tuple[type[BaseException], int]] = (
-    (NameNotFound, dns.ENAME),
-    (QueryRefused, dns.EREFUSED),
-    (error.DNSQueryRefusedError, dns.EREFUSED),
-    (error.DNSFormatError, dns.EFORMAT),
-    (error.DNSNotImplementedError, dns.ENOTIMP),
-    (error.DNSServerError, dns.ESERVER),
-    (error.DNSUnknownError, dns.ESERVER),
-    (error.DNSNameError, dns.ENAME),
-    (error.AuthoritativeDomainError, dns.ENAME),
-    (defer.TimeoutError, dns.ESERVER),
-    (error.DomainError, dns.ENAME),
-)
-
-
-def rcode_for(reason: BaseException) -> Optional[int]:
-    """The response code for a failed lookup; None for an unexpected error."""
-    if type(reason) is error.DomainError:
-        # No resolver in the chain took the name: we are not a resolver for it.
-        return dns.EREFUSED
-    for kind, rcode in _ERROR_RCODES:
-        if isinstance(reason, kind):
-            return rcode
-    return None
-
 
 def answer_cache_for(
     authority: Optional[SkyDNSAuthority], reactor: Any, size: int = DEFAULT_MAX_ENTRIES
@@ -153,11 +124,16 @@ class SkyDNSServerFactory(DNSServerFactory):
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
         rate_limiter: Optional[ResponseRateLimiter] = None,
         answer_cache: Optional[AnswerCache] = None,
+        max_tcp_per_client: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
         self.reactor = reactor
         self.max_tcp_connections = max_tcp_connections
+        #: Connections one client address may hold: half of all by default,
+        #: so no one client can take every slot.
+        self.max_tcp_per_client = max_tcp_per_client or max(1, max_tcp_connections // 2)
+        self._per_client: dict[Any, int] = {}
         #: Limits UDP answers per client network when set (`skydns.dns.rrl`).
         self.rate_limiter = rate_limiter
         self._refused_logged_at: Optional[float] = None
@@ -181,19 +157,37 @@ class SkyDNSServerFactory(DNSServerFactory):
         self.packet_received = self.direct.packet_received
 
     def buildProtocol(self, addr: Any) -> Any:
+        host = getattr(addr, "host", None)
         if len(self.connections) >= self.max_tcp_connections:
-            # Twisted closes a connection whose factory builds no protocol.
-            now = self.reactor.seconds()
-            if self._refused_logged_at is None or now - self._refused_logged_at >= 10:
-                self._refused_logged_at = now
-                log.warn(
-                    "refusing DNS TCP connections: {limit} already open",
-                    limit=self.max_tcp_connections,
-                )
+            self._refuse(f"{self.max_tcp_connections} already open")
+            return None  # Twisted closes a connection whose factory builds no protocol.
+        if self._per_client.get(host, 0) >= self.max_tcp_per_client:
+            self._refuse(f"{self.max_tcp_per_client} already open from {host}")
             return None
         protocol = StreamProtocol(self, self.reactor)
         protocol.factory = self
+        protocol.client = host
         return protocol
+
+    def _refuse(self, why: str) -> None:
+        now = self.reactor.seconds()
+        if self._refused_logged_at is None or now - self._refused_logged_at >= 10:
+            self._refused_logged_at = now
+            log.warn("refusing DNS TCP connections: {why}", why=why)
+
+    def connectionMade(self, protocol: Any) -> None:
+        super().connectionMade(protocol)
+        host = getattr(protocol, "client", None)
+        self._per_client[host] = self._per_client.get(host, 0) + 1
+
+    def connectionLost(self, protocol: Any) -> None:
+        super().connectionLost(protocol)
+        host = getattr(protocol, "client", None)
+        left = self._per_client.get(host, 0) - 1
+        if left > 0:
+            self._per_client[host] = left
+        else:
+            self._per_client.pop(host, None)
 
     def datagram_protocol(self) -> DatagramProtocol:
         """A UDP protocol answering through this factory."""
