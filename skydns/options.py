@@ -135,6 +135,8 @@ class Options(usage.Options):
             "Client networks CIDR,... that may use forwarding; others get REFUSED for "
             "names outside the domain.",
         ],
+        ["max-udp-size", None, "1232",
+         "Largest UDP answer in bytes (512-4096); a bigger one is truncated (TC)."],
         ["tcp-idle-timeout", None, "10", "Seconds a DNS-over-TCP client has for each message."],
         ["max-tcp-connections", None, "1024",
          "Open DNS-over-TCP connections at most (half of them per client)."],
@@ -233,6 +235,7 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--heartbeat-interval: must be at most half of --election-timeout"
             )
+        self["max-udp-size"] = _checked("max-udp-size", _udp_size, self["max-udp-size"])
         self["max-tcp-connections"] = _checked(
             "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
         )
@@ -288,6 +291,13 @@ class Options(usage.Options):
         self["max-instances-per-name"] = _checked(
             "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
         )
+
+
+def _udp_size(text: str) -> int:
+    value = _non_negative_int(text)
+    if not 512 <= value <= 4096:
+        raise ValueError(f"must be 512 to 4096 (bytes), not {value}")
+    return value
 
 
 def _instances_limit(text: str) -> int:

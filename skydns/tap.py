@@ -189,7 +189,8 @@ def makeService(options: Options) -> service.MultiService:
         limiter = ResponseRateLimiter(reactor, options["rrl-rate"], options["rrl-slip"])
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
-        answer_cache=answer_cache_for(authority, reactor),
+        answer_cache=answer_cache_for(authority, reactor, max_udp=options["max-udp-size"]),
+        max_udp_size=options["max-udp-size"],
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
         max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
     ).setServiceParent(top)

@@ -14,23 +14,14 @@ from skydns.dns.acl import (
 
 
 class ClientNetworksTests(SynchronousTestCase):
-    def test_default_is_loopback_and_private(self) -> None:
-        """By default loopback, RFC 1918, ULA and link-local clients may forward;
-        public addresses may not."""
+    def test_default_is_loopback_only(self) -> None:
+        """By default only this host's own clients may forward (issue 17):
+        private networks are a choice (``--forward-allow``), not a default."""
         allow = default_networks()
-        for host in [
-            "127.0.0.1",
-            "127.9.9.9",
-            "::1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "fd12:3456::1",
-            "fe80::1%eth0",
-        ]:
+        for host in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"]:
             self.assertTrue(allow.allows(host), host)
-        for host in ["8.8.8.8", "172.32.0.1", "192.0.2.1", "2001:db8::1", "::", "0.0.0.0"]:
+        for host in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "fd12:3456::1", "fe80::1%eth0",
+                     "8.8.8.8", "192.0.2.1", "2001:db8::1", "::", "0.0.0.0"]:  # fmt: skip
             self.assertFalse(allow.allows(host), host)
         self.assertFalse(allow.allows_everyone())
 

@@ -134,14 +134,16 @@ class ParseQueryTests(unittest.SynchronousTestCase):
         self.assertEqual(other.key, query.key)
 
     def test_edns(self) -> None:
-        """EDNS payload sizes are clamped to 512..4096 and are part of the key;
-        well-formed options (a cookie) are accepted."""
+        """EDNS payload sizes are clamped to 512..max_udp (1232 by default)
+        and are part of the key; well-formed options (a cookie) are accepted."""
         small = parse_query(wire("a.skydns.local", use_edns=0, payload=100))
         big = parse_query(wire("a.skydns.local", use_edns=0, payload=65000))
         cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")
         with_cookie = parse_query(wire("a.skydns.local", use_edns=0, options=[cookie]))
         assert small is not None and big is not None and with_cookie is not None
-        self.assertEqual((small.udp_limit, big.udp_limit), (512, 4096))
+        self.assertEqual((small.udp_limit, big.udp_limit), (512, 1232))
+        self.assertEqual(parse_query(wire("a.skydns.local", use_edns=0, payload=65000),
+                                     4096).udp_limit, 4096)  # fmt: skip
         self.assertTrue(small.edns)
         self.assertNotEqual(small.key, big.key)
 

@@ -30,8 +30,8 @@ from twisted.trial import unittest
 
 from skydns.commands import Register
 from skydns.dns.authority import SkyDNSAuthority, make_resolver
+from skydns.dns.protocols import DEFAULT_MAX_UDP
 from skydns.dns.server import (
-    MAX_UDP_PAYLOAD,
     TCP_IDLE_TIMEOUT,
     SkyDNSServerFactory,
     encode_reply,
@@ -233,16 +233,24 @@ class TruncationTests(FactoryTestCase):
         self.assertEqual(str(response.question[0].name), self.name + ".")
 
     def test_edns_payload_honoured(self) -> None:
-        """An EDNS0 payload size large enough gets the whole answer over UDP,
-        with our OPT record; a smaller one still truncates."""
+        """A UDP answer is at most the client's EDNS0 payload size and the
+        server's ``max_udp_size`` (1232 by default, issue 17: no more than
+        that to a forged source address); beyond, TC.  Our OPT record
+        advertises the server's size."""
+        for payload in (4096, 600):
+            (reply,) = self.udp_wire(query(self.name, use_edns=0, payload=payload).to_wire())
+            self.assertLessEqual(len(reply), min(payload, DEFAULT_MAX_UDP))
+            response = dns.message.from_wire(reply)
+            self.assertTrue(response.flags & dns.flags.TC)
+            self.assertEqual((response.edns, response.payload), (0, DEFAULT_MAX_UDP))
+        self.factory = SkyDNSServerFactory(make_resolver(self.authority), self.clock,
+                                           max_udp_size=4096)  # fmt: skip
+        self.udp = self.factory.datagram_protocol()
+        self.udp.makeConnection(self.udp_transport)  # type: ignore[arg-type]
         response = self.ask_udp(query(self.name, use_edns=0, payload=4096))
         self.assertFalse(response.flags & dns.flags.TC)
         self.assertEqual(len(response.answer[0]), 30)
-        self.assertEqual(response.edns, 0)
-        self.assertEqual(response.payload, MAX_UDP_PAYLOAD)
-        response = self.ask_udp(query(self.name, use_edns=0, payload=600))
-        self.assertTrue(response.flags & dns.flags.TC)
-        self.assertEqual(response.edns, 0)
+        self.assertEqual(response.payload, 4096)
 
     def test_tcp_has_everything(self) -> None:
         """The same question over TCP gets every record."""
@@ -327,7 +335,7 @@ class MalformedTests(FactoryTestCase):
             for response in (self.ask_udp(message), self.ask_tcp(message)):
                 self.assertEqual(response.rcode(), dns.rcode.BADVERS)
                 self.assertEqual(response.edns, 0)
-                self.assertEqual(response.payload, MAX_UDP_PAYLOAD)
+                self.assertEqual(response.payload, DEFAULT_MAX_UDP)
                 self.assertEqual(response.answer, [])
                 self.assertEqual(response.question, message.question)
         self.assertEqual(self.factory.stats.totals().get(("udp", tdns.SRV, 16)), 3)

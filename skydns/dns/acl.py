@@ -16,16 +16,9 @@ from attrs import frozen
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: Loopback, RFC 1918 private, IPv6 unique local and link-local networks.
-DEFAULT_FORWARD_ALLOW = (
-    "127.0.0.0/8",
-    "::1/128",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
-    "fe80::/10",
-)
+#: Loopback only: a host's own resolver.  Forwarding for other machines is
+#: a choice (``--forward-allow``), since an open resolver amplifies attacks.
+DEFAULT_FORWARD_ALLOW = ("127.0.0.0/8", "::1/128")
 
 
 @frozen

@@ -59,7 +59,8 @@ _OPT = struct.Struct("!HHBBHH")
 _OPT_TYPE = 41
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _MIN_UDP_PAYLOAD = 512
-_MAX_UDP_PAYLOAD = 4096
+#: The largest UDP answer unless told otherwise (`skydns.dns.protocols.DEFAULT_MAX_UDP`).
+_MAX_UDP_PAYLOAD = 1232
 _INF = math.inf
 _UNKNOWN: Any = object()
 
@@ -89,7 +90,7 @@ class Query(NamedTuple):
     tail: bytes
 
 
-def parse_query(data: bytes) -> Optional[Query]:
+def parse_query(data: bytes, max_udp: int = _MAX_UDP_PAYLOAD) -> Optional[Query]:
     """The question of a plain, cacheable DNS query, read from its bytes
     alone; None for anything else (see the module docstring).  Never raises
     for any input."""
@@ -142,7 +143,7 @@ def parse_query(data: bytes) -> Optional[Query]:
         if at != end:
             return None
         edns = True
-        limit = max(_MIN_UDP_PAYLOAD, min(payload, _MAX_UDP_PAYLOAD))
+        limit = max(_MIN_UDP_PAYLOAD, min(payload, max_udp))
     elif question_end != size:
         return None
     key = data[2:].lower()
@@ -191,10 +192,15 @@ class AnswerCache:
     """
 
     def __init__(
-        self, seconds: Callable[[], float], max_entries: int = DEFAULT_MAX_ENTRIES
+        self,
+        seconds: Callable[[], float],
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_udp: int = _MAX_UDP_PAYLOAD,
     ) -> None:
         self.seconds = seconds
         self.max_entries = max_entries
+        #: The largest UDP answer (``--max-udp-size``): part of each query's parse.
+        self.max_udp = max_udp
         self.generation = 0
         self._young: list[dict[bytes, Entry]] = [{}, {}]
         self._old: list[dict[bytes, Entry]] = [{}, {}]
@@ -249,7 +255,7 @@ class AnswerCache:
                 return None
             if data[3] == found.flags and data[found.question_end - 5 :] == found.tail:
                 return found  # type: ignore[no-any-return]
-        parsed = parse_query(data)
+        parsed = parse_query(data, self.max_udp)
         if len(self._queries) >= self.max_entries:
             self._queries.clear()
         self._queries[key] = parsed

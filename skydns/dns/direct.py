@@ -29,16 +29,13 @@ from twisted.names import dns, error
 from skydns.dns.answercache import AnswerCache, Query, restore_question
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
 from skydns.dns.encoder import Unsupported, encode_answer
-from skydns.dns.protocols import MAX_TCP_MESSAGE, MAX_UDP_PAYLOAD, encode_reply
+from skydns.dns.protocols import DEFAULT_MAX_UDP, MAX_TCP_MESSAGE, encode_reply
 from skydns.dns.records import to_header
 from skydns.dns.request import BuildResponse, Request
 from skydns.dns.stats import DNSStats
 
 log = Logger()
 
-
-#: The OPT record of every answer to an EDNS request (never changed).
-_OUR_OPT = dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD)
 
 #: `DirectPath._direct` result: the authority does not claim the name.
 _NOT_OURS: Any = object()
@@ -62,6 +59,7 @@ class DirectPath:
         build_response: BuildResponse,
         can_recurse: bool,
         fallback: Fallback,
+        max_udp: int = DEFAULT_MAX_UDP,
     ) -> None:
         self.authority = authority
         self.answer_cache = answer_cache
@@ -70,6 +68,8 @@ class DirectPath:
         self.build_response = build_response
         self.can_recurse = can_recurse
         self.fallback = fallback
+        #: The OPT record of every answer to an EDNS request (never changed).
+        self.our_opt = dns._OPTHeader(udpPayloadSize=max_udp)
 
     def packet_received(self, protocol: Any, data: bytes, address: Any) -> None:
         """A request the answer cache did not answer (``address`` is None
@@ -134,7 +134,7 @@ class DirectPath:
         answers, auth, found = records
         additional = list(found)
         if query.edns:
-            additional.append(_OUR_OPT)
+            additional.append(self.our_opt)
         try:
             wire = encode_answer(
                 data[0] << 8 | data[1],

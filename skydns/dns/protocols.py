@@ -48,7 +48,11 @@ log = Logger()
 
 #: The UDP payload every DNS client accepts (RFC 1035 §2.3.4).
 MIN_UDP_PAYLOAD = 512
-#: The largest EDNS0 UDP payload we send (and advertise in our OPT record).
+#: The largest UDP answer by default (and what our OPT record advertises):
+#: the DNS Flag Day 2020 size, which avoids IP fragmentation, and keeps the
+#: answers a forged source address can draw small (``--max-udp-size``).
+DEFAULT_MAX_UDP = 1232
+#: The most ``--max-udp-size`` may be.
 MAX_UDP_PAYLOAD = 4096
 #: A DNS message over TCP has a 16-bit length prefix (RFC 1035 §4.2.2).
 MAX_TCP_MESSAGE = 65535
@@ -95,12 +99,12 @@ def _to_bytes(message: dns.Message) -> bytes:
         message.maxSize = saved
 
 
-def udp_limit(request: dns.Message) -> int:
+def udp_limit(request: dns.Message, cap: int = DEFAULT_MAX_UDP) -> int:
     """How big a UDP answer to ``request`` may be: 512 bytes, or the EDNS0
     payload size it advertises (RFC 6891 §6.2.3, §6.2.5), capped."""
     for record in request.additional:
         if record.type == dns.OPT:
-            return max(MIN_UDP_PAYLOAD, min(record.cls, MAX_UDP_PAYLOAD))
+            return max(MIN_UDP_PAYLOAD, min(record.cls, cap))
     return MIN_UDP_PAYLOAD
 
 

@@ -12,7 +12,7 @@
   other opcodes NOTIMP (with the request's opcode, RFC 1035 §4.1.1), an
   EDNS version above 0 BADVERS (RFC 6891 §6.1.3);
 - limits UDP answers to 512 bytes, or to the payload size the client
-  advertises with EDNS0 (at most `MAX_UDP_PAYLOAD`): a bigger answer is sent
+  advertises with EDNS0 (at most ``max_udp_size``, 1232 by default): a bigger answer is sent
   as the question alone with TC set, so the client asks again over TCP
   (RFC 1035 §4.2.1, RFC 6891 §6.2.5).  A request with an OPT record gets one
   back.
@@ -52,8 +52,8 @@ from skydns.dns.authority import NameNotFound, SkyDNSAuthority
 from skydns.dns.direct import DirectPath
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import (
+    DEFAULT_MAX_UDP,
     MAX_TCP_MESSAGE,
-    MAX_UDP_PAYLOAD,
     MIN_UDP_PAYLOAD,
     TCP_IDLE_TIMEOUT,
     DatagramProtocol,
@@ -81,14 +81,17 @@ BADVERS = 16
 FORWARDED_MAX_AGE = 1.0
 
 def answer_cache_for(
-    authority: Optional[SkyDNSAuthority], reactor: Any, size: int = DEFAULT_MAX_ENTRIES
+    authority: Optional[SkyDNSAuthority],
+    reactor: Any,
+    size: int = DEFAULT_MAX_ENTRIES,
+    max_udp: int = DEFAULT_MAX_UDP,
 ) -> AnswerCache:
     """An answer cache for a server over ``authority``: its entries expire by
     the clock the authority computes TTLs with, and every registry change
     clears it."""
     if authority is None:
-        return AnswerCache(reactor.seconds, size)
-    cache = AnswerCache(authority.clock.seconds, size)
+        return AnswerCache(reactor.seconds, size, max_udp)
+    cache = AnswerCache(authority.clock.seconds, size, max_udp)
     authority.registry.add_listener(cache.clear)
     return cache
 
@@ -125,6 +128,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         rate_limiter: Optional[ResponseRateLimiter] = None,
         answer_cache: Optional[AnswerCache] = None,
         max_tcp_per_client: Optional[int] = None,
+        max_udp_size: int = DEFAULT_MAX_UDP,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -134,6 +138,8 @@ class SkyDNSServerFactory(DNSServerFactory):
         #: so no one client can take every slot.
         self.max_tcp_per_client = max_tcp_per_client or max(1, max_tcp_connections // 2)
         self._per_client: dict[Any, int] = {}
+        #: The largest UDP answer sent, whatever a client offers.
+        self.max_udp_size = max_udp_size
         #: Limits UDP answers per client network when set (`skydns.dns.rrl`).
         self.rate_limiter = rate_limiter
         self._refused_logged_at: Optional[float] = None
@@ -144,14 +150,14 @@ class SkyDNSServerFactory(DNSServerFactory):
         self.timer = timer
         self.authority = authority if authority is not None else find_authority(resolver)
         if answer_cache is None and fast_path:
-            answer_cache = answer_cache_for(self.authority, reactor, cache_size)
+            answer_cache = answer_cache_for(self.authority, reactor, cache_size, max_udp_size)
         self.answer_cache = answer_cache
         self.stats = DNSStats(answer_cache, rate_limiter)
         if metrics is not None:
             self.stats.bind(metrics)
         self.direct = DirectPath(
             self.authority, answer_cache, self.stats, timer, self._response, self.canRecurse,
-            self.messageReceived,
+            self.messageReceived, max_udp_size,
         )  # fmt: skip
         #: What the protocols call for every request the cache did not answer.
         self.packet_received = self.direct.packet_received
@@ -203,7 +209,9 @@ class SkyDNSServerFactory(DNSServerFactory):
             return  # A response is not a question: answering it could loop.
         if request is None:
             request = Request(None, self.timer(), -1)
-        message.maxSize = MAX_TCP_MESSAGE if address is None else udp_limit(message)
+        message.maxSize = (
+            MAX_TCP_MESSAGE if address is None else udp_limit(message, self.max_udp_size)
+        )
         options = [r for r in message.additional if r.type == dns.OPT]
         if message.opCode != dns.OP_QUERY:
             self._reply_error(message, proto, address, request, dns.ENOTIMP)
@@ -284,7 +292,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         response = self._reply_to(message, rcode & 0x0F)
         if rcode > 0x0F:
             response.additional = [
-                dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD, extendedRCODE=rcode >> 4)  # type: ignore[list-item]
+                dns._OPTHeader(udpPayloadSize=self.max_udp_size, extendedRCODE=rcode >> 4)  # type: ignore[list-item]
             ]
         self.send_reply(protocol, response, address, request)
 
@@ -334,7 +342,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         response.recDes = recursion_desired  # RFC 1035 §4.1.1: RD is copied.
         response.maxSize = max_size
         if edns:
-            additional.append(dns._OPTHeader(udpPayloadSize=MAX_UDP_PAYLOAD))
+            additional.append(dns._OPTHeader(udpPayloadSize=self.max_udp_size))
         response.answers = answers
         response.authority = authority
         response.additional = additional

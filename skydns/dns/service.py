@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from skydns.dns.answercache import AnswerCache
 from skydns.dns.forward import Forwarder
-from skydns.dns.protocols import MAX_TCP_MESSAGE, TCP_IDLE_TIMEOUT, listen_udp
+from skydns.dns.protocols import DEFAULT_MAX_UDP, MAX_TCP_MESSAGE, TCP_IDLE_TIMEOUT, listen_udp
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.server import MAX_TCP_CONNECTIONS, SkyDNSServerFactory
 
@@ -45,6 +45,7 @@ class DNSService(MultiService):
         metrics: Any = None,
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
         rate_limiter: Optional[ResponseRateLimiter] = None,
+        max_udp_size: int = DEFAULT_MAX_UDP,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -61,6 +62,7 @@ class DNSService(MultiService):
             fast_path=fast_path,
             metrics=metrics,
             answer_cache=answer_cache,
+            max_udp_size=max_udp_size,
             max_tcp_connections=max_tcp_connections,
             rate_limiter=rate_limiter,
         )
