@@ -214,3 +214,29 @@ class NoCycleTests(SynchronousTestCase):
             gc.enable()
         gc.collect()
         self.assertEqual([r for r in made if r() is not None], [])
+
+
+class NotUTF8PathTests(SynchronousTestCase):
+    def test_a_400_and_one_log_line_per_ten_seconds(self) -> None:
+        """A path that is not UTF-8 once percent-decoded is the API's JSON
+        400; it is logged once in 10 s, with no traceback (issue 17)."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        site = make_site(make_api(LocalCluster(Registry()), clock, "skydns.local").resource())
+        connection = Connection(site)
+        for path in (b"/skydns/services/%FF", b"/%c3%28", b"/skydns/%80"):
+            connection.send(b"GET", path)
+            answer = connection.answer()
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), answer)
+            self.assertIn(b'"error": "the path is not UTF-8 text"', answer)
+        logged = [e for e in events if "not UTF-8" in str(e.get("log_format"))]
+        self.assertEqual(len(logged), 1)
+        self.assertFalse([e for e in events if e.get("log_failure") is not None])
+        clock.advance(10)
+        connection.send(b"GET", b"/%ff")
+        self.assertEqual(len([e for e in events if "not UTF-8" in str(e.get("log_format"))]), 2)

@@ -131,3 +131,36 @@ class KeepAliveTests(SynchronousTestCase):
         put_on_one_connection(transport, 2, Metrics())
         self.assertEqual(transport.value().count(b"HTTP/1.1 201 "), 2)
         self.assertEqual(calls, ["/skydns/services/k0", "/skydns/services/k1"])
+
+
+class ChunkedBodyTests(SynchronousTestCase):
+    def channel(self) -> tuple[Any, StringTransport, Registry]:
+        registry = Registry()
+        api = make_api(LocalCluster(registry), Clock(), "skydns.local")
+        channel = make_site(api.resource()).buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return channel, transport, registry
+
+    def test_an_absurd_chunk_size_is_a_400_at_once(self) -> None:
+        """A chunk declared bigger than any body the API takes (issue 17:
+        ``ffffffffffffffffffff``) gets 400 and the connection closes, without
+        waiting for bytes that will never come."""
+        for size in (b"ffffffffffffffffffff", b"%x" % (MAX_BODY + 1)):
+            channel, transport, registry = self.channel()
+            channel.dataReceived(
+                b"PUT /skydns/services/c1 HTTP/1.1\r\nHost: x\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\nabc"
+            )
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(len(registry), 0)
+
+    def test_a_chunked_body_within_the_limit_is_taken(self) -> None:
+        channel, transport, registry = self.channel()
+        channel.dataReceived(
+            b"PUT /skydns/services/c1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n"
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 201 "), transport.value())
+        self.assertEqual(len(registry), 1)

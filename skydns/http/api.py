@@ -99,7 +99,7 @@ class API:
     def resource(self) -> Resource:
         """The twisted.web resource serving this API (metered when there are metrics)."""
         routes = FastRoutes(self.app)
-        inner = APIResource(routes, self._error)
+        inner = APIResource(routes, self._error, cast(IReactorTime, self.clock))
         if self.metrics is None:
             return inner
         return MeteredResource(inner, self.app.url_map, self.clock, self.metrics, routes)

@@ -20,10 +20,14 @@ from typing import Any, Callable, Optional
 from klein import Klein
 from klein.resource import KleinResource
 from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 from werkzeug.routing import Map, MapAdapter, Rule
+
+from skydns.http.responses import APIError
+from skydns.throttle import LogThrottle
 
 #: A whole path segment that is a variable with the default converter.
 _PLAIN_VARIABLE = re.compile(r"<([^<>:]+)>\Z")
@@ -194,20 +198,23 @@ OnError = Callable[[Request, Failure], Any]
 class APIResource(KleinResource):
     """`KleinResource` over ``routes`` (module docstring)."""
 
-    def __init__(self, routes: FastRoutes, on_error: OnError) -> None:
+    def __init__(
+        self, routes: FastRoutes, on_error: OnError, clock: IReactorTime | None = None
+    ) -> None:
         super().__init__(routes)  # type: ignore[arg-type] # the app, table-first
         self._routes = routes
         self._on_error = on_error
+        self._throttle = LogThrottle(clock) if clock is not None else None
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
+        try:
+            path = "/" + b"/".join(request.postpath or []).decode("utf-8")
+        except UnicodeDecodeError:
+            return self._not_text(request)
         table = self._routes.table
         found = None
         if table is not None and request.method is not None:
-            try:
-                path = "/" + b"/".join(request.postpath or []).decode("utf-8")
-                found = quick_match(table, path, request.method.decode("ascii").upper())
-            except UnicodeDecodeError:
-                pass  # Klein answers 400
+            found = quick_match(table, path, request.method.decode("ascii", "replace").upper())
         if found is None:
             return super().render(request)
         rule, variables = found
@@ -218,6 +225,15 @@ class APIResource(KleinResource):
         d.addCallback(_write, request)
         d.addErrback(_unwritten, request)
         return NOT_DONE_YET
+
+    def _not_text(self, request: Request) -> Any:
+        """A path that is not UTF-8 names no resource: the API's 400, and one
+        log line every 10 s at most (Klein would log a traceback each time)."""
+        held = self._throttle.allow("path") if self._throttle is not None else 0
+        if held is not None:
+            log.info("answered 400 to a path that is not UTF-8 ({held} more not logged)",
+                     held=held)  # fmt: skip
+        return self._on_error(request, Failure(APIError(400, "the path is not UTF-8 text")))
 
     def _failed(self, failure: Failure, request: Request) -> Any:
         if _done(request):

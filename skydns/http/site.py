@@ -13,6 +13,18 @@ from twisted.web.server import Site
 from skydns.http.limits import MAX_BODY, limited_request
 
 
+class _BoundedChunks(http._ChunkedTransferDecoder):
+    """A chunked body decoder that refuses a chunk longer than any body the
+    API accepts as soon as its size line is read (the connection then gets
+    400 and is closed), rather than waiting for data that never comes."""
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:  # noqa: N802 - Twisted's name
+        done = super()._dataReceived_CHUNK_LENGTH()
+        if done and self.length > MAX_BODY:
+            raise http._MalformedChunkedDataError(f"a chunk of {self.length} bytes")
+        return done
+
+
 class _APIChannel(http.HTTPChannel):
     """An HTTP/1.1 connection that asks its socket for its own address once.
 
@@ -30,6 +42,12 @@ class _APIChannel(http.HTTPChannel):
         if self._host is None:
             self._host = self.transport.getHost()  # type: ignore[union-attr]
         return self._host
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:  # noqa: N802
+        chosen: bool = super()._maybeChooseTransferDecoder(header, data)
+        if type(self._transferDecoder) is http._ChunkedTransferDecoder:
+            self._transferDecoder.__class__ = _BoundedChunks
+        return chosen
 
 
 class _APISite(Site):
