@@ -22,17 +22,16 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.raft.net.auth import (
     DEFAULT_TIMEOUT,
-    HELLO_SIZE,
-    MAGIC,
     AuthClientEndpoint,
     AuthenticationFailed,
     AuthServerEndpoint,
     HandshakeFactory,
-    RateLimitedLog,
-    proof,
     wrap_endpoints,
 )
+from skydns.raft.net.droplog import RateLimitedLog
+from skydns.raft.net.handshake import MAGIC, hello, parse_hello, proof, transcript
 from skydns.raft.net.keys import read_key_file
+from skydns.raft.net.sealed import Sealer, session_keys
 
 KEY = b"k" * 32
 OTHER = b"o" * 32
@@ -85,13 +84,16 @@ class Pair:
         return connecting, pump
 
 
-def raw_server(key: bytes = KEY) -> tuple[HandshakeFactory, StringTransport, list[Recorder]]:
+def raw_server(
+    key: bytes = KEY, node_id: str = "n2"
+) -> tuple[HandshakeFactory, StringTransport, list[Recorder]]:
     """A server-side handshake protocol on a StringTransport (we play the client)."""
     built: list[Recorder] = []
     clock = MemoryReactorClock()
     factory = HandshakeFactory(
-        Factory.forProtocol(lambda: Recorder(built)), key, clock, is_client=False
-    )
+        Factory.forProtocol(lambda: Recorder(built)), key, clock, is_client=False,
+        node_id=node_id,
+    )  # fmt: skip
     protocol = factory.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -162,27 +164,35 @@ class HandshakeTests(SynchronousTestCase):
         self.assertEqual(built, [])
 
     def test_correct_proof_delivers_what_follows(self) -> None:
-        """The bytes after a correct proof, in the same read, reach the
-        wrapped protocol once it is connected."""
+        """The frames after a correct proof, in the same read, reach the
+        wrapped protocol once it is connected; the server's HELLO names it."""
         factory, transport, built = raw_server()
         [protocol] = factory.protocols
-        server_nonce = transport.value()[len(MAGIC) : HELLO_SIZE]
+        parsed = parse_hello(transport.value())
+        assert parsed is not None
+        server_nonce, server_id, meant, used = parsed
+        self.assertEqual((server_id, meant), ("n2", ""))
         client_nonce = b"c" * 32
-        mine = proof(KEY, b"C", client_nonce, server_nonce)
-        protocol.dataReceived(MAGIC + client_nonce + mine + b"first AMP bytes")
-        self.assertEqual(transport.value()[HELLO_SIZE:], proof(KEY, b"S", client_nonce,
-                                                              server_nonce))  # fmt: skip
+        handshake = transcript(client_nonce, server_nonce, "n1", "n2")
+        first = Sealer(session_keys(KEY, handshake)[0]).seal(b"first AMP bytes")
+        protocol.dataReceived(
+            hello(client_nonce, "n1", "n2") + proof(KEY, b"C", handshake) + first
+        )
+        self.assertEqual(transport.value()[used:], proof(KEY, b"S", handshake))
         [wrapped] = built
         self.assertTrue(wrapped.connected)
         self.assertEqual(wrapped.received, b"first AMP bytes")
+        self.assertEqual(protocol.peer_id, "n1")
 
     def test_server_proof_cannot_pass_as_client_proof(self) -> None:
         """Sending the server's own kind of proof (role S) back is refused."""
         factory, transport, built = raw_server()
         [protocol] = factory.protocols
-        server_nonce = transport.value()[len(MAGIC) : HELLO_SIZE]
+        parsed = parse_hello(transport.value())
+        assert parsed is not None
         client_nonce = b"c" * 32
-        protocol.dataReceived(MAGIC + client_nonce + proof(KEY, b"S", client_nonce, server_nonce))
+        handshake = transcript(client_nonce, parsed[0], "n1", "n2")
+        protocol.dataReceived(hello(client_nonce, "n1", "n2") + proof(KEY, b"S", handshake))
         self.assertTrue(transport.disconnecting)
         self.assertEqual(built, [])
 
@@ -301,3 +311,82 @@ class KeyFileTests(SynchronousTestCase):
         wrapped_server, wrapped_clients = wrap_endpoints(KEY, server, clients, reactor)
         self.assertIsInstance(wrapped_server, AuthServerEndpoint)
         self.assertIsInstance(wrapped_clients["b"], AuthClientEndpoint)
+
+
+class Relay:
+    """A process between two members that passes the bytes of a connection
+    meant for one of them along, and may add its own (issue 17's attack)."""
+
+    def __init__(self, client_meant: str, server_id: str) -> None:
+        self.client_built: list[Recorder] = []
+        self.server_built: list[Recorder] = []
+        clock = MemoryReactorClock()
+        self.client_factory = HandshakeFactory(
+            Factory.forProtocol(lambda: Recorder(self.client_built)), KEY, clock,
+            is_client=True, node_id="n1", peer_id=client_meant,
+        )  # fmt: skip
+        self.server_factory = HandshakeFactory(
+            Factory.forProtocol(lambda: Recorder(self.server_built)), KEY, clock,
+            is_client=False, node_id=server_id,
+        )  # fmt: skip
+        self.client = self.client_factory.buildProtocol(None)
+        self.server = self.server_factory.buildProtocol(None)
+        self.to_client, self.to_server = StringTransport(), StringTransport()
+        self.client.ready.addErrback(lambda _: None)  # a refusal is asserted on, not raised
+        self.client.makeConnection(self.to_server)  # what the client writes goes server-wards
+        self.server.makeConnection(self.to_client)
+
+    def pump(self) -> None:
+        """Pass everything each side wrote to the other, unchanged."""
+        for _ in range(10):
+            up, down = self.to_server.value(), self.to_client.value()
+            self.to_server.clear()
+            self.to_client.clear()
+            if not up and not down:
+                return
+            if up and not self.server.failed:
+                self.server.dataReceived(up)
+            if down and not self.client.failed:
+                self.client.dataReceived(down)
+
+
+class RelayTests(SynchronousTestCase):
+    def test_a_connection_meant_for_another_member_is_refused(self) -> None:
+        """n1's connection meant for n2, relayed to n3: n3 refuses it (and
+        n1 would refuse n3's answer), so nothing is built on either side."""
+        relay = Relay(client_meant="n2", server_id="n3")
+        relay.pump()
+        self.assertEqual((relay.client_built, relay.server_built), ([], []))
+        self.assertTrue(relay.to_client.disconnecting)
+        self.assertIn("it meant to reach 'n2', not this node ('n3')",
+                      relay.server_factory.log.dropped)  # fmt: skip
+
+    def test_a_relay_cannot_add_bytes_of_its_own(self) -> None:
+        """Relayed to the member it was meant for, the handshake succeeds, but
+        a box the relay adds (or changes) fails the frame MAC: the member
+        drops the connection and its Raft protocol never sees the box."""
+        relay = Relay(client_meant="n2", server_id="n2")
+        relay.pump()
+        [client], [server] = relay.client_built, relay.server_built
+        client.transport.write(b"honest box")  # type: ignore[union-attr]
+        relay.pump()
+        self.assertEqual(server.received, b"honest box")
+        injected = b"\x00\x08_command\x00\x0fForwardProposal\x00\x00"
+        relay.server.dataReceived(b"\x00\x00\x00\x1a" + injected + b"\x00" * 16)
+        self.assertEqual(server.received, b"honest box")
+        self.assertTrue(relay.to_client.disconnecting)
+        self.assertIsNotNone(server.lost)
+        self.assertEqual(list(relay.server_factory.log.dropped),
+                         ["a frame failed its MAC (after the handshake)"])  # fmt: skip
+
+    def test_a_replayed_frame_is_refused(self) -> None:
+        """The same honest frame twice: the counter in its MAC has moved."""
+        relay = Relay(client_meant="n2", server_id="n2")
+        relay.pump()
+        [client], [server] = relay.client_built, relay.server_built
+        client.transport.write(b"once")  # type: ignore[union-attr]
+        frame = relay.to_server.value()
+        relay.pump()
+        relay.server.dataReceived(frame)
+        self.assertEqual(server.received, b"once")
+        self.assertTrue(relay.to_client.disconnecting)

@@ -27,13 +27,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from skydns.raft.net.auth import (
-    LOG_INTERVAL,
     AuthClientEndpoint,
     AuthenticationFailed,
     HandshakeFactory,
     HandshakeProtocol,
-    RateLimitedLog,
 )
+from skydns.raft.net.droplog import LOG_INTERVAL, RateLimitedLog
 from skydns.raft.net.tls import (
     HANDSHAKE_TIMEOUT,
     RaftTLS,

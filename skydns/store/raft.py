@@ -33,6 +33,7 @@ from skydns.config import HostPort, Peer, parse_hostport
 from skydns.gctune import long_lived
 from skydns.metrics import Metrics
 from skydns.raft.net.auth import wrap_endpoints
+from skydns.raft.net.droplog import RateLimitedLog
 from skydns.raft.net.interface import ProposalTooLarge
 from skydns.raft.net.peers import AMPTransport
 from skydns.raft.net.tls import RaftTLS, wrap_tls
@@ -157,14 +158,19 @@ def build_cluster(
     hosts = {peer.node_id: peer.address.host for peer in peers or ()}
     server, clients = wrap_tls(raft_tls, server, clients, hosts, reactor)
 
-    def connect(address: str) -> IStreamClientEndpoint:
-        """An endpoint for a member added at run time (``HOST:PORT``)."""
+    drop_log = RateLimitedLog(reactor)
+
+    def connect(address: str, peer_id: str = "") -> IStreamClientEndpoint:
+        """An endpoint for a member added at run time (``HOST:PORT``), or,
+        with no ``peer_id``, for the member a joining node asks to add it."""
         where = parse_hostport(address)
         endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, where.host, where.port)
         endpoint = wrap_tls(raft_tls, server, {"_": endpoint}, {"_": where.host}, reactor)[1]["_"]
-        return wrap_endpoints(cluster_key, server, {"_": endpoint}, reactor)[1]["_"]
+        return wrap_endpoints(cluster_key, server, {peer_id: endpoint}, reactor,
+                              node_id=node_id, drop_log=drop_log)[1][peer_id]  # fmt: skip
 
-    server, clients = wrap_endpoints(cluster_key, server, clients, reactor)
+    server, clients = wrap_endpoints(cluster_key, server, clients, reactor, node_id=node_id,
+                                     drop_log=drop_log)  # fmt: skip
     transport = AMPTransport(server, clients, reactor, connect=connect,
                              listen_failed=cannot_listen)  # fmt: skip
     storage = DiskStorage(data_dir)

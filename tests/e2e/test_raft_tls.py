@@ -12,7 +12,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.net.auth import MAGIC
+from skydns.raft.net.handshake import MAGIC
 from tests.e2e.certs import Issued, issue
 from tests.e2e.harness import SkyDNSProcess, free_port, http
 from tests.e2e.test_cluster import BOUND, wait_until

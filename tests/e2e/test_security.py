@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.raft.net.auth import HELLO_SIZE, MAGIC, PROOF_SIZE, proof
+from skydns.raft.net.handshake import HELLO_SIZE, PROOF_SIZE, hello, parse_hello, proof, transcript
 from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
 from tests.e2e.test_cluster import BOUND, wait_until
 
@@ -57,15 +57,19 @@ def _closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> bool:
 
 
 def _handshake(sock: socket.socket, key: bytes) -> bool:
-    """Play the connecting side of the handshake with ``key``; whether the
-    server's proof matches it."""
+    """Play the connecting side of the handshake with ``key`` (as a node
+    that does not know whom it reaches); whether the server's proof matches."""
     nonce = os.urandom(32)
-    sock.sendall(MAGIC + nonce)
-    hello = _recv_exact(sock, HELLO_SIZE)
-    server_nonce = hello[len(MAGIC) :]
-    sock.sendall(proof(key, b"C", nonce, server_nonce))
+    sock.sendall(hello(nonce, "stranger", ""))
+    received = _recv_exact(sock, HELLO_SIZE + 1)
+    received += _recv_exact(sock, received[-1] + 1)
+    received += _recv_exact(sock, received[-1])
+    parsed = parse_hello(received)
+    assert parsed is not None
+    handshake = transcript(nonce, parsed[0], "stranger", parsed[1])
+    sock.sendall(proof(key, b"C", handshake))
     try:
-        return _recv_exact(sock, PROOF_SIZE) == proof(key, b"S", nonce, server_nonce)
+        return _recv_exact(sock, PROOF_SIZE) == proof(key, b"S", handshake)
     except ConnectionResetError:  # a wrong proof is answered by a reset
         return False
 

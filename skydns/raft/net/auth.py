@@ -1,18 +1,24 @@
 """Cluster-key authentication of Raft connections.
 
 Every node of a cluster started with ``--cluster-key-file`` (or
-``SKYDNS_CLUSTER_KEY``) proves, on every Raft connection and in both
-directions, that it knows the key, before a single AMP byte is read:
+``SKYDNS_CLUSTER_KEY``, or one derived from ``--secret``) proves, on every
+Raft connection and in both directions, that it knows the key, before a
+single AMP byte is read:
 
-1. each side sends ``MAGIC`` and a fresh 32-byte random nonce (``HELLO``);
-2. on the other side's ``HELLO``, each side sends its proof,
-   ``HMAC-SHA256(key, MAGIC + role + client_nonce + server_nonce)``, where
-   ``role`` is ``b"C"`` for the side that connected and ``b"S"`` for the
-   side that accepted (so neither side's proof can be replayed as the
-   other's, and a nonce reflected back is refused);
+1. each side sends ``HELLO``: ``MAGIC``, a fresh 32-byte random nonce, its
+   own node id and the id of the member it means to reach (empty when it
+   does not know it: a node joining through an address);
+2. each side checks that the other meant to reach it, then sends its proof,
+   ``HMAC-SHA256(key, MAGIC + role + transcript)``: ``role`` is ``b"C"``
+   for the side that connected and ``b"S"`` for the side that accepted, the
+   transcript both nonces and both ids;
 3. each side checks the other's proof in constant time.  Only then does the
-   wrapped (AMP) protocol exist: it is built, connected, and given whatever
-   bytes followed the proof.
+   wrapped (AMP) protocol exist; every byte after the proofs travels in
+   frames MACed with keys derived from the transcript (`skydns.raft.net.sealed`).
+
+So a relay gains nothing: a connection meant for one member and handed to
+another fails the id check, or the proofs, and a relay that only passes
+bytes along cannot add, change or replay any of them.
 
 A connection that sends anything else, proves a wrong key, or does not
 finish within ``timeout`` seconds is dropped and logged (at most one line
@@ -29,10 +35,9 @@ with the wrapped protocol only once both sides are authenticated).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -53,58 +58,27 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from skydns.throttle import LogThrottle, address_text
+from skydns.raft.net.droplog import RateLimitedLog, connect_when_ready
+from skydns.raft.net.handshake import (
+    HELLO_SIZE,
+    NONCE_SIZE,
+    PROOF_SIZE,
+    hello,
+    parse_hello,
+    proof,
+    transcript,
+)
+from skydns.raft.net.sealed import BadFrame, Opener, Sealer, session_keys
 
 log = Logger()
 
-#: First bytes of every authenticated Raft connection (protocol version 1).
-MAGIC = b"SKYDNS-RAFTAUTH1"
-NONCE_SIZE = 32
-PROOF_SIZE = hashlib.sha256().digest_size
-HELLO_SIZE = len(MAGIC) + NONCE_SIZE
 #: Seconds a connection may take to authenticate.
 DEFAULT_TIMEOUT = 5.0
 #: Connections still authenticating at once; more are dropped at once.
 MAX_PENDING = 256
-#: At most one log line per reason in this many seconds.
-LOG_INTERVAL = 10.0
 
 class AuthenticationFailed(Exception):
     """The other side did not prove the cluster key."""
-
-
-def proof(key: bytes, role: bytes, client_nonce: bytes, server_nonce: bytes) -> bytes:
-    """What the side playing ``role`` (``b"C"`` or ``b"S"``) sends."""
-    message = MAGIC + role + client_nonce + server_nonce
-    return hmac.new(key, message, hashlib.sha256).digest()
-
-
-class RateLimitedLog:
-    """Warnings about dropped connections, one line per reason per interval."""
-
-    def __init__(self, clock: IReactorTime, interval: float = LOG_INTERVAL) -> None:
-        self._throttle = LogThrottle(clock, interval)
-        #: Connections dropped, by reason (for tests and curious operators).
-        self.dropped: dict[str, int] = {}
-
-    @property
-    def clock(self) -> IReactorTime:
-        return self._throttle.clock  # type: ignore[return-value]
-
-    @property
-    def interval(self) -> float:
-        return self._throttle.interval
-
-    def dropped_connection(self, reason: str, peer: object) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        left_out = self._throttle.allow(reason)
-        if left_out is None:
-            return
-        log.warn(
-            "dropped an unauthenticated Raft connection from {peer}: {reason}"
-            " ({left_out} more like it not logged)",
-            peer=address_text(peer), reason=reason, left_out=left_out,
-        )  # fmt: skip
 
 
 class HandshakeProtocol(ProtocolWrapper):
@@ -120,6 +94,11 @@ class HandshakeProtocol(ProtocolWrapper):
         self._buffer = b""
         self._nonce = os.urandom(NONCE_SIZE)
         self._peer_nonce: bytes | None = None
+        #: The other side's id, as it claims it (proven by its proof).
+        self.peer_id = ""
+        self._transcript = b""
+        self._sealer: Sealer | None = None
+        self._opener: Opener | None = None
         self._timeout: IDelayedCall | None = None
         #: Fires with the wrapped protocol once authenticated, or fails.
         self.ready: Deferred[IProtocol] = Deferred()
@@ -142,7 +121,8 @@ class HandshakeProtocol(ProtocolWrapper):
             self._fail("too many connections authenticating at once")
             return
         self._timeout = self.factory.clock.callLater(self.factory.timeout, self._timed_out)
-        self._transport().write(MAGIC + self._nonce)
+        factory = self.factory
+        self._transport().write(hello(self._nonce, factory.node_id, factory.peer_id))
 
     def _timed_out(self) -> None:
         self._timeout = None
@@ -170,24 +150,13 @@ class HandshakeProtocol(ProtocolWrapper):
 
     def dataReceived(self, data: bytes) -> None:
         if self.authenticated:
-            self.wrappedProtocol.dataReceived(data)
+            self._open(data)
             return
         if self.failed:
             return
         self._buffer += data
-        if self._peer_nonce is None:
-            seen = self._buffer[: len(MAGIC)]
-            if not MAGIC.startswith(seen):
-                self._fail("it did not start the cluster-key handshake")
-                return
-            if len(self._buffer) < HELLO_SIZE:
-                return
-            self._peer_nonce = self._buffer[len(MAGIC) : HELLO_SIZE]
-            self._buffer = self._buffer[HELLO_SIZE:]
-            if self._peer_nonce == self._nonce:
-                self._fail("it sent our own nonce back")
-                return
-            self._transport().write(self._proof(mine=True))
+        if self._peer_nonce is None and not self._hello():
+            return
         if len(self._buffer) < PROOF_SIZE:
             return
         given, rest = self._buffer[:PROOF_SIZE], self._buffer[PROOF_SIZE:]
@@ -197,15 +166,63 @@ class HandshakeProtocol(ProtocolWrapper):
             return
         self._authenticated(rest)
 
-    def _proof(self, mine: bool) -> bytes:
-        assert self._peer_nonce is not None
-        client = self.factory.is_client
-        if client:
-            client_nonce, server_nonce = self._nonce, self._peer_nonce
+    def _hello(self) -> bool:
+        """Read the other side's ``HELLO`` and send our proof; whether it was
+        whole and acceptable."""
+        factory = self.factory
+        try:
+            parsed = parse_hello(self._buffer)
+        except ValueError as e:
+            self._fail(str(e) if "handshake" in str(e) else "a malformed handshake")
+            return False
+        if parsed is None:
+            if len(self._buffer) > HELLO_SIZE + 2 * 256:
+                self._fail("a malformed handshake")
+            return False
+        nonce, peer_id, meant, used = parsed
+        self._buffer = self._buffer[used:]
+        if nonce == self._nonce:
+            self._fail("it sent our own nonce back")
+            return False
+        if meant and meant != factory.node_id:
+            self._fail(f"it meant to reach {meant!r}, not this node ({factory.node_id!r})")
+            return False
+        if factory.peer_id and peer_id != factory.peer_id:
+            self._fail(f"it is {peer_id!r}, not {factory.peer_id!r}")
+            return False
+        self._peer_nonce, self.peer_id = nonce, peer_id
+        if factory.is_client:
+            self._transcript = transcript(self._nonce, nonce, factory.node_id, peer_id)
         else:
-            client_nonce, server_nonce = self._peer_nonce, self._nonce
-        role = b"C" if client == mine else b"S"
-        return proof(self.factory.key, role, client_nonce, server_nonce)
+            self._transcript = transcript(nonce, self._nonce, peer_id, factory.node_id)
+        self._transport().write(self._proof(mine=True))
+        return True
+
+    def _proof(self, mine: bool) -> bytes:
+        role = b"C" if self.factory.is_client == mine else b"S"
+        return proof(self.factory.key, role, self._transcript)
+
+    def _open(self, data: bytes) -> None:
+        assert self._opener is not None
+        try:
+            payloads = self._opener.open(data)
+        except BadFrame as e:
+            self.authenticated = False
+            wrapped, self.wrappedProtocol = self.wrappedProtocol, None  # type: ignore[assignment]
+            self._fail(f"{e} (after the handshake)")
+            wrapped.connectionLost(Failure(ConnectionDone(str(e))))
+            return
+        for payload in payloads:
+            if self.wrappedProtocol is None:
+                return
+            self.wrappedProtocol.dataReceived(payload)
+
+    def write(self, data: bytes) -> None:
+        if self._sealer is not None and self.transport is not None:
+            self.transport.write(self._sealer.seal(data))
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:  # noqa: N802 - Twisted's name
+        self.write(b"".join(data))
 
     def _authenticated(self, rest: bytes) -> None:
         self._cancel_timeout()
@@ -216,18 +233,24 @@ class HandshakeProtocol(ProtocolWrapper):
             if not self.ready.called:
                 self.ready.errback(AuthenticationFailed("the connection was refused"))
             return
+        client_to_server, server_to_client = session_keys(self.factory.key, self._transcript)
+        mine, theirs = (
+            (client_to_server, server_to_client) if self.factory.is_client
+            else (server_to_client, client_to_server)
+        )  # fmt: skip
+        self._sealer, self._opener = Sealer(mine), Opener(theirs)
         self.authenticated = True
         self.wrappedProtocol = wrapped
         wrapped.makeConnection(self)
         if not self.ready.called:
             self.ready.callback(wrapped)
         if rest and self.transport is not None and not self.disconnecting:
-            wrapped.dataReceived(rest)
+            self._open(rest)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._cancel_timeout()
         self.factory.unregisterProtocol(self)
-        if self.authenticated:
+        if self.authenticated and self.wrappedProtocol is not None:
             self.wrappedProtocol.connectionLost(reason or Failure(ConnectionDone()))
             self.wrappedProtocol = None  # type: ignore[assignment]
         elif not self.ready.called:
@@ -250,8 +273,13 @@ class HandshakeFactory(WrappingFactory):
         timeout: float = DEFAULT_TIMEOUT,
         drop_log: RateLimitedLog | None = None,
         max_pending: int = MAX_PENDING,
+        node_id: str = "",
+        peer_id: str = "",
     ) -> None:
         super().__init__(wrappedFactory)
+        #: This node's id, and (connecting) the member it means to reach.
+        self.node_id = node_id
+        self.peer_id = peer_id
         self.key = key
         self.clock = clock
         self.is_client = is_client
@@ -280,8 +308,12 @@ class _AuthEndpoint:
         clock: IReactorTime,
         timeout: float = DEFAULT_TIMEOUT,
         drop_log: RateLimitedLog | None = None,
+        node_id: str = "",
+        peer_id: str = "",
     ) -> None:
         self.endpoint = endpoint
+        self.node_id = node_id
+        self.peer_id = peer_id
         self.key = key
         self.clock = clock
         self.timeout = timeout
@@ -292,7 +324,8 @@ class _AuthEndpoint:
     ) -> HandshakeFactory:
         return HandshakeFactory(
             protocolFactory, self.key, self.clock, is_client=is_client,
-            timeout=self.timeout, drop_log=self.log,
+            timeout=self.timeout, drop_log=self.log, node_id=self.node_id,
+            peer_id=self.peer_id if is_client else "",
         )  # fmt: skip
 
 
@@ -321,62 +354,28 @@ class AuthClientEndpoint(_AuthEndpoint):
         return connect_when_ready(self.endpoint, factory, lambda protocol: [protocol])
 
 
-def connect_when_ready(
-    endpoint: IStreamClientEndpoint,
-    factory: IProtocolFactory,
-    handshakes: Callable[[Any], Iterable[Any]],
-) -> Deferred[IProtocol]:
-    """``endpoint.connect(factory)``, fired only once the connection's
-    handshake is done: ``handshakes(connected)`` gives the protocols that run
-    it (each with a ``ready`` Deferred, firing with the protocol to hand on,
-    or failing, and a ``transport``).  Cancelling aborts a handshake under way.
-    """
-    running: list[Any] = []
-
-    def cancel(_: Deferred[IProtocol]) -> None:
-        connecting.cancel()
-        for handshake in running:
-            if not handshake.ready.called and handshake.transport is not None:
-                handshake.transport.abortConnection()
-
-    result: Deferred[IProtocol] = Deferred(cancel)
-
-    def connected(protocol: Any) -> None:
-        for handshake in handshakes(protocol):
-            running.append(handshake)
-            handshake.ready.addCallbacks(done, failed)
-
-    def done(protocol: IProtocol) -> None:
-        if not result.called:
-            result.callback(protocol)
-
-    def failed(failure: Failure) -> None:
-        if not result.called:
-            result.errback(failure)
-
-    connecting: Deferred[Any] = endpoint.connect(factory)
-    connecting.addCallbacks(connected, failed)
-    return result
-
-
 def wrap_endpoints(
     key: bytes | None,
     server: IStreamServerEndpoint,
     clients: dict[str, IStreamClientEndpoint],
     clock: IReactorTime,
     timeout: float = DEFAULT_TIMEOUT,
+    node_id: str = "",
+    drop_log: RateLimitedLog | None = None,
 ) -> tuple[IStreamServerEndpoint, dict[str, IStreamClientEndpoint]]:
-    """``server`` and ``clients`` requiring ``key``; unchanged when it is None."""
+    """``server`` and ``clients`` (by the id of the member each reaches, ""
+    for one not known) requiring ``key``, as node ``node_id``; unchanged
+    when there is no key."""
     if key is None:
         return server, clients
-    drop_log = RateLimitedLog(clock)
+    log = drop_log if drop_log is not None else RateLimitedLog(clock)
 
-    def wrap(endpoint: IStreamClientEndpoint) -> IStreamClientEndpoint:
-        return AuthClientEndpoint(endpoint, key, clock, timeout, drop_log)
+    def wrap(peer_id: str, endpoint: IStreamClientEndpoint) -> IStreamClientEndpoint:
+        return AuthClientEndpoint(endpoint, key, clock, timeout, log, node_id, peer_id)
 
     return (
-        AuthServerEndpoint(server, key, clock, timeout, drop_log),
-        {peer_id: wrap(ep) for peer_id, ep in clients.items()},
+        AuthServerEndpoint(server, key, clock, timeout, log, node_id),
+        {peer_id: wrap(peer_id, ep) for peer_id, ep in clients.items()},
     )
 
 
@@ -385,6 +384,5 @@ __all__ = [
     "AuthServerEndpoint",
     "AuthenticationFailed",
     "HandshakeFactory",
-    "RateLimitedLog",
     "wrap_endpoints",
 ]

@@ -243,7 +243,7 @@ class AMPTransport:
         clock: IReactorTime,
         call_timeout: float = 2.0,
         listen_failed: Callable[[Failure], None] | None = None,
-        connect: Callable[[str], IStreamClientEndpoint] | None = None,
+        connect: Callable[[str, str], IStreamClientEndpoint] | None = None,
     ) -> None:
         """``connect`` makes the endpoint of a member added at run time."""
         self.endpoint = endpoint
@@ -304,7 +304,7 @@ class AMPTransport:
             return
         if self.connect is None:
             raise ValueError("this transport cannot connect to new members")
-        peer = self._peer(peer_id, self.connect(address))
+        peer = self._peer(peer_id, self.connect(address, peer_id))
         self._peers[peer_id] = peer
         if self._started:
             peer.service.startService()

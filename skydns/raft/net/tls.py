@@ -41,7 +41,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from skydns.raft.net.auth import RateLimitedLog, connect_when_ready
+from skydns.raft.net.droplog import RateLimitedLog, connect_when_ready
 
 #: Seconds a client has to finish the TLS handshake before it is dropped.
 HANDSHAKE_TIMEOUT = 10.0
