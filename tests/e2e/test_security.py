@@ -199,6 +199,65 @@ class HostileRaftPortTests(SynchronousTestCase):
             self.assertIn("wrong cluster key", log)
             self.assertNotIn("Unhandled Error", log)
 
+    def test_a_relayed_handshake_commits_nothing(self) -> None:
+        """Issue 17's attack: n3 is down and a process holds its address. It
+        takes n1's connection meant for n3, opens its own to n2, passes every
+        byte along both ways, then adds a ForwardProposal of its own.  The
+        handshake meant for n3 fails at n2; nothing is committed anywhere."""
+        import selectors
+        import threading
+
+        nodes = self.start_keyed_cluster()
+        n1, n2, n3 = nodes
+        self.assertEqual(self.put(self.leader_of(nodes), "before", "127.0.0.34"), 201)
+        n3.stop()
+        listener = socket.create_server(("127.0.0.1", n3.raft_port))
+        self.addCleanup(listener.close)
+        listener.settimeout(15.0)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+        relayed: list[int] = []
+
+        def relay() -> None:
+            try:
+                inbound, _ = listener.accept()
+            except OSError:
+                return
+            outbound = socket.create_connection(("127.0.0.1", n2.raft_port), timeout=5.0)
+            chooser = selectors.DefaultSelector()
+            chooser.register(inbound, selectors.EVENT_READ, outbound)
+            chooser.register(outbound, selectors.EVENT_READ, inbound)
+            injected = False
+            while not stop.is_set():
+                for key, _ in chooser.select(0.1):
+                    try:
+                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    except OSError:
+                        data = b""
+                    if not data:
+                        inbound.close()
+                        outbound.close()
+                        return
+                    relayed.append(len(data))
+                    key.data.sendall(data)
+                if not injected and sum(relayed) > 200:
+                    outbound.sendall(_forward_proposal("relayed"))
+                    injected = True
+
+        thread = threading.Thread(target=relay, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 5.0)
+        wait_until(lambda: bool(relayed), "n1 dials n3's address and the relay passes bytes")
+        wait_until(lambda: "meant to reach 'n3'" in n2.log(), "n2 refuses a handshake for n3")
+        self.assertEqual(self.put(self.leader_of([n1, n2]), "after", "127.0.0.35"), 201)
+        for node in (n1, n2):
+
+            def holds(n: SkyDNSProcess = node) -> bool:
+                code, body = http("GET", n.url + "/skydns/services/", timeout=2.0)
+                return code == 200 and sorted(s["UUID"] for s in body) == ["after", "before"]
+
+            wait_until(holds, f"{node.node_id} holds exactly before and after")
+
     def test_a_node_with_the_wrong_key_cannot_join(self) -> None:
         """A fourth process listed nowhere but dialling in with another key
         is refused on every connection; the cluster is unaffected."""
