@@ -201,32 +201,32 @@ class HostileRaftPortTests(SynchronousTestCase):
 
     def test_a_relayed_handshake_commits_nothing(self) -> None:
         """Issue 17's attack: n3 is down and a process holds its address. It
-        takes n1's connection meant for n3, opens its own to n2, passes every
-        byte along both ways, then adds a ForwardProposal of its own.  The
-        handshake meant for n3 fails at n2; nothing is committed anywhere."""
+        takes the connections the others open to n3, opens its own to the
+        leader for each, passes every byte along both ways, then adds a
+        ForwardProposal of its own.  The handshake meant for n3 fails at the
+        leader; nothing is committed anywhere."""
         import selectors
         import threading
 
         nodes = self.start_keyed_cluster()
-        n1, n2, n3 = nodes
         self.assertEqual(self.put(self.leader_of(nodes), "before", "127.0.0.34"), 201)
-        n3.stop()
-        listener = socket.create_server(("127.0.0.1", n3.raft_port))
+        down = next(n for n in nodes if n is not self.leader_of(nodes))
+        down.stop()
+        live = [n for n in nodes if n is not down]
+        leader = self.leader_of(live)
+        listener = socket.create_server(("127.0.0.1", down.raft_port))
         self.addCleanup(listener.close)
-        listener.settimeout(15.0)
+        listener.settimeout(0.2)
         stop = threading.Event()
         self.addCleanup(stop.set)
         relayed: list[int] = []
 
-        def relay() -> None:
-            try:
-                inbound, _ = listener.accept()
-            except OSError:
-                return
-            outbound = socket.create_connection(("127.0.0.1", n2.raft_port), timeout=5.0)
+        def relay(inbound: socket.socket) -> None:
+            outbound = socket.create_connection(("127.0.0.1", leader.raft_port), timeout=5.0)
             chooser = selectors.DefaultSelector()
             chooser.register(inbound, selectors.EVENT_READ, outbound)
             chooser.register(outbound, selectors.EVENT_READ, inbound)
+            sent = 0
             injected = False
             while not stop.is_set():
                 for key, _ in chooser.select(0.1):
@@ -239,18 +239,29 @@ class HostileRaftPortTests(SynchronousTestCase):
                         outbound.close()
                         return
                     relayed.append(len(data))
+                    sent += len(data)
                     key.data.sendall(data)
-                if not injected and sum(relayed) > 200:
+                if not injected and sent > 400:  # past the handshake
                     outbound.sendall(_forward_proposal("relayed"))
                     injected = True
 
-        thread = threading.Thread(target=relay, daemon=True)
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    inbound, _ = listener.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=relay, args=(inbound,), daemon=True).start()
+
+        thread = threading.Thread(target=accept, daemon=True)
         thread.start()
         self.addCleanup(thread.join, 5.0)
-        wait_until(lambda: bool(relayed), "n1 dials n3's address and the relay passes bytes")
-        wait_until(lambda: "meant to reach 'n3'" in n2.log(), "n2 refuses a handshake for n3")
-        self.assertEqual(self.put(self.leader_of([n1, n2]), "after", "127.0.0.35"), 201)
-        for node in (n1, n2):
+        wait_until(lambda: bool(relayed), "a member dials the stopped one and the relay passes")
+        meant = f"meant to reach '{down.node_id}'"
+        wait_until(lambda: meant in leader.log(), "the leader refuses a handshake for another")
+        self.assertEqual(self.put(leader, "after", "127.0.0.35"), 201)
+        time.sleep(1.0)  # time for anything the relay slipped in to commit
+        for node in live:
 
             def holds(n: SkyDNSProcess = node) -> bool:
                 code, body = http("GET", n.url + "/skydns/services/", timeout=2.0)
