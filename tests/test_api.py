@@ -328,6 +328,21 @@ class QueryTests(APITestCase):
 
     def test_no_query_lists_all(self) -> None:
         self.assertEqual(self.uuids("/skydns/services/"), ["1", "2", "3"])
+
+    def test_pages(self) -> None:
+        """``?limit=N&after=UUID`` pages through the list in UUID order;
+        ``X-SkyDNS-Next`` names the UUID to ask after until the last page;
+        a bad limit is a 400 naming it."""
+        first = self.call("GET", "/skydns/services/?limit=2")
+        self.assertEqual([s["UUID"] for s in first.json()], ["1", "2"])
+        self.assertEqual(first.header("X-SkyDNS-Next"), "2")
+        last = self.call("GET", "/skydns/services/?limit=2&after=2")
+        self.assertEqual([s["UUID"] for s in last.json()], ["3"])
+        self.assertIsNone(last.header("X-SkyDNS-Next"))
+        east = self.call("GET", "/skydns/services/?query=*.east.any.any&limit=1&after=1")
+        self.assertEqual([s["UUID"] for s in east.json()], ["3"])
+        bad = self.call("GET", "/skydns/services/?limit=0")
+        self.assertEqual((bad.code, bad.json()["field"]), (400, "limit"))
         self.assertEqual(self.uuids("/skydns/services"), ["1", "2", "3"])
         self.assertEqual(self.uuids("/skydns/services?query="), ["1", "2", "3"])
 

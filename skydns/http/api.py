@@ -33,6 +33,7 @@ from skydns.commands import AddCallback, Command, Register, Renew, Unregister
 from skydns.http.guard import check_secret, guarded
 from skydns.http.kleinbypass import APIResource, FastRoutes
 from skydns.http.limits import MAX_BODY
+from skydns.http.listing import page, page_arguments, render_list
 from skydns.http.members import change_member, parse_add
 from skydns.http.responses import RETRY_AFTER, APIError, proposal_failed, render_json
 from skydns.metrics import MeteredResource
@@ -263,10 +264,13 @@ class API:
                 pattern = parse_query(query, self.domain)
             except PatternError as e:
                 raise APIError(400, f"query: {e}", field="query") from e
+        limit, after = page_arguments(self._arg(request, b"limit"), self._arg(request, b"after"))
         await self._read_barrier(request)
         now = self._now()
-        instances = self.cluster.registry.query(pattern, now)
-        return render_json(request, 200, [service_json(i, now) for i in instances])
+        instances, following = page(self.cluster.registry.query(pattern, now), limit, after)
+        if following is not None:
+            request.setHeader(b"X-SkyDNS-Next", following.encode("utf-8"))
+        return await render_list(request, instances, now, cast(IReactorTime, self.clock))
 
     @app.route("/skydns/regions", methods=["GET"], endpoint="regions_bare")
     @app.route("/skydns/regions/", methods=["GET"])
