@@ -27,8 +27,8 @@ def registry_of(count: int) -> Registry:
 
 class ListingTests(SynchronousTestCase):
     def test_a_long_list_is_made_a_slice_per_turn(self) -> None:
-        """Past `SLICE` instances the list waits for the reactor between
-        slices (so DNS is answered meanwhile); the bytes are those of the
+        """Past `SLICE` instances the list is written a slice per reactor
+        turn (so DNS is answered meanwhile); the bytes are those of the
         one-piece encoding."""
         instances = registry_of(2 * SLICE + 5).query(Pattern(), 1001.0)
         clock = Clock()
@@ -36,13 +36,23 @@ class ListingTests(SynchronousTestCase):
         d = ensureDeferred(render_list(request, instances, 1001.0, clock))
         self.assertNoResult(d)
         self.assertEqual(len(clock.getDelayedCalls()), 1)  # the next slice waits its turn
+        self.assertEqual(len(request.written), 1)  # the first slice, at once
         clock.advance(0)  # (the turns after it run in this same advance)
-        data = self.successResultOf(d)
+        data = b"".join(request.written) + self.successResultOf(d)
+        self.assertEqual(len(request.written), 3)
         views = [service_json(i, 1001.0) for i in instances]
-        expected = render_json(DummyRequest([b""]), 200, views)
-        self.assertEqual(data, expected)
-        self.assertEqual(request.responseHeaders.getRawHeaders(b"content-length"),
-                         [b"%d" % len(expected)])  # fmt: skip
+        self.assertEqual(data, render_json(DummyRequest([b""]), 200, views))
+        self.assertIsNone(request.responseHeaders.getRawHeaders(b"content-length"))
+
+    def test_a_client_that_leaves_stops_the_listing(self) -> None:
+        instances = registry_of(3 * SLICE).query(Pattern(), 1001.0)
+        clock = Clock()
+        request = DummyRequest([b""])
+        d = ensureDeferred(render_list(request, instances, 1001.0, clock))
+        request.finished = True
+        clock.advance(0)
+        self.assertEqual(self.successResultOf(d), b"")
+        self.assertEqual(len(request.written), 1)
 
     def test_a_short_list_is_made_at_once(self) -> None:
         instances = registry_of(3).query(Pattern(), 1001.0)

@@ -18,7 +18,7 @@ from skydns.presentation import service_json
 from skydns.registry import Instance
 
 #: Instances turned into JSON in one reactor turn (about a millisecond).
-SLICE = 1000
+SLICE = 250
 #: The most a page may hold.
 MAX_LIMIT = 100_000
 
@@ -53,19 +53,31 @@ def page(
 async def render_list(
     request: Request, instances: Sequence[Instance], now: float, clock: IReactorTime
 ) -> bytes:
-    """``render_json(request, 200, [service_json(i, now) for i in instances])``,
-    byte for byte, made a `SLICE` at a time."""
-    items: list[str] = []
+    """The body ``render_json(request, 200, [service_json(i, now) ...])``
+    gives, byte for byte.  A list of up to `SLICE` instances is returned
+    whole; a longer one is written to ``request`` a slice per reactor turn
+    (chunked transfer encoding) and the rest returned, so no turn holds the
+    reactor for more than about a millisecond, nor joins megabytes."""
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", JSON_TYPE)
+    if len(instances) <= SLICE:
+        data = _slice(instances, now, "[") + b"]\n"
+        request.setHeader(b"Content-Length", b"%d" % len(data))
+        return data
     for start in range(0, len(instances), SLICE):
         if start:
             await deferLater(clock, 0, lambda: None)
-        chunk = instances[start : start + SLICE]
-        items.extend(_ENCODER.encode(service_json(i, now)) for i in chunk)
-    data = ("[" + ", ".join(items) + "]\n").encode("utf-8")
-    request.setResponseCode(200)
-    request.setHeader(b"Content-Type", JSON_TYPE)
-    request.setHeader(b"Content-Length", b"%d" % len(data))
-    return data
+            if request.finished or getattr(request, "_disconnected", False):
+                return b""  # the client went away
+        request.write(_slice(instances[start : start + SLICE], now, ", " if start else "["))
+    return b"]\n"
+
+
+def _slice(instances: Sequence[Instance], now: float, before: str) -> bytes:
+    """``before`` and the JSON of these instances as items of the list
+    (the encoder's own separators, so the whole is one encoding's text)."""
+    text = _ENCODER.encode([service_json(i, now) for i in instances])
+    return (before + text[1:-1]).encode("utf-8")
 
 
 __all__ = ["MAX_LIMIT", "SLICE", "page", "page_arguments", "render_list"]
