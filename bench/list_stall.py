@@ -108,20 +108,30 @@ def main() -> int:
     parser.add_argument("--listers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--before", help="a tree with skydns/ to compare with, interleaved")
+    parser.add_argument("--runs", type=int, default=1, help="rounds (medians are printed)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     trees: list[tuple[str, str | None]] = [("this tree", None)]
     if args.before:
         trees.insert(0, ("before", os.path.abspath(args.before)))
-    for label, tree in trees:
-        r = measure(tree, args)
-        print(
-            f"{label:10} DNS p99 quiet {r['quiet_p99']:6.1f} ms; while {args.listers} clients "
-            f"list {args.instances}: p50 {r['p50']:6.1f} ms, p99 {r['p99']:7.1f} ms, "
-            f"max {r['max']:7.1f} ms; a listing takes {r['listing']:.2f} s "
-            f"({r['listings']:.0f} done)",
-            flush=True,
-        )
+    results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
+    for _ in range(args.runs):
+        for label, tree in trees:
+            r = measure(tree, args)
+            results[label].append(r)
+            print(
+                f"{label:10} DNS p99 quiet {r['quiet_p99']:6.1f} ms; while {args.listers} "
+                f"clients list {args.instances}: p50 {r['p50']:6.1f} ms, p99 {r['p99']:7.1f} ms, "
+                f"max {r['max']:7.1f} ms; a listing takes {r['listing']:.2f} s "
+                f"({r['listings']:.0f} done)",
+                flush=True,
+            )
+    if args.runs > 1:
+        for label, runs in results.items():
+            median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(f"{label:10} medians of {args.runs}: p50 {median['p50']:.1f} ms, "
+                  f"p99 {median['p99']:.1f} ms, max {median['max']:.1f} ms, "
+                  f"listing {median['listing']:.2f} s")  # fmt: skip
     print(f"load average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after")
     return 0
 

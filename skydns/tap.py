@@ -104,6 +104,7 @@ def makeService(options: Options) -> service.MultiService:
     """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
     import treq
     from prometheus_client import disable_created_metrics
+    from twisted.application.internet import TimerService
     from twisted.internet import reactor
     from twisted.names.resolve import ResolverChain
 
@@ -117,7 +118,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.rrl import ResponseRateLimiter
     from skydns.dns.server import answer_cache_for
     from skydns.dns.service import DNSService
-    from skydns.gctune import tune_gc
+    from skydns.gctune import THAW_INTERVAL, thaw, tune_gc
     from skydns.http.api import make_api
     from skydns.http.site import make_site
     from skydns.leases import LeaseKeeper
@@ -173,6 +174,7 @@ def makeService(options: Options) -> service.MultiService:
     cluster.add_apply_listener(RegistryLog().on_applied)
     cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
     LeaseKeeper(cluster, reactor).setServiceParent(top)
+    TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
     dns_address: config.HostPort = options["dns"]
     authority = SkyDNSAuthority(registry, reactor, options["domain"], _nameservers(options))

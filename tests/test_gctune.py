@@ -6,17 +6,40 @@ import gc
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from skydns.gctune import THRESHOLDS, long_lived, tune_gc
+from skydns.gctune import THRESHOLDS, _freeze_survivors, long_lived, thaw, tune_gc
 
 
 class TuneGCTests(SynchronousTestCase):
     def test_sets_the_thresholds(self) -> None:
         before = gc.get_threshold()
         self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(self.forget_callback)
         gc.set_threshold(700, 10, 10)
         tune_gc()
         self.assertEqual(gc.get_threshold(), THRESHOLDS)
         self.assertGreater(THRESHOLDS[0], 700)
+
+    def forget_callback(self) -> None:
+        while _freeze_survivors in gc.callbacks:
+            gc.callbacks.remove(_freeze_survivors)
+        gc.unfreeze()
+
+    def test_survivors_of_a_full_collection_are_frozen_until_thawed(self) -> None:
+        """What a full collection leaves (all live) is frozen, so the next one
+        walks only what came since; `thaw` lets one walk everything again.
+        A young collection freezes nothing."""
+        self.addCleanup(self.forget_callback)
+        gc.unfreeze()
+        tune_gc()
+        tune_gc()  # once only
+        self.assertEqual(gc.callbacks.count(_freeze_survivors), 1)
+        gc.collect(0)
+        self.assertEqual(gc.get_freeze_count(), 0)
+        kept = [[n] for n in range(1000)]
+        gc.collect()
+        self.assertGreaterEqual(gc.get_freeze_count(), len(kept))
+        thaw()
+        self.assertEqual(gc.get_freeze_count(), 0)
 
 
 class LongLivedTests(SynchronousTestCase):
