@@ -33,11 +33,19 @@ PORTS = range(20000, 32000)
 _rng = random.Random()
 
 
+#: Ports this process handed out: never twice, since a port handed out may
+#: not be bound yet when the next is asked for (a node's Raft and DNS ports).
+_given: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free for both TCP and UDP on ``host`` right now."""
+    """A port that is free for both TCP and UDP on ``host`` right now, and
+    not handed out before by this process."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = _rng.choice(PORTS)
+        if port in _given:
+            continue
         tcp = socket.socket(family, socket.SOCK_STREAM)
         udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -48,6 +56,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         finally:
             tcp.close()
             udp.close()
+        _given.add(port)
         return port
     raise RuntimeError("no free port found")
 
