@@ -8,8 +8,6 @@ Twisted's own."""
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
 from typing import Any, Callable, Optional
 
 from twisted.logger import (
@@ -20,6 +18,7 @@ from twisted.logger import (
 )
 
 from skydns.jsontext import object_json
+from skydns.timestamps import rfc3339
 
 #: Event keys of twisted.logger and of the legacy log bridge that the JSON
 #: line carries under its own names (or not at all).
@@ -79,33 +78,9 @@ def text_formatter() -> Callable[[LogEvent], Optional[str]]:
 _HEADER = frozenset({"time", "level", "namespace", "message"}) | _RESERVED
 
 
-class _RFC3339Clock:
-    """RFC 3339 UTC time with milliseconds, what
-    ``datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds")``
-    gives (with ``Z``), the date and time of day computed once a second."""
-
-    def __init__(self) -> None:
-        self._cached: tuple[Optional[float], str] = (None, "")
-
-    def __call__(self, when: float) -> str:
-        # fromtimestamp's own rounding: the fraction to the nearest
-        # microsecond, half to even, carried into the second.
-        fraction, second = math.modf(when)
-        micros = round(fraction * 1e6)
-        if micros >= 1_000_000:
-            micros -= 1_000_000
-            second += 1.0
-        elif micros < 0:
-            micros += 1_000_000
-            second -= 1.0
-        cached = self._cached
-        if cached[0] != second:
-            stamp = datetime.fromtimestamp(second, tz=UTC)
-            cached = self._cached = (second, stamp.strftime("%Y-%m-%dT%H:%M:%S."))
-        return f"{cached[1]}{micros // 1000:03d}Z"
-
-
-_rfc3339 = _RFC3339Clock()
+def _rfc3339(when: float) -> str:
+    """The time of a JSON log line: RFC 3339 UTC, always with milliseconds."""
+    return rfc3339(when, always_millis=True)
 
 
 def event_as_json(event: LogEvent) -> str:

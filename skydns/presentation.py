@@ -4,41 +4,12 @@ the registry itself builds on."""
 
 from __future__ import annotations
 
-import datetime
 import math
 from typing import Any
 
 from skydns.names import Callback
 from skydns.registry import Instance
-
-
-def rfc3339(when: float) -> str:
-    """``when`` (seconds since the epoch) as an RFC 3339 UTC timestamp, with
-    milliseconds unless it is a whole second: what
-    ``datetime.fromtimestamp(when, UTC).isoformat(...)`` gives (``Z`` for
-    ``+00:00``), the date and time of day formatted once per second (a
-    listing of 100,000 instances asks for a few distinct seconds)."""
-    fraction, second = math.modf(when)
-    micros = round(fraction * 1e6)  # fromtimestamp's rounding, carried into the second
-    if micros >= 1_000_000:
-        micros -= 1_000_000
-        second += 1.0
-    elif micros < 0:
-        micros += 1_000_000
-        second -= 1.0
-    head = _SECONDS.get(second)
-    if head is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        stamp = datetime.datetime.fromtimestamp(second, tz=datetime.UTC)
-        head = _SECONDS[second] = stamp.strftime("%Y-%m-%dT%H:%M:%S")
-    if when % 1:
-        return f"{head}.{micros // 1000:03d}Z"
-    return head + "Z"
-
-
-#: Whole second -> its date and time of day (see `rfc3339`).
-_SECONDS: dict[float, str] = {}
+from skydns.timestamps import rfc3339
 
 
 def remaining_ttl(instance: Instance, now: float) -> int:
