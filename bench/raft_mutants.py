@@ -212,9 +212,9 @@ MUTANTS = [
          "        self.applier.sessions = type(sessions)()\n"),
     ), ("snapshots",)),
     Mutant("joiner_votes", "a node joining with an empty log votes at once", (
-        (NODE + "driver.py",
-         "        if options.joining and loaded.recovering is None and _empty(loaded):",
-         "        if False:"),
+        (NODE + "lifecycle.py",
+         "    if options.joining and loaded.recovering is None and _empty(loaded):",
+         "    if False:"),
         (CORE + "election.py", "    if core.recovering or core.id not in core.config.voters:",
          "    if core.recovering:"),
     ), ("membership",)),
