@@ -72,7 +72,8 @@ class Metrics:
         )
         self.dns_rrl = Counter(
             "skydns_dns_rrl_responses",
-            "UDP answers withheld by response rate limiting: dropped, or slipped (sent with TC).",
+            "UDP answers withheld by response rate limiting: dropped, slipped (sent with TC), "
+            "or truncated (a large answer sent with TC for want of budget).",
             ["action"], registry=r,
         )  # fmt: skip
         self.forwarded = Counter(

@@ -148,6 +148,14 @@ class Options(usage.Options):
             "responses are dropped or slipped; 0 (the default) turns rate limiting off.",
         ],
         [
+            "rrl-large-rate",
+            None,
+            "100",
+            "UDP answers over 3x their query's size a second per client network; over "
+            "it such an answer is sent empty with TC set (the client asks again over "
+            "TCP), so forged queries gain no amplification. 0 turns it off.",
+        ],
+        [
             "rrl-slip",
             None,
             "2",
@@ -245,6 +253,9 @@ class Options(usage.Options):
             raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
         self["rrl-rate"] = _checked("rrl-rate", _non_negative_int, self["rrl-rate"])
         self["rrl-slip"] = _checked("rrl-slip", _non_negative_int, self["rrl-slip"])
+        self["rrl-large-rate"] = _checked(
+            "rrl-large-rate", _non_negative_int, self["rrl-large-rate"]
+        )
         if self["no-forward"]:
             if self["nameserver"] is not None:
                 raise usage.UsageError("--nameserver and --no-forward are exclusive: use one")

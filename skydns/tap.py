@@ -111,6 +111,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.audit import RegistryLog
     from skydns.callbacks import CallbackNotifier
     from skydns.dns.acl import needed
+    from skydns.dns.amplification import AmplificationLimiter
     from skydns.dns.authority import SkyDNSAuthority
     from skydns.dns.forward import Forwarder
     from skydns.dns.rcache import ResponseCache
@@ -189,12 +190,16 @@ def makeService(options: Options) -> service.MultiService:
     limiter = None
     if options["rrl-rate"]:
         limiter = ResponseRateLimiter(reactor, options["rrl-rate"], options["rrl-slip"])
+    large = None
+    if options["rrl-large-rate"]:
+        large = AmplificationLimiter(reactor, options["rrl-large-rate"])
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
         answer_cache=answer_cache_for(authority, reactor, max_udp=options["max-udp-size"]),
         max_udp_size=options["max-udp-size"],
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
         max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
+        large_limiter=large,
     ).setServiceParent(top)
 
     api = make_api(

@@ -74,9 +74,11 @@ class History:
         new_term, back, count, payload = step
         if new_term:
             self.term += 1
-        log = self.model.load().entries
+        loaded = self.model.load()
+        log = loaded.entries
         last = log[-1].index if log else 0
-        first = max(1, last + 1 - back)
+        # Raft never overwrites a committed entry.
+        first = max(loaded.hard_state.commit + 1, last + 1 - back)
         batch = entries(first, first + count - 1, self.term, b"p" * payload)
         self.save(HardState(self.term, "n1", first - 1) if new_term else None, batch)
 

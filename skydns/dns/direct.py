@@ -84,7 +84,7 @@ class DirectPath:
             tcp = address is None
             wire = cache.revalidate(data, query, authority.unchanged, tcp)  # type: ignore[union-attr]
             if wire is not None:
-                protocol.send_wire(wire, address)
+                protocol.send_wire(wire, address, len(data))
                 self.stats.answer("tcp" if tcp else "udp", query.qtype, wire[3] & 0x0F)
                 self.stats.latency("authority", self.timer() - started)
                 return
@@ -92,7 +92,7 @@ class DirectPath:
             if wire is _NOT_OURS:
                 cacheable = True
             elif wire is not None:
-                protocol.send_wire(wire, address)
+                protocol.send_wire(wire, address, len(data))
                 self.stats.latency("authority", self.timer() - started)
                 return
         message = dns.Message()
@@ -103,7 +103,8 @@ class DirectPath:
             log.debug("undecodable DNS packet ({size} bytes)", size=len(data))
             return
         generation = cache.generation if cache is not None else 0
-        self.fallback(message, protocol, address, Request(query, started, generation, cacheable))
+        request = Request(query, started, generation, cacheable, size=len(data))
+        self.fallback(message, protocol, address, request)
 
     def _direct(self, query: Query, data: bytes, tcp: bool) -> Any:
         """The answer to a plain question from the authority, encoded, and

@@ -10,7 +10,9 @@ is left to save.
 With response rate limiting on (the factory's ``rate_limiter``, see
 `skydns.dns.rrl`), every UDP datagram is first put to the limiter, in
 ``doRead`` and in ``datagramReceived`` alike, before any answer is looked
-up: over the limit it gets nothing, or a TC reply.  TCP is never limited.
+up: over the limit it gets nothing, or a TC reply.  Every UDP answer more
+than three times its query's size goes by the factory's ``large_limiter``
+(`skydns.dns.amplification`) on its way out.  TCP is never limited.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from twisted.names import dns
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from skydns.dns.amplification import FACTOR, AmplificationLimiter
 from skydns.dns.answercache import AnswerCache
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import LATENCY_SAMPLE, DNSStats
@@ -37,6 +40,7 @@ class PacketHandler(Protocol):
 
     answer_cache: Optional[AnswerCache]
     rate_limiter: Optional[ResponseRateLimiter]
+    large_limiter: Optional[AmplificationLimiter]
     stats: DNSStats
     idle_timeout: Optional[float]
     timer: Callable[[], float]
@@ -54,6 +58,8 @@ MIN_UDP_PAYLOAD = 512
 DEFAULT_MAX_UDP = 1232
 #: The most ``--max-udp-size`` may be.
 MAX_UDP_PAYLOAD = 4096
+#: The smallest query: a header and a question for the root.
+MIN_QUERY = 17
 #: A DNS message over TCP has a 16-bit length prefix (RFC 1035 §4.2.2).
 MAX_TCP_MESSAGE = 65535
 #: Seconds an idle TCP connection is kept (RFC 7766 §6.2.3 suggests seconds).
@@ -134,9 +140,15 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
         if transport is not None:
             transport.write(data, address)
 
-    def send_wire(self, data: bytes, address: Any) -> None:
-        """Send an encoded answer; a full socket buffer drops it, as the
-        network may."""
+    def send_wire(self, data: bytes, address: Any, query_size: int = 0) -> None:
+        """Send an encoded answer to a query of ``query_size`` bytes (0:
+        unknown), or its TC form when the large-answer budget says so; a
+        full socket buffer drops it, as the network may."""
+        large = self.controller.large_limiter
+        if large is not None and len(data) > FACTOR * (query_size or MIN_QUERY):
+            data = large.check(data, query_size, address[0])
+            if not data:
+                return
         try:
             self._send(data, address)
         except OSError:
@@ -165,7 +177,7 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
             self.countdown = countdown
             reply = cache.answer(data)
             if reply is not None:
-                self.send_wire(reply, addr)
+                self.send_wire(reply, addr, len(data))
                 return
         self.missed(data, addr)
 
@@ -178,7 +190,7 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
         if reply is None:
             self.missed(data, addr)
             return
-        self.send_wire(reply, addr)
+        self.send_wire(reply, addr, len(data))
         factory.stats.latency("cache", factory.timer() - started)
 
     def missed(self, data: bytes, addr: Any) -> None:
@@ -227,7 +239,7 @@ class StreamProtocol(dns.DNSProtocol, TimeoutMixin):
             transport: Any = self.transport
             log.failure("dropped a DNS message from {peer}", peer=transport.getPeer())
 
-    def send_wire(self, data: bytes, address: Any = None) -> None:
+    def send_wire(self, data: bytes, address: Any = None, query_size: int = 0) -> None:
         if self.transport is None or not self.connected:
             return
         self.sendString(data)
@@ -255,6 +267,7 @@ class FastUDPPort(udp.Port):
         size = self.maxPacketSize
         ipv6 = self.addressFamily == socket.AF_INET6
         limiter = factory.rate_limiter
+        large = factory.large_limiter
         # Bounded like Twisted's loop (maxThroughput), so TCP is served too.
         for _ in range(_READS_PER_WAKEUP):
             try:
@@ -277,10 +290,13 @@ class FastUDPPort(udp.Port):
                 protocol.countdown = countdown
                 reply = answer(data)
                 if reply is not None:
-                    try:
-                        sendto(reply, addr)  # the full address (an IPv6 scope too)
-                    except OSError:
-                        pass  # a full socket buffer drops it, as the network may
+                    if large is not None and len(reply) > FACTOR * len(data):
+                        reply = large.check(reply, len(data), addr[0])
+                    if reply:
+                        try:
+                            sendto(reply, addr)  # the full address (an IPv6 scope too)
+                        except OSError:
+                            pass  # a full socket buffer drops it, as the network may
                     continue
             if ipv6:
                 addr = addr[:2]  # as Twisted's own port hands it over

@@ -30,6 +30,8 @@ class Request:
     cacheable: bool = False
     #: The question as the client spelled it, when that was not lower case.
     question: Optional[bytes] = None
+    #: The query's size in bytes (0: unknown), for the large-answer budget.
+    size: int = 0
 
 
 #: Builds the response both paths send: (id, queries, RD, size limit, EDNS,

@@ -87,19 +87,14 @@ class _Bucket:
 
 
 @define
-class ResponseRateLimiter:
-    """Decides, per UDP datagram, whether its client network may have an
-    answer (see the module docstring).  ``clock`` is read once a datagram."""
+class NetworkBuckets:
+    """A token bucket per client network (`prefix_of`), filling at ``rate``
+    tokens a second up to ``rate``; at most ``max_prefixes`` of them, the
+    network least recently heard from forgotten first."""
 
     clock: Clock
-    #: Responses a second per client network, and the burst allowed.
     rate: int
-    #: Every this many responses over the limit, one is slipped; 0: none.
-    slip: int = DEFAULT_SLIP
     max_prefixes: int = MAX_PREFIXES
-    #: Datagrams that got no answer, and that got a TC reply instead.
-    dropped: int = 0
-    slipped: int = 0
     _buckets: OrderedDict[Hashable, _Bucket] = field(init=False, factory=OrderedDict, repr=False)
     _seconds: Callable[[], float] = field(init=False, repr=False)
     #: The rate (tokens a second, and the bucket's size) as a float.
@@ -110,8 +105,6 @@ class ResponseRateLimiter:
         self._burst = float(self.rate)
         if self.rate < 1:
             raise ValueError(f"rate must be at least 1, not {self.rate}")
-        if self.slip < 0:
-            raise ValueError(f"slip must not be negative, not {self.slip}")
         if self.max_prefixes < 1:
             raise ValueError(f"max_prefixes must be at least 1, not {self.max_prefixes}")
 
@@ -119,9 +112,9 @@ class ResponseRateLimiter:
         """Client networks tracked now."""
         return len(self._buckets)
 
-    def limit(self, data: bytes, host: str) -> Optional[bytes]:
-        """None when the datagram ``data`` from ``host`` may be answered as
-        usual; else what to send instead: `DROP` (nothing) or a TC reply."""
+    def spend(self, host: str) -> Optional[_Bucket]:
+        """Take a token from ``host``'s network: None when there was one,
+        else its (empty) bucket."""
         # prefix_of, inlined for IPv4: this runs for every UDP datagram.
         key = prefix_of(host) if ":" in host else host[: host.rfind(".")]
         now = self._seconds()
@@ -144,6 +137,40 @@ class ResponseRateLimiter:
             bucket.tokens = tokens - 1.0
             return None
         bucket.tokens = tokens
+        return bucket
+
+
+@define
+class ResponseRateLimiter:
+    """Decides, per UDP datagram, whether its client network may have an
+    answer (see the module docstring).  ``clock`` is read once a datagram."""
+
+    clock: Clock
+    #: Responses a second per client network, and the burst allowed.
+    rate: int
+    #: Every this many responses over the limit, one is slipped; 0: none.
+    slip: int = DEFAULT_SLIP
+    max_prefixes: int = MAX_PREFIXES
+    #: Datagrams that got no answer, and that got a TC reply instead.
+    dropped: int = 0
+    slipped: int = 0
+    _table: NetworkBuckets = field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.slip < 0:
+            raise ValueError(f"slip must not be negative, not {self.slip}")
+        self._table = NetworkBuckets(self.clock, self.rate, self.max_prefixes)
+
+    def __len__(self) -> int:
+        """Client networks tracked now."""
+        return len(self._table)
+
+    def limit(self, data: bytes, host: str) -> Optional[bytes]:
+        """None when the datagram ``data`` from ``host`` may be answered as
+        usual; else what to send instead: `DROP` (nothing) or a TC reply."""
+        bucket = self._table.spend(host)
+        if bucket is None:
+            return None
         return self._over(bucket, data)
 
     def _over(self, bucket: _Bucket, data: bytes) -> bytes:

@@ -47,6 +47,7 @@ from twisted.names import dns, error
 from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
+from skydns.dns.amplification import AmplificationLimiter
 from skydns.dns.answercache import DEFAULT_MAX_ENTRIES, AnswerCache, restore_question
 from skydns.dns.authority import NameNotFound, SkyDNSAuthority
 from skydns.dns.direct import DirectPath
@@ -129,6 +130,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         answer_cache: Optional[AnswerCache] = None,
         max_tcp_per_client: Optional[int] = None,
         max_udp_size: int = DEFAULT_MAX_UDP,
+        large_limiter: Optional[AmplificationLimiter] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -142,6 +144,8 @@ class SkyDNSServerFactory(DNSServerFactory):
         self.max_udp_size = max_udp_size
         #: Limits UDP answers per client network when set (`skydns.dns.rrl`).
         self.rate_limiter = rate_limiter
+        #: Budgets UDP answers over 3x their query (`skydns.dns.amplification`).
+        self.large_limiter = large_limiter
         self._refused_logged_at: Optional[float] = None
         self.forwarder = forwarder
         self.canRecurse = can_recurse or forwarder is not None
@@ -152,7 +156,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         if answer_cache is None and fast_path:
             answer_cache = answer_cache_for(self.authority, reactor, cache_size, max_udp_size)
         self.answer_cache = answer_cache
-        self.stats = DNSStats(answer_cache, rate_limiter)
+        self.stats = DNSStats(answer_cache, rate_limiter, large_limiter)
         if metrics is not None:
             self.stats.bind(metrics)
         self.direct = DirectPath(
@@ -369,7 +373,7 @@ class SkyDNSServerFactory(DNSServerFactory):
             if type(record) is dns._OPTHeader:
                 rcode |= record.extendedRCODE << 4
         self.stats.answer("tcp" if tcp else "udp", qtype, rcode)
-        protocol.send_wire(wire, address)
+        protocol.send_wire(wire, address, request.size)
 
     def _forwarded_until(self, message: dns.Message) -> float:
         """How long an answer from outside the domain may be served from the

@@ -10,6 +10,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from skydns.dns.amplification import AmplificationLimiter
 from skydns.dns.answercache import AnswerCache
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import DEFAULT_MAX_UDP, MAX_TCP_MESSAGE, TCP_IDLE_TIMEOUT, listen_udp
@@ -25,9 +26,11 @@ class DNSService(MultiService):
     ``interface`` is an IPv4 or IPv6 literal.  With ``port`` 0 both sockets
     get the same free port; `port` holds the bound number once started.
     With a ``rate_limiter``, UDP answers are limited per client network
-    (`skydns.dns.rrl`); ``answer_cache`` is the fast path's cache (see
-    `answer_cache_for`, which makes one when none is given); without
-    ``fast_path``, every query takes the twisted.names path.
+    (`skydns.dns.rrl`); with a ``large_limiter``, UDP answers over three
+    times their query's size are (`skydns.dns.amplification`);
+    ``answer_cache`` is the fast path's cache (see `answer_cache_for`,
+    which makes one when none is given); without ``fast_path``, every
+    query takes the twisted.names path.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class DNSService(MultiService):
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
         rate_limiter: Optional[ResponseRateLimiter] = None,
         max_udp_size: int = DEFAULT_MAX_UDP,
+        large_limiter: Optional[AmplificationLimiter] = None,
     ) -> None:
         super().__init__()
         self.resolver = resolver
@@ -65,6 +69,7 @@ class DNSService(MultiService):
             max_udp_size=max_udp_size,
             max_tcp_connections=max_tcp_connections,
             rate_limiter=rate_limiter,
+            large_limiter=large_limiter,
         )
         self.port: Optional[int] = None
         self.udp_listener: Any = None

@@ -19,6 +19,9 @@ twisted.names path, every query).  With response rate limiting on, UDP
 datagrams the limiter kept from an answer are counted in
 ``skydns_dns_rrl_responses`` by what was sent instead: ``dropped``
 (nothing) or ``slipped`` (a TC reply); they are not counted as requests.
+Large answers sent in their TC form for want of budget
+(`skydns.dns.amplification`) are counted there as ``truncated``, and also
+as the requests they answer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Iterable, Optional
 
 from twisted.names import dns
 
+from skydns.dns.amplification import AmplificationLimiter
 from skydns.dns.answercache import AnswerCache
 from skydns.dns.rrl import ResponseRateLimiter
 
@@ -65,9 +69,11 @@ class DNSStats:
         self,
         cache: Optional[AnswerCache] = None,
         rate_limiter: Optional[ResponseRateLimiter] = None,
+        large_limiter: Optional[AmplificationLimiter] = None,
     ) -> None:
         self.cache = cache
         self.rate_limiter = rate_limiter
+        self.large_limiter = large_limiter
         #: Answers not from the cache, by (transport, qtype, rcode).
         self.answered: defaultdict[tuple[str, int, int], int] = defaultdict(int)
         self.malformed = 0
@@ -145,6 +151,9 @@ class DNSStats:
         if limiter is not None:
             self._add("dropped", limiter.dropped, metrics.dns_rrl.labels("dropped"))
             self._add("slipped", limiter.slipped, metrics.dns_rrl.labels("slipped"))
+        large = self.large_limiter
+        if large is not None:
+            self._add("truncated", large.truncated, metrics.dns_rrl.labels("truncated"))
 
     def _add(self, key: Any, total: int, child: Any) -> None:
         delta = total - self._exported.get(key, 0)

@@ -227,3 +227,45 @@ def status(node: SkyDNSProcess) -> dict[str, Any]:
     code, body = http("GET", node.url + "/skydns/cluster", timeout=2.0)
     assert code == 200 and isinstance(body, dict), (code, body)
     return body
+
+
+def udp_flood(port: int, wire: bytes, count: int, quiet: float = 0.5) -> tuple[int, int, int]:
+    """Send ``wire`` ``count`` times to 127.0.0.1:``port`` over UDP as fast
+    as one socket can, reading replies meanwhile, until ``quiet`` seconds
+    pass without one: (bytes sent, bytes received, replies received)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        sent = received = replies = 0
+
+        def drain() -> None:
+            nonlocal received, replies
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    return
+                received += len(data)
+                replies += 1
+
+        while sent < count * len(wire):
+            for _ in range(min(32, count - sent // len(wire))):
+                try:
+                    sock.send(wire)
+                except BlockingIOError:
+                    break
+                sent += len(wire)
+            drain()
+        sock.settimeout(quiet)
+        while True:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            received += len(data)
+            replies += 1
+        return sent, received, replies
+    finally:
+        sock.close()

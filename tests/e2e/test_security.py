@@ -20,7 +20,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.raft.net.handshake import HELLO_SIZE, PROOF_SIZE, hello, parse_hello, proof, transcript
-from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
+from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http, udp_flood
 from tests.e2e.test_cluster import BOUND, wait_until
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -564,3 +564,31 @@ class ResponseRateLimitTests(SynchronousTestCase):
         self.assertIn(f'skydns_dns_rrl_responses_total{{action="slipped"}} {len(slipped)}.0',
                       metrics)  # fmt: skip
         self.assertIn(f'skydns_dns_rrl_responses_total{{action="dropped"}} {dropped}.0', metrics)
+
+
+class AmplificationTests(SynchronousTestCase):
+    def test_a_flood_of_the_worst_query_draws_at_most_3x(self) -> None:
+        """With the defaults (only ``--no-forward``), 3,000 EDNS SRV queries
+        for a 19-instance service, each drawing 1,216 bytes unlimited (21x),
+        sent from 127.0.0.1 as fast as one socket can, get back at most 3x
+        their own size; one query alone still gets the whole answer over TCP."""
+        import dns.message
+
+        node = SkyDNSProcess(["--no-forward"])
+        self.addCleanup(node.cleanup)
+        node.start()
+        for n in range(19):
+            code, _ = http("PUT", f"{node.url}/skydns/services/a{n}", _service(f"127.0.1.{n + 1}"))
+            self.assertEqual(code, 201)
+        query = dns.message.make_query("web.prod.skydns.local", "SRV", use_edns=0, payload=4096)
+        wire = query.to_wire()
+        whole = dns_query("web.prod.skydns.local", "SRV", node.dns_port, tcp=True)
+        self.assertEqual(len(whole.answer[0]), 19)
+        self.assertGreater(len(whole.to_wire()), 20 * len(wire))
+        sent, received, replies = udp_flood(node.dns_port, wire, 3000)
+        self.assertLessEqual(received / sent, 3.0, (sent, received, replies))
+        # At least the budget's whole answers came back (a socket buffer on
+        # either side may drop some of the flood, as a network would).
+        self.assertGreaterEqual(replies, 100)
+        _, metrics = http("GET", node.url + "/metrics")
+        self.assertIn('skydns_dns_rrl_responses_total{action="truncated"}', metrics)
