@@ -18,10 +18,10 @@ Validation choices where SPEC.md is silent (documented for users in docs/):
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable, Optional
 
+from skydns import jsoninput
 from skydns.names import (
     DEFAULT_TTL,
     MAX_LABEL,
@@ -48,14 +48,8 @@ class ValidationError(ValueError):
         self.message = message
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 _BOM = b"\xef\xbb\xbf"
 
-#: One decoder for every body (``json.loads`` with an option builds a new one per call).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
@@ -69,8 +63,8 @@ def _load_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValidationError("body", "is not UTF-8 text") from None
     try:
-        data = _DECODER.decode(text)
-    except (ValueError, RecursionError):
+        data = jsoninput.loads(text)
+    except ValueError:
         raise ValidationError("body", "is not valid JSON") from None
     if type(data) is not dict:
         raise ValidationError("body", "must be a JSON object")

@@ -14,6 +14,7 @@ from typing import Any, Union
 
 from attrs import frozen
 
+from skydns import jsoninput
 from skydns.bodies import (
     ValidationError,
     check_callback,
@@ -112,12 +113,6 @@ MAX_NOW = 1e11
 MAX_EXPIRE = 100_000
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
 #: The fields of each op, as `encode` writes them.
 _FIELDS = {
     "register": {"op", "now", "service"},
@@ -157,7 +152,7 @@ def decode(data: bytes) -> Command:
     out of range or not finite, unknown fields, values the API refuses):
     such an entry, wherever it came from, is applied as a no-op."""
     try:
-        body = _object(_DECODER.decode(data.decode("utf-8")), set().union(*_FIELDS.values()),
+        body = _object(jsoninput.loads(data), set().union(*_FIELDS.values()),
                        "command")  # fmt: skip
         op = body.get("op")
         if op not in _FIELDS or set(body) != _FIELDS[op]:
@@ -187,7 +182,7 @@ def decode(data: bytes) -> Command:
             command = AddCallback(_callback(body["callback"]), now)
     except ValidationError as e:
         raise CommandDecodeError(f"invalid command: {e}") from e
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CommandDecodeError(f"undecodable command: {e}") from e
     return command
 

@@ -140,6 +140,8 @@ class Options(usage.Options):
         ["tcp-idle-timeout", None, "10", "Seconds a DNS-over-TCP client has for each message."],
         ["max-tcp-connections", None, "1024",
          "Open DNS-over-TCP connections at most (half of them per client)."],
+        ["max-http-connections", None, "1024",
+         "Open HTTP API connections at most (half of them per client)."],
         [
             "rrl-rate",
             None,
@@ -247,6 +249,11 @@ class Options(usage.Options):
         self["max-tcp-connections"] = _checked(
             "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
         )
+        self["max-http-connections"] = _checked(
+            "max-http-connections", _non_negative_int, self["max-http-connections"]
+        )
+        if self["max-http-connections"] == 0:
+            raise usage.UsageError("--max-http-connections: must be at least 1")
         if self["max-tcp-connections"] == 0:
             raise usage.UsageError("--max-tcp-connections: must be at least 1")
         if self["tcp-idle-timeout"] == 0:

@@ -206,6 +206,8 @@ def makeService(options: Options) -> service.MultiService:
         cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics,
         max_instances_per_name=options["max-instances-per-name"],
     )  # fmt: skip
-    site = make_site(api.resource(), access_log=options["access-log"])
+    site = make_site(
+        api.resource(), options["access-log"], options["max-http-connections"], reactor
+    )
     strports.service(options["http"], site).setServiceParent(top)  # type: ignore[arg-type]
     return top

@@ -40,6 +40,7 @@ from skydns.dns.server import (
 from skydns.dns.service import DNSService
 from skydns.names import Service
 from skydns.registry import Registry
+from skydns.slots import ConnectionSlots
 
 CLIENT = ("127.0.0.1", 53535)
 DOMAIN = "skydns.local"
@@ -542,7 +543,7 @@ class TCPConnectionLimitTests(FactoryTestCase):
     """A client cannot hold more DNS TCP connections open than the limit."""
 
     def test_connections_past_the_limit_are_refused_until_one_closes(self) -> None:
-        self.factory.max_tcp_connections = self.factory.max_tcp_per_client = 2
+        self.factory.slots = ConnectionSlots(self.clock, "DNS TCP", 2, 2)
         first, _ = self.tcp_connection()
         self.tcp_connection()
         self.assertIsNone(self.factory.buildProtocol(None))

@@ -164,3 +164,55 @@ class ChunkedBodyTests(SynchronousTestCase):
         )
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 201 "), transport.value())
         self.assertEqual(len(registry), 1)
+
+
+class ConnectionCapTests(SynchronousTestCase):
+    """``--max-http-connections``: past the cap, or past half of it from one
+    client address, a new connection is closed as it is accepted; a slot
+    comes back when a connection goes."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        api = make_api(LocalCluster(Registry()), self.clock, "skydns.local")
+        self.site = make_site(api.resource(), max_connections=4, clock=self.clock)
+
+    def connect(self, host: str) -> Any:
+        from twisted.internet.address import IPv4Address
+
+        channel = self.site.buildProtocol(IPv4Address("TCP", host, 40000))
+        if channel is not None:
+            channel.makeConnection(StringTransport())
+        return channel
+
+    def test_per_client_then_in_all(self) -> None:
+        greedy = [self.connect("192.0.2.7") for _ in range(2)]
+        self.assertNotIn(None, greedy)
+        self.assertIsNone(self.connect("192.0.2.7"))  # half of 4 from one address
+        others = [self.connect("192.0.2.8"), self.connect("192.0.2.9")]
+        self.assertNotIn(None, others)
+        self.assertIsNone(self.connect("192.0.2.10"))  # all 4 held
+        others[0].connectionLost(None)
+        self.assertIsNotNone(self.connect("192.0.2.10"))
+        greedy[0].connectionLost(None)
+        self.assertIsNotNone(self.connect("192.0.2.7"))
+        self.assertIsNone(self.connect("192.0.2.11"))  # all 4 held again
+        self.assertEqual(len(self.site.slots), 4)
+
+    def test_a_served_connection_gives_its_slot_back(self) -> None:
+        channel = self.connect("192.0.2.7")
+        channel.dataReceived(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertIn(b"HTTP/1.1 ", channel.transport.value())
+        channel.connectionLost(None)
+        self.assertEqual(len(self.site.slots), 0)
+
+    def test_option(self) -> None:
+        from twisted.python import usage
+
+        from skydns.tap import Options
+
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["max-http-connections"], 1024)
+        for bad in ("0", "-1", "x"):
+            with self.subTest(bad=bad), self.assertRaises(usage.UsageError):
+                Options().parseOptions(["--max-http-connections", bad])

@@ -65,6 +65,7 @@ from skydns.dns.protocols import (
 from skydns.dns.request import Request, rcode_for
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import DNSStats
+from skydns.slots import ConnectionSlots
 
 log = Logger()
 
@@ -135,18 +136,14 @@ class SkyDNSServerFactory(DNSServerFactory):
         super().__init__()
         self.resolver = resolver
         self.reactor = reactor
-        self.max_tcp_connections = max_tcp_connections
-        #: Connections one client address may hold: half of all by default,
-        #: so no one client can take every slot.
-        self.max_tcp_per_client = max_tcp_per_client or max(1, max_tcp_connections // 2)
-        self._per_client: dict[Any, int] = {}
+        #: TCP connections held at most, in all and (half by default) per client.
+        self.slots = ConnectionSlots(reactor, "DNS TCP", max_tcp_connections, max_tcp_per_client)
         #: The largest UDP answer sent, whatever a client offers.
         self.max_udp_size = max_udp_size
         #: Limits UDP answers per client network when set (`skydns.dns.rrl`).
         self.rate_limiter = rate_limiter
         #: Budgets UDP answers over 3x their query (`skydns.dns.amplification`).
         self.large_limiter = large_limiter
-        self._refused_logged_at: Optional[float] = None
         self.forwarder = forwarder
         self.canRecurse = can_recurse or forwarder is not None
         self.idle_timeout = idle_timeout
@@ -168,36 +165,16 @@ class SkyDNSServerFactory(DNSServerFactory):
 
     def buildProtocol(self, addr: Any) -> Any:
         host = getattr(addr, "host", None)
-        if len(self.connections) >= self.max_tcp_connections:
-            self._refuse(f"{self.max_tcp_connections} already open")
+        if not self.slots.take(host):
             return None  # Twisted closes a connection whose factory builds no protocol.
-        if self._per_client.get(host, 0) >= self.max_tcp_per_client:
-            self._refuse(f"{self.max_tcp_per_client} already open from {host}")
-            return None
         protocol = StreamProtocol(self, self.reactor)
         protocol.factory = self
         protocol.client = host
         return protocol
 
-    def _refuse(self, why: str) -> None:
-        now = self.reactor.seconds()
-        if self._refused_logged_at is None or now - self._refused_logged_at >= 10:
-            self._refused_logged_at = now
-            log.warn("refusing DNS TCP connections: {why}", why=why)
-
-    def connectionMade(self, protocol: Any) -> None:
-        super().connectionMade(protocol)
-        host = getattr(protocol, "client", None)
-        self._per_client[host] = self._per_client.get(host, 0) + 1
-
     def connectionLost(self, protocol: Any) -> None:
         super().connectionLost(protocol)
-        host = getattr(protocol, "client", None)
-        left = self._per_client.get(host, 0) - 1
-        if left > 0:
-            self._per_client[host] = left
-        else:
-            self._per_client.pop(host, None)
+        self.slots.give_back(getattr(protocol, "client", None))
 
     def datagram_protocol(self) -> DatagramProtocol:
         """A UDP protocol answering through this factory."""

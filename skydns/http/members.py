@@ -8,12 +8,12 @@ committed and applied on the answering node.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Optional, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from skydns import jsoninput
 from skydns.http.responses import APIError
 from skydns.raft.net.interface import MemberChangeError, NotLeaderHere, PeerUnavailable
 
@@ -30,8 +30,8 @@ def MemberAPIError(code: int, message: str, field: Optional[str] = None) -> APIE
 def parse_add(body: bytes) -> tuple[str, str]:
     """``{"id", "address"}`` from a POST body; `MemberAPIError` 400 if malformed."""
     try:
-        data: Any = json.loads(body or b"null")
-    except (ValueError, RecursionError) as e:
+        data: Any = jsoninput.loads(body or b"null")
+    except ValueError as e:
         raise MemberAPIError(400, f"body: not JSON: {e}", "body") from e
     if not isinstance(data, dict):
         raise MemberAPIError(400, "body: expected an object with id and address", "body")

@@ -14,6 +14,8 @@ import struct
 
 from attrs import frozen
 
+from skydns import jsoninput
+
 
 class EntryKind(enum.IntEnum):
     NORMAL = 0  # an application command (opaque bytes)
@@ -96,7 +98,7 @@ def encode_config(config: Configuration) -> bytes:
 
 def decode_config(data: bytes) -> Configuration:
     try:
-        body = json.loads(data)
+        body = jsoninput.loads(data)
         voters = frozenset(str(v) for v in body["voters"])
         learners = frozenset(str(v) for v in body["learners"])
     except (ValueError, KeyError, TypeError) as e:

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from skydns import jsoninput
 from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -284,7 +285,7 @@ class RaftProtocol(amp.AMP):
         d: Deferred[dict[str, Any]] = self.callRemote(
             ChangeMember, op=op, id=member_id, address=address
         )
-        return d.addCallbacks(lambda answer: dict(json.loads(answer["members"])), local_error)
+        return d.addCallbacks(lambda answer: dict(jsoninput.loads(answer["members"])), local_error)
 
     def forward_many(self, proposals: list[bytes]) -> Deferred[list[ForwardResult]]:
         """Call `ForwardProposals`: one result (an answer or an exception)

@@ -17,13 +17,13 @@ The arguments are `skydns.raft.net.arguments`.  The protocol that speaks these c
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from skydns import jsoninput
 from skydns.raft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -224,7 +224,7 @@ def encode_result(success: bool, value: Any) -> list[Any]:
 def decode_results(raw: bytes, count: int) -> list[ForwardResult]:
     """The ``count`` results of a `ForwardProposals` answer; `ValueError`
     (or another parse error) when ``raw`` is not such an answer."""
-    results = json.loads(raw)
+    results = jsoninput.loads(raw)
     if not isinstance(results, list) or len(results) != count:
         raise ValueError("the answer does not match the proposals")
     out: list[ForwardResult] = []
