@@ -534,6 +534,38 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         (reply,) = server.ask(data)
         self.assertEqual(dns.message.from_wire(reply).rcode(), dns.rcode.NXDOMAIN)
 
+    def test_answers_survive_ttl_ticks(self) -> None:
+        """A cached answer is not rebuilt when its TTLs tick down: the hit
+        rewrites them (one rewrite a second at most), and a lease's end is
+        the end of the entry."""
+        clock = Clock()
+        clock.advance(1000.5)
+        registry = Registry()
+        for n, start in enumerate((1000.2, 1000.7, 999.1)):
+            svc = service(n, "rails", "production", "east", f"10.0.0.{n + 1}", 30)
+            registry.apply(Register(svc, start))
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        reference = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        full = Server(SkyDNSServerFactory(make_resolver(reference), clock, fast_path=False))
+        cache = server.factory.answer_cache
+        assert cache is not None
+        data = wire("rails.production.skydns.local", "SRV", use_edns=0, payload=1232)
+        server.ask(data)
+        self.assertEqual(cache.misses, 1)
+        for _ in range(100):  # 25 seconds, every record's TTL ticking
+            clock.advance(0.25)
+            if clock.seconds() >= 1029.1:
+                break
+            self.assertEqual(server.ask(data), full.ask(data))
+        self.assertEqual(cache.misses, 1)
+        self.assertGreater(cache.retimed, 20)
+        self.assertLessEqual(cache.retimed, 3 * 29)
+        clock.advance(1029.1 - clock.seconds())  # the first lease ends
+        self.assertEqual(server.ask(data), full.ask(data))
+        self.assertEqual(len(dns.message.from_wire(server.ask(data)[0]).answer[0]), 2)
+        self.assertEqual(cache.misses + cache.expired, 2)
+
     def test_registry_change_visible_at_once(self) -> None:
         """An instance registered (or removed) is in the very next answer."""
         clock = Clock()

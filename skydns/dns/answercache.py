@@ -56,6 +56,9 @@ DEFAULT_MAX_ENTRIES = 10000
 
 _HEADER = struct.Struct("!HH")
 _OPT = struct.Struct("!HHBBHH")
+_TTL = struct.Struct("!I")
+#: The largest TTL a record can carry (RFC 2181 §8).
+_MAX_TTL = 2**31 - 1
 _OPT_TYPE = 41
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _MIN_UDP_PAYLOAD = 512
@@ -178,9 +181,13 @@ def restore_question(response: bytes, question: bytes) -> bytes:
 #: A cache entry: valid-until time; the response after the ID with the
 #: question lower-cased; where the question ends; the request's second flags
 #: byte and its bytes from the end of the name on (compared on a hit); the
-#: lower-cased question; the statistics key ``(qtype, rcode)``; and what the
-#: answer was computed from (see `revalidate`), or None.
-Entry = tuple[float, bytes, int, int, bytes, bytes, tuple[int, int], Any]
+#: lower-cased question; the statistics key ``(qtype, rcode)``; what the
+#: answer was computed from (see `revalidate`), or None; and, for an answer
+#: whose TTLs count down to leases' ends, where those TTLs are and the ends
+#: (`skydns.dns.encoder.Ttls`, offsets in the whole message) and the time
+#: until which the answer holds but for them, else None and the valid-until
+#: time again.
+Entry = tuple[float, bytes, int, int, bytes, bytes, tuple[int, int], Any, Any, float]
 
 
 class AnswerCache:
@@ -208,6 +215,8 @@ class AnswerCache:
         self._aside: list[dict[bytes, Entry]] = [{}, {}]
         #: Answers `revalidate` gave.
         self.revalidated = 0
+        #: Entries whose TTLs were brought up to date (`_retimed`).
+        self.retimed = 0
         self.udp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.tcp_hits: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.misses = 0
@@ -230,13 +239,16 @@ class AnswerCache:
                 self.misses += 1
                 return None
             self._put(young, tcp, key, entry)
-        until, rest, end, flags, tail, question, stat, _ = entry
+        until, rest, end, flags, tail, question, stat, _, _, _ = entry
         if data[3] != flags or data[end - 5 :] != tail:
             self.misses += 1  # same letters in another case outside the name
             return None
         if until < _INF and self.seconds() >= until:
-            self.expired += 1  # `store` replaces it once the full path answers
-            return None
+            entry = self._retimed(entry, self._young[tcp], key)
+            if entry is None:
+                self.expired += 1  # `store` replaces it once the full path answers
+                return None
+            rest = entry[1]
         (self.tcp_hits if tcp else self.udp_hits)[stat] += 1
         if data[12:end] == question:
             return data[:2] + rest
@@ -269,6 +281,8 @@ class AnswerCache:
         generation: int,
         tcp: bool = False,
         sources: Any = None,
+        ttls: Any = None,
+        lasts: float = -_INF,
     ) -> bool:
         """Keep ``response`` (the full path's bytes for ``query``) until
         ``until``.  ``generation`` is `generation` as read when the answer
@@ -276,7 +290,10 @@ class AnswerCache:
         and is not kept.  Any source of answers with a known expiry (the
         authority, a forwarder's cache) may store here.  ``sources``, when
         not None, says what the answer was computed from, for `revalidate`
-        after a `clear`.  Returns whether it was kept."""
+        after a `clear`.  With ``ttls`` (`skydns.dns.encoder.Ttls`), the
+        answer holds until ``lasts`` but for those TTLs, which a hit after
+        ``until`` rewrites (`_retimed`) instead of missing.  Returns whether
+        it was kept."""
         if generation != self.generation or until <= self.seconds():
             return False
         end = query.question_end
@@ -287,9 +304,39 @@ class AnswerCache:
         # question instead, so a lower-case request needs no patching.
         rest = response[2:12] + question + response[end:]
         stat = (query.qtype, response[3] & 0x0F)
-        entry = (until, rest, end, query.flags, query.tail, question, stat, sources)
+        if ttls is None or lasts <= until:
+            ttls, lasts = None, until
+        entry = (until, rest, end, query.flags, query.tail, question, stat, sources, ttls, lasts)
         self._put(self._young[tcp], tcp, query.key, entry)
         return True
+
+    def _retimed(self, entry: Entry, table: Optional[dict[bytes, Entry]], key: bytes) -> Any:
+        """``entry``, whose valid-until time has come, with its TTLs brought
+        to now and valid until the next of them ticks down, kept in
+        ``table`` (when given); None when it has no such TTLs or the answer
+        itself may have changed (its ``lasts`` has come)."""
+        ttls = entry[8]
+        now = self.seconds()
+        lasts = entry[9]
+        if ttls is None or now >= lasts:
+            return None
+        rest = bytearray(entry[1])
+        until = lasts
+        pack_into = _TTL.pack_into
+        for offset, expires in ttls:
+            left = expires - now
+            whole = math.floor(left) if left > 0 else 0
+            pack_into(rest, offset - 2, whole if whole < _MAX_TTL else _MAX_TTL)
+            tick = expires - whole
+            if tick < until:
+                until = tick
+        if until <= now:
+            until = now  # a TTL ticks down this very moment: check again next time
+        fresh = (until, bytes(rest), *entry[2:])
+        if table is not None:
+            table[key] = fresh
+        self.retimed += 1
+        return fresh
 
     def _put(self, young: dict[bytes, Entry], tcp: bool, key: bytes, entry: Entry) -> None:
         if len(young) >= self.max_entries:
@@ -330,10 +377,16 @@ class AnswerCache:
         entry = aside.get(key)
         if entry is None:
             return None
-        until, rest, end, flags, tail, question, _, sources = entry
+        until, rest, end, flags, tail, question, _, sources, _, _ = entry
         if sources is None or data[3] != flags or data[end - 5 :] != tail:
             return None
-        if until <= self.seconds() or not unchanged(sources):
+        if until <= self.seconds():
+            entry = self._retimed(entry, None, key)
+            if entry is None:
+                del aside[key]
+                return None
+            rest = entry[1]
+        if not unchanged(sources):
             del aside[key]
             return None
         del aside[key]

@@ -157,13 +157,13 @@ class SkyDNSAuthority(ResolverBase):
             raise missing
         if not found.answers:
             # (The SOA's serial is the registry version: no sources.)
-            return Resolution((), (self.soa(),), (), work.until, None)
+            return Resolution((), (self.soa(),), (), work.until, None, work.until)
         sources = None
         if parsed is not None and parsed[0][-1] != "dns":
             # Below the apex and not a nameserver's name: the answer follows
             # from the registry reads alone.
             sources = tuple(work.reads)
-        return Resolution(found.answers, (), found.additional, work.until, sources)
+        return Resolution(found.answers, (), found.additional, work.until, sources, work.lasts)
 
     def unchanged(self, sources: Any) -> bool:
         """Whether the registry reads an answer was computed from (see
@@ -233,7 +233,7 @@ class SkyDNSAuthority(ResolverBase):
             # The list may change without a registry change: answers built
             # from it are kept a second at most.
             if work is not None:
-                work.until = min(work.until, self.clock.seconds() + 1.0)
+                work.changes_by(self.clock.seconds() + 1.0)
             pairs = configured()
         else:
             pairs = configured

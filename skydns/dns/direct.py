@@ -28,7 +28,7 @@ from twisted.names import dns, error
 
 from skydns.dns.answercache import AnswerCache, Query, restore_question
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
-from skydns.dns.encoder import Unsupported, encode_answer
+from skydns.dns.encoder import Ttls, Unsupported, encode_answer
 from skydns.dns.protocols import DEFAULT_MAX_UDP, MAX_TCP_MESSAGE, encode_reply
 from skydns.dns.records import to_header
 from skydns.dns.request import BuildResponse, Request
@@ -120,13 +120,15 @@ class DirectPath:
         sources = None
         try:
             resolution = authority.resolution(query.name, query.qtype)
-            answers, auth, found, until, sources = resolution
+            answers, auth, found, until, sources, lasts = resolution
             records = (answers, auth, found)
             rcode = dns.OK
         except NameNotFound as e:
             records, rcode, until = ([], e.authority, []), dns.ENAME, e.until
+            lasts = until
         except QueryRefused:
             records, rcode, until = ([], [], []), dns.EREFUSED, math.inf
+            lasts = until
         except error.DomainError as e:
             return _NOT_OURS if type(e) is error.DomainError else None
         except Exception:
@@ -136,6 +138,7 @@ class DirectPath:
         additional = list(found)
         if query.edns:
             additional.append(self.our_opt)
+        ttls: Optional[Ttls] = [] if lasts > until else None
         try:
             wire = encode_answer(
                 data[0] << 8 | data[1],
@@ -147,8 +150,10 @@ class DirectPath:
                 auth,
                 additional,
                 limit,
+                ttls,
             )
         except Unsupported:
+            ttls = None
             response = self.build_response(
                 data[0] << 8 | data[1],
                 [dns.Query(query.name, query.qtype, query.qclass)],
@@ -160,6 +165,9 @@ class DirectPath:
             )
             wire = encode_reply(response, limit)
             wire = restore_question(wire, data[12 : query.question_end])
-        cache.store(query, wire, until, generation, tcp, sources)
+        if ttls:
+            cache.store(query, wire, until, generation, tcp, sources, tuple(ttls), lasts)
+        else:
+            cache.store(query, wire, until, generation, tcp, sources)
         self.stats.answer("tcp" if tcp else "udp", query.qtype, rcode)
         return wire

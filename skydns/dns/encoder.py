@@ -36,6 +36,13 @@ _NS = dns.Record_NS
 _OPT = dns._OPTHeader
 
 
+_INF = float("inf")
+
+#: Where each TTL that counts down to a lease's end sits in an encoded
+#: message, and that end: ``(offset of the 4-byte TTL field, expires)``.
+Ttls = list[tuple[int, float]]
+
+
 class Unsupported(Exception):
     """A record this encoder does not write (encode with Twisted instead)."""
 
@@ -61,7 +68,9 @@ def _name(out: list[bytes], at: int, name: bytes, names: Optional[dict[bytes, in
     return at + 1
 
 
-def _record(out: list[bytes], at: int, record: Any, names: dict[bytes, int]) -> int:
+def _record(
+    out: list[bytes], at: int, record: Any, names: dict[bytes, int], ttls: Optional[Ttls]
+) -> int:
     """Append one resource record as `dns.RRHeader.encode` would (or, for
     a `WireRecord`, as the `dns.RRHeader` `to_header` makes of it would)."""
     if type(record) is WireRecord:
@@ -72,6 +81,8 @@ def _record(out: list[bytes], at: int, record: Any, names: dict[bytes, int]) -> 
             at += 2
         else:
             at = _name(out, at, name, names)
+        if ttls is not None and record.expires < _INF:
+            ttls.append((at + 4, record.expires))
         rdata = record.rdata
         out.append(_RR.pack(record.type, 1, record.ttl, len(rdata)) + rdata)
         return at + 10 + len(rdata)
@@ -145,6 +156,7 @@ def encode_answer(
     authority: Sequence[Any],
     additional: Sequence[Any],
     limit: int,
+    ttls: Optional[Ttls] = None,
 ) -> bytes:
     """The response, as `skydns.dns.server.encode_reply` would encode it.
 
@@ -154,7 +166,9 @@ def encode_answer(
     when a record in the answer or authority section is authoritative;
     ``flags2`` the second (RA, RCODE).  Over
     ``limit`` bytes: the header and question alone, with TC set, and the
-    OPT record if there is one.
+    OPT record if there is one.  With a ``ttls`` list, the place of every
+    TTL taken from a lease is appended to it (`Ttls`; nothing for a TC
+    answer), so that a cache can bring the TTLs up to date later.
     """
     known = _QUESTION_NAMES.get(name)
     if known is None:
@@ -178,20 +192,24 @@ def encode_answer(
                         + _RR.pack(record.type, 1, record.ttl, len(rdata))
                         + rdata
                     )
+                    if ttls is not None and record.expires < _INF:
+                        ttls.append((at + 6, record.expires))
                     at += 12 + len(rdata)
                     continue
             elif record.auth:
                 authoritative = True
-            at = _record(out, at, record, names)
+            at = _record(out, at, record, names, ttls)
     for record in additional:
-        at = _record(out, at, record, names)
+        at = _record(out, at, record, names, ttls)
     if authoritative:
         flags |= 0x04
     if at > limit:
         options = [r for r in additional if type(r) is _OPT]
         out = [b"", question]
         for record in options:
-            _record(out, 0, record, names)
+            _record(out, 0, record, names, None)
+        if ttls is not None:
+            del ttls[:]
         counts = (1, 0, 0, len(options))
         flags |= 0x02
     else:

@@ -46,7 +46,18 @@ def ttl_of(instance: Instance, now: float) -> int:
     report their TTL as remaining)."""
     if instance.service.no_expire:
         return max(0, min(MAX_TTL, instance.service.ttl))
-    left = instance.expires - now
+    return ttl_at(instance.expires, now)
+
+
+def lease_end(instance: Instance) -> float:
+    """When ``instance``'s TTL stops counting down: its lease's end, or
+    ``math.inf`` for a NoExpire instance (whose TTL is fixed)."""
+    return math.inf if instance.service.no_expire else instance.expires
+
+
+def ttl_at(expires: float, now: float) -> int:
+    """`ttl_of` for a lease ending at ``expires`` (finite), at ``now``."""
+    left = expires - now
     return min(MAX_TTL, math.floor(left)) if left > 0 else 0
 
 
@@ -111,12 +122,16 @@ class _WireFields(NamedTuple):
     type: int
     ttl: int
     rdata: bytes
+    #: When the lease behind ``ttl`` ends (``math.inf`` for a NoExpire
+    #: instance): an answer cache rewrites the TTL from it as time passes.
+    expires: float = math.inf
 
 
 class WireRecord(_WireFields):
     """An authoritative IN record built from registry instances, kept as the
     bytes it is sent as: ``name`` (the owner: dotted, lower case, no final
-    dot), ``type``, ``ttl`` and ``rdata``.  The RDATA holds no name a
+    dot), ``type``, ``ttl`` and ``rdata``, and the ``expires`` the TTL
+    counts down to (`ttl_of`).  The RDATA holds no name a
     message may compress (an SRV target is written in full, RFC 2782), so
     its bytes are the same in every message.  `skydns.dns.encoder` writes it
     as is; `to_header` gives the `dns.RRHeader` twisted.names encodes to the
@@ -178,15 +193,16 @@ def name_wire(name: bytes) -> bytes:
 
 
 def dedupe(records: list[WireRecord]) -> tuple[WireRecord, ...]:
-    """Drop repeated (name, type, rdata) records, keeping the smallest TTL, in
-    first-seen order (an RRset holds each record once, RFC 2181 §5)."""
+    """Drop repeated (name, type, rdata) records, keeping the one whose lease
+    ends first (so its TTL stays the smallest as time passes), in first-seen
+    order (an RRset holds each record once, RFC 2181 §5)."""
     if len(records) < 2:
         return tuple(records)
     kept: dict[tuple[bytes, int, bytes], WireRecord] = {}
     for record in records:
         key = (record.name, record.type, record.rdata)
         previous = kept.get(key)
-        if previous is None or record.ttl < previous.ttl:
+        if previous is None or (record.expires, record.ttl) < (previous.expires, previous.ttl):
             kept[key] = record
     return tuple(kept.values())
 
@@ -199,7 +215,8 @@ def address_answer(
     for instance in instances:
         found = address_rdata(instance.service.host)
         if found is not None and found[0] == record_type:
-            records.append(WireRecord(name, record_type, ttl_of(instance, now), found[1]))
+            ttl = ttl_of(instance, now)
+            records.append(WireRecord(name, record_type, ttl, found[1], lease_end(instance)))
     return Answer(dedupe(records))
 
 
@@ -271,8 +288,9 @@ def srv_answer(
         if rest is None:
             continue
         ttl = ttl_of(instance, now)
+        expires = lease_end(instance)
         if glue is not None:
-            additional.append(WireRecord(glue[0], glue[1], ttl, glue[2]))
+            additional.append(WireRecord(glue[0], glue[1], ttl, glue[2], expires))
         if priority is not None:
             srv_priority = priority
         elif own_priority is not None:
@@ -282,7 +300,7 @@ def srv_answer(
         if weight is None:
             weight = share
         rdata = _PRIORITY_WEIGHT.pack(srv_priority, weight) + rest
-        records.append(WireRecord(name, dns.SRV, ttl, rdata))
+        records.append(WireRecord(name, dns.SRV, ttl, rdata, expires))
     return Answer(dedupe(records), dedupe(additional))
 
 
