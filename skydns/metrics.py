@@ -67,6 +67,17 @@ class Metrics:
             "skydns_dns_cache", "Answer cache lookups, by cache and result (hit, miss).",
             ["cache", "result"], registry=r,
         )  # fmt: skip
+        self.dns_cache_entries = Gauge(
+            "skydns_dns_cache_entries", "Entries held by the DNS answer cache and its parse cache.",
+            ["cache"], registry=r,
+        )  # fmt: skip
+        self.dns_cache_bytes = Gauge(
+            "skydns_dns_cache_bytes", "Estimated bytes held by the DNS answer cache.", registry=r
+        )
+        self.dns_cache_evictions = Counter(
+            "skydns_dns_cache_evictions", "Entries dropped to keep the DNS caches in bounds.",
+            ["cache"], registry=r,
+        )  # fmt: skip
         self.dns_malformed = Counter(
             "skydns_dns_malformed", "DNS packets that could not be parsed as a query.", registry=r
         )

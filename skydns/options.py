@@ -128,6 +128,11 @@ class Options(usage.Options):
             "Write one combined-format line per HTTP request to this file (default: none).",
         ],
         ["cache-size", None, "10000", "Forwarded answers kept in the cache (0 disables it)."],
+        ["dns-cache-entries", None, "0",
+         "Answers kept per generation of the DNS answer cache; 0 (the default) "
+         "follows the registry: 10000 plus twice the number of instances."],
+        ["dns-cache-memory", None, "256",
+         "MiB the DNS answer cache may take at most (estimated), whatever its entries."],
         [
             "forward-allow",
             None,
@@ -227,6 +232,14 @@ class Options(usage.Options):
             if self["peers"] is not None:
                 raise usage.UsageError("--join and --peers are exclusive: use one")
         self["cache-size"] = _checked("cache-size", _non_negative_int, self["cache-size"])
+        self["dns-cache-entries"] = _checked(
+            "dns-cache-entries", _non_negative_int, self["dns-cache-entries"]
+        )
+        self["dns-cache-memory"] = _checked(
+            "dns-cache-memory", _non_negative_int, self["dns-cache-memory"]
+        )
+        if self["dns-cache-memory"] == 0:
+            raise usage.UsageError("--dns-cache-memory: must be at least 1")
         self["forward-allow"] = _checked("forward-allow", parse_networks, self["forward-allow"])
         self["tcp-idle-timeout"] = _checked(
             "tcp-idle-timeout", _non_negative_int, self["tcp-idle-timeout"]

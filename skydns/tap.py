@@ -195,7 +195,8 @@ def makeService(options: Options) -> service.MultiService:
         large = AmplificationLimiter(reactor, options["rrl-large-rate"])
     DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
-        answer_cache=answer_cache_for(authority, reactor, max_udp=options["max-udp-size"]),
+        answer_cache=answer_cache_for(authority, reactor, options["dns-cache-entries"],
+                                      options["max-udp-size"], options["dns-cache-memory"] << 20),
         max_udp_size=options["max-udp-size"],
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
         max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,

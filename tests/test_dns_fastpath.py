@@ -32,12 +32,13 @@ from twisted.trial import unittest
 
 from skydns.commands import Register, Renew, Unregister
 from skydns.dns.acl import parse_networks
-from skydns.dns.answercache import AnswerCache, parse_query, restore_question
+from skydns.dns.answercache import DEFAULT_MAX_ENTRIES, AnswerCache
 from skydns.dns.authority import SkyDNSAuthority, make_resolver
 from skydns.dns.forward import Forwarder
 from skydns.dns.server import SkyDNSServerFactory
 from skydns.dns.service import DNSService
 from skydns.dns.upstreams import Upstream
+from skydns.dns.wirequery import parse_query, restore_question
 from skydns.metrics import Metrics
 from skydns.names import Service
 from skydns.registry import Registry
@@ -261,6 +262,38 @@ class AnswerCacheTests(unittest.SynchronousTestCase):
             self.assertLessEqual(len(self.cache), 8)
         self.assertIsNone(self.cache.answer(queries[0]))
         self.assertIsNotNone(self.cache.answer(queries[-1]))
+
+    def fill(self, cache: AnswerCache, count: int) -> list[bytes]:
+        queries = [wire(f"n{i}.skydns.local", "A") for i in range(count)]
+        for data in queries:
+            query = parse_query(data)
+            assert query is not None
+            cache.store(query, self.response_to(data), math.inf, cache.generation)
+        return queries
+
+    def test_bound_follows_the_registry(self) -> None:
+        """With ``max_entries`` 0 the bound is 10,000 plus twice the
+        instances, read again at each `clear` (every registry change)."""
+        instances = [3]
+        cache = AnswerCache(self.clock.seconds, 0, size_hint=lambda: instances[0])
+        self.assertEqual(cache.max_entries, DEFAULT_MAX_ENTRIES + 6)
+        instances[0] = 100_000
+        cache.clear()
+        self.assertEqual(cache.max_entries, DEFAULT_MAX_ENTRIES + 200_000)
+        self.assertEqual(AnswerCache(self.clock.seconds, 7).max_entries, 7)
+
+    def test_memory_bound(self) -> None:
+        """Whatever ``max_entries``, the tables stay within ``max_bytes``
+        (estimated), and what is dropped is counted."""
+        cache = AnswerCache(self.clock.seconds, 1_000_000, max_bytes=80_000)
+        queries = self.fill(cache, 2000)
+        for _ in range(3):
+            cache.clear()
+            self.fill(cache, 2000)
+        self.assertLessEqual(cache.estimated_size(), 80_000)
+        self.assertLess(len(cache), 200)
+        self.assertGreater(cache.evicted, 1500)
+        self.assertIsNotNone(cache.answer(queries[-1]))
 
     def test_letters_outside_the_name_are_not_folded(self) -> None:
         """Type 0x0061 is not type 0x0041, nor is flags byte 0x61 0x41, though
@@ -694,9 +727,15 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         self.assertEqual(value('skydns_dns_responses_total{rcode="NXDOMAIN"}'), 1)
         self.assertEqual(value('skydns_dns_cache_total{cache="answer",result="hit"}'), 2)
         self.assertEqual(value("skydns_dns_malformed_total"), 1)
-        self.assertGreaterEqual(
-            value('skydns_dns_request_duration_seconds_count{source="authority"}'), 3
+        # One answer in 64 built by the authority is timed, the first included.
+        self.assertEqual(
+            value('skydns_dns_request_duration_seconds_count{source="authority"}'), 1
         )
+        self.assertEqual(value('skydns_dns_cache_entries{cache="answer"}'), 3)
+        # The garbage too: parses are remembered whatever they give.
+        self.assertEqual(value('skydns_dns_cache_entries{cache="parse"}'), 4)
+        self.assertGreater(value("skydns_dns_cache_bytes"), 3 * 400)
+        self.assertEqual(value('skydns_dns_cache_evictions_total{cache="answer"}'), 0)
         # A second scrape adds nothing new.
         self.assertEqual(metrics.render()[0].decode().count("skydns_dns_requests_total{"), 3)
 

@@ -18,21 +18,26 @@ lower-cased name and copies the client's question in afterwards
 the question, read as the client wrote them.  UDP and TCP have separate
 tables, since their size limits differ.
 
-`parse_query` reads the header and the one question straight from the bytes
-and decides whether a request may be cached at all: one question, standard
-query, no answer or authority records, at most an OPT record (version 0, DO
-and the other flags clear, well-formed options), nothing after it, plain
-labels (no compression pointer, no ``.`` or NUL byte inside a label).
-Everything else takes the full path, uncached.
+`skydns.dns.wirequery.parse_query` reads the header and the one question
+straight from the bytes and decides whether a request may be cached at all.
 
 Each entry carries the time until which it is exact (see
-`skydns.dns.authority.Resolution.until`): a lookup at or after
-it misses, and the server builds the entry anew.  `clear` drops everything
+`skydns.dns.authority.Resolution.until`).  A lookup at or after it misses,
+and the server builds the entry anew, unless the entry knows where its
+TTLs are and the leases they count down to: then, until the answer itself
+may change (``lasts``: the first lease's end), the hit rewrites the TTLs
+in a copy and keeps it until the next one ticks down (`_retimed`), so an
+answer is built once per registry change, not once per second.  `clear` drops everything
 (the server calls it on every registry change) and starts a new generation,
 so an answer computed before the change is never stored after it.  The
 size is bounded generationally: when the young table fills, it becomes the
-old one and the previous old one is dropped; an entry found in the old
-table moves back to the young one.
+old one and the previous old one is dropped (`evicted` counts what goes);
+an entry found in the old table moves back to the young one.  A table is
+full at ``max_entries`` entries, or when it takes an eighth of
+``max_bytes`` (two generations and the entries set aside, two transports).  With ``max_entries`` 0
+the bound follows the work: `DEFAULT_MAX_ENTRIES` plus twice the number
+of instances (``size_hint``, read at each `clear`), so that every name of
+a big registry can stay cached while memory stays bounded.
 
 Most registry changes touch one instance, and most answers do not depend
 on it.  An entry stored with its ``sources`` (the registry reads the answer
@@ -49,133 +54,29 @@ from __future__ import annotations
 import math
 import struct
 from collections import defaultdict
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
-#: Entries per table generation (per transport); two generations are kept.
+from skydns.dns.wirequery import (
+    DEFAULT_UDP_LIMIT,
+    Query,
+    lower_question,
+    parse_query,
+)
+
+#: Entries per table generation (per transport) at least; two generations
+#: are kept.  With ``max_entries`` 0 (auto) the bound follows the registry.
 DEFAULT_MAX_ENTRIES = 10000
+#: The memory the tables may take by default, in bytes (`estimated_size`).
+DEFAULT_MAX_BYTES = 256 << 20
+#: What an entry costs beyond its bytes: the key and answer objects, the
+#: entry tuple and the dict slot (estimated; bench/dns_qps.py reports RSS).
+ENTRY_OVERHEAD = 400
 
-_HEADER = struct.Struct("!HH")
-_OPT = struct.Struct("!HHBBHH")
 _TTL = struct.Struct("!I")
 #: The largest TTL a record can carry (RFC 2181 §8).
 _MAX_TTL = 2**31 - 1
-_OPT_TYPE = 41
-_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
-_MIN_UDP_PAYLOAD = 512
-#: The largest UDP answer unless told otherwise (`skydns.dns.protocols.DEFAULT_MAX_UDP`).
-_MAX_UDP_PAYLOAD = 1232
 _INF = math.inf
 _UNKNOWN: Any = object()
-
-
-class Query(NamedTuple):
-    """What `parse_query` read from a cacheable request."""
-
-    #: The cache key: the request after the ID, lower-cased.
-    key: bytes
-    #: The question name, lower-cased, dotted, without the final dot.
-    name: bytes
-    qtype: int
-    qclass: int
-    #: Where the question section ends (header + name + type + class).
-    question_end: int
-    #: Whether the request has an OPT record (the response then gets one).
-    edns: bool
-    #: The UDP payload size the client accepts (512 without EDNS).
-    udp_limit: int
-    #: The RD flag, which the response copies.
-    recursion_desired: bool
-    #: The question section with the name lower-cased.
-    question: bytes
-    #: The second flags byte (RA, Z, AD, CD, RCODE), as sent.
-    flags: int
-    #: The bytes from the end of the name (its 0 label) on, as sent.
-    tail: bytes
-
-
-def parse_query(data: bytes, max_udp: int = _MAX_UDP_PAYLOAD) -> Optional[Query]:
-    """The question of a plain, cacheable DNS query, read from its bytes
-    alone; None for anything else (see the module docstring).  Never raises
-    for any input."""
-    size = len(data)
-    if size < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
-        return None  # short, a response (QR), an opcode other than QUERY, counts
-    additional = data[10] << 8 | data[11]
-    if additional > 1:
-        return None
-    labels = []
-    at = 12
-    while True:
-        length = data[at]
-        if length == 0:
-            break
-        if length > 63:
-            return None  # a compression pointer or a reserved label type
-        label = data[at + 1 : at + 1 + length]
-        if len(label) != length or b"." in label or b"\x00" in label:
-            return None
-        labels.append(label)
-        at += 1 + length
-        if at >= size:
-            return None
-    name_end = at
-    if name_end - 12 + 1 > 255:
-        return None  # RFC 1035 §3.1: at most 255 octets
-    question_end = name_end + 5
-    if question_end > size:
-        return None
-    qtype, qclass = _HEADER.unpack_from(data, name_end + 1)
-    edns = False
-    limit = _MIN_UDP_PAYLOAD
-    if additional:
-        if size < question_end + 11 or data[question_end] != 0:
-            return None
-        rtype, payload, extended, version, flags, rdlength = _OPT.unpack_from(
-            data, question_end + 1
-        )
-        if rtype != _OPT_TYPE or extended or version or flags:
-            return None  # not OPT, or EDNS version/rcode/DO we do not handle
-        at = question_end + 11
-        end = at + rdlength
-        if end != size:
-            return None
-        while at < end:
-            if at + 4 > end:
-                return None
-            at += 4 + (data[at + 2] << 8 | data[at + 3])
-        if at != end:
-            return None
-        edns = True
-        limit = max(_MIN_UDP_PAYLOAD, min(payload, max_udp))
-    elif question_end != size:
-        return None
-    key = data[2:].lower()
-    return Query(
-        key=key,
-        name=b".".join(labels).lower(),
-        qtype=qtype,
-        qclass=qclass,
-        question_end=question_end,
-        edns=edns,
-        udp_limit=limit,
-        recursion_desired=bool(data[2] & 0x01),
-        question=lower_question(data, question_end),
-        flags=data[3],
-        tail=data[name_end:],
-    )
-
-
-def lower_question(message: bytes, question_end: int) -> bytes:
-    """The question section of ``message`` with its name lower-cased (and
-    its type and class as they are)."""
-    return message[12 : question_end - 4].lower() + message[question_end - 4 : question_end]
-
-
-def restore_question(response: bytes, question: bytes) -> bytes:
-    """``response`` with its question section (right after the 12-byte
-    header) replaced by ``question``, the client's own bytes of the same
-    length."""
-    return response[:12] + question + response[12 + len(question) :]
 
 
 #: A cache entry: valid-until time; the response after the ID with the
@@ -202,10 +103,27 @@ class AnswerCache:
         self,
         seconds: Callable[[], float],
         max_entries: int = DEFAULT_MAX_ENTRIES,
-        max_udp: int = _MAX_UDP_PAYLOAD,
+        max_udp: int = DEFAULT_UDP_LIMIT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        size_hint: Optional[Callable[[], int]] = None,
     ) -> None:
         self.seconds = seconds
-        self.max_entries = max_entries
+        #: Whether the entry bound follows ``size_hint`` (``max_entries`` 0).
+        self.auto = not max_entries
+        self.size_hint = size_hint
+        self.max_entries = max_entries or DEFAULT_MAX_ENTRIES
+        if self.auto and size_hint is not None:
+            self.max_entries = DEFAULT_MAX_ENTRIES + 2 * size_hint()
+        #: What all tables may take, estimated (see `ENTRY_OVERHEAD`).
+        self.max_bytes = max_bytes
+        self._table_bytes = max(1, max_bytes // 8)
+        #: Estimated bytes of each transport's young, old and aside tables.
+        self._young_bytes = [0, 0]
+        self._old_bytes = [0, 0]
+        self._aside_bytes = [0, 0]
+        #: Entries dropped with an old generation; parses dropped.
+        self.evicted = 0
+        self.parses_dropped = 0
         #: The largest UDP answer (``--max-udp-size``): part of each query's parse.
         self.max_udp = max_udp
         self.generation = 0
@@ -226,6 +144,17 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._young) + sum(len(t) for t in self._old)
+
+    @property
+    def parses(self) -> int:
+        """Parsed queries remembered now."""
+        return len(self._queries)
+
+    def estimated_size(self) -> int:
+        """The bytes the tables take, as `ENTRY_OVERHEAD` estimates: at most
+        ``max_bytes`` (per transport, a young and an old table of an eighth
+        each, and entries set aside of a quarter)."""
+        return sum(self._young_bytes) + sum(self._old_bytes) + sum(self._aside_bytes)
 
     def answer(self, data: bytes, tcp: bool = False) -> Optional[bytes]:
         """The response to the request ``data`` if a valid one is cached,
@@ -269,6 +198,7 @@ class AnswerCache:
                 return found  # type: ignore[no-any-return]
         parsed = parse_query(data, self.max_udp)
         if len(self._queries) >= self.max_entries:
+            self.parses_dropped += len(self._queries)
             self._queries.clear()
         self._queries[key] = parsed
         return parsed
@@ -339,10 +269,15 @@ class AnswerCache:
         return fresh
 
     def _put(self, young: dict[bytes, Entry], tcp: bool, key: bytes, entry: Entry) -> None:
-        if len(young) >= self.max_entries:
+        size = self._young_bytes[tcp] + len(key) + len(entry[1]) + ENTRY_OVERHEAD
+        if len(young) >= self.max_entries or size > self._table_bytes:
+            self.evicted += len(self._old[tcp])
             self._old[tcp] = young
+            self._old_bytes[tcp] = self._young_bytes[tcp]
             young = self._young[tcp] = {}
+            size = len(key) + len(entry[1]) + ENTRY_OVERHEAD
         young[key] = entry
+        self._young_bytes[tcp] = size
 
     def clear(self) -> None:
         """Drop every entry (the registry changed); answers being computed
@@ -355,14 +290,23 @@ class AnswerCache:
         for tcp in (0, 1):
             aside = self._aside[tcp]
             young, old = self._young[tcp], self._old[tcp]
-            if len(aside) + len(young) + len(old) > 2 * self.max_entries:
+            size = self._aside_bytes[tcp] + self._young_bytes[tcp] + self._old_bytes[tcp]
+            if len(aside) + len(young) + len(old) > 2 * self.max_entries or (
+                size > 2 * self._table_bytes
+            ):
                 aside.clear()
+                size = self._young_bytes[tcp] + self._old_bytes[tcp]
+            self._aside_bytes[tcp] = size
             if old:
                 aside.update(old)
             if young:
                 aside.update(young)
         self._young = [{}, {}]
         self._old = [{}, {}]
+        self._young_bytes = [0, 0]
+        self._old_bytes = [0, 0]
+        if self.auto and self.size_hint is not None:
+            self.max_entries = DEFAULT_MAX_ENTRIES + 2 * self.size_hint()
 
     def revalidate(
         self, data: bytes, query: Query, unchanged: Callable[[Any], bool], tcp: bool = False

@@ -11,8 +11,8 @@ from attrs import define
 from twisted.internet import defer
 from twisted.names import dns, error
 
-from skydns.dns.answercache import Query
 from skydns.dns.resolution import NameNotFound, QueryRefused
+from skydns.dns.wirequery import Query
 
 
 @define

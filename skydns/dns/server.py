@@ -48,7 +48,7 @@ from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
 from skydns.dns.amplification import AmplificationLimiter
-from skydns.dns.answercache import DEFAULT_MAX_ENTRIES, AnswerCache, restore_question
+from skydns.dns.answercache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, AnswerCache
 from skydns.dns.authority import NameNotFound, SkyDNSAuthority
 from skydns.dns.direct import DirectPath
 from skydns.dns.forward import Forwarder
@@ -65,6 +65,7 @@ from skydns.dns.protocols import (
 from skydns.dns.request import Request, rcode_for
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import DNSStats
+from skydns.dns.wirequery import restore_question
 from skydns.slots import ConnectionSlots
 
 log = Logger()
@@ -87,13 +88,15 @@ def answer_cache_for(
     reactor: Any,
     size: int = DEFAULT_MAX_ENTRIES,
     max_udp: int = DEFAULT_MAX_UDP,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> AnswerCache:
     """An answer cache for a server over ``authority``: its entries expire by
-    the clock the authority computes TTLs with, and every registry change
-    clears it."""
+    the clock the authority computes TTLs with, every registry change
+    clears it, and with ``size`` 0 its bound follows the registry's size."""
     if authority is None:
-        return AnswerCache(reactor.seconds, size, max_udp)
-    cache = AnswerCache(authority.clock.seconds, size, max_udp)
+        return AnswerCache(reactor.seconds, size, max_udp, max_bytes)
+    registry = authority.registry
+    cache = AnswerCache(authority.clock.seconds, size, max_udp, max_bytes, registry.__len__)
     authority.registry.add_listener(cache.clear)
     return cache
 

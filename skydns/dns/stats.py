@@ -14,9 +14,11 @@ transport) when it is answered, together with its response code
 counts lookups in the answer cache: ``hit``, or ``miss`` (absent or
 expired).  Latency (``skydns_dns_request_duration_seconds``) is by source:
 ``cache`` (a sample of one hit in `LATENCY_SAMPLE`), ``authority`` (the
-direct path for names in the domain, every query) and ``full`` (the
-twisted.names path, every query).  With response rate limiting on, UDP
-datagrams the limiter kept from an answer are counted in
+direct path for names in the domain, as sampled) and ``full`` (the
+twisted.names path, every query).  The answer cache's size is exported as
+``skydns_dns_cache_entries`` (answers, parses) and ``skydns_dns_cache_bytes``,
+what it dropped to stay in bounds as ``skydns_dns_cache_evictions``.
+With response rate limiting on, UDP datagrams the limiter kept from an answer are counted in
 ``skydns_dns_rrl_responses`` by what was sent instead: ``dropped``
 (nothing) or ``slipped`` (a TC reply); they are not counted as requests.
 Large answers sent in their TC form for want of budget
@@ -113,6 +115,9 @@ class DNSStats:
             metrics.dns_responses,
             metrics.dns_latency,
             metrics.dns_cache,
+            metrics.dns_cache_entries,
+            metrics.dns_cache_bytes,
+            metrics.dns_cache_evictions,
             metrics.dns_malformed,
             metrics.dns_rrl,
         ):
@@ -146,6 +151,12 @@ class DNSStats:
             # Misses answered by an entry set aside at a registry change.
             revalidated = metrics.dns_cache.labels("answer", "revalidated")
             self._add("revalidated", cache.revalidated, revalidated)
+            metrics.dns_cache_entries.labels("answer").set(len(cache))
+            metrics.dns_cache_entries.labels("parse").set(cache.parses)
+            metrics.dns_cache_bytes.set(cache.estimated_size())
+            evictions = metrics.dns_cache_evictions
+            self._add("evicted", cache.evicted, evictions.labels("answer"))
+            self._add("parses dropped", cache.parses_dropped, evictions.labels("parse"))
         self._add("malformed", self.malformed, metrics.dns_malformed)
         limiter = self.rate_limiter
         if limiter is not None:
