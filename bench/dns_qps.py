@@ -27,6 +27,15 @@ Workloads (``dnsperf -l SECONDS``):
   (``reval``; the rest are built anew) are printed too.  The renewals' own
   cost is in SkyDNS's CPU time.  The other servers get the same queries
   (they have no cache, nor any change to make).
+- ``names10k``, ``names100k``: every name of the first 10,000 (100,000)
+  instances asked, in a shuffled order, uniformly: A for each instance's
+  ``<uuid>`` name and SRV for each service name.  The registry holds at
+  least as many instances (``--instances`` is raised to it), so run these
+  apart from the others (``--workloads names10k,names100k``).  After each
+  SkyDNS run the node's RSS is printed beside its RSS with the registry
+  loaded and no DNS asked (``rss_mb`` / ``registry_mb``).
+
+``srv`` and ``a`` are the cache-hit workloads.
 
 ``cpu qps`` is queries completed per second of CPU time the server process
 used (user + system, from /proc/<pid>/stat) during the run: what a query
@@ -92,6 +101,15 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set of process ``pid`` in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def wait_for_dns(port: int, timeout: float = 30.0) -> None:
@@ -165,12 +183,23 @@ def zone_text(services: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The "every name" workloads and how many instances' names each asks.
+NAMES_WORKLOADS = {"names10k": 10_000, "names100k": 100_000}
+
+
 def query_files(directory: str, services: list[dict[str, Any]]) -> dict[str, str]:
     names = service_names(services)
     files = {
         "srv": [f"{n} SRV" for n in names],
         "a": [f"{n} A" for n in names],
     }
+    for workload, count in NAMES_WORKLOADS.items():
+        if count <= len(services):
+            first = services[:count]
+            lines = [f"{s['UUID']}.{DOMAIN} A" for s in first]
+            lines += [f"{n} SRV" for n in service_names(first)]
+            random.Random(count).shuffle(lines)
+            files[workload] = lines
     miss = [f"{n} SRV" for n in names] + [f"{n} A" for n in names]
     miss += [f"{s['UUID']}.{DOMAIN} {t}" for s in services for t in ("A", "SRV")]
     random.Random(7).shuffle(miss)
@@ -249,6 +278,8 @@ class SkyDNS(Server):
             for status in pool.map(self._register, self.services):
                 if status != 201:
                     raise RuntimeError(f"registration failed: HTTP {status}")
+        #: The node's RSS with the registry loaded, before any DNS question.
+        self.registry_mb = rss_mb(self.process.pid)
 
     def _request(self, method: str, path: str, body: Any = None) -> int:
         data = None if body is None else json.dumps(body).encode()
@@ -414,13 +445,17 @@ def children(pid: int) -> list[int]:
 # Running dnsperf.
 
 
-def dnsperf(port: int, datafile: str, seconds: int, outstanding: int) -> dict[str, float]:
+def dnsperf(
+    port: int, datafile: str, seconds: int, outstanding: int, once: bool = False
+) -> dict[str, float]:
+    """Run dnsperf for ``seconds`` (or, ``once``, through the file once)."""
     argv = [
         "taskset", "-c", CLIENT_CPU, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
-        "-d", datafile, "-l", str(seconds), "-q", str(outstanding), "-c", "1", "-T", "1",
-        "-t", "2",
+        "-d", datafile, *(["-n", "1"] if once else ["-l", str(seconds)]),
+        "-q", str(outstanding), "-c", "1", "-T", "1", "-t", "2",
     ]  # fmt: skip
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    timeout = 600 if once else seconds + 30
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout).stdout
 
     def number(label: str) -> float:
         match = re.search(rf"{label}:\s+([\d.]+)", out)
@@ -478,10 +513,11 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     top = tempfile.mkdtemp(prefix="dns-qps-")
-    services = instances(args.instances)
+    workloads = args.workloads.split(",")
+    needed = max([args.instances] + [NAMES_WORKLOADS.get(w, 0) for w in workloads])
+    services = instances(needed)
     zone = zone_text(services)
     files = query_files(top, services)
-    workloads = args.workloads.split(",")
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     if args.before is not None:
         # One fresh server per run, alternately: (kind, run) pairs.
@@ -507,15 +543,21 @@ def main() -> int:
             server.start()
             try:
                 for workload in workloads:
-                    # One untimed pass fills caches and warms the interpreter.
-                    dnsperf(server.port, files[workload], 1, args.outstanding)
+                    # One untimed pass fills caches and warms the interpreter
+                    # (through every name for the "every name" workloads).
+                    once = workload in NAMES_WORKLOADS
+                    dnsperf(server.port, files[workload], 1, args.outstanding, once)
                     for run in range(args.runs) if single < 0 else (single,):
                         r = measure(server, workload, files[workload], args.seconds,
                                     args.outstanding)  # fmt: skip
+                        if isinstance(server, SkyDNS):
+                            r["rss_mb"] = rss_mb(server.process.pid)
+                            r["registry_mb"] = server.registry_mb
                         results.setdefault((kind, workload), []).append(r)
                         notes = "".join(
                             f"  {k} {r[k]:.2f}"
-                            for k in ("changes", "per_change", "hit_ratio", "revalidated")
+                            for k in ("changes", "per_change", "hit_ratio", "revalidated",
+                                      "rss_mb", "registry_mb")
                             if k in r
                         )  # fmt: skip
                         print(
@@ -530,6 +572,14 @@ def main() -> int:
         shutil.rmtree(top, ignore_errors=True)
 
     print_table(results, workloads, args)
+    for kind in ("before", "skydns"):
+        for workload in workloads:
+            runs = results.get((kind, workload), [])
+            if runs and "rss_mb" in runs[0]:
+                rss = statistics.median(r["rss_mb"] for r in runs)
+                registry = statistics.median(r["registry_mb"] for r in runs)
+                print(f"{kind} after {workload}: RSS {rss:.0f} MiB "
+                      f"(registry loaded, before any DNS: {registry:.0f} MiB)")  # fmt: skip
     print(
         f"\nload average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
         f"other processes on CPU {SERVER_CPU} inflate every server's CPU time per query."
@@ -544,10 +594,11 @@ def print_table(
         values = [r[field] for r in results.get((kind, workload), []) if field in r]
         return statistics.median(values) if values else None
 
-    names = 3 * args.instances
+    count = max([args.instances] + [NAMES_WORKLOADS.get(w, 0) for w in workloads])
+    names = 3 * count
     print(
         f"\n'miss': {names} names; every query misses while q/change < {names}."
-        f"\n{args.instances} instances, dnsperf -l {args.seconds} -q {args.outstanding}, "
+        f"\n{count} instances, dnsperf -l {args.seconds} -q {args.outstanding}, "
         f"median of {args.runs} runs; server on CPU {SERVER_CPU}, dnsperf on CPU {CLIENT_CPU}\n"
     )
     header = f"{'workload':8} {'server':8} {'q/s':>9} {'lost':>6} {'q/cpu-s':>9} " \

@@ -33,8 +33,9 @@ so an answer computed before the change is never stored after it.  The
 size is bounded generationally: when the young table fills, it becomes the
 old one and the previous old one is dropped (`evicted` counts what goes);
 an entry found in the old table moves back to the young one.  A table is
-full at ``max_entries`` entries, or when it takes an eighth of
-``max_bytes`` (two generations and the entries set aside, two transports).  With ``max_entries`` 0
+full at ``max_entries`` entries, or when all tables together (both
+generations, the entries set aside, both transports) would take more than
+``max_bytes``; then what is set aside goes first.  With ``max_entries`` 0
 the bound follows the work: `DEFAULT_MAX_ENTRIES` plus twice the number
 of instances (``size_hint``, read at each `clear`), so that every name of
 a big registry can stay cached while memory stays bounded.
@@ -116,11 +117,11 @@ class AnswerCache:
             self.max_entries = DEFAULT_MAX_ENTRIES + 2 * size_hint()
         #: What all tables may take, estimated (see `ENTRY_OVERHEAD`).
         self.max_bytes = max_bytes
-        self._table_bytes = max(1, max_bytes // 8)
-        #: Estimated bytes of each transport's young, old and aside tables.
+        #: Estimated bytes of each transport's young and old tables, and of
+        #: an entry on average (for the entries set aside, not summed).
         self._young_bytes = [0, 0]
         self._old_bytes = [0, 0]
-        self._aside_bytes = [0, 0]
+        self._average = float(ENTRY_OVERHEAD)
         #: Entries dropped with an old generation; parses dropped.
         self.evicted = 0
         self.parses_dropped = 0
@@ -151,10 +152,10 @@ class AnswerCache:
         return len(self._queries)
 
     def estimated_size(self) -> int:
-        """The bytes the tables take, as `ENTRY_OVERHEAD` estimates: at most
-        ``max_bytes`` (per transport, a young and an old table of an eighth
-        each, and entries set aside of a quarter)."""
-        return sum(self._young_bytes) + sum(self._old_bytes) + sum(self._aside_bytes)
+        """The bytes the tables take, as `ENTRY_OVERHEAD` estimates (the
+        entries set aside at the average size): at most ``max_bytes``."""
+        aside = len(self._aside[0]) + len(self._aside[1])
+        return sum(self._young_bytes) + sum(self._old_bytes) + int(aside * self._average)
 
     def answer(self, data: bytes, tcp: bool = False) -> Optional[bytes]:
         """The response to the request ``data`` if a valid one is cached,
@@ -269,15 +270,21 @@ class AnswerCache:
         return fresh
 
     def _put(self, young: dict[bytes, Entry], tcp: bool, key: bytes, entry: Entry) -> None:
-        size = self._young_bytes[tcp] + len(key) + len(entry[1]) + ENTRY_OVERHEAD
-        if len(young) >= self.max_entries or size > self._table_bytes:
-            self.evicted += len(self._old[tcp])
-            self._old[tcp] = young
-            self._old_bytes[tcp] = self._young_bytes[tcp]
-            young = self._young[tcp] = {}
-            size = len(key) + len(entry[1]) + ENTRY_OVERHEAD
+        cost = len(key) + len(entry[1]) + ENTRY_OVERHEAD
+        self._average += (cost - self._average) / 1024
+        if len(young) >= self.max_entries or self.estimated_size() + cost > self.max_bytes:
+            if self._aside[0] or self._aside[1]:
+                # What is set aside goes first: it serves only after a change.
+                self.evicted += len(self._aside[0]) + len(self._aside[1])
+                self._aside = [{}, {}]
+            if len(young) >= self.max_entries or self.estimated_size() + cost > self.max_bytes:
+                self.evicted += len(self._old[tcp])
+                self._old[tcp] = young
+                self._old_bytes[tcp] = self._young_bytes[tcp]
+                young = self._young[tcp] = {}
+                self._young_bytes[tcp] = 0
         young[key] = entry
-        self._young_bytes[tcp] = size
+        self._young_bytes[tcp] += cost
 
     def clear(self) -> None:
         """Drop every entry (the registry changed); answers being computed
@@ -290,13 +297,9 @@ class AnswerCache:
         for tcp in (0, 1):
             aside = self._aside[tcp]
             young, old = self._young[tcp], self._old[tcp]
-            size = self._aside_bytes[tcp] + self._young_bytes[tcp] + self._old_bytes[tcp]
-            if len(aside) + len(young) + len(old) > 2 * self.max_entries or (
-                size > 2 * self._table_bytes
-            ):
+            if len(aside) + len(young) + len(old) > 2 * self.max_entries:
+                self.evicted += len(aside)
                 aside.clear()
-                size = self._young_bytes[tcp] + self._old_bytes[tcp]
-            self._aside_bytes[tcp] = size
             if old:
                 aside.update(old)
             if young:
