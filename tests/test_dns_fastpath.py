@@ -616,10 +616,11 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         (reply,) = server.ask(data)
         self.assertEqual(dns.message.from_wire(reply).rcode(), dns.rcode.NXDOMAIN)
 
-    def test_unaffected_answers_revalidated(self) -> None:
+    def test_unaffected_answers_stay_cached(self) -> None:
         """After a registry change, an answer whose instances did not change
-        is served again without being rebuilt; one whose instance changed
-        (renewed: new TTL) or gained one is rebuilt."""
+        stays a cache hit; one whose instance changed (renewed: new TTL) or
+        gained one is dropped and rebuilt; a whole state installed clears
+        the cache, and an unaffected answer is then revalidated."""
         clock = Clock()
         clock.advance(1000.5)
         registry = Registry()
@@ -635,11 +636,13 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         (db_before,) = server.ask(db)
         clock.advance(0.1)
         registry.apply(Renew("uuid1", 30, clock.seconds()))
+        hits = sum(cache.udp_hits.values())
         (db_after,) = server.ask(db)
         self.assertEqual(db_after, db_before)
-        self.assertEqual(cache.revalidated, 1)
+        self.assertEqual(sum(cache.udp_hits.values()), hits + 1)
         (rails_after,) = server.ask(rails)
-        self.assertEqual(cache.revalidated, 1)
+        self.assertEqual(sum(cache.udp_hits.values()), hits + 1)
+        self.assertEqual(cache.invalidated, 1)
         self.assertEqual(dns.message.from_wire(rails_after).answer[0].ttl, 29)
         self.assertNotEqual(rails_after, rails_before)
         registry.apply(
@@ -649,10 +652,37 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         self.assertEqual(len(dns.message.from_wire(rails_more).answer[0]), 2)
         (db_again,) = server.ask(db)
         self.assertEqual(db_again, db_before)
-        self.assertEqual(cache.revalidated, 2)
+        self.assertEqual(sum(cache.udp_hits.values()), hits + 2)
+        other = Registry()
+        other.apply(Register(service(2, "db", "production", "east", "10.0.0.2", 60), 1000))
+        registry.replace_with(other)
+        (db_new,) = server.ask(db)  # another instance object: rebuilt
+        self.assertEqual(cache.revalidated, 0)
+        (db_again,) = server.ask(db)
+        self.assertEqual(db_again, db_new)
         registry.apply(Unregister("uuid2", clock.seconds()))
         (gone,) = server.ask(db)
         self.assertEqual(dns.message.from_wire(gone).rcode(), dns.rcode.NXDOMAIN)
+
+    def test_revalidated_answers_are_dropped_by_later_changes(self) -> None:
+        """An answer served again by revalidation after a clear is indexed
+        again: a later change of its instance drops it."""
+        clock = Clock()
+        clock.advance(1000.5)
+        registry = Registry()
+        registry.apply(Register(service(1, "rails", "production", "east", "10.0.0.1", 60), 1000))
+        authority = SkyDNSAuthority(registry, clock, DOMAIN, [("node1", "127.0.0.1")])
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        cache = server.factory.answer_cache
+        assert cache is not None
+        data = wire("rails.production.skydns.local", "SRV")
+        (first,) = server.ask(data)
+        cache.clear()
+        self.assertEqual(server.ask(data), [first])
+        self.assertEqual(cache.revalidated, 1)
+        registry.apply(Renew("uuid1", 30, clock.seconds()))
+        (renewed,) = server.ask(data)
+        self.assertEqual(dns.message.from_wire(renewed).answer[0].ttl, 30)
 
     def test_forwarded_answers_cached_a_second(self) -> None:
         """An answer from outside the domain is served from the cache for a

@@ -142,6 +142,15 @@ class AnswerCache:
         self.expired = 0
         #: `parse_query` results by key (see `query`); never cleared by `clear`.
         self._queries: dict[bytes, Optional[Query]] = {}
+        #: The keys stored under each dependency tag (see `invalidate`), and
+        #: how many (tag, key) pairs that is.
+        self._by_tag: dict[Any, set[tuple[bool, bytes]]] = {}
+        self._tagged = 0
+        #: Entries `invalidate` dropped.
+        self.invalidated = 0
+        #: The tags of an answer from its ``sources`` (for an entry served
+        #: again by `revalidate`), when entries are invalidated by tag.
+        self.tagger: Optional[Callable[[Any], Any]] = None
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._young) + sum(len(t) for t in self._old)
@@ -214,6 +223,7 @@ class AnswerCache:
         sources: Any = None,
         ttls: Any = None,
         lasts: float = -_INF,
+        tags: Any = None,
     ) -> bool:
         """Keep ``response`` (the full path's bytes for ``query``) until
         ``until``.  ``generation`` is `generation` as read when the answer
@@ -238,8 +248,45 @@ class AnswerCache:
         if ttls is None or lasts <= until:
             ttls, lasts = None, until
         entry = (until, rest, end, query.flags, query.tail, question, stat, sources, ttls, lasts)
-        self._put(self._young[tcp], tcp, query.key, entry)
+        key = query.key
+        self._put(self._young[tcp], tcp, key, entry)
+        if tags is not None:
+            self._index(tcp, key, tags)
         return True
+
+    def _index(self, tcp: bool, key: bytes, tags: Any) -> None:
+        by_tag = self._by_tag
+        for tag in tags:
+            keys = by_tag.get(tag)
+            if keys is None:
+                keys = by_tag[tag] = set()
+            keys.add((tcp, key))
+        self._tagged += len(tags)
+
+    def invalidate(self, tags: Any) -> None:
+        """Drop the entries stored under any of ``tags`` (what a registry
+        change may have altered, see `skydns.dns.dependencies`); the others
+        stay.  Entries stored without tags are left to their time.  When the
+        index of tags has grown past a bound (it keeps keys of entries since
+        dropped), this is a `clear` instead."""
+        if self._tagged > 4 * self.max_entries:
+            self.clear()
+            return
+        by_tag = self._by_tag
+        young, old = self._young, self._old
+        for tag in tags:
+            keys = by_tag.pop(tag, None)
+            if keys is None:
+                continue
+            self._tagged -= len(keys)
+            for tcp, key in keys:
+                for table in (young[tcp], old[tcp]):
+                    entry = table.pop(key, None)
+                    if entry is not None:
+                        self.invalidated += 1
+                        cost = len(key) + len(entry[1]) + ENTRY_OVERHEAD
+                        sizes = self._young_bytes if table is young[tcp] else self._old_bytes
+                        sizes[tcp] = max(0, sizes[tcp] - cost)
 
     def _retimed(self, entry: Entry, table: Optional[dict[bytes, Entry]], key: bytes) -> Any:
         """``entry``, whose valid-until time has come, with its TTLs brought
@@ -308,6 +355,8 @@ class AnswerCache:
         self._old = [{}, {}]
         self._young_bytes = [0, 0]
         self._old_bytes = [0, 0]
+        self._by_tag = {}
+        self._tagged = 0
         if self.auto and self.size_hint is not None:
             self.max_entries = DEFAULT_MAX_ENTRIES + 2 * self.size_hint()
 
@@ -338,6 +387,8 @@ class AnswerCache:
             return None
         del aside[key]
         self._put(self._young[tcp], tcp, key, entry)
+        if self.tagger is not None:
+            self._index(tcp, key, self.tagger(sources))
         self.revalidated += 1
         if data[12:end] == question:
             return data[:2] + rest

@@ -28,6 +28,7 @@ from twisted.names import dns, error
 
 from skydns.dns.answercache import AnswerCache
 from skydns.dns.authority import NameNotFound, QueryRefused, SkyDNSAuthority
+from skydns.dns.dependencies import answer_tags
 from skydns.dns.encoder import Ttls, Unsupported, encode_answer
 from skydns.dns.protocols import DEFAULT_MAX_UDP, MAX_TCP_MESSAGE, encode_reply
 from skydns.dns.records import to_header
@@ -177,9 +178,10 @@ class DirectPath:
             )
             wire = encode_reply(response, limit)
             wire = restore_question(wire, data[12 : query.question_end])
+        tags = answer_tags(sources)
         if ttls:
-            cache.store(query, wire, until, generation, tcp, sources, tuple(ttls), lasts)
+            cache.store(query, wire, until, generation, tcp, sources, tuple(ttls), lasts, tags)
         else:
-            cache.store(query, wire, until, generation, tcp, sources)
+            cache.store(query, wire, until, generation, tcp, sources, tags=tags)
         self.stats.answer("tcp" if tcp else "udp", query.qtype, rcode)
         return wire

@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from skydns.dns.amplification import AmplificationLimiter
 from skydns.dns.answercache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, AnswerCache
 from skydns.dns.authority import NameNotFound, SkyDNSAuthority
+from skydns.dns.dependencies import EVERYTHING, answer_tags, change_tags
 from skydns.dns.direct import DirectPath
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import (
@@ -69,6 +70,8 @@ from skydns.dns.wirequery import restore_question
 from skydns.slots import ConnectionSlots
 
 log = Logger()
+
+_ANY_CHANGE = (EVERYTHING,)
 
 #: Open DNS TCP connections at most; more are closed at once (a client that
 #: holds many idle connections must not exhaust the process's descriptors).
@@ -91,13 +94,23 @@ def answer_cache_for(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> AnswerCache:
     """An answer cache for a server over ``authority``: its entries expire by
-    the clock the authority computes TTLs with, every registry change
-    clears it, and with ``size`` 0 its bound follows the registry's size."""
+    the clock the authority computes TTLs with, every registry change drops
+    the answers it may alter (`skydns.dns.dependencies`; a whole state
+    installed clears it), and with ``size`` 0 its bound follows the
+    registry's size."""
     if authority is None:
         return AnswerCache(reactor.seconds, size, max_udp, max_bytes)
     registry = authority.registry
     cache = AnswerCache(authority.clock.seconds, size, max_udp, max_bytes, registry.__len__)
-    authority.registry.add_listener(cache.clear)
+    cache.tagger = answer_tags
+
+    def changed(touched: Optional[tuple[Any, ...]]) -> None:
+        if touched is None:
+            cache.clear()
+        else:
+            cache.invalidate(change_tags(touched))
+
+    registry.add_change_listener(changed)
     return cache
 
 
@@ -344,7 +357,10 @@ class SkyDNSServerFactory(DNSServerFactory):
             wire = restore_question(wire, request.question)
         if request.query is not None and request.cacheable and self.answer_cache is not None:
             until = self._forwarded_until(message)
-            self.answer_cache.store(request.query, wire, until, request.generation, tcp)
+            # Forwarded answers and PTR (from the registry): any change drops them.
+            self.answer_cache.store(
+                request.query, wire, until, request.generation, tcp, tags=_ANY_CHANGE
+            )
         if request.generation >= 0:
             self.stats.latency("full", self.timer() - request.started)
         qtype = message.queries[0].type if message.queries else 0

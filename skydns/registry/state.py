@@ -68,6 +68,9 @@ class Registry:
     _callbacks: dict[str, dict[str, Callback]] = field(factory=dict, init=False)
     _leases: list[tuple[float, str]] = field(factory=list, init=False)
     _listeners: list[Callable[[], None]] = field(factory=list, init=False)
+    _change_listeners: list[Callable[[Optional[tuple[Service, ...]]], None]] = field(
+        factory=list, init=False
+    )
     #: Every UUID key in order, for wide queries; None when it must be rebuilt.
     _order: Optional[list[str]] = field(default=None, init=False)
 
@@ -94,13 +97,28 @@ class Registry:
         """Call ``listener()`` after every change (cache invalidation)."""
         self._listeners.append(listener)
 
-    def _changed(self) -> None:
+    def add_change_listener(
+        self, listener: Callable[[Optional[tuple[Service, ...]]], None]
+    ) -> None:
+        """Call ``listener(touched)`` after every change: the services the
+        change added, renewed or removed (both versions of one replaced), or
+        None when any may have changed (a whole state installed).  A change
+        that touches no instance (a callback added) still bumps `version`,
+        and so the SOA serial: ``touched`` is then empty."""
+        self._change_listeners.append(listener)
+
+    def _changed(self, touched: Optional[tuple[Service, ...]] = None) -> None:
         self.version += 1
         for listener in list(self._listeners):
             try:
                 listener()
             except Exception:
                 log.failure("registry listener {listener!r} failed", listener=listener)
+        for change_listener in list(self._change_listeners):
+            try:
+                change_listener(touched)
+            except Exception:
+                log.failure("registry listener {listener!r} failed", listener=change_listener)
 
     def _register(self, service: Service, now: float) -> Applied:
         key = service.uuid.lower()
@@ -110,10 +128,12 @@ class Registry:
             return Applied(Outcome.CONFLICT)
         if self.count_named(service, exclude=key) >= MAX_INSTANCES_PER_NAME:
             return Applied(Outcome.TOO_MANY)
+        touched: tuple[Service, ...] = (service,)
         if old is not None:
             removals = (self._remove(key),)
+            touched = (old.service, service)
         self._insert(Instance(service, now + service.ttl))
-        self._changed()
+        self._changed(touched)
         return Applied(Outcome.OK, removals)
 
     def _unregister(self, uuid: str, now: float) -> Applied:
@@ -122,7 +142,7 @@ class Registry:
         if instance is None:
             return Applied(Outcome.NOT_FOUND)
         removal = self._remove(key)
-        self._changed()
+        self._changed((instance.service,))
         return Applied(Outcome.OK if instance.alive(now) else Outcome.NOT_FOUND, (removal,))
 
     def _renew(self, uuid: str, ttl: int, now: float) -> Applied:
@@ -136,18 +156,20 @@ class Registry:
             self._push_lease(renewed)
         # else the instance's entry in the lease heap is due no later than
         # its lease now ends; `expired` moves it on when it comes up.
-        self._changed()
+        self._changed((instance.service, renewed.service))
         return Applied(Outcome.OK)
 
     def _expire(self, uuids: Iterable[str], now: float) -> Applied:
         removals = []
+        gone = []
         for uuid in uuids:
             key = uuid.lower()
             instance = self._instances.get(key)
             if instance is not None and not instance.alive(now):
                 removals.append(self._remove(key))
+                gone.append(instance.service)
         if removals:
-            self._changed()
+            self._changed(tuple(gone))
         return Applied(Outcome.OK, tuple(removals))
 
     def _add_callback(self, callback: Callback, now: float) -> Applied:
@@ -164,7 +186,7 @@ class Registry:
                 attached = True
         if not attached:
             return Applied(Outcome.NOT_FOUND)
-        self._changed()
+        self._changed(())
         return Applied(Outcome.OK)
 
     def _insert(self, instance: Instance, callbacks: Iterable[Callback] = ()) -> None:
