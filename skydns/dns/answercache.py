@@ -27,9 +27,11 @@ and the server builds the entry anew, unless the entry knows where its
 TTLs are and the leases they count down to: then, until the answer itself
 may change (``lasts``: the first lease's end), the hit rewrites the TTLs
 in a copy and keeps it until the next one ticks down (`_retimed`), so an
-answer is built once per registry change, not once per second.  `clear` drops everything
-(the server calls it on every registry change) and starts a new generation,
-so an answer computed before the change is never stored after it.  The
+answer is built once per registry change that alters it, not once per
+second.  A registry change drops the entries stored under the dependency
+tags it touches (`invalidate`, `skydns.dns.dependencies`); `clear` drops
+everything (a whole state installed) and starts a new generation, so an
+answer computed before it is never stored after it.  The
 size is bounded generationally: when the young table fills, it becomes the
 old one and the previous old one is dropped (`evicted` counts what goes);
 an entry found in the old table moves back to the young one.  A table is
@@ -40,8 +42,7 @@ the bound follows the work: `DEFAULT_MAX_ENTRIES` plus twice the number
 of instances (``size_hint``, read at each `clear`), so that every name of
 a big registry can stay cached while memory stays bounded.
 
-Most registry changes touch one instance, and most answers do not depend
-on it.  An entry stored with its ``sources`` (the registry reads the answer
+An entry stored with its ``sources`` (the registry reads the answer
 came from, see `skydns.dns.authority.Resolution.sources`) is
 set aside by `clear`, not lost: on the next miss for its key the server
 calls `revalidate`, which serves it again (and makes it current) only when
