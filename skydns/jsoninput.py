@@ -35,8 +35,6 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 def nesting(text: str) -> int:
     """How deeply the arrays and objects of ``text`` nest (brackets inside
     strings do not count; an unbalanced text counts what it opens)."""
-    if text.count("[") + text.count("{") <= 1:
-        return text.count("[") + text.count("{")
     depth = deepest = 0
     for match in _BRACKETS.finditer(text):
         token = match.group()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -42,6 +42,8 @@ def nested(levels: int) -> str:
 
 class LoadsTests(SynchronousTestCase):
     @given(values)
+    @example("[")  # one bracket, inside a string: no nesting
+    @example(['"[', {"]": "{"}])
     def test_nesting_is_the_depth(self, value: Any) -> None:
         """Brackets inside strings (escaped quotes included) never count."""
         self.assertEqual(jsoninput.nesting(json.dumps(value)), depth(value))
