@@ -140,6 +140,9 @@ class Options(usage.Options):
             "Client networks CIDR,... that may use forwarding; others get REFUSED for "
             "names outside the domain.",
         ],
+        ["negative-ttl", None, "5",
+         "Seconds NXDOMAIN and NODATA answers may be cached (the SOA's MINIMUM and TTL), "
+         "0 to 10800."],
         ["max-udp-size", None, "1232",
          "Largest UDP answer in bytes (512-4096); a bigger one is truncated (TC)."],
         ["tcp-idle-timeout", None, "10", "Seconds a DNS-over-TCP client has for each message."],
@@ -259,6 +262,7 @@ class Options(usage.Options):
                 "--heartbeat-interval: must be at most half of --election-timeout"
             )
         self["max-udp-size"] = _checked("max-udp-size", _udp_size, self["max-udp-size"])
+        self["negative-ttl"] = _checked("negative-ttl", _negative_ttl, self["negative-ttl"])
         self["max-tcp-connections"] = _checked(
             "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
         )
@@ -322,6 +326,13 @@ class Options(usage.Options):
         self["max-instances-per-name"] = _checked(
             "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
         )
+
+
+def _negative_ttl(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 10800:
+        raise ValueError(f"must be 0 to 10800 (seconds), not {value}")
+    return value
 
 
 def _udp_size(text: str) -> int:

@@ -178,7 +178,9 @@ def makeService(options: Options) -> service.MultiService:
     TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
     dns_address: config.HostPort = options["dns"]
-    authority = SkyDNSAuthority(registry, reactor, options["domain"], _nameservers(options))
+    authority = SkyDNSAuthority(
+        registry, reactor, options["domain"], _nameservers(options), options["negative-ttl"]
+    )
     forwarder = None
     if options["upstreams"] is not None:
         cache = ResponseCache(reactor, max_entries=options["cache-size"])

@@ -15,8 +15,8 @@ from zope.interface.verify import verifyObject
 
 from skydns.commands import Register, Renew, Unregister
 from skydns.dns.authority import (
+    DEFAULT_NEGATIVE_TTL,
     NS_TTL,
-    SOA_MINIMUM,
     NameNotFound,
     QueryRefused,
     SkyDNSAuthority,
@@ -104,7 +104,7 @@ class AuthorityTestCase(SynchronousTestCase):
         (soa,) = records
         self.assertEqual(soa.type, dns.SOA)
         self.assertEqual(soa.name.name, b"skydns.local")
-        self.assertEqual(soa.ttl, SOA_MINIMUM)
+        self.assertEqual(soa.ttl, DEFAULT_NEGATIVE_TTL)
         self.assertTrue(soa.auth)
 
     def assert_nodata(self, name: str, qtype: int) -> None:
@@ -362,7 +362,7 @@ class ApexTests(AuthorityTestCase):
         self.assertTrue(soa.auth)
         self.assertEqual(soa.payload.mname.name, b"node1.ns.dns.skydns.local")
         self.assertEqual(soa.payload.rname.name, b"hostmaster.skydns.local")
-        self.assertEqual(soa.payload.minimum, SOA_MINIMUM)
+        self.assertEqual(soa.payload.minimum, DEFAULT_NEGATIVE_TTL)
         self.assertGreater(soa.payload.expire, soa.payload.refresh)
         self.assertGreater(soa.payload.refresh, soa.payload.retry)
         before = soa.payload.serial
@@ -569,3 +569,29 @@ class ModelTests(SynchronousTestCase):
         ]
         self.assertEqual([(p, w) for p, w, _, _ in srv(answers)], expected)
         self.assertEqual(authority_section, [])
+
+
+class NegativeTTLTests(SynchronousTestCase):
+    """``--negative-ttl``: the SOA's MINIMUM and TTL, so NXDOMAIN and NODATA
+    are cached that long (RFC 2308), 5 s by default."""
+
+    def test_nxdomain_and_the_soa_carry_it(self) -> None:
+        authority = SkyDNSAuthority(Registry(), Clock(), "skydns.local", negative_ttl=7)
+        failure = self.failureResultOf(
+            authority.query(dns.Query("nope.production.skydns.local", dns.SRV)), NameNotFound
+        )
+        (soa,) = failure.value.authority
+        self.assertEqual((soa.ttl, soa.payload.minimum), (7, 7))
+
+    def test_option(self) -> None:
+        from twisted.python import usage
+
+        from skydns.tap import Options
+
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["negative-ttl"], DEFAULT_NEGATIVE_TTL)
+        self.assertEqual(DEFAULT_NEGATIVE_TTL, 5)
+        for bad in ("-1", "10801", "x"):
+            with self.subTest(bad=bad), self.assertRaises(usage.UsageError):
+                Options().parseOptions(["--negative-ttl", bad])

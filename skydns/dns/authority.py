@@ -59,11 +59,15 @@ from skydns.patterns import Pattern, PatternError, parse_pattern
 from skydns.registry import Instance, Registry
 
 #: SOA timers (RFC 1912 §2.2 ranges).  MINIMUM is the negative-caching TTL
-#: (RFC 2308 §4) and the TTL of the SOA record itself.
+#: (RFC 2308 §4) and the TTL of the SOA record itself: ``--negative-ttl``,
+#: short by default, so that a service registered just after someone asked
+#: for it is visible through caching resolvers within seconds.
 SOA_REFRESH = 3600
 SOA_RETRY = 600
 SOA_EXPIRE = 86400
-SOA_MINIMUM = 60
+DEFAULT_NEGATIVE_TTL = 5
+#: The longest negative-caching TTL accepted (RFC 2308 §5 recommends 1-3 hours).
+MAX_NEGATIVE_TTL = 10800
 #: TTL of the apex NS records and their glue.
 NS_TTL = 300
 
@@ -96,8 +100,11 @@ class SkyDNSAuthority(ResolverBase):
         clock: Clock,
         domain: str,
         nameservers: Union[Nameservers, Callable[[], Nameservers]] = (),
+        negative_ttl: int = DEFAULT_NEGATIVE_TTL,
     ) -> None:
         ResolverBase.__init__(self)
+        #: The SOA's MINIMUM and TTL: how long NXDOMAIN and NODATA are cached.
+        self.negative_ttl = negative_ttl
         self.registry = registry
         self.clock = clock
         self.domain = domain.strip(".").lower()
@@ -208,7 +215,7 @@ class SkyDNSAuthority(ResolverBase):
         """The SOA RR; its serial follows the registry's version."""
         version = self.registry.version
         if self._soa[0] == version and not callable(self._nameservers):
-            return header(self._domain, self._soa[1], SOA_MINIMUM)
+            return header(self._domain, self._soa[1], self.negative_ttl)
         servers = self.nameservers()
         primary = servers[0][0] if servers else b"ns.dns." + self._domain
         record = dns.Record_SOA(
@@ -218,11 +225,11 @@ class SkyDNSAuthority(ResolverBase):
             refresh=SOA_REFRESH,
             retry=SOA_RETRY,
             expire=SOA_EXPIRE,
-            minimum=SOA_MINIMUM,
-            ttl=SOA_MINIMUM,
+            minimum=self.negative_ttl,
+            ttl=self.negative_ttl,
         )
         self._soa = (version, record)
-        return header(self._domain, record, SOA_MINIMUM)
+        return header(self._domain, record, self.negative_ttl)
 
     def nameservers(self, work: Optional[Work] = None) -> list[tuple[bytes, Any]]:
         """``(name, glue record or None)`` for each configured nameserver."""
@@ -253,7 +260,7 @@ class SkyDNSAuthority(ResolverBase):
         found = Answer()
         if qtype in (dns.SOA, dns.ALL_RECORDS):
             soa = self.soa()
-            found += Answer((header(name, soa.payload, SOA_MINIMUM),))
+            found += Answer((header(name, soa.payload, self.negative_ttl),))
         if qtype in (dns.NS, dns.ALL_RECORDS):
             answers = []
             additional = []
