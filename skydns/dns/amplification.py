@@ -23,6 +23,7 @@ from attrs import define, field
 
 from skydns.clock import Clock
 from skydns.dns.rrl import DROP, MAX_PREFIXES, NetworkBuckets
+from skydns.dns.wirequery import question_end
 
 #: An answer up to this many times its query's size is never limited.
 FACTOR = 3
@@ -32,26 +33,6 @@ FACTOR = 3
 DEFAULT_RATE = 100
 
 _HEADER = 12
-
-
-def question_end(wire: bytes) -> int:
-    """The offset just past the question of ``wire`` (a DNS message with
-    one question), or 0 when it has no such question."""
-    size = len(wire)
-    if size < _HEADER + 5 or wire[4:6] != b"\x00\x01":
-        return 0
-    at = _HEADER
-    while True:
-        length = wire[at]
-        if length == 0:
-            break
-        if length > 63:
-            return 0  # a question's name is never compressed in practice
-        at += 1 + length
-        if at >= size:
-            return 0
-    end = at + 5
-    return end if end <= size else 0
 
 
 def truncated_answer(reply: bytes) -> Optional[bytes]:

@@ -26,6 +26,7 @@ from typing import Callable, Hashable, Optional
 from attrs import define, field
 
 from skydns.clock import Clock
+from skydns.dns.wirequery import question_end
 
 #: Client networks tracked at most (about 200 bytes each).
 MAX_PREFIXES = 100_000
@@ -58,22 +59,11 @@ def truncated_reply(query: bytes) -> Optional[bytes]:
     """An empty answer to ``query`` with TC set: its ID, opcode, RD and
     question, QR and TC, no records (RFC 1035 §4.1.1).  None when ``query``
     is not a query with one plain question (it then gets nothing)."""
-    size = len(query)
-    if size < 17 or query[2] & 0x80 or query[4:6] != b"\x00\x01":
+    if len(query) < 17 or query[2] & 0x80:
         return None
-    at = 12
-    while True:
-        length = query[at]
-        if length == 0:
-            break
-        if length > 63:
-            return None  # a compression pointer has no place in a lone question
-        at += 1 + length
-        if at >= size:
-            return None
-    end = at + 5
-    if end > size or at - 11 > 255:
-        return None  # cut short, or a name over 255 octets (RFC 1035 §3.1)
+    end = question_end(query)
+    if not end or end - 16 > 255:
+        return None  # not one plain question, or a name over 255 octets (RFC 1035 §3.1)
     flags = 0x82 | (query[2] & 0x79)  # QR, TC; the opcode and RD copied
     return query[:2] + bytes((flags, 0, 0, 1, 0, 0, 0, 0, 0, 0)) + query[12:end]
 

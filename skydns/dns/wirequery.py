@@ -130,3 +130,23 @@ def restore_question(response: bytes, question: bytes) -> bytes:
     header) replaced by ``question``, the client's own bytes of the same
     length."""
     return response[:12] + question + response[12 + len(question) :]
+
+
+def question_end(wire: bytes) -> int:
+    """The offset just past the question of ``wire`` (a DNS message with
+    one question), or 0 when it has no such question."""
+    size = len(wire)
+    if size < 17 or wire[4:6] != b"\x00\x01":
+        return 0
+    at = 12
+    while True:
+        length = wire[at]
+        if length == 0:
+            break
+        if length > 63:
+            return 0  # a question's name is never compressed in practice
+        at += 1 + length
+        if at >= size:
+            return 0
+    end = at + 5
+    return end if end <= size else 0

@@ -241,11 +241,13 @@ def udp_flood(port: int, wire: bytes, count: int, quiet: float = 0.5) -> tuple[i
         sent = received = replies = 0
 
         def drain() -> None:
+            """Read replies until none is waiting (until ``quiet`` passes
+            without one, once the socket has a timeout)."""
             nonlocal received, replies
             while True:
                 try:
                     data = sock.recv(65536)
-                except BlockingIOError:
+                except (BlockingIOError, TimeoutError):
                     return
                 received += len(data)
                 replies += 1
@@ -259,13 +261,7 @@ def udp_flood(port: int, wire: bytes, count: int, quiet: float = 0.5) -> tuple[i
                 sent += len(wire)
             drain()
         sock.settimeout(quiet)
-        while True:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            received += len(data)
-            replies += 1
+        drain()
         return sent, received, replies
     finally:
         sock.close()
