@@ -23,6 +23,8 @@ from attrs import frozen
 
 #: Label positions, left to right, of a fully specified instance name.
 POSITIONS = ("uuid", "host", "version", "region", "name", "environment")
+#: The transports an instance may declare (``Protocol``), for RFC 2782 names.
+PROTOCOLS = ("tcp", "udp")
 WILDCARDS = frozenset({"*", "any"})
 
 #: Lease length when a registration gives no TTL.
@@ -51,9 +53,6 @@ def is_ip(host: str) -> bool:
     return True
 
 
-#: JSON as the log and snapshots store it: sorted keys, compact, ASCII.
-
-
 @frozen
 class Service:
     """A registered service instance as the API and the log carry it.
@@ -73,6 +72,10 @@ class Service:
     priority: Optional[int] = None
     weight: Optional[int] = None
     no_expire: bool = False
+    #: The transport an RFC 2782 name asks for (``_tcp`` or ``_udp``).
+    protocol: str = "tcp"
+    #: Drained: registered, its lease running, but left out of DNS answers.
+    drain: bool = False
 
     def labels(self) -> tuple[str, str, str, str, str, str]:
         """Lower-cased labels in `POSITIONS` order (uuid, host, ... environment)."""
@@ -103,6 +106,10 @@ class Service:
             data["weight"] = self.weight
         if self.no_expire:
             data["no_expire"] = True
+        if self.protocol != "tcp":
+            data["protocol"] = self.protocol
+        if self.drain:
+            data["drain"] = True
         return data
 
     @classmethod
@@ -122,6 +129,8 @@ class Service:
             priority=None if priority is None else int(priority),
             weight=None if weight is None else int(weight),
             no_expire=bool(data.get("no_expire", False)),
+            protocol=str(data.get("protocol", "tcp")),
+            drain=bool(data.get("drain", False)),
         )
 
 

@@ -21,7 +21,6 @@ Semantics where SPEC.md is silent:
 from __future__ import annotations
 
 import functools
-import heapq
 import ipaddress
 from collections.abc import Iterable
 from typing import Callable, Optional
@@ -32,6 +31,7 @@ from twisted.logger import Logger
 from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
 from skydns.names import WILDCARDS, Callback, Service
 from skydns.patterns import Pattern
+from skydns.registry.expiry import ExpiryQueue
 from skydns.registry.model import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Removal
 from skydns.registry.snapshot import decode_snapshot, encode_snapshot
 
@@ -66,7 +66,7 @@ class Registry:
     _labels: dict[str, tuple[str, ...]] = field(factory=dict, init=False)
     _by_address: dict[str, set[str]] = field(factory=dict, init=False)
     _callbacks: dict[str, dict[str, Callback]] = field(factory=dict, init=False)
-    _leases: list[tuple[float, str]] = field(factory=list, init=False)
+    _leases: ExpiryQueue = field(factory=ExpiryQueue, init=False)
     _listeners: list[Callable[[], None]] = field(factory=list, init=False)
     _change_listeners: list[Callable[[Optional[tuple[Service, ...]]], None]] = field(
         factory=list, init=False
@@ -222,16 +222,7 @@ class Registry:
         return Removal(instance, tuple(callbacks[k] for k in sorted(callbacks)))
 
     def _push_lease(self, instance: Instance) -> None:
-        if instance.service.no_expire:
-            return
-        heapq.heappush(self._leases, (instance.expires, instance.service.uuid.lower()))
-        # Removals and shortening renewals leave stale entries behind;
-        # rebuild before they dominate.
-        if len(self._leases) > 2 * len(self._instances) + 1024:
-            self._leases = [
-                (i.expires, k) for k, i in self._instances.items() if not i.service.no_expire
-            ]
-            heapq.heapify(self._leases)
+        self._leases.push(instance, self._instances)
 
     # -- reads -------------------------------------------------------------------
 
@@ -314,25 +305,7 @@ class Registry:
         Earliest expiry first.  Only the expired part of the lease heap is
         visited, so this is cheap when little has expired.
         """
-        found: list[tuple[float, str]] = []
-        seen: set[str] = set()
-        while self._leases and self._leases[0][0] <= now:
-            expires, key = heapq.heappop(self._leases)
-            instance = self._instances.get(key)
-            if instance is None or instance.service.no_expire or key in seen:
-                continue  # stale: removed, or a duplicate entry
-            if instance.expires > expires:
-                # Renewed since: renewals leave the entry in place (one heap
-                # push per lease period, not per renewal), so move it on.
-                heapq.heappush(self._leases, (instance.expires, key))
-                continue
-            if instance.expires != expires:
-                continue  # an earlier entry (a shortening renewal) stood for it
-            seen.add(key)
-            found.append((expires, key))
-        for entry in found:
-            heapq.heappush(self._leases, entry)
-        return [self._instances[key].service.uuid for _, key in found]
+        return self._leases.due(now, self._instances)
 
     def by_address(self, address: str, now: float) -> list[Instance]:
         """Live instances whose Host is this IP literal (reverse lookups)."""
