@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from twisted.logger import Logger, LogLevel
 
-from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
 from skydns.names import Service
 from skydns.registry import Applied, Outcome, Removal
 
@@ -88,6 +88,12 @@ class RegistryLog:
         elif isinstance(command, Renew):
             _emit(self.log, LogLevel.debug, "renewed {uuid} for {ttl}s: {status}", {
                 "change": "renew", "uuid": command.uuid, "ttl": command.ttl,
+                "status": applied.status.value, "live": live,
+            })  # fmt: skip
+        elif isinstance(command, Drain):
+            _emit(self.log, LogLevel.info, "{verb} {uuid}: {status}", {
+                "change": "drain", "uuid": command.uuid, "drain": command.drain,
+                "verb": "drained" if command.drain else "undrained",
                 "status": applied.status.value, "live": live,
             })  # fmt: skip
         elif isinstance(command, AddCallback):

@@ -26,6 +26,7 @@ from skydns.names import (
     DEFAULT_TTL,
     MAX_LABEL,
     MAX_TTL,
+    PROTOCOLS,
     WILDCARDS,
     Callback,
     Service,
@@ -167,11 +168,6 @@ def parse_service(uuid: str, body: bytes) -> Service:
     ttl = _integer(data, "ttl", "TTL", 1, MAX_TTL)
     priority = _integer(data, "priority", "Priority", 0, 65535)
     weight = _integer(data, "weight", "Weight", 0, 65535)
-    no_expire = data.get("noexpire")
-    if no_expire is None:
-        no_expire = False
-    elif type(no_expire) is not bool:
-        raise ValidationError("NoExpire", "must be true or false")
     return Service(
         uuid=uuid,
         name=name,
@@ -183,8 +179,28 @@ def parse_service(uuid: str, body: bytes) -> Service:
         ttl=DEFAULT_TTL if ttl is None else ttl,
         priority=priority,
         weight=weight,
-        no_expire=no_expire,
+        no_expire=_flag(data, "noexpire", "NoExpire"),
+        protocol=_protocol(data),
+        drain=_flag(data, "drain", "Drain"),
     )
+
+
+def _flag(data: dict[str, Any], key: str, field: str) -> bool:
+    """``data[key]`` (a lower-cased key) as a boolean, False if absent."""
+    value = data.get(key)
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise ValidationError(field, "must be true or false")
+    return value
+
+
+def _protocol(data: dict[str, Any]) -> str:
+    """Protocol: ``tcp`` (the default) or ``udp``, in any case."""
+    value = _string(data, "protocol", "Protocol").lower() or "tcp"
+    if value not in PROTOCOLS:
+        raise ValidationError("Protocol", "must be tcp or udp")
+    return value
 
 
 def parse_callback(uuid: str, body: bytes) -> Callback:
@@ -228,6 +244,20 @@ def parse_ttl(body: bytes) -> int:
     return ttl
 
 
+def parse_patch(body: bytes) -> tuple[Optional[int], Optional[bool]]:
+    """Validate a PATCH body: ``{"TTL": n}`` renews (0 expires the instance
+    now, as SkyDNS 1 did), ``{"Drain": b}`` drains or undrains; either or
+    both.  Returns ``(ttl or None, drain or None)``."""
+    data = _load_object(body)
+    ttl = _integer(data, "ttl", "TTL", 0, MAX_TTL)
+    drain = data.get("drain")
+    if drain is not None and type(drain) is not bool:
+        raise ValidationError("Drain", "must be true or false")
+    if ttl is None and drain is None:
+        raise ValidationError("TTL", "is required (or Drain)")
+    return ttl, drain
+
+
 
 
 # -- the same rules for what the Raft log carries -------------------------------
@@ -260,6 +290,10 @@ def check_service(service: Service) -> None:
             _in_range(field, number, 0, 65535)
     if type(service.no_expire) is not bool:
         raise ValidationError("NoExpire", "must be true or false")
+    if type(service.drain) is not bool:
+        raise ValidationError("Drain", "must be true or false")
+    if service.protocol not in PROTOCOLS:
+        raise ValidationError("Protocol", "must be tcp or udp")
 
 
 def check_callback(callback: Callback) -> None:

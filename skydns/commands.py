@@ -52,6 +52,16 @@ class Renew:
 
 
 @frozen
+class Drain:
+    """Leave an instance out of DNS answers (``drain`` true) or put it back;
+    it stays registered and its lease runs on."""
+
+    uuid: str
+    drain: bool
+    now: float
+
+
+@frozen
 class Expire:
     """Remove the listed instances whose lease has run out at ``now``.
 
@@ -71,7 +81,7 @@ class AddCallback:
     now: float
 
 
-Command = Union[Register, Unregister, Renew, Expire, AddCallback]
+Command = Union[Register, Unregister, Renew, Drain, Expire, AddCallback]
 
 
 #: One encoder for every command (``json.dumps`` with options builds a new one per call).
@@ -96,6 +106,8 @@ def encode(command: Command) -> bytes:
         body = {"op": "unregister", "uuid": command.uuid}
     elif isinstance(command, Renew):
         body = {"op": "renew", "uuid": command.uuid, "ttl": command.ttl}
+    elif isinstance(command, Drain):
+        body = {"op": "drain", "uuid": command.uuid, "drain": command.drain}
     elif isinstance(command, Expire):
         body = {"op": "expire", "uuids": list(command.uuids)}
     elif isinstance(command, AddCallback):
@@ -118,12 +130,13 @@ _FIELDS = {
     "register": {"op", "now", "service"},
     "unregister": {"op", "now", "uuid"},
     "renew": {"op", "now", "uuid", "ttl"},
+    "drain": {"op", "now", "uuid", "drain"},
     "expire": {"op", "now", "uuids"},
     "callback": {"op", "now", "callback"},
 }
 _SERVICE_FIELDS = frozenset(
     {"uuid", "name", "environment", "region", "version", "host", "port", "ttl", "priority",
-     "weight", "no_expire"}
+     "weight", "no_expire", "protocol", "drain"}
 )  # fmt: skip
 _CALLBACK_FIELDS = frozenset(
     {"uuid", "name", "environment", "region", "version", "host", "reply", "port"}
@@ -171,6 +184,11 @@ def decode(data: bytes) -> Command:
             check_uuid(body["uuid"])
             check_ttl(body["ttl"])
             command = Renew(body["uuid"], body["ttl"], now)
+        elif op == "drain":
+            check_uuid(body["uuid"])
+            if type(body["drain"]) is not bool:
+                raise ValueError("drain: not true or false")
+            command = Drain(body["uuid"], body["drain"], now)
         elif op == "expire":
             uuids = body["uuids"]
             if type(uuids) is not list or len(uuids) > MAX_EXPIRE:
@@ -190,10 +208,10 @@ def decode(data: bytes) -> Command:
 def _service(value: Any) -> Service:
     data = _object(value, _SERVICE_FIELDS, "service")
     texts = _strings(data, ("uuid", "name", "environment", "region", "version", "host"))
-    no_expire = data.get("no_expire", False)
     service = Service(
         **texts, port=data["port"], ttl=data["ttl"], priority=data.get("priority"),
-        weight=data.get("weight"), no_expire=no_expire,
+        weight=data.get("weight"), no_expire=data.get("no_expire", False),
+        protocol=data.get("protocol", "tcp"), drain=data.get("drain", False),
     )  # fmt: skip
     check_service(service)
     return service

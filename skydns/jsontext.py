@@ -35,7 +35,8 @@ def service_json(service: Service) -> str:
     if any(n is not None and type(n) is not int for n in numbers):
         return SORTED.encode(service.to_dict())  # not what parsing makes
     parts = [
-        '{"environment":', quote(service.environment),
+        '{"drain":true,"environment":' if service.drain else '{"environment":',
+        quote(service.environment),
         ',"host":', quote(service.host),
         ',"name":', quote(service.name),
         ',"no_expire":true' if service.no_expire else "",
@@ -43,6 +44,8 @@ def service_json(service: Service) -> str:
     ]  # fmt: skip
     if service.priority is not None:
         parts += [',"priority":', str(service.priority)]
+    if service.protocol != "tcp":
+        parts += [',"protocol":', quote(service.protocol)]
     parts += [
         ',"region":', quote(service.region),
         ',"ttl":', str(service.ttl),
@@ -64,7 +67,8 @@ def register_json(now: float, service: Service) -> str | None:
 
 
 #: `instance_json` of an instance with no callbacks whose service has no
-#: priority, weight or NoExpire (``%r`` of a finite float is its JSON).
+#: priority, weight, NoExpire, Drain or Protocol other than tcp (``%r`` of
+#: a finite float is its JSON).
 _PLAIN_INSTANCE = (
     '{"callbacks":[],"expires":%r,"service":{"environment":%s,"host":%s,"name":%s,'
     '"port":%d,"region":%s,"ttl":%d,"uuid":%s,"version":%s}}'
@@ -82,6 +86,8 @@ def instance_json(service: Service, expires: float, callbacks: tuple[Callback, .
         and service.priority is None
         and service.weight is None
         and not service.no_expire
+        and service.protocol == "tcp"
+        and not service.drain
         and math.isfinite(expires)
     ):
         # most instances: one format, a third cheaper than the general path

@@ -27,7 +27,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map
 
-from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
 from skydns.http.kleinbypass import FastRoutes, quick_match, segment_table
 from skydns.registry import Applied
 
@@ -36,6 +36,7 @@ COMMAND_OPS: dict[type, str] = {
     Register: "register",
     Unregister: "unregister",
     Renew: "renew",
+    Drain: "drain",
     Expire: "expire",
     AddCallback: "callback",
 }

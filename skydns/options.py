@@ -12,6 +12,7 @@ from skydns import config
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
 from skydns.logging import parse_log_format, parse_log_level
+from skydns.patterns import ORDERS
 
 DEFAULT_DOMAIN = "skydns.local"
 DEFAULT_DNS = "127.0.0.1:8053"
@@ -140,6 +141,9 @@ class Options(usage.Options):
             "Client networks CIDR,... that may use forwarding; others get REFUSED for "
             "names outside the domain.",
         ],
+        ["names", None, "seed",
+         "Label order of DNS names and ?query= patterns: seed (<host>.<version>.<region>...) "
+         "or skydns1 (SkyDNS 1's <host>.<region>.<version>...)."],
         ["negative-ttl", None, "5",
          "Seconds NXDOMAIN and NODATA answers may be cached (the SOA's MINIMUM and TTL), "
          "0 to 10800."],
@@ -263,6 +267,8 @@ class Options(usage.Options):
             )
         self["max-udp-size"] = _checked("max-udp-size", _udp_size, self["max-udp-size"])
         self["negative-ttl"] = _checked("negative-ttl", _negative_ttl, self["negative-ttl"])
+        if self["names"] not in ORDERS:
+            raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")
         self["max-tcp-connections"] = _checked(
             "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
         )

@@ -36,6 +36,8 @@ def service_json(instance: Instance, now: float) -> dict[str, Any]:
         "Priority": service.priority,
         "Weight": service.weight,
         "NoExpire": service.no_expire,
+        "Protocol": service.protocol,
+        "Drain": service.drain,
         "Expires": None if service.no_expire else rfc3339(instance.expires),
     }
 

@@ -18,6 +18,7 @@ from skydns import config
 from skydns.logging import RootService
 from skydns.names import is_ip
 from skydns.options import TICK_MS, Options
+from skydns.patterns import ORDERS
 
 
 def _nameservers(options: Options) -> list[tuple[str, str]]:
@@ -178,9 +179,9 @@ def makeService(options: Options) -> service.MultiService:
     TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
     dns_address: config.HostPort = options["dns"]
-    authority = SkyDNSAuthority(
-        registry, reactor, options["domain"], _nameservers(options), options["negative-ttl"]
-    )
+    names = ORDERS[options["names"]]
+    authority = SkyDNSAuthority(registry, reactor, options["domain"], _nameservers(options),
+                                options["negative-ttl"], names)  # fmt: skip
     forwarder = None
     if options["upstreams"] is not None:
         cache = ResponseCache(reactor, max_entries=options["cache-size"])
@@ -207,7 +208,7 @@ def makeService(options: Options) -> service.MultiService:
 
     api = make_api(
         cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics,
-        max_instances_per_name=options["max-instances-per-name"],
+        max_instances_per_name=options["max-instances-per-name"], names=names,
     )  # fmt: skip
     site = make_site(
         api.resource(), options["access-log"], options["max-http-connections"], reactor

@@ -13,9 +13,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.cluster import NotLeader
-from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.commands import AddCallback, Command, Drain, Register, Renew, Unregister
 from skydns.http.api import make_api
 from skydns.http.limits import MAX_BODY
+from skydns.patterns import Pattern
 from skydns.raft.node.options import NodeOptions
 from skydns.registry import Applied, Registry
 from skydns.testing import LocalCluster
@@ -274,8 +275,40 @@ class ServiceTests(APITestCase):
 
     def test_patch_bad_body_400(self) -> None:
         self.register("1001")
-        self.assertError(self.call("PATCH", "/skydns/services/1001", {"TTL": 0}), 400, "TTL")
+        self.assertError(self.call("PATCH", "/skydns/services/1001", {"TTL": -1}), 400, "TTL")
         self.assertError(self.call("PATCH", "/skydns/services/1001", {}), 400, "TTL")
+        self.assertError(self.call("PATCH", "/skydns/services/1001", {"Drain": "yes"}), 400,
+                         "Drain")  # fmt: skip
+
+    def test_patch_ttl_zero_expires_now(self) -> None:
+        """A v1 PATCH {"TTL": 0} (skydnsctl update UUID 0) removes the
+        instance now, as its lease running out would: 200 with it, then 404."""
+        self.register("1001")
+        response = self.call("PATCH", "/skydns/services/1001", {"TTL": 0})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.json()["UUID"], "1001")
+        self.assertEqual(self.cluster.proposed[-1], Unregister("1001", START))
+        self.assertEqual(self.call("GET", "/skydns/services/1001").code, 404)
+        self.assertError(self.call("PATCH", "/skydns/services/1001", {"TTL": 0}), 404)
+
+    def test_drain_and_undrain(self) -> None:
+        """{"Drain": true} keeps the instance registered, its lease running,
+        shown with "Drain": true, and out of DNS-side queries; {"Drain":
+        false} puts it back.  With a TTL too, the lease is renewed as well."""
+        self.register("1001")
+        response = self.call("PATCH", "/skydns/services/1001", {"drain": True})
+        self.assertEqual(response.code, 200)
+        self.assertEqual((response.json()["Drain"], response.json()["TTL"]), (True, 10))
+        self.assertEqual(self.cluster.proposed[-1], Drain("1001", True, START))
+        self.assertTrue(self.call("GET", "/skydns/services/1001").json()["Drain"])
+        listed = self.call("GET", "/skydns/services/?query=rails.production").json()
+        self.assertEqual([s["Drain"] for s in listed], [True])
+        self.assertEqual(self.cluster.registry.query(Pattern(), START, drained=False), [])
+        self.clock.advance(5)
+        response = self.call("PATCH", "/skydns/services/1001", {"Drain": False, "TTL": 60})
+        self.assertEqual((response.json()["Drain"], response.json()["TTL"]), (False, 60))
+        self.assertEqual(len(self.cluster.registry.query(Pattern(), START + 5, drained=False)), 1)
+        self.assertError(self.call("PATCH", "/skydns/services/nope", {"Drain": True}), 404)
 
     def test_patch_unknown_404(self) -> None:
         self.assertError(self.call("PATCH", "/skydns/services/nope", {"TTL": 30}), 404)

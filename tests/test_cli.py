@@ -184,6 +184,8 @@ class ServiceCommandTests(CommandTestCase):
             "Port:        8000\n"
             "TTL:         30\n"
             "NoExpire:    false\n"
+            "Protocol:    tcp\n"
+            "Drain:       false\n"
             "Expires:     2026-11-25T06:00:00Z\n"))
 
     def test_get_json_and_consistent(self) -> None:
@@ -542,6 +544,31 @@ class EndToEndTests(unittest.TestCase):
         r = self.cli("get", "e2e-1")
         self.assertEqual(r.returncode, 1)
         self.assertIn("404", r.stderr)
+
+    def test_drain_undrain_and_rfc2782(self) -> None:
+        """drain takes an instance out of DNS (NXDOMAIN), list shows it
+        drained, undrain puts it back; a udp instance answers under _udp."""
+        r = self.cli("register", "e2e-d", "--name", "drainme", "--environment", "production",
+                     "--host", "10.0.0.7", "--port", "53", "--ttl", "60", "--protocol", "udp")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.cli("lookup", "_drainme._udp.production", *self.dns())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"10 100 53 e2e-d\.skydns\.local\.")
+        self.assertEqual(self.cli("lookup", "_drainme._tcp.production", *self.dns()).returncode,
+                         1)  # fmt: skip
+        r = self.cli("drain", "e2e-d")
+        self.assertEqual((r.returncode, r.stdout), (0, "drained e2e-d\n"), r.stderr)
+        r = self.cli("lookup", "drainme.production", *self.dns())
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NXDOMAIN", r.stderr)
+        r = self.cli("list", "drainme.production")
+        self.assertEqual(r.stdout.splitlines()[0].split()[-1], "DNS")
+        self.assertEqual(r.stdout.splitlines()[1].split()[-1], "drained")
+        self.assertTrue(json.loads(self.cli("get", "e2e-d", "--json").stdout)["Drain"])
+        r = self.cli("undrain", "e2e-d")
+        self.assertEqual((r.returncode, r.stdout), (0, "undrained e2e-d\n"), r.stderr)
+        self.assertEqual(self.cli("lookup", "drainme.production", *self.dns()).returncode, 0)
+        self.cli("unregister", "e2e-d")
 
     def test_usage_and_unreachable(self) -> None:
         """Exit 2 for usage errors and 3 when nothing listens at --server."""

@@ -647,6 +647,18 @@ class RealAPITests(SynchronousTestCase):
         self.result(self.client.unregister("web-1"))
         self.failure(self.client.get("web-1"), NotFound)
 
+    def test_drain_and_protocol(self) -> None:
+        """drain/undrain PATCH {"Drain": b} and come back with the instance
+        as it now is; Protocol and Drain round-trip through register."""
+        spec = ServiceSpec(name="dns", environment="production", region="", version="",
+                           host="10.0.0.9", port=53, ttl=30, protocol="udp", drain=True)
+        echoed = self.result(self.client.register("dns-1", spec))
+        self.assertEqual((echoed.protocol, echoed.drain), ("udp", True))
+        self.assertFalse(self.result(self.client.undrain("dns-1")).drain)
+        self.assertTrue(self.result(self.client.drain("dns-1")).drain)
+        self.assertTrue(self.result(self.client.get("dns-1")).drain)
+        self.failure(self.client.drain("nope"), NotFound)
+
     def test_errors(self) -> None:
         """The API's statuses map to the typed errors, with the server's message."""
         self.result(self.client.register("web-1", WEB))

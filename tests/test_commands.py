@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.commands import (
     AddCallback,
     CommandDecodeError,
+    Drain,
     Expire,
     Register,
     Renew,
@@ -42,10 +43,12 @@ class DecodeTests(SynchronousTestCase):
     def test_what_the_api_makes_round_trips(self) -> None:
         service = Service("u1", "rails", "production", "east", "1.0", "10.0.0.1", 8080, 30,
                           priority=5, weight=10, no_expire=True)  # fmt: skip
+        udp = Service("u2", "dns", "", "", "", "10.0.0.2", 53, 30, protocol="udp", drain=True)
         callback = Callback("c1", "rails", "", "*", "", "", "10.0.0.9", 9000)
         for command in (
             Register(service, 1000.5), Unregister("any text.at all", 1.0),
             Renew("u1", 60, 2.0), Expire(("u1", "u2"), 3.0), AddCallback(callback, 4.0),
+            Register(udp, 5.0), Drain("u1", True, 6.0), Drain("u1", False, 7.0),
         ):  # fmt: skip
             self.assertEqual(decode(encode(command)), command)
         self.assertEqual(decode(register()), Register(Service(**SERVICE), 1000.0))
@@ -60,7 +63,10 @@ class DecodeTests(SynchronousTestCase):
             register(ttl=0), register(ttl=2**31), register(priority=-1), register(weight=65536),
             register(host="a b"), register(host="example.com."), register(host=""),
             register(name="two.labels"), register(uuid="x" * 64), register(no_expire=1),
-            register(extra=1), register(name=None),
+            register(extra=1), register(name=None), register(protocol="sctp"),
+            register(protocol="TCP"), register(drain=1), register(drain=None),
+            b'{"now":1.0,"op":"drain","uuid":"u1","drain":"yes"}',
+            b'{"now":1.0,"op":"drain","uuid":"u1"}',
             b'{"now":1.0,"op":"renew","uuid":"u1","ttl":0}',
             b'{"now":1.0,"op":"renew","uuid":"u1","ttl":1e999}',
             b'{"now":1.0,"op":"unregister","uuid":' + json.dumps("x" * 2000).encode() + b"}",

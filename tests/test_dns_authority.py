@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from skydns.commands import Register, Renew, Unregister
+from skydns.commands import Drain, Register, Renew, Unregister
 from skydns.dns.authority import (
     DEFAULT_NEGATIVE_TTL,
     NS_TTL,
@@ -21,10 +21,10 @@ from skydns.dns.authority import (
     QueryRefused,
     SkyDNSAuthority,
     make_resolver,
-    ns_label,
 )
+from skydns.dns.nameservers import ns_label
 from skydns.names import Service
-from skydns.patterns import parse_pattern
+from skydns.patterns import SKYDNS1_ORDER, parse_pattern
 from skydns.registry import Registry
 
 #: Answer, authority, additional (records typed loosely: payloads vary).
@@ -408,9 +408,41 @@ class ApexTests(AuthorityTestCase):
         self.assertEqual(len(additional), 1)
 
     def test_apex_other_types_nodata(self) -> None:
-        """The apex exists: A, SRV and TXT there are NODATA with the SOA."""
-        for qtype in (dns.A, dns.SRV, dns.TXT):
+        """The apex exists: TXT there, and SRV with nothing registered, are
+        NODATA with the SOA."""
+        for qtype in (dns.SRV, dns.TXT):
             self.assert_nodata("skydns.local", qtype)
+
+    def test_apex_srv_lists_every_instance(self) -> None:
+        """SRV at the apex (SkyDNS 1's GetAllServicesDNS, `skydnsctl list
+        -d`) lists every live instance DNS shows, whatever its name and
+        environment, weight floor(100 / n); drained and expired ones not."""
+        self.register("a1", name="rails", environment="production", host="10.0.0.1")
+        self.register("b2", name="web", environment="staging", host="web1.example.com")
+        self.register("c3", name="db", ttl=5, host="10.0.0.3")
+        self.register("d4", name="db", host="10.0.0.4")
+        self.registry.apply(Drain("d4", True, self.clock.seconds()))
+        answers, authority, additional = self.lookup("skydns.local", dns.SRV)
+        self.assertEqual(srv(answers), [
+            (10, 33, 8080, "a1.skydns.local"), (10, 33, 8080, "web1.example.com"),
+            (10, 33, 8080, "c3.skydns.local"),
+        ])  # fmt: skip
+        self.assertTrue(all(r.auth for r in answers))
+        self.assertEqual(authority, [])
+        self.assertEqual([a[0] for a in addresses(additional)],
+                         ["a1.skydns.local", "c3.skydns.local"])  # fmt: skip
+        self.clock.advance(6)
+        answers, _, _ = self.lookup("skydns.local", dns.SRV)
+        self.assertEqual(len(answers), 2)
+
+    def test_apex_addresses_are_the_nameservers(self) -> None:
+        """A and AAAA at the apex give the nodes' addresses (as SkyDNS 1
+        answered), with the NS TTL."""
+        answers, _, _ = self.lookup("skydns.local", dns.A)
+        self.assertEqual(addresses(answers), [("skydns.local", dns.A, "192.0.2.1")])
+        answers, _, _ = self.lookup("skydns.local", dns.AAAA)
+        self.assertEqual(addresses(answers), [("skydns.local", dns.AAAA, "2001:db8::2")])
+        self.assertEqual({r.ttl for r in answers}, {NS_TTL})
 
     def test_ns_label(self) -> None:
         """Node ids become one lower-case label."""
@@ -450,7 +482,8 @@ class NegativeTests(AuthorityTestCase):
         )
         self.assertEqual(len(additional), 2)
         answers, _, _ = self.lookup("skydns.local", dns.ALL_RECORDS)
-        self.assertEqual(sorted(r.type for r in answers), [dns.NS, dns.NS, dns.SOA])
+        self.assertEqual(sorted(r.type for r in answers),
+                         sorted([dns.NS, dns.NS, dns.SOA, dns.SRV, dns.SRV, dns.A, dns.AAAA]))
 
     def test_zone_transfer_refused(self) -> None:
         """AXFR of the domain is refused, not answered or forwarded."""
@@ -595,3 +628,100 @@ class NegativeTTLTests(SynchronousTestCase):
         for bad in ("-1", "10801", "x"):
             with self.subTest(bad=bad), self.assertRaises(usage.UsageError):
                 Options().parseOptions(["--negative-ttl", bad])
+
+
+class DrainTests(AuthorityTestCase):
+    def test_drained_instance_is_in_no_answer(self) -> None:
+        """A drained instance leaves SRV, A and its <uuid> name (NXDOMAIN
+        when it was the only match) and failover; undrained, it is back."""
+        self.register("a1", host="10.0.0.1")
+        self.register("b2", host="10.0.0.2", region="west")
+        now = self.clock.seconds()
+        self.registry.apply(Drain("b2", True, now))
+        answers, _, _ = self.lookup("east.rails.production.skydns.local", dns.SRV)
+        self.assertEqual(srv(answers), [(10, 100, 8080, "a1.skydns.local")])
+        self.assert_nodata("west.rails.production.skydns.local", dns.A)  # a1 by failover
+        self.nxdomain("b2.skydns.local", dns.A)
+        self.registry.apply(Drain("a1", True, now))
+        self.nxdomain("rails.production.skydns.local", dns.SRV)
+        self.registry.apply(Drain("b2", False, now))
+        answers, _, _ = self.lookup("rails.production.skydns.local", dns.A)
+        self.assertEqual(addresses(answers),
+                         [("rails.production.skydns.local", dns.A, "10.0.0.2")])  # fmt: skip
+        answers, _, _ = self.lookup("b2.skydns.local", dns.A)
+        self.assertEqual(len(answers), 1)
+
+
+class RFC2782Tests(AuthorityTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.register("t1", host="10.0.0.1")
+        self.register("t2", host="10.0.0.2", region="west")
+        self.register("u1", host="10.0.0.3", protocol="udp")
+        self.register("w1", host="10.0.0.4", name="web")
+
+    def test_tcp_name_answers_like_the_plain_name_for_tcp_instances(self) -> None:
+        """_rails._tcp.production is rails.production for tcp instances
+        (the default Protocol); udp ones only under _udp."""
+        tcp, _, _ = self.lookup("_rails._tcp.production.skydns.local", dns.SRV)
+        plain, _, _ = self.lookup("rails.production.skydns.local", dns.SRV)
+        self.assertEqual(srv(tcp), [(10, 50, 8080, "t1.skydns.local"),
+                                    (10, 50, 8080, "t2.skydns.local")])  # fmt: skip
+        self.assertEqual(len(plain), 3)
+        udp, _, _ = self.lookup("_rails._udp.production.skydns.local", dns.SRV)
+        self.assertEqual(srv(udp), [(10, 100, 8080, "u1.skydns.local")])
+        self.nxdomain("_web._udp.production.skydns.local")
+
+    def test_with_regions_failover_and_wildcards(self) -> None:
+        """The rest of the name keeps every label rule: an explicit region
+        with failover, wildcards, the service label as a wildcard."""
+        answers, _, _ = self.lookup("_rails._tcp.west.*.production.skydns.local", dns.SRV)
+        self.assertEqual(srv(answers), [(10, 100, 8080, "t2.skydns.local"),
+                                        (20, 100, 8080, "t1.skydns.local")])  # fmt: skip
+        answers, _, _ = self.lookup("_*._tcp.production.skydns.local", dns.SRV)
+        self.assertEqual(len(answers), 3)
+        answers, _, _ = self.lookup("_rails._tcp.skydns.local", dns.A)
+        self.assertEqual(len(answers), 2)
+
+    def test_contradicting_name_is_nxdomain(self) -> None:
+        """_rails._tcp.web.production names two services: nothing matches."""
+        self.nxdomain("_rails._tcp.web.production.skydns.local")
+        self.nxdomain("_rails._sctp.production.skydns.local")
+
+
+class SkyDNS1OrderTests(AuthorityTestCase):
+    """--names skydns1: region left of version, as SkyDNS 1's README and
+    server tests ask."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.authority = SkyDNSAuthority(self.registry, self.clock, "skydns.local",
+                                         self.nameservers, names=SKYDNS1_ORDER)  # fmt: skip
+        for uuid, region, version, host in (("1001", "East", "1.0.0", "web1.site.com"),
+                                            ("1002", "East", "1.0.0", "web2.site.com"),
+                                            ("1003", "West", "1.0.0", "web3.site.com"),
+                                            ("1004", "West", "2.0.0", "web4.site.com")):
+            self.register(uuid, name="TestService", environment="Production", region=region,
+                          version=version, host=host, port=80)  # fmt: skip
+
+    def test_readme_queries(self) -> None:
+        """east.*.testservice.production: east first, the others at
+        priority 20; 1-0-0.testservice.production is a version;
+        east.1-0-0.testservice.production both."""
+        answers, _, _ = self.lookup("east.*.testservice.production.skydns.local", dns.SRV)
+        self.assertEqual(srv(answers), [
+            (10, 50, 80, "web1.site.com"), (10, 50, 80, "web2.site.com"),
+            (20, 50, 80, "web3.site.com"), (20, 50, 80, "web4.site.com"),
+        ])  # fmt: skip
+        answers, _, _ = self.lookup("1-0-0.testservice.production.skydns.local", dns.SRV)
+        self.assertEqual([r[1] for r in srv(answers)], [33, 33, 33])
+        answers, _, _ = self.lookup("east.1-0-0.testservice.production.skydns.local", dns.SRV)
+        self.assertEqual([r[:2] for r in srv(answers)], [(10, 50), (10, 50), (20, 100)])
+        answers, _, _ = self.lookup("west.*.*.production.skydns.local", dns.SRV)
+        self.assertEqual([r[:2] for r in srv(answers)], [(10, 50), (10, 50), (20, 50), (20, 50)])
+
+    def test_seed_order_reads_the_same_names_otherwise(self) -> None:
+        """The same question in the seed order reads east as a version."""
+        seed = SkyDNSAuthority(self.registry, self.clock, "skydns.local", self.nameservers)
+        self.assertRaises(NameNotFound, seed.resolve,
+                          b"east.*.testservice.production.skydns.local", dns.SRV)  # fmt: skip

@@ -21,7 +21,8 @@ services = st.builds(
     uuid=texts, name=texts, environment=texts, region=texts, version=texts, host=texts,
     port=numbers, ttl=st.integers(0, 2**40) | st.floats(allow_nan=False),
     priority=st.none() | numbers, weight=st.none() | st.integers(0, 65535),
-    no_expire=st.booleans(),
+    no_expire=st.booleans(), protocol=st.sampled_from(["tcp", "udp"]) | texts,
+    drain=st.booleans(),
 )  # fmt: skip
 callbacks = st.builds(
     Callback, texts, texts, texts, texts, texts, texts, texts, st.integers(0, 65535)

@@ -12,7 +12,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.bodies import ValidationError, parse_callback, parse_service, parse_ttl
 from skydns.commands import Register, encode
 from skydns.names import DEFAULT_TTL, POSITIONS, Callback, Service, encode_label
-from skydns.patterns import Pattern, PatternError, parse_pattern, parse_query
+from skydns.patterns import (
+    ORDERS,
+    SKYDNS1_ORDER,
+    Pattern,
+    PatternError,
+    parse_pattern,
+    parse_query,
+)
 from skydns.presentation import service_json
 from skydns.registry import Instance
 
@@ -311,6 +318,45 @@ class PatternTests(SynchronousTestCase):
         self.assertEqual(parse_query("skydns.local.", "skydns.local"), Pattern())
         self.assertEqual(parse_query("*", "skydns.local."), Pattern())
 
+    def test_skydns1_order(self) -> None:
+        """In SkyDNS 1's order the region is left of the version; the seed's
+        the other way round; every other position is the same."""
+        self.assertEqual(parse_pattern(["east", "1-0-0", "testservice", "production"],
+                                       SKYDNS1_ORDER),
+                         Pattern(region="east", version="1-0-0", name="testservice",
+                                 environment="production"))  # fmt: skip
+        self.assertEqual(parse_pattern(["1-0-0", "testservice", "production"], SKYDNS1_ORDER),
+                         Pattern(version="1-0-0", name="testservice", environment="production"))
+        self.assertEqual(parse_pattern(["1-0-0", "testservice", "production"]),
+                         Pattern(region="1-0-0", name="testservice", environment="production"))
+        self.assertEqual(parse_query("east.*.*.production", "skydns.local", ORDERS["skydns1"]),
+                         Pattern(region="east", environment="production"))
+        self.assertEqual(ORDERS["seed"], POSITIONS)
+
+    def test_rfc2782_names(self) -> None:
+        """_<name>._<proto>.<rest> is <rest> restricted to that Name and
+        Protocol, in either order; a wildcard service label restricts only
+        the protocol; a contradicting Name or a third protocol is no pattern."""
+        self.assertEqual(parse_pattern(["_Rails", "_TCP", "production"]),
+                         Pattern(name="rails", environment="production", protocol="tcp"))
+        self.assertEqual(parse_pattern(["_rails", "_udp", "east", "*", "*", "production"],
+                                       SKYDNS1_ORDER),
+                         Pattern(region="east", name="rails", environment="production",
+                                 protocol="udp"))  # fmt: skip
+        self.assertEqual(parse_pattern(["_rails", "_tcp", "rails", "production"]),
+                         Pattern(name="rails", environment="production", protocol="tcp"))
+        self.assertEqual(parse_pattern(["_*", "_tcp"]), Pattern(protocol="tcp"))
+        self.assertEqual(parse_pattern(["_rails", "_tcp", "a", "b", "c", "d", "rails", "f"]).uuid,
+                         "a")  # fmt: skip
+        self.assertRaises(PatternError, parse_pattern, ["_rails", "_tcp", "web", "production"])
+        self.assertEqual(parse_pattern(["_rails", "_sctp", "production"]),
+                         Pattern(name="_sctp", region="_rails", environment="production"))
+        self.assertEqual(parse_query("_rails._tcp.production.skydns.local", "skydns.local"),
+                         Pattern(name="rails", environment="production", protocol="tcp"))
+        udp = service(protocol="udp")
+        self.assertTrue(Pattern(name="rails", protocol="udp").matches(udp))
+        self.assertFalse(Pattern(name="rails", protocol="tcp").matches(udp))
+
     def test_query_errors(self) -> None:
         self.assertRaises(PatternError, parse_query, "a.b.c.d.e.f.g", "skydns.local")
         self.assertRaises(PatternError, parse_query, "a..b", "skydns.local")
@@ -383,7 +429,7 @@ class ServiceJSONTests(SynchronousTestCase):
         self.assertEqual(service_json(inst, 969.5), {
             "UUID": "u1", "Name": "rails", "Version": "1.0.1", "Environment": "production",
             "Region": "east", "Host": "web1.example.com", "Port": 8080, "TTL": 30,
-            "Priority": 5, "Weight": None, "NoExpire": False,
+            "Priority": 5, "Weight": None, "NoExpire": False, "Protocol": "tcp", "Drain": False,
             "Expires": "1970-01-01T00:16:40Z",
         })
         self.assertEqual(service_json(inst, 970.5)["TTL"], 29)

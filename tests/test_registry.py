@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from skydns.commands import (
     AddCallback,
     Command,
+    Drain,
     Expire,
     Register,
     Renew,
@@ -109,7 +110,7 @@ class RegisterTests(SynchronousTestCase):
         self.assertIsNotNone(self.registry.get("u1", 129.9))
         self.assertIsNone(self.registry.get("u1", 130.0))
         self.assertEqual(self.registry.query(q("rails.production"), 130.0), [])
-        self.assertFalse(self.registry.exists(q("rails.production"), 130.0))
+        self.assertFalse(bool(self.registry.query(q("rails.production"), 130.0)))
         self.assertEqual(self.registry.regions(130.0), {})
         self.assertEqual(len(self.registry), 1)
 
@@ -271,8 +272,8 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(r.failover(q("rails.production"), 101), [])
 
     def test_exists(self) -> None:
-        self.assertTrue(self.registry.exists(q("pg.production"), 101))
-        self.assertFalse(self.registry.exists(q("pg.staging"), 101))
+        self.assertTrue(bool(self.registry.query(q("pg.production"), 101)))
+        self.assertFalse(bool(self.registry.query(q("pg.staging"), 101)))
 
     def test_counts(self) -> None:
         """Regions and environments count live instances by the value as sent."""
@@ -298,10 +299,66 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(len(found), len([i for i in range(100_000)
                                           if i % 1000 == 42 and i % 7 == 0]))
         self.assertEqual(len(registry._candidates(q("svc42.env0"))), len(found))
-        self.assertFalse(registry.exists(q("svc42.env1000"), 1.0))
+        self.assertFalse(bool(registry.query(q("svc42.env1000"), 1.0)))
         self.assertEqual(registry._candidates(q("svc42.env1000")), [])
         self.assertEqual(len(registry.query(q("x5.*.*.*.*.*"), 1.0)), 1)
         self.assertEqual(registry._candidates(q("x5.*.*.*.*.*")), ["x5"])
+
+
+class DrainTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.registry = Registry()
+        self.registry.apply(Register(service("u1", ttl=30), 100.0))
+        self.registry.apply(Register(service("u2", host="10.0.0.2", ttl=30), 100.0))
+
+    def test_drain_keeps_the_instance_and_its_lease(self) -> None:
+        """A drained instance is still held, found by get and by API-side
+        queries, its lease unchanged; DNS-side reads (drained=False,
+        failover, by_address) leave it out until it is undrained."""
+        before = self.registry.version
+        self.assertEqual(self.registry.apply(Drain("U2", True, 110.0)).status, Outcome.OK)
+        self.assertGreater(self.registry.version, before)
+        held = self.registry.get("u2", 110.0)
+        assert held is not None
+        self.assertTrue(held.service.drain)
+        self.assertEqual(held.expires, 130.0)
+        self.assertEqual(len(self.registry.query(q("rails.production"), 110.0)), 2)
+        self.assertEqual([i.service.uuid for i in
+                          self.registry.query(q("rails.production"), 110.0, drained=False)],
+                         ["u1"])  # fmt: skip
+        self.assertEqual(self.registry.by_address("10.0.0.2", 110.0), [])
+        self.assertEqual(self.registry.failover(q("west.rails.production"), 110.0),
+                         self.registry.query(q("rails.production"), 110.0, drained=False))
+        self.registry.apply(Renew("u2", 60, 120.0))
+        renewed = self.registry.get("u2", 120.0)
+        assert renewed is not None
+        self.assertTrue(renewed.service.drain)  # a renewal keeps the drain
+        self.registry.apply(Drain("u2", False, 121.0))
+        self.assertEqual(len(self.registry.query(q("rails.production"), 121.0, drained=False)),
+                         2)  # fmt: skip
+
+    def test_unknown_expired_and_repeated(self) -> None:
+        """NOT_FOUND for no live instance; draining a drained one is OK and
+        changes nothing."""
+        self.assertEqual(self.registry.apply(Drain("nope", True, 110.0)).status,
+                         Outcome.NOT_FOUND)  # fmt: skip
+        self.assertEqual(self.registry.apply(Drain("u1", True, 131.0)).status,
+                         Outcome.NOT_FOUND)  # fmt: skip
+        self.registry.apply(Drain("u1", True, 110.0))
+        version = self.registry.version
+        self.assertEqual(self.registry.apply(Drain("u1", True, 111.0)).status, Outcome.OK)
+        self.assertEqual(self.registry.version, version)
+
+    def test_snapshot_keeps_drain_and_protocol(self) -> None:
+        self.registry.apply(Register(service("u3", protocol="udp"), 100.0))
+        self.registry.apply(Drain("u1", True, 110.0))
+        restored = Registry.restore(self.registry.snapshot())
+        self.assertEqual(restored, self.registry)
+        held = restored.get("u1", 110.0)
+        assert held is not None
+        self.assertTrue(held.service.drain)
+        self.assertEqual([i.service.uuid for i in restored.query(
+            Pattern(name="rails", protocol="udp"), 110.0)], ["u3"])  # fmt: skip
 
 
 class CallbackTests(SynchronousTestCase):

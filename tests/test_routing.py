@@ -68,7 +68,7 @@ class FastRoutesTests(SynchronousTestCase):
 
     def test_hot_routes_come_from_the_table(self) -> None:
         assert self.routes.table is not None
-        for method, endpoint in (("PUT", "add_service"), ("PATCH", "renew_service"),
+        for method, endpoint in (("PUT", "add_service"), ("PATCH", "patch_service"),
                                  ("GET", "get_service"), ("DELETE", "remove_service")):  # fmt: skip
             found = quick_match(self.routes.table, "/skydns/services/abc", method)
             assert found is not None

@@ -96,6 +96,10 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     p.add_argument("--weight", type=int)
     p.add_argument("--no-expire", action="store_true", default=None,
                    help="never expire (no heartbeat needed)")
+    p.add_argument("--protocol", choices=("tcp", "udp"),
+                   help="the RFC 2782 names (_NAME._PROTO...) it answers under (default tcp)")
+    p.add_argument("--drain", action="store_true", default=None,
+                   help="register it drained: in no DNS answer until `skydns undrain`")
 
     p = command("heartbeat", "renew a registration's lease until interrupted (SIGINT/SIGTERM)")
     p.add_argument("uuid", metavar="UUID")
@@ -106,6 +110,11 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
                    help="unregister the instance when interrupted")
 
     p = command("unregister", "remove a service instance")
+    p.add_argument("uuid", metavar="UUID")
+
+    p = command("drain", "leave an instance out of every DNS answer; it stays registered")
+    p.add_argument("uuid", metavar="UUID")
+    p = command("undrain", "put a drained instance back into DNS answers")
     p.add_argument("uuid", metavar="UUID")
 
     p = command("get", "show one service instance", consistent)

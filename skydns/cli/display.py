@@ -25,10 +25,14 @@ SERVICE_COLUMNS = ("UUID", "NAME", "VERSION", "ENVIRONMENT", "REGION", "HOST", "
 
 
 def format_services(services: Sequence[ServiceInfo]) -> str:
+    """A table; a DNS column (``drained``) only when some instance is drained."""
     ordered = sorted(services, key=lambda s: (s.name, s.environment, s.region, s.uuid))
-    return format_table(SERVICE_COLUMNS, [
-        (s.uuid, s.name, s.version, s.environment, s.region, s.host, s.port, s.ttl)
-        for s in ordered
+    rows = [(s.uuid, s.name, s.version, s.environment, s.region, s.host, s.port, s.ttl)
+            for s in ordered]  # fmt: skip
+    if not any(s.drain for s in ordered):
+        return format_table(SERVICE_COLUMNS, rows)
+    return format_table(SERVICE_COLUMNS + ("DNS",), [
+        (*row, "drained" if s.drain else "") for row, s in zip(rows, ordered, strict=True)
     ])
 
 
@@ -37,6 +41,7 @@ def format_service(s: ServiceInfo) -> str:
               ("Environment", s.environment), ("Region", s.region), ("Host", s.host),
               ("Port", s.port), ("TTL", s.ttl), ("Priority", s.priority),
               ("Weight", s.weight), ("NoExpire", str(s.no_expire).lower()),
+              ("Protocol", s.protocol), ("Drain", str(s.drain).lower()),
               ("Expires", s.expires)]
     fields = [(k, v) for k, v in fields if v is not None]
     width = max(len(k) for k, _ in fields) + 1

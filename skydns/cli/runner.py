@@ -113,7 +113,7 @@ class Runner:
         flags = {"Name": args.name, "Environment": args.environment, "Region": args.region,
                  "Version": args.version, "Host": args.host, "Port": args.port,
                  "TTL": args.ttl, "Priority": args.priority, "Weight": args.weight,
-                 "NoExpire": args.no_expire}
+                 "NoExpire": args.no_expire, "Protocol": args.protocol, "Drain": args.drain}
         present = {k.lower() for k in body}
         for key, value in flags.items():
             if value is not None:
@@ -132,6 +132,16 @@ class Runner:
     async def cmd_unregister(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
         info = await client.unregister(args.uuid)
         self._print_service(args, info, args.uuid, "unregistered")
+        return OK
+
+    async def cmd_drain(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
+        info = await client.drain(args.uuid)
+        self._print_service(args, info, args.uuid, "drained")
+        return OK
+
+    async def cmd_undrain(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
+        info = await client.undrain(args.uuid)
+        self._print_service(args, info, args.uuid, "undrained")
         return OK
 
     async def cmd_get(self, client: SkyDNSClient, args: argparse.Namespace) -> int:

@@ -201,6 +201,17 @@ class SkyDNSClient:
         return self._maybe_service(data, uuid)
 
     @_deferred
+    async def drain(self, uuid: str, drain: bool = True) -> Optional[ServiceInfo]:
+        """Leave the instance out of every DNS answer (``drain=False``: put
+        it back); it stays registered and its lease runs on.  `NotFound` if gone."""
+        data = await self._json("PATCH", self._service_path(uuid), body={"Drain": drain})
+        return self._maybe_service(data, uuid)
+
+    def undrain(self, uuid: str) -> "Deferred[Optional[ServiceInfo]]":
+        """Put a drained instance back into DNS answers."""
+        return self.drain(uuid, False)
+
+    @_deferred
     async def unregister(self, uuid: str) -> Optional[ServiceInfo]:
         """Remove an instance (DELETE).  `NotFound` if absent."""
         return self._maybe_service(await self._json("DELETE", self._service_path(uuid)), uuid)

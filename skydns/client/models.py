@@ -33,6 +33,10 @@ class ServiceSpec:
     priority: Optional[int] = None
     weight: Optional[int] = None
     no_expire: bool = False
+    #: ``tcp`` or ``udp``: the RFC 2782 names (``_name._proto``) it answers under.
+    protocol: str = "tcp"
+    #: Register it drained: out of DNS answers until undrained.
+    drain: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The request body; optional fields are sent only when set."""
@@ -51,6 +55,10 @@ class ServiceSpec:
             body["Weight"] = self.weight
         if self.no_expire:
             body["NoExpire"] = True
+        if self.protocol != "tcp":
+            body["Protocol"] = self.protocol
+        if self.drain:
+            body["Drain"] = True
         return body
 
 
@@ -70,6 +78,9 @@ class ServiceInfo:
     weight: Optional[int] = None
     no_expire: bool = False
     expires: Any = None
+    protocol: str = "tcp"
+    #: Whether it is drained (registered, but in no DNS answer).
+    drain: bool = False
     #: The JSON object exactly as received (``--json`` prints it).
     raw: Mapping[str, Any] = field(factory=dict, eq=False, repr=False)
 
@@ -90,6 +101,8 @@ class ServiceInfo:
             weight=_opt_int(d.get("weight")),
             no_expire=bool(d.get("noexpire", False)),
             expires=d.get("expires"),
+            protocol=str(d.get("protocol") or "tcp"),
+            drain=bool(d.get("drain", False)),
             raw=dict(data),
         )
 

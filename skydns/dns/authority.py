@@ -12,7 +12,10 @@ Choices where SPEC.md is silent:
   environment.  It has SRV (the instance, weight 100) and A or AAAA (when its
   Host is an IP literal); a host-name instance has no address records there.
 - ``ANY`` is answered with every record the name has (SRV, A and AAAA for a
-  service name; SOA and NS at the apex), not with a minimal RFC 8482 reply.
+  service name; SOA, NS, SRV, A and AAAA at the apex), not with a minimal
+  RFC 8482 reply.
+- A drained instance is in no answer: not under its patterns, not at the
+  apex, not at ``<uuid>.<domain>`` (NXDOMAIN when it was the only match).
 - AXFR/IXFR are refused (`QueryRefused`): the zone is not transferable.
 - A name exists (NODATA rather than NXDOMAIN for a missing type) when a
   live instance matches it, or, if it names a region, when instances in
@@ -25,10 +28,8 @@ Choices where SPEC.md is silent:
 
 from __future__ import annotations
 
-import ipaddress
 import operator
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Optional, Union
 
 from twisted.internet import defer
@@ -36,11 +37,11 @@ from twisted.names import common, dns, error, resolve
 from twisted.names.common import ResolverBase
 
 from skydns.clock import Clock
+from skydns.dns.nameservers import NS_TTL, ApexNameservers, Nameservers
 from skydns.dns.records import (
     FAILOVER_PRIORITY,
     Answer,
     address_answer,
-    address_record,
     header,
     srv_answer,
     to_header,
@@ -68,23 +69,13 @@ SOA_EXPIRE = 86400
 DEFAULT_NEGATIVE_TTL = 5
 #: The longest negative-caching TTL accepted (RFC 2308 §5 recommends 1-3 hours).
 MAX_NEGATIVE_TTL = 10800
-#: TTL of the apex NS records and their glue.
-NS_TTL = 300
 
-Nameservers = Sequence[tuple[str, str]]
-
-_NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 #: Parsed names `SkyDNSAuthority._parse` remembers at most.
 _NAMES_SIZE = 16384
 #: `_parse` result for labels that are no pattern.
 _NO_PATTERN: Any = object()
-
-
-def ns_label(node_id: str) -> str:
-    """The DNS label for a node id: lower case, runs of anything but letters,
-    digits and ``-`` become ``-``."""
-    label = _NOT_LABEL.sub("-", node_id.lower()).strip("-")[:63].strip("-")
-    return label or "node"
+#: The pattern every instance matches (SRV at the apex).
+_EVERYTHING = Pattern()
 
 
 class SkyDNSAuthority(ResolverBase):
@@ -101,8 +92,11 @@ class SkyDNSAuthority(ResolverBase):
         domain: str,
         nameservers: Union[Nameservers, Callable[[], Nameservers]] = (),
         negative_ttl: int = DEFAULT_NEGATIVE_TTL,
+        names: tuple[str, ...] = POSITIONS,
     ) -> None:
         ResolverBase.__init__(self)
+        #: The label order names are read in (`skydns.patterns.ORDERS`).
+        self.names = names
         #: The SOA's MINIMUM and TTL: how long NXDOMAIN and NODATA are cached.
         self.negative_ttl = negative_ttl
         self.registry = registry
@@ -110,9 +104,7 @@ class SkyDNSAuthority(ResolverBase):
         self.domain = domain.strip(".").lower()
         self._domain = self.domain.encode("ascii")
         self._suffix = b"." + self._domain
-        self._nameservers = nameservers
-        #: `nameservers()` when they are a fixed list (computed once).
-        self._fixed_servers: Optional[list[tuple[bytes, Any]]] = None
+        self._nameservers = ApexNameservers(nameservers, self._domain)
         #: Names below the apex, parsed (see `_parse`).
         self._names: dict[bytes, tuple[list[str], Any]] = {}
         #: The SOA record for a registry version (with fixed nameservers).
@@ -184,7 +176,7 @@ class SkyDNSAuthority(ResolverBase):
                     return False
                 continue
             again = (
-                registry.query(argument, now)
+                registry.query(argument, now, drained=False)
                 if kind is QUERY
                 else registry.failover(argument, now)
             )
@@ -198,9 +190,10 @@ class SkyDNSAuthority(ResolverBase):
         remembered: the same names are asked for again and again."""
         labels = key[: -len(self._suffix)].decode("ascii", "replace").split(".")
         pattern = _NO_PATTERN
-        if len(labels) <= len(POSITIONS) and all(labels):
+        # (An RFC 2782 name has two labels more than the pattern it asks.)
+        if len(labels) <= len(POSITIONS) + 2 and all(labels):
             try:
-                pattern = parse_pattern(labels)
+                pattern = parse_pattern(labels, self.names)
             except PatternError:
                 pass
         names = self._names
@@ -214,7 +207,7 @@ class SkyDNSAuthority(ResolverBase):
     def soa(self) -> dns.RRHeader:
         """The SOA RR; its serial follows the registry's version."""
         version = self.registry.version
-        if self._soa[0] == version and not callable(self._nameservers):
+        if self._soa[0] == version and not self._nameservers.changing:
             return header(self._domain, self._soa[1], self.negative_ttl)
         servers = self.nameservers()
         primary = servers[0][0] if servers else b"ns.dns." + self._domain
@@ -232,32 +225,29 @@ class SkyDNSAuthority(ResolverBase):
         return header(self._domain, record, self.negative_ttl)
 
     def nameservers(self, work: Optional[Work] = None) -> list[tuple[bytes, Any]]:
-        """``(name, glue record or None)`` for each configured nameserver."""
-        configured = self._nameservers
-        if self._fixed_servers is not None:
-            return list(self._fixed_servers)
-        if callable(configured):
-            # The list may change without a registry change: answers built
-            # from it are kept a second at most.
-            if work is not None:
-                work.changes_by(self.clock.seconds() + 1.0)
-            pairs = configured()
-        else:
-            pairs = configured
-        servers = []
-        seen = set()
-        for node_id, ip in pairs:
-            name = f"{ns_label(node_id)}.ns.dns.".encode("ascii") + self._domain
-            if name in seen:
-                continue
-            seen.add(name)
-            servers.append((name, _glue(ip)))
-        if not callable(configured):
-            self._fixed_servers = list(servers)
-        return servers
+        """``(name, glue record or None)`` for each configured nameserver;
+        answers built from a list that may change are kept a second at most."""
+        if work is not None and self._nameservers.changing:
+            work.changes_by(self.clock.seconds() + 1.0)
+        return self._nameservers.pairs()
 
     def _apex(self, name: bytes, qtype: int, work: Work) -> Answer:
+        """SOA and NS; SRV lists every instance DNS shows (SkyDNS 1's
+        ``GetAllServicesDNS``); A and AAAA are the nameservers' addresses
+        (the cluster's nodes, as SkyDNS 1 answered)."""
         found = Answer()
+        every = qtype == dns.ALL_RECORDS
+        if qtype == dns.SRV or every:
+            matches = self.registry.query(_EVERYTHING, work.now, drained=False)
+            work.uses(matches)
+            found += srv_answer(name, matches, work.now, self._domain)
+        if qtype in (dns.A, dns.AAAA) or every:
+            addresses = [
+                header(name, glue, NS_TTL)
+                for _, glue in self.nameservers(work)
+                if glue is not None and (every or glue.TYPE == qtype)
+            ]
+            found += Answer(tuple(addresses))
         if qtype in (dns.SOA, dns.ALL_RECORDS):
             soa = self.soa()
             found += Answer((header(name, soa.payload, self.negative_ttl),))
@@ -299,7 +289,7 @@ class SkyDNSAuthority(ResolverBase):
         if len(labels) == 1:
             instance = self.registry.get(labels[0], now)
             work.reads.append((GET, labels[0], instance))
-            if instance is not None:
+            if instance is not None and not instance.service.drain:
                 work.uses((instance,))
                 return self._instance(name, instance, qtype, now)
         found = self._service(name, pattern, qtype, work) if pattern is not _NO_PATTERN else None
@@ -325,7 +315,7 @@ class SkyDNSAuthority(ResolverBase):
         None when nothing matches (NXDOMAIN)."""
         registry = self.registry
         now = work.now
-        matches = registry.query(pattern, now)
+        matches = registry.query(pattern, now, drained=False)
         work.reads.append((QUERY, pattern, matches))
         work.uses(matches)
         every = qtype == dns.ALL_RECORDS
@@ -354,19 +344,6 @@ class SkyDNSAuthority(ResolverBase):
         work.reads.append((FAILOVER, pattern, others))
         work.uses(others)
         return bool(others)
-
-
-def _glue(ip: str) -> Any:
-    """The A/AAAA glue for a nameserver address; None for a wildcard bind
-    address (0.0.0.0, ::) or something that is not an IP literal."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if address.is_unspecified:
-        return None
-    record = address_record(str(address), NS_TTL)
-    return record
 
 
 def make_resolver(

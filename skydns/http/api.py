@@ -20,29 +20,31 @@ from klein import Klein
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from skydns.bodies import MAX_UUID_KEY, ValidationError, parse_callback, parse_service, parse_ttl
+from skydns.bodies import MAX_UUID_KEY, ValidationError, parse_callback, parse_patch, parse_service
 from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
-from skydns.commands import AddCallback, Command, Register, Renew, Unregister
+from skydns.commands import AddCallback, Command, Drain, Register, Renew, Unregister
 from skydns.http.guard import check_secret, guarded
 from skydns.http.kleinbypass import APIResource, FastRoutes
 from skydns.http.limits import MAX_BODY
 from skydns.http.listing import page, page_arguments, render_list
 from skydns.http.members import change_member, parse_add
-from skydns.http.responses import RETRY_AFTER, APIError, proposal_failed, render_json
+from skydns.http.responses import (
+    RETRY_AFTER,
+    APIError,
+    proposal_failed,
+    render_error,
+    render_json,
+)
 from skydns.metrics import MeteredResource
-from skydns.names import Service
+from skydns.names import POSITIONS, Service
 from skydns.patterns import Pattern, PatternError, parse_query
 from skydns.presentation import callback_json, not_ready_reason, service_json
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Registry
-
-log = Logger()
 
 #: Seconds a consistent read or a membership change may wait for the cluster
 #: before the client gets 503.  A write waits as long as the cluster lets
@@ -91,6 +93,7 @@ class API:
     metrics: Optional[MetricsRenderer] = None
     propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT
     max_instances_per_name: int = MAX_INSTANCES_PER_NAME
+    names: tuple[str, ...] = POSITIONS
     _secret_bytes: Optional[bytes] = field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -214,20 +217,39 @@ class API:
 
     @app.route("/skydns/services/<uuid>", methods=["PATCH"])
     @guarded
-    def renew_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
+    def patch_service(self, request: Request, uuid: str) -> "Deferred[bytes]":
+        """Renew (``TTL``), drain or undrain (``Drain``); ``TTL`` 0 expires
+        the instance now, as SkyDNS 1 did (its callbacks fire)."""
         self._known_length(uuid)
         body = self._body(request)
         try:
-            ttl = parse_ttl(body)
+            ttl, drain = parse_patch(body)
         except ValidationError as e:
             raise APIError(400, str(e), field=e.field) from e
         now = self._now()
-        return self._propose(Renew(uuid, ttl, now)).addCallback(self._renewed, request, uuid, now)
+        if ttl == 0:
+            d = self._propose(Unregister(uuid, now))
+            return d.addCallback(self._removed, request, uuid, now)
+        if drain is None:  # a heartbeat: one proposal, chained
+            d = self._propose(Renew(uuid, cast(int, ttl), now))
+            return d.addCallback(self._renewed, request, uuid, now)
+        return defer.ensureDeferred(self._drain(request, uuid, ttl, drain, now))
 
     def _renewed(self, applied: Applied, request: Request, uuid: str, now: float) -> bytes:
+        self._found(applied, uuid)
+        return render_json(request, 200, self._instance_json(uuid, now))
+
+    async def _drain(self, request: Request, uuid: str, ttl: Optional[int], drain: bool,
+                     now: float) -> bytes:  # fmt: skip
+        if ttl is not None:
+            self._found(await self._propose(Renew(uuid, ttl, now)), uuid)
+        self._found(await self._propose(Drain(uuid, drain, now)), uuid)
+        return render_json(request, 200, self._instance_json(uuid, now))
+
+    @staticmethod
+    def _found(applied: Applied, uuid: str) -> None:
         if applied.status is Outcome.NOT_FOUND:
             raise APIError(404, f"service {uuid} not found")
-        return render_json(request, 200, self._instance_json(uuid, now))
 
     @app.route("/skydns/services/<uuid>", methods=["DELETE"])
     @guarded
@@ -261,7 +283,7 @@ class API:
             pattern = Pattern()
         else:
             try:
-                pattern = parse_query(query, self.domain)
+                pattern = parse_query(query, self.domain, self.names)
             except PatternError as e:
                 raise APIError(400, f"query: {e}", field="query") from e
         limit, after = page_arguments(self._arg(request, b"limit"), self._arg(request, b"after"))
@@ -349,33 +371,7 @@ class API:
 
     @app.handle_errors(Exception)
     def _error(self, request: Any, failure: Failure) -> bytes:
-        error = failure.value
-        if isinstance(error, HTTPException):
-            # Routing failures (unknown path, wrong method).  Under /skydns/
-            # the secret still comes first, so the routes stay private.
-            try:
-                if request.path == b"/skydns" or request.path.startswith(b"/skydns/"):
-                    self.authorize(request)
-            except APIError as auth_error:
-                error = auth_error
-            else:
-                headers = {}
-                if isinstance(error, MethodNotAllowed) and error.valid_methods:
-                    headers[b"Allow"] = ", ".join(error.valid_methods).encode("ascii")
-                code = error.code or 500
-                message = (error.name or "error").lower()
-                error = APIError(code, message, headers)
-        if not isinstance(error, APIError):
-            log.failure(
-                "Unhandled error serving {method} {path}",
-                failure,
-                method=request.method,
-                path=request.path,
-            )
-            error = APIError(500, "internal server error")
-        for name, value in error.headers.items():
-            request.setHeader(name, value)
-        return render_json(request, error.code, {"error": error.message, **error.extra})
+        return render_error(request, failure, self.authorize)
 
 
 def make_api(
@@ -386,6 +382,9 @@ def make_api(
     metrics: Optional[MetricsRenderer] = None,
     propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT,
     max_instances_per_name: int = MAX_INSTANCES_PER_NAME,
+    names: tuple[str, ...] = POSITIONS,
 ) -> API:
-    """Build the HTTP API; serve ``make_api(...).resource()``."""
-    return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name)
+    """Build the HTTP API; serve ``make_api(...).resource()``.  ``names`` is
+    the label order ``?query=`` patterns are read in (`skydns.patterns.ORDERS`)."""
+    return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name,
+               names)  # fmt: skip

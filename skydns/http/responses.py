@@ -5,11 +5,13 @@ cluster could not take."""
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from skydns.bodies import ValidationError
 from skydns.cluster import NotLeader
@@ -72,3 +74,38 @@ def proposal_failed(failure: Failure) -> NoReturn:
     ) from error
 
 
+
+
+log = Logger()
+
+
+def render_error(request: Any, failure: Failure, authorize: Callable[[Any], None]) -> bytes:
+    """The JSON answer to a request that failed with ``failure``: an
+    `APIError` as it says, a routing failure (unknown path, wrong method)
+    as its status, anything else a logged 500.  Under ``/skydns/`` the
+    secret (``authorize``) still comes first, so the routes stay private."""
+    error = failure.value
+    if isinstance(error, HTTPException):
+        try:
+            if request.path == b"/skydns" or request.path.startswith(b"/skydns/"):
+                authorize(request)
+        except APIError as auth_error:
+            error = auth_error
+        else:
+            headers = {}
+            if isinstance(error, MethodNotAllowed) and error.valid_methods:
+                headers[b"Allow"] = ", ".join(error.valid_methods).encode("ascii")
+            code = error.code or 500
+            message = (error.name or "error").lower()
+            error = APIError(code, message, headers)
+    if not isinstance(error, APIError):
+        log.failure(
+            "Unhandled error serving {method} {path}",
+            failure,
+            method=request.method,
+            path=request.path,
+        )
+        error = APIError(500, "internal server error")
+    for name, value in error.headers.items():
+        request.setHeader(name, value)
+    return render_json(request, error.code, {"error": error.message, **error.extra})

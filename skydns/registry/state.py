@@ -16,6 +16,8 @@ Semantics where SPEC.md is silent:
 - Unregister of an expired-but-not-yet-removed UUID removes it (its callbacks
   fire) but answers ``not_found``, as GET already does.
 - Renew sets the lease to ``now + ttl`` and the instance's TTL to ``ttl``.
+- Drain keeps the lease as it is; draining a drained instance is OK and no
+  change.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Callable, Optional
 from attrs import define, evolve, field
 from twisted.logger import Logger
 
-from skydns.commands import AddCallback, Command, Expire, Register, Renew, Unregister
+from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
 from skydns.names import WILDCARDS, Callback, Service
 from skydns.patterns import Pattern
 from skydns.registry.expiry import ExpiryQueue
@@ -85,6 +87,8 @@ class Registry:
             result = self._unregister(command.uuid, command.now)
         elif isinstance(command, Renew):
             result = self._renew(command.uuid, command.ttl, command.now)
+        elif isinstance(command, Drain):
+            result = self._drain(command.uuid, command.drain, command.now)
         elif isinstance(command, Expire):
             result = self._expire(command.uuids, command.now)
         elif isinstance(command, AddCallback):
@@ -157,6 +161,17 @@ class Registry:
         # else the instance's entry in the lease heap is due no later than
         # its lease now ends; `expired` moves it on when it comes up.
         self._changed((instance.service, renewed.service))
+        return Applied(Outcome.OK)
+
+    def _drain(self, uuid: str, drain: bool, now: float) -> Applied:
+        key = uuid.lower()
+        instance = self._instances.get(key)
+        if instance is None or not instance.alive(now):
+            return Applied(Outcome.NOT_FOUND)
+        if instance.service.drain is not drain:
+            changed = Instance(evolve(instance.service, drain=drain), instance.expires)
+            self._instances[key] = changed
+            self._changed((instance.service, changed.service))
         return Applied(Outcome.OK)
 
     def _expire(self, uuids: Iterable[str], now: float) -> Applied:
@@ -251,22 +266,30 @@ class Registry:
             self._order = sorted(self._instances)
         return self._order
 
-    def _matching(self, pattern: Pattern, now: float) -> Iterable[Instance]:
+    def _matching(self, pattern: Pattern, now: float, drained: bool) -> Iterable[Instance]:
         fixed = [(i, want) for i, want in enumerate(pattern.labels()) if want is not None]
+        protocol = pattern.protocol
         for key in self._candidates(pattern):
             labels = self._labels[key]
             if all(labels[i] == want for i, want in fixed):
                 instance = self._instances[key]
-                if instance.alive(now):
+                service = instance.service
+                if (
+                    instance.alive(now)
+                    and (drained or not service.drain)
+                    and (protocol is None or protocol == service.protocol)
+                ):
                     yield instance
 
-    def query(self, pattern: Pattern, now: float) -> list[Instance]:
-        """Live instances matching ``pattern``, in a stable order (by UUID)."""
-        return list(self._matching(pattern, now))
+    def query(self, pattern: Pattern, now: float, drained: bool = True) -> list[Instance]:
+        """Live instances matching ``pattern``, in a stable order (by UUID);
+        drained ones only with ``drained`` (the API shows them, DNS not)."""
+        return list(self._matching(pattern, now, drained))
 
     def failover(self, pattern: Pattern, now: float) -> list[Instance]:
-        """Live instances matching ``pattern`` in every position but region,
-        and not in ``pattern.region`` (SRV region failover, priority 20).
+        """Live instances, not drained, matching ``pattern`` in every
+        position but region, and not in ``pattern.region`` (SRV region
+        failover, priority 20).
 
         Empty when the pattern does not name a region.
         """
@@ -274,13 +297,9 @@ class Registry:
             return []
         return [
             instance
-            for instance in self._matching(pattern.without_region(), now)
+            for instance in self._matching(pattern.without_region(), now, False)
             if self._labels[instance.service.uuid.lower()][3] != pattern.region
         ]
-
-    def exists(self, pattern: Pattern, now: float) -> bool:
-        """Whether any live instance matches (NXDOMAIN vs NODATA)."""
-        return any(True for _ in self._matching(pattern, now))
 
     def _count(self, now: float, attribute: str) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -308,12 +327,13 @@ class Registry:
         return self._leases.due(now, self._instances)
 
     def by_address(self, address: str, now: float) -> list[Instance]:
-        """Live instances whose Host is this IP literal (reverse lookups)."""
+        """Live instances, not drained, whose Host is this IP literal
+        (reverse lookups)."""
         key = _address_key(address)
         if key is None:
             return []
         instances = (self._instances[k] for k in sorted(self._by_address.get(key, ())))
-        return [instance for instance in instances if instance.alive(now)]
+        return [i for i in instances if i.alive(now) and not i.service.drain]
 
     def count_named(self, service: Service, exclude: str = "") -> int:
         """Instances held under ``service``'s (environment, name), expired
