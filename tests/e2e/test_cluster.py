@@ -43,6 +43,11 @@ def a_records(node: SkyDNSProcess, name: str) -> list[str]:
     return [r.address for rrset in answer.answer for r in rrset]
 
 
+def srv_targets(node: SkyDNSProcess, name: str) -> list[str]:
+    answer = dns_query(name, "SRV", node.dns_port, timeout=1.0)
+    return [r.target.to_text() for rrset in answer.answer for r in rrset]
+
+
 class _Callbacks(BaseHTTPRequestHandler):
     received: list[tuple[str, bytes]] = []
 
@@ -120,6 +125,24 @@ class ClusterTests(SynchronousTestCase):
         self.assertEqual(roles, ["follower", "follower", "leader"])
         code, body = http("GET", f"{follower.url}/skydns/services/c001?consistent=true")
         self.assertEqual(code, 200, body)
+        self.drain_everywhere(nodes, follower)
+
+    def drain_everywhere(self, nodes: list[SkyDNSProcess], follower: SkyDNSProcess) -> None:
+        """A drain sent to a follower is a replicated change: c001 leaves
+        SRV and A on every node, while GET shows it with "Drain": true;
+        undrained, it is back everywhere (RFC 2782 name included)."""
+        code, body = http("PATCH", f"{follower.url}/skydns/services/c001", {"Drain": True})
+        self.assertEqual((code, body["Drain"]), (200, True), body)
+        for node in nodes:
+            wait_until(lambda n=node: not a_records(n, "c001.skydns.local")
+                       and not srv_targets(n, "rails.production.skydns.local"),
+                       f"c001 drained on {node.node_id}")  # fmt: skip
+            code, body = http("GET", f"{node.url}/skydns/services/c001", timeout=2.0)
+            self.assertEqual((code, body["Drain"]), (200, True), body)
+        http("PATCH", f"{follower.url}/skydns/services/c001", {"Drain": False})
+        for node in nodes:
+            wait_until(lambda n=node: srv_targets(n, "_rails._tcp.production.skydns.local")
+                       == ["c001.skydns.local."], f"c001 undrained on {node.node_id}")
 
     def test_leader_killed_while_clients_write(self) -> None:
         """kill -9 the leader while a client keeps registering through a
