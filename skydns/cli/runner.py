@@ -135,14 +135,12 @@ class Runner:
         return OK
 
     async def cmd_drain(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        info = await client.drain(args.uuid)
-        self._print_service(args, info, args.uuid, "drained")
+        """``drain`` and ``undrain``."""
+        info = await client.drain(args.uuid, args.command == "drain")
+        self._print_service(args, info, args.uuid, args.command + "ed")
         return OK
 
-    async def cmd_undrain(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        info = await client.undrain(args.uuid)
-        self._print_service(args, info, args.uuid, "undrained")
-        return OK
+    cmd_undrain = cmd_drain
 
     async def cmd_get(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
         info = await client.get(args.uuid, consistent=args.consistent)
