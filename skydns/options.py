@@ -42,10 +42,8 @@ def _check_endpoint(description: str) -> str:
         kind, args, kwargs = parse_server(description, None)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{description!r} is not an endpoint description ({e})") from None
-    if (
-        _kind(kind) in ("tcp", "tcp6")
-        and (not args or not str(args[0]).isdigit())
-    ):  # fmt: skip
+    port = args[0] if args else kwargs.get("port")
+    if _kind(kind) in ("tcp", "tcp6") and not str(port).isdigit():
         raise ValueError(f"{description!r}: a tcp endpoint needs a port number")
     return description
 

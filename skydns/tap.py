@@ -101,6 +101,26 @@ def _rotate_on_sigusr1(observer: Any, reactor: Any) -> None:
         signal.signal(signal.SIGUSR1, rotate)
 
 
+def hand_over(path: str, twistd: Any) -> None:
+    """Give the data dir, and all in it, to the user twistd will switch to
+    (``-u``/``-g``): it was opened, and maybe created, while still root,
+    and the node must go on writing there (snapshots, new segments) after
+    privileges are dropped."""
+    uid = None if twistd is None else twistd.get("uid")
+    gid = None if twistd is None else twistd.get("gid")
+    if os.getuid() != 0 or (uid is None and gid is None):
+        return
+    if uid is not None and gid is None:
+        import pwd
+
+        gid = pwd.getpwuid(uid).pw_gid
+    owner, group = -1 if uid is None else uid, -1 if gid is None else gid
+    os.chown(path, owner, group)
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(top, name), owner, group, follow_symlinks=False)
+
+
 def makeService(options: Options) -> service.MultiService:
     """Build the whole node: registry, cluster, DNS, HTTP API and timers."""
     import treq
@@ -170,6 +190,7 @@ def makeService(options: Options) -> service.MultiService:
         # Before logging starts: this goes to stderr, and twistd exits 1.
         where = "" if "data dir" in str(e) else f"data dir {options['data-dir']}: "
         raise SystemExit(f"skydns: cannot start: {where}{e}") from None
+    hand_over(options["data-dir"], options.parent)
     node.setServiceParent(top)
 
     cluster.add_apply_listener(metrics.on_applied)

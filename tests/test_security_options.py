@@ -90,6 +90,10 @@ class RaftPortOptionTests(SynchronousTestCase):
     def test_endpoints_from_plugins_are_accepted(self) -> None:
         """``tcp6:`` and ``systemd:`` endpoints parse (issue 20: they crashed)."""
         self.assertEqual(parse("--http", "tcp6:8080")["http"], "tcp6:8080")
+        keyword = r"tcp6:port=8080:interface=\:\:1"
+        self.assertEqual(parse("--http", keyword)["http"], keyword)
+        self.assertEqual(parse("--http", "tcp:port=8080")["http"], "tcp:port=8080")
+        self.assertRaises(usage.UsageError, parse, "--http", "tcp:interface=127.0.0.1")
         described = "systemd:domain=INET:index=0"
         self.assertEqual(parse("--http", described)["http"], described)
 
