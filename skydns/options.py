@@ -4,7 +4,7 @@ so that a bad value is one clean line at start-up (SPEC.md §4)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.python import usage
 
@@ -217,6 +217,17 @@ class Options(usage.Options):
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
     ]
+
+    def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
+        """Under twistd a bad option stops the start with one line (twistd
+        would print the whole --help before it); elsewhere `UsageError`."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(f"twistd skydns: {e} (twistd skydns --help lists the options)"
+                             ) from None  # fmt: skip
 
     def postOptions(self) -> None:
         self["domain"] = _checked("domain", config.check_domain, self["domain"])

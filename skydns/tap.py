@@ -69,7 +69,21 @@ class _Node(RootService):
     def refuse_start(self, reason: str) -> NoReturn:
         sys.stderr.write(f"skydns: {reason}\n")
         self.tell_parent(reason)
+        self._remove_pidfile()
         raise SystemExit(1)
+
+    def _remove_pidfile(self) -> None:
+        """twistd removes its pidfile only when the reactor shuts down; a
+        start refused before that would leave a stale one behind."""
+        path = None if self._twistd is None else self._twistd.get("pidfile")
+        if not path:
+            return
+        try:
+            with open(path) as f:
+                if int(f.read().strip()) == os.getpid():
+                    os.remove(path)
+        except (OSError, ValueError):
+            pass
 
     def tell_parent(self, reason: str) -> None:
         """While starting as a daemon: send ``reason`` to twistd's waiting

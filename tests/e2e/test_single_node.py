@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -211,13 +212,15 @@ class CommandLineTests(SynchronousTestCase):
         """A bad --dns value stops twistd with a message naming the option."""
         result = self.twistd("-n", "--pidfile=", "skydns", "--dns", "nonsense")
         self.assertNotEqual(result.returncode, 0)
-        self.assertIn("--dns", result.stdout + result.stderr)
+        self.assertEqual((result.stdout + result.stderr).strip().splitlines(), [
+            "twistd skydns: --dns: 'nonsense': expected HOST:PORT "
+            "(twistd skydns --help lists the options)"])  # fmt: skip
 
 
 class BusyPortTests(SynchronousTestCase):
     def test_busy_http_port_stops_start_with_one_line(self) -> None:
         """A port already taken stops twistd (non-zero) with a line naming the
-        address, not a traceback."""
+        address, not a traceback, and leaves no twistd.pid behind."""
         import socket
 
         holder = socket.socket()
@@ -227,12 +230,17 @@ class BusyPortTests(SynchronousTestCase):
         port = holder.getsockname()[1]
         node = SkyDNSProcess(extra_args=["--http", f"tcp:{port}:interface=127.0.0.1"])
         self.addCleanup(node.cleanup)
+        pidfile = os.path.join(node.data_dir, "twistd.pid")
+        args = node.args()
+        args[args.index("--pidfile=")] = f"--pidfile={pidfile}"
+        node.args = lambda: args  # type: ignore[method-assign]
         node.start(wait=False)
         assert node.process is not None
         self.assertNotEqual(node.process.wait(30), 0)
         log = node.log()
         self.assertIn(f"cannot listen on 127.0.0.1:{port}", log)
         self.assertNotIn("Traceback", log)
+        self.assertFalse(os.path.exists(pidfile))
 
     def test_daemon_with_a_busy_port_exits_and_says_why(self) -> None:
         """Without -n, twistd's first process waits for the forked daemon to
