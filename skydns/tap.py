@@ -244,6 +244,7 @@ def makeService(options: Options) -> service.MultiService:
     api = make_api(
         cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics,
         max_instances_per_name=options["max-instances-per-name"], names=names,
+        dns_address=str(dns_address),
     )  # fmt: skip
     site = make_site(
         api.resource(), options["access-log"], options["max-http-connections"], reactor

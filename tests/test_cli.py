@@ -201,15 +201,17 @@ class ServiceCommandTests(CommandTestCase):
         self.assertIn("404", self.err.getvalue())
 
     def test_list_table(self) -> None:
-        """list prints an aligned table sorted by name, environment, region, UUID."""
+        """list prints an aligned table sorted by name, environment, region,
+        UUID; a NoExpire instance's TTL is "never" (not the TTL it carries)."""
         self.register_web("web-2")
         self.register_web("web-10")
         self.server.services["web-10"]["Host"] = "web10.example.com"
+        self.server.services["web-2"].update(NoExpire=True, TTL=3600)
         self.assertEqual(self.run_cli("list", "web.production"), 0)
         self.assertEqual(self.out.getvalue(), (
             "UUID    NAME  VERSION  ENVIRONMENT  REGION  HOST               PORT  TTL\n"
             "web-10  web   1.0.1    production   east    web10.example.com  8000  30\n"
-            "web-2   web   1.0.1    production   east    10.0.0.5           8000  30\n"))
+            "web-2   web   1.0.1    production   east    10.0.0.5           8000  never\n"))
         self.assertEqual(self.server.requests[-1][2], {b"query": [b"web.production"]})
 
     def test_list_json(self) -> None:
@@ -315,6 +317,20 @@ class LookupTests(CommandTestCase):
             "additional:\n"
             "NAME                 TTL  TYPE  DATA\n"
             "web-1.skydns.local.  30   A     10.0.0.5\n"))
+
+    def test_lookup_asks_where_the_server_answers_dns(self) -> None:
+        """Without --dns, lookup asks the --server node for its DNS address
+        (on every interface: the server's host); with none reported, the
+        server's host at 8053."""
+        self.server.dns = "0.0.0.0:9053"
+        self.assertEqual(self.run_cli("lookup", "web", "--server", "http://127.0.0.2:8080"), 0)
+        self.assertEqual(self.resolve.asked[-1][:2], ("127.0.0.2", 9053))
+        self.server.dns = "[::1]:53"
+        self.assertEqual(self.run_cli("lookup", "web"), 0)
+        self.assertEqual(self.resolve.asked[-1][:2], ("::1", 53))
+        self.server.dns = None
+        self.assertEqual(self.run_cli("lookup", "web", "--server", "http://127.0.0.3:80"), 0)
+        self.assertEqual(self.resolve.asked[-1][:2], ("127.0.0.3", 8053))
 
     def test_lookup_options(self) -> None:
         """--dns, --domain and TYPE (any case) choose where and what to ask."""
@@ -532,6 +548,11 @@ class EndToEndTests(unittest.TestCase):
             r = self.cli("lookup", "nothing.production", *self.dns(), "--resolver", resolver)
             self.assertEqual(r.returncode, 1, resolver)
             self.assertIn("NXDOMAIN", r.stderr)
+
+        # Without --dns, lookup asks the node SKYDNS_SERVER names where it answers DNS.
+        r = self.cli("lookup", "web.production", "--timeout", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("10 100 8000 e2e-1.skydns.local.", r.stdout)
 
         r = self.cli("regions", "--json")
         self.assertEqual((r.returncode, json.loads(r.stdout).get("east")), (0, 1))

@@ -62,6 +62,8 @@ class FakeSkyDNS:
         self.services: dict[str, dict[str, Any]] = {}
         self.callbacks: dict[str, dict[str, Any]] = {}
         self.members = {"n1": "127.0.0.1:7070"}
+        #: The DNS address the status reports (None: the field is absent).
+        self.dns: Optional[str] = None
         self.is_ready = True
         #: (method, path, query args, Authorization header, JSON body) per request.
         self.requests: list[tuple[str, str, dict[bytes, list[bytes]], Optional[bytes], Any]] = []
@@ -188,8 +190,11 @@ class FakeSkyDNS:
             {"id": k, "address": v, "role": "leader" if k == "n1" else "follower"}
             for k, v in sorted(self.members.items())
         ]
-        return _json(request, {"id": "n1", "leader": "n1", "term": 3, "commit_index": 7,
-                               "applied_index": 6, "members": members})
+        status = {"id": "n1", "leader": "n1", "term": 3, "commit_index": 7,
+                  "applied_index": 6, "members": members}  # fmt: skip
+        if self.dns is not None:
+            status["dns"] = self.dns
+        return _json(request, status)
 
     @app.route("/skydns/cluster/members", methods=["POST"])
     def join(self, request: Request) -> bytes:

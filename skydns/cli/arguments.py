@@ -8,7 +8,6 @@ import sys
 from typing import IO, Any, Mapping, NoReturn, Optional
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-DEFAULT_DNS = "127.0.0.1:8053"
 DEFAULT_DOMAIN = "skydns.local"
 LOOKUP_TYPES = ("SRV", "A", "AAAA", "ANY", "SOA", "NS", "TXT", "CNAME", "PTR", "MX")
 
@@ -130,8 +129,9 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
                    help="relative names get --domain appended; end with '.' for absolute")
     p.add_argument("type", metavar="TYPE", nargs="?", default="SRV", type=str.upper,
                    choices=LOOKUP_TYPES, help="record type (default SRV)")
-    p.add_argument("--dns", metavar="HOST:PORT", default=DEFAULT_DNS,
-                   help=f"the node's DNS address (default {DEFAULT_DNS})")
+    p.add_argument("--dns", metavar="HOST:PORT",
+                   help="the DNS address to ask (default: the one the --server node reports, "
+                        "else its host at port 8053)")
     p.add_argument("--domain", default=DEFAULT_DOMAIN,
                    help=f"the SkyDNS domain (default {DEFAULT_DOMAIN})")
     p.add_argument("--resolver", choices=("auto", "dnspython", "twisted"), default="auto",

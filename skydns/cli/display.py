@@ -25,10 +25,11 @@ SERVICE_COLUMNS = ("UUID", "NAME", "VERSION", "ENVIRONMENT", "REGION", "HOST", "
 
 
 def format_services(services: Sequence[ServiceInfo]) -> str:
-    """A table; a DNS column (``drained``) only when some instance is drained."""
+    """A table; TTL ``never`` for a NoExpire instance; a DNS column
+    (``drained``) only when some instance is drained."""
     ordered = sorted(services, key=lambda s: (s.name, s.environment, s.region, s.uuid))
-    rows = [(s.uuid, s.name, s.version, s.environment, s.region, s.host, s.port, s.ttl)
-            for s in ordered]  # fmt: skip
+    rows = [(s.uuid, s.name, s.version, s.environment, s.region, s.host, s.port,
+             "never" if s.no_expire else s.ttl) for s in ordered]  # fmt: skip
     if not any(s.drain for s in ordered):
         return format_table(SERVICE_COLUMNS, rows)
     return format_table(SERVICE_COLUMNS + ("DNS",), [

@@ -29,7 +29,13 @@ from skydns.client import (
     Unavailable,
 )
 from skydns.client.http import Clock
-from skydns.client.lookup import LookupFailed, Resolve, parse_nameserver, qualify
+from skydns.client.lookup import (
+    LookupFailed,
+    Resolve,
+    dns_address_of,
+    parse_nameserver,
+    qualify,
+)
 
 
 class Runner:
@@ -186,7 +192,8 @@ class Runner:
                        ("applied index", status.applied_index)]
             self.out.write("".join(f"{k + ':':<15} {v}\n" for k, v in summary) + "\n")
             self.out.write(format_table(("ID", "ADDRESS", "ROLE"), [
-                (m.id, m.address or "-", m.role) for m in status.members]))
+                (m.id, m.address or "-", m.role + (" (unreachable)" if m.reachable is False
+                                                   else "")) for m in status.members]))
             return OK
         if args.json:
             self._print_json(result if result is not None else {"id": args.member_id})
@@ -196,10 +203,13 @@ class Runner:
         return OK
 
     async def cmd_lookup(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        try:
-            host, port = parse_nameserver(args.dns)
-        except ValueError as e:
-            raise UsageError(f"--dns: {e}") from e
+        if args.dns is None:  # ask the node we talk to over HTTP
+            host, port = await dns_address_of(client, args.server)
+        else:
+            try:
+                host, port = parse_nameserver(args.dns)
+            except ValueError as e:
+                raise UsageError(f"--dns: {e}") from e
         name = qualify(args.name, args.domain)
         resolve = self.resolve
         if resolve is None:

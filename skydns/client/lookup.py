@@ -65,6 +65,36 @@ def qualify(name: str, domain: str) -> str:
     return f"{name}.{domain}."
 
 
+#: The DNS port a node listens on unless told otherwise.
+DEFAULT_DNS_PORT = 8053
+
+
+async def dns_address_of(client: Any, server: str) -> tuple[str, int]:
+    """Where the node at ``server`` (its HTTP API URL) answers DNS: the
+    address its cluster status reports (``dns``), with the URL's host when
+    it listens on every interface; the URL's host at port 8053 when it
+    reports none or cannot be asked."""
+    from urllib.parse import urlsplit
+
+    from skydns.client.errors import ConnectionFailed, SkyDNSError
+
+    host = urlsplit(server).hostname or "127.0.0.1"
+    port = DEFAULT_DNS_PORT
+    try:
+        reported = (await client.cluster_status()).raw.get("dns")
+        listening, port = parse_nameserver(str(reported))
+    except (SkyDNSError, ConnectionFailed, ValueError):
+        port = DEFAULT_DNS_PORT
+    else:
+        if not ipaddress.ip_address(listening).is_unspecified:
+            host = listening
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = socket.gethostbyname(host)  # a host name in --server
+    return host, port
+
+
 def parse_nameserver(text: str, default_port: int = 53) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPV6]:PORT`` or ``HOST``; the host must be an IP or localhost."""
     text = text.strip()

@@ -141,6 +141,9 @@ class Member:
     id: str
     address: Optional[str]
     role: str
+    #: Whether the leader heard from it within an election timeout; None
+    #: when the answering node is not the leader (only the leader knows).
+    reachable: Optional[bool] = None
 
 
 @frozen
@@ -162,6 +165,7 @@ class ClusterStatus:
                 id=str(m.get("id", "")),
                 address=None if m.get("address") is None else str(m.get("address")),
                 role=str(m.get("role", "")),
+                reachable=None if m.get("reachable") is None else bool(m.get("reachable")),
             )
             for m in data.get("members") or ()
         )

@@ -94,6 +94,8 @@ class API:
     propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT
     max_instances_per_name: int = MAX_INSTANCES_PER_NAME
     names: tuple[str, ...] = POSITIONS
+    #: This node's DNS address (HOST:PORT), shown in the cluster status.
+    dns_address: Optional[str] = None
     _secret_bytes: Optional[bytes] = field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -329,7 +331,10 @@ class API:
     @app.route("/skydns/cluster/", methods=["GET"], endpoint="cluster_status_slash")
     @guarded
     async def cluster_status(self, request: Request) -> bytes:
-        return render_json(request, 200, self.cluster.status())
+        status = self.cluster.status()
+        if self.dns_address is not None:
+            status = {**status, "dns": self.dns_address}
+        return render_json(request, 200, status)
 
     @app.route("/skydns/cluster/members", methods=["POST"])
     @guarded
@@ -383,8 +388,9 @@ def make_api(
     propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT,
     max_instances_per_name: int = MAX_INSTANCES_PER_NAME,
     names: tuple[str, ...] = POSITIONS,
+    dns_address: Optional[str] = None,
 ) -> API:
     """Build the HTTP API; serve ``make_api(...).resource()``.  ``names`` is
     the label order ``?query=`` patterns are read in (`skydns.patterns.ORDERS`)."""
     return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name,
-               names)  # fmt: skip
+               names, dns_address)  # fmt: skip

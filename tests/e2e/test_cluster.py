@@ -4,6 +4,8 @@ driven by real HTTP and DNS clients; kill -9 and restarts."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -194,7 +196,15 @@ class ClusterTests(SynchronousTestCase):
         for node in survivors:
             for uuid in acked:
                 wait_until(lambda n=node, u=uuid: self.present(n, u), f"{uuid} on {node.node_id}")
-        self.assertNotEqual(self.leader_of(survivors), leader)
+        new_leader = self.leader_of(survivors)
+        self.assertNotEqual(new_leader, leader)
+        # The new leader says the killed node is down; `skydns cluster status` shows it.
+        wait_until(lambda: {m["id"]: m.get("reachable") for m in self.status(new_leader)[
+            "members"]}.get(leader.node_id) is False, "the dead node shown unreachable")
+        shown = subprocess.run([sys.executable, "-m", "skydns.cli", "--server", new_leader.url,
+                                "cluster", "status"], capture_output=True, text=True,
+                               timeout=BOUND, stdin=subprocess.DEVNULL).stdout  # fmt: skip
+        self.assertRegex(shown, rf"{leader.node_id}\s+\S+\s+follower \(unreachable\)")
         leader.start(wait=False)
         leader.wait_for("/ready", BOUND)
         missing = [u for u in acked if not self.present(leader, u)]

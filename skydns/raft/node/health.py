@@ -136,7 +136,14 @@ class Health:
                 name = "learner"
             else:
                 name = "follower"
-            members.append({"id": member, "address": self.addresses[member], "role": name})
+            entry: dict[str, Any] = {"id": member, "address": self.addresses[member],
+                                     "role": name}  # fmt: skip
+            if role is Role.LEADER and member != core.id and member in core.progress:
+                # Only the leader hears from every member: not for an
+                # election timeout means down or cut off.
+                silent = core.ticks - core.progress[member].last_active_tick
+                entry["reachable"] = silent <= core.election_tick
+            members.append(entry)
         own = next((m["role"] for m in members if m["id"] == core.id), "joining")
         return {
             "id": core.id,
