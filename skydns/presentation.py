@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from skydns.names import Callback
+from skydns.names import Callback, Service
 from skydns.registry import Instance
 from skydns.timestamps import rfc3339
 
@@ -40,6 +40,17 @@ def service_json(instance: Instance, now: float) -> dict[str, Any]:
         "Drain": service.drain,
         "Expires": None if service.no_expire else rfc3339(instance.expires),
     }
+
+
+def dns_names(service: Service, domain: str) -> list[str]:
+    """Where DNS finds a newly registered instance (the register answer's
+    ``DNS``): its name and environment (``*`` for one left empty: a query
+    with a label there would not match it), and its UUID.  Name and
+    environment are the last two labels in either ``--names`` order."""
+    domain = domain.strip(".").lower()
+    name = service.name.lower() or "*"
+    environment = service.environment.lower() or "*"
+    return [f"{name}.{environment}.{domain}.", f"{service.uuid.lower()}.{domain}."]
 
 
 def callback_json(callback: Callback) -> dict[str, Any]:

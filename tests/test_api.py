@@ -273,6 +273,17 @@ class ServiceTests(APITestCase):
         self.register("1001")
         self.assertEqual(self.call("PATCH", "/skydns/services/1001", {"ttl": 30}).code, 200)
 
+    def test_register_says_where_dns_finds_it(self) -> None:
+        """The 201 answer's DNS lists the names the instance answers under:
+        with no Environment that position is *; regions and environments
+        count no empty value."""
+        response = self.call("PUT", "/skydns/services/w1", {"Host": "10.0.0.1", "Port": 80,
+                                                           "Name": "Web"})  # fmt: skip
+        self.assertEqual(response.code, 201)
+        self.assertEqual(response.json()["DNS"], ["web.*.skydns.local.", "w1.skydns.local."])
+        self.assertEqual(self.call("GET", "/skydns/environments/").json(), {})
+        self.assertEqual(self.call("GET", "/skydns/regions/").json(), {})
+
     def test_patch_bad_body_400(self) -> None:
         self.register("1001")
         self.assertError(self.call("PATCH", "/skydns/services/1001", {"TTL": -1}), 400, "TTL")

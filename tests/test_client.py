@@ -313,6 +313,15 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(failure.value.status, 409)
         self.assertEqual(failure.value.message, "service web-1 exists")
 
+    def test_register_with_keywords_needs_only_host_and_port(self) -> None:
+        """register(uuid, name=..., host=..., port=...) works without
+        environment, region or version, as the server and CLI allow."""
+        self.successResultOf(self.client.register("web-9", name="web", host="10.0.0.9",
+                                                  port=80))  # fmt: skip
+        body = self.server.requests[-1][4]
+        self.assertEqual((body["Name"], body["Host"], body["Port"], body["Environment"]),
+                         ("web", "10.0.0.9", 80, ""))  # fmt: skip
+
     def test_register_bad_request(self) -> None:
         """A 400 becomes BadRequest naming the field."""
         bad = ServiceSpec("web", "production", "east", "1", "", 8000, ttl=30)

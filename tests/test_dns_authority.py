@@ -630,6 +630,16 @@ class NegativeTTLTests(SynchronousTestCase):
                 Options().parseOptions(["--negative-ttl", bad])
 
 
+class EmptyFieldTests(AuthorityTestCase):
+    def test_no_environment_is_found_with_a_wildcard_there(self) -> None:
+        """An instance registered without Environment answers at
+        web.*.<domain> (what the register answer's DNS says), not at web.<domain>."""
+        self.register("w1", name="web", environment="", region="", version="")
+        answers, _, _ = self.lookup("web.*.skydns.local", dns.SRV)
+        self.assertEqual(srv(answers), [(10, 100, 8080, "w1.skydns.local")])
+        self.nxdomain("web.skydns.local")
+
+
 class DrainTests(AuthorityTestCase):
     def test_drained_instance_is_in_no_answer(self) -> None:
         """A drained instance leaves SRV, A and its <uuid> name (NXDOMAIN

@@ -133,6 +133,9 @@ class Runner:
             )
         info = await client.register(args.uuid, body)
         self._print_service(args, info, args.uuid, "registered")
+        names = [] if info is None or args.json else info.raw.get("DNS") or []
+        if names and (not info or not info.name or not info.environment):
+            self.out.write(f"(no Name or Environment: DNS finds it as {' or '.join(names)})\n")
         return OK
 
     async def cmd_unregister(self, client: SkyDNSClient, args: argparse.Namespace) -> int:

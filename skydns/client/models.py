@@ -21,15 +21,20 @@ def _opt_int(value: Any) -> Optional[int]:
 
 @frozen
 class ServiceSpec:
-    """What to register for an instance (the body of ``PUT /skydns/services/{uuid}``)."""
+    """What to register for an instance (the body of ``PUT /skydns/services/{uuid}``).
 
-    name: str
-    environment: str
-    region: str
-    version: str
-    host: str
-    port: int
-    ttl: int
+    Every field may be left out here; the server refuses a registration
+    without host and port (`BadRequest` naming the field), and a missing
+    TTL is 3600 s, the server's default.
+    """
+
+    name: str = ""
+    environment: str = ""
+    region: str = ""
+    version: str = ""
+    host: str = ""
+    port: int = 0
+    ttl: int = 3600
     priority: Optional[int] = None
     weight: Optional[int] = None
     no_expire: bool = False

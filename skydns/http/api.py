@@ -13,7 +13,7 @@ about the registered services.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Optional, Protocol, cast
+from typing import Any, NoReturn, Optional, cast
 
 from attrs import define, field
 from klein import Klein
@@ -40,42 +40,17 @@ from skydns.http.responses import (
     render_error,
     render_json,
 )
+from skydns.http.seams import Cluster, MetricsRenderer
 from skydns.metrics import MeteredResource
 from skydns.names import POSITIONS, Service
 from skydns.patterns import Pattern, PatternError, parse_query
-from skydns.presentation import callback_json, not_ready_reason, service_json
-from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Registry
+from skydns.presentation import callback_json, dns_names, not_ready_reason, service_json
+from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome
 
 #: Seconds a consistent read or a membership change may wait for the cluster
 #: before the client gets 503.  A write waits as long as the cluster lets
 #: it: `Cluster.propose` times out by itself.
 DEFAULT_PROPOSE_TIMEOUT = 10.0
-
-class Cluster(Protocol):
-    """The part of `skydns.cluster.ICluster` the API uses."""
-
-    registry: Registry
-
-    def propose(self, command: Command) -> "Deferred[Applied]":
-        """Fire with the result once applied; fail with `NotLeader` or a
-        `TimeoutError` (the API arms no timer of its own) if it cannot be."""
-
-    def read_barrier(self) -> "Deferred[None]": ...
-
-    def is_ready(self) -> bool: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-
-class MetricsRenderer(Protocol):
-    """What the API records into and ``GET /metrics`` serves (`skydns.metrics.Metrics`)."""
-
-    def render(self) -> tuple[bytes, str]:
-        """The exposition text and its Content-Type."""
-
-    def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:
-        """Count one answered request by route template, method and status."""
-
 
 @define(slots=False)  # Klein binds itself to the instance through an attribute
 class API:
@@ -209,7 +184,8 @@ class API:
             self._too_many(service, MAX_INSTANCES_PER_NAME)
         # Shown as of the registration, so TTL is the full lease just granted.
         instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
-        return render_json(request, 201, service_json(instance, now))
+        return render_json(request, 201, {**service_json(instance, now),
+                                          "DNS": dns_names(service, self.domain)})  # fmt: skip
 
     @app.route("/skydns/services/<uuid>", methods=["GET"])
     @guarded

@@ -302,11 +302,13 @@ class Registry:
         ]
 
     def _count(self, now: float, attribute: str) -> dict[str, int]:
+        """Live instances per value; an empty value (none given) is no key."""
         counts: dict[str, int] = {}
         for instance in self._instances.values():
             if instance.alive(now):
                 value = getattr(instance.service, attribute)
-                counts[value] = counts.get(value, 0) + 1
+                if value:
+                    counts[value] = counts.get(value, 0) + 1
         return dict(sorted(counts.items()))
 
     def regions(self, now: float) -> dict[str, int]:
