@@ -17,7 +17,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from twisted.logger import Logger
@@ -44,6 +47,11 @@ COMMAND_OPS: dict[type, str] = {
 #: HTTP methods counted under their own name; anything else is ``OTHER``.
 HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"})
 
+#: DNS message sizes in bytes (CoreDNS's buckets: the classic 512-byte
+#: limit, EDNS sizes, TCP sizes).
+_SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000,
+                 64000)  # fmt: skip
+
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                     0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
 
@@ -53,6 +61,16 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # What every Prometheus exporter has: process_* (CPU, memory, file
+        # descriptors, start time) and python_* (version, collections).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "skydns_build_info", "1, with the versions this process runs.",
+            ["version", "python", "twisted"], registry=r,
+        )  # fmt: skip
+        self.build_info.labels(*_versions()).set(1)
         self.dns_queries = Counter(
             "skydns_dns_requests", "DNS queries received, by query type and transport.",
             ["type", "proto"], registry=r,
@@ -63,6 +81,15 @@ class Metrics:
         self.dns_latency = Histogram(
             "skydns_dns_request_duration_seconds", "Time to answer a DNS query, by source.",
             ["source"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dns_request_size = Histogram(
+            "skydns_dns_request_size_bytes", "Size of DNS queries answered, by transport "
+            "(sampled as the latency: every answer computed, one cache hit in 64).",
+            ["proto"], buckets=_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dns_response_size = Histogram(
+            "skydns_dns_response_size_bytes", "Size of DNS responses sent, by transport "
+            "(sampled as the requests).", ["proto"], buckets=_SIZE_BUCKETS, registry=r,
         )  # fmt: skip
         self.dns_cache = Counter(
             "skydns_dns_cache", "Answer cache lookups, by cache and result (hit, miss).",
@@ -93,8 +120,15 @@ class Metrics:
             ["upstream"], registry=r,
         )  # fmt: skip
         self.forward_failures = Counter(
-            "skydns_forward_failures", "Upstream failures (timeout, servfail, refused, error).",
+            "skydns_forward_failures",
+            "Upstream exchanges that failed (timeout, error) or answered so that the next "
+            "upstream is asked (servfail, refused, notimp, truncated).",
             ["upstream", "reason"], registry=r,
+        )  # fmt: skip
+        self.forward_latency = Histogram(
+            "skydns_forward_request_duration_seconds",
+            "Time an upstream took to answer an exchange, by upstream.",
+            ["upstream"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.instances = Gauge(
             "skydns_registered_instances", "Service instances in the local replica.", registry=r
@@ -180,6 +214,15 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its Content-Type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _versions() -> tuple[str, str, str]:
+    import platform
+
+    import twisted
+    from skydns import __version__
+
+    return __version__, platform.python_version(), twisted.__version__
 
 
 # -- HTTP ------------------------------------------------------------------------

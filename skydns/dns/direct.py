@@ -90,6 +90,7 @@ class DirectPath:
             if wire is not None:
                 protocol.send_wire(wire, address, len(data))
                 self.stats.answer("tcp" if tcp else "udp", query.qtype, wire[3] & 0x0F)
+                self.stats.sizes("tcp" if tcp else "udp", len(data), len(wire))
                 self._sample(started)
                 return
             wire = self._direct(query, data, tcp)
@@ -97,6 +98,7 @@ class DirectPath:
                 cacheable = True
             elif wire is not None:
                 protocol.send_wire(wire, address, len(data))
+                self.stats.sizes("tcp" if tcp else "udp", len(data), len(wire))
                 self._sample(started)
                 return
         message = dns.Message()

@@ -42,6 +42,7 @@ the client's payload size).
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,12 @@ def _renamed(records: Sequence[dns.RRHeader], query: dns.Query) -> list[dns.RRHe
             r = dns.RRHeader(wanted, r.type, r.cls, r.ttl, r.payload, r.auth)
         out.append(r)
     return out
+
+
+#: The ``reason`` of an upstream answer that sends us to the next upstream.
+_REASONS = {dns.ESERVER: "servfail", dns.EREFUSED: "refused", dns.ENOTIMP: "notimp"}
+#: Exchange latencies held between two scrapes at most.
+_MAX_LATENCIES = 4096
 
 
 class Forwarder:
@@ -135,6 +142,11 @@ class Forwarder:
         self._lookups: set[Deferred[Answer | None]] = set()
         self.forwarded = 0
         self.failures = 0
+        #: Exchanges and failures by upstream (and failure reason), and
+        #: exchange latencies not yet exported: `skydns.dns.stats` reads them.
+        self.by_upstream: defaultdict[str, int] = defaultdict(int)
+        self.failed_by: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.latencies: list[tuple[str, float]] = []
         self.servfails = 0
         self.coalesced = 0
         self.loops = 0
@@ -269,8 +281,9 @@ class Forwarder:
             if response is None:
                 continue
             if response.trunc or response.rCode in _TRY_NEXT:
+                reason = "truncated" if response.trunc else _REASONS.get(response.rCode, "rcode")
                 self._failed(
-                    upstream, "answered rcode {rcode}{tc}; trying the next",
+                    upstream, reason, "answered rcode {rcode}{tc}; trying the next",
                     rcode=response.rCode, tc=" with TC over TCP" if response.trunc else "",
                 )  # fmt: skip
                 continue
@@ -300,28 +313,37 @@ class Forwarder:
                 )
             ]
         self.forwarded += 1
+        name = str(upstream)
+        self.by_upstream[name] += 1
+        started = self._clock.seconds()
         d = self._client.query(upstream, request, tcp)
         d.addTimeout(remaining, self._clock)  # type: ignore[arg-type]
         try:
-            return await d
+            response = await d
         except CancelledError:
             raise  # stop(): not this upstream's fault, and no next one to try
         except TimeoutError:
             self._failed(
-                upstream, "did not answer within {timeout:.1f}s ({proto})",
+                upstream, "timeout", "did not answer within {timeout:.1f}s ({proto})",
                 timeout=remaining, proto="tcp" if tcp else "udp",
             )  # fmt: skip
         except Exception as e:  # any failure of one upstream means: try the next one
             self._failed(
-                upstream, "failed ({proto}): {error}",
+                upstream, "error", "failed ({proto}): {error}",
                 proto="tcp" if tcp else "udp", error=repr(e),
             )  # fmt: skip
+        else:
+            if len(self.latencies) < _MAX_LATENCIES:
+                self.latencies.append((name, self._clock.seconds() - started))
+            return response
         return None
 
-    def _failed(self, upstream: Upstream, what: str, **fields: Any) -> None:
-        """Count a failed exchange; log it unless one like it (same upstream,
-        same ``what``) was logged less than 10 s ago."""
+    def _failed(self, upstream: Upstream, reason: str, what: str, **fields: Any) -> None:
+        """Count a failed exchange under ``reason`` (a metrics label); log it
+        unless one like it (same upstream, same ``what``) was logged less
+        than 10 s ago."""
         self.failures += 1
+        self.failed_by[(str(upstream), reason)] += 1
         held = self._trouble.allow((upstream, what))
         if held is not None:
             log.info(

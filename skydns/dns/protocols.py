@@ -192,6 +192,7 @@ class DatagramProtocol(dns.DNSDatagramProtocol):
             return
         self.send_wire(reply, addr, len(data))
         factory.stats.latency("cache", factory.timer() - started)
+        factory.stats.sizes("udp", len(data), len(reply))
 
     def missed(self, data: bytes, addr: Any) -> None:
         """Answer ``data``, which the cache did not."""

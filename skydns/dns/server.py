@@ -169,7 +169,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         if answer_cache is None and fast_path:
             answer_cache = answer_cache_for(self.authority, reactor, cache_size, max_udp_size)
         self.answer_cache = answer_cache
-        self.stats = DNSStats(answer_cache, rate_limiter, large_limiter)
+        self.stats = DNSStats(answer_cache, rate_limiter, large_limiter, forwarder)
         if metrics is not None:
             self.stats.bind(metrics)
         self.direct = DirectPath(
@@ -369,6 +369,7 @@ class SkyDNSServerFactory(DNSServerFactory):
             if type(record) is dns._OPTHeader:
                 rcode |= record.extendedRCODE << 4
         self.stats.answer("tcp" if tcp else "udp", qtype, rcode)
+        self.stats.sizes("tcp" if tcp else "udp", request.size, len(wire))
         protocol.send_wire(wire, address, request.size)
 
     def _forwarded_until(self, message: dns.Message) -> float:

@@ -21,6 +21,11 @@ what it dropped to stay in bounds as ``skydns_dns_cache_evictions``.
 With response rate limiting on, UDP datagrams the limiter kept from an answer are counted in
 ``skydns_dns_rrl_responses`` by what was sent instead: ``dropped``
 (nothing) or ``slipped`` (a TC reply); they are not counted as requests.
+Sizes of queries and answers (``skydns_dns_request_size_bytes``,
+``skydns_dns_response_size_bytes``) are taken as the latency is: every
+answer computed, one UDP cache hit in `LATENCY_SAMPLE`.  The forwarder's
+exchanges, failures and latencies by upstream are exported as
+``skydns_forward_*``.
 Large answers sent in their TC form for want of budget
 (`skydns.dns.amplification`) are counted there as ``truncated``, and also
 as the requests they answer.
@@ -72,14 +77,18 @@ class DNSStats:
         cache: Optional[AnswerCache] = None,
         rate_limiter: Optional[ResponseRateLimiter] = None,
         large_limiter: Optional[AmplificationLimiter] = None,
+        forwarder: Any = None,
     ) -> None:
         self.cache = cache
+        #: The `skydns.dns.forward.Forwarder`, whose counters are exported too.
+        self.forwarder = forwarder
         self.rate_limiter = rate_limiter
         self.large_limiter = large_limiter
         #: Answers not from the cache, by (transport, qtype, rcode).
         self.answered: defaultdict[tuple[str, int, int], int] = defaultdict(int)
         self.malformed = 0
         self._latency: list[tuple[str, float]] = []
+        self._sizes: list[tuple[str, int, int]] = []
         self._metrics: Any = None
         self._exported: dict[Any, int] = {}
 
@@ -89,6 +98,13 @@ class DNSStats:
     def latency(self, source: str, seconds: float) -> None:
         samples = self._latency
         samples.append((source, seconds))
+        if len(samples) >= _MAX_BUFFERED:
+            self.flush()
+
+    def sizes(self, proto: str, request: int, response: int) -> None:
+        """One answered query's sizes in bytes (sampled as `latency` is)."""
+        samples = self._sizes
+        samples.append((proto, request, response))
         if len(samples) >= _MAX_BUFFERED:
             self.flush()
 
@@ -120,6 +136,11 @@ class DNSStats:
             metrics.dns_cache_evictions,
             metrics.dns_malformed,
             metrics.dns_rrl,
+            metrics.dns_request_size,
+            metrics.dns_response_size,
+            metrics.forwarded,
+            metrics.forward_failures,
+            metrics.forward_latency,
         ):
             registry.unregister(family)
             registry.register(family)
@@ -129,10 +150,16 @@ class DNSStats:
         metrics = self._metrics
         if metrics is None:
             del self._latency[:]
+            del self._sizes[:]
             return
         samples, self._latency = self._latency, []
         for source, seconds in samples:
             metrics.dns_latency.labels(source).observe(seconds)
+        sizes, self._sizes = self._sizes, []
+        for proto, request, response in sizes:
+            metrics.dns_request_size.labels(proto).observe(request)
+            metrics.dns_response_size.labels(proto).observe(response)
+        self._flush_forwarder(metrics)
         queries: defaultdict[tuple[str, str], int] = defaultdict(int)
         responses: defaultdict[str, int] = defaultdict(int)
         for (proto, qtype, rcode), count in self.totals().items():
@@ -165,6 +192,19 @@ class DNSStats:
         large = self.large_limiter
         if large is not None:
             self._add("truncated", large.truncated, metrics.dns_rrl.labels("truncated"))
+
+    def _flush_forwarder(self, metrics: Any) -> None:
+        forwarder = self.forwarder
+        if forwarder is None:
+            return
+        for upstream, count in list(forwarder.by_upstream.items()):
+            self._add(("f", upstream), count, metrics.forwarded.labels(upstream))
+        for (upstream, reason), count in list(forwarder.failed_by.items()):
+            child = metrics.forward_failures.labels(upstream, reason)
+            self._add(("ff", upstream, reason), count, child)
+        latencies, forwarder.latencies = forwarder.latencies, []
+        for upstream, seconds in latencies:
+            metrics.forward_latency.labels(upstream).observe(seconds)
 
     def _add(self, key: Any, total: int, child: Any) -> None:
         delta = total - self._exported.get(key, 0)

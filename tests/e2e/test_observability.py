@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import signal
 import subprocess
 from typing import Any, Optional
@@ -121,6 +122,51 @@ class MetricsAndHealthTests(SynchronousTestCase):
         self.assertEqual(value(samples, changes, op="register", status="conflict"), 1.0)
         self.assertEqual(value(samples, changes, op="unregister", status="ok"), 1.0)
         self.assertEqual(value(samples, "skydns_registered_instances"), 0.0)
+
+
+class ExporterParityTests(SynchronousTestCase):
+    """What every Prometheus exporter (and CoreDNS) shows, checked on a real
+    node after local and forwarded DNS traffic, and by promtool when it is
+    installed."""
+
+    def test_families_and_promtool(self) -> None:
+        from tests.dns_fakes import ThreadedUpstream, answering
+
+        upstream = ThreadedUpstream(answering(count=1), "127.0.0.1", 0)
+        address = upstream.start()
+        self.addCleanup(upstream.stop)
+        node = SkyDNSProcess(["--nameserver", f"{address.host}:{address.port}"])
+        self.addCleanup(node.cleanup)
+        node.start()
+        node.wait_for("/ready")
+        self.assertEqual(http("PUT", node.url + "/skydns/services/1001", SERVICE)[0], 201)
+        for _ in range(3):
+            dns_query("rails.production.skydns.local", "SRV", node.dns_port)
+        dns_query("www.example.org", "A", node.dns_port)
+        samples = scrape(node)
+        names = {name for name, _ in samples}
+        for family in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                       "process_open_fds", "python_info", "python_gc_objects_collected_total",
+                       "skydns_dns_cache_entries"):  # fmt: skip
+            self.assertIn(family, names)
+        (build,) = [dict(labels) for name, labels in samples if name == "skydns_build_info"]
+        self.assertEqual(sorted(build), ["python", "twisted", "version"])
+        self.assertGreaterEqual(value(samples, "skydns_dns_request_size_bytes_count",
+                                      proto="udp") or 0, 1)  # fmt: skip
+        self.assertGreaterEqual(value(samples, "skydns_dns_response_size_bytes_count",
+                                      proto="udp") or 0, 1)  # fmt: skip
+        upstream_label = f"{address.host}:{address.port}"
+        self.assertEqual(value(samples, "skydns_forward_requests_total",
+                               upstream=upstream_label), 1.0)  # fmt: skip
+        self.assertEqual(value(samples, "skydns_forward_request_duration_seconds_count",
+                               upstream=upstream_label), 1.0)  # fmt: skip
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.skipTest("promtool is not installed (Debian: prometheus); families checked")
+        _, body = http("GET", node.url + "/metrics")
+        checked = subprocess.run([promtool, "check", "metrics"], input=body, text=True,
+                                 capture_output=True, timeout=30)  # fmt: skip
+        self.assertEqual((checked.returncode, checked.stdout + checked.stderr), (0, ""))
 
 
 class JSONLogProcess(SkyDNSProcess):
