@@ -127,3 +127,73 @@ def check_domain(domain: str) -> str:
         if not _LABEL.match(label):
             raise ValueError(f"domain {domain!r} has an invalid label {label!r}")
     return name
+
+
+def non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def check_endpoint(description: str) -> str:
+    """Reject a server endpoint description that Twisted cannot parse."""
+    from twisted.internet.endpoints import _parseServer as parse_server
+
+    try:
+        kind, args, kwargs = parse_server(description, None)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{description!r} is not an endpoint description ({e})") from None
+    port = args[0] if args else kwargs.get("port")
+    if endpoint_kind(kind) in ("tcp", "tcp6") and not str(port).isdigit():
+        raise ValueError(f"{description!r}: a tcp endpoint needs a port number")
+    return description
+
+
+def local_endpoint(description: str) -> bool:
+    """Whether a server endpoint takes connections from this host only: a
+    TCP one bound to a loopback address, or a UNIX socket."""
+    import ipaddress
+
+    from twisted.internet.endpoints import _parseServer as parse_server
+
+    kind, _, kwargs = parse_server(description, None)
+    name = endpoint_kind(kind)
+    if name == "unix":
+        return True
+    try:
+        address = ipaddress.ip_address(kwargs.get("interface", ""))
+    except ValueError:
+        return False  # every interface, or a host name
+    return name in ("tcp", "tcp6") and address.is_loopback
+
+
+def endpoint_kind(kind: object) -> str:
+    """An endpoint's type: its name, or the prefix of a plugin's parser
+    (``tcp6``, ``systemd``, ...)."""
+    return str(kind if isinstance(kind, str) else getattr(kind, "prefix", "")).lower()
+
+
+#: Milliseconds per Raft tick: timeouts are whole ticks.
+
+
+def negative_ttl(text: str) -> int:
+    value = non_negative_int(text)
+    if value > 10800:
+        raise ValueError(f"must be 0 to 10800 (seconds), not {value}")
+    return value
+
+
+def udp_size(text: str) -> int:
+    value = non_negative_int(text)
+    if not 512 <= value <= 4096:
+        raise ValueError(f"must be 512 to 4096 (bytes), not {value}")
+    return value
+
+
+def instances_limit(text: str) -> int:
+    from skydns.registry import MAX_INSTANCES_PER_NAME
+
+    value = non_negative_int(text)
+    if not 1 <= value <= MAX_INSTANCES_PER_NAME:
+        raise ValueError(f"must be 1 to {MAX_INSTANCES_PER_NAME}, not {value}")
+    return value

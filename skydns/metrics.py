@@ -10,6 +10,7 @@ and times requests with the clock it is given (never the wall clock).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Callable, Optional, Protocol
 
 from prometheus_client import (
@@ -63,7 +64,7 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         # What every Prometheus exporter has: process_* (CPU, memory, file
         # descriptors, start time) and python_* (version, collections).
-        ProcessCollector(registry=r)
+        _ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         self.build_info = Gauge(
@@ -214,6 +215,18 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its Content-Type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _ProcessCollector(ProcessCollector):
+    """The standard process collector, which also works where ``/proc/stat``
+    is hidden (systemd's ``ProcSubset=pid``): the boot time it needs for
+    ``process_start_time_seconds`` then comes from the boot-time clock."""
+
+    def _boot_time(self) -> float:
+        try:
+            return float(super()._boot_time())  # type: ignore[misc]
+        except OSError:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def _versions() -> tuple[str, str, str]:

@@ -4,11 +4,21 @@ so that a bad value is one clean line at start-up (SPEC.md §4)."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.python import usage
 
 from skydns import config
+from skydns.config import (
+    check_endpoint,
+    instances_limit,
+    local_endpoint,
+    negative_ttl,
+    non_negative_int,
+    udp_size,
+)
+from skydns.configfile import config_path, read_settings
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
 from skydns.logging import parse_log_format, parse_log_level
@@ -28,51 +38,6 @@ def _checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
         raise usage.UsageError(f"--{flag}: {e}") from None
 
 
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"{text!r} is not a whole number")
-    return int(text)
-
-
-def _check_endpoint(description: str) -> str:
-    """Reject a server endpoint description that Twisted cannot parse."""
-    from twisted.internet.endpoints import _parseServer as parse_server
-
-    try:
-        kind, args, kwargs = parse_server(description, None)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{description!r} is not an endpoint description ({e})") from None
-    port = args[0] if args else kwargs.get("port")
-    if _kind(kind) in ("tcp", "tcp6") and not str(port).isdigit():
-        raise ValueError(f"{description!r}: a tcp endpoint needs a port number")
-    return description
-
-
-def _local_endpoint(description: str) -> bool:
-    """Whether a server endpoint takes connections from this host only: a
-    TCP one bound to a loopback address, or a UNIX socket."""
-    import ipaddress
-
-    from twisted.internet.endpoints import _parseServer as parse_server
-
-    kind, _, kwargs = parse_server(description, None)
-    name = _kind(kind)
-    if name == "unix":
-        return True
-    try:
-        address = ipaddress.ip_address(kwargs.get("interface", ""))
-    except ValueError:
-        return False  # every interface, or a host name
-    return name in ("tcp", "tcp6") and address.is_loopback
-
-
-def _kind(kind: object) -> str:
-    """An endpoint's type: its name, or the prefix of a plugin's parser
-    (``tcp6``, ``systemd``, ...)."""
-    return str(kind if isinstance(kind, str) else getattr(kind, "prefix", "")).lower()
-
-
-#: Milliseconds per Raft tick: timeouts are whole ticks.
 TICK_MS = 10
 
 
@@ -89,6 +54,9 @@ class Options(usage.Options):
     )
 
     optParameters = [
+        ["config", None, None,
+         "A TOML file of settings, keys named like these options (dns = \"127.0.0.1:53\"); "
+         "options given here win over it."],
         ["domain", None, DEFAULT_DOMAIN, "The DNS domain SkyDNS is authoritative for."],
         ["dns", None, DEFAULT_DNS, "HOST:PORT to answer DNS on, UDP and TCP ([::1]:53 for IPv6)."],
         ["http", None, DEFAULT_HTTP, "Twisted endpoint for the HTTP API (ssl:... for TLS)."],
@@ -219,10 +187,20 @@ class Options(usage.Options):
     ]
 
     def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
-        """Under twistd a bad option stops the start with one line (twistd
-        would print the whole --help before it); elsewhere `UsageError`."""
+        """The settings of ``--config FILE`` first, then the command line's
+        over them.  Under twistd a bad option stops the start with one line
+        (twistd would print the whole --help before it); elsewhere `UsageError`."""
+        argv = list(sys.argv[1:] if options is None else options)
         try:
-            super().parseOptions(options)
+            path = config_path(argv)
+            if path is not None:
+                parameters = {str(p[0]) for p in self.optParameters}
+                flags = {str(f[0]) for f in self.optFlags}
+                try:
+                    self.update(read_settings(path, parameters, flags))
+                except ValueError as e:
+                    raise usage.UsageError(f"--config: {e}") from None
+            super().parseOptions(argv)
         except usage.UsageError as e:
             if self.parent is None:
                 raise
@@ -232,8 +210,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self["domain"] = _checked("domain", config.check_domain, self["domain"])
         self["dns"] = _checked("dns", config.parse_ip_hostport, self["dns"])
-        self["http"] = _checked("http", _check_endpoint, self["http"])
-        self["raft"] = _checked("raft", _check_endpoint, self["raft"])
+        self["http"] = _checked("http", check_endpoint, self["http"])
+        self["raft"] = _checked("raft", check_endpoint, self["raft"])
         self["node-id"] = _checked("node-id", config.check_node_id, self["node-id"])
         if not self["data-dir"]:
             raise usage.UsageError("--data-dir: must not be empty")
@@ -247,42 +225,42 @@ class Options(usage.Options):
             self["join"] = _checked("join", config.parse_hostport, self["join"])
             if self["peers"] is not None:
                 raise usage.UsageError("--join and --peers are exclusive: use one")
-        self["cache-size"] = _checked("cache-size", _non_negative_int, self["cache-size"])
+        self["cache-size"] = _checked("cache-size", non_negative_int, self["cache-size"])
         self["dns-cache-entries"] = _checked(
-            "dns-cache-entries", _non_negative_int, self["dns-cache-entries"]
+            "dns-cache-entries", non_negative_int, self["dns-cache-entries"]
         )
         self["dns-cache-memory"] = _checked(
-            "dns-cache-memory", _non_negative_int, self["dns-cache-memory"]
+            "dns-cache-memory", non_negative_int, self["dns-cache-memory"]
         )
         if self["dns-cache-memory"] == 0:
             raise usage.UsageError("--dns-cache-memory: must be at least 1")
         self["forward-allow"] = _checked("forward-allow", parse_networks, self["forward-allow"])
         self["tcp-idle-timeout"] = _checked(
-            "tcp-idle-timeout", _non_negative_int, self["tcp-idle-timeout"]
+            "tcp-idle-timeout", non_negative_int, self["tcp-idle-timeout"]
         )
         self["snapshot-entries"] = _checked(
-            "snapshot-entries", _non_negative_int, self["snapshot-entries"]
+            "snapshot-entries", non_negative_int, self["snapshot-entries"]
         )
         if self["snapshot-entries"] == 0:
             raise usage.UsageError("--snapshot-entries: must be at least 1")
-        self["snapshot-keep"] = _checked("snapshot-keep", _non_negative_int, self["snapshot-keep"])
+        self["snapshot-keep"] = _checked("snapshot-keep", non_negative_int, self["snapshot-keep"])
         for name in ("election-timeout", "heartbeat-interval"):
-            self[name] = _checked(name, _non_negative_int, self[name])
+            self[name] = _checked(name, non_negative_int, self[name])
             if self[name] < TICK_MS:
                 raise usage.UsageError(f"--{name}: must be at least {TICK_MS} (milliseconds)")
         if self["heartbeat-interval"] * 2 > self["election-timeout"]:
             raise usage.UsageError(
                 "--heartbeat-interval: must be at most half of --election-timeout"
             )
-        self["max-udp-size"] = _checked("max-udp-size", _udp_size, self["max-udp-size"])
-        self["negative-ttl"] = _checked("negative-ttl", _negative_ttl, self["negative-ttl"])
+        self["max-udp-size"] = _checked("max-udp-size", udp_size, self["max-udp-size"])
+        self["negative-ttl"] = _checked("negative-ttl", negative_ttl, self["negative-ttl"])
         if self["names"] not in ORDERS:
             raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")
         self["max-tcp-connections"] = _checked(
-            "max-tcp-connections", _non_negative_int, self["max-tcp-connections"]
+            "max-tcp-connections", non_negative_int, self["max-tcp-connections"]
         )
         self["max-http-connections"] = _checked(
-            "max-http-connections", _non_negative_int, self["max-http-connections"]
+            "max-http-connections", non_negative_int, self["max-http-connections"]
         )
         if self["max-http-connections"] == 0:
             raise usage.UsageError("--max-http-connections: must be at least 1")
@@ -290,10 +268,10 @@ class Options(usage.Options):
             raise usage.UsageError("--max-tcp-connections: must be at least 1")
         if self["tcp-idle-timeout"] == 0:
             raise usage.UsageError("--tcp-idle-timeout: must be at least 1 second")
-        self["rrl-rate"] = _checked("rrl-rate", _non_negative_int, self["rrl-rate"])
-        self["rrl-slip"] = _checked("rrl-slip", _non_negative_int, self["rrl-slip"])
+        self["rrl-rate"] = _checked("rrl-rate", non_negative_int, self["rrl-rate"])
+        self["rrl-slip"] = _checked("rrl-slip", non_negative_int, self["rrl-slip"])
         self["rrl-large-rate"] = _checked(
-            "rrl-large-rate", _non_negative_int, self["rrl-large-rate"]
+            "rrl-large-rate", non_negative_int, self["rrl-large-rate"]
         )
         if self["no-forward"]:
             if self["nameserver"] is not None:
@@ -313,11 +291,11 @@ class Options(usage.Options):
         self["log-format"] = _checked("log-format", parse_log_format, self["log-format"])
         self["log-level"] = _checked("log-level", parse_log_level, self["log-level"])
         self["log-rotate-size"] = _checked(
-            "log-rotate-size", _non_negative_int, self["log-rotate-size"]
+            "log-rotate-size", non_negative_int, self["log-rotate-size"]
         )
         if self["log-rotate-size"] < 1000:
             raise usage.UsageError("--log-rotate-size: must be at least 1000 (bytes)")
-        self["log-keep"] = _checked("log-keep", _non_negative_int, self["log-keep"])
+        self["log-keep"] = _checked("log-keep", non_negative_int, self["log-keep"])
         if self["log-keep"] == 0:
             raise usage.UsageError("--log-keep: must be at least 1")
         if self["secret"] is None:
@@ -332,38 +310,15 @@ class Options(usage.Options):
                 from skydns.raft.net.keys import key_from_secret
 
                 self["cluster-key"] = key_from_secret(self["secret"])
-            elif not _local_endpoint(self["raft"]):
+            elif not local_endpoint(self["raft"]):
                 raise usage.UsageError(
                     f"--raft {self['raft']} is reachable beyond this host, and nothing "
                     "authenticates the members: give --cluster-key-file (or "
                     "$SKYDNS_CLUSTER_KEY), --raft-tls-ca/-cert/-key, or --secret"
                 )
         self["max-instances-per-name"] = _checked(
-            "max-instances-per-name", _instances_limit, self["max-instances-per-name"]
+            "max-instances-per-name", instances_limit, self["max-instances-per-name"]
         )
-
-
-def _negative_ttl(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > 10800:
-        raise ValueError(f"must be 0 to 10800 (seconds), not {value}")
-    return value
-
-
-def _udp_size(text: str) -> int:
-    value = _non_negative_int(text)
-    if not 512 <= value <= 4096:
-        raise ValueError(f"must be 512 to 4096 (bytes), not {value}")
-    return value
-
-
-def _instances_limit(text: str) -> int:
-    from skydns.registry import MAX_INSTANCES_PER_NAME
-
-    value = _non_negative_int(text)
-    if not 1 <= value <= MAX_INSTANCES_PER_NAME:
-        raise ValueError(f"must be 1 to {MAX_INSTANCES_PER_NAME}, not {value}")
-    return value
 
 
 def _raft_tls(options: Options) -> Any:

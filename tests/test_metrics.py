@@ -255,3 +255,19 @@ class ApplyListenerTests(SynchronousTestCase):
             self.assertIn(name, names)
         self.assertEqual(sample(self.metrics, "skydns_raft_role", role="leader"), 1.0)
         self.assertEqual(sample(self.metrics, "skydns_raft_role", role="follower"), 0.0)
+
+
+class ProcessCollectorTests(SynchronousTestCase):
+    def test_boot_time_without_proc_stat(self) -> None:
+        """Where /proc/stat is hidden (systemd ProcSubset=pid) the process
+        collector still knows the boot time, so process_* are exported."""
+        import time
+
+        from prometheus_client import CollectorRegistry
+
+        from skydns.metrics import _ProcessCollector
+
+        collector = _ProcessCollector(proc="/nonexistent", registry=CollectorRegistry())
+        self.assertAlmostEqual(collector._btime,
+                               time.time() - time.clock_gettime(time.CLOCK_BOOTTIME),
+                               delta=5)  # fmt: skip

@@ -12,7 +12,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e.harness import SkyDNSProcess, free_port, http
+from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
 from tests.e2e.test_observability import STOPPED
 
 BOUND = 15.0
@@ -72,6 +72,30 @@ class EndpointTests(SynchronousTestCase):
         node.start(wait=False)
         wait_for(lambda: http("GET", f"{node.url}/health", timeout=1)[0] == 200,
                  "the API answers on the passed socket", node)  # fmt: skip
+
+
+class ConfigFileTests(SynchronousTestCase):
+    def test_settings_from_a_toml_file(self) -> None:
+        """twistd -n skydns --config skydns.toml: the ports, domain and
+        negative TTL come from the file; a flag given too wins."""
+        node = SkyDNSProcess()
+        self.addCleanup(node.cleanup)
+        path = os.path.join(node.data_dir, "skydns.toml")
+        with open(path, "w") as f:
+            f.write(f'dns = "127.0.0.1:{node.dns_port}"\n'
+                    f'http = "tcp:{node.http_port}:interface=127.0.0.1"\n'
+                    f'raft = "tcp:{node.raft_port}:interface=127.0.0.1"\n'
+                    f'data-dir = "{node.data_dir}"\n'
+                    'domain = "example.internal"\n'
+                    "negative-ttl = 42\n"
+                    'nameserver = ["127.0.0.1:9"]\n')  # fmt: skip
+        args = [*node.args()[: node.args().index("skydns") + 1], "--config", path,
+                "--negative-ttl", "17"]  # fmt: skip
+        node.args = lambda: args  # type: ignore[method-assign]
+        node.start()
+        answer = dns_query("nothing.example.internal", "A", node.dns_port)
+        (soa,) = answer.authority
+        self.assertEqual((soa.name.to_text(), soa[0].minimum), ("example.internal.", 17))
 
 
 class PrivilegeDropTests(SynchronousTestCase):
