@@ -258,3 +258,49 @@ class APIFuzzTests(SynchronousTestCase):
     @given(st.lists(requests(), min_size=1, max_size=4))
     def test_without_a_leader(self, batch: Any) -> None:
         self.check(batch, secret=None, leaderless=True)
+
+
+def _schema(name: str) -> dict[str, Any]:
+    resolved: dict[str, Any] = _resolve(DOC["components"]["schemas"][name])
+    return resolved
+
+
+UUIDS = from_schema(_resolve(DOC["paths"]["/skydns/services/{uuid}"]["parameters"][0]["schema"]))
+
+
+class SpecAcceptanceTests(SynchronousTestCase):
+    """What the document says is valid, the server accepts (schemathesis'
+    "positive data acceptance"): a body valid for the schema never gets 400."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.registry = Registry()
+        self.treq: Any = StubTreq(make_api(LocalCluster(self.registry), self.clock,
+                                           "skydns.local").resource())  # fmt: skip
+
+    def call(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+        d = self.treq.request(method, BASE + path, data=_encoded(body))
+        self.treq.flush()
+        response = self.successResultOf(d)
+        raw = self.successResultOf(response.content())
+        self.treq.flush()
+        return response.code, raw
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(UUIDS, from_schema(_schema("ServiceRegistration")))
+    def test_valid_registrations_are_accepted(self, uuid: str, body: Any) -> None:
+        code, raw = self.call("PUT", "/skydns/services/" + uuid, body)
+        self.assertIn(code, (201, 409), (raw, body))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(UUIDS, from_schema(_schema("CallbackRegistration")))
+    def test_valid_callbacks_are_accepted(self, uuid: str, body: Any) -> None:
+        code, raw = self.call("PUT", "/skydns/callbacks/" + uuid, body)
+        self.assertIn(code, (201, 404), (raw, body))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(UUIDS, from_schema(_schema("Renewal")))
+    def test_valid_patches_are_accepted(self, uuid: str, body: Any) -> None:
+        code, raw = self.call("PATCH", "/skydns/services/" + uuid, body)
+        self.assertIn(code, (200, 404), (raw, body))

@@ -78,7 +78,8 @@ class RouteCoverageTests(SynchronousTestCase):
         the API serves them."""
         for path in ["/health", "/ready", "/metrics"]:
             self.assertEqual(self.doc["paths"][path]["get"]["security"], [])
-        self.assertEqual(self.doc["security"], [{"secret": []}])
+        # The secret, or (a server started without --secret) nothing.
+        self.assertEqual(self.doc["security"], [{"secret": []}, {}])
         scheme = self.doc["components"]["securitySchemes"]["secret"]
         self.assertEqual((scheme["in"], scheme["name"]), ("header", "Authorization"))
 
@@ -94,10 +95,8 @@ class ValidationTests(APITestCase):
     """Real answers of the API validate against the documented schemas."""
 
     def setUp(self) -> None:
-        try:
-            from openapi_spec_validator import validate
-        except ImportError:
-            self.skipTest("openapi-spec-validator is not installed")
+        from openapi_spec_validator import validate  # in the test extra
+
         super().setUp()
         self.doc = load()
         validate(self.doc)

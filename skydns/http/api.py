@@ -52,6 +52,10 @@ from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome
 #: it: `Cluster.propose` times out by itself.
 DEFAULT_PROPOSE_TIMEOUT = 10.0
 
+#: ``?consistent=`` values and whether they ask for a linearizable read.
+_CONSISTENT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 @define(slots=False)  # Klein binds itself to the instance through an attribute
 class API:
     """The routes of SPEC.md §2 over ``cluster``; use `resource` to serve it."""
@@ -120,7 +124,10 @@ class API:
         return self.cluster.propose(command).addErrback(proposal_failed)
 
     async def _read_barrier(self, request: Request) -> None:
-        if (self._arg(request, b"consistent") or "").lower() not in ("true", "1", "yes"):
+        asked = (self._arg(request, b"consistent") or "false").lower()
+        if asked not in _CONSISTENT:
+            raise APIError(400, "consistent: must be true or false", field="consistent")
+        if not _CONSISTENT[asked]:
             return
         d: Deferred[None] = self.cluster.read_barrier()
         d.addTimeout(self.propose_timeout, cast(IReactorTime, self.clock))
