@@ -23,7 +23,7 @@ import re
 import urllib.parse
 from typing import Any, Optional
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from treq.testing import StubTreq
@@ -280,6 +280,11 @@ class SpecAcceptanceTests(SynchronousTestCase):
                                            "skydns.local").resource())  # fmt: skip
 
     def call(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+        # Keys match case-insensitively: an extra key that is another
+        # spelling of a documented one carries its value, which JSON Schema
+        # (OpenAPI 3.0) cannot constrain by spelling; leave such bodies out.
+        keys = [key.lower() for key in body]
+        assume(len(keys) == len(set(keys)))
         d = self.treq.request(method, BASE + path, data=_encoded(body))
         self.treq.flush()
         response = self.successResultOf(d)

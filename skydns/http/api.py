@@ -124,7 +124,8 @@ class API:
         return self.cluster.propose(command).addErrback(proposal_failed)
 
     async def _read_barrier(self, request: Request) -> None:
-        asked = (self._arg(request, b"consistent") or "false").lower()
+        given = self._arg(request, b"consistent")
+        asked = "false" if given is None else given.lower()
         if asked not in _CONSISTENT:
             raise APIError(400, "consistent: must be true or false", field="consistent")
         if not _CONSISTENT[asked]:
