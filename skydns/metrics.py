@@ -97,7 +97,8 @@ class Metrics:
             ["cache", "result"], registry=r,
         )  # fmt: skip
         self.dns_cache_entries = Gauge(
-            "skydns_dns_cache_entries", "Entries held by the DNS answer cache and its parse cache.",
+            "skydns_dns_cache_entries",
+            "Entries held by the DNS answer cache, its parse cache and the forwarder's cache.",
             ["cache"], registry=r,
         )  # fmt: skip
         self.dns_cache_bytes = Gauge(

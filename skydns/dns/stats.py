@@ -202,6 +202,8 @@ class DNSStats:
         for (upstream, reason), count in list(forwarder.failed_by.items()):
             child = metrics.forward_failures.labels(upstream, reason)
             self._add(("ff", upstream, reason), count, child)
+        if forwarder.cache is not None:
+            metrics.dns_cache_entries.labels("forward").set(len(forwarder.cache))
         latencies, forwarder.latencies = forwarder.latencies, []
         for upstream, seconds in latencies:
             metrics.forward_latency.labels(upstream).observe(seconds)

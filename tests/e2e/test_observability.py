@@ -160,6 +160,7 @@ class ExporterParityTests(SynchronousTestCase):
                                upstream=upstream_label), 1.0)  # fmt: skip
         self.assertEqual(value(samples, "skydns_forward_request_duration_seconds_count",
                                upstream=upstream_label), 1.0)  # fmt: skip
+        self.assertEqual(value(samples, "skydns_dns_cache_entries", cache="forward"), 1.0)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool is not installed (Debian: prometheus); families checked")
