@@ -29,9 +29,11 @@ FIND_PLUGIN = (
 class EditableInstallTests(SynchronousTestCase):
     def test_editable_install_keeps_the_plugin_visible(self) -> None:
         """``pip install -e .`` of this checkout into a prefix of its own
-        (no downloads: no dependencies, no build isolation), then Twisted's
-        plugin scan from another directory, with only that install's .pth
-        pointing at the checkout."""
+        (no downloads: no dependencies, no build isolation; the running
+        environment's own install untouched), then Twisted's plugin scan
+        from another directory, with only that install's .pth pointing at
+        the checkout."""
+        before = _installed()
         import importlib.util
 
         if importlib.util.find_spec("setuptools") is None:
@@ -42,7 +44,7 @@ class EditableInstallTests(SynchronousTestCase):
         prefix = tempfile.mkdtemp(prefix="skydns-editable-")
         installed = subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-             "--no-index", "--prefix", prefix, "-e", REPO],
+             "--no-index", "--ignore-installed", "--prefix", prefix, "-e", REPO],
             capture_output=True, text=True, timeout=300, cwd=prefix,
         )  # fmt: skip
         self.assertEqual(installed.returncode, 0, installed.stderr[-3000:])
@@ -55,3 +57,11 @@ class EditableInstallTests(SynchronousTestCase):
         # Found in this checkout (a non-editable install elsewhere on the
         # path, as under tox, would be found anyway).
         self.assertIn(repr(os.path.join(REPO, "twisted", "plugins")), found.stdout)
+        self.assertEqual(_installed(), before)
+
+
+def _installed() -> str:
+    """Where this environment's skydns distribution is, as pip sees it."""
+    shown = subprocess.run([sys.executable, "-m", "pip", "show", "-f", "skydns"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    return shown.stdout
