@@ -163,6 +163,16 @@ class Metrics:
         self.raft_leader_changes = Counter(
             "skydns_raft_leader_changes", "Times this node saw the leader change.", registry=r
         )
+        self.watchers = Gauge(
+            "skydns_watchers", "Watch streams and long polls open on this node.", registry=r
+        )
+        self.watch_events = Counter(
+            "skydns_watch_events", "Events sent on watch streams.", registry=r
+        )
+        self.watch_dropped = Counter(
+            "skydns_watch_dropped",
+            "Watch streams cut off because their client did not read.", registry=r,
+        )  # fmt: skip
         #: (route, method as given, code) -> the label children observe_http records into.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         #: (command type, status) -> the registry_changes child on_applied counts into.
@@ -208,6 +218,17 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(max(0.0, seconds))
+
+    def watched(self, what: str) -> None:
+        """Count a watch stream's ``event`` sent, or a stream ``dropped``."""
+        if what == "event":
+            self.watch_events.inc()
+        elif what == "dropped":
+            self.watch_dropped.inc()
+
+    def watch_watchers(self, count: Callable[[], int]) -> None:
+        """Report the watchers gauge from ``count()`` at each scrape."""
+        self.watchers.set_function(count)
 
     def watch_instances(self, count: Callable[[], int]) -> None:
         """Report the instance gauge from ``count()`` at each scrape."""

@@ -164,6 +164,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.raft.storage.errors import StorageError
     from skydns.registry import Registry
     from skydns.store.raft import build_cluster, exit_now
+    from skydns.watch.hub import WatchHub
 
     tune_gc()
     disable_created_metrics()
@@ -241,10 +242,12 @@ def makeService(options: Options) -> service.MultiService:
         large_limiter=large,
     ).setServiceParent(top)
 
+    watches = WatchHub(registry)
+    metrics.watch_watchers(lambda: len(watches))
     api = make_api(
         cluster, reactor, options["domain"], secret=options["secret"], metrics=metrics,
         max_instances_per_name=options["max-instances-per-name"], names=names,
-        dns_address=str(dns_address),
+        dns_address=str(dns_address), watches=watches,
     )  # fmt: skip
     site = make_site(
         api.resource(), options["access-log"], options["max-http-connections"], reactor

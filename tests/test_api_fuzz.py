@@ -66,6 +66,8 @@ def _resolve(node: Any) -> Any:
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     found = []
     for path, item in DOC["paths"].items():
+        if path.startswith("/skydns/watch"):
+            continue  # a stream that does not end: tests/test_watch_http.py
         shared = item.get("parameters", [])
         for method, operation in item.items():
             if method == "parameters":

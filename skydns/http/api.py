@@ -26,7 +26,6 @@ from twisted.web.server import Request
 
 from skydns.bodies import MAX_UUID_KEY, ValidationError, parse_callback, parse_patch, parse_service
 from skydns.clock import Scheduler as Clock
-from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Drain, Register, Renew, Unregister
 from skydns.http.guard import check_secret, guarded
 from skydns.http.kleinbypass import APIResource, FastRoutes
@@ -40,21 +39,19 @@ from skydns.http.responses import (
     render_error,
     render_json,
 )
-from skydns.http.seams import Cluster, MetricsRenderer
+from skydns.http.seams import Cluster, MetricsRenderer, read_barrier
+from skydns.http.watching import long_poll, serve_watch
 from skydns.metrics import MeteredResource
 from skydns.names import POSITIONS, Service
 from skydns.patterns import Pattern, PatternError, parse_query
 from skydns.presentation import callback_json, dns_names, not_ready_reason, service_json
 from skydns.registry import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome
+from skydns.watch.hub import WatchHub
 
 #: Seconds a consistent read or a membership change may wait for the cluster
 #: before the client gets 503.  A write waits as long as the cluster lets
 #: it: `Cluster.propose` times out by itself.
 DEFAULT_PROPOSE_TIMEOUT = 10.0
-
-#: ``?consistent=`` values and whether they ask for a linearizable read.
-_CONSISTENT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
 
 @define(slots=False)  # Klein binds itself to the instance through an attribute
 class API:
@@ -75,11 +72,15 @@ class API:
     names: tuple[str, ...] = POSITIONS
     #: This node's DNS address (HOST:PORT), shown in the cluster status.
     dns_address: Optional[str] = None
+    #: Watchers of this node's registry (one is made when none is given).
+    watches: Optional[WatchHub] = None
     _secret_bytes: Optional[bytes] = field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.secret:
             self._secret_bytes = self.secret.encode("utf-8")
+        if self.watches is None and self.cluster is not None:
+            self.watches = WatchHub(self.cluster.registry)
 
     def resource(self) -> Resource:
         """The twisted.web resource serving this API (metered when there are metrics)."""
@@ -124,20 +125,8 @@ class API:
         return self.cluster.propose(command).addErrback(proposal_failed)
 
     async def _read_barrier(self, request: Request) -> None:
-        given = self._arg(request, b"consistent")
-        asked = "false" if given is None else given.lower()
-        if asked not in _CONSISTENT:
-            raise APIError(400, "consistent: must be true or false", field="consistent")
-        if not _CONSISTENT[asked]:
-            return
-        d: Deferred[None] = self.cluster.read_barrier()
-        d.addTimeout(self.propose_timeout, cast(IReactorTime, self.clock))
-        try:
-            await d
-        except (NotLeader, TimeoutError, defer.TimeoutError) as e:
-            raise APIError(
-                503, "no consistent read is possible now", {b"Retry-After": RETRY_AFTER}
-            ) from e
+        await read_barrier(self.cluster, self._arg(request, b"consistent"),
+                           self.propose_timeout, cast(IReactorTime, self.clock))  # fmt: skip
 
     def _instance_json(self, uuid: str, now: Optional[float] = None) -> dict[str, Any]:
         if now is None:
@@ -264,21 +253,40 @@ class API:
     @app.route("/skydns/services/", methods=["GET"])
     @guarded
     async def list_services(self, request: Request) -> bytes:
-        query = self._arg(request, b"query")
-        if query is None or not query.strip():
-            pattern = Pattern()
-        else:
-            try:
-                pattern = parse_query(query, self.domain, self.names)
-            except PatternError as e:
-                raise APIError(400, f"query: {e}", field="query") from e
+        pattern = self._pattern(request)
         limit, after = page_arguments(self._arg(request, b"limit"), self._arg(request, b"after"))
         await self._read_barrier(request)
+        index = self._arg(request, b"index")
+        hub = cast(WatchHub, self.watches)
+        if index is not None:  # a long poll (SPEC section 6)
+            await long_poll(hub, pattern, index, self._arg(request, b"wait"),
+                            cast(IReactorTime, self.clock))  # fmt: skip
+        request.setHeader(b"X-SkyDNS-Index", str(hub.index).encode("ascii"))
         now = self._now()
         instances, following = page(self.cluster.registry.query(pattern, now), limit, after)
         if following is not None:
             request.setHeader(b"X-SkyDNS-Next", following.encode("utf-8"))
         return await render_list(request, instances, now, cast(IReactorTime, self.clock))
+
+    @app.route("/skydns/watch", methods=["GET"])
+    @app.route("/skydns/watch/", methods=["GET"], endpoint="watch_slash")
+    @guarded
+    def watch(self, request: Request) -> "Deferred[bytes]":
+        pattern = self._pattern(request)
+        counted = self.metrics.watched if self.metrics is not None else None
+        d = defer.ensureDeferred(self._read_barrier(request))
+        return d.addCallback(lambda _: serve_watch(
+            request, cast(WatchHub, self.watches), pattern, cast(IReactorTime, self.clock),
+            counted))  # fmt: skip
+
+    def _pattern(self, request: Request) -> Pattern:
+        query = self._arg(request, b"query")
+        if query is None or not query.strip():
+            return Pattern()
+        try:
+            return parse_query(query, self.domain, self.names)
+        except PatternError as e:
+            raise APIError(400, f"query: {e}", field="query") from e
 
     @app.route("/skydns/regions", methods=["GET"], endpoint="regions_bare")
     @app.route("/skydns/regions/", methods=["GET"])
@@ -373,8 +381,9 @@ def make_api(
     max_instances_per_name: int = MAX_INSTANCES_PER_NAME,
     names: tuple[str, ...] = POSITIONS,
     dns_address: Optional[str] = None,
+    watches: Optional[WatchHub] = None,
 ) -> API:
     """Build the HTTP API; serve ``make_api(...).resource()``.  ``names`` is
     the label order ``?query=`` patterns are read in (`skydns.patterns.ORDERS`)."""
     return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name,
-               names, dns_address)  # fmt: skip
+               names, dns_address, watches)  # fmt: skip

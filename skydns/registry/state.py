@@ -248,6 +248,11 @@ class Registry:
             return None
         return instance
 
+    def held(self, uuid: str) -> Optional[Instance]:
+        """The instance held under this UUID, its lease running or not
+        (the change stream's readers tell a new version from an old one)."""
+        return self._instances.get(uuid.lower())
+
     def callbacks(self, uuid: str) -> tuple[Callback, ...]:
         """The callbacks attached to the instance with this UUID."""
         attached = self._callbacks.get(uuid.lower(), {})
