@@ -137,6 +137,11 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     p.add_argument("--resolver", choices=("auto", "dnspython", "twisted"), default="auto",
                    help="DNS client library (default: dnspython if installed)")
 
+    p = command("watch", "print the changes of a pattern's instances as they happen, until "
+                         "interrupted (SIGINT/SIGTERM)", consistent)
+    p.add_argument("pattern", metavar="PATTERN", nargs="?",
+                   help="e.g. rails.production (default: every instance)")
+
     command("regions", "instance counts by region", consistent)
     command("environments", "instance counts by environment", consistent)
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 from skydns.client import (
     ServiceInfo,
+    WatchEvent,
 )
 from skydns.client.lookup import DNSAnswer
 
@@ -47,6 +48,21 @@ def format_service(s: ServiceInfo) -> str:
     fields = [(k, v) for k, v in fields if v is not None]
     width = max(len(k) for k, _ in fields) + 1
     return "".join(f"{k + ':':<{width}} {v}\n" for k, v in fields)
+
+
+def format_event(event: WatchEvent) -> str:
+    """A watch event: the whole set (``=``) or what changed (``+``, ``~``, ``-``)."""
+    def line(mark: str, s: ServiceInfo) -> str:
+        drained = " (drained)" if s.drain else ""
+        return (f"{mark} {s.uuid} {s.name}.{s.environment} {s.region} {s.version} "
+                f"{s.host}:{s.port}{drained}\n")  # fmt: skip
+
+    if event.kind == "reset":
+        head = f"[{event.index}] {len(event.services)} instance(s)\n"
+        return head + "".join(line("=", s) for s in event.services)
+    return f"[{event.index}]\n" + "".join(
+        [line("+", s) for s in event.added] + [line("~", s) for s in event.changed]
+        + [line("-", s) for s in event.removed])  # fmt: skip
 
 
 def format_counts(title: str, counts: Mapping[str, int]) -> str:

@@ -16,6 +16,7 @@ from skydns.cli.codes import OK, SERVER_ERROR, UNREACHABLE, USAGE
 from skydns.cli.display import (
     format_answer,
     format_counts,
+    format_event,
     format_service,
     format_services,
     format_table,
@@ -56,10 +57,14 @@ class Runner:
         self._wake: Optional[Deferred[None]] = None
         self._sleep_call: Any = None
         self._in_heartbeat = False
+        self._watch: Any = None
 
     def interrupt(self) -> bool:
-        """End a running ``heartbeat``; whether one was running (and will now end)."""
+        """End a running ``heartbeat`` or ``watch``; whether one was running
+        (and will now end)."""
         self._interrupted = True
+        if self._watch is not None:
+            self._watch.close()
         if self._sleep_call is not None and self._sleep_call.active():
             self._sleep_call.cancel()
         self._sleep_call = None
@@ -238,6 +243,19 @@ class Runner:
             return SERVER_ERROR
         return OK
 
+    async def cmd_watch(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
+        self._in_heartbeat = True
+        self._watch = watch = client.watch(args.pattern, consistent=args.consistent)
+        if self._interrupted:
+            watch.close()
+        async for event in watch:
+            if args.json:
+                self.out.write(json.dumps(event.to_json(), sort_keys=True) + "\n")
+            else:
+                self.out.write(format_event(event))
+            self.out.flush()
+        return OK
+
     async def cmd_heartbeat(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
         if args.ttl < 1:
             raise UsageError("--ttl must be at least 1")
@@ -308,8 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
         def before_shutdown() -> "Deferred[None] | None":
             # SIGINT/SIGTERM stop the reactor.  A heartbeat gets to finish
             # (and unregister) first, so the exit code is the command's.
-            if code or not runner.interrupt():
-                return None
+            if code or not runner.interrupt() or code:
+                return None  # (a watch may finish within interrupt())
             d: Deferred[None] = Deferred()
             waiting.append(d)
             return d

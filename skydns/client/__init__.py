@@ -20,6 +20,7 @@ from skydns.client.errors import (
 from skydns.client.http import SkyDNSClient
 from skydns.client.lease import LeaseKeeper
 from skydns.client.models import CallbackSpec, ClusterStatus, Member, ServiceInfo, ServiceSpec
+from skydns.client.watch import Watch, WatchEvent
 
 __all__ = [
     "BadRequest",
@@ -36,5 +37,7 @@ __all__ = [
     "SkyDNSError",
     "Unauthorized",
     "Unavailable",
+    "Watch",
+    "WatchEvent",
     "error_for_status",
 ]

@@ -11,7 +11,17 @@ from __future__ import annotations
 import builtins
 import functools
 import json
-from typing import Any, Callable, Coroutine, Mapping, Optional, ParamSpec, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Coroutine,
+    Mapping,
+    Optional,
+    ParamSpec,
+    TypeVar,
+    cast,
+)
 from urllib.parse import quote
 
 from twisted.internet import defer, error
@@ -23,6 +33,9 @@ from twisted.web.iweb import IResponse
 
 from skydns.client.errors import ConnectionFailed, error_for_status
 from skydns.client.models import CallbackSpec, ClusterStatus, ServiceInfo, ServiceSpec
+
+if TYPE_CHECKING:
+    from skydns.client.watch import Watch
 from skydns.clock import Scheduler as Clock
 
 try:  # Not exported from twisted.web.client in every release.
@@ -210,6 +223,14 @@ class SkyDNSClient:
     def undrain(self, uuid: str) -> "Deferred[Optional[ServiceInfo]]":
         """Put a drained instance back into DNS answers."""
         return self.drain(uuid, False)
+
+    def watch(self, pattern: Optional[str] = None, consistent: bool = False) -> "Watch":
+        """The changes of ``pattern``'s answer set, as they happen: an async
+        iterator of `WatchEvent` (a ``reset`` with the whole set first), that
+        reconnects and resumes by itself until ``close()``."""
+        from skydns.client.watch import Watch
+
+        return Watch(self, pattern, consistent)
 
     @_deferred
     async def unregister(self, uuid: str) -> Optional[ServiceInfo]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
@@ -64,8 +65,8 @@ async def wait_for_change(hub: WatchHub, pattern: Pattern, index: int, wait: flo
         poll.done.addTimeout(wait, clock)
         try:
             await poll.done
-        except TimeoutError:
-            pass
+        except (TimeoutError, defer.TimeoutError):
+            pass  # no change within the wait: the answer as it is
     finally:
         hub.remove(poll)
 
@@ -163,7 +164,11 @@ class EventStream:
         self._queue.append(data)
 
     def _json(self, service: Service, now: float, gone: bool = False) -> dict[str, Any]:
-        held = None if gone else self.registry.held(service.uuid)
+        """A service as the API shows it; a removed one with no lease left
+        (TTL 0, Expires null), the same on every node."""
+        if gone:
+            return {**service_json(Instance(service, now), now), "TTL": 0, "Expires": None}
+        held = self.registry.held(service.uuid)
         instance = held if held is not None and held.service == service else None
         return service_json(instance or Instance(service, now), now)
 
