@@ -52,9 +52,10 @@ from twisted.names import dns
 
 from skydns.clock import Scheduler as Clock
 from skydns.dns.acl import ClientNetworks
-from skydns.dns.edns import ClientEDNS, fit
+from skydns.dns.edns import ClientEDNS
 from skydns.dns.exchange import NetworkClient, UpstreamClient
 from skydns.dns.rcache import Answer, CacheKey, ResponseCache, soa_capped
+from skydns.dns.relay import CLASSIC_UDP_SIZE, relay_reply
 from skydns.dns.upstreams import Upstream
 from skydns.throttle import LogThrottle
 
@@ -67,25 +68,11 @@ DEFAULT_MAX_PENDING = 1000
 #: The UDP payload size we offer and accept: the DNS Flag Day 2020 value,
 #: small enough to avoid IP fragmentation on common paths.
 DEFAULT_UDP_PAYLOAD = 1232
-#: Without EDNS0 a UDP DNS message is at most 512 bytes (RFC 1035 §4.2.1).
-CLASSIC_UDP_SIZE = 512
 
 #: Upstream answers that mean "ask someone else" (the next upstream).
 _TRY_NEXT = frozenset({dns.ESERVER, dns.EREFUSED, dns.EFORMAT, dns.ENOTIMP})
 #: Zone transfers are multi-message TCP streams; they are not forwarded.
 _NOT_FORWARDED = frozenset({dns.AXFR, dns.IXFR})
-
-
-def _renamed(records: Sequence[dns.RRHeader], query: dns.Query) -> list[dns.RRHeader]:
-    """``records`` with owner names equal to the question written as the client wrote it."""
-    wanted = query.name.name
-    lower = wanted.lower()
-    out = []
-    for r in records:
-        if r.name.name != wanted and r.name.name.lower() == lower:
-            r = dns.RRHeader(wanted, r.type, r.cls, r.ttl, r.payload, r.auth)
-        out.append(r)
-    return out
 
 
 #: The ``reason`` of an upstream answer that sends us to the next upstream.
@@ -354,36 +341,8 @@ class Forwarder:
     def _reply(
         self, request: dns.Message, answer: Answer | None, tcp: bool, edns: ClientEDNS
     ) -> dns.Message:
-        """The client's reply: its id, flags and question, the answer's records."""
+        """The client's reply (`skydns.dns.relay`); SERVFAIL for no answer."""
         if answer is None:
             self.servfails += 1
             answer = Answer(dns.ESERVER)
-        reply = dns.Message(
-            id=request.id,
-            answer=1,
-            opCode=request.opCode,
-            recDes=request.recDes,
-            recAv=1,
-            rCode=answer.rcode,
-            # RFC 6840 §5.8: AD only for clients that asked for DNSSEC data (DO or AD).
-            authenticData=int(answer.authentic_data and (edns.dnssec_ok or request.authenticData)),
-            checkingDisabled=request.checkingDisabled,
-        )
-        reply.timeReceived = getattr(request, "timeReceived", None)
-        reply.queries = list(request.queries)
-        if request.queries:
-            reply.answers = _renamed(answer.answers, request.queries[0])
-        reply.authority = list(answer.authority)
-        reply.additional = list(answer.additional)
-        limit: int | None = None
-        if edns.present:
-            reply.additional.append(
-                dns._OPTHeader(  # type: ignore[arg-type]
-                    udpPayloadSize=self.udp_payload, dnssecOK=edns.dnssec_ok
-                )
-            )
-            if not tcp:
-                limit = max(CLASSIC_UDP_SIZE, min(edns.payload, self.udp_payload))
-        elif not tcp:
-            limit = CLASSIC_UDP_SIZE
-        return fit(reply, limit)
+        return relay_reply(request, answer, tcp, edns, self.udp_payload)
