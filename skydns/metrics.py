@@ -118,8 +118,9 @@ class Metrics:
             ["action"], registry=r,
         )  # fmt: skip
         self.forwarded = Counter(
-            "skydns_forward_requests", "Queries forwarded upstream, by upstream.",
-            ["upstream"], registry=r,
+            "skydns_forward_requests",
+            "Questions sent upstream, by upstream and forward zone (. for --nameserver).",
+            ["upstream", "zone"], registry=r,
         )  # fmt: skip
         self.forward_failures = Counter(
             "skydns_forward_failures",

@@ -20,6 +20,7 @@ from skydns.config import (
 )
 from skydns.configfile import config_path, read_settings
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
+from skydns.dns.routing import parse_forward_zone
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
 from skydns.logging import parse_log_format, parse_log_level
 from skydns.patterns import ORDERS
@@ -107,6 +108,9 @@ class Options(usage.Options):
             "Client networks CIDR,... that may use forwarding; others get REFUSED for "
             "names outside the domain.",
         ],
+        ["serve-stale", None, "86400",
+         "Seconds an expired forwarded answer may still be served (with TTL 30) when no "
+         "upstream answers (RFC 8767); 0 turns it off."],
         ["names", None, "seed",
          "Label order of DNS names and ?query= patterns: seed (<host>.<version>.<region>...) "
          "or skydns1 (SkyDNS 1's <host>.<region>.<version>...)."],
@@ -186,6 +190,18 @@ class Options(usage.Options):
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["forward-zone"] = []
+
+    def opt_forward_zone(self, value: str) -> None:
+        """ZONE=IP[:PORT][,IP...]: names under ZONE go to these servers (stub
+        zones; repeat for more; the longest match wins)."""
+        try:
+            self["forward-zone"].append(parse_forward_zone(value))
+        except ValueError as e:
+            raise usage.UsageError(f"--forward-zone: {e}") from None
+
     def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
         """The settings of ``--config FILE`` first, then the command line's
         over them.  Under twistd a bad option stops the start with one line
@@ -197,9 +213,12 @@ class Options(usage.Options):
                 parameters = {str(p[0]) for p in self.optParameters}
                 flags = {str(f[0]) for f in self.optFlags}
                 try:
-                    self.update(read_settings(path, parameters, flags))
+                    settings = read_settings(path, parameters | {"forward-zone"}, flags)
                 except ValueError as e:
                     raise usage.UsageError(f"--config: {e}") from None
+                for zone in _zones(settings.pop("forward-zone", "")):
+                    self.opt_forward_zone(zone)
+                self.update(settings)
             super().parseOptions(argv)
         except usage.UsageError as e:
             if self.parent is None:
@@ -254,6 +273,7 @@ class Options(usage.Options):
             )
         self["max-udp-size"] = _checked("max-udp-size", udp_size, self["max-udp-size"])
         self["negative-ttl"] = _checked("negative-ttl", negative_ttl, self["negative-ttl"])
+        self["serve-stale"] = _checked("serve-stale", non_negative_int, self["serve-stale"])
         if self["names"] not in ORDERS:
             raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")
         self["max-tcp-connections"] = _checked(
@@ -350,3 +370,12 @@ def _cluster_key(path: str | None) -> bytes | None:
         raise usage.UsageError(f"${ENV_KEY}: {e}") from None
 
 
+
+
+def _zones(text: object) -> list[str]:
+    """The forward zones of a config file's ``forward-zone``: one zone, or a
+    list of them (which `read_settings` joined with commas: split again
+    before each ``ZONE=``)."""
+    import re
+
+    return [z for z in re.split(r",(?=[^,=]+=)", str(text)) if z]

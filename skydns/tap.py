@@ -220,9 +220,11 @@ def makeService(options: Options) -> service.MultiService:
                                 options["negative-ttl"], names)  # fmt: skip
     forwarder = None
     if options["upstreams"] is not None:
-        cache = ResponseCache(reactor, max_entries=options["cache-size"])
+        cache = ResponseCache(reactor, max_entries=options["cache-size"],
+                              serve_stale=options["serve-stale"])
         allow = needed(options["forward-allow"], dns_address.host)
-        forwarder = Forwarder(options["upstreams"], reactor, cache=cache, allow=allow)
+        forwarder = Forwarder(options["upstreams"], reactor, cache=cache, allow=allow,
+                              zones=options["forward-zone"])
     # The authority first (the server's fast path looks for it there), then
     # PTR for registered addresses; names neither claims go to the forwarder.
     resolver = ResolverChain([authority, ReverseResolver(registry, reactor, options["domain"])])

@@ -157,12 +157,17 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual([u for u, _ in self.asked()], [U1, U2, U3])
         self.assertEqual(forwarder.servfails, 1)
 
-    def test_servfail_is_not_cached(self) -> None:
-        """After a SERVFAIL, the next identical question goes upstream again."""
+    def test_servfail_is_remembered_a_second(self) -> None:
+        """A question that found no answer is answered SERVFAIL at once for
+        a second (RFC 9520: not cached as data), then goes upstream again."""
         forwarder = self.make([U1])
         d = forwarder.resolve(query(), tcp=False)
         self.client.answer(0, failing(dns.ESERVER))
         self.assertEqual(self.successResultOf(d).rCode, dns.ESERVER)
+        again = forwarder.resolve(query(), tcp=False)
+        self.assertEqual(self.successResultOf(again).rCode, dns.ESERVER)
+        self.assertEqual(len(self.client.calls), 1)
+        self.clock.advance(1.0)
         forwarder.resolve(query(), tcp=False)
         self.assertEqual(len(self.client.calls), 2)
 

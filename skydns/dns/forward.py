@@ -56,6 +56,7 @@ from skydns.dns.edns import ClientEDNS
 from skydns.dns.exchange import NetworkClient, UpstreamClient
 from skydns.dns.rcache import Answer, CacheKey, ResponseCache, soa_capped
 from skydns.dns.relay import CLASSIC_UDP_SIZE, relay_reply
+from skydns.dns.routing import ForwardZone, UpstreamRouter
 from skydns.dns.upstreams import Upstream
 from skydns.throttle import LogThrottle
 
@@ -106,6 +107,7 @@ class Forwarder:
         rng: random.Random | None = None,
         allow: ClientNetworks | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
+        zones: Sequence[ForwardZone] = (),
     ) -> None:
         if timeout <= 0 or total_timeout <= 0:
             raise ValueError(f"timeouts must be positive (got {timeout}, {total_timeout})")
@@ -113,7 +115,8 @@ class Forwarder:
             raise ValueError(f"UDP payload size {udp_payload} is not within 512-65535")
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1 (got {max_pending})")
-        self.upstreams = list(upstreams)
+        #: Which upstreams each name goes to, and which are down.
+        self.router = UpstreamRouter(upstreams, zones, reactor)
         self.allow = allow
         self.max_pending = max_pending
         self._clock: Clock = reactor
@@ -126,12 +129,12 @@ class Forwarder:
         self.udp_payload = udp_payload
         self._rng = rng if rng is not None else random.SystemRandom()
         self._pending: dict[tuple[CacheKey, bool], list[Deferred[Answer | None]]] = {}
-        self._lookups: set[Deferred[Answer | None]] = set()
+        self._lookups: set[Deferred[Any]] = set()
         self.forwarded = 0
         self.failures = 0
         #: Exchanges and failures by upstream (and failure reason), and
         #: exchange latencies not yet exported: `skydns.dns.stats` reads them.
-        self.by_upstream: defaultdict[str, int] = defaultdict(int)
+        self.by_upstream: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.failed_by: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.latencies: list[tuple[str, float]] = []
         self.servfails = 0
@@ -139,6 +142,15 @@ class Forwarder:
         self.loops = 0
         self.refused = 0
         self.overloaded = 0
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        """The upstreams of names outside every forward zone."""
+        return list(self.router.default.upstreams)
+
+    @upstreams.setter
+    def upstreams(self, upstreams: Sequence[Upstream]) -> None:
+        self.router.default = ForwardZone(b"", tuple(upstreams))
 
     @property
     def client_specific(self) -> bool:
@@ -199,6 +211,11 @@ class Forwarder:
         key = CacheKey.for_query(query, edns.dnssec_ok)
         if self.cache is not None:
             cached = self.cache.get(key)
+            if cached is None and self.cache.failing(key):
+                # Failed moments ago (RFC 9520): stale data or SERVFAIL, now.
+                cached = self.cache.stale(key)
+                if cached is None:
+                    return succeed(self._reply(message, None, tcp, edns))
             if cached is not None:
                 return succeed(self._reply(message, cached, tcp, edns))
         d = self._shared_lookup(key, query, tcp, edns, bool(message.checkingDisabled))
@@ -228,8 +245,12 @@ class Forwarder:
 
         def done(answer: Answer | None) -> None:
             del self._pending[(key, tcp)]
-            if answer is not None and self.cache is not None:
-                self.cache.put(key, answer)
+            if self.cache is not None:
+                if answer is not None:
+                    self.cache.put(key, answer)
+                else:  # no upstream could answer: what we had, if anything (RFC 8767)
+                    self.cache.fail(key)
+                    answer = self.cache.stale(key)
             for w in waiters:
                 w.callback(answer)
 
@@ -238,15 +259,19 @@ class Forwarder:
                 log.failure("forwarding {name} failed", failure, name=repr(query.name.name))
             done(None)
 
-        lookup = Deferred.fromCoroutine(self._ask_upstreams(query, tcp, edns, cd))
+        lookup = self._track(Deferred.fromCoroutine(self._ask_upstreams(query, tcp, edns, cd)))
+        lookup.addCallbacks(done, failed)
+        return waiter
+
+    def _track(self, lookup: Deferred[Any]) -> Deferred[Any]:
+        """``lookup``, held until it ends, so that `stop` can cancel it."""
         self._lookups.add(lookup)
 
         def finished(result: Any) -> Any:
             self._lookups.discard(lookup)
             return result
 
-        lookup.addBoth(finished).addCallbacks(done, failed)
-        return waiter
+        return lookup.addBoth(finished)
 
     def stop(self) -> None:
         """Abandon every lookup in flight (their clients get SERVFAIL), closing
@@ -260,7 +285,13 @@ class Forwarder:
         """The first usable answer from the upstreams in order, or None when none
         answers within ``total_timeout``."""
         deadline = self._clock.seconds() + self.total_timeout
-        for upstream in self.upstreams:
+        zone, order, probes = self.router.plan(query.name.name)
+        for probe in probes:  # beside the answer: is it back?
+            self.by_upstream[(str(probe), zone.label)] += 1
+            self._track(Deferred.fromCoroutine(
+                self._exchange(probe, query, tcp, edns, cd, deadline)))  # fmt: skip
+        for upstream in order:
+            self.by_upstream[(str(upstream), zone.label)] += 1
             response = await self._exchange(upstream, query, tcp, edns, cd, deadline)
             if response is not None and response.trunc and not tcp:
                 # RFC 1035 §4.2.1 / RFC 7766 §5: a truncated UDP answer is retried over TCP.
@@ -301,7 +332,6 @@ class Forwarder:
             ]
         self.forwarded += 1
         name = str(upstream)
-        self.by_upstream[name] += 1
         started = self._clock.seconds()
         d = self._client.query(upstream, request, tcp)
         d.addTimeout(remaining, self._clock)  # type: ignore[arg-type]
@@ -310,16 +340,19 @@ class Forwarder:
         except CancelledError:
             raise  # stop(): not this upstream's fault, and no next one to try
         except TimeoutError:
+            self.router.health.failed(upstream)
             self._failed(
                 upstream, "timeout", "did not answer within {timeout:.1f}s ({proto})",
                 timeout=remaining, proto="tcp" if tcp else "udp",
             )  # fmt: skip
         except Exception as e:  # any failure of one upstream means: try the next one
+            self.router.health.failed(upstream)
             self._failed(
                 upstream, "error", "failed ({proto}): {error}",
                 proto="tcp" if tcp else "udp", error=repr(e),
             )  # fmt: skip
         else:
+            self.router.health.answered(upstream)
             if len(self.latencies) < _MAX_LATENCIES:
                 self.latencies.append((name, self._clock.seconds() - started))
             return response

@@ -30,6 +30,12 @@ DEFAULT_MAX_TTL = 86400
 #: Cap on a negative answer's TTL: RFC 2308 §5 suggests one to three hours.
 DEFAULT_MAX_NEGATIVE_TTL = 10800
 DEFAULT_MAX_ENTRIES = 10000
+#: The TTL of an answer served stale (RFC 8767 §4).
+STALE_TTL = 30
+#: How long a resolution failure is remembered: 1 s, doubling while the
+#: question keeps failing, up to 5 s (RFC 9520 §3).
+FAILURE_FIRST = 1.0
+FAILURE_MAX = 5.0
 
 
 @frozen
@@ -72,6 +78,11 @@ class Answer:
             additional=tuple(r for r in message.additional if r.type != dns.OPT),
             authentic_data=bool(message.authenticData),
         )
+
+    def stale(self) -> Answer:
+        """This answer with every TTL `STALE_TTL` (RFC 8767 §4)."""
+        return Answer(self.rcode, _with_ttl(self.answers), _with_ttl(self.authority),
+                      _with_ttl(self.additional), self.authentic_data)  # fmt: skip
 
     def aged(self, elapsed: int) -> Answer:
         """This answer with every TTL lowered by ``elapsed`` seconds (never below 0)."""
@@ -130,6 +141,11 @@ def _aged(records: Iterable[dns.RRHeader], elapsed: int) -> tuple[dns.RRHeader, 
     )
 
 
+def _with_ttl(records: Iterable[dns.RRHeader], ttl: int = STALE_TTL) -> tuple[dns.RRHeader, ...]:
+    return tuple(dns.RRHeader(r.name.name, r.type, r.cls, ttl, r.payload, r.auth)
+                 for r in records)  # fmt: skip
+
+
 def negative_ttl(answer: Answer) -> int | None:
     """The RFC 2308 §5 negative TTL: min(SOA TTL, SOA MINIMUM) of the SOA in the
     authority section, or None when there is no SOA (then it is not cached, §5)."""
@@ -177,7 +193,11 @@ class ResponseCache:
     """A least-recently-used map from `CacheKey` to `Answer`, with expiry.
 
     ``hits`` and ``misses`` count lookups (an expired entry is a miss);
-    ``evictions`` counts entries dropped to respect ``max_entries``.
+    ``evictions`` counts entries dropped to respect ``max_entries``.  An
+    expired entry is kept ``serve_stale`` seconds more, for `stale` to
+    give when no upstream answers (RFC 8767); a question that found no
+    upstream is remembered a few seconds by `fail` (RFC 9520), so the next
+    ones do not wait for upstreams again.
     """
 
     def __init__(
@@ -186,6 +206,7 @@ class ResponseCache:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_ttl: int = DEFAULT_MAX_TTL,
         max_negative_ttl: int = DEFAULT_MAX_NEGATIVE_TTL,
+        serve_stale: float = 0.0,
     ) -> None:
         if max_entries < 0:
             raise ValueError(f"cache size {max_entries} must not be negative")
@@ -194,6 +215,10 @@ class ResponseCache:
         self.max_ttl = max_ttl
         self.max_negative_ttl = max_negative_ttl
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self.serve_stale = serve_stale
+        #: Questions that found no upstream: (until when, for how long).
+        self._failures: OrderedDict[CacheKey, tuple[float, float]] = OrderedDict()
+        self.stale_served = 0
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -206,7 +231,7 @@ class ResponseCache:
         entry = self._entries.get(key)
         now = self._clock.seconds()
         if entry is None or now >= entry.expires_at:
-            if entry is not None:
+            if entry is not None and now >= entry.expires_at + self.serve_stale:
                 del self._entries[key]
             self.misses += 1
             return None
@@ -231,5 +256,33 @@ class ResponseCache:
             self.evictions += 1
         return ttl
 
+    def stale(self, key: CacheKey) -> Answer | None:
+        """The expired answer for ``key`` with TTLs `STALE_TTL`, while it is
+        within ``serve_stale`` seconds of its expiry; None otherwise."""
+        entry = self._entries.get(key)
+        now = self._clock.seconds()
+        if entry is None or not entry.expires_at <= now < entry.expires_at + self.serve_stale:
+            return None
+        self.stale_served += 1
+        return entry.answer.stale()
+
+    def fail(self, key: CacheKey) -> None:
+        """Remember that ``key`` found no upstream: 1 s, doubling up to 5 s
+        while it keeps failing."""
+        now = self._clock.seconds()
+        previous = self._failures.pop(key, None)
+        length = FAILURE_FIRST
+        if previous is not None and now < previous[0] + previous[1]:
+            length = min(previous[1] * 2, FAILURE_MAX)
+        self._failures[key] = (now + length, length)
+        while len(self._failures) > max(self.max_entries, 1):
+            self._failures.popitem(last=False)
+
+    def failing(self, key: CacheKey) -> bool:
+        """Whether ``key`` found no upstream moments ago (see `fail`)."""
+        failed = self._failures.get(key)
+        return failed is not None and self._clock.seconds() < failed[0]
+
     def clear(self) -> None:
         self._entries.clear()
+        self._failures.clear()

@@ -197,8 +197,8 @@ class DNSStats:
         forwarder = self.forwarder
         if forwarder is None:
             return
-        for upstream, count in list(forwarder.by_upstream.items()):
-            self._add(("f", upstream), count, metrics.forwarded.labels(upstream))
+        for (upstream, zone), count in list(forwarder.by_upstream.items()):
+            self._add(("f", upstream, zone), count, metrics.forwarded.labels(upstream, zone))
         for (upstream, reason), count in list(forwarder.failed_by.items()):
             child = metrics.forward_failures.labels(upstream, reason)
             self._add(("ff", upstream, reason), count, child)

@@ -157,7 +157,7 @@ class ExporterParityTests(SynchronousTestCase):
                                       proto="udp") or 0, 1)  # fmt: skip
         upstream_label = f"{address.host}:{address.port}"
         self.assertEqual(value(samples, "skydns_forward_requests_total",
-                               upstream=upstream_label), 1.0)  # fmt: skip
+                               upstream=upstream_label, zone="."), 1.0)  # fmt: skip
         self.assertEqual(value(samples, "skydns_forward_request_duration_seconds_count",
                                upstream=upstream_label), 1.0)  # fmt: skip
         self.assertEqual(value(samples, "skydns_dns_cache_entries", cache="forward"), 1.0)
