@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any, Callable
 
 from attrs import frozen
+from twisted.python import usage
 
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 
@@ -197,3 +199,11 @@ def instances_limit(text: str) -> int:
     if not 1 <= value <= MAX_INSTANCES_PER_NAME:
         raise ValueError(f"must be 1 to {MAX_INSTANCES_PER_NAME}, not {value}")
     return value
+
+
+def checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
+    """``parse(value)``, a `ValueError` turned into a usage error naming ``--flag``."""
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise usage.UsageError(f"--{flag}: {e}") from None

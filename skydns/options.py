@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from twisted.python import usage
 
@@ -18,9 +18,14 @@ from skydns.config import (
     non_negative_int,
     udp_size,
 )
+from skydns.config import (
+    checked as _checked,
+)
 from skydns.configfile import config_path, read_settings
+from skydns.credentials import cluster_key, dns_tls, raft_tls
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.routing import parse_forward_zone
+from skydns.dns.tlsconfig import trust_root
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
 from skydns.logging import parse_log_format, parse_log_level
 from skydns.patterns import ORDERS
@@ -30,13 +35,6 @@ DEFAULT_DNS = "127.0.0.1:8053"
 DEFAULT_HTTP = "tcp:8080:interface=127.0.0.1"
 DEFAULT_RAFT = "tcp:7070:interface=127.0.0.1"
 DEFAULT_NODE_ID = "node1"
-
-
-def _checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
-    try:
-        return parse(value)
-    except ValueError as e:
-        raise usage.UsageError(f"--{flag}: {e}") from None
 
 
 TICK_MS = 10
@@ -108,6 +106,13 @@ class Options(usage.Options):
             "Client networks CIDR,... that may use forwarding; others get REFUSED for "
             "names outside the domain.",
         ],
+        ["dns-tls", None, None,
+         "HOST:PORT to serve DNS over TLS on (RFC 7858; port 853 when left out), with "
+         "--dns-tls-cert and --dns-tls-key."],
+        ["dns-tls-cert", None, None, "The certificate (PEM, chain after it) DNS over TLS shows."],
+        ["dns-tls-key", None, None, "The private key (PEM) of --dns-tls-cert."],
+        ["forward-tls-ca", None, None,
+         "CA certificates (PEM) that tls:// upstreams must chain to (default: the system's)."],
         ["serve-stale", None, "86400",
          "Seconds an expired forwarded answer may still be served (with TTL 30) when no "
          "upstream answers (RFC 8767); 0 turns it off."],
@@ -274,6 +279,8 @@ class Options(usage.Options):
         self["max-udp-size"] = _checked("max-udp-size", udp_size, self["max-udp-size"])
         self["negative-ttl"] = _checked("negative-ttl", negative_ttl, self["negative-ttl"])
         self["serve-stale"] = _checked("serve-stale", non_negative_int, self["serve-stale"])
+        self["dns-tls-context"] = dns_tls(self)
+        self["forward-tls-trust"] = _checked("forward-tls-ca", trust_root, self["forward-tls-ca"])
         if self["names"] not in ORDERS:
             raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")
         self["max-tcp-connections"] = _checked(
@@ -322,8 +329,8 @@ class Options(usage.Options):
             self["secret"] = os.environ.get("SKYDNS_SECRET") or None
         if self["secret"] == "":
             raise usage.UsageError("--secret: must not be empty")
-        self["cluster-key"] = _cluster_key(self["cluster-key-file"])
-        self["raft-tls"] = _raft_tls(self)
+        self["cluster-key"] = cluster_key(self["cluster-key-file"])
+        self["raft-tls"] = raft_tls(self)
         if self["cluster-key"] is None and self["raft-tls"] is None:
             # The Raft port takes writes: it is never open beyond this host.
             if self["secret"] is not None:
@@ -339,37 +346,6 @@ class Options(usage.Options):
         self["max-instances-per-name"] = _checked(
             "max-instances-per-name", instances_limit, self["max-instances-per-name"]
         )
-
-
-def _raft_tls(options: Options) -> Any:
-    from skydns.raft.net.tls import load_tls
-
-    paths = [options["raft-tls-ca"], options["raft-tls-cert"], options["raft-tls-key"]]
-    if all(path is None for path in paths):
-        return None
-    if any(path is None for path in paths):
-        raise usage.UsageError(
-            "--raft-tls-ca, --raft-tls-cert and --raft-tls-key go together: give all three"
-        )
-    if options["raft"].split(":", 1)[0].lower() not in ("tcp", "tcp6"):
-        raise usage.UsageError("--raft must be a tcp: endpoint with --raft-tls-* (TLS is added)")
-    return _checked("raft-tls-cert", lambda _: load_tls(*paths), "")
-
-
-def _cluster_key(path: str | None) -> bytes | None:
-    from skydns.raft.net.keys import ENV_KEY, check_key, read_key_file
-
-    if path is not None:
-        return _checked("cluster-key-file", read_key_file, path)  # type: ignore[no-any-return]
-    from_env = os.environ.get(ENV_KEY)
-    if not from_env:
-        return None
-    try:
-        return check_key(from_env.encode("utf-8"))
-    except ValueError as e:
-        raise usage.UsageError(f"${ENV_KEY}: {e}") from None
-
-
 
 
 def _zones(text: object) -> list[str]:

@@ -148,6 +148,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.dns.acl import needed
     from skydns.dns.amplification import AmplificationLimiter
     from skydns.dns.authority import SkyDNSAuthority
+    from skydns.dns.exchange import NetworkClient
     from skydns.dns.forward import Forwarder
     from skydns.dns.rcache import ResponseCache
     from skydns.dns.reverse import ReverseResolver
@@ -224,7 +225,8 @@ def makeService(options: Options) -> service.MultiService:
                               serve_stale=options["serve-stale"])
         allow = needed(options["forward-allow"], dns_address.host)
         forwarder = Forwarder(options["upstreams"], reactor, cache=cache, allow=allow,
-                              zones=options["forward-zone"])
+                              zones=options["forward-zone"],
+                              client=NetworkClient(reactor, options["forward-tls-trust"]))
     # The authority first (the server's fast path looks for it there), then
     # PTR for registered addresses; names neither claims go to the forwarder.
     resolver = ResolverChain([authority, ReverseResolver(registry, reactor, options["domain"])])
@@ -241,7 +243,7 @@ def makeService(options: Options) -> service.MultiService:
         max_udp_size=options["max-udp-size"],
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
         max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
-        large_limiter=large,
+        large_limiter=large, tls=(options["dns-tls"], options["dns-tls-context"]),
     ).setServiceParent(top)
 
     watches = WatchHub(registry)

@@ -133,3 +133,44 @@ class ForwardingTests(SynchronousTestCase):
         self.assertEqual(self.asked(), [Z1, U1])
         self.assertEqual(dict(forwarder.by_upstream),
                          {(str(Z1), "corp.test"): 1, (str(U1), "."): 1})  # fmt: skip
+
+
+class TLSSettingsTests(SynchronousTestCase):
+    def test_tls_upstreams_parse(self) -> None:
+        from skydns.dns.upstreams import parse_upstream
+
+        self.assertEqual(parse_upstream("tls://192.0.2.1#dns.example"),
+                         Upstream("192.0.2.1", 853, "dns.example"))  # fmt: skip
+        self.assertEqual(str(parse_upstream("tls://[2001:db8::1]:8853#DNS.example")),
+                         "tls://[2001:db8::1]:8853#dns.example")  # fmt: skip
+        for bad in ("tls://192.0.2.1", "tls://192.0.2.1#", "tls://host.example#x"):
+            self.assertRaises(ValueError, parse_upstream, bad)
+
+    def test_dns_tls_options_go_together_and_files_are_checked(self) -> None:
+        import os
+        import tempfile
+
+        from twisted.python import usage
+
+        from skydns.options import Options
+        from tests.e2e.certs import issue
+
+        directory = tempfile.mkdtemp(prefix="skydns-tlsopt-")
+        leaf = issue(directory, "dot.test", ca=issue(directory, "ca", ip=None))
+        base = ["--nameserver", "127.0.0.1:5353"]
+        options = Options()
+        options.parseOptions([*base, "--dns-tls", "127.0.0.1", "--dns-tls-cert", leaf.cert_path,
+                              "--dns-tls-key", leaf.key_path])  # fmt: skip
+        self.assertEqual(options["dns-tls"].port, 853)
+        self.assertIsNotNone(options["dns-tls-context"])
+        error = self.assertRaises(usage.UsageError, Options().parseOptions,
+                                  [*base, "--dns-tls", "127.0.0.1:853"])  # fmt: skip
+        self.assertIn("go together", str(error))
+        missing = os.path.join(directory, "missing.pem")
+        error = self.assertRaises(usage.UsageError, Options().parseOptions,
+                                  [*base, "--dns-tls", "127.0.0.1:853", "--dns-tls-cert", missing,
+                                   "--dns-tls-key", leaf.key_path])  # fmt: skip
+        self.assertIn("cannot read", str(error))
+        error = self.assertRaises(usage.UsageError, Options().parseOptions,
+                                  [*base, "--forward-tls-ca", leaf.key_path])  # fmt: skip
+        self.assertIn("no PEM certificate", str(error))

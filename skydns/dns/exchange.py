@@ -204,15 +204,18 @@ class NetworkClient:
     §9.2) and a TCP connection never carries two questions.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, tls_trust: Any = None) -> None:
         self._reactor = reactor
         self._own: set[tuple[str, int]] = set()
+        #: What TLS upstreams' certificates are checked against (an
+        #: ``IOpenSSLTrustRoot``): the system's CAs unless given.
+        self._tls_trust = tls_trust
 
     def is_own_address(self, host: str, port: int) -> bool:
         return (_normal_host(host), port) in self._own
 
     def query(self, upstream: Upstream, request: dns.Message, tcp: bool) -> Deferred[dns.Message]:
-        if tcp:
+        if tcp or upstream.tls_name is not None:  # a TLS upstream: over TLS, whatever came in
             return Deferred.fromCoroutine(self._tcp(upstream, request))
         return self._udp(upstream, request)
 
@@ -249,7 +252,14 @@ class NetworkClient:
 
     async def _tcp(self, upstream: Upstream, request: dns.Message) -> dns.Message:
         endpoint_type = TCP6ClientEndpoint if upstream.is_ipv6 else TCP4ClientEndpoint
-        endpoint = endpoint_type(self._reactor, upstream.host, upstream.port)
+        endpoint: Any = endpoint_type(self._reactor, upstream.host, upstream.port)
+        if upstream.tls_name is not None:
+            from twisted.internet import ssl
+            from twisted.internet.endpoints import wrapClientTLS
+
+            trust = self._tls_trust if self._tls_trust is not None else ssl.platformTrust()
+            options = ssl.optionsForClientTLS(upstream.tls_name, trustRoot=trust)
+            endpoint = wrapClientTLS(options, endpoint)
         exchange = _TCPExchange(request)
         await endpoint.connect(_QuietFactory(exchange))
         transport: Any = exchange.transport

@@ -1,5 +1,7 @@
 """The DNS service: the server factory listening on UDP and TCP at one
-address and port, stopped with every connection closed."""
+address and port (and, when asked, DNS over TLS at another, RFC 7858: the
+same factory, so the same answers, limits and idle timeout as TCP), stopped
+with every connection closed."""
 
 from __future__ import annotations
 
@@ -50,8 +52,12 @@ class DNSService(MultiService):
         rate_limiter: Optional[ResponseRateLimiter] = None,
         max_udp_size: int = DEFAULT_MAX_UDP,
         large_limiter: Optional[AmplificationLimiter] = None,
+        tls: tuple[Any, Any] = (None, None),
     ) -> None:
         super().__init__()
+        #: (HOST:PORT, TLS settings) to serve DNS over TLS on, or Nones.
+        self.tls = tls
+        self.tls_listener: Any = None
         self.resolver = resolver
         self.interface = interface
         self.requested_port = port
@@ -97,6 +103,12 @@ class DNSService(MultiService):
                 continue
             self.udp_listener, self.tcp_listener, self.port = udp, tcp, bound
             break
+        address, context = self.tls
+        if address is not None:
+            self.tls_listener = reactor.listenSSL(
+                address.port, self.factory, context, interface=address.host
+            )
+            log.info("DNS over TLS listening on {address}", address=str(address))
         super().startService()
         log.info(
             "DNS listening on {interface} port {port} (UDP and TCP)",
@@ -108,10 +120,10 @@ class DNSService(MultiService):
         stopping = [defer.maybeDeferred(super().stopService)]
         if self.forwarder is not None:
             self.forwarder.stop()
-        for listener in (self.udp_listener, self.tcp_listener):
+        for listener in (self.udp_listener, self.tcp_listener, self.tls_listener):
             if listener is not None:
                 stopping.append(defer.maybeDeferred(listener.stopListening))
-        self.udp_listener = self.tcp_listener = None
+        self.udp_listener = self.tcp_listener = self.tls_listener = None
         for connection in list(self.factory.connections):
             stopping.append(connection.lost)
             connection.transport.loseConnection()

@@ -20,6 +20,8 @@ from attrs import frozen
 from twisted.logger import Logger
 
 DEFAULT_PORT = 53
+#: The port of DNS over TLS (RFC 7858 §3.1).
+DOT_PORT = 853
 RESOLV_CONF = "/etc/resolv.conf"
 
 log = Logger()
@@ -29,10 +31,13 @@ _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @frozen
 class Upstream:
-    """One upstream nameserver: an IP literal and a port."""
+    """One upstream nameserver: an IP literal and a port; with ``tls_name``,
+    reached over DNS over TLS (RFC 7858) and its certificate checked
+    against that name."""
 
     host: str
     port: int = DEFAULT_PORT
+    tls_name: str | None = None
 
     @property
     def is_ipv6(self) -> bool:
@@ -43,7 +48,8 @@ class Upstream:
         return (self.host, self.port)
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+        text = f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+        return text if self.tls_name is None else f"tls://{text}#{self.tls_name}"
 
 
 def _parse_ip(text: str, whole: str) -> str:
@@ -61,10 +67,26 @@ def _parse_port(text: str, whole: str) -> int:
 
 def parse_upstream(text: str) -> Upstream:
     """``IPV4[:PORT]``, ``[IPV6][:PORT]`` or a bare IPv6 literal; the port defaults to 53.
+    ``tls://IP[:PORT]#NAME`` is a DNS-over-TLS upstream (port 853) whose
+    certificate must be valid for NAME.
 
     Raises ValueError naming the bad value.
     """
     item = text.strip()
+    if item.lower().startswith("tls://"):
+        address, sep, name = item[len("tls://"):].partition("#")
+        if not sep or not name.strip():
+            raise ValueError(f"nameserver {item!r}: a TLS upstream is tls://IP[:PORT]#NAME")
+        if address.startswith("["):
+            has_port = "]:" in address
+        elif address.count(":") > 1:  # a bare IPv6 literal
+            address, has_port = f"[{address}]", False
+        else:
+            has_port = ":" in address
+        if not has_port:
+            address += f":{DOT_PORT}"
+        plain = parse_upstream(address)
+        return Upstream(plain.host, plain.port, name.strip().lower())
     if not item:
         raise ValueError("empty nameserver address")
     if item.startswith("["):

@@ -61,6 +61,38 @@ class FailingUpstreamTests(ResolverTestCase):
         self.assertEqual(rcode(answer), tdns.ESERVER)
         self.assertLess(time.monotonic() - started, 0.1)
 
+    def test_recovery_is_noticed_within_seconds(self) -> None:
+        """An upstream that comes back answers again within about a second
+        (the probe that goes to a down upstream once a second)."""
+        switch = Switch(answering_with("10.6.6.6"))
+        switch.up = False
+        _, upstream = self.upstream(switch)
+        node = self.skydns("--nameserver", upstream)
+        ask("down.example.org", "A", node.dns_port)  # times out: known down
+        switch.up = True
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if addresses(ask(f"up{time.monotonic()}.example.org", "A", node.dns_port)):
+                break
+            time.sleep(0.2)
+        else:
+            self.fail("the upstream's return went unnoticed for 5 s")
+
+    def test_dead_and_servfail_upstreams_fail_fast(self) -> None:
+        """An upstream with nothing listening (refused) and one answering
+        SERVFAIL: SERVFAIL within 100 ms, remembered for the next asker."""
+        from tests.dns_fakes import failing
+        from tests.e2e.harness import free_port
+
+        dead = f"127.0.0.1:{free_port()}"
+        _, servfail = self.upstream(failing(tdns.ESERVER))
+        for upstream in (dead, servfail):
+            node = self.skydns("--nameserver", upstream)
+            for name in ("a.example.org", "a.example.org", "b.example.org"):
+                started = time.monotonic()
+                self.assertEqual(rcode(ask(name, "A", node.dns_port)), tdns.ESERVER)
+                self.assertLess(time.monotonic() - started, 0.1, (upstream, name))
+
     def test_stale_answers_while_the_upstream_is_gone(self) -> None:
         """A cached name whose TTL ran out keeps resolving, with TTL 30, after
         its upstream went silent."""
@@ -164,3 +196,63 @@ class GlibcTests(ResolverTestCase):
         self.assertLess(result["registered"]["seconds"], 0.05, result)
         self.assertEqual(result["short"]["code"], 0, result)
         self.assertLess(result["short"]["seconds"], 0.1, result)
+
+
+class DNSOverTLSTests(ResolverTestCase):
+    """--dns-tls serves DNS over TLS; a tls://IP:PORT#NAME upstream is asked
+    over TLS with its certificate checked (two real nodes on loopback)."""
+
+    def setUp(self) -> None:
+        import tempfile
+
+        from tests.e2e.certs import issue
+        from tests.e2e.harness import free_port, http
+
+        self.directory = tempfile.mkdtemp(prefix="skydns-dot-")
+        self.ca = issue(self.directory, "test-ca", ip=None)
+        leaf = issue(self.directory, "dot.test", ca=self.ca)
+        self.tls_port = free_port()
+        # The upstream: authoritative for corp.test, serving DNS over TLS.
+        self.corp = self.skydns("--domain", "corp.test", "--no-forward",
+                                "--dns-tls", f"127.0.0.1:{self.tls_port}",
+                                "--dns-tls-cert", leaf.cert_path,
+                                "--dns-tls-key", leaf.key_path)  # fmt: skip
+        code, _ = http("PUT", f"{self.corp.url}/skydns/services/c1",
+                       {"Name": "db", "Environment": "prod", "Host": "10.7.7.7", "Port": 5432})
+        self.assertEqual(code, 201)
+
+    def test_served_over_tls(self) -> None:
+        import ssl
+
+        import dns.message
+        import dns.query
+
+        context = ssl.create_default_context(cafile=self.ca.cert_path)
+        query = dns.message.make_query("db.prod.corp.test", "A")
+        answer = dns.query.tls(query, "127.0.0.1", port=self.tls_port, timeout=5,
+                               ssl_context=context, server_hostname="dot.test")  # fmt: skip
+        self.assertEqual(addresses(answer), ["10.7.7.7"])
+
+    def test_kdig_over_tls(self) -> None:
+        import shutil
+        import subprocess
+
+        kdig = shutil.which("kdig")
+        if kdig is None:
+            self.skipTest("kdig is not installed (Debian: knot-dnsutils)")
+        out = subprocess.run([kdig, "@127.0.0.1", "-p", str(self.tls_port), "+tls",
+                              f"+tls-ca={self.ca.cert_path}", "+tls-hostname=dot.test",
+                              "db.prod.corp.test", "A"], capture_output=True, text=True,
+                             timeout=30)  # fmt: skip
+        self.assertIn("10.7.7.7", out.stdout, out.stdout + out.stderr)
+
+    def test_forwarding_over_tls_checks_the_certificate(self) -> None:
+        """A node forwarding corp.test to tls://…#dot.test gets the answer;
+        with #wrong.test (a name the certificate is not for) it gets none."""
+        ca = ["--forward-tls-ca", self.ca.cert_path, "--nameserver", "127.0.0.1:9"]
+        good = self.skydns(*ca, "--forward-zone",
+                           f"corp.test=tls://127.0.0.1:{self.tls_port}#dot.test")  # fmt: skip
+        self.assertEqual(addresses(ask("db.prod.corp.test", "A", good.dns_port)), ["10.7.7.7"])
+        wrong = self.skydns(*ca, "--forward-zone",
+                            f"corp.test=tls://127.0.0.1:{self.tls_port}#wrong.test")  # fmt: skip
+        self.assertEqual(rcode(ask("db.prod.corp.test", "A", wrong.dns_port)), tdns.ESERVER)
