@@ -201,6 +201,17 @@ def instances_limit(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0, at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise ValueError(f"must be above 0 and at most 3600 seconds, not {text}")
+    return value
+
+
 def checked(flag: str, parse: Callable[[str], Any], value: str) -> Any:
     """``parse(value)``, a `ValueError` turned into a usage error naming ``--flag``."""
     try:

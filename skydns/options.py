@@ -16,6 +16,7 @@ from skydns.config import (
     local_endpoint,
     negative_ttl,
     non_negative_int,
+    positive_seconds,
     udp_size,
 )
 from skydns.config import (
@@ -113,6 +114,10 @@ class Options(usage.Options):
         ["dns-tls-key", None, None, "The private key (PEM) of --dns-tls-cert."],
         ["forward-tls-ca", None, None,
          "CA certificates (PEM) that tls:// upstreams must chain to (default: the system's)."],
+        ["forward-timeout", None, "2",
+         "Seconds to wait for one upstream's answer before asking the next."],
+        ["forward-attempts", None, "1",
+         "Rounds through the upstreams (each asked once a round) before SERVFAIL."],
         ["serve-stale", None, "86400",
          "Seconds an expired forwarded answer may still be served (with TTL 30) when no "
          "upstream answers (RFC 8767); 0 turns it off."],
@@ -279,6 +284,10 @@ class Options(usage.Options):
         self["max-udp-size"] = _checked("max-udp-size", udp_size, self["max-udp-size"])
         self["negative-ttl"] = _checked("negative-ttl", negative_ttl, self["negative-ttl"])
         self["serve-stale"] = _checked("serve-stale", non_negative_int, self["serve-stale"])
+        self["forward-timeout"] = _checked("forward-timeout", positive_seconds,
+                                           self["forward-timeout"])  # fmt: skip
+        self["forward-attempts"] = _checked("forward-attempts", non_negative_int,
+                                            self["forward-attempts"]) or 1  # fmt: skip
         self["dns-tls-context"] = dns_tls(self)
         self["forward-tls-trust"] = _checked("forward-tls-ca", trust_root, self["forward-tls-ca"])
         if self["names"] not in ORDERS:

@@ -225,7 +225,11 @@ def makeService(options: Options) -> service.MultiService:
                               serve_stale=options["serve-stale"])
         allow = needed(options["forward-allow"], dns_address.host)
         forwarder = Forwarder(options["upstreams"], reactor, cache=cache, allow=allow,
-                              zones=options["forward-zone"],
+                              zones=options["forward-zone"], timeout=options["forward-timeout"],
+                              attempts=options["forward-attempts"],
+                              total_timeout=options["forward-timeout"] * options["forward-attempts"]
+                              * max(1, len(options["upstreams"]),
+                                    *(len(z.upstreams) for z in options["forward-zone"])),
                               client=NetworkClient(reactor, options["forward-tls-trust"]))
     # The authority first (the server's fast path looks for it there), then
     # PTR for registered addresses; names neither claims go to the forwarder.

@@ -174,3 +174,20 @@ class TLSSettingsTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, Options().parseOptions,
                                   [*base, "--forward-tls-ca", leaf.key_path])  # fmt: skip
         self.assertIn("no PEM certificate", str(error))
+
+
+class AttemptsTests(SynchronousTestCase):
+    def test_attempts_are_rounds_through_the_upstreams(self) -> None:
+        """--forward-attempts 2: an upstream answering SERVFAIL is asked
+        again in the second round before the question fails."""
+        from tests.dns_fakes import failing
+
+        clock = Clock()
+        client = FakeClient()
+        forwarder = Forwarder([U1], clock, cache=ResponseCache(clock), client=client,
+                              rng=random.Random(1), attempts=2)  # fmt: skip
+        d = forwarder.resolve(query(), tcp=False)
+        client.answer(0, failing(dns.ESERVER))
+        client.answer(1, failing(dns.ESERVER))
+        self.assertEqual(self.successResultOf(d).rCode, dns.ESERVER)
+        self.assertEqual(len(client.calls), 2)

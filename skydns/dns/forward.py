@@ -108,6 +108,7 @@ class Forwarder:
         allow: ClientNetworks | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
         zones: Sequence[ForwardZone] = (),
+        attempts: int = 1,
     ) -> None:
         if timeout <= 0 or total_timeout <= 0:
             raise ValueError(f"timeouts must be positive (got {timeout}, {total_timeout})")
@@ -115,6 +116,8 @@ class Forwarder:
             raise ValueError(f"UDP payload size {udp_payload} is not within 512-65535")
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1 (got {max_pending})")
+        #: Rounds through a zone's upstreams before a question fails.
+        self.attempts = attempts
         #: Which upstreams each name goes to, and which are down.
         self.router = UpstreamRouter(upstreams, zones, reactor)
         self.allow = allow
@@ -285,6 +288,15 @@ class Forwarder:
         """The first usable answer from the upstreams in order, or None when none
         answers within ``total_timeout``."""
         deadline = self._clock.seconds() + self.total_timeout
+        for _ in range(self.attempts):
+            answer = await self._one_round(query, tcp, edns, cd, deadline)
+            if answer is not None:
+                return answer
+        return None
+
+    async def _one_round(self, query: dns.Query, tcp: bool, edns: ClientEDNS, cd: bool,
+                         deadline: float) -> Answer | None:  # fmt: skip
+        """Each upstream to ask, in turn, once."""
         zone, order, probes = self.router.plan(query.name.name)
         for probe in probes:  # beside the answer: is it back?
             self.by_upstream[(str(probe), zone.label)] += 1
