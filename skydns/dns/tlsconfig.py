@@ -7,16 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from skydns.raft.net.tls import read_pem
+
 #: Where a PEM certificate starts.
 _BEGIN = b"-----BEGIN CERTIFICATE-----"
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read the {what} {path}: {e.strerror}") from None
 
 
 def _certificates(data: bytes, path: str) -> list[Any]:
@@ -38,8 +32,8 @@ def server_context(cert_path: str, key_path: str) -> Any:
     from OpenSSL import crypto
     from twisted.internet import ssl
 
-    chain = _certificates(_read(cert_path, "certificate"), cert_path)
-    key_data = _read(key_path, "key")
+    chain = _certificates(read_pem(cert_path, "certificate"), cert_path)
+    key_data = read_pem(key_path, "key")
     try:
         key = ssl.KeyPair.load(key_data, crypto.FILETYPE_PEM)
     except Exception as e:
@@ -64,4 +58,4 @@ def trust_root(path: Optional[str]) -> Any:
         return None
     from twisted.internet import ssl
 
-    return ssl.trustRootFromCertificates(_certificates(_read(path, "CA file"), path))
+    return ssl.trustRootFromCertificates(_certificates(read_pem(path, "CA file"), path))

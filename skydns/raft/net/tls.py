@@ -64,7 +64,9 @@ class RaftTLS:
         return client_options(host, trustRoot=self.ca, clientCertificate=self.identity)
 
 
-def _read(path: str, what: str) -> bytes:
+def read_pem(path: str, what: str) -> bytes:
+    """The bytes of a key or certificate file; `ValueError` naming it when
+    it cannot be read."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -74,9 +76,9 @@ def _read(path: str, what: str) -> bytes:
 
 def load_tls(ca_path: str, cert_path: str, key_path: str) -> RaftTLS:
     """Read the PEM files; `ValueError` naming the file that is wrong."""
-    ca_pem = _read(ca_path, "CA certificate")
-    cert_pem = _read(cert_path, "certificate")
-    key_pem = _read(key_path, "private key")
+    ca_pem = read_pem(ca_path, "CA certificate")
+    cert_pem = read_pem(cert_path, "certificate")
+    key_pem = read_pem(key_path, "private key")
     try:
         ca = Certificate.loadPEM(ca_pem)
     except Exception as e:
