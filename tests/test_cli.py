@@ -659,3 +659,30 @@ class EndToEndTests(unittest.TestCase):
                 proc.wait(10)
         self.assertEqual(proc.returncode, 0, err)
         self.assertEqual(http("GET", url)[0], 404)
+
+
+class DNSSECCommandTests(SynchronousTestCase):
+    def test_keygen_then_ds(self) -> None:
+        """skydns dnssec keygen writes BIND's pair of files and prints their
+        prefix and DS; skydns dnssec ds prints the same DS from the files."""
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="skydns-cli-keys-")
+        out = io.StringIO()
+        runner = Runner(out=out, err=io.StringIO(), environ={})
+        code = self.successResultOf(runner.run(["dnssec", "keygen", "--algorithm", "ed25519",
+                                                "--domain", "example.internal",
+                                                "--dir", directory]))  # fmt: skip
+        self.assertEqual(code, 0)
+        base, ds = out.getvalue().splitlines()
+        self.assertTrue(base.startswith(directory + "/Kexample.internal.+015+"))
+        self.assertRegex(ds, r"^example\.internal\. IN DS \d+ 15 2 [0-9A-F]{64}$")
+        out2 = io.StringIO()
+        runner = Runner(out=out2, err=io.StringIO(), environ={})
+        self.assertEqual(self.successResultOf(runner.run(
+            ["dnssec", "ds", base + ".private", "--domain", "example.internal"])), 0)
+        self.assertEqual(out2.getvalue().strip(), ds)
+        err = io.StringIO()
+        runner = Runner(out=io.StringIO(), err=err, environ={})
+        self.assertEqual(self.successResultOf(runner.run(["dnssec", "ds", "/nonexistent"])), 2)
+        self.assertIn("cannot read", err.getvalue())

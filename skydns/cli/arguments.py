@@ -145,6 +145,21 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     command("regions", "instance counts by region", consistent)
     command("environments", "instance counts by environment", consistent)
 
+    p = command("dnssec", "DNSSEC keys for --dnssec-key (BIND's file format)")
+    dnssec = p.add_subparsers(dest="dnssec_command", metavar="ACTION", required=True)
+    k = dnssec.add_parser("keygen", help="make a key: K<domain>.+<alg>+<tag>.key/.private",
+                          parents=[common])  # fmt: skip
+    k.add_argument("--algorithm", type=str.upper, default="ECDSAP256SHA256",
+                   choices=("ECDSAP256SHA256", "ED25519"))
+    k.add_argument("--domain", default=DEFAULT_DOMAIN,
+                   help=f"the SkyDNS domain (default {DEFAULT_DOMAIN})")
+    k.add_argument("--dir", default=".", help="where to write the two files (default .)")
+    d = dnssec.add_parser("ds", help="the DS record of a key, for the parent zone",
+                          parents=[common])  # fmt: skip
+    d.add_argument("key", metavar="KEYFILE", help="K....private or K....key (or their prefix)")
+    d.add_argument("--domain", default=DEFAULT_DOMAIN,
+                   help=f"the SkyDNS domain (default {DEFAULT_DOMAIN})")
+
     p = command("cluster", "cluster membership and state")
     cluster = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     cluster.add_parser("status", help="this node's view of the cluster", parents=[common])

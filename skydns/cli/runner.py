@@ -243,6 +243,20 @@ class Runner:
             return SERVER_ERROR
         return OK
 
+    async def cmd_dnssec(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
+        from skydns.dnssec.keys import ECDSAP256SHA256, ED25519, KeyFileError, generate, load
+
+        try:
+            if args.dnssec_command == "keygen":
+                algorithm = ED25519 if args.algorithm == "ED25519" else ECDSAP256SHA256
+                key, base = generate(args.domain, algorithm, args.dir)
+                self.out.write(f"{base}\n{key.ds_text()}\n")
+            else:
+                self.out.write(load(args.key, args.domain).ds_text() + "\n")
+        except (KeyFileError, OSError) as e:
+            raise UsageError(str(e)) from e
+        return OK
+
     async def cmd_watch(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
         self._in_heartbeat = True
         self._watch = watch = client.watch(args.pattern, consistent=args.consistent)

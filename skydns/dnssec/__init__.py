@@ -1,0 +1,1 @@
+"""Online DNSSEC for the SkyDNS domain (SPEC.md §8): keys (`keys`)."""
