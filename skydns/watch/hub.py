@@ -95,11 +95,13 @@ class WatchHub:
         if index < self._floor or index > self.index:
             return None
         found = []
-        for change in self._history:
-            if change.index > index:
-                step = delta(change, pattern)
-                if step:
-                    found.append(step)
+        for change in reversed(self._history):  # newest first: stop at the index
+            if change.index <= index:
+                break
+            step = delta(change, pattern)
+            if step:
+                found.append(step)
+        found.reverse()
         return found
 
     def _registry_changed(self, touched: Optional[tuple[Service, ...]]) -> None:
