@@ -133,9 +133,8 @@ class EventStream:
 
     def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
         self._paused = False
-        queued, self._queue = self._queue, []
-        for data in queued:
-            self._write(data)
+        while self._queue and not self._paused:  # a write may fill the buffer again
+            self._write(self._queue.pop(0))
 
     def stopProducing(self) -> None:  # noqa: N802 - Twisted's name
         self.stop()
