@@ -301,7 +301,8 @@ class Forwarder:
         for probe in probes:  # beside the answer: is it back?
             self.by_upstream[(str(probe), zone.label)] += 1
             self._track(Deferred.fromCoroutine(
-                self._exchange(probe, query, tcp, edns, cd, deadline)))  # fmt: skip
+                self._exchange(probe, query, tcp, edns, cd, deadline)
+            )).addErrback(lambda failure: failure.trap(CancelledError) and None)  # stop()
         for upstream in order:
             self.by_upstream[(str(upstream), zone.label)] += 1
             response = await self._exchange(upstream, query, tcp, edns, cd, deadline)
