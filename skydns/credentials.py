@@ -56,3 +56,12 @@ def dns_tls(options: Any) -> Any:
     options["dns-tls"] = _checked("dns-tls", lambda v: config.parse_ip_hostport(v, 853),
                                   options["dns-tls"])  # fmt: skip
     return _checked("dns-tls-cert", lambda _: server_context(*given[1:]), "")
+
+
+def dnssec_key(path: str | None, domain: str) -> Any:
+    """The `skydns.dnssec.keys.ZoneKey` of ``--dnssec-key``, or None."""
+    if path is None:
+        return None
+    from skydns.dnssec.keys import load
+
+    return _checked("dnssec-key", lambda p: load(p, domain), path)

@@ -23,7 +23,7 @@ from skydns.config import (
     checked as _checked,
 )
 from skydns.configfile import config_path, read_settings
-from skydns.credentials import cluster_key, dns_tls, raft_tls
+from skydns.credentials import cluster_key, dns_tls, dnssec_key, raft_tls
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
 from skydns.dns.routing import parse_forward_zone
 from skydns.dns.tlsconfig import trust_root
@@ -118,6 +118,10 @@ class Options(usage.Options):
          "Seconds to wait for one upstream's answer before asking the next."],
         ["forward-attempts", None, "1",
          "Rounds through the upstreams (each asked once a round) before SERVFAIL."],
+        ["dnssec-key", None, None,
+         "Sign answers with this key for clients that ask (DO): BIND's K<domain>.+<alg>+<tag> "
+         "files (.private and .key), as `skydns dnssec keygen` makes them; the same on every "
+         "node."],
         ["serve-stale", None, "86400",
          "Seconds an expired forwarded answer may still be served (with TTL 30) when no "
          "upstream answers (RFC 8767); 0 turns it off."],
@@ -289,6 +293,7 @@ class Options(usage.Options):
         self["forward-attempts"] = _checked("forward-attempts", non_negative_int,
                                             self["forward-attempts"]) or 1  # fmt: skip
         self["dns-tls-context"] = dns_tls(self)
+        self["dnssec"] = dnssec_key(self["dnssec-key"], self["domain"])
         self["forward-tls-trust"] = _checked("forward-tls-ca", trust_root, self["forward-tls-ca"])
         if self["names"] not in ORDERS:
             raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")

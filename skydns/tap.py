@@ -115,6 +115,23 @@ def _rotate_on_sigusr1(observer: Any, reactor: Any) -> None:
         signal.signal(signal.SIGUSR1, rotate)
 
 
+def dnssec_signer(key: Any, reactor: Any, domain: str, authority: Any) -> Any:
+    """The signer of DO answers: ``key``, and the authority to say which
+    types a name has (a denial lists them)."""
+    from twisted.names import dns
+
+    from skydns.dnssec.signer import Signer
+
+    def types_at(name: bytes) -> set[int]:
+        try:
+            found = authority.resolution(name, dns.ALL_RECORDS)
+        except Exception:
+            return set()
+        return {record.type for record in found.answers}
+
+    return Signer(key, reactor, domain, types_at)
+
+
 def hand_over(path: str, twistd: Any) -> None:
     """Give the data dir, and all in it, to the user twistd will switch to
     (``-u``/``-g``): it was opened, and maybe created, while still root,
@@ -240,7 +257,7 @@ def makeService(options: Options) -> service.MultiService:
     large = None
     if options["rrl-large-rate"]:
         large = AmplificationLimiter(reactor, options["rrl-large-rate"])
-    DNSService(
+    dns_service = DNSService(
         resolver, dns_address.host, dns_address.port, reactor=reactor,
         answer_cache=answer_cache_for(authority, reactor, options["dns-cache-entries"],
                                       options["max-udp-size"], options["dns-cache-memory"] << 20),
@@ -248,7 +265,12 @@ def makeService(options: Options) -> service.MultiService:
         forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
         max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
         large_limiter=large, tls=(options["dns-tls"], options["dns-tls-context"]),
-    ).setServiceParent(top)
+    )
+    dns_service.setServiceParent(top)
+    if options["dnssec"] is not None:
+        dns_service.factory.direct.signer = dnssec_signer(options["dnssec"], reactor,
+                                                          options["domain"], authority)
+
 
     watches = WatchHub(registry)
     metrics.watch_watchers(lambda: len(watches))

@@ -163,7 +163,7 @@ class ParseQueryTests(unittest.SynchronousTestCase):
             "pointer": plain[:12] + b"\xc0\x0c\x00\x01\x00\x01",
             "dot in label": plain[:12] + b"\x03a.b\x00\x00\x01\x00\x01",
             "nul in label": plain[:12] + b"\x03a\x00b\x00\x00\x01\x00\x01",
-            "DO bit": wire("a.skydns.local", want_dnssec=True),
+            "a flag beside DO": wire("a.skydns.local", use_edns=0)[:-4] + b"\x40\x00" + b"\x00\x00",
             "EDNS version 1": wire("a.skydns.local", use_edns=1),
             "two additional": plain[:10] + b"\x00\x02" + plain[12:],
         }
@@ -173,6 +173,9 @@ class ParseQueryTests(unittest.SynchronousTestCase):
         cases["bad option length"] = with_additional + opt + b"\x00\x0a\x00\x09ab"
         good = with_additional + opt + b"\x00\x0a\x00\x02ab"
         self.assertIsNotNone(parse_query(good))
+        asked = parse_query(wire("a.skydns.local", want_dnssec=True))
+        assert asked is not None
+        self.assertTrue(asked.dnssec_ok)  # DO queries take the fast path (signed if a key is set)
         for label, data in cases.items():
             self.assertIsNone(parse_query(data), label)
 

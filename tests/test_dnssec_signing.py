@@ -9,7 +9,9 @@ import tempfile
 import time
 
 import dns.dnssec
+import dns.flags
 import dns.name
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
@@ -118,3 +120,65 @@ def _types(window: tuple[int, bytes]) -> list[int]:
     number, bits = window
     return [number * 256 + i * 8 + b for i, byte in enumerate(bits) for b in range(8)
             if byte & (0x80 >> b)]  # fmt: skip
+
+
+class SignedAnswerTests(SynchronousTestCase):
+    """The fast path's answers to DO queries, checked whole by dnspython:
+    every RRset has a valid RRSIG; a denial is a signed compact NSEC; the
+    same question without DO gets no DNSSEC records; the signed answer is
+    cached under its own key."""
+
+    def test_signed_answers(self) -> None:
+        import dns.message
+        from twisted.internet.task import Clock
+
+        from skydns.commands import Register
+        from skydns.dns.authority import SkyDNSAuthority, make_resolver
+        from skydns.dns.server import SkyDNSServerFactory
+        from skydns.names import Service
+        from skydns.registry import Registry
+        from skydns.tap import dnssec_signer
+        from tests.test_dns_fastpath import Server
+
+        directory = tempfile.mkdtemp(prefix="skydns-signed-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        key, _ = generate(ZONE, ECDSAP256SHA256, directory)
+        clock = Clock()
+        clock.advance(time.time())
+        registry = Registry()
+        registry.apply(Register(Service("r1", "rails", "production", "east", "1", "10.0.0.1",
+                                        8080, 600), clock.seconds() - 0.5))  # fmt: skip
+        authority = SkyDNSAuthority(registry, clock, ZONE, [("node1", "127.0.0.1")])
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        server.factory.direct.signer = dnssec_signer(key, clock, ZONE, authority)
+        keyring = {dns.name.from_text(ZONE + "."):
+                   rrset_of(ZONE + ".", dns.rdatatype.DNSKEY, 3600, [key.dnskey_rdata])}
+
+        def signed(name: str, rdtype: str) -> dns.message.Message:
+            query = dns.message.make_query(name, rdtype, want_dnssec=True)
+            (reply,) = server.ask(query.to_wire())
+            message = dns.message.from_wire(reply)
+            sections = message.answer + message.authority + message.additional
+            covered = [r for r in sections if r.rdtype != dns.rdatatype.RRSIG]
+            for rrset in covered:
+                sig = next(s for s in sections if s.rdtype == dns.rdatatype.RRSIG
+                           and s.name == rrset.name and s.covers == rrset.rdtype)
+                dns.dnssec.validate(rrset, sig, keyring, now=clock.seconds())
+            self.assertTrue(message.ednsflags & dns.flags.DO)
+            return message
+
+        answer = signed("rails.production.skydns.local", "SRV")
+        self.assertEqual([r.rdtype for r in answer.answer],
+                         [dns.rdatatype.SRV, dns.rdatatype.RRSIG])  # fmt: skip
+        denial = signed("nope.production.skydns.local", "A")
+        self.assertEqual(denial.rcode(), dns.rcode.NOERROR)
+        self.assertIn(dns.rdatatype.NSEC, [r.rdtype for r in denial.authority])
+        self.assertEqual(len(signed("skydns.local", "DNSKEY").answer), 2)
+        plain = dns.message.make_query("rails.production.skydns.local", "SRV", use_edns=0)
+        (reply,) = server.ask(plain.to_wire())
+        unsigned = dns.message.from_wire(reply)
+        self.assertNotIn(dns.rdatatype.RRSIG, [r.rdtype for r in unsigned.answer])
+        signed("rails.production.skydns.local", "SRV")  # again: from the cache
+        cache = server.factory.answer_cache
+        assert cache is not None
+        self.assertGreaterEqual(sum(cache.udp_hits.values()), 1)

@@ -74,6 +74,10 @@ class DirectPath:
         self._countdown = 1
         #: The OPT record of every answer to an EDNS request (never changed).
         self.our_opt = dns._OPTHeader(udpPayloadSize=max_udp)
+        #: The OPT record of an answer to a DO query (RFC 3225 §3: DO copied).
+        self.our_opt_do = dns._OPTHeader(udpPayloadSize=max_udp, dnssecOK=True)
+        #: Signs answers for DO queries (`skydns.dnssec.signer`), when set.
+        self.signer: Any = None
 
     def packet_received(self, protocol: Any, data: bytes, address: Any) -> None:
         """A request the answer cache did not answer (``address`` is None
@@ -149,10 +153,14 @@ class DirectPath:
         except Exception:
             return None
         limit = MAX_TCP_MESSAGE if tcp else query.udp_limit
+        if query.dnssec_ok and self.signer is not None and rcode != dns.EREFUSED:
+            rcode, records = self.signer.sign(query.name, query.qtype, rcode, records)
+            fresh = self.signer.fresh_until()  # signed again well before expiry
+            until, lasts = min(until, fresh), min(lasts, fresh)
         answers, auth, found = records
         additional = list(found)
         if query.edns:
-            additional.append(self.our_opt)
+            additional.append(self.our_opt_do if query.dnssec_ok else self.our_opt)
         ttls: Optional[Ttls] = [] if lasts > until else None
         try:
             wire = encode_answer(

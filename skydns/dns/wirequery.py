@@ -3,7 +3,7 @@ answer cache (`skydns.dns.answercache`) and the direct path.
 
 `parse_query` decides whether a request may be cached at all: one
 question, standard query, no answer or authority records, at most an OPT
-record (version 0, DO and the other flags clear, well-formed options),
+record (version 0, the flags clear but DO, well-formed options),
 nothing after it, plain labels (no compression pointer, no ``.`` or NUL
 byte inside a label).  Everything else takes the full path, uncached.
 """
@@ -45,6 +45,8 @@ class Query(NamedTuple):
     flags: int
     #: The bytes from the end of the name (its 0 label) on, as sent.
     tail: bytes
+    #: The DO bit (RFC 3225): the client wants DNSSEC records.
+    dnssec_ok: bool = False
 
 
 def parse_query(data: bytes, max_udp: int = DEFAULT_UDP_LIMIT) -> Optional[Query]:
@@ -79,7 +81,7 @@ def parse_query(data: bytes, max_udp: int = DEFAULT_UDP_LIMIT) -> Optional[Query
     if question_end > size:
         return None
     qtype, qclass = _HEADER.unpack_from(data, name_end + 1)
-    edns = False
+    edns = dnssec_ok = False
     limit = _MIN_UDP_PAYLOAD
     if additional:
         if size < question_end + 11 or data[question_end] != 0:
@@ -87,8 +89,8 @@ def parse_query(data: bytes, max_udp: int = DEFAULT_UDP_LIMIT) -> Optional[Query
         rtype, payload, extended, version, flags, rdlength = _OPT.unpack_from(
             data, question_end + 1
         )
-        if rtype != _OPT_TYPE or extended or version or flags:
-            return None  # not OPT, or EDNS version/rcode/DO we do not handle
+        if rtype != _OPT_TYPE or extended or version or flags & 0x7FFF:
+            return None  # not OPT, or an EDNS version, rcode or flag we do not handle
         at = question_end + 11
         end = at + rdlength
         if end != size:
@@ -100,6 +102,7 @@ def parse_query(data: bytes, max_udp: int = DEFAULT_UDP_LIMIT) -> Optional[Query
         if at != end:
             return None
         edns = True
+        dnssec_ok = bool(flags & 0x8000)
         limit = max(_MIN_UDP_PAYLOAD, min(payload, max_udp))
     elif question_end != size:
         return None
@@ -116,6 +119,7 @@ def parse_query(data: bytes, max_udp: int = DEFAULT_UDP_LIMIT) -> Optional[Query
         question=lower_question(data, question_end),
         flags=data[3],
         tail=data[name_end:],
+        dnssec_ok=dnssec_ok,
     )
 
 
