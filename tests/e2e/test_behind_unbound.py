@@ -31,17 +31,20 @@ UNBOUND_CONF = """server:
   use-syslog: no
   verbosity: 1
   num-threads: 1
-  module-config: "iterator"
+  module-config: "{modules}"
   do-not-query-localhost: no
   access-control: 127.0.0.0/8 allow
   root-hints: "{directory}/root.hints"
-  domain-insecure: "skydns.local"
+  {trust}
 stub-zone:
   name: "skydns.local"
   stub-addr: 127.0.0.1@{skydns_port}
 remote-control:
   control-enable: no
 """
+
+#: ``modules`` and ``trust`` of `UNBOUND_CONF` for a zone that is not signed.
+NO_DNSSEC = {"modules": "iterator", "trust": 'domain-insecure: "skydns.local"'}
 
 #: Root hints on loopback: any priming query stays on this host.
 ROOT_HINTS = ".  3600000  NS  root.invalid.\nroot.invalid.  3600000  A  127.0.0.1\n"
@@ -65,7 +68,8 @@ class BehindUnboundTests(SynchronousTestCase):
             f.write(ROOT_HINTS)
         conf = os.path.join(directory, "unbound.conf")
         with open(conf, "w") as f:
-            f.write(UNBOUND_CONF.format(port=port, directory=directory, skydns_port=skydns_port))
+            f.write(UNBOUND_CONF.format(port=port, directory=directory, skydns_port=skydns_port,
+                                        **NO_DNSSEC))  # fmt: skip
         process = subprocess.Popen([unbound, "-d", "-c", conf])
 
         def stop() -> None:

@@ -22,31 +22,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from skydns.dnssec.keys import ECDSAP256SHA256, generate
 from tests.e2e.harness import SkyDNSProcess, free_port, http
-from tests.e2e.test_behind_unbound import ROOT_HINTS
-
-UNBOUND_CONF = """server:
-  interface: 127.0.0.1
-  port: {port}
-  do-daemonize: no
-  chroot: ""
-  username: ""
-  directory: "{directory}"
-  pidfile: "{directory}/unbound.pid"
-  logfile: "{directory}/unbound.log"
-  use-syslog: no
-  verbosity: 1
-  num-threads: 1
-  module-config: "validator iterator"
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  root-hints: "{directory}/root.hints"
-  trust-anchor: "{anchor}"
-stub-zone:
-  name: "skydns.local"
-  stub-addr: 127.0.0.1@{upstream}
-remote-control:
-  control-enable: no
-"""
+from tests.e2e.test_behind_unbound import ROOT_HINTS, UNBOUND_CONF
 
 
 def ask(port: int, name: str, rdtype: str) -> Any:
@@ -108,8 +84,10 @@ class ValidationTests(SynchronousTestCase):
             f.write(ROOT_HINTS)
         conf = os.path.join(directory, "unbound.conf")
         with open(conf, "w") as f:
-            f.write(UNBOUND_CONF.format(port=port, directory=directory, upstream=upstream,
-                                        anchor=self.key.dnskey_text()))  # fmt: skip
+            f.write(UNBOUND_CONF.format(
+                port=port, directory=directory, skydns_port=upstream,
+                modules="validator iterator", trust=f'trust-anchor: "{self.key.dnskey_text()}"',
+            ))  # fmt: skip
         process = subprocess.Popen([self.unbound, "-d", "-c", conf])
         self.addCleanup(lambda: (process.terminate(), process.wait(10)))
         deadline = time.monotonic() + 15
