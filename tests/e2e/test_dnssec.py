@@ -76,6 +76,10 @@ class ValidationTests(SynchronousTestCase):
                        {"Name": "rails", "Environment": "production", "Host": "10.0.0.1",
                         "Port": 8080, "TTL": 600})  # fmt: skip
         self.assertEqual(code, 201)
+        code, _ = http("PUT", f"{self.node.url}/skydns/services/r6",
+                       {"Name": "rails", "Environment": "production", "Host": "2001:db8::6",
+                        "Port": 8080, "TTL": 600})  # fmt: skip
+        self.assertEqual(code, 201)
 
     def start_unbound(self, upstream: int) -> int:
         port = free_port()
@@ -101,11 +105,13 @@ class ValidationTests(SynchronousTestCase):
                 time.sleep(0.2)
 
     def test_answers_and_denials_validate(self) -> None:
-        """SRV, A, a name that does not exist and a type a name does not
-        have, through unbound: AD set; DNSKEY at the apex validates too."""
+        """SRV, A, AAAA, a name that does not exist and a type a name does
+        not have, through unbound: AD set; DNSKEY at the apex validates too."""
         port = self.start_unbound(self.node.dns_port)
         for name, rdtype, rcode in (("rails.production.skydns.local", "SRV", dns.rcode.NOERROR),
                                     ("r1.skydns.local", "A", dns.rcode.NOERROR),
+                                    ("r6.skydns.local", "AAAA", dns.rcode.NOERROR),
+                                    ("rails.production.skydns.local", "AAAA", dns.rcode.NOERROR),
                                     ("nope.production.skydns.local", "A", dns.rcode.NOERROR),
                                     ("rails.production.skydns.local", "TXT", dns.rcode.NOERROR),
                                     ("skydns.local", "DNSKEY", dns.rcode.NOERROR)):  # fmt: skip
