@@ -128,7 +128,14 @@ class SignedAnswerTests(SynchronousTestCase):
     same question without DO gets no DNSSEC records; the signed answer is
     cached under its own key."""
 
+    def test_signed_answers_on_the_twisted_names_path(self) -> None:
+        """A server without the fast path signs the same way."""
+        self.check(fast_path=False)
+
     def test_signed_answers(self) -> None:
+        self.check(fast_path=True)
+
+    def check(self, fast_path: bool) -> None:
         import dns.message
         from twisted.internet.task import Clock
 
@@ -149,7 +156,7 @@ class SignedAnswerTests(SynchronousTestCase):
         registry.apply(Register(Service("r1", "rails", "production", "east", "1", "10.0.0.1",
                                         8080, 600), clock.seconds() - 0.5))  # fmt: skip
         authority = SkyDNSAuthority(registry, clock, ZONE, [("node1", "127.0.0.1")])
-        server = Server(SkyDNSServerFactory(make_resolver(authority), clock))
+        server = Server(SkyDNSServerFactory(make_resolver(authority), clock, fast_path=fast_path))
         server.factory.direct.signer = dnssec_signer(key, clock, ZONE, authority)
         keyring = {dns.name.from_text(ZONE + "."):
                    rrset_of(ZONE + ".", dns.rdatatype.DNSKEY, 3600, [key.dnskey_rdata])}
@@ -161,8 +168,9 @@ class SignedAnswerTests(SynchronousTestCase):
             sections = message.answer + message.authority + message.additional
             covered = [r for r in sections if r.rdtype != dns.rdatatype.RRSIG]
             for rrset in covered:
-                sig = next(s for s in sections if s.rdtype == dns.rdatatype.RRSIG
-                           and s.name == rrset.name and s.covers == rrset.rdtype)
+                sig = next((s for s in sections if s.rdtype == dns.rdatatype.RRSIG
+                            and s.name == rrset.name and s.covers == rrset.rdtype), None)
+                self.assertIsNotNone(sig, (name, rdtype, message.to_text()))
                 dns.dnssec.validate(rrset, sig, keyring, now=clock.seconds())
             self.assertTrue(message.ednsflags & dns.flags.DO)
             return message
@@ -180,5 +188,6 @@ class SignedAnswerTests(SynchronousTestCase):
         self.assertNotIn(dns.rdatatype.RRSIG, [r.rdtype for r in unsigned.answer])
         signed("rails.production.skydns.local", "SRV")  # again: from the cache
         cache = server.factory.answer_cache
-        assert cache is not None
-        self.assertGreaterEqual(sum(cache.udp_hits.values()), 1)
+        if fast_path:
+            assert cache is not None
+            self.assertGreaterEqual(sum(cache.udp_hits.values()), 1)

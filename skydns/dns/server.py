@@ -48,9 +48,10 @@ from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
 from skydns.dns.amplification import AmplificationLimiter
-from skydns.dns.answercache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, AnswerCache
+from skydns.dns.answercache import DEFAULT_MAX_ENTRIES, AnswerCache
 from skydns.dns.authority import NameNotFound, SkyDNSAuthority
-from skydns.dns.dependencies import EVERYTHING, answer_tags, change_tags
+from skydns.dns.caching import answer_cache_for
+from skydns.dns.dependencies import EVERYTHING
 from skydns.dns.direct import DirectPath
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import (
@@ -63,6 +64,7 @@ from skydns.dns.protocols import (
     encode_reply,
     udp_limit,
 )
+from skydns.dns.records import to_header
 from skydns.dns.request import Request, rcode_for
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.stats import DNSStats
@@ -77,41 +79,13 @@ _ANY_CHANGE = (EVERYTHING,)
 #: holds many idle connections must not exhaust the process's descriptors).
 MAX_TCP_CONNECTIONS = 1024
 
-#: The EDNS version we speak (RFC 6891 §6.1.3): a request of a higher one
-#: gets `BADVERS`.
+#: The EDNS version we speak (RFC 6891 §6.1.3); a request of a higher one
+#: gets the extended rcode `BADVERS`.
 EDNS_VERSION = 0
-#: The extended rcode for an EDNS version we do not implement.
 BADVERS = 16
 
 #: Longest a forwarded (or REFUSED) answer is served from the answer cache.
 FORWARDED_MAX_AGE = 1.0
-
-def answer_cache_for(
-    authority: Optional[SkyDNSAuthority],
-    reactor: Any,
-    size: int = DEFAULT_MAX_ENTRIES,
-    max_udp: int = DEFAULT_MAX_UDP,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> AnswerCache:
-    """An answer cache for a server over ``authority``: its entries expire by
-    the clock the authority computes TTLs with, every registry change drops
-    the answers it may alter (`skydns.dns.dependencies`; a whole state
-    installed clears it), and with ``size`` 0 its bound follows the
-    registry's size."""
-    if authority is None:
-        return AnswerCache(reactor.seconds, size, max_udp, max_bytes)
-    registry = authority.registry
-    cache = AnswerCache(authority.clock.seconds, size, max_udp, max_bytes, registry.__len__)
-    cache.tagger = answer_tags
-
-    def changed(touched: Optional[tuple[Any, ...]]) -> None:
-        if touched is None:
-            cache.clear()
-        else:
-            cache.invalidate(change_tags(touched))
-
-    registry.add_change_listener(changed)
-    return cache
 
 
 class SkyDNSServerFactory(DNSServerFactory):
@@ -250,9 +224,22 @@ class SkyDNSServerFactory(DNSServerFactory):
     def _resolved(
         self, result: Any, protocol: Any, message: dns.Message, address: Any, request: Request
     ) -> None:
-        answers, authority, additional = result
-        response = self._reply_to(message, dns.OK, answers, authority, additional)
+        rcode, (answers, authority, additional) = self._signed(message, dns.OK, result)
+        response = self._reply_to(message, rcode, answers, authority, additional)
         self.send_reply(protocol, response, address, request)
+
+    def _signed(self, message: dns.Message, rcode: int, sections: Any) -> tuple[int, Any]:
+        """``sections`` signed as the fast path signs them, for a DO query
+        about the signer's domain; as they are otherwise."""
+        signer = self.direct.signer
+        query = message.queries[0] if message.queries else None
+        if signer is None or query is None or not _dnssec_ok(message):
+            return rcode, sections
+        name = query.name.name.lower().rstrip(b".")
+        if name != signer.domain and not name.endswith(b"." + signer.domain):
+            return rcode, sections
+        rcode, signed = signer.sign(name, query.type, rcode, tuple(list(s) for s in sections))
+        return rcode, tuple([to_header(r) for r in section] for section in signed)
 
     def _forward(
         self, message: dns.Message, protocol: Any, address: Any, request: Request
@@ -277,8 +264,10 @@ class SkyDNSServerFactory(DNSServerFactory):
         if rcode is None:
             log.failure("lookup of {query} failed", failure, query=message.queries[0])
             rcode = dns.ESERVER
-        authority = reason.authority if isinstance(reason, NameNotFound) else None
-        response = self._reply_to(message, rcode, authority=authority)
+        sections: Any = ([], [], [])
+        if isinstance(reason, NameNotFound):  # a denial: its SOA, signed for DO
+            rcode, sections = self._signed(message, rcode, ([], reason.authority, []))
+        response = self._reply_to(message, rcode, *sections)
         self.send_reply(protocol, response, address, request)
 
     def _reply_error(
@@ -311,6 +300,7 @@ class SkyDNSServerFactory(DNSServerFactory):
             list(answers or ()),
             list(authority or ()),
             list(additional or ()),
+            dnssec_ok=_dnssec_ok(message),
         )
         # RFC 1035 §4.1.1: the opcode is copied into the response (NOTIMP
         # answers other opcodes with their own).
@@ -328,8 +318,10 @@ class SkyDNSServerFactory(DNSServerFactory):
         answers: list[Any],
         authority: list[Any],
         additional: list[Any],
+        dnssec_ok: bool = False,
     ) -> dns.Message:
-        """The response both paths send (the same fields, so the same bytes)."""
+        """The response both paths send (the same fields, so the same bytes);
+        the OPT record carries DO back (RFC 3225 §3)."""
         # AA for NODATA and NXDOMAIN too, whose only records are the SOA.
         authoritative = any(r.isAuthoritative() for r in answers + authority)
         response = self._messageFactory(
@@ -339,7 +331,8 @@ class SkyDNSServerFactory(DNSServerFactory):
         response.recDes = recursion_desired  # RFC 1035 §4.1.1: RD is copied.
         response.maxSize = max_size
         if edns:
-            additional.append(dns._OPTHeader(udpPayloadSize=self.max_udp_size))
+            additional.append(dns._OPTHeader(udpPayloadSize=self.max_udp_size,
+                                             dnssecOK=dnssec_ok))  # fmt: skip
         response.answers = answers
         response.authority = authority
         response.additional = additional
@@ -384,6 +377,13 @@ class SkyDNSServerFactory(DNSServerFactory):
                 age = min(age, record.ttl)
         cache = self.answer_cache
         return (cache.seconds() if cache is not None else float(self.reactor.seconds())) + age
+
+
+def _dnssec_ok(message: dns.Message) -> bool:
+    """Whether ``message`` has an OPT record with the DO bit (bit 15 of its
+    TTL field: the record stays a plain `dns.RRHeader` in a parsed query)."""
+    return any(r.type == dns.OPT and (r.dnssecOK if type(r) is dns._OPTHeader
+                                      else r.ttl & 0x8000) for r in message.additional)
 
 
 def find_authority(resolver: Any) -> Optional[SkyDNSAuthority]:
