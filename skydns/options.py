@@ -25,6 +25,7 @@ from skydns.config import (
 from skydns.configfile import config_path, read_settings
 from skydns.credentials import cluster_key, dns_tls, dnssec_key, raft_tls
 from skydns.dns.acl import DEFAULT_FORWARD_ALLOW, parse_networks
+from skydns.dns.reverse import parse_reverse_zone
 from skydns.dns.routing import parse_forward_zone
 from skydns.dns.tlsconfig import trust_root
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
@@ -122,6 +123,9 @@ class Options(usage.Options):
          "Sign answers with this key for clients that ask (DO): BIND's K<domain>.+<alg>+<tag> "
          "files (.private and .key), as `skydns dnssec keygen` makes them; the same on every "
          "node."],
+        ["reverse-zone", None, "",
+         "Reverse zones ZONE,... (such as 1.0.10.in-addr.arpa) SkyDNS is the authority for: "
+         "PTR of registered addresses, NXDOMAIN for the rest, signed with --dnssec-key."],
         ["serve-stale", None, "86400",
          "Seconds an expired forwarded answer may still be served (with TTL 30) when no "
          "upstream answers (RFC 8767); 0 turns it off."],
@@ -294,6 +298,8 @@ class Options(usage.Options):
                                             self["forward-attempts"]) or 1  # fmt: skip
         self["dns-tls-context"] = dns_tls(self)
         self["dnssec"] = dnssec_key(self["dnssec-key"], self["domain"])
+        self["reverse-zone"] = [_checked("reverse-zone", parse_reverse_zone, zone)
+                                for zone in str(self["reverse-zone"]).split(",") if zone.strip()]
         self["forward-tls-trust"] = _checked("forward-tls-ca", trust_root, self["forward-tls-ca"])
         if self["names"] not in ORDERS:
             raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")

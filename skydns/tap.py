@@ -115,9 +115,11 @@ def _rotate_on_sigusr1(observer: Any, reactor: Any) -> None:
         signal.signal(signal.SIGUSR1, rotate)
 
 
-def dnssec_signer(key: Any, reactor: Any, domain: str, authority: Any) -> Any:
-    """The signer of DO answers: ``key``, and the authority to say which
-    types a name has (a denial lists them)."""
+def dnssec_signer(key: Any, reactor: Any, domain: str, authority: Any,
+                  reverse: Any = None) -> Any:  # fmt: skip
+    """The signer of DO answers: ``key`` for the domain and every reverse
+    zone of ``reverse`` (a `ReverseResolver`), which say which types a name
+    has (a denial lists them)."""
     from twisted.names import dns
 
     from skydns.dnssec.signer import Signer
@@ -129,7 +131,10 @@ def dnssec_signer(key: Any, reactor: Any, domain: str, authority: Any) -> Any:
             return set()
         return {record.type for record in found.answers}
 
-    return Signer(key, reactor, domain, types_at)
+    zones = {domain: types_at}
+    for zone in reverse.zones if reverse is not None else ():
+        zones[zone.decode("ascii")] = reverse.types_at
+    return Signer(key, reactor, zones)
 
 
 def hand_over(path: str, twistd: Any) -> None:
@@ -250,7 +255,9 @@ def makeService(options: Options) -> service.MultiService:
                               client=NetworkClient(reactor, options["forward-tls-trust"]))
     # The authority first (the server's fast path looks for it there), then
     # PTR for registered addresses; names neither claims go to the forwarder.
-    resolver = ResolverChain([authority, ReverseResolver(registry, reactor, options["domain"])])
+    reverse = ReverseResolver(registry, reactor, options["domain"], options["reverse-zone"],
+                              authority.soa, authority.nameservers)  # fmt: skip
+    resolver = ResolverChain([authority, reverse])
     limiter = None
     if options["rrl-rate"]:
         limiter = ResponseRateLimiter(reactor, options["rrl-rate"], options["rrl-slip"])
@@ -269,8 +276,7 @@ def makeService(options: Options) -> service.MultiService:
     dns_service.setServiceParent(top)
     if options["dnssec"] is not None:
         dns_service.factory.direct.signer = dnssec_signer(options["dnssec"], reactor,
-                                                          options["domain"], authority)
-
+                                                          options["domain"], authority, reverse)
 
     watches = WatchHub(registry)
     metrics.watch_watchers(lambda: len(watches))

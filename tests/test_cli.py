@@ -682,6 +682,20 @@ class DNSSECCommandTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(runner.run(
             ["dnssec", "ds", base + ".private", "--domain", "example.internal"])), 0)
         self.assertEqual(out2.getvalue().strip(), ds)
+        out3 = io.StringIO()
+        runner = Runner(out=out3, err=io.StringIO(), environ={})
+        self.assertEqual(self.successResultOf(runner.run(
+            ["dnssec", "ds", base + ".private", "--domain", "example.internal",
+             "--reverse-zone", "0.10.IN-ADDR.ARPA."])), 0)  # fmt: skip
+        first, reverse = out3.getvalue().splitlines()
+        self.assertEqual(first, ds)
+        self.assertEqual(reverse.split()[:4], ["0.10.in-addr.arpa.", "IN", "DS", ds.split()[3]])
+        err = io.StringIO()
+        runner = Runner(out=io.StringIO(), err=err, environ={})
+        self.assertEqual(self.successResultOf(runner.run(
+            ["dnssec", "ds", base + ".private", "--domain", "example.internal",
+             "--reverse-zone", "example.org"])), 2)  # fmt: skip
+        self.assertIn("reverse zone", err.getvalue())
         err = io.StringIO()
         runner = Runner(out=io.StringIO(), err=err, environ={})
         self.assertEqual(self.successResultOf(runner.run(["dnssec", "ds", "/nonexistent"])), 2)

@@ -29,6 +29,12 @@ class ResolverOptionsTests(SynchronousTestCase):
         self.assertEqual(options["forward-allow"], default_networks())
         self.assertEqual(options["tcp-idle-timeout"], 10)
 
+    def test_reverse_zones_parsed(self) -> None:
+        self.assertEqual(parse()["reverse-zone"], [])
+        zones = parse("--reverse-zone", "10.in-addr.arpa, 8.b.d.0.1.0.0.2.ip6.arpa.")
+        self.assertEqual([name for name, _ in zones["reverse-zone"]],
+                         [b"10.in-addr.arpa", b"8.b.d.0.1.0.0.2.ip6.arpa"])  # fmt: skip
+
     def test_forward_allow_parsed(self) -> None:
         options = parse("--forward-allow", "192.0.2.0/24, 2001:db8::/32")
         self.assertEqual(options["forward-allow"], parse_networks("192.0.2.0/24,2001:db8::/32"))
@@ -40,6 +46,8 @@ class ResolverOptionsTests(SynchronousTestCase):
             (["--forward-allow", ""], "--forward-allow"),
             (["--tcp-idle-timeout", "0"], "--tcp-idle-timeout"),
             (["--tcp-idle-timeout", "soon"], "--tcp-idle-timeout"),
+            (["--reverse-zone", "skydns.local"], "--reverse-zone"),
+            (["--reverse-zone", "1.2.3.10.in-addr.arpa"], "--reverse-zone"),
         ]:
             with self.assertRaises(usage.UsageError) as raised:
                 parse(*args)

@@ -14,7 +14,8 @@ from zope.interface.verify import verifyObject
 
 from skydns.commands import Register
 from skydns.dns.authority import SkyDNSAuthority
-from skydns.dns.reverse import ReverseResolver, address_of
+from skydns.dns.resolution import NameNotFound
+from skydns.dns.reverse import ReverseResolver, address_of, network_of, parse_reverse_zone
 from skydns.names import Service
 from skydns.registry import Registry
 
@@ -185,3 +186,112 @@ class ChainTests(SynchronousTestCase):
             self.chain.query(dns.Query("5.3.2.10.in-addr.arpa", dns.PTR))
         )
         self.assertIs(type(failure.value), error.DomainError)
+
+
+NETWORKS = st.ip_addresses().flatmap(lambda address: st.integers(0, address.max_prefixlen).map(
+    lambda prefix: ipaddress.ip_network((address, prefix), strict=False)))  # fmt: skip
+
+
+class NetworkOfTests(SynchronousTestCase):
+    def test_partial_names_spell_networks(self) -> None:
+        self.assertEqual(network_of(b"1.0.10.in-addr.arpa"), ipaddress.ip_network("10.0.1.0/24"))
+        self.assertEqual(network_of(b"IN-ADDR.ARPA."), ipaddress.ip_network("0.0.0.0/0"))
+        self.assertEqual(network_of(b"8.b.d.0.1.0.0.2.ip6.arpa"),
+                         ipaddress.ip_network("2001:db8::/32"))  # fmt: skip
+        self.assertIsNone(network_of(b"x.10.in-addr.arpa"))
+        self.assertIsNone(network_of(b"10.in-addr.arpa.example"))
+
+    @given(NETWORKS)
+    def test_round_trip_on_label_boundaries(self, network: Any) -> None:
+        """A network on a label boundary (a multiple of 8 bits for IPv4, 4
+        for IPv6) reads back from its reverse name."""
+        step = 8 if network.version == 4 else 4
+        network = network.supernet(new_prefix=network.prefixlen // step * step)
+        labels = network.network_address.reverse_pointer.split(".")
+        name = ".".join(labels[len(labels) - 2 - network.prefixlen // step:])
+        self.assertEqual(network_of(name.encode()), network)
+
+    def test_reverse_zone_option(self) -> None:
+        self.assertEqual(parse_reverse_zone(" 1.0.10.In-Addr.Arpa. "),
+                         (b"1.0.10.in-addr.arpa", ipaddress.ip_network("10.0.1.0/24")))  # fmt: skip
+        for bad in ["skydns.local", "4.1.0.10.in-addr.arpa", "256.in-addr.arpa", ""]:
+            with self.assertRaises(ValueError):
+                parse_reverse_zone(bad)
+
+
+class ReverseZoneTests(SynchronousTestCase):
+    """A --reverse-zone is SkyDNS's whole: nothing in it is passed on."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000)
+        self.registry = Registry()
+        authority = SkyDNSAuthority(self.registry, self.clock, "skydns.local",
+                                    [("node1", "127.0.0.1")], negative_ttl=7)  # fmt: skip
+        zones = [parse_reverse_zone("10.in-addr.arpa"), parse_reverse_zone("0.10.in-addr.arpa")]
+        self.resolver = ReverseResolver(self.registry, self.clock, "skydns.local", zones,
+                                        authority.soa, authority.nameservers)  # fmt: skip
+        self.registry.apply(Register(make_service("web1", "10.0.1.8"), self.clock.seconds()))
+
+    def sections(self, name: str, qtype: int) -> Any:
+        return self.successResultOf(self.resolver.query(dns.Query(name, qtype)))
+
+    def assert_nodata(self, name: str, qtype: int, zone: bytes) -> None:
+        answers, (soa,), additional = self.sections(name, qtype)
+        self.assertEqual((answers, additional), ([], []))
+        self.assertEqual((soa.type, soa.name.name, soa.ttl), (dns.SOA, zone, 7))
+
+    def test_ptr_and_denials(self) -> None:
+        (record,) = self.sections("8.1.0.10.in-addr.arpa", dns.PTR)[0]
+        self.assertEqual(record.payload.name.name, b"web1.skydns.local")
+        # The longest zone holds the name; the address has no TXT.
+        self.assert_nodata("8.1.0.10.in-addr.arpa", dns.TXT, b"0.10.in-addr.arpa")
+        # Empty non-terminals above a registered address exist.
+        self.assert_nodata("1.0.10.in-addr.arpa", dns.PTR, b"0.10.in-addr.arpa")
+        failure = self.failureResultOf(self.resolver.query(dns.Query("9.1.0.10.in-addr.arpa")))
+        self.assertIsInstance(failure.value, NameNotFound)
+        self.assertEqual(failure.value.authority[0].name.name, b"0.10.in-addr.arpa")
+        for missing in ["2.0.10.in-addr.arpa", "1.10.in-addr.arpa", "x.0.10.in-addr.arpa"]:
+            self.assertIsInstance(
+                self.failureResultOf(self.resolver.query(dns.Query(missing))).value,
+                NameNotFound, missing)  # fmt: skip
+
+    def test_apex(self) -> None:
+        (soa,) = self.sections("10.in-addr.arpa", dns.SOA)[0]
+        self.assertEqual(soa.payload.mname.name, b"node1.ns.dns.skydns.local")
+        (ns,) = self.sections("10.in-addr.arpa", dns.NS)[0]
+        self.assertEqual(ns.payload.name.name, b"node1.ns.dns.skydns.local")
+        self.assert_nodata("10.in-addr.arpa", dns.PTR, b"10.in-addr.arpa")
+
+    def test_drained_and_gone(self) -> None:
+        """A drained instance's PTR is gone; once removed, so are the names above it."""
+        from skydns.commands import Drain, Unregister
+
+        self.registry.apply(Drain("web1", True, self.clock.seconds()))
+        self.assertIsInstance(
+            self.failureResultOf(self.resolver.query(dns.Query("8.1.0.10.in-addr.arpa"))).value,
+            NameNotFound)  # fmt: skip
+        self.registry.apply(Unregister("web1", self.clock.seconds()))
+        self.assertIsInstance(
+            self.failureResultOf(self.resolver.query(dns.Query("1.0.10.in-addr.arpa"))).value,
+            NameNotFound)  # fmt: skip
+
+    def test_outside_the_zones_as_before(self) -> None:
+        self.registry.apply(Register(make_service("web2", "192.168.0.1"), self.clock.seconds()))
+        self.sections("1.0.168.192.in-addr.arpa", dns.PTR)
+        failure = self.failureResultOf(self.resolver.query(dns.Query("2.0.168.192.in-addr.arpa")))
+        self.assertIs(type(failure.value), error.DomainError)
+
+
+class AddressIndexTests(SynchronousTestCase):
+    @given(st.lists(st.ip_addresses(), max_size=20), NETWORKS)
+    def test_any_in_agrees_with_a_scan(self, addresses: Any, network: Any) -> None:
+        from skydns.registry.addresses import AddressIndex
+
+        index = AddressIndex()
+        for i, address in enumerate(addresses):
+            index.add(str(i), str(address))
+        for i, address in enumerate(addresses[::2]):
+            index.remove(str(2 * i), str(address))
+        held = [a for i, a in enumerate(addresses) if i % 2]
+        self.assertEqual(index.any_in(network), any(a in network for a in held))

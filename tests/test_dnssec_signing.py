@@ -16,8 +16,10 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from twisted.names.resolve import ResolverChain
 from twisted.trial.unittest import SynchronousTestCase
 
+from skydns.dns.reverse import ReverseResolver, parse_reverse_zone
 from skydns.dnssec.keys import ECDSAP256SHA256, ED25519, generate
 from skydns.dnssec.signing import (
     NSEC,
@@ -32,6 +34,7 @@ from skydns.dnssec.signing import (
 )
 
 ZONE = "skydns.local"
+REVERSE = "0.10.in-addr.arpa"
 
 
 def rrset_of(owner: str, rtype: int, ttl: int, rdatas: list[bytes]) -> dns.rrset.RRset:
@@ -140,7 +143,7 @@ class SignedAnswerTests(SynchronousTestCase):
         from twisted.internet.task import Clock
 
         from skydns.commands import Register
-        from skydns.dns.authority import SkyDNSAuthority, make_resolver
+        from skydns.dns.authority import SkyDNSAuthority
         from skydns.dns.server import SkyDNSServerFactory
         from skydns.names import Service
         from skydns.registry import Registry
@@ -156,10 +159,14 @@ class SignedAnswerTests(SynchronousTestCase):
         registry.apply(Register(Service("r1", "rails", "production", "east", "1", "10.0.0.1",
                                         8080, 600), clock.seconds() - 0.5))  # fmt: skip
         authority = SkyDNSAuthority(registry, clock, ZONE, [("node1", "127.0.0.1")])
-        server = Server(SkyDNSServerFactory(make_resolver(authority), clock, fast_path=fast_path))
-        server.factory.direct.signer = dnssec_signer(key, clock, ZONE, authority)
-        keyring = {dns.name.from_text(ZONE + "."):
-                   rrset_of(ZONE + ".", dns.rdatatype.DNSKEY, 3600, [key.dnskey_rdata])}
+        reverse = ReverseResolver(registry, clock, ZONE, [parse_reverse_zone("0.10.in-addr.arpa")],
+                                  authority.soa, authority.nameservers)  # fmt: skip
+        resolver = ResolverChain([authority, reverse])
+        server = Server(SkyDNSServerFactory(resolver, clock, fast_path=fast_path))
+        server.factory.direct.signer = dnssec_signer(key, clock, ZONE, authority, reverse)
+        keyring = {dns.name.from_text(zone + "."):
+                   rrset_of(zone + ".", dns.rdatatype.DNSKEY, 3600, [key.dnskey_rdata])
+                   for zone in (ZONE, REVERSE)}
 
         def signed(name: str, rdtype: str) -> dns.message.Message:
             query = dns.message.make_query(name, rdtype, want_dnssec=True)
@@ -182,6 +189,20 @@ class SignedAnswerTests(SynchronousTestCase):
         self.assertEqual(denial.rcode(), dns.rcode.NOERROR)
         self.assertIn(dns.rdatatype.NSEC, [r.rdtype for r in denial.authority])
         self.assertEqual(len(signed("skydns.local", "DNSKEY").answer), 2)
+        # The reverse zone: PTR signed by the zone, denials, its DNSKEY.
+        pointer = signed("1.0.0.10.in-addr.arpa", "PTR")
+        self.assertEqual([r.rdtype for r in pointer.answer],
+                         [dns.rdatatype.PTR, dns.rdatatype.RRSIG])  # fmt: skip
+        self.assertEqual(str(pointer.answer[1][0].signer), REVERSE + ".")
+        for name, rdtype, bitmap in [("2.0.0.10.in-addr.arpa", "PTR", ["NXNAME"]),
+                                     ("1.0.0.10.in-addr.arpa", "TXT", ["PTR"]),
+                                     ("0.0.10.in-addr.arpa", "PTR", [])]:  # fmt: skip
+            denial = signed(name, rdtype)
+            self.assertEqual((denial.rcode(), denial.answer), (dns.rcode.NOERROR, []))
+            (nsec,) = [r for r in denial.authority if r.rdtype == dns.rdatatype.NSEC]
+            types = nsec[0].to_text().split()[1:]  # after the next name
+            self.assertEqual(sorted(types), sorted(bitmap + ["RRSIG", "NSEC"]), name)
+        self.assertEqual(len(signed(REVERSE, "DNSKEY").answer), 2)
         plain = dns.message.make_query("rails.production.skydns.local", "SRV", use_edns=0)
         (reply,) = server.ask(plain.to_wire())
         unsigned = dns.message.from_wire(reply)

@@ -159,6 +159,8 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     d.add_argument("key", metavar="KEYFILE", help="K....private or K....key (or their prefix)")
     d.add_argument("--domain", default=DEFAULT_DOMAIN,
                    help=f"the SkyDNS domain (default {DEFAULT_DOMAIN})")
+    d.add_argument("--reverse-zone", action="append", default=[], metavar="ZONE",
+                   help="also the DS of this --reverse-zone (repeat for more)")
 
     p = command("cluster", "cluster membership and state")
     cluster = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)

@@ -244,7 +244,10 @@ class Runner:
         return OK
 
     async def cmd_dnssec(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        from skydns.dnssec.keys import ECDSAP256SHA256, ED25519, KeyFileError, generate, load
+        from attrs import evolve
+
+        from skydns.dns.reverse import parse_reverse_zone
+        from skydns.dnssec.keys import ECDSAP256SHA256, ED25519, generate, load
 
         try:
             if args.dnssec_command == "keygen":
@@ -252,8 +255,12 @@ class Runner:
                 key, base = generate(args.domain, algorithm, args.dir)
                 self.out.write(f"{base}\n{key.ds_text()}\n")
             else:
-                self.out.write(load(args.key, args.domain).ds_text() + "\n")
-        except (KeyFileError, OSError) as e:
+                key = load(args.key, args.domain)
+                self.out.write(key.ds_text() + "\n")
+                for zone in args.reverse_zone:
+                    name = parse_reverse_zone(zone)[0].decode("ascii")
+                    self.out.write(evolve(key, zone=name).ds_text() + "\n")
+        except (OSError, ValueError) as e:  # KeyFileError is a ValueError
             raise UsageError(str(e)) from e
         return OK
 

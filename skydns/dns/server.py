@@ -230,13 +230,13 @@ class SkyDNSServerFactory(DNSServerFactory):
 
     def _signed(self, message: dns.Message, rcode: int, sections: Any) -> tuple[int, Any]:
         """``sections`` signed as the fast path signs them, for a DO query
-        about the signer's domain; as they are otherwise."""
+        in one of the signer's zones; as they are otherwise."""
         signer = self.direct.signer
         query = message.queries[0] if message.queries else None
         if signer is None or query is None or not _dnssec_ok(message):
             return rcode, sections
         name = query.name.name.lower().rstrip(b".")
-        if name != signer.domain and not name.endswith(b"." + signer.domain):
+        if signer.zone_of(name) is None:
             return rcode, sections
         rcode, signed = signer.sign(name, query.type, rcode, tuple(list(s) for s in sections))
         return rcode, tuple([to_header(r) for r in section] for section in signed)

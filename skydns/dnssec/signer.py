@@ -13,10 +13,11 @@ never longer-lived than them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from io import BytesIO
 from typing import Any
 
+from attrs import evolve
 from twisted.names import dns
 
 from skydns.clock import Clock
@@ -67,44 +68,63 @@ def _soa(rdata: bytes) -> bytes:
 
 
 class Signer:
-    """Signs answers for ``domain`` with ``key``; ``types_at(name)`` gives
-    the record types a name has (for a denial's NSEC)."""
+    """Signs answers in its zones with ``key``: the domain, and the reverse
+    zones SkyDNS is the authority for (``--reverse-zone``).  ``zones`` maps
+    each zone's name to the function that gives the record types a name of
+    that zone has (for a denial's NSEC)."""
 
-    def __init__(self, key: ZoneKey, clock: Clock, domain: str,
-                 types_at: Callable[[bytes], set[int]]) -> None:  # fmt: skip
-        self.key = key
+    def __init__(self, key: ZoneKey, clock: Clock,
+                 zones: Mapping[str, Callable[[bytes], set[int]]]) -> None:  # fmt: skip
         self.clock = clock
-        self.domain = domain.strip(".").lower().encode("ascii")
-        self.types_at = types_at
+        self._zones = {
+            name.strip(".").lower().encode("ascii"): (evolve(key, zone=name), types_at)
+            for name, types_at in zones.items()
+        }
+
+    def zone_of(self, qname: bytes) -> bytes | None:
+        """The longest of our zones that holds ``qname`` (lower case), or None."""
+        best = None
+        for zone in self._zones:
+            if (qname == zone or qname.endswith(b"." + zone)) and len(zone) > len(best or b""):
+                best = zone
+        return best
 
     def fresh_until(self) -> float:
         """Until when an answer signed now may be served from a cache: its
         signatures are made again well before they expire."""
         return self.clock.seconds() + VALIDITY * 86400 - RESIGN_BEFORE
 
-    def dnskey(self) -> WireRecord:
-        return WireRecord(self.domain, DNSKEY, DNSKEY_TTL, self.key.dnskey_rdata)
+    def dnskey(self, zone: bytes) -> WireRecord:
+        key = self._zones[zone][0]
+        return WireRecord(zone, DNSKEY, DNSKEY_TTL, key.dnskey_rdata)
 
     def sign(self, qname: bytes, qtype: int, rcode: int,
              sections: Sections) -> tuple[int, Sections]:  # fmt: skip
-        """The rcode and sections of the signed answer to ``qname``/``qtype``."""
+        """The rcode and sections of the signed answer to ``qname``/``qtype``
+        (as they are for a name outside our zones)."""
+        zone = self.zone_of(qname)
+        if zone is None:
+            return rcode, sections
+        key, types_at = self._zones[zone]
         answers, authority, additional = ([_wire(r) for r in s] for s in sections)
-        if qtype == DNSKEY and qname == self.domain:
-            answers = [self.dnskey()]
+        if qtype == DNSKEY and qname == zone:
+            answers = [self.dnskey(zone)]
             authority = []
         if not answers and rcode in (dns.OK, dns.ENAME):
             # A denial: NOERROR, and an NSEC at the name saying what is there.
             exists = rcode == dns.OK
-            types = self.types_at(qname) - {qtype} if exists else {NXNAME}
-            if qname == self.domain:
+            types = types_at(qname) - {qtype} if exists else {NXNAME}
+            if qname == zone:
                 types |= {dns.SOA, dns.NS, DNSKEY}
             ttl = min((r.ttl for r in authority), default=5)
             authority.append(WireRecord(qname, NSEC, ttl, compact_nsec(
                 qname.decode("ascii", "replace"), types)))  # fmt: skip
             rcode = dns.OK
-        return rcode, (self._signed(answers), self._signed(authority), self._signed(additional))
+        signed = (self._signed(key, answers), self._signed(key, authority),
+                  self._signed(key, additional))  # fmt: skip
+        return rcode, signed
 
-    def _signed(self, records: Sequence[WireRecord]) -> list[Any]:
+    def _signed(self, key: ZoneKey, records: Sequence[WireRecord]) -> list[Any]:
         """``records`` with an RRSIG after each RRset's records."""
         groups: dict[tuple[bytes, int], list[WireRecord]] = {}
         for record in records:
@@ -116,7 +136,7 @@ class Signer:
         for (name, rtype), rrset in groups.items():
             ttl = min(r.ttl for r in rrset)
             expires = min((r.expires for r in rrset), default=math.inf)
-            rdata = rrsig_rdata(self.key, name.decode("ascii", "replace"), rtype, ttl,
+            rdata = rrsig_rdata(key, name.decode("ascii", "replace"), rtype, ttl,
                                 [_canonical(r) for r in rrset], now)  # fmt: skip
             out.append(WireRecord(name, 46, ttl, rdata, expires))
         return out

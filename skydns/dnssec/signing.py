@@ -6,8 +6,8 @@ Everything here works on RDATA bytes in canonical form (RFC 4034 §6.2:
 names in RDATA lower case, uncompressed), so it does not depend on how an
 answer is later encoded.  Signatures start an hour in the past (clock skew)
 and last `VALIDITY` days; a signed answer kept in a cache is to be signed
-again once less than `RESIGN_BEFORE` of that is left.  (Not yet wired into
-the DNS side: see docs/cli.md.)
+again once less than `RESIGN_BEFORE` of that is left (`skydns.dnssec.signer`
+puts these pieces into answers).
 """
 
 from __future__ import annotations

@@ -22,8 +22,6 @@ Semantics where SPEC.md is silent:
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Iterable
 from typing import Callable, Optional
 
@@ -33,21 +31,13 @@ from twisted.logger import Logger
 from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
 from skydns.names import WILDCARDS, Callback, Service
 from skydns.patterns import Pattern
+from skydns.registry.addresses import AddressIndex
+from skydns.registry.addresses import Network as AddressNetwork
 from skydns.registry.expiry import ExpiryQueue
 from skydns.registry.model import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Removal
 from skydns.registry.snapshot import decode_snapshot, encode_snapshot
 
 log = Logger()
-
-
-@functools.lru_cache(maxsize=4096)
-def _address_key(address: str) -> Optional[str]:
-    """The canonical text of an IP literal, None for a host name (cached:
-    every register, remove and reverse lookup asks, mostly for a few hosts)."""
-    try:
-        return ipaddress.ip_address(address).compressed
-    except ValueError:
-        return None
 
 
 def _fixed(value: str) -> Optional[str]:
@@ -66,7 +56,7 @@ class Registry:
     _index: dict[tuple[str, str], set[str]] = field(factory=dict, init=False)
     #: Each instance's labels (`Service.labels`), computed once.
     _labels: dict[str, tuple[str, ...]] = field(factory=dict, init=False)
-    _by_address: dict[str, set[str]] = field(factory=dict, init=False)
+    _by_address: AddressIndex = field(factory=AddressIndex, init=False)
     _callbacks: dict[str, dict[str, Callback]] = field(factory=dict, init=False)
     _leases: ExpiryQueue = field(factory=ExpiryQueue, init=False)
     _listeners: list[Callable[[], None]] = field(factory=list, init=False)
@@ -212,9 +202,7 @@ class Registry:
         self._instances[key] = instance
         labels = self._labels[key] = service.labels()
         self._index.setdefault((labels[5], labels[4]), set()).add(key)
-        address = _address_key(service.host)
-        if address is not None:
-            self._by_address.setdefault(address, set()).add(key)
+        self._by_address.add(key, service.host)
         for callback in callbacks:
             self._callbacks.setdefault(key, {})[callback.uuid.lower()] = callback
         self._push_lease(instance)
@@ -227,12 +215,7 @@ class Registry:
         bucket.discard(key)
         if not bucket:
             del self._index[(labels[5], labels[4])]
-        address = _address_key(instance.service.host)
-        if address is not None:
-            same = self._by_address[address]
-            same.discard(key)
-            if not same:
-                del self._by_address[address]
+        self._by_address.remove(key, instance.service.host)
         callbacks = self._callbacks.pop(key, {})
         return Removal(instance, tuple(callbacks[k] for k in sorted(callbacks)))
 
@@ -336,11 +319,13 @@ class Registry:
     def by_address(self, address: str, now: float) -> list[Instance]:
         """Live instances, not drained, whose Host is this IP literal
         (reverse lookups)."""
-        key = _address_key(address)
-        if key is None:
-            return []
-        instances = (self._instances[k] for k in sorted(self._by_address.get(key, ())))
+        instances = (self._instances[k] for k in self._by_address.keys(address))
         return [i for i in instances if i.alive(now) and not i.service.drain]
+
+    def holds_address_in(self, network: AddressNetwork) -> bool:
+        """Whether an instance is held (live or not) whose Host is an
+        address in ``network``: a reverse zone's name above it exists."""
+        return self._by_address.any_in(network)
 
     def count_named(self, service: Service, exclude: str = "") -> int:
         """Instances held under ``service``'s (environment, name), expired

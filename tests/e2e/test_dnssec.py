@@ -1,10 +1,12 @@
 """Online DNSSEC checked by a real validating resolver (SPEC.md §8): unbound
-with SkyDNS's DNSKEY as its trust anchor and a stub zone pointing at a node
-started with --dnssec-key.  Answers validate (AD); a tampered one does not
-(SERVFAIL).  Skips where unbound is not installed."""
+with SkyDNS's DNSKEY as its trust anchor and stub zones (the domain, and two
+reverse zones) pointing at a node started with --dnssec-key.  Answers
+validate (AD); a tampered one, or one whose signatures have expired, does
+not (SERVFAIL).  Skips where unbound is not installed."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import socket
@@ -18,11 +20,18 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+from attrs import evolve
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from skydns.dnssec.keys import ECDSAP256SHA256, generate
 from tests.e2e.harness import SkyDNSProcess, free_port, http
 from tests.e2e.test_behind_unbound import ROOT_HINTS, UNBOUND_CONF
+
+#: The reverse zones the node is the authority for (--reverse-zone).
+REVERSE_ZONES = ("0.10.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa")
+V6_PTR = ipaddress.ip_address("2001:db8::6").reverse_pointer
+#: The empty zones unbound serves itself (RFC 6303) that hold them.
+UNBOUND_DEFAULT_ZONES = ("10.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa")
 
 
 def ask(port: int, name: str, rdtype: str) -> Any:
@@ -68,7 +77,8 @@ class ValidationTests(SynchronousTestCase):
         self.directory = tempfile.mkdtemp(prefix="skydns-dnssec-")
         self.addCleanup(shutil.rmtree, self.directory, True)
         self.key, base = generate("skydns.local", ECDSAP256SHA256, self.directory)
-        self.node = SkyDNSProcess(["--no-forward", "--dnssec-key", base + ".private"])
+        self.node = SkyDNSProcess(["--no-forward", "--dnssec-key", base + ".private",
+                                   "--reverse-zone", ",".join(REVERSE_ZONES)])
         self.addCleanup(self.node.cleanup)
         self.node.start()
         self.node.wait_for("/ready")
@@ -81,17 +91,28 @@ class ValidationTests(SynchronousTestCase):
                         "Port": 8080, "TTL": 600})  # fmt: skip
         self.assertEqual(code, 201)
 
-    def start_unbound(self, upstream: int) -> int:
+    def start_unbound(self, upstream: int, extra: str = "") -> int:
         port = free_port()
         directory = tempfile.mkdtemp(prefix="skydns-unbound-", dir=self.directory)
         with open(os.path.join(directory, "root.hints"), "w") as f:
             f.write(ROOT_HINTS)
         conf = os.path.join(directory, "unbound.conf")
+        # The domain and each reverse zone: a trust anchor (the same key
+        # under the zone's name), unbound's own empty zone for private and
+        # documentation addresses (RFC 6303) off, a stub zone to SkyDNS.
+        trust = "\n  ".join(
+            [f'trust-anchor: "{self.key.dnskey_text()}"']
+            + [f'trust-anchor: "{evolve(self.key, zone=zone).dnskey_text()}"'
+               for zone in REVERSE_ZONES]
+            + [f'local-zone: "{zone}." nodefault' for zone in UNBOUND_DEFAULT_ZONES]
+            + ([extra] if extra else []))  # fmt: skip
+        stubs = "".join(f'stub-zone:\n  name: "{zone}"\n  stub-addr: 127.0.0.1@{upstream}\n'
+                        for zone in REVERSE_ZONES)  # fmt: skip
         with open(conf, "w") as f:
             f.write(UNBOUND_CONF.format(
                 port=port, directory=directory, skydns_port=upstream,
-                modules="validator iterator", trust=f'trust-anchor: "{self.key.dnskey_text()}"',
-            ))  # fmt: skip
+                modules="validator iterator", trust=trust,
+            ) + stubs)  # fmt: skip
         process = subprocess.Popen([self.unbound, "-d", "-c", conf])
         self.addCleanup(lambda: (process.terminate(), process.wait(10)))
         deadline = time.monotonic() + 15
@@ -114,13 +135,22 @@ class ValidationTests(SynchronousTestCase):
                                     ("rails.production.skydns.local", "AAAA", dns.rcode.NOERROR),
                                     ("nope.production.skydns.local", "A", dns.rcode.NOERROR),
                                     ("rails.production.skydns.local", "TXT", dns.rcode.NOERROR),
-                                    ("skydns.local", "DNSKEY", dns.rcode.NOERROR)):  # fmt: skip
+                                    ("skydns.local", "DNSKEY", dns.rcode.NOERROR),
+                                    ("1.0.0.10.in-addr.arpa", "PTR", dns.rcode.NOERROR),
+                                    (V6_PTR, "PTR", dns.rcode.NOERROR),
+                                    ("2.0.0.10.in-addr.arpa", "PTR", dns.rcode.NOERROR),
+                                    ("0.0.10.in-addr.arpa", "PTR", dns.rcode.NOERROR),
+                                    ("1.0.0.10.in-addr.arpa", "TXT", dns.rcode.NOERROR),
+                                    ("0.10.in-addr.arpa", "SOA", dns.rcode.NOERROR)):  # fmt: skip
             answer = ask(port, name, rdtype)
             self.assertEqual(answer.rcode(), rcode, (name, rdtype))
             self.assertTrue(answer.flags & dns.flags.AD, (name, rdtype, answer.to_text()))
         addresses = [r.address for rrset in ask(port, "r1.skydns.local", "A").answer
                      for r in rrset if hasattr(r, "address")]  # fmt: skip
         self.assertEqual(addresses, ["10.0.0.1"])
+        targets = [r.target.to_text() for rrset in ask(port, V6_PTR, "PTR").answer
+                   for r in rrset if hasattr(r, "target")]  # fmt: skip
+        self.assertEqual(targets, ["r6.skydns.local."])
 
     def test_a_tampered_answer_is_refused(self) -> None:
         """Between unbound and SkyDNS, an answer's address is changed:
@@ -131,17 +161,31 @@ class ValidationTests(SynchronousTestCase):
         answer = ask(port, "r1.skydns.local", "A")
         self.assertEqual(answer.rcode(), dns.rcode.SERVFAIL, answer.to_text())
 
-    def test_kdig_or_delv_agree(self) -> None:
+    def test_an_expired_signature_is_refused(self) -> None:
+        """unbound told it is eight days later (its val-override-date): the
+        signatures, valid for seven days, have expired, and it answers
+        SERVFAIL for the domain's names and the reverse zone's."""
+        later = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + 8 * 86400))
+        port = self.start_unbound(self.node.dns_port, f'val-override-date: "{later}"')
+        for name, rdtype in (("r1.skydns.local", "A"), ("1.0.0.10.in-addr.arpa", "PTR")):
+            answer = ask(port, name, rdtype)
+            self.assertEqual(answer.rcode(), dns.rcode.SERVFAIL, answer.to_text())
+
+    def test_delv_agrees(self) -> None:
+        """BIND's delv, with the key as its only trust anchor, fully
+        validates an A answer of the domain and a PTR of a reverse zone."""
         delv = shutil.which("delv")
         if delv is None:
             self.skipTest("delv is not installed (Debian: bind9-dnsutils)")
-        anchor = os.path.join(self.directory, "anchor.conf")
-        with open(anchor, "w") as f:
-            public = self.key.dnskey_text().split(" IN DNSKEY ")[1]
-            flags, protocol, algorithm, key = public.split(" ", 3)
-            f.write(f'trust-anchors {{ skydns.local. static-key {flags} {protocol} '
-                    f'{algorithm} "{key}"; }};\n')  # fmt: skip
-        out = subprocess.run([delv, "@127.0.0.1", "-p", str(self.node.dns_port), "-a", anchor,
-                              "+root=skydns.local", "r1.skydns.local", "A"],
-                             capture_output=True, text=True, timeout=30)  # fmt: skip
-        self.assertIn("; fully validated", out.stdout, out.stdout + out.stderr)
+        for zone, name, rdtype in (("skydns.local", "r1.skydns.local", "A"),
+                                   (REVERSE_ZONES[0], "1.0.0.10.in-addr.arpa", "PTR")):  # fmt: skip
+            anchor = os.path.join(self.directory, f"anchor-{zone}.conf")
+            with open(anchor, "w") as f:
+                public = self.key.dnskey_text().split(" IN DNSKEY ")[1]
+                flags, protocol, algorithm, key = public.split(" ", 3)
+                f.write(f'trust-anchors {{ {zone}. static-key {flags} {protocol} '
+                        f'{algorithm} "{key}"; }};\n')  # fmt: skip
+            out = subprocess.run([delv, "@127.0.0.1", "-p", str(self.node.dns_port), "-a",
+                                  anchor, f"+root={zone}", name, rdtype],
+                                 capture_output=True, text=True, timeout=30)  # fmt: skip
+            self.assertIn("; fully validated", out.stdout, out.stdout + out.stderr)
