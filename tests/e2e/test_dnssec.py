@@ -126,8 +126,9 @@ class ValidationTests(SynchronousTestCase):
                 time.sleep(0.2)
 
     def test_answers_and_denials_validate(self) -> None:
-        """SRV, A, AAAA, a name that does not exist and a type a name does
-        not have, through unbound: AD set; DNSKEY at the apex validates too."""
+        """SRV, A, AAAA, PTR, a name that does not exist, a type a name does
+        not have, wildcard-looking names and empty non-terminals, through
+        unbound: AD set; DNSKEY at the apex validates too."""
         port = self.start_unbound(self.node.dns_port)
         for name, rdtype, rcode in (("rails.production.skydns.local", "SRV", dns.rcode.NOERROR),
                                     ("r1.skydns.local", "A", dns.rcode.NOERROR),
@@ -136,6 +137,9 @@ class ValidationTests(SynchronousTestCase):
                                     ("nope.production.skydns.local", "A", dns.rcode.NOERROR),
                                     ("rails.production.skydns.local", "TXT", dns.rcode.NOERROR),
                                     ("skydns.local", "DNSKEY", dns.rcode.NOERROR),
+                                    ("*.production.skydns.local", "SRV", dns.rcode.NOERROR),
+                                    ("*.nope.skydns.local", "A", dns.rcode.NOERROR),
+                                    ("production.skydns.local", "A", dns.rcode.NOERROR),
                                     ("1.0.0.10.in-addr.arpa", "PTR", dns.rcode.NOERROR),
                                     (V6_PTR, "PTR", dns.rcode.NOERROR),
                                     ("2.0.0.10.in-addr.arpa", "PTR", dns.rcode.NOERROR),
