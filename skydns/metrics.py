@@ -184,7 +184,7 @@ class Metrics:
         )  # fmt: skip
 
     def set_role(self, role: str) -> None:
-        for each in ("leader", "follower", "candidate", "learner", "removed"):
+        for each in ("leader", "follower", "candidate", "learner", "replica", "removed"):
             self.raft_role.labels(each).set(1 if each == role else 0)
 
     def on_applied(self, command: Command, applied: Applied, live: bool) -> None:

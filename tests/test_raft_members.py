@@ -80,3 +80,89 @@ class MembersTests(SynchronousTestCase):
         d = new.propose(Register(service("after"), 0.0))
         cluster.run(0.2)
         self.assertEqual(self.successResultOf(d).status, "ok")
+
+
+class ReplicaTests(SynchronousTestCase):
+    """A read replica (``--non-voter``) is a learner no leader ever promotes:
+    it gets the log and serves reads, and never counts in a quorum."""
+
+    def add_replica(self, cluster: SnapshotCluster) -> NodeUnderTest:
+        leader = cluster.elect()
+        d = fresh(cluster, "d")
+        added = leader.node.change_member("replica", "d", "127.0.0.1:7103")
+        cluster.run(2.0)
+        self.successResultOf(added)
+        return d
+
+    def assert_replica(self, cluster: SnapshotCluster, d: NodeUnderTest) -> None:
+        leader = cluster.elect()
+        self.assertEqual(leader.core.config.voters, frozenset("abc"))
+        self.assertEqual(leader.core.config.learners, frozenset("d"))
+        roles = {m["id"]: m["role"] for m in leader.status()["members"]}
+        self.assertEqual(roles["d"], "replica")
+        self.assertEqual(d.status()["role"], "replica")
+        self.assertEqual(contents(d.registry), contents(leader.registry))
+
+    def test_never_promoted_by_any_leader(self) -> None:
+        """Caught up for many ticks, across a leader change and a compaction
+        of the entry that added it (the new leader reads the snapshot), it
+        stays a replica."""
+        cluster = SnapshotCluster()
+        cluster.write(5)
+        d = self.add_replica(cluster)
+        cluster.run(3.0)
+        self.assert_replica(cluster, d)
+        old = cluster.elect()
+        cluster.crash(old.id)
+        cluster.write(60, prefix="after")  # past two snapshots: the CONFIG entry is compacted
+        new = cluster.elect()
+        self.assertNotEqual(new.id, old.id)
+        self.assertGreater(new.core.log.snapshot.index, new.core.config_index - 1)
+        cluster.start(old.id)
+        cluster.run(3.0)
+        self.assert_replica(cluster, d)
+        # Restarted from its own snapshot, a voter still knows.
+        self.assertEqual(cluster.nodes[old.id].node.members.replicas(), frozenset("d"))
+
+    def test_not_in_the_quorum(self) -> None:
+        """With two of the three voters down, the replica does not make a
+        majority: nothing commits, and it never campaigns."""
+        cluster = SnapshotCluster()
+        d = self.add_replica(cluster)
+        leader = cluster.elect()
+        others = [n for n in "abc" if n != leader.id]
+        cluster.crash(others[0])
+        cluster.crash(others[1])
+        write = leader.propose(Register(service("lost"), 0.0))
+        cluster.run(1.0)
+        self.assertNoResult(write)
+        cluster.crash(leader.id)
+        self.failureResultOf(write)  # never committed: the crash ends it
+        cluster.run(3.0)
+        self.assertFalse(d.is_leader())
+        self.assertEqual(d.core.term, leader.core.term)
+
+    def test_a_replica_reads_and_forwards_writes(self) -> None:
+        cluster = SnapshotCluster()
+        d = self.add_replica(cluster)
+        written = d.propose(Register(service("via-replica"), 0.0))
+        cluster.run(0.5)
+        self.assertEqual(self.successResultOf(written).status, "ok")
+        self.assertIsNotNone(d.registry.get("via-replica", 0.0))
+
+    def test_removed_and_refused_as_voter(self) -> None:
+        """A replica joining again as one is a retried join; as a voter it is
+        refused; removed, it leaves the list of replicas."""
+        cluster = SnapshotCluster()
+        self.add_replica(cluster)
+        leader = cluster.elect()
+        again = leader.node.change_member("replica", "d", "127.0.0.1:7103")
+        cluster.run(0.2)
+        self.successResultOf(again)
+        refused = self.failureResultOf(leader.add_member("d", "127.0.0.1:7103"),
+                                       MemberChangeError)  # fmt: skip
+        self.assertEqual(refused.value.kind, "exists")
+        removed = leader.remove_member("d")
+        cluster.run(0.5)
+        self.successResultOf(removed)
+        self.assertEqual(leader.node.members.replicas(), frozenset())

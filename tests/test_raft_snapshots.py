@@ -25,7 +25,7 @@ from tests.raftnodes import Cluster, NodeUnderTest, service
 
 def decode_state(data: bytes) -> tuple[Registry, SessionTable[Applied]]:
     """The registry and session table a node's snapshot holds."""
-    registry, sessions, _ = snapshots.decode(RegistryMachine(Registry()), data)
+    registry, sessions, _, _ = snapshots.decode(RegistryMachine(Registry()), data)
     return registry, sessions
 
 

@@ -109,9 +109,8 @@ class RaftNode(Service):
                                leader_commit=lambda: self.health.leader_commit[1])  # fmt: skip
         self.snapshots = Snapshotter(
             storage, machine, self.applier, self.members, self.gate, transport.send,
-            lambda message: self.inbox.deliver_snapshot(message), clock, self.condition,
-            self.fail, self.rng,
-            options.snapshot_entries, options.keep_entries, in_thread, step_later,
+            lambda m: self.inbox.deliver_snapshot(m), clock, self.condition, self.fail,
+            self.rng, options.snapshot_entries, options.keep_entries, in_thread, step_later,
         )  # fmt: skip
         if stored is not None:
             self.snapshots.restore_stored(*stored)
@@ -123,7 +122,8 @@ class RaftNode(Service):
         )  # fmt: skip
         self.reads = Reads(f"{node_id}/{incarnation}", self.gate, clock, self._applied_index,
                            options.proposal_timeout, options.retry_interval)  # fmt: skip
-        self.health = Health(self.gate, addresses, self.condition, self._applied_index, metrics)
+        self.health = Health(self.gate, addresses, self.condition, self._applied_index,
+                             metrics, self.members.replicas)  # fmt: skip
         #: What the transport calls (`IRaftHandler`).
         self.inbox = Inbox(node_id, self.gate, self.condition, machine, self.members,
                            self.health, self.snapshots.receive, self.mark_removed)  # fmt: skip
@@ -385,8 +385,8 @@ class RaftNode(Service):
         return self.reads.barrier()
 
     def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[Addresses]:
-        """Add (as a learner) or remove a member; fires with every member's
-        address once committed and applied here (`Members`)."""
+        """Add (``add``: as a learner; ``replica``: as a read replica) or remove a
+        member; fires with every member's address once applied here (`Members`)."""
         return self.members.change(op, member_id, address)
 
     def is_leader(self) -> bool:

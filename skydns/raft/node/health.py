@@ -44,6 +44,7 @@ class Health:
         condition: Condition,
         applied: Callable[[], int],
         metrics: RaftMetrics | None = None,
+        replicas: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.gate = gate
         #: Every member's Raft address, kept current by `Members`.
@@ -51,6 +52,8 @@ class Health:
         self.condition = condition
         self.applied = applied
         self.metrics = metrics
+        #: The members that are read replicas (`Members.replicas`).
+        self.replicas = replicas
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         #: (term, commit index) from the latest AppendEntries of a leader.
@@ -122,6 +125,7 @@ class Health:
         leader, role = core.leader, core.role
         condition = self.condition
         members = []
+        replicas = self.replicas()
         for member in sorted(self.addresses):
             if member == core.id and condition.removed is not None:
                 name = "removed"
@@ -129,11 +133,11 @@ class Health:
                 name = "candidate" if role in (Role.CANDIDATE, Role.PRE_CANDIDATE) \
                     else role.value
                 if name == "follower" and member in core.config.learners:
-                    name = "learner"
+                    name = "replica" if member in replicas else "learner"
             elif member == leader:
                 name = "leader"
             elif member in core.config.learners:
-                name = "learner"
+                name = "replica" if member in replicas else "learner"
             else:
                 name = "follower"
             entry: dict[str, Any] = {"id": member, "address": self.addresses[member],
@@ -167,8 +171,10 @@ class Health:
             return
         core = self.gate.core
         role = core.role
+        learner = role is Role.FOLLOWER and core.id in core.config.learners
         m.set_role("removed" if self.condition.removed is not None else
                    "leader" if role is Role.LEADER else
+                   ("replica" if core.id in self.replicas() else "learner") if learner else
                    "follower" if role is Role.FOLLOWER else "candidate")  # fmt: skip
         m.raft_term.set(core.term)
         m.raft_commit.set(core.log.committed)

@@ -13,6 +13,9 @@ node's side of it:
   first one's address this way);
 - ``add(id, address)`` adds a *learner*; the leader promotes it to voter on
   its own once it has every entry that was committed a tick earlier;
+- ``replica(id, address)`` adds a learner that stays one: a read replica
+  (``--non-voter``), listed under ``"replicas"`` in the entry's data (and a
+  snapshot's header), so that every later leader leaves it as it is;
 - ``remove(id)`` removes a voter or learner, the leader included;
 - on a follower both are forwarded to the leader (AMP ``ChangeMember``);
   they are answered once *their own* entry is committed and applied on the
@@ -51,11 +54,24 @@ PROMOTE_LAG = 100
 Addresses = dict[str, str | None]
 
 
-def config_data(config: Configuration, addresses: Addresses) -> bytes:
-    """A CONFIG entry's data: ``config`` and the address of each member."""
+def config_data(config: Configuration, addresses: Addresses,
+                replicas: frozenset[str] = frozenset()) -> bytes:  # fmt: skip
+    """A CONFIG entry's data: ``config``, the address of each member, and
+    the learners that are read replicas (never promoted)."""
     body = json.loads(encode_config(config))
     body["addresses"] = {m: addresses.get(m) for m in sorted(config.voters | config.learners)}
+    body["replicas"] = sorted(replicas & config.learners)
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _replicas_of(data: bytes) -> frozenset[str]:
+    """The read replicas a CONFIG entry's data lists (none in an entry
+    written before they existed)."""
+    try:
+        found = json.loads(data).get("replicas", [])
+    except (ValueError, AttributeError):
+        return frozenset()
+    return frozenset(str(m) for m in found) if isinstance(found, list) else frozenset()
 
 
 @define
@@ -93,8 +109,10 @@ class Members:
         self.promote_lag = promote_lag
         self._seen: tuple[int, Configuration] | None = None
         self._waiting: list[_Change] = []
-        #: Addresses from the last snapshot loaded or installed.
+        #: Addresses (and read replicas) from the last snapshot loaded or installed.
         self.snapshot_addresses: Addresses = {}
+        self.snapshot_replicas: frozenset[str] = frozenset()
+        self._replicas: tuple[Any, frozenset[str]] = (None, frozenset())
         #: Former members: id -> index of the configuration that dropped them.
         self.removed: dict[str, int] = {}
         #: The last address known of every member this node heard of, former
@@ -130,6 +148,32 @@ class Members:
             found = self.snapshot_addresses
         members = core.config.voters | core.config.learners
         return {m: found.get(m) or self.addresses.get(m) for m in sorted(members)}
+
+    def replicas(self) -> frozenset[str]:
+        """The members that are read replicas in the configuration in force
+        (read again only when that configuration changes)."""
+        core = self.gate.core
+        key = (core.config_index, core.log.snapshot.index, core.config, self.snapshot_replicas)
+        if self._replicas[0] != key:
+            self._replicas = (key, self.replicas_in_force(core))
+        return self._replicas[1]
+
+    def replicas_in_force(self, core: RaftCore) -> frozenset[str]:
+        if core.config_index > core.log.snapshot.index:
+            found = _replicas_of(core.log.entry(core.config_index).data)
+        else:
+            found = self.snapshot_replicas if core.config_index > 0 else frozenset()
+        return found & core.config.learners
+
+    def replicas_at(self, core: RaftCore, index: int) -> frozenset[str]:
+        """The read replicas of the configuration in force at ``index`` (a
+        snapshot's: a later CONFIG entry may not be committed)."""
+        at = min(core.config_index, index)
+        while at > core.log.snapshot.index and core.log.entry(at).kind is not EntryKind.CONFIG:
+            at -= 1
+        if at > core.log.snapshot.index:
+            return _replicas_of(core.log.entry(at).data)
+        return self.snapshot_replicas
 
     def refresh(self) -> None:
         """Bring the addresses and the transport's peers up to the core's
@@ -254,30 +298,31 @@ class Members:
         else:
             config = decode_config(core.log.entry(change.index).data)
         present = change.member in config.voters | config.learners
-        return present if change.op == "add" else not present
+        return not present if change.op == "remove" else present
 
     def fail_all(self, reason: str) -> None:
         waiting, self._waiting = self._waiting, []
         for change in waiting:
             change.deferred.errback(NotLeaderHere(None))
 
-    # --- the leader promotes caught-up learners -----------------------------------
+    # --- the leader promotes caught-up learners (not read replicas) ----------------
 
     def tick(self, core: RaftCore) -> None:
         """Promote a caught-up learner (called through the gate every tick)."""
         mark, self._commit_mark = self._commit_mark, core.log.committed
         if core.role is not Role.LEADER or not core.config.learners:
             return
+        replicas = self.replicas_in_force(core)
         if core.config_pending() or core.log.term(core.log.committed) != core.term:
             return
         needed = max(1, min(mark, core.log.last_index() - self.promote_lag))
-        for learner in sorted(core.config.learners):
+        for learner in sorted(core.config.learners - replicas):
             pr = core.progress.get(learner)
             if pr is None or pr.state is not ProgressState.REPLICATE or pr.match < needed:
                 continue
             new = Configuration(core.config.voters | {learner}, core.config.learners - {learner})
             try:
-                core.change_config(new, config_data(new, self.in_force(core)))
+                core.change_config(new, config_data(new, self.in_force(core), replicas))
             except (ConfigChangeRefused, NotLeader, ProposalDropped):
                 return
             log.info("raft learner {member} caught up: promoted to voter", member=learner)
@@ -296,12 +341,13 @@ class Members:
                 self.addresses[member] = address
 
     def change(self, op: str, member_id: str, address: str | None) -> Deferred[Addresses]:
-        """Add or remove a member here if leader, else through the leader."""
+        """Add (op ``add``), add as a read replica (``replica``) or remove
+        (``remove``) a member here if leader, else through the leader."""
         if self.condition.refusal() is not None:
             return fail(NotLeaderHere(None))
         try:
             member_id = options.check_node_id(member_id)
-            if op == "add":
+            if op in ("add", "replica"):
                 if not address:
                     raise ValueError("an address HOST:PORT is needed")
                 options.parse_hostport(address)
@@ -337,9 +383,10 @@ class Members:
         config = core.config
         members = config.voters | config.learners
         book = self.in_force(core)
-        if op == "add":
+        replicas = self.replicas_in_force(core)
+        if op in ("add", "replica"):
             if member_id in members:
-                if book.get(member_id) == address:
+                if book.get(member_id) == address and (op == "replica") == (member_id in replicas):
                     return None  # a retried join whose answer was lost
                 raise MemberChangeError(
                     "exists", f"{member_id} is already a member, at {book.get(member_id)}"
@@ -349,12 +396,15 @@ class Members:
                 raise MemberChangeError("exists", f"{address} is the address of {taken[0]}")
             new = Configuration(config.voters, config.learners | {member_id})
             book[member_id] = address
+            if op == "replica":
+                replicas |= {member_id}
         else:
             if member_id not in members:
                 raise MemberChangeError("not_found", f"{member_id} is not a member")
             new = Configuration(config.voters - {member_id}, config.learners - {member_id})
+            replicas -= {member_id}
         try:
-            return core.change_config(new, config_data(new, book))
+            return core.change_config(new, config_data(new, book, replicas))
         except ConfigChangeRefused as e:
             raise MemberChangeError("refused", str(e)) from e
         except (NotLeader, ProposalDropped) as e:

@@ -9,8 +9,11 @@ from it can reach them::
 
     b"SKYS" | version (u8) | len(header JSON) (u32) | header JSON | machine's bytes
 
-The header is ``{"sessions": {client: [seq, result]}, "addresses": {...}}``,
-each result as the machine's `IStateMachine.encode_result` writes it.
+The header is ``{"sessions": {client: [seq, result]}, "addresses": {...},
+"replicas": [...]}``, each result as the machine's
+`IStateMachine.encode_result` writes it; ``replicas`` (the read replicas
+among the learners, `skydns.raft.node.members`) may be missing from a
+snapshot written before they existed.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ _HEADER = struct.Struct(">4sBI")
 
 
 def encode_header(
-    machine: IStateMachine, sessions: dict[str, tuple[int, Any]], addresses: dict[str, str | None]
-) -> bytes:
+    machine: IStateMachine, sessions: dict[str, tuple[int, Any]], addresses: dict[str, str | None],
+    replicas: frozenset[str] = frozenset(),
+) -> bytes:  # fmt: skip
     table = {c: [seq, machine.encode_result(result)] for c, (seq, result) in sessions.items()}
-    body = json.dumps({"sessions": table, "addresses": addresses},
+    body = json.dumps({"sessions": table, "addresses": addresses, "replicas": sorted(replicas)},
                       sort_keys=True, separators=(",", ":")).encode()  # fmt: skip
     return _HEADER.pack(_MAGIC, 1, len(body)) + body
 
@@ -40,11 +44,12 @@ def take_steps(
     machine: IStateMachine,
     sessions: dict[str, tuple[int, Any]],
     addresses: dict[str, str | None],
+    replicas: frozenset[str] = frozenset(),
 ) -> Generator[None, None, list[bytes]]:
     """The snapshot's pieces, produced in the machine's steps.  The state is
     captured now, by this call, not when the steps run."""
     steps: SnapshotSteps = machine.snapshot()
-    header = encode_header(machine, sessions, addresses)
+    header = encode_header(machine, sessions, addresses, replicas)
     return _after(header, steps)
 
 
@@ -80,9 +85,10 @@ def _split(data: bytes) -> tuple[dict[str, Any], int]:
 
 def decode(
     machine: IStateMachine, data: bytes
-) -> tuple[Any, SessionTable[Any], dict[str, str | None]]:
-    """(the machine's decoded state, the session table, the addresses) of a
-    snapshot; `SnapshotError` if it is unreadable.  May run in a thread."""
+) -> tuple[Any, SessionTable[Any], dict[str, str | None], frozenset[str]]:
+    """(the machine's decoded state, the session table, the addresses, the
+    read replicas) of a snapshot; `SnapshotError` if it is unreadable.  May
+    run in a thread."""
     body, end = _split(data)
     try:
         raw = body["sessions"]
@@ -93,6 +99,7 @@ def decode(
         addresses = {
             str(k): None if v is None else str(v) for k, v in body["addresses"].items()
         }
+        replicas = frozenset(str(m) for m in body.get("replicas", []))
     except (ValueError, TypeError, AttributeError, KeyError) as e:
         raise SnapshotError(f"unreadable snapshot header: {e}") from e
-    return machine.decode(data[end:]), SessionTable.restore(saved), addresses
+    return machine.decode(data[end:]), SessionTable.restore(saved), addresses, replicas

@@ -60,8 +60,9 @@ DEFAULT_SNAPSHOT_ENTRIES = 10_000
 DEFAULT_KEEP_ENTRIES = 1_000
 
 
-#: A decoded snapshot: (the machine's state, the session table, the addresses).
-Decoded = tuple[Any, Any, dict[str, str | None]]
+#: A decoded snapshot: (the machine's state, the session table, the
+#: addresses, the read replicas).
+Decoded = tuple[Any, Any, dict[str, str | None], frozenset[str]]
 
 
 def synchronously(call: Callable[..., T], *args: Any) -> Deferred[T]:
@@ -150,10 +151,11 @@ class Snapshotter:
         self.latest = (meta, data)
 
     def _restore(self, decoded: Decoded) -> None:
-        state, sessions, addresses = decoded
+        state, sessions, addresses, replicas = decoded
         self.machine.install(state)
         self.applier.sessions = sessions
         self.members.snapshot_addresses = addresses
+        self.members.snapshot_replicas = replicas
 
     # --- taking -------------------------------------------------------------
 
@@ -179,7 +181,8 @@ class Snapshotter:
         core = self.gate.core
         meta = core.snapshot_meta(core.log.applied)
         steps = snapshots.take_steps(
-            self.machine, self.applier.sessions.snapshot(), dict(self.members.addresses)
+            self.machine, self.applier.sessions.snapshot(), dict(self.members.addresses),
+            self.members.replicas_at(core, meta.index),
         )
         start = self.clock.seconds()
 
@@ -243,6 +246,8 @@ class Snapshotter:
     def _compact_core(self, core: RaftCore, index: int) -> None:
         keep_from = index - self.keep_entries
         if keep_from > core.log.snapshot.index and keep_from <= core.log.applied:
+            # The read replicas at the new start, while its entries are there.
+            self.members.snapshot_replicas = self.members.replicas_at(core, keep_from)
             core.compact(core.snapshot_meta(keep_from))
 
     # --- sending ------------------------------------------------------------
