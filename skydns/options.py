@@ -206,6 +206,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
+        ["non-voter", None, "With --join: join as a read replica, a member that serves DNS and "
+         "reads, forwards writes, and never votes or counts in a quorum."],
     ]
 
     def __init__(self) -> None:
@@ -262,6 +264,8 @@ class Options(usage.Options):
             self["join"] = _checked("join", config.parse_hostport, self["join"])
             if self["peers"] is not None:
                 raise usage.UsageError("--join and --peers are exclusive: use one")
+        elif self["non-voter"]:
+            raise usage.UsageError("--non-voter: only with --join (a read replica joins a cluster)")
         self["cache-size"] = _checked("cache-size", non_negative_int, self["cache-size"])
         self["dns-cache-entries"] = _checked(
             "dns-cache-entries", non_negative_int, self["dns-cache-entries"]

@@ -216,6 +216,7 @@ def makeService(options: Options) -> service.MultiService:
             options["node-id"], options["peers"], options["raft"], options["data-dir"],
             registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
             raft_tls=options["raft-tls"], join=options["join"], fail_stop=fail_stop,
+            non_voter=options["non-voter"],
             options=NodeOptions(
                 tick_interval=TICK_MS / 1000,
                 election_tick=options["election-timeout"] // TICK_MS,

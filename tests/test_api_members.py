@@ -41,6 +41,17 @@ class MembersAPITests(APITestCase):
                                            "role": "learner"})  # fmt: skip
         self.assertEqual(self.members.changes, [("add", "c", "10.0.0.3:7001")])
 
+    def test_add_a_read_replica(self) -> None:
+        """``"voter": false`` adds a read replica (op ``replica``)."""
+        response = self.call("POST", "/skydns/cluster/members",
+                             {"id": "r", "address": "10.0.0.9:7001", "voter": False})  # fmt: skip
+        self.assertEqual(response.code, 201, response.raw)
+        self.assertEqual(response.json()["role"], "replica")
+        self.assertEqual(self.members.changes, [("replica", "r", "10.0.0.9:7001")])
+        bad = self.call("POST", "/skydns/cluster/members", {"id": "r", "address": "h:1",
+                                                            "voter": "no"})  # fmt: skip
+        self.assertError(bad, 400, "voter")
+
     def test_add_existing_is_409(self) -> None:
         response = self.call("POST", "/skydns/cluster/members", {"id": "a", "address": "x:1"})
         self.assertError(response, 409, "already a member")

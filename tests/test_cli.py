@@ -293,6 +293,10 @@ class ClusterCommandTests(CommandTestCase):
         self.assertEqual(self.run_cli("cluster", "remove", "n2"), 0)
         self.assertEqual(self.out.getvalue(), "removed n2\n")
         self.assertEqual(self.run_cli("cluster", "remove", "n2"), 1)
+        self.assertEqual(self.run_cli("cluster", "add", "r3", "10.0.0.3:7070", "--non-voter"), 0)
+        self.assertEqual(self.out.getvalue(), "joined as a read replica r3\n")
+        self.assertEqual(self.server.members["r3"], "10.0.0.3:7070")
+        self.assertEqual(self.server.voters["r3"], False)
 
 
 SRV = DNSAnswer(

@@ -62,6 +62,8 @@ class FakeSkyDNS:
         self.services: dict[str, dict[str, Any]] = {}
         self.callbacks: dict[str, dict[str, Any]] = {}
         self.members = {"n1": "127.0.0.1:7070"}
+        #: The "voter" of each member added (True when left out).
+        self.voters: dict[str, bool] = {}
         #: The DNS address the status reports (None: the field is absent).
         self.dns: Optional[str] = None
         self.is_ready = True
@@ -202,6 +204,7 @@ class FakeSkyDNS:
             return refused
         body = self._body(request)
         self.members[body["id"]] = body["address"]
+        self.voters[body["id"]] = body.get("voter", True)
         return _json(request, {"id": body["id"], "address": body["address"]})
 
     @app.route("/skydns/cluster/members/<member>", methods=["DELETE"])

@@ -47,6 +47,7 @@ class ResolverOptionsTests(SynchronousTestCase):
             (["--tcp-idle-timeout", "0"], "--tcp-idle-timeout"),
             (["--tcp-idle-timeout", "soon"], "--tcp-idle-timeout"),
             (["--reverse-zone", "skydns.local"], "--reverse-zone"),
+            (["--non-voter"], "--non-voter"),  # a read replica joins a cluster
             (["--reverse-zone", "1.2.3.10.in-addr.arpa"], "--reverse-zone"),
         ]:
             with self.assertRaises(usage.UsageError) as raised:

@@ -150,17 +150,20 @@ class ReplicaTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(written).status, "ok")
         self.assertIsNotNone(d.registry.get("via-replica", 0.0))
 
-    def test_removed_and_refused_as_voter(self) -> None:
-        """A replica joining again as one is a retried join; as a voter it is
-        refused; removed, it leaves the list of replicas."""
+    def test_joining_again_and_removed(self) -> None:
+        """A replica asking to join again (either way: added first, then
+        started with --join) is done and stays a replica; a voter is not
+        made a replica; removed, it leaves the list of replicas."""
         cluster = SnapshotCluster()
         self.add_replica(cluster)
         leader = cluster.elect()
-        again = leader.node.change_member("replica", "d", "127.0.0.1:7103")
-        cluster.run(0.2)
-        self.successResultOf(again)
-        refused = self.failureResultOf(leader.add_member("d", "127.0.0.1:7103"),
-                                       MemberChangeError)  # fmt: skip
+        for op in ("replica", "add"):
+            again = leader.node.change_member(op, "d", "127.0.0.1:7103")
+            cluster.run(0.2)
+            self.successResultOf(again)
+        self.assertEqual(leader.node.members.replicas(), frozenset("d"))
+        refused = self.failureResultOf(
+            leader.node.change_member("replica", "b", leader.addresses["b"]), MemberChangeError)
         self.assertEqual(refused.value.kind, "exists")
         removed = leader.remove_member("d")
         cluster.run(0.5)

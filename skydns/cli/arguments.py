@@ -165,9 +165,11 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
     p = command("cluster", "cluster membership and state")
     cluster = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     cluster.add_parser("status", help="this node's view of the cluster", parents=[common])
-    j = cluster.add_parser("join", help="add a member", parents=[common])
+    j = cluster.add_parser("join", aliases=["add"], help="add a member", parents=[common])
     j.add_argument("member_id", metavar="ID")
     j.add_argument("address", metavar="ADDRESS", help="the new member's Raft HOST:PORT")
+    j.add_argument("--non-voter", action="store_true",
+                   help="as a read replica: never votes or counts in a quorum")
     r = cluster.add_parser("remove", help="remove a member", parents=[common])
     r.add_argument("member_id", metavar="ID")
     return parser

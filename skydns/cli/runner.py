@@ -186,8 +186,8 @@ class Runner:
         return OK
 
     async def cmd_cluster(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
-        if args.cluster_command == "join":
-            result = await client.join(args.member_id, args.address)
+        if args.cluster_command in ("join", "add"):
+            result = await client.join(args.member_id, args.address, not args.non_voter)
         elif args.cluster_command == "remove":
             result = await client.remove(args.member_id)
         else:
@@ -206,7 +206,8 @@ class Runner:
         if args.json:
             self._print_json(result if result is not None else {"id": args.member_id})
         else:
-            done = "joined" if args.cluster_command == "join" else "removed"
+            done = "removed" if args.cluster_command == "remove" else \
+                "joined as a read replica" if args.non_voter else "joined"
             self.out.write(f"{done} {args.member_id}\n")
         return OK
 

@@ -286,9 +286,12 @@ class SkyDNSClient:
         return ClusterStatus.from_json(await self._json("GET", "/skydns/cluster") or {})
 
     @_deferred
-    async def join(self, member_id: str, address: str) -> Any:
-        """Add a member (``address`` is its Raft HOST:PORT); the server's JSON answer."""
-        body = {"id": member_id, "address": address}
+    async def join(self, member_id: str, address: str, voter: bool = True) -> Any:
+        """Add a member (``address`` is its Raft HOST:PORT; ``voter`` False for
+        a read replica); the server's JSON answer."""
+        body: dict[str, Any] = {"id": member_id, "address": address}
+        if not voter:
+            body["voter"] = False
         return await self._json("POST", "/skydns/cluster/members", body=body)
 
     @_deferred

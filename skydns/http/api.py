@@ -331,10 +331,10 @@ class API:
     @app.route("/skydns/cluster/members", methods=["POST"])
     @guarded
     async def add_member(self, request: Request) -> bytes:
-        member_id, address = parse_add(self._body(request))
-        await change_member(self.cluster, self.clock, self.propose_timeout, "add",
-                            member_id, address)  # fmt: skip
-        body = {"id": member_id, "address": address, "role": "learner"}
+        member_id, address, voter = parse_add(self._body(request))
+        await change_member(self.cluster, self.clock, self.propose_timeout,
+                            "add" if voter else "replica", member_id, address)  # fmt: skip
+        body = {"id": member_id, "address": address, "role": "learner" if voter else "replica"}
         return render_json(request, 201, body)
 
     @app.route("/skydns/cluster/members/<member_id>", methods=["DELETE"])

@@ -2,7 +2,8 @@
 
 Kept apart from `skydns.http.api`, which only routes here.  A member is
 added as a learner and promoted to voter by the leader once it has caught
-up (`skydns.raft.node.members`); the answer comes once the change is
+up (`skydns.raft.node.members`), or with ``"voter": false`` as a read
+replica that stays a learner; the answer comes once the change is
 committed and applied on the answering node.
 """
 
@@ -27,8 +28,9 @@ def MemberAPIError(code: int, message: str, field: Optional[str] = None) -> APIE
     return APIError(code, message) if field is None else APIError(code, message, field=field)
 
 
-def parse_add(body: bytes) -> tuple[str, str]:
-    """``{"id", "address"}`` from a POST body; `MemberAPIError` 400 if malformed."""
+def parse_add(body: bytes) -> tuple[str, str, bool]:
+    """``{"id", "address", "voter"}`` from a POST body (``voter`` true when
+    left out); `MemberAPIError` 400 if malformed."""
     try:
         data: Any = jsoninput.loads(body or b"null")
     except ValueError as e:
@@ -40,7 +42,12 @@ def parse_add(body: bytes) -> tuple[str, str]:
         raise MemberAPIError(400, "id: a node id is required", "id")
     if not isinstance(address, str) or not address:
         raise MemberAPIError(400, "address: the member's Raft HOST:PORT is required", "address")
-    return member_id, address
+    voter = data.get("voter", True)
+    if voter is None:
+        voter = True
+    if not isinstance(voter, bool):
+        raise MemberAPIError(400, "voter: true or false", "voter")
+    return member_id, address, voter
 
 
 async def change_member(

@@ -130,6 +130,7 @@ def build_cluster(
     cluster_key: bytes | None = None,
     join: HostPort | None = None,
     raft_tls: RaftTLS | None = None,
+    non_voter: bool = False,
     options: NodeOptions = DEFAULT_OPTIONS,
 ) -> tuple[RaftCluster, IService]:
     """A `RaftNode` over AMP and a `DiskStorage` in ``data_dir``, as a cluster
@@ -139,6 +140,8 @@ def build_cluster(
     ``twistd`` before anything listens.  With ``cluster_key`` every Raft
     connection, both ways, must prove the key first (``skydns.raft.net.auth``);
     with ``raft_tls`` every one is mutual TLS (``skydns.raft.net.tls``).
+    With ``join`` (and ``non_voter``) the node asks that member to add it
+    (as a read replica).
     """
     if peers is None:
         addresses: dict[str, str | None] = {node_id: listen_address(raft_endpoint)}
@@ -206,7 +209,8 @@ def build_cluster(
     # --join: start as no member and ask that member to add us.
     top = MultiService()
     node.setServiceParent(top)
-    JoinService(reactor, ask_over_amp(connect(str(join))), node.members, node.condition,
+    ask = ask_over_amp(connect(str(join)), "replica" if non_voter else "add")
+    JoinService(reactor, ask, node.members, node.condition,
                 addresses[node_id] or "").setServiceParent(top)  # fmt: skip
     return cluster, top
 

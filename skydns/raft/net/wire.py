@@ -193,7 +193,8 @@ class RemoteMemberError(Exception):
 
 class ChangeMember(amp.Command):
     """Ask a member to add (``op`` ``add``, as a learner, promoted once caught
-    up) or remove (``remove``) a member; it forwards to its leader.  Answers
+    up; ``replica``, as a learner never promoted) or remove (``remove``) a
+    member; it forwards to its leader.  Answers
     once the change is committed, with every member's address (JSON), which
     a joining node needs to answer the leader."""
 

@@ -72,13 +72,14 @@ async def join(
     condition.joining = None
 
 
-def ask_over_amp(endpoint: IStreamClientEndpoint) -> Ask:
-    """Ask the member at ``endpoint`` with AMP ``ChangeMember``."""
+def ask_over_amp(endpoint: IStreamClientEndpoint, op: str = "add") -> Ask:
+    """Ask the member at ``endpoint`` with AMP ``ChangeMember`` (``op`` ``add``,
+    or ``replica`` for a read replica)."""
 
     async def ask(node_id: str, address: str) -> dict[str, str | None]:
         protocol = await connectProtocol(endpoint, RaftProtocol(None))
         try:
-            return await protocol.change_member("add", node_id, address)
+            return await protocol.change_member(op, node_id, address)
         finally:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()

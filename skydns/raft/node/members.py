@@ -386,8 +386,9 @@ class Members:
         replicas = self.replicas_in_force(core)
         if op in ("add", "replica"):
             if member_id in members:
-                if book.get(member_id) == address and (op == "replica") == (member_id in replicas):
-                    return None  # a retried join whose answer was lost
+                if book.get(member_id) == address and (op == "add" or member_id in replicas):
+                    return None  # a retried join whose answer was lost (or a node
+                    # added as a replica first, then started with --join)
                 raise MemberChangeError(
                     "exists", f"{member_id} is already a member, at {book.get(member_id)}"
                 )
