@@ -17,7 +17,7 @@ import attrs
 from skydns.raft.core.messages import AppendEntries, Configuration, Message
 from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import Role
-from skydns.raft.node.members import config_data
+from skydns.raft.node.configdata import config_data
 from tests.linearizability import Operation, RegisterModel, check
 from tests.raft.invariants import SafetyViolation
 from tests.raft.kv import command

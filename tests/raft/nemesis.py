@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from skydns.raft.core.messages import Configuration
 from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import ConfigChangeRefused, NotLeader, ProposalDropped, Role
-from skydns.raft.node.members import config_data
+from skydns.raft.node.configdata import config_data
 from tests.raft.world import World
 
 ALL = ("partition", "isolate_leader", "one_way", "heal", "crash", "crash_leader", "transfer",

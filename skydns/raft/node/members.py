@@ -36,12 +36,18 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from skydns import config as options
-from skydns.raft.core.messages import Configuration, EntryKind, decode_config, encode_config
+from skydns.raft.core.messages import Configuration, EntryKind, decode_config
 from skydns.raft.core.progress import ProgressState
 from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import ConfigChangeRefused, NotLeader, ProposalDropped, Role
 from skydns.raft.net.interface import IRaftTransport, MemberChangeError, NotLeaderHere
 from skydns.raft.node.condition import Condition
+from skydns.raft.node.configdata import (
+    Addresses,
+    config_data,
+    replicas_at,
+    replicas_in_force,
+)
 from skydns.raft.node.gate import CoreGate
 
 log = Logger()
@@ -50,29 +56,6 @@ log = Logger()
 #: leader, or holds every entry committed a tick earlier (under load the
 #: first can stay out of reach for ever).
 PROMOTE_LAG = 100
-
-Addresses = dict[str, str | None]
-
-
-def config_data(config: Configuration, addresses: Addresses,
-                replicas: frozenset[str] = frozenset()) -> bytes:  # fmt: skip
-    """A CONFIG entry's data: ``config``, the address of each member, and
-    the learners that are read replicas (never promoted)."""
-    body = json.loads(encode_config(config))
-    body["addresses"] = {m: addresses.get(m) for m in sorted(config.voters | config.learners)}
-    body["replicas"] = sorted(replicas & config.learners)
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _replicas_of(data: bytes) -> frozenset[str]:
-    """The read replicas a CONFIG entry's data lists (none in an entry
-    written before they existed)."""
-    try:
-        found = json.loads(data).get("replicas", [])
-    except (ValueError, AttributeError):
-        return frozenset()
-    return frozenset(str(m) for m in found) if isinstance(found, list) else frozenset()
-
 
 @define
 class _Change:
@@ -159,21 +142,11 @@ class Members:
         return self._replicas[1]
 
     def replicas_in_force(self, core: RaftCore) -> frozenset[str]:
-        if core.config_index > core.log.snapshot.index:
-            found = _replicas_of(core.log.entry(core.config_index).data)
-        else:
-            found = self.snapshot_replicas if core.config_index > 0 else frozenset()
-        return found & core.config.learners
+        return replicas_in_force(core, self.snapshot_replicas)
 
     def replicas_at(self, core: RaftCore, index: int) -> frozenset[str]:
-        """The read replicas of the configuration in force at ``index`` (a
-        snapshot's: a later CONFIG entry may not be committed)."""
-        at = min(core.config_index, index)
-        while at > core.log.snapshot.index and core.log.entry(at).kind is not EntryKind.CONFIG:
-            at -= 1
-        if at > core.log.snapshot.index:
-            return _replicas_of(core.log.entry(at).data)
-        return self.snapshot_replicas
+        """The read replicas at ``index`` (a snapshot's)."""
+        return replicas_at(core, index, self.snapshot_replicas)
 
     def refresh(self) -> None:
         """Bring the addresses and the transport's peers up to the core's
