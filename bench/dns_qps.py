@@ -247,6 +247,10 @@ def pinned(argv: list[str]) -> list[str]:
 
 class SkyDNS(Server):
     name = "skydns"
+    #: More options (bench/dns_workers.py: ``--dns-workers``), and whether
+    #: the node is pinned to `SERVER_CPU`.
+    extra: list[str] = []
+    pin = True
 
     def __init__(
         self, directory: str, services: list[dict[str, Any]], changes: float,
@@ -285,7 +289,9 @@ class SkyDNS(Server):
 
             _, base = generate(DOMAIN, ECDSAP256SHA256, self.directory)
             argv += ["--dnssec-key", base + ".private"]
-        self.process = subprocess.Popen(pinned(argv), cwd=self.directory, env=env)
+        argv += self.extra
+        self.process = subprocess.Popen(pinned(argv) if self.pin else argv,
+                                        cwd=self.directory, env=env)  # fmt: skip
         wait_for_dns(self.port)
         self._wait_http()
         with ThreadPoolExecutor(16) as pool:
@@ -382,6 +388,10 @@ class SkyDNS(Server):
 
 class NSD(Server):
     name = "nsd"
+    #: Serving processes (``server-count``, sharing the port with
+    #: SO_REUSEPORT when more than one), and whether pinned to `SERVER_CPU`.
+    servers = 1
+    pin = True
 
     def __init__(self, directory: str, zone: str) -> None:
         self.directory = directory
@@ -397,7 +407,8 @@ class NSD(Server):
             f.write(
                 "server:\n"
                 f"  ip-address: 127.0.0.1@{self.port}\n"
-                "  server-count: 1\n"
+                f"  server-count: {self.servers}\n"
+                f"  reuseport: {'yes' if self.servers > 1 else 'no'}\n"
                 f'  zonesdir: "{d}"\n'
                 f'  database: ""\n'
                 f'  pidfile: "{d}/nsd.pid"\n'
@@ -412,7 +423,8 @@ class NSD(Server):
                 f"  name: {DOMAIN}\n"
                 "  zonefile: zone\n"
             )
-        self.process = subprocess.Popen(pinned(["nsd", "-d", "-c", conf]), cwd=d)
+        argv = ["nsd", "-d", "-c", conf]
+        self.process = subprocess.Popen(pinned(argv) if self.pin else argv, cwd=d)
         wait_for_dns(self.port)
 
     def cpu_pids(self) -> list[int]:

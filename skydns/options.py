@@ -138,6 +138,9 @@ class Options(usage.Options):
         ["max-udp-size", None, "1232",
          "Largest UDP answer in bytes (512-4096); a bigger one is truncated (TC)."],
         ["tcp-idle-timeout", None, "10", "Seconds a DNS-over-TCP client has for each message."],
+        ["dns-workers", None, "0",
+         "Worker processes that answer DNS beside the node, on the same address (SO_REUSEPORT), "
+         "each from a copy of the registry kept current by the node: use every core."],
         ["max-tcp-connections", None, "1024",
          "Open DNS-over-TCP connections at most (half of them per client)."],
         ["max-http-connections", None, "1024",
@@ -227,6 +230,8 @@ class Options(usage.Options):
         over them.  Under twistd a bad option stops the start with one line
         (twistd would print the whole --help before it); elsewhere `UsageError`."""
         argv = list(sys.argv[1:] if options is None else options)
+        #: The options as given, for the --dns-workers processes.
+        self.argv = argv
         try:
             path = config_path(argv)
             if path is not None:
@@ -307,6 +312,9 @@ class Options(usage.Options):
         self["forward-tls-trust"] = _checked("forward-tls-ca", trust_root, self["forward-tls-ca"])
         if self["names"] not in ORDERS:
             raise usage.UsageError(f"--names: must be one of {', '.join(ORDERS)}")
+        self["dns-workers"] = _checked("dns-workers", non_negative_int, self["dns-workers"])
+        if self["dns-workers"] > 64:
+            raise usage.UsageError("--dns-workers: at most 64")
         self["max-tcp-connections"] = _checked(
             "max-tcp-connections", non_negative_int, self["max-tcp-connections"]
         )

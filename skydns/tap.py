@@ -16,22 +16,8 @@ from twisted.internet.error import CannotListenError
 
 from skydns import config
 from skydns.logging import RootService
-from skydns.names import is_ip
 from skydns.options import TICK_MS, Options
 from skydns.patterns import ORDERS
-
-
-def _nameservers(options: Options) -> list[tuple[str, str]]:
-    """The apex NS records: every initial member with an IP address, else this node."""
-    dns_host = options["dns"].host
-    if options["peers"] is None:
-        return [(options["node-id"], dns_host)]
-    listed = []
-    for peer in options["peers"]:
-        host = dns_host if peer.node_id == options["node-id"] else peer.address.host
-        if is_ip(host):
-            listed.append((peer.node_id, host))
-    return listed or [(options["node-id"], dns_host)]
 
 
 class _Node(RootService):
@@ -115,28 +101,6 @@ def _rotate_on_sigusr1(observer: Any, reactor: Any) -> None:
         signal.signal(signal.SIGUSR1, rotate)
 
 
-def dnssec_signer(key: Any, reactor: Any, domain: str, authority: Any,
-                  reverse: Any = None) -> Any:  # fmt: skip
-    """The signer of DO answers: ``key`` for the domain and every reverse
-    zone of ``reverse`` (a `ReverseResolver`), which say which types a name
-    has (a denial lists them)."""
-    from twisted.names import dns
-
-    from skydns.dnssec.signer import Signer
-
-    def types_at(name: bytes) -> set[int]:
-        try:
-            found = authority.resolution(name, dns.ALL_RECORDS)
-        except Exception:
-            return set()
-        return {record.type for record in found.answers}
-
-    zones = {domain: types_at}
-    for zone in reverse.zones if reverse is not None else ():
-        zones[zone.decode("ascii")] = reverse.types_at
-    return Signer(key, reactor, zones)
-
-
 def hand_over(path: str, twistd: Any) -> None:
     """Give the data dir, and all in it, to the user twistd will switch to
     (``-u``/``-g``): it was opened, and maybe created, while still root,
@@ -163,20 +127,11 @@ def makeService(options: Options) -> service.MultiService:
     from prometheus_client import disable_created_metrics
     from twisted.application.internet import TimerService
     from twisted.internet import reactor
-    from twisted.names.resolve import ResolverChain
 
     from skydns.audit import RegistryLog
     from skydns.callbacks import CallbackNotifier
-    from skydns.dns.acl import needed
-    from skydns.dns.amplification import AmplificationLimiter
-    from skydns.dns.authority import SkyDNSAuthority
-    from skydns.dns.exchange import NetworkClient
-    from skydns.dns.forward import Forwarder
-    from skydns.dns.rcache import ResponseCache
-    from skydns.dns.reverse import ReverseResolver
-    from skydns.dns.rrl import ResponseRateLimiter
-    from skydns.dns.server import answer_cache_for
-    from skydns.dns.service import DNSService
+    from skydns.dns.assemble import build_dns
+    from skydns.dns.workers.supervisor import DNSWorkers
     from skydns.gctune import THAW_INTERVAL, thaw, tune_gc
     from skydns.http.api import make_api
     from skydns.http.site import make_site
@@ -238,46 +193,17 @@ def makeService(options: Options) -> service.MultiService:
     LeaseKeeper(cluster, reactor).setServiceParent(top)
     TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
-    dns_address: config.HostPort = options["dns"]
-    names = ORDERS[options["names"]]
-    authority = SkyDNSAuthority(registry, reactor, options["domain"], _nameservers(options),
-                                options["negative-ttl"], names)  # fmt: skip
-    forwarder = None
-    if options["upstreams"] is not None:
-        cache = ResponseCache(reactor, max_entries=options["cache-size"],
-                              serve_stale=options["serve-stale"])
-        allow = needed(options["forward-allow"], dns_address.host)
-        forwarder = Forwarder(options["upstreams"], reactor, cache=cache, allow=allow,
-                              zones=options["forward-zone"], timeout=options["forward-timeout"],
-                              attempts=options["forward-attempts"],
-                              total_timeout=options["forward-timeout"] * options["forward-attempts"]
-                              * max(1, len(options["upstreams"]),
-                                    *(len(z.upstreams) for z in options["forward-zone"])),
-                              client=NetworkClient(reactor, options["forward-tls-trust"]))
-    # The authority first (the server's fast path looks for it there), then
-    # PTR for registered addresses; names neither claims go to the forwarder.
-    reverse = ReverseResolver(registry, reactor, options["domain"], options["reverse-zone"],
-                              authority.soa, authority.nameservers)  # fmt: skip
-    resolver = ResolverChain([authority, reverse])
-    limiter = None
-    if options["rrl-rate"]:
-        limiter = ResponseRateLimiter(reactor, options["rrl-rate"], options["rrl-slip"])
-    large = None
-    if options["rrl-large-rate"]:
-        large = AmplificationLimiter(reactor, options["rrl-large-rate"])
-    dns_service = DNSService(
-        resolver, dns_address.host, dns_address.port, reactor=reactor,
-        answer_cache=answer_cache_for(authority, reactor, options["dns-cache-entries"],
-                                      options["max-udp-size"], options["dns-cache-memory"] << 20),
-        max_udp_size=options["max-udp-size"],
-        forwarder=forwarder, idle_timeout=options["tcp-idle-timeout"], metrics=metrics,
-        max_tcp_connections=options["max-tcp-connections"], rate_limiter=limiter,
-        large_limiter=large, tls=(options["dns-tls"], options["dns-tls-context"]),
-    )
+    dns_service = build_dns(options, registry, reactor, metrics,
+                            reuse_port=options["dns-workers"] > 0)  # fmt: skip
     dns_service.setServiceParent(top)
-    if options["dnssec"] is not None:
-        dns_service.factory.direct.signer = dnssec_signer(options["dnssec"], reactor,
-                                                          options["domain"], authority, reverse)
+    if options["dns-workers"]:
+        host = options["dns"].host
+        workers = DNSWorkers(options["dns-workers"], options.argv, registry, reactor,
+                             lambda: str(config.HostPort(host, dns_service.port or 0)))
+        cluster.add_apply_listener(workers.on_applied)
+        workers.setServiceParent(top)
+    names = ORDERS[options["names"]]
+    dns_address: config.HostPort = options["dns"]
 
     watches = WatchHub(registry)
     metrics.watch_watchers(lambda: len(watches))

@@ -143,11 +143,11 @@ class SignedAnswerTests(SynchronousTestCase):
         from twisted.internet.task import Clock
 
         from skydns.commands import Register
+        from skydns.dns.assemble import dnssec_signer
         from skydns.dns.authority import SkyDNSAuthority
         from skydns.dns.server import SkyDNSServerFactory
         from skydns.names import Service
         from skydns.registry import Registry
-        from skydns.tap import dnssec_signer
         from tests.test_dns_fastpath import Server
 
         directory = tempfile.mkdtemp(prefix="skydns-signed-")

@@ -16,6 +16,7 @@ from skydns.dns.amplification import AmplificationLimiter
 from skydns.dns.answercache import AnswerCache
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import DEFAULT_MAX_UDP, MAX_TCP_MESSAGE, TCP_IDLE_TIMEOUT, listen_udp
+from skydns.dns.reuseport import listen_shared
 from skydns.dns.rrl import ResponseRateLimiter
 from skydns.dns.server import MAX_TCP_CONNECTIONS, SkyDNSServerFactory
 
@@ -32,7 +33,8 @@ class DNSService(MultiService):
     times their query's size are (`skydns.dns.amplification`);
     ``answer_cache`` is the fast path's cache (see `answer_cache_for`,
     which makes one when none is given); without ``fast_path``, every
-    query takes the twisted.names path.
+    query takes the twisted.names path; with ``reuse_port`` other processes
+    may serve the same address (`skydns.dns.reuseport`).
     """
 
     def __init__(
@@ -53,8 +55,11 @@ class DNSService(MultiService):
         max_udp_size: int = DEFAULT_MAX_UDP,
         large_limiter: Optional[AmplificationLimiter] = None,
         tls: tuple[Any, Any] = (None, None),
+        reuse_port: bool = False,
     ) -> None:
         super().__init__()
+        #: Whether other processes may bind the same address (``--dns-workers``).
+        self.reuse_port = reuse_port
         #: (HOST:PORT, TLS settings) to serve DNS over TLS on, or Nones.
         self.tls = tls
         self.tls_listener: Any = None
@@ -86,6 +91,18 @@ class DNSService(MultiService):
         # With port 0 the TCP socket may find the UDP port taken: try anew.
         attempts = 20 if self.requested_port == 0 else 1
         for attempt in range(attempts):
+            if self.reuse_port:
+                try:
+                    self.udp_listener, self.tcp_listener = listen_shared(
+                        reactor, self.requested_port, self.factory,
+                        self.factory.datagram_protocol(), self.interface, MAX_TCP_MESSAGE,
+                    )  # fmt: skip
+                except CannotListenError:
+                    if attempt == attempts - 1:
+                        raise
+                    continue
+                self.port = self.udp_listener.getHost().port
+                break
             udp = listen_udp(
                 reactor,
                 self.requested_port,
