@@ -45,6 +45,30 @@ def dnsperf(port: int, datafile: str, seconds: int, clients: int, outstanding: i
     return float(match.group(1))
 
 
+def freshness(sky: dns_qps.SkyDNS, count: int = 50, sockets: int = 16) -> list[float]:
+    """Milliseconds from a registration's answer (the node has applied it)
+    until ``sockets`` questions from new sockets (spread over the node and
+    its workers) all find the new name, for ``count`` registrations."""
+    import time
+
+    import dns.message
+    import dns.query
+
+    delays = []
+    for n in range(count):
+        uuid = f"fresh{n}"
+        status = sky._request("PUT", f"/skydns/services/{uuid}", {
+            "Name": "fresh", "Environment": "bench", "Host": "10.9.0.1", "Port": 80, "TTL": 600})
+        assert status == 201, status
+        started = time.monotonic()
+        query = dns.message.make_query(f"{uuid}.{dns_qps.DOMAIN}", "A")
+        for _ in range(sockets):
+            while not dns.query.udp(query, "127.0.0.1", port=sky.port, timeout=2).answer:
+                pass
+        delays.append((time.monotonic() - started) * 1000)
+    return delays
+
+
 def server(kind: str, workers: int, directory: str, services: list[dict[str, Any]],
            zone: str) -> dns_qps.Server:  # fmt: skip
     if kind == "skydns":
@@ -78,6 +102,7 @@ def main() -> int:
     files = dns_qps.query_files(top, services)
     configs = [("skydns", 0), ("skydns", args.workers), ("nsd", 0), ("nsd", args.workers)]
     results: dict[tuple[str, int, str], list[float]] = {}
+    stale: dict[int, list[float]] = {}
     try:
         for run in range(args.runs):
             for kind, workers in configs:
@@ -92,6 +117,8 @@ def main() -> int:
                         qps = dnsperf(running.port, files[workload], args.seconds,
                                       args.clients, args.outstanding)  # fmt: skip
                         results.setdefault((kind, workers, workload), []).append(qps)
+                    if kind == "skydns":
+                        stale.setdefault(workers, []).extend(freshness(running))  # type: ignore[arg-type]
                 finally:
                     running.stop()
     finally:
@@ -110,6 +137,12 @@ def main() -> int:
             ratio = f"{qps / alone:9.2f}" if kind == "skydns" else " " * 9
             versus = f"{qps / nsd:7.2f}" if kind == "skydns" else ""
             print(f"{workload:8} {label:22} {qps:9.0f} {ratio} {versus}")
+    print("\nfrom a registration's answer until 16 new sockets all find it (ms):")
+    for workers, delays in sorted(stale.items()):
+        delays.sort()
+        print(f"  skydns +{workers} workers: median {statistics.median(delays):.1f}, "
+              f"p99 {delays[int(len(delays) * 0.99) - 1]:.1f}, max {delays[-1]:.1f} "
+              f"({len(delays)} registrations; 16 queries take time of their own)")
     return 0
 
 
