@@ -218,6 +218,15 @@ MUTANTS = [
         (CORE + "election.py", "    if core.recovering or core.id not in core.config.voters:",
          "    if core.recovering:"),
     ), ("membership",)),
+    Mutant("replicas_promoted", "the leader promotes read replicas like other learners", (
+        (NODE + "members.py", "        for learner in sorted(core.config.learners - replicas):",
+         "        for learner in sorted(core.config.learners):"),
+    ), ("replicas",)),
+    Mutant("replicas_lost_at_compaction", "a node's own compaction forgets the read replicas", (
+        (NODE + "snapshotter.py",
+         "            self.members.snapshot_replicas = self.members.replicas_at(core, keep_from)\n",
+         ""),
+    ), ("replicas",)),
 ]
 
 WORKER = r"""

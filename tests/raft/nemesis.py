@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from skydns.raft.core.messages import Configuration
+from skydns.raft.core.messages import Configuration, EntryKind, decode_config
 from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import ConfigChangeRefused, NotLeader, ProposalDropped, Role
-from skydns.raft.node.configdata import config_data
+from skydns.raft.node.configdata import config_data, replicas_of
+from tests.raft.invariants import SafetyViolation
 from tests.raft.world import World
 
 ALL = ("partition", "isolate_leader", "one_way", "heal", "crash", "crash_leader", "transfer",
@@ -98,9 +99,12 @@ class MembershipPlan:
     once, a second change in flight, a change before the leader's first
     commit), tried directly on the leader's core."""
 
-    def __init__(self, world: World, interval: tuple[float, float] = (0.05, 0.3)) -> None:
+    def __init__(self, world: World, interval: tuple[float, float] = (0.05, 0.3),
+                 replicas: float = 0.0) -> None:  # fmt: skip
+        """``replicas``: the share of joins asked as read replicas."""
         self.world = world
         self.interval = interval
+        self.replicas = replicas
         self.until = 0.0
         self.accepted = 0
         self.refused = 0
@@ -146,7 +150,9 @@ class MembershipPlan:
             world.faults["membership add"] += 1
             if not self._fresh(new):
                 return
-            d = asker.change_member("add", new, f"{new}:7000")
+            op = "replica" if self.replicas and rng.random() < self.replicas else "add"
+            world.faults[f"membership {op}"] += op == "replica"
+            d = asker.change_member(op, new, f"{new}:7000")
         elif len(config) > 3:
             gone = rng.choice(sorted(config))
             world.faults["membership remove"] += 1
@@ -211,3 +217,25 @@ class MembershipPlan:
             world.faults["unsafe-looking change accepted"] += 1
 
         node.gate.run(attempt)
+
+
+def replicas_never_promoted(world: World) -> int:
+    """Check every node's log: no CONFIG entry makes a voter of a member the
+    configuration before it held as a read replica (it must be removed and
+    added again first).  The number of entries that named a replica."""
+    named = 0
+    for host in world.up():
+        core = host.handler.core
+        before: frozenset[str] = frozenset()
+        for index in range(core.log.snapshot.index + 1, core.log.last_index() + 1):
+            entry = core.log.entry(index)
+            if entry.kind is not EntryKind.CONFIG:
+                continue
+            config = decode_config(entry.data)
+            promoted = sorted(before & config.voters)
+            if promoted:
+                raise SafetyViolation(f"{host.id}: entry {index} makes replicas {promoted} voters")
+            before = replicas_of(entry.data) & config.learners
+            named += bool(before)
+    return named
+

@@ -19,7 +19,7 @@ from skydns.raft.core.ready import Role
 from tests.raft import choreographies
 from tests.raft.clients import Clients
 from tests.raft.kv import command
-from tests.raft.nemesis import MembershipPlan, Nemesis
+from tests.raft.nemesis import MembershipPlan, Nemesis, replicas_never_promoted
 from tests.raft.runs import ELECTION, Run, finish, wait_leader
 from tests.raft.simnet import NetConfig
 from tests.raft.world import SIM_OPTIONS, World, WorldConfig
@@ -349,6 +349,21 @@ def membership(seed: int) -> Run:
     return finish(world, clients, 5.0, settle=20.0)
 
 
+def replicas(seed: int) -> Run:
+    """As `membership`, half the joins as read replicas: whatever the faults,
+    no configuration ever makes a replica a voter (`replicas_never_promoted`)."""
+    options = attrs.evolve(SIM_OPTIONS, snapshot_entries=40)
+    world = World(seed, WorldConfig(members=3, hosts=6, options=options))
+    clients = Clients(world, 4)
+    clients.start(5.0)
+    Nemesis(world, ("partition", "isolate_leader", "heal", "crash", "transfer"),
+            interval=(0.2, 0.6)).start(4.5)  # fmt: skip
+    MembershipPlan(world, replicas=0.5).start(4.5)
+    run = finish(world, clients, 5.0, settle=20.0)
+    replicas_never_promoted(world)
+    return run
+
+
 def concurrent_joins(seed: int) -> Run:
     """One node, then two and then four more starting with ``--join`` at the
     same moment: every one ends a voter of the one cluster (issue 26)."""
@@ -448,6 +463,7 @@ SCENARIOS: dict[str, Callable[[int], Run]] = {
     "slow_disks": slow_disks,
     "lost_quorum": lost_quorum,
     "membership": membership,
+    "replicas": replicas,
     "concurrent_joins": concurrent_joins,
     "snapshots": snapshots,
     "snapshot_over_divergence": snapshot_over_divergence,

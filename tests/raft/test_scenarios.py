@@ -89,6 +89,10 @@ class ScenarioTests(SynchronousTestCase):
         """Joins, promotions and removals under faults."""
         self.scenario("membership")
 
+    def test_replicas(self) -> None:
+        """Half the joins as read replicas, under faults: none is ever made a voter."""
+        self.scenario("replicas")
+
     def test_concurrent_joins(self) -> None:
         """Two, then four nodes joining at once all become voters."""
         self.scenario("concurrent_joins", 2)
