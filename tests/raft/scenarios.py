@@ -339,29 +339,27 @@ def membership(seed: int) -> Run:
     """Members join (as learners, promoted when caught up) and leave, up to
     five and down to three, while a nemesis crashes, partitions and
     transfers; now and then a change the core must refuse is tried."""
-    options = attrs.evolve(SIM_OPTIONS, snapshot_entries=40)
-    world = World(seed, WorldConfig(members=3, hosts=5, options=options))
-    clients = Clients(world, 4)
-    clients.start(5.0)
-    Nemesis(world, ("partition", "isolate_leader", "heal", "crash", "transfer"),
-            interval=(0.2, 0.6)).start(4.5)  # fmt: skip
-    MembershipPlan(world).start(4.5)
-    return finish(world, clients, 5.0, settle=20.0)
+    world, run = _changing_members(seed, hosts=5, replicas=0.0)
+    return run
 
 
 def replicas(seed: int) -> Run:
     """As `membership`, half the joins as read replicas: whatever the faults,
     no configuration ever makes a replica a voter (`replicas_never_promoted`)."""
+    world, run = _changing_members(seed, hosts=6, replicas=0.5)
+    replicas_never_promoted(world)
+    return run
+
+
+def _changing_members(seed: int, hosts: int, replicas: float) -> tuple[World, Run]:
     options = attrs.evolve(SIM_OPTIONS, snapshot_entries=40)
-    world = World(seed, WorldConfig(members=3, hosts=6, options=options))
+    world = World(seed, WorldConfig(members=3, hosts=hosts, options=options))
     clients = Clients(world, 4)
     clients.start(5.0)
     Nemesis(world, ("partition", "isolate_leader", "heal", "crash", "transfer"),
             interval=(0.2, 0.6)).start(4.5)  # fmt: skip
-    MembershipPlan(world, replicas=0.5).start(4.5)
-    run = finish(world, clients, 5.0, settle=20.0)
-    replicas_never_promoted(world)
-    return run
+    MembershipPlan(world, replicas=replicas).start(4.5)
+    return world, finish(world, clients, 5.0, settle=20.0)
 
 
 def concurrent_joins(seed: int) -> Run:
