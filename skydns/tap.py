@@ -199,7 +199,7 @@ def makeService(options: Options) -> service.MultiService:
     if options["dns-workers"]:
         host = options["dns"].host
         workers = DNSWorkers(options["dns-workers"], options.argv, registry, reactor,
-                             lambda: str(config.HostPort(host, dns_service.port or 0)))
+                             lambda: str(config.HostPort(host, dns_service.port or 0)), metrics)
         cluster.add_apply_listener(workers.on_applied)
         workers.setServiceParent(top)
     names = ORDERS[options["names"]]

@@ -143,3 +143,55 @@ class SupervisorTests(SynchronousTestCase):
         self.successResultOf(stopping)
         self.reactor.advance(10)
         self.assertEqual(len(self.reactor.spawned), 2)  # not started again
+
+
+class CounterTests(SynchronousTestCase):
+    """Workers' counters join the node's metrics."""
+
+    def test_growth_is_added_once(self) -> None:
+        from skydns.dns.workers.counters import Reported, report
+        from skydns.metrics import Metrics
+
+        worker, node = Metrics(), Metrics()
+        worker.dns_queries.labels("A", "udp").inc(5)
+        node.dns_queries.labels("A", "udp").inc(2)  # the node's own
+        reported = Reported()
+        reported.add(report(worker), node)
+        reported.add(report(worker), node)  # nothing grew: nothing added
+        worker.dns_queries.labels("A", "udp").inc(3)
+        worker.dns_malformed.inc()
+        reported.add(report(worker), node)
+        self.assertEqual(node.dns_queries.labels("A", "udp")._value.get(), 10)
+        self.assertEqual(node.dns_malformed._value.get(), 1)
+        # A worker started again counts from zero: a new Reported.
+        again = Metrics()
+        again.dns_queries.labels("A", "udp").inc(1)
+        Reported().add(report(again), node)
+        self.assertEqual(node.dns_queries.labels("A", "udp")._value.get(), 11)
+
+    def test_a_bad_report_adds_nothing(self) -> None:
+        from skydns.dns.workers.counters import Reported
+        from skydns.metrics import Metrics
+
+        node = Metrics()
+        for line in [b"not json", b'[["process_cpu", {}, 1]]', b'[["dns_malformed", [], 1]]',
+                     b'[["dns_malformed", {}, 1], ["dns_queries", {}, "x"]]']:  # fmt: skip
+            with self.assertRaises((ValueError, TypeError)):
+                Reported().add(line, node)
+        self.assertEqual(node.dns_malformed._value.get(), 0)
+
+    def test_from_a_worker_process_output(self) -> None:
+        from skydns.dns.workers.counters import report
+        from skydns.metrics import Metrics
+
+        node, worker = Metrics(), Metrics()
+        reactor = FakeReactor()
+        workers = DNSWorkers(1, [], Registry(), reactor, lambda: "127.0.0.1:53", node)
+        workers.startService()
+        process = reactor.spawned[0][0]
+        worker.dns_responses.labels("NOERROR").inc(7)
+        line = report(worker)
+        process.childDataReceived(1, line[:10])
+        process.childDataReceived(1, line[10:] + b"garbage\n")  # a bad line is only logged
+        self.assertEqual(node.dns_responses.labels("NOERROR")._value.get(), 7)
+        self.flushLoggedErrors()

@@ -84,6 +84,21 @@ class DNSWorkersTests(SynchronousTestCase):
         finally:
             os.kill(self.node.process.pid, signal.SIGCONT)
 
+    def test_metrics_count_every_process(self) -> None:
+        """The node's skydns_dns_requests_total counts the workers' answers
+        too: with 300 questions asked, the total reaches 300 within seconds."""
+        self.put("counted")
+        for _ in range(300):
+            dns_query("counted.skydns.local", "A", self.node.dns_port, timeout=2.0)
+
+        def requests() -> float:
+            status, text = http("GET", f"{self.node.url}/metrics", timeout=2.0)
+            assert status == 200
+            return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines()
+                       if line.startswith("skydns_dns_requests_total{"))  # fmt: skip
+
+        wait_until(lambda: requests() >= 300, "every answer counted", 10.0)
+
     def test_a_dead_worker_is_started_again_and_all_end_with_the_node(self) -> None:
         first = worker_pids(self.node)
         os.kill(first[0], signal.SIGKILL)

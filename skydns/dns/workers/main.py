@@ -2,7 +2,8 @@
 started by the node with its own options): the node's DNS side over a copy
 of the registry that the node's feed on standard input keeps current.  It
 binds the node's DNS address (SO_REUSEPORT) only once the first snapshot is
-in, logs to standard error (the node relays it), and ends when the feed
+in, logs to standard error (the node relays it), reports its counters on
+standard output (`counters`), and ends when the feed
 ends (the node is gone) or breaks, or on SIGTERM."""
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 log = Logger()
+
+#: Seconds between two reports of the worker's counters to the node.
+REPORT_INTERVAL = 1.0
 
 
 class Feed(Protocol):
@@ -57,10 +61,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(f"skydns dns worker: {e}\n")
         return 2
     from twisted.internet import reactor, stdio
+    from twisted.internet.task import LoopingCall
 
     from skydns.dns.assemble import build_dns
+    from skydns.dns.workers.counters import report
     from skydns.dns.workers.replica import RegistryCopy
     from skydns.gctune import tune_gc
+    from skydns.metrics import Metrics
     from skydns.registry import Registry
 
     level = LogLevelFilterPredicate(LogLevel.info)
@@ -70,7 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     tune_gc()
     registry = Registry()
-    service = build_dns(options, registry, reactor, reuse_port=True, tls=False)
+    metrics = Metrics()
+    service = build_dns(options, registry, reactor, metrics, reuse_port=True, tls=False)
     failed = []
 
     def ready() -> None:
@@ -86,6 +94,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     feed = Feed(RegistryCopy(registry, ready), reactor)
     stdio.StandardIO(feed, reactor=reactor)
+
+    def send_counters() -> None:
+        service.factory.stats.flush()
+        if feed.transport is not None:
+            feed.transport.write(report(metrics))
+
+    LoopingCall(send_counters).start(REPORT_INTERVAL, now=False)
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: service.stopService() if service.running else None)
     reactor.run()

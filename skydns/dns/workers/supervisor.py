@@ -1,7 +1,8 @@
 """The node's side of ``--dns-workers``: it starts the worker processes once
 its own DNS sockets are bound, feeds each one the registry and then every
 command it applies (`frames`), relays their log lines into its own log,
-starts again one that ends, and stops them with the node.
+adds their counters to its metrics (`counters`), starts again one that
+ends, and stops them with the node.
 
 A worker that does not read its feed is not allowed to hold the node's
 memory: once `MAX_BEHIND` bytes wait for it, it is killed and started anew
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from skydns.commands import Command, encode
+from skydns.dns.workers.counters import Reported
 from skydns.dns.workers.frames import COMMAND, SNAPSHOT, frame
 from skydns.registry import Registry
 
@@ -29,6 +31,8 @@ log = Logger()
 
 #: Bytes of feed a worker may leave unread before it is started anew.
 MAX_BEHIND = 64 << 20
+#: Longest line kept from a worker's output (a longer one is cut).
+MAX_LINE = 1 << 20
 #: Seconds before a worker that ended is started again.
 RESTART_DELAY = 1.0
 #: Seconds a worker has to stop after SIGTERM before it is killed.
@@ -47,6 +51,8 @@ class WorkerProcess(ProcessProtocol):
         self.behind = 0
         self.ended: defer.Deferred[None] = defer.Deferred()
         self._lines = {1: b"", 2: b""}
+        #: Its counters as last reported (standard output, `counters`).
+        self.counters = Reported()
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
         pipe = getattr(self.transport, "pipes", {}).get(0)
@@ -78,9 +84,11 @@ class WorkerProcess(ProcessProtocol):
 
     def childDataReceived(self, fd: int, data: bytes) -> None:  # noqa: N802
         lines = (self._lines.get(fd, b"") + data).split(b"\n")
-        self._lines[fd] = lines.pop()
+        self._lines[fd] = lines.pop()[-MAX_LINE:]
         for line in lines:
-            if line.strip():
+            if fd == 1:
+                self.supervisor.counted(self, line)
+            elif line.strip():
                 log.info("DNS worker {n}: {line}", n=self.number,
                          line=line.decode("utf-8", "replace").strip())  # fmt: skip
 
@@ -100,8 +108,10 @@ class DNSWorkers(Service):
     answering DNS at ``address()`` (the node's bound HOST:PORT)."""
 
     def __init__(self, count: int, argv: Sequence[str], registry: Registry, reactor: Any,
-                 address: Callable[[], str]) -> None:  # fmt: skip
+                 address: Callable[[], str], metrics: Any = None) -> None:  # fmt: skip
         self.count = count
+        #: The node's `skydns.metrics.Metrics`, which the workers' counters join.
+        self.metrics = metrics
         self.argv = list(argv)
         self.registry = registry
         self.reactor = reactor
@@ -131,6 +141,16 @@ class DNSWorkers(Service):
         self.reactor.spawnProcess(worker, command[0], command, env=None,
                                   childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
         log.info("DNS worker {n} started", n=number)
+
+    def counted(self, worker: WorkerProcess, line: bytes) -> None:
+        """A worker's counter report: into the node's metrics."""
+        if self.metrics is None:
+            return
+        try:
+            worker.counters.add(line, self.metrics)
+        except (ValueError, TypeError, AttributeError) as e:
+            log.warn("DNS worker {n} sent a report that is not one: {error}",
+                     n=worker.number, error=str(e)[:200])  # fmt: skip
 
     def ended(self, worker: WorkerProcess, reason: Failure) -> None:
         if self.workers.get(worker.number) is worker:
