@@ -124,10 +124,14 @@ class PrivilegeDropTests(SynchronousTestCase):
             return node.start()
 
         node = start()
-        for i in range(50):
+        for i in range(60):  # past two snapshots, each due 15 to 25 entries after the last
             code, body = http("PUT", f"{node.url}/skydns/services/p{i}",
                               {"Host": "10.0.0.1", "Port": 80, "Name": "x", "TTL": 600})
             self.assertEqual(code, 201, body)
+        # Snapshots are written in a thread: the second may still be on its way.
+        deadline = time.monotonic() + 10
+        while node.log().count("raft snapshot at") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.assertGreaterEqual(node.log().count("raft snapshot at"), 2, node.log()[-3000:])
         self.assertIsNone(node.process.poll() if node.process else 0, node.log())
         owners = {os.stat(os.path.join(top, f)).st_uid
@@ -135,5 +139,5 @@ class PrivilegeDropTests(SynchronousTestCase):
         self.assertEqual(owners, {pwd.getpwnam("nobody").pw_uid})
         self.assertIn(node.stop(), STOPPED, node.log()[-3000:])
         node = start()
-        code, body = http("GET", f"{node.url}/skydns/services/p49")
+        code, body = http("GET", f"{node.url}/skydns/services/p59")
         self.assertEqual(code, 200, body)
