@@ -247,6 +247,29 @@ class ForwarderTests(SynchronousTestCase):
         self.client.answer(1, answering())
         self.assertEqual(opt_of(self.successResultOf(d)), [])
 
+    def test_dnssec_flags_pass_through(self) -> None:
+        """DO and CD go upstream as the client set them; the upstream's AD
+        comes back to a client that asked for DNSSEC data (DO), and is
+        cleared for one that did not (RFC 6840 §5.8)."""
+
+        def authentic(request: dns.Message, tcp: bool) -> dns.Message:
+            response = answering()(request, tcp)
+            response.authenticData = 1
+            return response
+
+        asked = query(edns=dns._OPTHeader(udpPayloadSize=4096, dnssecOK=True))
+        asked.checkingDisabled = 1
+        d = self.forwarder.resolve(asked, tcp=False)
+        upstream = self.client.calls[0][1]
+        self.assertEqual((upstream.checkingDisabled, opt_of(upstream)[0].dnssecOK), (1, True))
+        self.client.answer(0, authentic)
+        reply = self.successResultOf(d)
+        self.assertEqual((reply.authenticData, reply.checkingDisabled), (1, 1))
+        d = self.forwarder.resolve(query(b"plain.example"), tcp=False)
+        self.assertEqual(self.client.calls[1][1].checkingDisabled, 0)
+        self.client.answer(1, authentic)
+        self.assertEqual(self.successResultOf(d).authenticData, 0)
+
     def test_large_answer_truncated_for_udp_client(self) -> None:
         """An answer over 512 bytes reaches a UDP client without EDNS as TC with
         no records; the same question over TCP, and with EDNS 4096, gets all of it."""
