@@ -126,6 +126,7 @@ class SupervisorTests(SynchronousTestCase):
         data = frame(COMMAND, b"x" * (1 << 20))
         for _ in range(supervisor.MAX_BEHIND // len(data) + 1):
             worker.send(data)
+        worker.send(data)  # killed: nothing more is sent, nor is it killed again
         self.assertEqual(worker.transport.signals, ["KILL"])
         worker.processEnded(Failure(Exception("killed")))
         self.reactor.advance(supervisor.RESTART_DELAY)

@@ -47,6 +47,7 @@ class WorkerProcess(ProcessProtocol):
         self.number = number
         self.supervisor = supervisor
         self.paused = False
+        self.killed = False
         #: Bytes written while its pipe was full.
         self.behind = 0
         self.ended: defer.Deferred[None] = defer.Deferred()
@@ -61,13 +62,14 @@ class WorkerProcess(ProcessProtocol):
         self.send(frame(SNAPSHOT, self.supervisor.registry.snapshot()))
 
     def send(self, data: bytes) -> None:
-        if self.transport is None:
+        if self.transport is None or self.killed:
             return
         if self.paused:
             self.behind += len(data)
             if self.behind > MAX_BEHIND:
                 log.warn("DNS worker {n} is {behind} bytes behind its feed: starting it anew",
                          n=self.number, behind=self.behind)  # fmt: skip
+                self.killed = True  # nothing more is sent; it starts again once ended
                 self.signal("KILL")
                 return
         self.transport.write(data)
