@@ -1,10 +1,14 @@
 """Read replicas with real `twistd skydns` processes: a node started with
-``--join … --non-voter`` gets the registry, answers DNS and reads, forwards
-writes, is never promoted, and never counts in a quorum (SPEC.md §7)."""
+``--join … --non-voter`` gets the registry, answers DNS, reads and watches,
+forwards writes, is never promoted, and never counts in a quorum (SPEC.md §7)."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+import urllib.request
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -51,6 +55,24 @@ class ReadReplicaTests(SynchronousTestCase):
         time.sleep(3.0)
         self.assertEqual(roles(voter), {"v1": "leader", "r1": "replica"})
         self.assertEqual(roles(replica)["r1"], "replica")
+
+        # A watch on the replica (a long poll from the index it has) wakes
+        # for a write made on the voter.
+        url = f"{replica.url}/skydns/services/?query=rails.production"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            index = response.headers["X-SkyDNS-Index"]
+        woken: list[Any] = []
+        poll = threading.Thread(target=lambda: woken.append(json.load(urllib.request.urlopen(
+            f"{url}&index={index}&wait=20s", timeout=30))))  # fmt: skip
+        poll.start()
+        time.sleep(0.5)
+        self.assertEqual(woken, [])
+        status, body = self.put(voter, "w1")
+        self.assertEqual(status, 201, body)
+        poll.join(10)
+        self.assertIn("w1", json.dumps(woken))
+        status, body = http("DELETE", f"{voter.url}/skydns/services/w1")
+        self.assertEqual(status, 200, body)
 
         # Not in the quorum: with the replica down the lone voter commits.
         replica.kill()
