@@ -133,6 +133,24 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(len(self.reactor.spawned), 3)
         self.assertEqual(set(self.workers.workers), {1, 2})
 
+    def test_one_that_cannot_start_is_tried_less_and_less_often(self) -> None:
+        """Ending at once again and again doubles the delay (to a minute);
+        a worker that ran steadily is started again after a second."""
+        delays = []
+        for _ in range(8):
+            before = len(self.reactor.spawned)
+            self.reactor.spawned[-1][0].processEnded(Failure(Exception("exit 2")))
+            waited = 0.0
+            while len(self.reactor.spawned) == before:
+                self.reactor.advance(0.5)
+                waited += 0.5
+            delays.append(waited)
+        self.assertEqual(delays, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0])
+        self.reactor.advance(supervisor.STEADY)
+        self.reactor.spawned[-1][0].processEnded(Failure(Exception("crashed")))
+        self.reactor.advance(supervisor.RESTART_DELAY)
+        self.assertEqual(self.reactor.spawned[-1][0].started, self.reactor.seconds())
+
     def test_stopped_with_the_node(self) -> None:
         stopping = self.workers.stopService()
         procs = [p for p, _ in self.reactor.spawned]

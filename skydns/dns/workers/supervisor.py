@@ -33,8 +33,12 @@ log = Logger()
 MAX_BEHIND = 64 << 20
 #: Longest line kept from a worker's output (a longer one is cut).
 MAX_LINE = 1 << 20
-#: Seconds before a worker that ended is started again.
+#: Seconds before a worker that ended is started again; doubled each time
+#: one ends within `STEADY` seconds of its start (a worker that cannot
+#: start, say a key file it may not read), up to `MAX_RESTART_DELAY`.
 RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+STEADY = 10.0
 #: Seconds a worker has to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 5.0
 
@@ -51,6 +55,7 @@ class WorkerProcess(ProcessProtocol):
         #: Bytes written while its pipe was full.
         self.behind = 0
         self.ended: defer.Deferred[None] = defer.Deferred()
+        self.started = supervisor.reactor.seconds()
         self._lines = {1: b"", 2: b""}
         #: Its counters as last reported (standard output, `counters`).
         self.counters = Reported()
@@ -119,6 +124,8 @@ class DNSWorkers(Service):
         self.reactor = reactor
         self.address = address
         self.workers: dict[int, WorkerProcess] = {}
+        #: The delay before each worker (by number) is started again.
+        self.delays: dict[int, float] = {}
         self.starts = 0
         self._stopping = False
         registry.add_change_listener(self._changed)
@@ -159,9 +166,14 @@ class DNSWorkers(Service):
             del self.workers[worker.number]
         if self._stopping:
             return
-        log.warn("DNS worker {n} ended ({reason}): starting it again in {delay} s",
-                 n=worker.number, reason=reason.getErrorMessage(), delay=RESTART_DELAY)  # fmt: skip
-        self.reactor.callLater(RESTART_DELAY, self._start, worker.number)
+        steady = self.reactor.seconds() - worker.started >= STEADY
+        previous = self.delays.get(worker.number)
+        delay = RESTART_DELAY if steady or previous is None else min(
+            previous * 2, MAX_RESTART_DELAY)  # fmt: skip
+        self.delays[worker.number] = delay
+        log.warn("DNS worker {n} ended ({reason}): starting it again in {delay:.0f} s",
+                 n=worker.number, reason=reason.getErrorMessage(), delay=delay)  # fmt: skip
+        self.reactor.callLater(delay, self._start, worker.number)
 
     def on_applied(self, command: Command, applied: Any, live: bool) -> None:
         """Apply listener: every worker gets the command, in order."""
