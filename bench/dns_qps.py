@@ -529,10 +529,17 @@ def main() -> int:
     parser.add_argument("--servers", default="skydns,nsd,twisted")
     parser.add_argument("--workloads", default="srv,a,miss")
     parser.add_argument("--before", help="compare with SkyDNS from this tree, interleaved")
+    parser.add_argument("--workers", help="N,M,...: compare DNS on N, M, ... processes "
+                        "(--dns-workers; see bench/dns_workers.py) instead")
     parser.add_argument("--dnssec", action="store_true",
                         help="every query with DO; SkyDNS signs with a fresh key (nsd's zone is "
                              "unsigned: the reference is nsd answering unsigned)")
     args = parser.parse_args()
+    if args.workers is not None:
+        import dns_workers
+
+        processes = dns_workers.parse_processes(args.workers, parser)
+        return dns_workers.run(processes, args.instances, args.seconds, args.runs)
     global DNSSEC
     DNSSEC = args.dnssec
     if args.before is not None and not os.path.isdir(os.path.join(args.before, "skydns")):
