@@ -39,6 +39,7 @@ from skydns.clock import Clock
 from skydns.dns.nameservers import NS_TTL
 from skydns.dns.records import header, ttl_of, uuid_name
 from skydns.dns.resolution import NameNotFound
+from skydns.dns.zones import longest_zone
 from skydns.registry import Registry
 
 _IPV4_SUFFIX = b".in-addr.arpa"
@@ -124,7 +125,8 @@ class ReverseResolver(ResolverBase):
         self._domain = domain.strip(".").lower().encode("ascii")
         if zones and soa is None:
             raise ValueError("reverse zones need the domain's SOA")
-        self._zones = sorted(zones, key=lambda zone: -len(zone[0]))
+        #: The names of our reverse zones.
+        self.zones = [name for name, _ in zones]
         self._soa = soa
         self._nameservers = nameservers
 
@@ -133,18 +135,9 @@ class ReverseResolver(ResolverBase):
     ) -> defer.Deferred[Sections]:
         return defer.maybeDeferred(self.resolve, name, type)
 
-    @property
-    def zones(self) -> list[bytes]:
-        """The names of our reverse zones."""
-        return [zone for zone, _ in self._zones]
-
     def zone_of(self, name: bytes) -> bytes | None:
         """The longest of our reverse zones that holds ``name``, or None."""
-        key = name.lower().rstrip(b".")
-        for zone, _ in self._zones:
-            if key == zone or key.endswith(b"." + zone):
-                return zone
-        return None
+        return longest_zone(name, self.zones)
 
     def resolve(self, name: bytes, qtype: int) -> Sections:
         """Answer, authority and additional sections for ``name``/``qtype``.

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from skydns.clock import Clock
 from skydns.dns.upstreams import Upstream, parse_nameservers
+from skydns.dns.zones import in_zone
 
 log = Logger()
 
@@ -39,7 +40,7 @@ class ForwardZone:
     upstreams: tuple[Upstream, ...]
 
     def covers(self, name: bytes) -> bool:
-        return not self.name or name == self.name or name.endswith(b"." + self.name)
+        return not self.name or in_zone(name, self.name)
 
     @property
     def label(self) -> str:

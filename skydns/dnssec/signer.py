@@ -22,6 +22,7 @@ from twisted.names import dns
 
 from skydns.clock import Clock
 from skydns.dns.records import WireRecord
+from skydns.dns.zones import longest_zone
 from skydns.dnssec.keys import ZoneKey
 from skydns.dnssec.signing import (
     DNSKEY,
@@ -82,12 +83,8 @@ class Signer:
         }
 
     def zone_of(self, qname: bytes) -> bytes | None:
-        """The longest of our zones that holds ``qname`` (lower case), or None."""
-        best = None
-        for zone in self._zones:
-            if (qname == zone or qname.endswith(b"." + zone)) and len(zone) > len(best or b""):
-                best = zone
-        return best
+        """The longest of our zones that holds ``qname``, or None."""
+        return longest_zone(qname, self._zones)
 
     def fresh_until(self) -> float:
         """Until when an answer signed now may be served from a cache: its
