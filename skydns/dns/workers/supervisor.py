@@ -126,7 +126,6 @@ class DNSWorkers(Service):
         self.workers: dict[int, WorkerProcess] = {}
         #: The delay before each worker (by number) is started again.
         self.delays: dict[int, float] = {}
-        self.starts = 0
         self._stopping = False
         registry.add_change_listener(self._changed)
 
@@ -145,7 +144,6 @@ class DNSWorkers(Service):
             return
         worker = WorkerProcess(number, self)
         self.workers[number] = worker
-        self.starts += 1
         command = self.command()
         self.reactor.spawnProcess(worker, command[0], command, env=None,
                                   childFDs={0: "w", 1: "r", 2: "r"})  # fmt: skip
@@ -178,15 +176,15 @@ class DNSWorkers(Service):
     def on_applied(self, command: Command, applied: Any, live: bool) -> None:
         """Apply listener: every worker gets the command, in order."""
         if self.workers:
-            data = frame(COMMAND, encode(command))
-            for worker in list(self.workers.values()):
-                worker.send(data)
+            self._send_all(frame(COMMAND, encode(command)))
 
     def _changed(self, touched: Optional[tuple[Any, ...]]) -> None:
         if touched is None and self.workers:  # a snapshot installed: the whole registry
-            data = frame(SNAPSHOT, self.registry.snapshot())
-            for worker in list(self.workers.values()):
-                worker.send(data)
+            self._send_all(frame(SNAPSHOT, self.registry.snapshot()))
+
+    def _send_all(self, data: bytes) -> None:
+        for worker in list(self.workers.values()):
+            worker.send(data)
 
     def stopService(self) -> defer.Deferred[Any]:  # noqa: N802 - Twisted's name
         super().stopService()
