@@ -53,6 +53,7 @@ from skydns.dns.authority import NameNotFound, SkyDNSAuthority
 from skydns.dns.caching import answer_cache_for
 from skydns.dns.dependencies import EVERYTHING
 from skydns.dns.direct import DirectPath
+from skydns.dns.edns import ClientEDNS
 from skydns.dns.forward import Forwarder
 from skydns.dns.protocols import (
     DEFAULT_MAX_UDP,
@@ -233,7 +234,7 @@ class SkyDNSServerFactory(DNSServerFactory):
         in one of the signer's zones; as they are otherwise."""
         signer = self.direct.signer
         query = message.queries[0] if message.queries else None
-        if signer is None or query is None or not _dnssec_ok(message):
+        if signer is None or query is None or not ClientEDNS.of(message).dnssec_ok:
             return rcode, sections
         name = query.name.name.lower().rstrip(b".")
         if signer.zone_of(name) is None:
@@ -290,17 +291,18 @@ class SkyDNSServerFactory(DNSServerFactory):
         authority: Optional[list[dns.RRHeader]] = None,
         additional: Optional[list[Any]] = None,
     ) -> dns.Message:
+        edns = ClientEDNS.of(message)
         response = self._response(
             message.id,
             list(message.queries),
             message.recDes,
             message.maxSize,
-            any(r.type == dns.OPT for r in message.additional),
+            edns.present,
             rcode,
             list(answers or ()),
             list(authority or ()),
             list(additional or ()),
-            dnssec_ok=_dnssec_ok(message),
+            dnssec_ok=edns.dnssec_ok,
         )
         # RFC 1035 §4.1.1: the opcode is copied into the response (NOTIMP
         # answers other opcodes with their own).
@@ -377,13 +379,6 @@ class SkyDNSServerFactory(DNSServerFactory):
                 age = min(age, record.ttl)
         cache = self.answer_cache
         return (cache.seconds() if cache is not None else float(self.reactor.seconds())) + age
-
-
-def _dnssec_ok(message: dns.Message) -> bool:
-    """Whether ``message`` has an OPT record with the DO bit (bit 15 of its
-    TTL field: the record stays a plain `dns.RRHeader` in a parsed query)."""
-    return any(r.type == dns.OPT and (r.dnssecOK if type(r) is dns._OPTHeader
-                                      else r.ttl & 0x8000) for r in message.additional)
 
 
 def find_authority(resolver: Any) -> Optional[SkyDNSAuthority]:
