@@ -67,13 +67,9 @@ def track_config(core: CoreState, entries: list[Entry] | tuple[Entry, ...]) -> N
         return
     if core.config_index >= entries[0].index:
         # The entry that set the config may have been replaced: look again.
-        index = entries[0].index - 1
-        while index > core.log.snapshot.index and core.log.entry(index).kind is not (
-            EntryKind.CONFIG
-        ):
-            index -= 1
+        index = config_entry_at(core, entries[0].index - 1)
         core.config_index = index
-        core.set_config(core.config_at(index))
+        core.set_config(_config_from(core, index))
     for entry in entries:
         if entry.kind is EntryKind.CONFIG:
             core.config_index = entry.index
@@ -119,9 +115,24 @@ def step_down_if_removed(core: CoreState) -> None:
 
 def config_at(core: CoreState, index: int) -> Configuration:
     """The configuration in force once the log up to ``index`` is applied."""
-    for position in range(index, core.log.snapshot.index, -1):
-        entry = core.log.entry(position)
-        if entry.kind is EntryKind.CONFIG:
-            return decode_config(entry.data)
+    return _config_from(core, config_entry_at(core, index))
+
+
+def config_entry_at(core: CoreState, index: int) -> int:
+    """The index of the CONFIG entry in force once the log up to ``index`` is
+    applied, or the snapshot's index when the log after it has none."""
+    position = index
+    while position > core.log.snapshot.index and core.log.entry(position).kind is not (
+        EntryKind.CONFIG
+    ):
+        position -= 1
+    return max(position, core.log.snapshot.index)
+
+
+def _config_from(core: CoreState, position: int) -> Configuration:
+    """The configuration of the CONFIG entry at ``position``, or the
+    snapshot's (the initial one before any) at the snapshot's index."""
+    if position > core.log.snapshot.index:
+        return decode_config(core.log.entry(position).data)
     config = core.log.snapshot.config
     return config if config is not None else core.initial_config

@@ -347,6 +347,10 @@ class RaftCore:
         """The configuration in force once the log up to ``index`` is applied."""
         return membership.config_at(self, index)
 
+    def config_entry_at(self, index: int) -> int:
+        """Where that configuration is: its CONFIG entry's index, or the snapshot's."""
+        return membership.config_entry_at(self, index)
+
     def snapshot_meta(self, index: int) -> SnapshotMeta:
         """What a snapshot of the state machine at applied ``index`` is."""
         term = self.log.term(index)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from skydns.raft.core.messages import Configuration, EntryKind, encode_config
+from skydns.raft.core.messages import Configuration, encode_config
 from skydns.raft.core.raft import RaftCore
 
 Addresses = dict[str, str | None]
@@ -48,9 +48,7 @@ def replicas_in_force(core: RaftCore, from_snapshot: frozenset[str]) -> frozense
 def replicas_at(core: RaftCore, index: int, from_snapshot: frozenset[str]) -> frozenset[str]:
     """The read replicas of the configuration in force at ``index`` (a
     snapshot's: a later CONFIG entry may not be committed)."""
-    at = min(core.config_index, index)
-    while at > core.log.snapshot.index and core.log.entry(at).kind is not EntryKind.CONFIG:
-        at -= 1
+    at = core.config_entry_at(min(core.config_index, index))
     if at > core.log.snapshot.index:
         return replicas_of(core.log.entry(at).data)
     return from_snapshot
