@@ -36,6 +36,8 @@ from skydns.names import (
 
 _LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
 _DOTTED = re.compile(r"[A-Za-z0-9_.-]{1,63}\Z")
+#: A lease ID as `new_lease_id` makes it (SPEC.md §7).
+_LEASE_ID = re.compile(r"[0-9a-f]{16}\Z")
 #: A host name label: no leading or trailing '-' (RFC 952, RFC 1123 §2.1).
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
 
@@ -182,7 +184,32 @@ def parse_service(uuid: str, body: bytes) -> Service:
         no_expire=_flag(data, "noexpire", "NoExpire"),
         protocol=_protocol(data),
         drain=_flag(data, "drain", "Drain"),
+        lease=_lease(data),
     )
+
+
+def _lease(data: dict[str, Any]) -> str:
+    """Lease: the ID of a lease the instance lives by, or "" (its own TTL)."""
+    lease = _string(data, "lease", "Lease")
+    if lease:
+        check_lease_id(lease)
+        if data.get("noexpire") is True:
+            raise ValidationError("Lease", "cannot be given with NoExpire")
+    return lease
+
+
+def check_lease_id(lease: object) -> None:
+    """Raise `ValidationError` unless ``lease`` is a lease ID (16 hex digits)."""
+    if type(lease) is not str or not _LEASE_ID.match(lease):
+        raise ValidationError("Lease", "must be a lease ID (16 lower-case hex digits)")
+
+
+def parse_lease_grant(body: bytes) -> int:
+    """Validate a ``POST /skydns/leases`` body ``{"TTL": n}``; return n."""
+    ttl = _integer(_load_object(body), "ttl", "TTL", 1, MAX_TTL)
+    if ttl is None:
+        raise ValidationError("TTL", "is required")
+    return ttl
 
 
 def _flag(data: dict[str, Any], key: str, field: str) -> bool:
@@ -294,6 +321,10 @@ def check_service(service: Service) -> None:
         raise ValidationError("Drain", "must be true or false")
     if service.protocol not in PROTOCOLS:
         raise ValidationError("Protocol", "must be tcp or udp")
+    if service.lease:
+        check_lease_id(service.lease)
+        if service.no_expire:
+            raise ValidationError("Lease", "cannot be given with NoExpire")
 
 
 def check_callback(callback: Callback) -> None:

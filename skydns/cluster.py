@@ -7,12 +7,13 @@ first, and `skydns.testing.LocalCluster` by applying it at once in memory.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from skydns.commands import Command
+from skydns.leases.renewal import Renewal
 from skydns.registry import Applied, Registry
 
 #: Called after every applied command: (command, result, live).  ``live`` is
@@ -36,6 +37,12 @@ class ICluster(Interface):
 
         Errbacks with `NotLeader` (or a timeout) if it cannot be committed.
         """
+
+    def renew(renewal: Renewal) -> "Deferred[Optional[int]]":
+        """Renew a lease, or an instance living by its own TTL, without a log
+        entry (SPEC.md §7): fire with the TTL renewed for, None if it is
+        gone, or `skydns.leases.renewal.NEEDS_LOG` if it takes a proposal
+        (a new TTL).  Errbacks `NotLeader` if no leader takes it now."""
 
     def read_barrier() -> "Deferred[None]":
         """Fire once the local replica reflects every write committed before

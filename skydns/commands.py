@@ -18,6 +18,7 @@ from skydns import jsoninput
 from skydns.bodies import (
     ValidationError,
     check_callback,
+    check_lease_id,
     check_service,
     check_ttl,
     check_uuid,
@@ -74,6 +75,42 @@ class Expire:
 
 
 @frozen
+class GrantLease:
+    """Create a lease of ``ttl`` seconds from ``now`` (SPEC.md §7);
+    ``conflict`` if a live lease has this ID."""
+
+    lease: str
+    ttl: int
+    now: float
+
+
+@frozen
+class RevokeLease:
+    """End the listed leases and remove every instance that lives by them.
+
+    ``lapsed`` is the leader's expiry: only a lease whose time has run out at
+    ``now`` goes (one extended since stays).  Otherwise it is a client's
+    DELETE of one lease, ``not_found`` if it is gone.
+    """
+
+    leases: tuple[str, ...]
+    now: float
+    lapsed: bool = False
+
+
+@frozen
+class Checkpoint:
+    """The leader's record of renewals it took without a log entry each:
+    each listed lease, and each listed instance living by its own TTL, now
+    ends no earlier than the time beside it.  Ends only move later; a lease
+    or instance gone or run out at ``now`` is left alone."""
+
+    leases: tuple[tuple[str, float], ...]
+    instances: tuple[tuple[str, float], ...]
+    now: float
+
+
+@frozen
 class AddCallback:
     """Attach a callback to every current instance the callback matches."""
 
@@ -81,7 +118,9 @@ class AddCallback:
     now: float
 
 
-Command = Union[Register, Unregister, Renew, Drain, Expire, AddCallback]
+Command = Union[
+    Register, Unregister, Renew, Drain, Expire, AddCallback, GrantLease, RevokeLease, Checkpoint
+]
 
 
 #: One encoder for every command (``json.dumps`` with options builds a new one per call).
@@ -112,6 +151,13 @@ def encode(command: Command) -> bytes:
         body = {"op": "expire", "uuids": list(command.uuids)}
     elif isinstance(command, AddCallback):
         body = {"op": "callback", "callback": command.callback.to_dict()}
+    elif isinstance(command, GrantLease):
+        body = {"op": "grant", "lease": command.lease, "ttl": command.ttl}
+    elif isinstance(command, RevokeLease):
+        body = {"op": "revoke", "leases": list(command.leases), "lapsed": command.lapsed}
+    elif isinstance(command, Checkpoint):
+        body = {"op": "checkpoint", "leases": [list(e) for e in command.leases],
+                "instances": [list(e) for e in command.instances]}  # fmt: skip
     else:  # pragma: no cover - the Union is closed
         raise TypeError(f"not a command: {command!r}")
     body["now"] = command.now
@@ -133,10 +179,13 @@ _FIELDS = {
     "drain": {"op", "now", "uuid", "drain"},
     "expire": {"op", "now", "uuids"},
     "callback": {"op", "now", "callback"},
+    "grant": {"op", "now", "lease", "ttl"},
+    "revoke": {"op", "now", "leases", "lapsed"},
+    "checkpoint": {"op", "now", "leases", "instances"},
 }
 _SERVICE_FIELDS = frozenset(
     {"uuid", "name", "environment", "region", "version", "host", "port", "ttl", "priority",
-     "weight", "no_expire", "protocol", "drain"}
+     "weight", "no_expire", "protocol", "drain", "lease"}
 )  # fmt: skip
 _CALLBACK_FIELDS = frozenset(
     {"uuid", "name", "environment", "region", "version", "host", "reply", "port"}
@@ -196,6 +245,21 @@ def decode(data: bytes) -> Command:
             for uuid in uuids:
                 check_uuid(uuid)
             command = Expire(tuple(uuids), now)
+        elif op == "grant":
+            check_lease_id(body["lease"])
+            check_ttl(body["ttl"])
+            command = GrantLease(body["lease"], body["ttl"], now)
+        elif op == "revoke":
+            leases = _list(body["leases"], "leases")
+            for lease in leases:
+                check_lease_id(lease)
+            if type(body["lapsed"]) is not bool:
+                raise ValueError("lapsed: not true or false")
+            command = RevokeLease(tuple(leases), now, body["lapsed"])
+        elif op == "checkpoint":
+            command = Checkpoint(
+                _ends(body["leases"], check_lease_id), _ends(body["instances"], check_uuid), now
+            )
         else:
             command = AddCallback(_callback(body["callback"]), now)
     except ValidationError as e:
@@ -205,6 +269,26 @@ def decode(data: bytes) -> Command:
     return command
 
 
+def _list(value: Any, what: str) -> list[Any]:
+    if type(value) is not list or len(value) > MAX_EXPIRE:
+        raise ValueError(f"{what}: not a list of at most {MAX_EXPIRE}")
+    return value
+
+
+def _ends(value: Any, check: Any) -> tuple[tuple[str, float], ...]:
+    """A Checkpoint's ``[[key, end], ...]``, each key checked by ``check``."""
+    ends = []
+    for item in _list(value, "checkpoint"):
+        if type(item) is not list or len(item) != 2:
+            raise ValueError("checkpoint: not [key, end] pairs")
+        key, end = item
+        check(key)
+        if type(end) not in (int, float) or not 0 <= end <= MAX_NOW:
+            raise ValueError(f"checkpoint: {end!r} is not a time")
+        ends.append((key, float(end)))
+    return tuple(ends)
+
+
 def _service(value: Any) -> Service:
     data = _object(value, _SERVICE_FIELDS, "service")
     texts = _strings(data, ("uuid", "name", "environment", "region", "version", "host"))
@@ -212,6 +296,7 @@ def _service(value: Any) -> Service:
         **texts, port=data["port"], ttl=data["ttl"], priority=data.get("priority"),
         weight=data.get("weight"), no_expire=data.get("no_expire", False),
         protocol=data.get("protocol", "tcp"), drain=data.get("drain", False),
+        lease=data.get("lease", ""),
     )  # fmt: skip
     check_service(service)
     return service

@@ -38,6 +38,7 @@ def service_json(service: Service) -> str:
         '{"drain":true,"environment":' if service.drain else '{"environment":',
         quote(service.environment),
         ',"host":', quote(service.host),
+        ',"lease":' + quote(service.lease) if service.lease else "",
         ',"name":', quote(service.name),
         ',"no_expire":true' if service.no_expire else "",
         ',"port":', str(service.port),
@@ -67,7 +68,7 @@ def register_json(now: float, service: Service) -> str | None:
 
 
 #: `instance_json` of an instance with no callbacks whose service has no
-#: priority, weight, NoExpire, Drain or Protocol other than tcp (``%r`` of
+#: priority, weight, NoExpire, Drain, Lease or Protocol other than tcp (``%r`` of
 #: a finite float is its JSON).
 _PLAIN_INSTANCE = (
     '{"callbacks":[],"expires":%r,"service":{"environment":%s,"host":%s,"name":%s,'
@@ -88,6 +89,7 @@ def instance_json(service: Service, expires: float, callbacks: tuple[Callback, .
         and not service.no_expire
         and service.protocol == "tcp"
         and not service.drain
+        and not service.lease
         and math.isfinite(expires)
     ):
         # most instances: one format, a third cheaper than the general path

@@ -76,6 +76,8 @@ class Service:
     protocol: str = "tcp"
     #: Drained: registered, its lease running, but left out of DNS answers.
     drain: bool = False
+    #: The lease (SPEC.md §7) the instance lives by, or "" for its own TTL.
+    lease: str = ""
 
     def labels(self) -> tuple[str, str, str, str, str, str]:
         """Lower-cased labels in `POSITIONS` order (uuid, host, ... environment)."""
@@ -110,6 +112,8 @@ class Service:
             data["protocol"] = self.protocol
         if self.drain:
             data["drain"] = True
+        if self.lease:
+            data["lease"] = self.lease
         return data
 
     @classmethod
@@ -131,6 +135,7 @@ class Service:
             no_expire=bool(data.get("no_expire", False)),
             protocol=str(data.get("protocol", "tcp")),
             drain=bool(data.get("drain", False)),
+            lease=str(data.get("lease", "")),
         )
 
 

@@ -38,6 +38,7 @@ def service_json(instance: Instance, now: float) -> dict[str, Any]:
         "NoExpire": service.no_expire,
         "Protocol": service.protocol,
         "Drain": service.drain,
+        "Lease": service.lease or None,
         "Expires": None if service.no_expire else rfc3339(instance.expires),
     }
 

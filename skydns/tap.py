@@ -135,7 +135,7 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.gctune import THAW_INTERVAL, thaw, tune_gc
     from skydns.http.api import make_api
     from skydns.http.site import make_site
-    from skydns.leases import LeaseKeeper
+    from skydns.leases.expiry import LeaseKeeper
     from skydns.logging import log_observer
     from skydns.metrics import Metrics
     from skydns.raft.node.options import NodeOptions
@@ -190,7 +190,7 @@ def makeService(options: Options) -> service.MultiService:
     cluster.add_apply_listener(metrics.on_applied)
     cluster.add_apply_listener(RegistryLog().on_applied)
     cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
-    LeaseKeeper(cluster, reactor).setServiceParent(top)
+    LeaseKeeper(cluster, reactor, lessor=cluster.lessor).setServiceParent(top)
     TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
     dns_service = build_dns(options, registry, reactor, metrics,

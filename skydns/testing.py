@@ -4,13 +4,16 @@ process, no network, no disk."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, cast
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from skydns.clock import Clock
 from skydns.cluster import ApplyListener, ICluster
 from skydns.commands import Command, decode, encode
+from skydns.leases.lessor import Lessor
+from skydns.leases.renewal import Renewal
 from skydns.registry import Applied, Registry
 
 
@@ -22,9 +25,14 @@ class LocalCluster:
     sees is exactly what a replicated log would give it.
     """
 
-    def __init__(self, registry: Registry, node_id: str = "local") -> None:
+    def __init__(self, registry: Registry, node_id: str = "local",
+                 clock: Optional[Clock] = None) -> None:  # fmt: skip
+        """``clock`` times lease renewals (the reactor by default)."""
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
         self.registry = registry
         self.node_id = node_id
+        self.lessor = Lessor(registry, cast(Clock, clock), lambda: 1, grace=0.0)
         self._listeners: list[ApplyListener] = []
         self._index = 0
 
@@ -35,6 +43,9 @@ class LocalCluster:
         for listener in list(self._listeners):
             listener(replayed, result, True)
         return succeed(result)
+
+    def renew(self, renewal: Renewal) -> "Deferred[Optional[int]]":
+        return succeed(self.lessor.renew([renewal])[0])
 
     def read_barrier(self) -> "Deferred[None]":
         return succeed(None)

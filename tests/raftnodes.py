@@ -122,6 +122,9 @@ class MemoryTransport:
     def forward(self, to: str, data: bytes) -> Deferred[tuple[int, int]]:
         return self.network.call(self.node_id, to, lambda h: h.accept_proposal(data))
 
+    def ask(self, to: str, data: bytes) -> Deferred[bytes]:
+        return self.network.call(self.node_id, to, lambda h: h.answer_leader_request(data))
+
     def change_member(
         self, to: str, op: str, member_id: str, address: str | None
     ) -> Deferred[dict[str, str | None]]:
@@ -217,7 +220,7 @@ class Cluster:
             in_thread=None if self.save_delay is None and self.thread_delay is None
             else self._in_thread,
         )
-        wrapped = NodeUnderTest(node, machine)
+        wrapped = NodeUnderTest(node, machine, self.clock)
         log = self.applied[node_id] = []
         wrapped.add_apply_listener(lambda c, a, live: log.append((c, a, live)))
         node.startService()

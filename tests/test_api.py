@@ -16,6 +16,7 @@ from skydns.cluster import NotLeader
 from skydns.commands import AddCallback, Command, Drain, Register, Renew, Unregister
 from skydns.http.api import make_api
 from skydns.http.limits import MAX_BODY
+from skydns.leases.renewal import Renewal
 from skydns.patterns import Pattern
 from skydns.raft.node.options import NodeOptions
 from skydns.registry import Applied, Registry
@@ -61,8 +62,8 @@ class Response:
 class ControlledCluster(LocalCluster):
     """A LocalCluster whose proposals and barriers a test can intercept."""
 
-    def __init__(self, registry: Registry) -> None:
-        super().__init__(registry)
+    def __init__(self, registry: Registry, clock: Optional[Clock] = None) -> None:
+        super().__init__(registry, clock=clock)
         self.proposed: list[Command] = []
         self.propose_result: Optional[Deferred[Applied]] = None
         self.propose_error: Optional[Exception] = None
@@ -77,6 +78,15 @@ class ControlledCluster(LocalCluster):
         if self.propose_result is not None:
             return self.propose_result
         return super().propose(command)
+
+    def renew(self, renewal: Renewal) -> Deferred[Optional[int]]:
+        """Renewals fail as proposals do (a cluster that takes no write
+        takes no heartbeat either)."""
+        if self.propose_error is not None:
+            return fail(self.propose_error)
+        if self.propose_result is not None:
+            return self.propose_result  # type: ignore[return-value]
+        return super().renew(renewal)
 
     def read_barrier(self) -> Deferred[None]:
         self.barriers += 1
@@ -106,7 +116,7 @@ class APITestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.registry = Registry()
-        self.cluster = ControlledCluster(self.registry)
+        self.cluster = ControlledCluster(self.registry, self.clock)
         self.metrics: Optional[FakeMetrics] = None
         self.build()
 

@@ -186,7 +186,8 @@ class NoCycleTests(SynchronousTestCase):
     def site(self) -> Site:
         clock = Clock()
         clock.advance(1_700_000_000)
-        return make_site(make_api(LocalCluster(Registry()), clock, "skydns.local").resource())
+        cluster = LocalCluster(Registry(), clock=clock)
+        return make_site(make_api(cluster, clock, "skydns.local").resource())
 
     def test_answered_requests_are_freed_without_the_collector(self) -> None:
         """Each answered request is freed as soon as it is done, by reference
@@ -227,7 +228,8 @@ class NotUTF8PathTests(SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         clock = Clock()
         clock.advance(1_700_000_000)
-        site = make_site(make_api(LocalCluster(Registry()), clock, "skydns.local").resource())
+        cluster = LocalCluster(Registry(), clock=clock)
+        site = make_site(make_api(cluster, clock, "skydns.local").resource())
         connection = Connection(site)
         for path in (b"/skydns/services/%FF", b"/%c3%28", b"/skydns/%80"):
             connection.send(b"GET", path)

@@ -633,7 +633,8 @@ class RealAPITests(SynchronousTestCase):
 
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
-        self.api = make_api(LocalCluster(Registry(), "n1"), self.clock, "skydns.local",
+        cluster = LocalCluster(Registry(), "n1", clock=self.clock)
+        self.api = make_api(cluster, self.clock, "skydns.local",
                             secret="s3cret")
         self.stub = StubTreq(self.api.resource())
         self.client = SkyDNSClient(BASE, secret="s3cret", http=self.stub, clock=self.clock)

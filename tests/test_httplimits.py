@@ -25,7 +25,8 @@ class BodyLimitTests(SynchronousTestCase):
         self.registry = Registry()
         clock = Clock()
         clock.advance(1_700_000_000)
-        site = make_site(make_api(LocalCluster(self.registry), clock, "skydns.local").resource())
+        cluster = LocalCluster(self.registry, clock=clock)
+        site = make_site(make_api(cluster, clock, "skydns.local").resource())
         self.channel = site.buildProtocol(None)
         self.transport = StringTransport()
         assert self.channel is not None
@@ -89,7 +90,7 @@ def put_on_one_connection(transport: StringTransport, count: int, metrics: Any =
     registry = Registry()
     clock = Clock()
     clock.advance(1_700_000_000)
-    api = make_api(LocalCluster(registry), clock, "skydns.local", metrics=metrics)
+    api = make_api(LocalCluster(registry, clock=clock), clock, "skydns.local", metrics=metrics)
     channel = make_site(api.resource()).buildProtocol(None)
     assert channel is not None
     channel.makeConnection(transport)
@@ -136,7 +137,7 @@ class KeepAliveTests(SynchronousTestCase):
 class ChunkedBodyTests(SynchronousTestCase):
     def channel(self) -> tuple[Any, StringTransport, Registry]:
         registry = Registry()
-        api = make_api(LocalCluster(registry), Clock(), "skydns.local")
+        api = make_api(LocalCluster(registry, clock=Clock()), Clock(), "skydns.local")
         channel = make_site(api.resource()).buildProtocol(None)
         transport = StringTransport()
         channel.makeConnection(transport)
@@ -173,7 +174,7 @@ class ConnectionCapTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        api = make_api(LocalCluster(Registry()), self.clock, "skydns.local")
+        api = make_api(LocalCluster(Registry(), clock=self.clock), self.clock, "skydns.local")
         self.site = make_site(api.resource(), max_connections=4, clock=self.clock)
 
     def connect(self, host: str) -> Any:

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.cluster import NotLeader
 from skydns.commands import Command, Expire, Register
-from skydns.leases import MAX_BATCH, LeaseKeeper
+from skydns.leases.expiry import MAX_BATCH, LeaseKeeper
 from skydns.names import Service
 from skydns.registry import Applied, Outcome, Registry
 from skydns.testing import LocalCluster

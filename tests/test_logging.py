@@ -512,7 +512,7 @@ class RootServiceTests(SynchronousTestCase):
 
 class SiteTests(SynchronousTestCase):
     def api(self) -> Any:
-        return make_api(LocalCluster(Registry()), Clock(), "skydns.local")
+        return make_api(LocalCluster(Registry(), clock=Clock()), Clock(), "skydns.local")
 
     def test_quiet_by_default(self) -> None:
         """The default site writes no access log line for a request."""

@@ -6,6 +6,7 @@ import json
 import random
 from typing import Any
 
+from attrs import evolve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +16,7 @@ from skydns.commands import (
     Command,
     Drain,
     Expire,
+    GrantLease,
     Register,
     Renew,
     Unregister,
@@ -476,10 +478,14 @@ class PropertyTests(SynchronousTestCase):
             for i in order:
                 registry.apply(Register(service(f"u{i:04d}", region=f"r{i % 3}"), 1.5))
             registry.apply(AddCallback(callback("k1", name="rails"), 2.0))
+            if count % 2:  # and with leases, format 2
+                registry.apply(GrantLease("00000000000000a1", 30, 2.0))
+                leased = evolve(service("l1"), lease="00000000000000a1")
+                registry.apply(Register(leased, 2.5))
             state = registry.frozen_state()
-            version, instances, callbacks = state
-            body = {
-                "format": 1,
+            version, instances, callbacks, leases = state
+            body: dict[str, Any] = {
+                "format": 2 if leases else 1,
                 "version": version,
                 "instances": [
                     {
@@ -490,6 +496,8 @@ class PropertyTests(SynchronousTestCase):
                     for key in sorted(instances)
                 ],
             }
+            if leases:
+                body["leases"] = [{"id": e.id, "ttl": e.ttl, "expires": e.expires} for e in leases]
             one_call = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
             self.assertEqual(encode_snapshot(*state), one_call)
             self.assertEqual(Registry.restore(one_call), registry)

@@ -44,7 +44,8 @@ class WatchHTTPTests(SynchronousTestCase):
         self.clock.advance(START)
         self.registry = Registry()
         self.hub = WatchHub(self.registry)
-        self.api = make_api(LocalCluster(self.registry), self.clock, "skydns.local",
+        cluster = LocalCluster(self.registry, clock=self.clock)
+        self.api = make_api(cluster, self.clock, "skydns.local",
                             secret="s3cret", watches=self.hub)  # fmt: skip
         self.client: Any = StubTreq(self.api.resource())
 
@@ -188,7 +189,8 @@ class ClientWatchTests(SynchronousTestCase):
         self.clock.advance(START)
         self.registry = Registry()
         self.hub = WatchHub(self.registry)
-        api = make_api(LocalCluster(self.registry), self.clock, "skydns.local", watches=self.hub)
+        cluster = LocalCluster(self.registry, clock=self.clock)
+        api = make_api(cluster, self.clock, "skydns.local", watches=self.hub)
         self.stub: Any = StubTreq(api.resource())
         self.client = SkyDNSClient(BASE, http=self.stub, clock=self.clock)
 

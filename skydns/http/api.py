@@ -29,6 +29,7 @@ from skydns.clock import Scheduler as Clock
 from skydns.commands import AddCallback, Command, Drain, Register, Renew, Unregister
 from skydns.http.guard import check_secret, guarded
 from skydns.http.kleinbypass import APIResource, FastRoutes
+from skydns.http.leases import LeaseRoutes
 from skydns.http.limits import MAX_BODY
 from skydns.http.listing import page, page_arguments, render_list
 from skydns.http.members import change_member, parse_add
@@ -55,11 +56,11 @@ DEFAULT_PROPOSE_TIMEOUT = 10.0
 
 @define(slots=False)  # Klein binds itself to the instance through an attribute
 class API:
-    """The routes of SPEC.md §2 over ``cluster``; use `resource` to serve it."""
+    """The routes of SPEC.md §2 and §7 over ``cluster``; use `resource` to serve it."""
 
     app = Klein()
-    # werkzeug would answer a path with "//" (e.g. an id holding an encoded
-    # "/") with a 308 to the merged path: such a path names no resource.
+    # werkzeug would answer "//" (an id holding an encoded "/") with a 308
+    # to the merged path: such a path names no resource.
     app.url_map.merge_slashes = False
 
     cluster: Cluster
@@ -75,8 +76,10 @@ class API:
     #: Watchers of this node's registry (one is made when none is given).
     watches: Optional[WatchHub] = None
     _secret_bytes: Optional[bytes] = field(init=False, default=None)
+    _leases: LeaseRoutes = field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._leases = LeaseRoutes(self.cluster, self.clock, self._propose)
         if self.secret:
             self._secret_bytes = self.secret.encode("utf-8")
         if self.watches is None and self.cluster is not None:
@@ -179,6 +182,9 @@ class API:
             raise APIError(409, f"service {uuid} already exists")
         if applied.status is Outcome.TOO_MANY:
             self._too_many(service, MAX_INSTANCES_PER_NAME)
+        if applied.status is Outcome.NO_LEASE:
+            raise APIError(404, f"lease {service.lease} not found: it expired or was "
+                           "revoked; grant a new one", field="Lease")  # fmt: skip
         # Shown as of the registration, so TTL is the full lease just granted.
         instance = self.cluster.registry.get(uuid, now) or Instance(service, now + service.ttl)
         return render_json(request, 201, {**service_json(instance, now),
@@ -205,14 +211,9 @@ class API:
         if ttl == 0:
             d = self._propose(Unregister(uuid, now))
             return d.addCallback(self._removed, request, uuid, now)
-        if drain is None:  # a heartbeat: one proposal, chained
-            d = self._propose(Renew(uuid, cast(int, ttl), now))
-            return d.addCallback(self._renewed, request, uuid, now)
+        if drain is None:  # a heartbeat: no log entry unless the TTL changes
+            return self._leases.heartbeat(request, uuid, cast(int, ttl))
         return defer.ensureDeferred(self._drain(request, uuid, ttl, drain, now))
-
-    def _renewed(self, applied: Applied, request: Request, uuid: str, now: float) -> bytes:
-        self._found(applied, uuid)
-        return render_json(request, 200, self._instance_json(uuid, now))
 
     async def _drain(self, request: Request, uuid: str, ttl: Optional[int], drain: bool,
                      now: float) -> bytes:  # fmt: skip
@@ -248,6 +249,28 @@ class API:
             if removal.instance.service.uuid.lower() == uuid.lower():
                 return render_json(request, 200, service_json(removal.instance, now))
         return render_json(request, 200, {"UUID": uuid})
+
+    @app.route("/skydns/leases", methods=["POST"])
+    @app.route("/skydns/leases/", methods=["POST"], endpoint="grant_lease_slash")
+    @guarded
+    def grant_lease(self, request: Request) -> "Deferred[bytes]":
+        return self._leases.grant(request, self._body(request))
+
+    @app.route("/skydns/leases/<lease_id>", methods=["PUT"])
+    @guarded
+    def renew_lease(self, request: Request, lease_id: str) -> "Deferred[bytes]":
+        return self._leases.renew(request, lease_id)
+
+    @app.route("/skydns/leases/<lease_id>", methods=["DELETE"])
+    @guarded
+    def revoke_lease(self, request: Request, lease_id: str) -> "Deferred[bytes]":
+        return self._leases.revoke(request, lease_id)
+
+    @app.route("/skydns/leases/<lease_id>", methods=["GET"])
+    @guarded
+    async def show_lease(self, request: Request, lease_id: str) -> bytes:
+        await self._read_barrier(request)
+        return render_json(request, 200, self._leases.show(lease_id))
 
     @app.route("/skydns/services", methods=["GET"], endpoint="list_services_bare")
     @app.route("/skydns/services/", methods=["GET"])
@@ -371,19 +394,6 @@ class API:
         return render_error(request, failure, self.authorize)
 
 
-def make_api(
-    cluster: Cluster,
-    clock: Clock,
-    domain: str,
-    secret: Optional[str] = None,
-    metrics: Optional[MetricsRenderer] = None,
-    propose_timeout: float = DEFAULT_PROPOSE_TIMEOUT,
-    max_instances_per_name: int = MAX_INSTANCES_PER_NAME,
-    names: tuple[str, ...] = POSITIONS,
-    dns_address: Optional[str] = None,
-    watches: Optional[WatchHub] = None,
-) -> API:
-    """Build the HTTP API; serve ``make_api(...).resource()``.  ``names`` is
-    the label order ``?query=`` patterns are read in (`skydns.patterns.ORDERS`)."""
-    return API(cluster, clock, domain, secret, metrics, propose_timeout, max_instances_per_name,
-               names, dns_address, watches)  # fmt: skip
+#: Build the HTTP API; serve ``make_api(...).resource()``.  ``names`` is the
+#: label order ``?query=`` patterns are read in (`skydns.patterns.ORDERS`).
+make_api = API

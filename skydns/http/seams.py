@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from skydns.cluster import NotLeader
 from skydns.commands import Command
 from skydns.http.responses import RETRY_AFTER, APIError
+from skydns.leases.renewal import Renewal
 from skydns.registry import Applied, Registry
 
 
@@ -28,6 +29,8 @@ class Cluster(Protocol):
         `TimeoutError` (the API arms no timer of its own) if it cannot be."""
 
     def read_barrier(self) -> "Deferred[None]": ...
+
+    def renew(self, renewal: Renewal) -> "Deferred[Optional[int]]": ...
 
     def is_ready(self) -> bool: ...
 

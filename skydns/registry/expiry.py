@@ -28,12 +28,16 @@ class ExpiryQueue:
     def push(self, instance: Instance, instances: Mapping[str, Instance]) -> None:
         """Note ``instance``'s lease end (nothing for a NoExpire one);
         ``instances`` (UUID key to instance) is what a rebuild starts from."""
-        if instance.service.no_expire:
-            return
+        if instance.service.no_expire or instance.service.lease:
+            return  # never due, or due with its lease
         heap = self._heap
         heapq.heappush(heap, (instance.expires, instance.service.uuid.lower()))
         if len(heap) > 2 * len(instances) + 1024:
-            self._heap = [(i.expires, k) for k, i in instances.items() if not i.service.no_expire]
+            self._heap = [
+                (i.expires, k)
+                for k, i in instances.items()
+                if not (i.service.no_expire or i.service.lease)
+            ]
             heapq.heapify(self._heap)
 
     def due(self, now: float, instances: Mapping[str, Instance]) -> list[str]:
@@ -45,7 +49,9 @@ class ExpiryQueue:
         while heap and heap[0][0] <= now:
             expires, key = heapq.heappop(heap)
             instance = instances.get(key)
-            if instance is None or instance.service.no_expire or key in seen:
+            if instance is None or instance.service.no_expire or instance.service.lease:
+                continue
+            if key in seen:
                 continue  # stale: removed, or a duplicate entry
             if instance.expires > expires:
                 heapq.heappush(heap, (instance.expires, key))  # renewed since

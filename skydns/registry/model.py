@@ -4,6 +4,7 @@ typed outcome of applying a command."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 from attrs import frozen
 
@@ -27,6 +28,8 @@ class Outcome(enum.StrEnum):
     TOO_MANY = "too_many"
     #: Unregister, renew or callback of no live instance.
     NOT_FOUND = "not_found"
+    #: Register naming a lease that is gone or has run out.
+    NO_LEASE = "no_lease"
     #: A log entry that is not a command (applied as a no-op).
     INVALID = "invalid"
 
@@ -56,6 +59,18 @@ class Instance:
     def alive(self, now: float) -> bool:
         """Whether the lease still runs at ``now`` (it ends at ``expires``)."""
         return self.service.no_expire or now < self.expires
+
+
+def tally(instances: Iterable[Instance], now: float, attribute: str) -> dict[str, int]:
+    """Live instances per value of a service field, sorted by value; an
+    empty value (none given) is no key."""
+    counts: dict[str, int] = {}
+    for instance in instances:
+        if instance.alive(now):
+            value = getattr(instance.service, attribute)
+            if value:
+                counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 @frozen

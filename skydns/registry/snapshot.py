@@ -10,15 +10,24 @@ import re
 from collections.abc import Generator
 from typing import Any, Callable, TypeVar, cast
 
-from skydns.jsontext import instance_json
+from skydns.jsontext import SORTED, instance_json
 from skydns.names import Callback, Service
+from skydns.registry.leases import Lease
 from skydns.registry.model import Instance
 
-#: Version of the snapshot encoding written by `encode_snapshot`.
+#: Version of the snapshot encoding written by `encode_snapshot` when the
+#: registry holds no lease (such bytes are what this code wrote before leases).
 SNAPSHOT_FORMAT = 1
+#: Version written when it holds leases: format 1 with a ``leases`` list.
+SNAPSHOT_FORMAT_LEASES = 2
 
 #: Where `decode_snapshot` puts each instance it reads, with its callbacks.
 Insert = Callable[[Instance, list[Callback]], None]
+#: What `snapshot_pieces` encodes: version, instances and callbacks by UUID
+#: key, leases (`skydns.registry.Registry.frozen_state`).
+FrozenState = tuple[int, dict[str, Instance], dict[str, tuple[Callback, ...]], tuple[Lease, ...]]
+#: Where `decode_snapshot` puts each lease it reads.
+PutLease = Callable[[Lease], None]
 
 
 class SnapshotError(ValueError):
@@ -26,21 +35,28 @@ class SnapshotError(ValueError):
 
 
 def encode_snapshot(
-    version: int, instances: dict[str, Instance], callbacks: dict[str, tuple[Callback, ...]]
+    version: int,
+    instances: dict[str, Instance],
+    callbacks: dict[str, tuple[Callback, ...]],
+    leases: tuple[Lease, ...] = (),
 ) -> bytes:
     """`Registry.snapshot` bytes from a `Registry.frozen_state` copy, at once."""
-    return b"".join(run_steps(snapshot_pieces(version, instances, callbacks)))
+    return b"".join(run_steps(snapshot_pieces(version, instances, callbacks, leases)))
 
 
 def snapshot_pieces(
-    version: int, instances: dict[str, Instance], callbacks: dict[str, tuple[Callback, ...]]
+    version: int,
+    instances: dict[str, Instance],
+    callbacks: dict[str, tuple[Callback, ...]],
+    leases: tuple[Lease, ...] = (),
 ) -> Generator[None, None, list[bytes]]:
     """`encode_snapshot` in steps of about a millisecond: a generator that
     yields between steps and returns the pieces the bytes are the join of.
 
     The bytes are ``json.dumps(body, sort_keys=True, separators=(",", ":"))``
     of ``{"format", "instances", "version"}`` (each instance
-    ``{"callbacks", "expires", "service"}``), written by `instance_json` a
+    ``{"callbacks", "expires", "service"}``) and, when there are leases,
+    ``"leases"`` (each ``{"expires", "id", "ttl"}``, in ID order), written by `instance_json` a
     chunk of instances at a time.  A node encodes its snapshots on the
     reactor thread a step at a time, between the requests it serves
     (`skydns.raft.node.snapshotter`): one ``json.dumps`` of the whole body would
@@ -55,7 +71,8 @@ def snapshot_pieces(
     for start in range(0, len(keys), _SNAPSHOT_SORT_SLICE):
         slices.append(sorted(keys[start : start + _SNAPSHOT_SORT_SLICE]))
         yield
-    pieces = [b'{"format":%d,"instances":[' % SNAPSHOT_FORMAT]
+    form = SNAPSHOT_FORMAT_LEASES if leases else SNAPSHOT_FORMAT
+    pieces = [b'{"format":%d,"instances":[' % form]
     chunk: list[str] = []
     for key in slices[0] if len(slices) == 1 else heapq.merge(*slices):
         instance = instances[key]
@@ -68,7 +85,12 @@ def snapshot_pieces(
         pieces.append(",".join(chunk).encode("ascii"))
     elif len(pieces) > 1:
         pieces.pop()  # the comma after the last full chunk
-    pieces.append(b'],"version":%d}' % version)
+    if leases:
+        listed = [{"expires": e.expires, "id": e.id, "ttl": e.ttl} for e in leases]
+        pieces.append(b'],"leases":' + SORTED.encode(listed).encode("ascii") + b",")
+    else:
+        pieces.append(b"],")
+    pieces.append(b'"version":%d}' % version)
     return pieces
 
 
@@ -121,27 +143,50 @@ _SNAPSHOT_CHUNK = 256
 _SNAPSHOT_SORT_SLICE = 8192
 
 
-def decode_snapshot(data: bytes, insert: Insert) -> int:
-    """Read `encode_snapshot` bytes, giving ``insert`` each instance in turn;
-    the registry version they were taken at. `SnapshotError` if unreadable."""
+def _leases(body: Any, form: int) -> list[Lease]:
+    """The leases of a snapshot's top-level object (none in format 1)."""
+    if form == SNAPSHOT_FORMAT:
+        if "leases" in body:
+            raise ValueError("leases in a format 1 snapshot")
+        return []
+    found = []
+    for item in body["leases"]:
+        lease = Lease(str(item["id"]), int(item["ttl"]), float(item["expires"]))
+        found.append(lease)
+    return found
+
+
+_FORMATS = (SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_LEASES)
+
+
+def decode_snapshot(data: bytes, insert: Insert, put_lease: PutLease) -> int:
+    """Read `encode_snapshot` bytes, giving ``insert`` each instance in turn
+    and ``put_lease`` each lease; the registry version they were taken at.
+    `SnapshotError` if unreadable."""
     try:
         text = data.decode("utf-8")
         head = _SNAPSHOT_HEAD.match(text)
-        if head is not None and int(head.group(1)) == SNAPSHOT_FORMAT:
+        if head is not None and int(head.group(1)) in _FORMATS:
             held: list[tuple[Instance, list[Callback]]] = []
             try:
                 end = _insert_items(lambda i, c: held.append((i, c)), text, head.end())
-                version = int(json.loads("{" + text[end:])["version"])
+                rest = json.loads("{" + text[end:])
+                version = int(rest["version"])
+                leases = _leases(rest, int(head.group(1)))
             except (ValueError, KeyError, TypeError, AttributeError):
                 pass  # not the compact form throughout: read it whole, below
             else:
+                for lease in leases:
+                    put_lease(lease)
                 for instance, callbacks in held:
                     insert(instance, callbacks)
                 return version
         body: Any = json.loads(text)
-        if body.get("format") != SNAPSHOT_FORMAT:
+        if body.get("format") not in _FORMATS:
             raise SnapshotError(f"unknown snapshot format {body.get('format')!r}")
         version = int(body["version"])
+        for lease in _leases(body, body["format"]):
+            put_lease(lease)
         for item in body["instances"]:
             insert(*_instance(item))
     except SnapshotError:

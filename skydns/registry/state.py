@@ -17,25 +17,45 @@ Semantics where SPEC.md is silent:
   fire) but answers ``not_found``, as GET already does.
 - Renew sets the lease to ``now + ttl`` and the instance's TTL to ``ttl``.
 - Drain keeps the lease as it is; draining a drained instance is OK and no
-  change.
+  change.  Leases (SPEC.md §7): `skydns.registry.leasing`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from attrs import define, evolve, field
 from twisted.logger import Logger
 
-from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
+from skydns.commands import (
+    AddCallback,
+    Checkpoint,
+    Command,
+    Drain,
+    Expire,
+    GrantLease,
+    Register,
+    Renew,
+    RevokeLease,
+    Unregister,
+)
 from skydns.names import WILDCARDS, Callback, Service
 from skydns.patterns import Pattern
 from skydns.registry.addresses import AddressIndex
 from skydns.registry.addresses import Network as AddressNetwork
 from skydns.registry.expiry import ExpiryQueue
-from skydns.registry.model import MAX_INSTANCES_PER_NAME, Applied, Instance, Outcome, Removal
-from skydns.registry.snapshot import decode_snapshot, encode_snapshot
+from skydns.registry.leases import LeaseTable
+from skydns.registry.leasing import LeaseCommands
+from skydns.registry.model import (
+    MAX_INSTANCES_PER_NAME,
+    Applied,
+    Instance,
+    Outcome,
+    Removal,
+    tally,
+)
+from skydns.registry.snapshot import FrozenState, decode_snapshot, encode_snapshot
 
 log = Logger()
 
@@ -47,7 +67,7 @@ def _fixed(value: str) -> Optional[str]:
 
 
 @define
-class Registry:
+class Registry(LeaseCommands):
     """All instances, indexed for lookups."""
 
     #: Bumped on every change; answer caches key on it.
@@ -59,6 +79,7 @@ class Registry:
     _by_address: AddressIndex = field(factory=AddressIndex, init=False)
     _callbacks: dict[str, dict[str, Callback]] = field(factory=dict, init=False)
     _leases: ExpiryQueue = field(factory=ExpiryQueue, init=False)
+    _lease_table: LeaseTable = field(factory=LeaseTable, init=False)
     _listeners: list[Callable[[], None]] = field(factory=list, init=False)
     _change_listeners: list[Callable[[Optional[tuple[Service, ...]]], None]] = field(
         factory=list, init=False
@@ -71,21 +92,7 @@ class Registry:
     def apply(self, command: Command) -> Applied:
         """Apply one command at the time it carries; never raises for a
         well-formed command."""
-        if isinstance(command, Register):
-            result = self._register(command.service, command.now)
-        elif isinstance(command, Unregister):
-            result = self._unregister(command.uuid, command.now)
-        elif isinstance(command, Renew):
-            result = self._renew(command.uuid, command.ttl, command.now)
-        elif isinstance(command, Drain):
-            result = self._drain(command.uuid, command.drain, command.now)
-        elif isinstance(command, Expire):
-            result = self._expire(command.uuids, command.now)
-        elif isinstance(command, AddCallback):
-            result = self._add_callback(command.callback, command.now)
-        else:  # pragma: no cover - the Union is closed
-            raise TypeError(f"not a command: {command!r}")
-        return result
+        return _APPLY[type(command)](self, command)  # type: ignore[arg-type]
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every change (cache invalidation)."""
@@ -122,11 +129,15 @@ class Registry:
             return Applied(Outcome.CONFLICT)
         if self.count_named(service, exclude=key) >= MAX_INSTANCES_PER_NAME:
             return Applied(Outcome.TOO_MANY)
+        leased = self._leased(service, now)
+        if leased is None:
+            return Applied(Outcome.NO_LEASE)
+        service, expires = leased
         touched: tuple[Service, ...] = (service,)
         if old is not None:
             removals = (self._remove(key),)
             touched = (old.service, service)
-        self._insert(Instance(service, now + service.ttl))
+        self._insert(Instance(service, expires))
         self._changed(touched)
         return Applied(Outcome.OK, removals)
 
@@ -142,12 +153,12 @@ class Registry:
     def _renew(self, uuid: str, ttl: int, now: float) -> Applied:
         key = uuid.lower()
         instance = self._instances.get(key)
-        if instance is None or not instance.alive(now):
-            return Applied(Outcome.NOT_FOUND)
+        if instance is None or not instance.alive(now) or instance.service.lease:
+            return Applied(Outcome.NOT_FOUND)  # one of a lease renews with the lease
         renewed = Instance(evolve(instance.service, ttl=ttl), now + ttl)
         self._instances[key] = renewed
         if renewed.expires < instance.expires:
-            self._push_lease(renewed)
+            self._leases.push(renewed, self._instances)
         # else the instance's entry in the lease heap is due no later than
         # its lease now ends; `expired` moves it on when it comes up.
         self._changed((instance.service, renewed.service))
@@ -205,7 +216,9 @@ class Registry:
         self._by_address.add(key, service.host)
         for callback in callbacks:
             self._callbacks.setdefault(key, {})[callback.uuid.lower()] = callback
-        self._push_lease(instance)
+        if service.lease:
+            self._lease_table.attach(service.lease, key)
+        self._leases.push(instance, self._instances)
 
     def _remove(self, key: str) -> Removal:
         instance = self._instances.pop(key)
@@ -216,11 +229,10 @@ class Registry:
         if not bucket:
             del self._index[(labels[5], labels[4])]
         self._by_address.remove(key, instance.service.host)
+        if instance.service.lease:
+            self._lease_table.detach(instance.service.lease, key)
         callbacks = self._callbacks.pop(key, {})
         return Removal(instance, tuple(callbacks[k] for k in sorted(callbacks)))
-
-    def _push_lease(self, instance: Instance) -> None:
-        self._leases.push(instance, self._instances)
 
     # -- reads -------------------------------------------------------------------
 
@@ -289,24 +301,14 @@ class Registry:
             if self._labels[instance.service.uuid.lower()][3] != pattern.region
         ]
 
-    def _count(self, now: float, attribute: str) -> dict[str, int]:
-        """Live instances per value; an empty value (none given) is no key."""
-        counts: dict[str, int] = {}
-        for instance in self._instances.values():
-            if instance.alive(now):
-                value = getattr(instance.service, attribute)
-                if value:
-                    counts[value] = counts.get(value, 0) + 1
-        return dict(sorted(counts.items()))
-
     def regions(self, now: float) -> dict[str, int]:
         """Live instances per Region, keyed by the value as registered (as
         SkyDNS 1 did)."""
-        return self._count(now, "region")
+        return tally(self._instances.values(), now, "region")
 
     def environments(self, now: float) -> dict[str, int]:
         """Live instances per Environment, keyed by the value as registered."""
-        return self._count(now, "environment")
+        return tally(self._instances.values(), now, "environment")
 
     def expired(self, now: float) -> list[str]:
         """UUIDs whose lease ran out at ``now`` (for the leader's Expire).
@@ -344,14 +346,14 @@ class Registry:
         """The whole state as deterministic JSON bytes (format `SNAPSHOT_FORMAT`)."""
         return encode_snapshot(*self.frozen_state())
 
-    def frozen_state(self) -> tuple[int, dict[str, Instance], dict[str, tuple[Callback, ...]]]:
-        """A copy of the state that later changes do not touch (instances and
-        callbacks are immutable): `snapshot_pieces` may encode it while
-        the registry changes."""
+    def frozen_state(self) -> FrozenState:
+        """A copy of the state that later changes do not touch (instances,
+        callbacks and leases are immutable): `snapshot_pieces` may encode it
+        while the registry changes."""
         callbacks = {
             key: tuple(found[k] for k in sorted(found)) for key, found in self._callbacks.items()
         }
-        return self.version, dict(self._instances), callbacks
+        return self.version, dict(self._instances), callbacks, tuple(self._lease_table)
 
     def replace_with(self, other: Registry) -> None:
         """Take ``other``'s whole state in place (a snapshot installed from the
@@ -362,6 +364,7 @@ class Registry:
         self._by_address = other._by_address
         self._callbacks = other._callbacks
         self._leases = other._leases
+        self._lease_table = other._lease_table
         self._order = None
         self.version = max(self.version, other.version)
         self._changed()
@@ -370,7 +373,7 @@ class Registry:
     def restore(cls, data: bytes) -> Registry:
         """A registry from `snapshot` bytes; `SnapshotError` if unreadable."""
         registry = cls()
-        registry.version = decode_snapshot(data, registry._insert)
+        registry.version = decode_snapshot(data, registry._insert, registry._lease_table.put)
         return registry
 
     def __eq__(self, other: object) -> bool:
@@ -381,3 +384,16 @@ class Registry:
 
     __hash__ = None  # type: ignore[assignment]
 
+
+#: How each kind of command is applied.
+_APPLY: dict[type, Callable[[Registry, Any], Applied]] = {
+    Register: lambda r, c: r._register(c.service, c.now),
+    Unregister: lambda r, c: r._unregister(c.uuid, c.now),
+    Renew: lambda r, c: r._renew(c.uuid, c.ttl, c.now),
+    Drain: lambda r, c: r._drain(c.uuid, c.drain, c.now),
+    Expire: lambda r, c: r._expire(c.uuids, c.now),
+    AddCallback: lambda r, c: r._add_callback(c.callback, c.now),
+    GrantLease: Registry._grant,
+    RevokeLease: Registry._revoke,
+    Checkpoint: Registry._checkpoint,
+}

@@ -14,11 +14,11 @@ import os
 import random
 import sys
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import attrs
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.threads import deferToThreadPool
@@ -27,10 +27,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from skydns.bodies import ValidationError
+from skydns.clock import Scheduler
 from skydns.cluster import ApplyListener, ICluster, NotLeader
 from skydns.commands import Command, encode
 from skydns.config import HostPort, Peer, parse_hostport
 from skydns.gctune import long_lived
+from skydns.leases.batcher import RenewalBatcher
+from skydns.leases.lessor import Lessor
+from skydns.leases.renewal import Renewal
 from skydns.metrics import Metrics
 from skydns.raft.net.auth import wrap_endpoints
 from skydns.raft.net.droplog import RateLimitedLog
@@ -56,10 +60,20 @@ EXIT_STORAGE_FAILED = 70
 class RaftCluster:
     """`ICluster` over a `RaftNode` replicating a `RegistryMachine`."""
 
-    def __init__(self, node: RaftNode, machine: RegistryMachine) -> None:
+    def __init__(self, node: RaftNode, machine: RegistryMachine, clock: Scheduler) -> None:
         self.node = node
         self.machine = machine
         self.registry = machine.registry
+        #: Lease deadlines while this node leads (term by term).
+        self.lessor = Lessor(
+            self.registry, clock, lambda: node.core.term if node.is_leader() else None,
+            grace=2 * node.options.election_tick * node.options.tick_interval,
+        )  # fmt: skip
+        node.leader_requests.serve(lambda data: maybeDeferred(self.lessor.answer, data))
+        self._renewals = RenewalBatcher(node.leader_requests.ask, clock)
+
+    def renew(self, renewal: Renewal) -> Deferred[Optional[int]]:
+        return self._renewals.renew(renewal)
 
     def propose(self, command: Command) -> Deferred[Applied]:
         d: Deferred[Applied] = self.node.propose(encode(command))
@@ -203,7 +217,7 @@ def build_cluster(
             # Snapshots are encoded between requests and written in a thread.
             step_later=functools.partial(reactor.callLater, STEP_PAUSE),
         )
-    cluster = RaftCluster(node, machine)
+    cluster = RaftCluster(node, machine, reactor)
     if join is None:
         return cluster, node
     # --join: start as no member and ask that member to add us.

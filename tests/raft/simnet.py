@@ -197,6 +197,11 @@ class SimTransport:
             return fail(PeerUnavailable(f"{to} is not a peer"))
         return self.network.call(self.host_id, to, lambda h: h.accept_proposal(data))
 
+    def ask(self, to: str, data: bytes) -> Deferred[bytes]:
+        if to not in self.peers:
+            return fail(PeerUnavailable(f"{to} is not a peer"))
+        return self.network.call(self.host_id, to, lambda h: h.answer_leader_request(data))
+
     def change_member(
         self, to: str, op: str, member_id: str, address: str | None
     ) -> Deferred[dict[str, str | None]]:

@@ -92,6 +92,11 @@ class IRaftHandler(Interface):
         every member's address.  Errbacks `NotLeaderHere`,
         `MemberChangeError` or `PeerUnavailable`."""
 
+    def answer_leader_request(data: bytes) -> "Deferred[bytes]":
+        """A request another member passed to this node as its leader, for
+        the application on top (`RaftNode.ask_leader`); fires with its
+        answer.  Errbacks `NotLeaderHere` if this node does not lead."""
+
 
 class IRaftTransport(Interface):
     """How a node reaches its peers."""
@@ -114,6 +119,11 @@ class IRaftTransport(Interface):
         to: str, op: str, member_id: str, address: str | None
     ) -> "Deferred[dict[str, str | None]]":
         """Ask ``to`` to add or remove a member (`IRaftHandler.change_member`)."""
+
+    def ask(to: str, data: bytes) -> "Deferred[bytes]":
+        """Pass an application request to ``to``, the leader
+        (`IRaftHandler.answer_leader_request`); fire with its answer.
+        Errbacks `NotLeaderHere` or `PeerUnavailable`."""
 
     def add_peer(peer_id: str, address: str) -> None:
         """Keep a connection to a member added at ``address`` (``HOST:PORT``);

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, TimeoutError, fail
 from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
@@ -179,6 +179,11 @@ class _Peer:
         elif self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush)
         return d
+
+    def ask(self, data: bytes) -> Deferred[bytes]:
+        if self.protocol is None:
+            return fail(PeerUnavailable(f"not connected to {self.peer_id}"))
+        return self.protocol.ask(data).addTimeout(10.0, self.clock)
 
     def change_member(
         self, op: str, member_id: str, address: str | None
@@ -365,9 +370,21 @@ class AMPTransport:
             return fail(PeerUnavailable(f"{to} is not a peer"))
         return peer.forward(data)
 
+    def ask(self, to: str, data: bytes) -> Deferred[bytes]:
+        peer = self._peers.get(to)
+        if peer is None:
+            return fail(PeerUnavailable(f"{to} is not a peer"))
+        return peer.ask(data).addErrback(_unavailable_on_timeout)
+
     def connected(self, peer_id: str) -> bool:
         peer = self._peers.get(peer_id)
         return peer is not None and peer.protocol is not None
+
+
+def _unavailable_on_timeout(failure: Failure) -> Failure:
+    if failure.check(CancelledError, TimeoutError):
+        return Failure(PeerUnavailable("the leader did not answer in time"))
+    return failure
 
 
 async def _maybe(result: Any) -> None:

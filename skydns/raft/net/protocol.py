@@ -48,6 +48,7 @@ from skydns.raft.net.wire import (
     MAX_BOX_BYTES,
     AppendEntriesCommand,
     AppendEntriesResponseCommand,
+    AskLeader,
     ChangeMember,
     ForwardProposal,
     ForwardProposals,
@@ -267,6 +268,18 @@ class RaftProtocol(amp.AMP):
         done: Deferred[list[tuple[bool, Any]]] = DeferredList(calls, consumeErrors=True)
         return done.addCallback(lambda results: {"results": json.dumps(
             [encode_result(success, value) for success, value in results]).encode()})
+
+    @AskLeader.responder
+    def _ask_leader(self, data: bytes) -> Deferred[dict[str, Any]]:
+        if self.handler is None:
+            raise RemoteNotLeader("")
+        d: Deferred[bytes] = maybeDeferred(self.handler.answer_leader_request, data)
+        return d.addCallbacks(lambda answer: {"data": answer}, _remote_error)
+
+    def ask(self, data: bytes) -> Deferred[bytes]:
+        """Call `AskLeader`; errbacks as `IRaftTransport.ask` says."""
+        d: Deferred[dict[str, Any]] = self.callRemote(AskLeader, data=data)
+        return d.addCallbacks(lambda answer: answer["data"], local_error)
 
     @ChangeMember.responder
     def _change_member(self, op: str, id: str, address: str | None) -> Deferred[dict[str, Any]]:

@@ -187,6 +187,16 @@ class ForwardProposals(amp.Command):
 ForwardResult = tuple[int, int] | Exception
 
 
+class AskLeader(amp.Command):
+    """A member passes the leader a request of the application on top (lease
+    renewals: no log entry each); the answer is the application's bytes."""
+
+    commandName = b"AskLeader"
+    arguments = [(b"data", ChunkedBytes())]
+    response = [(b"data", ChunkedBytes())]
+    errors = {RemoteNotLeader: b"NOT_LEADER"}
+
+
 class RemoteMemberError(Exception):
     """Wire form of `skydns.raft.transport.MemberChangeError` (``kind: reason``)."""
 

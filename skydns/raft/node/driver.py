@@ -6,9 +6,9 @@ commit): it persists the Ready (off the reactor thread when ``in_thread`` is
 given; meanwhile whatever would step the core waits in the `CoreGate`),
 sends its messages (only a leader's AppendEntries and heartbeats before its
 own save is durable, thesis §10.2.1), applies the committed entries and
-advances.  docs/raft.md tells the whole contract.  The parts, each with the
-few collaborators it uses: `Proposals`, `Reads`, `Members`, `Snapshotter`,
-`Health`, `Condition`, and the `Inbox` the transport delivers to.
+advances (docs/raft.md).  The parts, each with the few collaborators it
+uses: `Proposals`, `Reads`, `Members`, `Snapshotter`, `Health`, `Condition`,
+`LeaderRequests` and the `Inbox` the transport delivers to.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from skydns.raft.core.raft import RaftCore
 from skydns.raft.core.ready import Ready, Role
 from skydns.raft.net.interface import IRaftTransport
 from skydns.raft.node.applier import Applier
+from skydns.raft.node.asking import LeaderRequests
 from skydns.raft.node.coalesce import coalesce
 from skydns.raft.node.condition import Condition
 from skydns.raft.node.errors import Unavailable
@@ -88,13 +89,10 @@ class RaftNode(Service):
         self.in_thread = in_thread
         self._schedule = schedule or (lambda f: clock.callLater(0, f))
         self.condition = Condition()
-        self._wake_pending = False
-        #: The save under way in a thread, if any.
-        self._saving: Deferred[None] | None = None
+        self._wake_pending = self._leader_changed = False
+        self._saving: Deferred[None] | None = None  # the save under way in a thread
         self._loop: LoopingCall | None = None
         self._ticks = 0
-        self._leader_changed = False
-        self._saved_hs = self._latest_hs = HardState()
 
         loaded, core, snapshot, entries, stored = restore(
             node_id, peers, storage, machine, options, self.rng
@@ -124,9 +122,12 @@ class RaftNode(Service):
                            options.proposal_timeout, options.retry_interval)  # fmt: skip
         self.health = Health(self.gate, addresses, self.condition, self._applied_index,
                              metrics, self.members.replicas)  # fmt: skip
+        #: The application's requests to the leader, no log entry each.
+        self.leader_requests = LeaderRequests(node_id, self.gate, self.condition, transport.ask)
         #: What the transport calls (`IRaftHandler`).
         self.inbox = Inbox(node_id, self.gate, self.condition, machine, self.members,
-                           self.health, self.snapshots.receive, self.mark_removed)  # fmt: skip
+                           self.health, self.snapshots.receive, self.mark_removed,
+                           self.leader_requests.answer)  # fmt: skip
         self.members.refresh()
         self._process()  # replay the committed log into the state machine now
         log.info(
@@ -143,12 +144,10 @@ class RaftNode(Service):
     def addresses(self) -> Addresses:
         return self.members.addresses
 
-    @property
-    def applied_index(self) -> int:
-        return self.applier.applied
-
     def _applied_index(self) -> int:
         return self.applier.applied
+
+    applied_index = property(_applied_index)
 
     # --- service ------------------------------------------------------------
 

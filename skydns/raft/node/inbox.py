@@ -48,6 +48,7 @@ class Inbox:
         health: Health,
         receive_snapshot: Callable[[InstallSnapshot], None],
         mark_removed: Callable[[int], None],
+        answer_leader_request: Callable[[bytes], Deferred[bytes]],
     ) -> None:
         self.id = node_id
         self.gate = gate
@@ -57,6 +58,8 @@ class Inbox:
         self.health = health
         self.receive_snapshot = receive_snapshot
         self.mark_removed = mark_removed
+        #: `IRaftHandler.answer_leader_request` (`LeaderRequests.answer`).
+        self.answer_leader_request = answer_leader_request
 
     def change_member(self, op: str, member_id: str, address: str | None) -> Deferred[Addresses]:
         """A membership change forwarded by another member (`Members.change`)."""

@@ -1,9 +1,11 @@
-"""Lease expiry: the leader turns lapsed leases into replicated `Expire` commands.
+"""The leader's lease loop: checkpoint renewed leases, then turn lapsed
+ones into replicated `Expire` and `RevokeLease` commands.
 
 Every node hides an instance from reads as soon as its lease ends (the
 registry compares with ``now``); removing it, and so firing its callbacks, is
 the leader's decision, replicated through the log so that every node removes
-the same instance at the same log position (DESIGN.md, "Decisions").
+the same instance at the same log position (DESIGN.md, "Decisions").  What
+the `Lessor` holds renewed is checkpointed first and never expired.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from twisted.logger import Logger
 
 from skydns.clock import Scheduler as Clock
 from skydns.cluster import NotLeader
-from skydns.commands import Command, Expire
+from skydns.commands import Checkpoint, Command, Expire, RevokeLease
+from skydns.leases.lessor import Lessor
+from skydns.leases.renewal import INSTANCE, LEASE
 from skydns.registry import Applied, Registry
 
 #: Most UUIDs in one Expire command: 500 UUIDs of at most 63 characters keep
@@ -54,8 +58,14 @@ class LeaseKeeper(Service):
         interval: float = 0.5,
         batch: int = MAX_BATCH,
         timeout: float = 10.0,
+        lessor: Optional[Lessor] = None,
+        checkpoints: int = 4,
     ) -> None:
+        """At most ``checkpoints`` Checkpoint commands of ``batch`` ends go
+        in one sweep: the log's share of renewals is bounded whatever their rate."""
         self.cluster = cluster
+        self.lessor = lessor
+        self.checkpoints = checkpoints
         self.clock = clock
         self.interval = interval
         self.batch = batch
@@ -113,23 +123,53 @@ class LeaseKeeper(Service):
             if not self.cluster.is_leader():
                 return
             now = self.clock.seconds()
-            uuids = self.cluster.registry.expired(now)
+            lessor = self.lessor
+            if lessor is not None:
+                await self._checkpoint(lessor, now)
+                if not lessor.may_expire(now):
+                    return  # a new leader waits for the renewals the old one took
+            registry = self.cluster.registry
+            uuids = registry.expired(now)
+            leases = registry.lapsed_leases(now)
+            if lessor is not None:
+                uuids = [u for u in uuids if not lessor.holds(INSTANCE, u, now)]
+                leases = [e for e in leases if not lessor.holds(LEASE, e, now)]
             for start in range(0, len(uuids), self.batch):
-                if not self.cluster.is_leader():
-                    return
-                command = Expire(tuple(uuids[start : start + self.batch]), now)
-                proposal = self.cluster.propose(command)
-                proposal.addTimeout(self.timeout, cast(IReactorTime, self.clock))
-                applied = await proposal
-                self.log.debug(
-                    "expired {count} of {proposed} leases",
-                    count=len(applied.removals),
-                    proposed=len(command.uuids),
-                )
+                await self._apply(Expire(tuple(uuids[start : start + self.batch]), now))
+            for start in range(0, len(leases), self.batch):
+                chunk = tuple(leases[start : start + self.batch])
+                await self._apply(RevokeLease(chunk, now, lapsed=True))
         except NotLeader:
             self.log.info("lost leadership while expiring leases")
+        except _Deposed:
+            pass
         except CancelledError:
             if not self._stopping:
                 self.log.failure("expiring leases was cancelled")
         except Exception:
             self.log.failure("expiring leases failed")
+
+    async def _checkpoint(self, lessor: Lessor, now: float) -> None:
+        """Record the renewed ends that are due, earliest first."""
+        leases, instances = lessor.due(now, self.checkpoints * self.batch)
+        while leases or instances:
+            some_leases, leases = leases[: self.batch], leases[self.batch :]
+            room = self.batch - len(some_leases)
+            some_instances, instances = instances[:room], instances[room:]
+            await self._apply(Checkpoint(tuple(some_leases), tuple(some_instances), now))
+
+    async def _apply(self, command: Command) -> Applied:
+        """Propose ``command`` and wait for it; `_Deposed` if this node no
+        longer leads."""
+        if not self.cluster.is_leader():
+            raise _Deposed()
+        proposal = self.cluster.propose(command)
+        proposal.addTimeout(self.timeout, cast(IReactorTime, self.clock))
+        applied = await proposal
+        self.log.debug("applied {kind}: {removed} removed", kind=type(command).__name__,
+                       removed=len(applied.removals))  # fmt: skip
+        return applied
+
+
+class _Deposed(Exception):
+    """This node stopped leading in the middle of a sweep."""

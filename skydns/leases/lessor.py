@@ -1,0 +1,158 @@
+"""The leader's lease deadlines (`Lessor`): renewals held in memory, written
+to the log only as checkpoints at a bounded rate.
+
+A renewal moves a deadline in this process's memory, never the log.  The
+log holds each lease's end as last recorded (`skydns.registry.leasing`),
+and every node's reads hide an instance once that end has passed, so the
+leader records a later end (a `Checkpoint`) for each renewed lease whose
+recorded end comes within ``max(TTL / 2, margin)``: a lease kept alive
+always has a recorded end ahead, and one let go lapses at its last
+renewal plus its TTL, on every node.  The log grows with the number of
+leases over their TTLs, not with the renewal rate.
+
+A new leader starts with no deadlines: it trusts the recorded ends, which
+trail the true ones by at most the margin, and expires nothing for an
+election timeout after taking over, so the renewals that went to the old
+leader reach it first (SPEC.md §7).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from skydns.clock import Clock
+from skydns.leases.renewal import (
+    INSTANCE,
+    LEASE,
+    NEEDS_LOG,
+    NOT_FOUND,
+    Renewal,
+    decode_renewals,
+    encode_answers,
+)
+from skydns.registry import Registry
+
+#: Seconds of recorded lease a checkpoint keeps ahead at least, whatever
+#: the TTL: more than a leader election and a round of replication.
+DEFAULT_MARGIN = 3.0
+
+Key = tuple[str, str]
+#: (lease ID or UUID, end) pairs for a `Checkpoint`.
+Ends = list[tuple[str, float]]
+
+
+class Lessor:
+    """One node's deadlines, valid while it leads in one term.
+
+    ``leadership()`` names the current leadership (e.g. the term while this
+    node leads, None otherwise): when it changes, the deadlines are
+    forgotten and the grace period starts again.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        clock: Clock,
+        leadership: Callable[[], object],
+        grace: float = 1.0,
+        margin: float = DEFAULT_MARGIN,
+    ) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.leadership = leadership
+        self.grace = grace
+        self.margin = margin
+        self._deadlines: dict[Key, tuple[float, int]] = {}
+        self._token: object = None
+        self.leading_since = 0.0
+
+    def _current(self, now: float) -> bool:
+        """Whether this node leads; forgets everything if that changed."""
+        token = self.leadership()
+        if token != self._token:
+            self._token = token
+            self._deadlines.clear()
+            self.leading_since = now
+        return token is not None
+
+    def renew(self, renewals: list[Renewal]) -> list[Optional[int]]:
+        """Take ``renewals`` (on the leader): each one's answer."""
+        now = self.clock.seconds()
+        if not self._current(now):
+            raise NotLeading("this node does not lead")
+        return [self._renew(renewal, now) for renewal in renewals]
+
+    def answer(self, data: bytes) -> bytes:
+        """Renewals passed to this leader as bytes, answered as bytes;
+        ValueError if they do not decode, `NotLeading` off the leader."""
+        return encode_answers(self.renew(decode_renewals(data)))
+
+    def _renew(self, renewal: Renewal, now: float) -> Optional[int]:
+        registry = self.registry
+        if renewal.kind == LEASE:
+            lease = registry.lease(renewal.key, now)
+            if lease is None:
+                return NOT_FOUND
+            self._hold((LEASE, lease.id), now + lease.ttl, lease.ttl)
+            return lease.ttl
+        instance = registry.get(renewal.key, now)
+        if instance is None:
+            return NOT_FOUND
+        service = instance.service
+        if service.lease:
+            return self._renew(Renewal(LEASE, service.lease), now)
+        if service.no_expire or service.ttl != renewal.ttl:
+            return NEEDS_LOG
+        self._hold((INSTANCE, service.uuid.lower()), now + service.ttl, service.ttl)
+        return service.ttl
+
+    def _hold(self, key: Key, deadline: float, ttl: int) -> None:
+        held = self._deadlines.get(key)
+        if held is None or deadline > held[0]:
+            self._deadlines[key] = (deadline, ttl)
+
+    def holds(self, kind: str, key: str, now: float) -> bool:
+        """Whether a renewal this leader took keeps ``key`` alive at ``now``
+        (its recorded end may have passed while a checkpoint waits)."""
+        held = self._deadlines.get((kind, key.lower() if kind == INSTANCE else key))
+        return held is not None and held[0] > now
+
+    def may_expire(self, now: float) -> bool:
+        """Whether this node leads and its grace period is over."""
+        return self._current(now) and now >= self.leading_since + self.grace
+
+    def due(self, now: float, limit: int) -> tuple[Ends, Ends]:
+        """What to checkpoint now: (lease ID, end) and (UUID, end) pairs,
+        those whose recorded end comes first, at most ``limit`` in all.
+        Deadlines recorded already, run out, or of something gone are
+        forgotten."""
+        if not self._current(now):
+            return [], []
+        wanted: list[tuple[float, str, str, float]] = []
+        forget = []
+        registry = self.registry
+        for key, (deadline, ttl) in self._deadlines.items():
+            kind, name = key
+            if kind == LEASE:
+                lease = registry.lease(name, now)
+                recorded = None if lease is None else lease.expires
+            else:
+                instance = registry.get(name, now)
+                recorded = None if instance is None else instance.expires
+            if recorded is None or deadline <= now or deadline <= recorded:
+                forget.append(key)
+            elif recorded - now < max(ttl / 2.0, self.margin):
+                wanted.append((recorded, kind, name, deadline))
+        for key in forget:
+            del self._deadlines[key]
+        wanted.sort()
+        leases = [(name, end) for _, kind, name, end in wanted[:limit] if kind == LEASE]
+        instances = [(name, end) for _, kind, name, end in wanted[:limit] if kind == INSTANCE]
+        return leases, instances
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+
+class NotLeading(Exception):
+    """A renewal reached a node that does not lead (any more)."""
