@@ -4,7 +4,8 @@ API: grant, renew, revoke and show a lease, and ``PATCH {"TTL": n}``.
 A grant and a revoke are proposals; a renewal is not: it goes to the
 leader's lease deadlines (`ICluster.renew`), which the leader checkpoints
 to the log at a bounded rate.  A lease's ``Remaining`` here is the end the
-log recorded, which trails the leader's by at most half the TTL.
+log recorded: for a lease kept alive, a quarter of its TTL or more (the
+leader's own deadline may be up to the whole TTL away).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A renewal moves a deadline in this process's memory, never the log.  The
 log holds each lease's end as last recorded (`skydns.registry.leasing`),
 and every node's reads hide an instance once that end has passed, so the
 leader records a later end (a `Checkpoint`) for each renewed lease whose
-recorded end comes within ``max(TTL / 2, margin)``: a lease kept alive
+recorded end comes within ``max(TTL / 4, margin)``: a lease kept alive
 always has a recorded end ahead, and one let go lapses at its last
 renewal plus its TTL, on every node.  The log grows with the number of
 leases over their TTLs, not with the renewal rate.
@@ -141,7 +141,7 @@ class Lessor:
                 recorded = None if instance is None else instance.expires
             if recorded is None or deadline <= now or deadline <= recorded:
                 forget.append(key)
-            elif recorded - now < max(ttl / 2.0, self.margin):
+            elif recorded - now < max(ttl / 4.0, self.margin):
                 wanted.append((recorded, kind, name, deadline))
         for key in forget:
             del self._deadlines[key]
