@@ -126,8 +126,8 @@ class LeaseRegistryTests(SynchronousTestCase):
         self.assertEqual(restored, self.registry)
         self.assertEqual(restored.lease_members(L1), ["a"])
         self.assertEqual(restored.get("a", 160.0).expires, 170.0)  # type: ignore[union-attr]
-        self.assertEqual(restored.apply(RevokeLease((L1,), 104.0)).removals[0].instance.service.uuid,
-                         "a")  # fmt: skip
+        removals = restored.apply(RevokeLease((L1,), 104.0)).removals
+        self.assertEqual([r.instance.service.uuid for r in removals], ["a"])
 
     def test_no_lease_no_format_change(self) -> None:
         """A registry without leases writes format 1, as before leases."""
