@@ -15,7 +15,18 @@ from typing import Any, Optional
 
 from twisted.logger import Logger, LogLevel
 
-from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
+from skydns.commands import (
+    AddCallback,
+    Checkpoint,
+    Command,
+    Drain,
+    Expire,
+    GrantLease,
+    Register,
+    Renew,
+    RevokeLease,
+    Unregister,
+)
 from skydns.names import Service
 from skydns.registry import Applied, Outcome, Removal
 
@@ -95,6 +106,21 @@ class RegistryLog:
                 "change": "drain", "uuid": command.uuid, "drain": command.drain,
                 "verb": "drained" if command.drain else "undrained",
                 "status": applied.status.value, "live": live,
+            })  # fmt: skip
+        elif isinstance(command, GrantLease):
+            _emit(self.log, LogLevel.info, "granted lease {lease} for {ttl}s: {status}", {
+                "change": "grant", "lease": command.lease, "ttl": command.ttl,
+                "status": applied.status.value, "live": live,
+            })  # fmt: skip
+        elif isinstance(command, RevokeLease):
+            if command.lapsed:
+                self._removed("expire", applied.removals, live, "its lease ran out")
+            else:
+                self._removed("unregister", applied.removals, live, "its lease was revoked")
+        elif isinstance(command, Checkpoint):
+            _emit(self.log, LogLevel.debug, "checkpointed {count} lease ends", {
+                "change": "checkpoint", "count": len(command.leases) + len(command.instances),
+                "live": live,
             })  # fmt: skip
         elif isinstance(command, AddCallback):
             cb = command.callback

@@ -31,7 +31,18 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map
 
-from skydns.commands import AddCallback, Command, Drain, Expire, Register, Renew, Unregister
+from skydns.commands import (
+    AddCallback,
+    Checkpoint,
+    Command,
+    Drain,
+    Expire,
+    GrantLease,
+    Register,
+    Renew,
+    RevokeLease,
+    Unregister,
+)
 from skydns.http.kleinbypass import FastRoutes, quick_match, segment_table
 from skydns.registry import Applied
 
@@ -43,6 +54,9 @@ COMMAND_OPS: dict[type, str] = {
     Drain: "drain",
     Expire: "expire",
     AddCallback: "callback",
+    GrantLease: "grant",
+    RevokeLease: "revoke",
+    Checkpoint: "checkpoint",
 }
 
 #: HTTP methods counted under their own name; anything else is ``OTHER``.
@@ -201,7 +215,9 @@ class Metrics:
                 COMMAND_OPS.get(key[0], "other"), key[1]
             )
         child.inc()
-        if isinstance(command, Expire) and applied.removals:
+        if applied.removals and (
+            isinstance(command, Expire) or (isinstance(command, RevokeLease) and command.lapsed)
+        ):
             self.expirations.inc(len(applied.removals))
 
     def observe_http(self, route: str, method: str, code: int, seconds: float) -> None:

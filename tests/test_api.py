@@ -63,7 +63,7 @@ class ControlledCluster(LocalCluster):
     """A LocalCluster whose proposals and barriers a test can intercept."""
 
     def __init__(self, registry: Registry, clock: Optional[Clock] = None) -> None:
-        super().__init__(registry, clock=clock)
+        super().__init__(registry, clock=clock, record_renewals=False)
         self.proposed: list[Command] = []
         self.propose_result: Optional[Deferred[Applied]] = None
         self.propose_error: Optional[Exception] = None

@@ -99,6 +99,8 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
                    help="the RFC 2782 names (_NAME._PROTO...) it answers under (default tcp)")
     p.add_argument("--drain", action="store_true", default=None,
                    help="register it drained: in no DNS answer until `skydns undrain`")
+    p.add_argument("--lease", metavar="ID",
+                   help="live by this lease (`skydns lease grant`): no heartbeat of its own")
 
     p = command("heartbeat", "renew a registration's lease until interrupted (SIGINT/SIGTERM)")
     p.add_argument("uuid", metavar="UUID")
@@ -107,6 +109,26 @@ def build_parser(environ: Mapping[str, str], out: IO[str] = sys.stdout,
                    help="time between renewals (default TTL / 3)")
     p.add_argument("--unregister-on-exit", action="store_true",
                    help="unregister the instance when interrupted")
+
+    p = command("lease", "leases: one heartbeat for many instances (SPEC §7)")
+    lease = p.add_subparsers(dest="lease_command", metavar="ACTION", required=True)
+    g = lease.add_parser("grant", help="grant a lease of TTL seconds", parents=[common])
+    g.add_argument("ttl", metavar="TTL", type=int)
+    g.add_argument("-q", "--quiet", action="store_true", help="print the lease ID only")
+    for action, help in (("renew", "renew a lease for its TTL"),
+                         ("revoke", "end a lease and remove its instances")):  # fmt: skip
+        lease.add_parser(action, help=help, parents=[common]).add_argument("lease_id",
+                                                                            metavar="ID")
+    k = lease.add_parser("keep", help="renew a lease until interrupted (SIGINT/SIGTERM)",
+                         parents=[common])  # fmt: skip
+    k.add_argument("lease_id", metavar="ID")
+    k.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="time between renewals (default TTL / 3)")
+    k.add_argument("--revoke-on-exit", action="store_true",
+                   help="revoke the lease (removing its instances) when interrupted")
+    s_ = lease.add_parser("show", help="a lease's TTL, time left and instances",
+                          parents=[common, consistent])  # fmt: skip
+    s_.add_argument("lease_id", metavar="ID")
 
     p = command("unregister", "remove a service instance")
     p.add_argument("uuid", metavar="UUID")

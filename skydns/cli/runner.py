@@ -21,6 +21,7 @@ from skydns.cli.display import (
     format_services,
     format_table,
 )
+from skydns.cli.leases import lease_command
 from skydns.client import (
     ConnectionFailed,
     NotFound,
@@ -124,7 +125,8 @@ class Runner:
         flags = {"Name": args.name, "Environment": args.environment, "Region": args.region,
                  "Version": args.version, "Host": args.host, "Port": args.port,
                  "TTL": args.ttl, "Priority": args.priority, "Weight": args.weight,
-                 "NoExpire": args.no_expire, "Protocol": args.protocol, "Drain": args.drain}
+                 "NoExpire": args.no_expire, "Protocol": args.protocol, "Drain": args.drain,
+                 "Lease": args.lease}
         present = {k.lower() for k in body}
         for key, value in flags.items():
             if value is not None:
@@ -281,29 +283,7 @@ class Runner:
     async def cmd_heartbeat(self, client: SkyDNSClient, args: argparse.Namespace) -> int:
         if args.ttl < 1:
             raise UsageError("--ttl must be at least 1")
-        interval = args.interval if args.interval is not None else max(args.ttl / 3.0, 0.5)
-        if interval <= 0:
-            raise UsageError("--interval must be positive")
-        self._in_heartbeat = True
-        failures = 0
-        while not self._interrupted:
-            delay = interval
-            try:
-                await client.renew(args.uuid, args.ttl)
-                failures = 0
-                if args.json:
-                    self.out.write(json.dumps({"renewed": args.uuid, "TTL": args.ttl}) + "\n")
-                else:
-                    self.out.write(f"renewed {args.uuid} for {args.ttl}s\n")
-            except NotFound:
-                raise
-            except (ConnectionFailed, Unavailable) as e:
-                # Keep trying: the lease may still be alive when the server is back.
-                failures += 1
-                delay = min(interval, 2.0 ** (failures - 1))
-                self.err.write(f"skydns heartbeat: {e}; retrying in {delay:g}s\n")
-            self.out.flush()
-            await self._sleep(delay)
+        await self.keep(args, args.ttl, lambda: client.renew(args.uuid, args.ttl), args.uuid)
         if args.unregister_on_exit:
             try:
                 await client.unregister(args.uuid)
@@ -311,6 +291,35 @@ class Runner:
                 pass
             self.out.write(f"unregistered {args.uuid}\n")
         return OK
+
+    cmd_lease = lease_command
+
+    async def keep(self, args: argparse.Namespace, ttl: int,
+                   renew: Callable[[], "Deferred[Any]"], what: str) -> None:  # fmt: skip
+        """Call ``renew`` every ``--interval`` (TTL / 3) until interrupted."""
+        interval = args.interval if args.interval is not None else max(ttl / 3.0, 0.5)
+        if interval <= 0:
+            raise UsageError("--interval must be positive")
+        self._in_heartbeat = True
+        failures = 0
+        while not self._interrupted:
+            delay = interval
+            try:
+                await renew()
+                failures = 0
+                if args.json:
+                    self.out.write(json.dumps({"renewed": what, "TTL": ttl}) + "\n")
+                else:
+                    self.out.write(f"renewed {what} for {ttl}s\n")
+            except NotFound:
+                raise
+            except (ConnectionFailed, Unavailable) as e:
+                # Keep trying: the lease may still be alive when the server is back.
+                failures += 1
+                delay = min(interval, 2.0 ** (failures - 1))
+                self.err.write(f"skydns {args.command}: {e}; retrying in {delay:g}s\n")
+            self.out.flush()
+            await self._sleep(delay)
 
     def _sleep(self, delay: float) -> "Deferred[None]":
         """Wait ``delay`` seconds, or less if interrupted."""

@@ -1,4 +1,5 @@
-"""A treq-based asynchronous client for the SkyDNS HTTP API, and a lease keeper.
+"""A treq-based asynchronous client for the SkyDNS HTTP API, a lease keeper
+for one instance and a `Session` that keeps many under one lease.
 
     client = SkyDNSClient("http://127.0.0.1:8080", secret="s3cret")
     await client.register("web-1", ServiceSpec("web", "production", "east",
@@ -19,7 +20,15 @@ from skydns.client.errors import (
 )
 from skydns.client.http import SkyDNSClient
 from skydns.client.lease import LeaseKeeper
-from skydns.client.models import CallbackSpec, ClusterStatus, Member, ServiceInfo, ServiceSpec
+from skydns.client.models import (
+    CallbackSpec,
+    ClusterStatus,
+    LeaseInfo,
+    Member,
+    ServiceInfo,
+    ServiceSpec,
+)
+from skydns.client.session import Session
 from skydns.client.watch import Watch, WatchEvent
 
 __all__ = [
@@ -28,11 +37,13 @@ __all__ = [
     "ClusterStatus",
     "ConnectionFailed",
     "Conflict",
+    "LeaseInfo",
     "LeaseKeeper",
     "Member",
     "NotFound",
     "ServiceInfo",
     "ServiceSpec",
+    "Session",
     "SkyDNSClient",
     "SkyDNSError",
     "Unauthorized",

@@ -32,7 +32,13 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IResponse
 
 from skydns.client.errors import ConnectionFailed, error_for_status
-from skydns.client.models import CallbackSpec, ClusterStatus, ServiceInfo, ServiceSpec
+from skydns.client.models import (
+    CallbackSpec,
+    ClusterStatus,
+    LeaseInfo,
+    ServiceInfo,
+    ServiceSpec,
+)
 
 if TYPE_CHECKING:
     from skydns.client.watch import Watch
@@ -231,6 +237,38 @@ class SkyDNSClient:
         from skydns.client.watch import Watch
 
         return Watch(self, pattern, consistent)
+
+    # -- leases (SPEC.md §7) ----------------------------------------------------
+
+    @_deferred
+    async def grant_lease(self, ttl: int) -> LeaseInfo:
+        """A new lease of ``ttl`` seconds; register instances with
+        ``ServiceSpec(lease=...)`` and keep them all with `renew_lease`."""
+        return LeaseInfo.from_json(await self._json("POST", "/skydns/leases", body={"TTL": ttl}))
+
+    @_deferred
+    async def renew_lease(self, lease_id: str) -> int:
+        """Renew a lease for its TTL (no log entry on the server); the TTL.
+        `NotFound` when it is gone: grant a new one and register again."""
+        data = await self._json("PUT", self._lease_path(lease_id))
+        return LeaseInfo.from_json(data or {}).ttl
+
+    @_deferred
+    async def revoke_lease(self, lease_id: str) -> list[str]:
+        """End a lease now, removing its instances; their UUIDs."""
+        data = await self._json("DELETE", self._lease_path(lease_id))
+        return [str(u) for u in (data or {}).get("Removed", [])]
+
+    @_deferred
+    async def lease(self, lease_id: str, consistent: bool = False) -> LeaseInfo:
+        """A lease: its TTL, the seconds recorded left, and its instances."""
+        params = {"consistent": "true"} if consistent else None
+        data = await self._json("GET", self._lease_path(lease_id), params=params)
+        return LeaseInfo.from_json(data or {})
+
+    @staticmethod
+    def _lease_path(lease_id: str) -> str:
+        return "/skydns/leases/" + quote(lease_id, safe="")
 
     @_deferred
     async def unregister(self, uuid: str) -> Optional[ServiceInfo]:

@@ -42,6 +42,9 @@ class ServiceSpec:
     protocol: str = "tcp"
     #: Register it drained: out of DNS answers until undrained.
     drain: bool = False
+    #: The ID of a lease it lives by (``SkyDNSClient.grant_lease``, or a
+    #: `Session`'s): renewed with the lease, no heartbeat of its own.
+    lease: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The request body; optional fields are sent only when set."""
@@ -64,6 +67,8 @@ class ServiceSpec:
             body["Protocol"] = self.protocol
         if self.drain:
             body["Drain"] = True
+        if self.lease:
+            body["Lease"] = self.lease
         return body
 
 
@@ -86,6 +91,8 @@ class ServiceInfo:
     protocol: str = "tcp"
     #: Whether it is drained (registered, but in no DNS answer).
     drain: bool = False
+    #: The lease it lives by, if any.
+    lease: Optional[str] = None
     #: The JSON object exactly as received (``--json`` prints it).
     raw: Mapping[str, Any] = field(factory=dict, eq=False, repr=False)
 
@@ -108,6 +115,7 @@ class ServiceInfo:
             expires=d.get("expires"),
             protocol=str(d.get("protocol") or "tcp"),
             drain=bool(d.get("drain", False)),
+            lease=d.get("lease") or None,
             raw=dict(data),
         )
 
@@ -184,3 +192,22 @@ class ClusterStatus:
             members=members,
             raw=dict(data),
         )
+
+
+@frozen
+class LeaseInfo:
+    """A lease as the server reports it: ``ttl`` is what each renewal gives;
+    ``remaining`` and ``instances`` come with `SkyDNSClient.lease` only."""
+
+    id: str
+    ttl: int
+    remaining: Optional[int] = None
+    instances: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LeaseInfo":
+        d = _lower_keys(data)
+        remaining = d.get("remaining")
+        return cls(id=str(d.get("id", "")), ttl=int(d.get("ttl") or 0),
+                   remaining=None if remaining is None else int(remaining),
+                   instances=tuple(str(u) for u in d.get("instances") or ()))  # fmt: skip

@@ -121,11 +121,12 @@ class Lessor:
         """Whether this node leads and its grace period is over."""
         return self._current(now) and now >= self.leading_since + self.grace
 
-    def due(self, now: float, limit: int) -> tuple[Ends, Ends]:
+    def due(self, now: float, limit: int, everything: bool = False) -> tuple[Ends, Ends]:
         """What to checkpoint now: (lease ID, end) and (UUID, end) pairs,
-        those whose recorded end comes first, at most ``limit`` in all.
-        Deadlines recorded already, run out, or of something gone are
-        forgotten."""
+        those whose recorded end comes first, at most ``limit`` in all
+        (``everything``: each held deadline later than the recorded end,
+        due or not).  Deadlines recorded already, run out, or of something
+        gone are forgotten."""
         if not self._current(now):
             return [], []
         wanted: list[tuple[float, str, str, float]] = []
@@ -141,7 +142,7 @@ class Lessor:
                 recorded = None if instance is None else instance.expires
             if recorded is None or deadline <= now or deadline <= recorded:
                 forget.append(key)
-            elif recorded - now < max(ttl / 4.0, self.margin):
+            elif everything or recorded - now < max(ttl / 4.0, self.margin):
                 wanted.append((recorded, kind, name, deadline))
         for key in forget:
             del self._deadlines[key]
