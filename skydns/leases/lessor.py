@@ -5,15 +5,16 @@ A renewal moves a deadline in this process's memory, never the log.  The
 log holds each lease's end as last recorded (`skydns.registry.leasing`),
 and every node's reads hide an instance once that end has passed, so the
 leader records a later end (a `Checkpoint`) for each renewed lease whose
-recorded end comes within ``max(TTL / 4, margin)``: a lease kept alive
-always has a recorded end ahead, and one let go lapses at its last
-renewal plus its TTL, on every node.  The log grows with the number of
-leases over their TTLs, not with the renewal rate.
+recorded end comes within its client's renewal interval plus ``margin``
+(a leader election and a sweep): a lease kept alive always has a recorded
+end ahead, even when the leader dies just before the next renewal, and
+one let go lapses at its last renewal plus its TTL, on every node.  The
+checkpoints of one sweep go in one log entry, so the log takes at most an
+entry or two per sweep however many renewals arrive.
 
-A new leader starts with no deadlines: it trusts the recorded ends, which
-trail the true ones by at most the margin, and expires nothing for an
-election timeout after taking over, so the renewals that went to the old
-leader reach it first (SPEC.md §7).
+A new leader starts with no deadlines: it trusts the recorded ends and
+expires nothing for its grace period after taking over, so the renewals
+that went to the old leader reach it first (SPEC.md §7).
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ from skydns.registry import Registry
 DEFAULT_MARGIN = 3.0
 
 Key = tuple[str, str]
+
+
+class _Held:
+    """A renewed deadline: its TTL, when it was last renewed, and the
+    interval between its last two renewals (a third of the TTL until two
+    have been seen: what clients are told to use)."""
+
+    __slots__ = ("deadline", "ttl", "renewed", "interval")
+
+    def __init__(self, deadline: float, ttl: int, renewed: float) -> None:
+        self.deadline, self.ttl, self.renewed = deadline, ttl, renewed
+        self.interval = ttl / 3.0
 #: (lease ID or UUID, end) pairs for a `Checkpoint`.
 Ends = list[tuple[str, float]]
 
@@ -62,7 +75,7 @@ class Lessor:
         self.leadership = leadership
         self.grace = grace
         self.margin = margin
-        self._deadlines: dict[Key, tuple[float, int]] = {}
+        self._deadlines: dict[Key, _Held] = {}
         self._token: object = None
         self.leading_since = 0.0
 
@@ -93,7 +106,7 @@ class Lessor:
             lease = registry.lease(renewal.key, now)
             if lease is None:
                 return NOT_FOUND
-            self._hold((LEASE, lease.id), now + lease.ttl, lease.ttl)
+            self._hold((LEASE, lease.id), now, lease.ttl)
             return lease.ttl
         instance = registry.get(renewal.key, now)
         if instance is None:
@@ -103,19 +116,24 @@ class Lessor:
             return self._renew(Renewal(LEASE, service.lease), now)
         if service.no_expire or service.ttl != renewal.ttl:
             return NEEDS_LOG
-        self._hold((INSTANCE, service.uuid.lower()), now + service.ttl, service.ttl)
+        self._hold((INSTANCE, service.uuid.lower()), now, service.ttl)
         return service.ttl
 
-    def _hold(self, key: Key, deadline: float, ttl: int) -> None:
+    def _hold(self, key: Key, now: float, ttl: int) -> None:
         held = self._deadlines.get(key)
-        if held is None or deadline > held[0]:
-            self._deadlines[key] = (deadline, ttl)
+        if held is None:
+            self._deadlines[key] = _Held(now + ttl, ttl, now)
+            return
+        if now > held.renewed:
+            held.interval = now - held.renewed
+            held.renewed = now
+        held.deadline, held.ttl = max(held.deadline, now + ttl), ttl
 
     def holds(self, kind: str, key: str, now: float) -> bool:
         """Whether a renewal this leader took keeps ``key`` alive at ``now``
         (its recorded end may have passed while a checkpoint waits)."""
         held = self._deadlines.get((kind, key.lower() if kind == INSTANCE else key))
-        return held is not None and held[0] > now
+        return held is not None and held.deadline > now
 
     def may_expire(self, now: float) -> bool:
         """Whether this node leads and its grace period is over."""
@@ -125,24 +143,26 @@ class Lessor:
         """What to checkpoint now: (lease ID, end) and (UUID, end) pairs,
         those whose recorded end comes first, at most ``limit`` in all
         (``everything``: each held deadline later than the recorded end,
-        due or not).  Deadlines recorded already, run out, or of something
-        gone are forgotten."""
+        due or not).  Deadlines run out, or of something gone, are forgotten."""
         if not self._current(now):
             return [], []
         wanted: list[tuple[float, str, str, float]] = []
         forget = []
         registry = self.registry
-        for key, (deadline, ttl) in self._deadlines.items():
+        for key, held in self._deadlines.items():
             kind, name = key
+            deadline = held.deadline
             if kind == LEASE:
                 lease = registry.lease(name, now)
                 recorded = None if lease is None else lease.expires
             else:
                 instance = registry.get(name, now)
                 recorded = None if instance is None else instance.expires
-            if recorded is None or deadline <= now or deadline <= recorded:
-                forget.append(key)
-            elif everything or recorded - now < max(ttl / 4.0, self.margin):
+            if recorded is None or deadline <= now:
+                forget.append(key)  # gone, or let go: the sweep expires it
+            elif deadline > recorded and (
+                everything or recorded - now < min(held.ttl, held.interval + self.margin)
+            ):
                 wanted.append((recorded, kind, name, deadline))
         for key in forget:
             del self._deadlines[key]
