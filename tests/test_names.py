@@ -430,7 +430,7 @@ class ServiceJSONTests(SynchronousTestCase):
             "UUID": "u1", "Name": "rails", "Version": "1.0.1", "Environment": "production",
             "Region": "east", "Host": "web1.example.com", "Port": 8080, "TTL": 30,
             "Priority": 5, "Weight": None, "NoExpire": False, "Protocol": "tcp", "Drain": False,
-            "Expires": "1970-01-01T00:16:40Z",
+            "Lease": None, "Expires": "1970-01-01T00:16:40Z",
         })
         self.assertEqual(service_json(inst, 970.5)["TTL"], 29)
         self.assertEqual(service_json(inst, 2000)["TTL"], 0)
