@@ -83,18 +83,18 @@ def main() -> None:
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.before, "skydns")):
         parser.error(f"--before: {args.before} holds no skydns/ directory")
-    trees = {"before": os.path.abspath(args.before), "after": None}
+    # Each tree goes first on the nodes' PYTHONPATH, and the nodes run away
+    # from this checkout: ``python -c`` puts the working directory before
+    # PYTHONPATH on sys.path, so run from here they would all import this tree.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"before": os.path.abspath(args.before), "after": here}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     saved = os.environ.get("PYTHONPATH")
     with tempfile.TemporaryDirectory(prefix="skydns-ab-") as root:
+        os.chdir(root)
         for _ in range(args.rounds):
             for name, tree in trees.items():
-                if tree is None:
-                    os.environ.pop("PYTHONPATH", None)
-                    if saved is not None:
-                        os.environ["PYTHONPATH"] = saved
-                else:
-                    os.environ["PYTHONPATH"] = tree + (os.pathsep + saved if saved else "")
+                os.environ["PYTHONPATH"] = tree + (os.pathsep + saved if saved else "")
                 figures = one_run(root, args.seconds)
                 results[name].append(figures)
                 show(name, figures)
