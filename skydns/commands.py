@@ -103,7 +103,7 @@ class Checkpoint:
     """The leader's record of renewals it took without a log entry each:
     each listed lease, and each listed instance living by its own TTL, now
     ends no earlier than the time beside it.  Ends only move later; a lease
-    or instance gone or run out at ``now`` is left alone."""
+    or instance no longer held (revoked, expired) is left alone."""
 
     leases: tuple[tuple[str, float], ...]
     instances: tuple[tuple[str, float], ...]

@@ -220,7 +220,7 @@ class Cluster:
             in_thread=None if self.save_delay is None and self.thread_delay is None
             else self._in_thread,
         )
-        wrapped = NodeUnderTest(node, machine, self.clock)
+        wrapped = NodeUnderTest(node, machine, self.clock, monotonic=self.clock.seconds)
         log = self.applied[node_id] = []
         wrapped.add_apply_listener(lambda c, a, live: log.append((c, a, live)))
         node.startService()

@@ -120,9 +120,11 @@ class RaftRenewalTests(SynchronousTestCase):
                     follower.renew(Renewal(LEASE, "00000000000000ff"))]  # fmt: skip
         cluster.run(0.1)
         self.assertEqual([self.successResultOf(d) for d in renewals], [30, 30, None])
-        at = cluster.clock.seconds()
-        self.assertTrue(leader.lessor.holds(LEASE, lease, at + 29))
-        self.assertTrue(leader.lessor.holds(INSTANCE, "u1", at + 29))
+        cluster.clock.advance(29)
+        self.assertTrue(leader.lessor.holds(LEASE, lease))
+        self.assertTrue(leader.lessor.holds(INSTANCE, "u1"))
+        cluster.clock.advance(1.5)
+        self.assertFalse(leader.lessor.holds(LEASE, lease))
         self.assertEqual(len(follower.lessor), 0)
 
     def test_no_leader_no_renewal(self) -> None:

@@ -61,10 +61,17 @@ class LeaseRegistryTests(SynchronousTestCase):
         # Earlier ends, lapsed leases and unknown ones change nothing.
         self.registry.apply(Checkpoint(((L1, 140.0), (L2, 999.0)), (), 121.0))
         self.assertEqual(self.registry.lease(L1, 140.0), lease)
-        self.registry.apply(Checkpoint(((L1, 500.0),), (), 151.0))
-        self.assertIsNone(self.registry.lease(L1, 150.5))
         # A checkpoint is no change: watchers and the SOA serial do not move.
         self.assertEqual(self.registry.version, version)
+        # One run out but not yet revoked takes it (the leader held it
+        # alive; only its checkpoint came late): its instances come back,
+        # a change.  A revoked one does not.
+        self.registry.apply(Checkpoint(((L1, 500.0),), (), 151.0))
+        self.assertEqual(self.registry.lease(L1, 151.0).expires, 500.0)  # type: ignore[union-attr]
+        self.assertEqual(self.registry.version, version + 1)
+        self.registry.apply(RevokeLease((L1,), 152.0))
+        self.registry.apply(Checkpoint(((L1, 900.0),), (), 153.0))
+        self.assertIsNone(self.registry.lease_held(L1))
 
     def test_checkpoint_of_an_instance_with_its_own_ttl(self) -> None:
         self.registry.apply(Register(service("own", ttl=10), 100.0))

@@ -132,8 +132,8 @@ class LeaseKeeper(Service):
             uuids = registry.expired(now)
             leases = registry.lapsed_leases(now)
             if lessor is not None:
-                uuids = [u for u in uuids if not lessor.holds(INSTANCE, u, now)]
-                leases = [e for e in leases if not lessor.holds(LEASE, e, now)]
+                uuids = [u for u in uuids if not lessor.holds(INSTANCE, u)]
+                leases = [e for e in leases if not lessor.holds(LEASE, e)]
             for start in range(0, len(uuids), self.batch):
                 await self._apply(Expire(tuple(uuids[start : start + self.batch]), now))
             for start in range(0, len(leases), self.batch):

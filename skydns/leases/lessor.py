@@ -69,9 +69,15 @@ class Lessor:
         leadership: Callable[[], object],
         grace: float = 1.0,
         margin: float = DEFAULT_MARGIN,
+        monotonic: Optional[Callable[[], float]] = None,
     ) -> None:
+        """``clock`` gives the time commands carry (the wall clock, which the
+        log's lease ends are in); ``monotonic`` (``clock.seconds`` unless
+        given: ``time.monotonic`` in a node) times the deadlines held here,
+        so that a step of the wall clock neither ends nor stretches them."""
         self.registry = registry
         self.clock = clock
+        self.monotonic = monotonic or clock.seconds
         self.leadership = leadership
         self.grace = grace
         self.margin = margin
@@ -93,47 +99,54 @@ class Lessor:
         now = self.clock.seconds()
         if not self._current(now):
             raise NotLeading("this node does not lead")
-        return [self._renew(renewal, now) for renewal in renewals]
+        mono = self.monotonic()
+        return [self._renew(renewal, now, mono) for renewal in renewals]
 
     def answer(self, data: bytes) -> bytes:
         """Renewals passed to this leader as bytes, answered as bytes;
         ValueError if they do not decode, `NotLeading` off the leader."""
         return encode_answers(self.renew(decode_renewals(data)))
 
-    def _renew(self, renewal: Renewal, now: float) -> Optional[int]:
+    def _renew(self, renewal: Renewal, now: float, mono: float) -> Optional[int]:
+        """A lease or instance renews if the log's end for it has not come,
+        or this leader holds it alive (its checkpoint is on the way)."""
         registry = self.registry
         if renewal.kind == LEASE:
-            lease = registry.lease(renewal.key, now)
-            if lease is None:
+            lease = registry.lease_held(renewal.key)
+            if lease is None or not (lease.alive(now) or self._alive((LEASE, lease.id), mono)):
                 return NOT_FOUND
-            self._hold((LEASE, lease.id), now, lease.ttl)
+            self._hold((LEASE, lease.id), mono, lease.ttl)
             return lease.ttl
-        instance = registry.get(renewal.key, now)
-        if instance is None:
+        instance = registry.held(renewal.key)
+        key = (INSTANCE, renewal.key.lower())
+        if instance is None or not (instance.alive(now) or self._alive(key, mono)):
             return NOT_FOUND
         service = instance.service
         if service.lease:
-            return self._renew(Renewal(LEASE, service.lease), now)
+            return self._renew(Renewal(LEASE, service.lease), now, mono)
         if service.no_expire or service.ttl != renewal.ttl:
             return NEEDS_LOG
-        self._hold((INSTANCE, service.uuid.lower()), now, service.ttl)
+        self._hold(key, mono, service.ttl)
         return service.ttl
 
-    def _hold(self, key: Key, now: float, ttl: int) -> None:
+    def _hold(self, key: Key, mono: float, ttl: int) -> None:
         held = self._deadlines.get(key)
         if held is None:
-            self._deadlines[key] = _Held(now + ttl, ttl, now)
+            self._deadlines[key] = _Held(mono + ttl, ttl, mono)
             return
-        if now > held.renewed:
-            held.interval = now - held.renewed
-            held.renewed = now
-        held.deadline, held.ttl = max(held.deadline, now + ttl), ttl
+        if mono > held.renewed:
+            held.interval = mono - held.renewed
+            held.renewed = mono
+        held.deadline, held.ttl = max(held.deadline, mono + ttl), ttl
 
-    def holds(self, kind: str, key: str, now: float) -> bool:
-        """Whether a renewal this leader took keeps ``key`` alive at ``now``
-        (its recorded end may have passed while a checkpoint waits)."""
-        held = self._deadlines.get((kind, key.lower() if kind == INSTANCE else key))
-        return held is not None and held.deadline > now
+    def _alive(self, key: Key, mono: float) -> bool:
+        held = self._deadlines.get(key)
+        return held is not None and held.deadline > mono
+
+    def holds(self, kind: str, key: str) -> bool:
+        """Whether a renewal this leader took keeps ``key`` alive now (its
+        recorded end may have passed while a checkpoint waits)."""
+        return self._alive((kind, key.lower() if kind == INSTANCE else key), self.monotonic())
 
     def may_expire(self, now: float) -> bool:
         """Whether this node leads and its grace period is over."""
@@ -149,14 +162,16 @@ class Lessor:
         wanted: list[tuple[float, str, str, float]] = []
         forget = []
         registry = self.registry
+        mono = self.monotonic()
         for key, held in self._deadlines.items():
             kind, name = key
-            deadline = held.deadline
+            # the deadline on the wall clock the log's ends are in
+            deadline = now + (held.deadline - mono)
             if kind == LEASE:
-                lease = registry.lease(name, now)
+                lease = registry.lease_held(name)
                 recorded = None if lease is None else lease.expires
             else:
-                instance = registry.get(name, now)
+                instance = registry.held(name)
                 recorded = None if instance is None else instance.expires
             if recorded is None or deadline <= now:
                 forget.append(key)  # gone, or let go: the sweep expires it

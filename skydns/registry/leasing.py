@@ -74,29 +74,38 @@ class LeaseCommands:
     def _checkpoint(self, command: Checkpoint) -> Applied:
         # Not a change: readers see later ends, and an answer cached with an
         # earlier one is recomputed when that end comes (it is a lower bound).
+        # A lease (or instance) run out but not yet revoked takes it (the
+        # leader held it alive, only its checkpoint came late): that is a
+        # change, as it comes back into answers.
         now, instances = command.now, self._instances
+        back: list[Service] = []
         for lease_id, end in command.leases:
             lease = self._lease_table.get(lease_id)
-            if lease is not None and lease.alive(now) and end > lease.expires:
+            if lease is not None and end > lease.expires:
                 self._lease_table.put(evolve(lease, expires=end))
                 for key in self._lease_table.members(lease_id):
                     instances[key] = Instance(instances[key].service, end)
+                    if not lease.alive(now):
+                        back.append(instances[key].service)
         for uuid, end in command.instances:
             key = uuid.lower()
             instance = instances.get(key)
-            if (
-                instance is not None
-                and not instance.service.lease
-                and instance.alive(now)
-                and end > instance.expires
-            ):
+            if instance is not None and not instance.service.lease and end > instance.expires:
                 instances[key] = Instance(instance.service, end)
+                if not instance.alive(now):
+                    back.append(instance.service)
+        if back:
+            self._changed(tuple(back))
         return Applied(Outcome.OK)
 
     def lease(self, lease_id: str, now: float) -> Optional[Lease]:
         """The lease with this ID if it runs at ``now``, or None."""
         lease = self._lease_table.get(lease_id)
         return lease if lease is not None and lease.alive(now) else None
+
+    def lease_held(self, lease_id: str) -> Optional[Lease]:
+        """The lease with this ID, run out or not (until it is revoked)."""
+        return self._lease_table.get(lease_id)
 
     def lease_members(self, lease_id: str) -> list[str]:
         """The UUIDs of the instances living by ``lease_id``."""

@@ -13,6 +13,7 @@ import functools
 import os
 import random
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
@@ -60,14 +61,16 @@ EXIT_STORAGE_FAILED = 70
 class RaftCluster:
     """`ICluster` over a `RaftNode` replicating a `RegistryMachine`."""
 
-    def __init__(self, node: RaftNode, machine: RegistryMachine, clock: Scheduler) -> None:
+    def __init__(self, node: RaftNode, machine: RegistryMachine, clock: Scheduler,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.node = node
         self.machine = machine
         self.registry = machine.registry
         #: Lease deadlines while this node leads (term by term).
+        election = node.options.election_tick * node.options.tick_interval
         self.lessor = Lessor(
             self.registry, clock, lambda: node.core.term if node.is_leader() else None,
-            grace=2 * node.options.election_tick * node.options.tick_interval,
+            grace=2 * election, margin=6 * election, monotonic=monotonic,
         )  # fmt: skip
         node.leader_requests.serve(lambda data: maybeDeferred(self.lessor.answer, data))
         self._renewals = RenewalBatcher(node.leader_requests.ask, clock)
