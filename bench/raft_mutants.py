@@ -227,6 +227,23 @@ MUTANTS = [
          "            self.members.snapshot_replicas = self.members.replicas_at(core, keep_from)\n",
          ""),
     ), ("replicas",)),
+    Mutant("lease_margin_without_interval",
+           "the leader keeps a lease's recorded end only the margin ahead, not the client's "
+           "renewal interval too: a new leader finds leases kept alive run out", (
+        ("skydns/leases/lessor.py",
+         "recorded - now < min(held.ttl, held.interval + self.margin)",
+         "recorded - now < min(held.ttl, self.margin)"),
+    ), ("leases_leader_changes", "leases_partitions")),
+    Mutant("lease_renewal_forgotten", "a renewal is answered but its deadline not held", (
+        ("skydns/leases/lessor.py",
+         "            self._hold((LEASE, lease.id), mono, lease.ttl)\n",
+         ""),
+    ), ("leases_leader_changes",)),
+    Mutant("lease_stretched", "a renewal holds the lease for twice its TTL", (
+        ("skydns/leases/lessor.py",
+         "held.deadline, held.ttl = max(held.deadline, mono + ttl), ttl",
+         "held.deadline, held.ttl = max(held.deadline, mono + 2 * ttl), ttl"),
+    ), ("leases_leader_changes",)),
 ]
 
 WORKER = r"""

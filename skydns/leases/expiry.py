@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional, Protocol, cast
 
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -141,6 +142,9 @@ class LeaseKeeper(Service):
                 await self._apply(RevokeLease(chunk, now, lapsed=True))
         except NotLeader:
             self.log.info("lost leadership while expiring leases")
+        except (TimeoutError, defer.TimeoutError):
+            self.log.warn("the cluster did not commit a lease checkpoint or expiry in time; "
+                          "trying again at the next sweep")  # fmt: skip
         except _Deposed:
             pass
         except CancelledError:

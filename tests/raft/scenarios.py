@@ -19,6 +19,7 @@ from skydns.raft.core.ready import Role
 from tests.raft import choreographies
 from tests.raft.clients import Clients
 from tests.raft.kv import command
+from tests.raft.leasescenarios import LEASE_SCENARIOS
 from tests.raft.nemesis import MembershipPlan, Nemesis, replicas_never_promoted
 from tests.raft.runs import ELECTION, Run, finish, wait_leader
 from tests.raft.simnet import NetConfig
@@ -479,3 +480,4 @@ SCENARIOS.update({
     "save_conflict_steered": choreographies.save_conflict_steered,
     "lost_vote_steered": choreographies.lost_vote_steered,
 })  # fmt: skip
+SCENARIOS.update(LEASE_SCENARIOS)

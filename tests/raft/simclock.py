@@ -42,8 +42,12 @@ class SimClock:
         self, delay: float, f: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any],
         host: HostClock | None, io: bool,
     ) -> DelayedCall:  # fmt: skip
+        # A positive delay too small to move the time (a LoopingCall's
+        # float remainder on a host whose clock is offset) is a nanosecond:
+        # real time moves on, and the world must too.
+        delay = 0.0 if delay <= 0 else max(delay, 1e-9)
         call = DelayedCall(
-            self.now + max(0.0, delay), f, args, kw, self._cancelled,
+            self.now + delay, f, args, kw, self._cancelled,
             lambda c: self._push(c, host, io), seconds=self.seconds,
         )  # fmt: skip
         self._push(call, host, io)
@@ -95,14 +99,16 @@ class SimClock:
 class HostClock:
     """One simulated process's view of the `SimClock`."""
 
-    def __init__(self, clock: SimClock) -> None:
+    def __init__(self, clock: SimClock, offset: float = 0.0) -> None:
         self.clock = clock
+        #: How far this process's wall clock is off the world's time.
+        self.offset = offset
         self.dead = False
         self.stalled_until = 0.0
         self.calls: set[DelayedCall] = set()
 
     def seconds(self) -> float:
-        return self.clock.now
+        return self.clock.now + self.offset
 
     def callLater(  # noqa: N802 - IReactorTime's name
         self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any

@@ -152,6 +152,19 @@ class ScenarioTests(SynchronousTestCase):
         """A disk that loses acknowledged writes costs nothing acknowledged."""
         self.scenario("lost_synced_data")
 
+    def test_leases_leader_changes(self) -> None:
+        """Leases kept alive through any node survive leader crashes; those
+        let go are revoked in time; checkpoints, not renewals, reach the log."""
+        self.scenario("leases_leader_changes")
+
+    def test_leases_partitions(self) -> None:
+        """The same while the leader or a follower is cut off."""
+        self.scenario("leases_partitions")
+
+    def test_leases_clock_jumps(self) -> None:
+        """The same while wall clocks step a quarter second either way."""
+        self.scenario("leases_clock_jumps")
+
 
 class CheckerTests(SynchronousTestCase):
     def test_a_stale_read_is_caught(self) -> None:

@@ -83,6 +83,9 @@ class WorldConfig:
     #: Up to how long a reactor turn takes: the messages arriving meanwhile
     #: are handled before the node's Ready loop runs.
     turn: float = 0.0005
+    #: Makes each host's state machine (the key-value store; the lease
+    #: scenarios run the registry).
+    machine: Callable[[], Any] = KVMachine
 
 
 @define(eq=False)
@@ -92,7 +95,7 @@ class Host:
     disk: SimDisk = field(factory=SimDisk)
     clock: HostClock = field(default=None)  # type: ignore[assignment]
     node: RaftNode | None = None
-    machine: KVMachine | None = None
+    machine: Any = None
     incarnation: int = 0
     started: bool = False
     #: This host's sync time, if not the world's ``fsync_delay``.
@@ -101,6 +104,8 @@ class Host:
     transport: SimTransport | None = None
     #: Set for a node that joins a running cluster (it starts as no member).
     joining: bool = False
+    #: How far this host's wall clock is off the world's (clock jumps).
+    offset: float = 0.0
 
     @property
     def up(self) -> bool:
@@ -131,6 +136,9 @@ class World:
         self.network = SimNetwork(self.rng, config.net, self.faults)
         self.invariants = Invariants(self)
         self.network.observers.append(self.invariants.sent)
+        #: Called with each host whose node has just started (the
+        #: application's services on top of it).
+        self.started_hooks: list[Callable[[Host], None]] = []
         self.hosts = {i: Host(i, self) for i in self.ids}
         self.network.hosts = self.hosts
         for host in self.hosts.values():
@@ -187,8 +195,8 @@ class World:
         if host.up:
             return
         host.incarnation += 1
-        host.clock = HostClock(self.clock)
-        machine = KVMachine()
+        host.clock = HostClock(self.clock, host.offset)
+        machine = self.config.machine()
         self.invariants.watch(host, machine)
         storage = ObservedStorage(DiskStorage(DATA, files=host.disk), self.invariants, host)
         peers = {i: f"{i}:7000" for i in (self.members if not host.joining else [host_id])}
@@ -216,6 +224,8 @@ class World:
         host.node, host.machine = node, machine
         node.startService()
         host.started = True
+        for hook in self.started_hooks:
+            hook(host)
         if host.joining and not node.members.is_member():
             self._join(host)
 
