@@ -92,7 +92,8 @@ class Nodes:
 
     def stop(self) -> None:
         for node in self.nodes:
-            node.cleanup()
+            if node.process is not None and node.process.poll() is None:
+                node.stop()
 
 
 def metric(node: SkyDNSProcess, name: str, labels: str = "") -> float:
@@ -346,11 +347,14 @@ def main() -> None:
     parser.add_argument("--before", help="an earlier tree: its SkyDNS 1 heartbeat load too")
     parser.add_argument("--no-failover", dest="failover", action="store_false",
                         help="skip the leader kill runs")
+    parser.add_argument("--only", choices=("v1", "leases"), help="run one of the two loads")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="skydns-heartbeats-")
     # The nodes run ``python -c``, which puts the working directory first on
     # sys.path: away from this checkout, --before's tree is the one imported.
     os.chdir(root)
+    lost: list[str] | None = None
+    before: dict[str, dict[str, Any]] = {}
     try:
         load = os.getloadavg()[0]
         print(f"machine: {os.cpu_count()} cores, load average {load:.2f} at start", flush=True)
@@ -367,7 +371,10 @@ def main() -> None:
                     os.environ["PYTHONPATH"] = saved
         os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
         print("this tree:", flush=True)
-        after = run_tree(root, args, "v1") | run_tree(root, args, "leases")
+        after = {}
+        for kind in ("v1", "leases"):
+            if args.only in (None, kind):
+                after |= run_tree(root, args, kind)
         if args.before:
             print("SkyDNS 1 heartbeats, before -> after:")
             for key in (k for k in after if k in before):
@@ -376,8 +383,13 @@ def main() -> None:
                       f"({b['entries/s']:.1f} -> {a['entries/s']:.1f} entries/s), leader CPU "
                       f"{b['leader cpu'] * 100:.0f}% -> {a['leader cpu'] * 100:.0f}%")
         print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
+        lost = [key for figures in ([after, before] if args.before else [after])
+                for key, r in figures.items() if r["lost"] or r["missing"]]  # fmt: skip
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if lost is None or not lost:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"instances were lost in {lost}: the nodes' logs are kept in {root}")
 
 
 if __name__ == "__main__":
