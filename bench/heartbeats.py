@@ -302,7 +302,7 @@ def run_tree(root: str, args: argparse.Namespace, kind: str) -> dict[str, dict[s
                     "Port": 80, "Lease": ids[n // args.per_lease]})
                 for n in range(args.leases * args.per_lease)
             ]  # fmt: skip
-            renew = [("PUT", f"/skydns/leases/{i}", None) for i in ids]
+            renew: list[tuple[str, str, Any]] = [("PUT", f"/skydns/leases/{i}", None) for i in ids]
             what = f"{len(ids)} leases"
             probe = [f"l{n}.skydns.local" for n in range(0, len(registrations), 997)][:100]
         else:
@@ -371,7 +371,7 @@ def main() -> None:
                     os.environ["PYTHONPATH"] = saved
         os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
         print("this tree:", flush=True)
-        after = {}
+        after: dict[str, dict[str, Any]] = {}
         for kind in ("v1", "leases"):
             if args.only in (None, kind):
                 after |= run_tree(root, args, kind)
