@@ -223,15 +223,20 @@ def measure(nodes: Nodes, requests: list[tuple[str, str, Any]], interval: float,
     cpu0 = {n.node_id: cpu_seconds(n.process.pid) for n in nodes.alive()}  # type: ignore[union-attr]
     gen0 = time.process_time()
     missing: list[Any] = []
+    unanswered: list[Any] = []
     stop = threading.Event()
 
     def prober() -> None:
         while probe and not stop.is_set():
             for node in nodes.alive():
                 for name in probe:
+                    if stop.is_set():
+                        return
                     try:
                         answer = dns_query(name, "A", node.dns_port, timeout=1.0)
                     except Exception:
+                        if node.process is not None and node.process.poll() is None:
+                            unanswered.append((node.node_id, name))
                         continue  # a killed node stops answering
                     if answer.rcode() != 0 or not answer.answer:
                         missing.append((node.node_id, name))
@@ -249,24 +254,26 @@ def measure(nodes: Nodes, requests: list[tuple[str, str, Any]], interval: float,
         thread.start()
     try:
         result = asyncio.run(paced(ports, requests, interval, seconds))
+        # Counted at once: once the renewals stop, instances lapse a TTL later.
+        wall = time.monotonic() - t0
+        alive = nodes.alive()
+        result["expired"] = sum(metric(n, "skydns_expirations_total") - expired[n.node_id]
+                                for n in alive)  # fmt: skip
+        result["held"] = [int(metric(n, "skydns_registered_instances")) for n in alive]
+        result["lost"] = max(expected - min(result["held"]), 0)
+        now_leader = nodes.leader()
+        result["entries/s"] = (commit_index(now_leader) - commit0) / wall
+        result["commands/s"] = (changes(now_leader) - changes0) / wall
+        measured = now_leader if kill_at is not None else leader
+        result["leader cpu"] = (cpu_seconds(measured.process.pid)  # type: ignore[union-attr]
+                                - cpu0[measured.node_id]) / wall  # fmt: skip
+        result["loadgen cpu"] = (time.process_time() - gen0) / wall
     finally:
         stop.set()
         for thread in threads:
             thread.join(30)
-    wall = time.monotonic() - t0
-    now_leader = nodes.leader()
-    result["entries/s"] = (commit_index(now_leader) - commit0) / wall
-    result["commands/s"] = (changes(now_leader) - changes0) / wall
-    result["leader cpu"] = (cpu_seconds(leader.process.pid) - cpu0[leader.node_id]) / wall  # type: ignore[union-attr]
-    if kill_at is not None:
-        result["leader cpu"] = (cpu_seconds(now_leader.process.pid)  # type: ignore[union-attr]
-                                - cpu0[now_leader.node_id]) / wall  # fmt: skip
-    result["loadgen cpu"] = (time.process_time() - gen0) / wall
-    result["expired"] = sum(metric(n, "skydns_expirations_total") - expired[n.node_id]
-                            for n in nodes.alive())  # fmt: skip
-    result["held"] = [int(metric(n, "skydns_registered_instances")) for n in nodes.alive()]
-    result["lost"] = max(expected - min(result["held"]), 0)
     result["missing"] = len(missing)
+    result["unanswered"] = len(unanswered)
     return result
 
 
@@ -277,7 +284,8 @@ def show(label: str, r: dict[str, Any]) -> None:
           f"log {r['commands/s']:6.1f} commands/s in {r['entries/s']:4.1f} entries/s  "
           f"lost {r['lost']} (expired {r['expired']:.0f}, "
           f"held {r['held']})  loadgen CPU {r['loadgen cpu'] * 100:.0f}%"
-          + (f"  DNS misses {r['missing']}" if "missing" in r else ""), flush=True)
+          + (f"  DNS misses {r['missing']} (unanswered {r['unanswered']})" if "missing" in r
+             else ""), flush=True)
 
 
 def run_tree(root: str, args: argparse.Namespace, kind: str) -> dict[str, dict[str, Any]]:
