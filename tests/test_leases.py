@@ -153,7 +153,8 @@ class LeaseKeeperTests(SynchronousTestCase):
         self.assertEqual(len(self.cluster.proposed), 3)
 
     def test_timeout(self) -> None:
-        """A proposal that never completes times out, is logged, and the loop goes on."""
+        """A proposal that never completes times out (a warning: the cluster
+        was too slow, nothing is broken) and the loop goes on."""
         keeper = LeaseKeeper(self.cluster, self.clock, interval=0.5, timeout=2.0)
         self.register(service("a"))
         self.cluster.hold = True
@@ -161,7 +162,7 @@ class LeaseKeeperTests(SynchronousTestCase):
         self.clock.pump([0.5, 0.5])
         self.assertEqual(len(self.cluster.proposed), 1)
         self.clock.pump([0.5] * 4)
-        self.assertEqual(len(self.flushLoggedErrors()), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
         self.clock.advance(0.5)
         self.assertEqual(len(self.cluster.proposed), 2)
         self.successResultOf(keeper.stopService())

@@ -98,6 +98,11 @@ class Recorder:
         self.proposals.append(data)
         return succeed((len(self.proposals) + 40, 7))
 
+    def answer_leader_request(self, data: bytes) -> Deferred[bytes]:
+        if self.refuse is not None:
+            return fail(self.refuse)
+        return succeed(data.upper())
+
 
 def pair() -> tuple[RaftProtocol, Recorder, RaftProtocol, Recorder, iosim.IOPump]:
     server_handler, client_handler = Recorder(), Recorder()
@@ -224,6 +229,27 @@ class ForwardTests(SynchronousTestCase):
         self.assertNoResult(d)
         client.connectionLost(Failure(ConnectionDone()))
         self.failureResultOf(d, PeerUnavailable)
+
+
+class AskLeaderTests(SynchronousTestCase):
+    def test_answer_and_declared_refusals(self) -> None:
+        """A request passed to the leader comes back with its answer; a
+        leader that no longer leads, or finds the bytes bad, says so in the
+        transport's terms (the connection stays up)."""
+        client, _, _, server_handler, pump = pair()
+        d = client.ask(b"renew" * 20_000)  # bigger than one AMP value
+        pump.flush()
+        self.assertEqual(self.successResultOf(d), b"RENEW" * 20_000)
+        for refusal, kind in [(NotLeaderHere("n3"), NotLeaderHere),
+                              (BadProposal("renewals: no"), BadProposal)]:  # fmt: skip
+            server_handler.refuse = refusal
+            d = client.ask(b"x")
+            pump.flush()
+            self.failureResultOf(d, kind)
+        server_handler.refuse = None
+        d = client.ask(b"again")
+        pump.flush()
+        self.assertEqual(self.successResultOf(d), b"AGAIN")
 
 
 class GarbageTests(SynchronousTestCase):

@@ -141,6 +141,10 @@ class WatchHTTPTests(SynchronousTestCase):
         self.clock.advance(2.2)  # the wait, and its jitter (at most 1/16)
         self.client.flush()
         self.assertEqual(self.successResultOf(d).code, 200)
+        # wait=0: the answer as it is, at once (no timer to run first)
+        d = self.call("GET", f"/skydns/services/?query=rails.production&index={self.hub.index}"
+                             "&wait=0")  # fmt: skip
+        self.assertEqual(self.successResultOf(d).code, 200)
         self.assertEqual(self.successResultOf(self.call(
             "GET", "/skydns/services/?index=1&wait=soon")).code, 400)  # fmt: skip
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.threads import deferToThreadPool
@@ -34,12 +34,12 @@ from skydns.commands import Command, encode
 from skydns.config import HostPort, Peer, parse_hostport
 from skydns.gctune import long_lived
 from skydns.leases.batcher import RenewalBatcher
-from skydns.leases.lessor import Lessor
+from skydns.leases.lessor import Lessor, NotLeading
 from skydns.leases.renewal import Renewal
 from skydns.metrics import Metrics
 from skydns.raft.net.auth import wrap_endpoints
 from skydns.raft.net.droplog import RateLimitedLog
-from skydns.raft.net.interface import ProposalTooLarge
+from skydns.raft.net.interface import BadProposal, NotLeaderHere, ProposalTooLarge
 from skydns.raft.net.peers import AMPTransport
 from skydns.raft.net.tls import RaftTLS, wrap_tls
 from skydns.raft.node.driver import RaftNode
@@ -72,11 +72,20 @@ class RaftCluster:
             self.registry, clock, lambda: node.core.term if node.is_leader() else None,
             grace=2 * election, margin=6 * election, monotonic=monotonic,
         )  # fmt: skip
-        node.leader_requests.serve(lambda data: maybeDeferred(self.lessor.answer, data))
+        node.leader_requests.serve(self._answer_renewals)
         self._renewals = RenewalBatcher(node.leader_requests.ask, clock)
 
     def renew(self, renewal: Renewal) -> Deferred[Optional[int]]:
         return self._renewals.renew(renewal)
+
+    def _answer_renewals(self, data: bytes) -> Deferred[bytes]:
+        """Renewals passed to this node as leader, in the transport's terms."""
+        try:
+            return succeed(self.lessor.answer(data))
+        except NotLeading:
+            return fail(NotLeaderHere(None))
+        except ValueError as e:
+            return fail(BadProposal(f"renewals: {e}"))
 
     def propose(self, command: Command) -> Deferred[Applied]:
         d: Deferred[Applied] = self.node.propose(encode(command))

@@ -57,8 +57,8 @@ async def wait_for_change(hub: WatchHub, pattern: Pattern, index: int, wait: flo
     ``index`` (at once if it already does, or if ``index`` cannot be
     compared: too old, from the future, before a snapshot), or after ``wait``."""
     missed = hub.since(pattern, index)
-    if missed is None or missed:
-        return
+    if missed is None or missed or wait <= 0:
+        return  # (``wait=0``: the answer as it is now, not after a timer)
     poll = _Poll(pattern)
     hub.add(poll)
     try:

@@ -278,8 +278,15 @@ class RaftProtocol(amp.AMP):
 
     def ask(self, data: bytes) -> Deferred[bytes]:
         """Call `AskLeader`; errbacks as `IRaftTransport.ask` says."""
+        result: Deferred[bytes] = Deferred()
+
+        def failed(failure: Failure) -> None:
+            # Handled here: AMP drops the connection on a failure left unhandled.
+            result.errback(local_error(failure))
+
         d: Deferred[dict[str, Any]] = self.callRemote(AskLeader, data=data)
-        return d.addCallbacks(lambda answer: answer["data"], local_error)
+        d.addCallbacks(lambda answer: result.callback(answer["data"]), failed)
+        return result
 
     @ChangeMember.responder
     def _change_member(self, op: str, id: str, address: str | None) -> Deferred[dict[str, Any]]:

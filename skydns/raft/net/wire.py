@@ -194,7 +194,7 @@ class AskLeader(amp.Command):
     commandName = b"AskLeader"
     arguments = [(b"data", ChunkedBytes())]
     response = [(b"data", ChunkedBytes())]
-    errors = {RemoteNotLeader: b"NOT_LEADER"}
+    errors = {RemoteNotLeader: b"NOT_LEADER", RemoteBadProposal: b"BAD_PROPOSAL"}
 
 
 class RemoteMemberError(Exception):
