@@ -101,7 +101,8 @@ class LeaseKeeper(Service):
         return result
 
     def sweep(self) -> Deferred[None]:
-        """Propose Expire for every lapsed lease, in batches (one tick's work).
+        """Checkpoint the renewed ends that are due, then expire what ran
+        out, in batches (one tick's work).
 
         Never fails: errors are logged.  Exposed for tests and for a caller
         that wants an immediate sweep.
