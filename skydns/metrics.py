@@ -147,6 +147,14 @@ class Metrics:
             "Time an upstream took to answer an exchange, by upstream.",
             ["upstream"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.leases = Gauge(
+            "skydns_leases", "Leases in the local replica (until revoked).", registry=r
+        )
+        self.lease_deadlines = Gauge(
+            "skydns_lease_deadlines",
+            "Renewed deadlines this node holds in memory while it leads (leases and "
+            "instances with their own TTL).", registry=r,
+        )  # fmt: skip
         self.instances = Gauge(
             "skydns_registered_instances", "Service instances in the local replica.", registry=r
         )
@@ -250,6 +258,11 @@ class Metrics:
     def watch_instances(self, count: Callable[[], int]) -> None:
         """Report the instance gauge from ``count()`` at each scrape."""
         self.instances.set_function(count)
+
+    def watch_leases(self, leases: Callable[[], int], deadlines: Callable[[], int]) -> None:
+        """Report the lease gauges from ``leases()`` and ``deadlines()`` at each scrape."""
+        self.leases.set_function(leases)
+        self.lease_deadlines.set_function(deadlines)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its Content-Type."""

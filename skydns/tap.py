@@ -191,6 +191,7 @@ def makeService(options: Options) -> service.MultiService:
     cluster.add_apply_listener(RegistryLog().on_applied)
     cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
     LeaseKeeper(cluster, reactor, lessor=cluster.lessor).setServiceParent(top)
+    metrics.watch_leases(registry.lease_count, lambda: len(cluster.lessor))
     TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
     dns_service = build_dns(options, registry, reactor, metrics,

@@ -15,7 +15,16 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from skydns.commands import AddCallback, Expire, Register, Renew, Unregister
+from skydns.commands import (
+    AddCallback,
+    Checkpoint,
+    Expire,
+    GrantLease,
+    Register,
+    Renew,
+    RevokeLease,
+    Unregister,
+)
 from skydns.http.api import make_api
 from skydns.metrics import CLIENT_CLOSED, UNMATCHED_ROUTE, MeteredResource, Metrics, route_template
 from skydns.names import Callback, Service
@@ -238,6 +247,26 @@ class ApplyListenerTests(SynchronousTestCase):
         self.assertEqual(sample(self.metrics, "skydns_registered_instances"), 1.0)
         registry.apply(Unregister("a", START))
         self.assertEqual(sample(self.metrics, "skydns_registered_instances"), 0.0)
+
+    def test_lease_gauges_follow_registry_and_lessor(self) -> None:
+        """The lease gauges read the registry's leases and the lessor's
+        deadlines at each scrape."""
+        registry = Registry()
+        held: list[int] = [0]
+        self.metrics.watch_leases(registry.lease_count, lambda: held[0])
+        registry.apply(GrantLease("00000000000000a1", 30, START))
+        held[0] = 3
+        self.assertEqual(sample(self.metrics, "skydns_leases"), 1.0)
+        self.assertEqual(sample(self.metrics, "skydns_lease_deadlines"), 3.0)
+        registry.apply(RevokeLease(("00000000000000a1",), START))
+        self.assertEqual(sample(self.metrics, "skydns_leases"), 0.0)
+
+    def test_lease_commands_are_counted_by_op(self) -> None:
+        self.metrics.on_applied(GrantLease("00000000000000a1", 30, START), Applied(Outcome.OK),
+                                True)  # fmt: skip
+        self.metrics.on_applied(Checkpoint((), (), START), Applied(Outcome.OK), True)
+        self.assertEqual(self.changes("grant", "ok"), 1.0)
+        self.assertEqual(self.changes("checkpoint", "ok"), 1.0)
 
     def test_text_format_parses(self) -> None:
         """The whole exposition parses, and has every family SkyDNS documents."""

@@ -103,6 +103,10 @@ class LeaseCommands:
         lease = self._lease_table.get(lease_id)
         return lease if lease is not None and lease.alive(now) else None
 
+    def lease_count(self) -> int:
+        """Leases held, run out or not (until revoked)."""
+        return len(self._lease_table)
+
     def lease_held(self, lease_id: str) -> Optional[Lease]:
         """The lease with this ID, run out or not (until it is revoked)."""
         return self._lease_table.get(lease_id)
