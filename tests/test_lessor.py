@@ -119,6 +119,19 @@ class LeaseLoopTests(SynchronousTestCase):
         ends = [c for c in self.cluster.logged(Checkpoint) if c.leases and c.leases[0][0] == lease]
         self.assertLessEqual(len(ends), 120 / 26 + 1)
 
+    def test_a_retry_does_not_shrink_the_interval(self) -> None:
+        """A renewal retried 10 ms after the last one (or a second client)
+        leaves the interval about where the client's cadence put it, so a
+        failover still finds the recorded end past the next renewal."""
+        lessor = self.cluster.lessor
+        for _ in range(3):
+            self.run_for(9.0)
+            lessor.renew([Renewal(LEASE, L1)])
+        self.clock.advance(0.01)
+        lessor.renew([Renewal(LEASE, L1)])
+        held = lessor._deadlines[(LEASE, L1)]
+        self.assertGreater(held.interval, 8.0)
+
     def test_a_lease_let_go_lapses_at_its_last_renewal_plus_ttl(self) -> None:
         self.run_for(4.0, renew_every=1.0, renewals=(Renewal(LEASE, L1),))
         last = self.clock.seconds()

@@ -42,8 +42,9 @@ Key = tuple[str, str]
 
 class _Held:
     """A renewed deadline: its TTL, when it was last renewed, and the
-    interval between its last two renewals (a third of the TTL until two
-    have been seen: what clients are told to use)."""
+    interval its renewals come at (a third of the TTL until two have been
+    seen: what clients are told to use; a longer gap raises it at once, a
+    shorter one lowers it by a tenth)."""
 
     __slots__ = ("deadline", "ttl", "renewed", "interval")
 
@@ -135,7 +136,9 @@ class Lessor:
             self._deadlines[key] = _Held(mono + ttl, ttl, mono)
             return
         if mono > held.renewed:
-            held.interval = mono - held.renewed
+            # A shorter gap (a retry, a second client) lowers the interval
+            # only slowly: the client's next renewal may be a whole one away.
+            held.interval = max(mono - held.renewed, held.interval * 0.9)
             held.renewed = mono
         held.deadline, held.ttl = max(held.deadline, mono + ttl), ttl
 
