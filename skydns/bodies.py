@@ -204,14 +204,6 @@ def check_lease_id(lease: object) -> None:
         raise ValidationError("Lease", "must be a lease ID (16 lower-case hex digits)")
 
 
-def parse_lease_grant(body: bytes) -> int:
-    """Validate a ``POST /skydns/leases`` body ``{"TTL": n}``; return n."""
-    ttl = _integer(_load_object(body), "ttl", "TTL", 1, MAX_TTL)
-    if ttl is None:
-        raise ValidationError("TTL", "is required")
-    return ttl
-
-
 def _flag(data: dict[str, Any], key: str, field: str) -> bool:
     """``data[key]`` (a lower-cased key) as a boolean, False if absent."""
     value = data.get(key)
@@ -264,7 +256,7 @@ def parse_callback(uuid: str, body: bytes) -> Callback:
 
 
 def parse_ttl(body: bytes) -> int:
-    """Validate a PATCH body ``{"TTL": n}``; return n."""
+    """Validate a body ``{"TTL": n}`` (n ≥ 1: a renewal, a lease grant); return n."""
     ttl = _integer(_load_object(body), "ttl", "TTL", 1, MAX_TTL)
     if ttl is None:
         raise ValidationError("TTL", "is required")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Protocol
 from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
-from skydns.bodies import ValidationError, check_lease_id, parse_lease_grant
+from skydns.bodies import ValidationError, check_lease_id, parse_ttl
 from skydns.clock import Clock
 from skydns.commands import Command, GrantLease, Renew, RevokeLease
 from skydns.http.responses import APIError, proposal_failed, render_json
@@ -70,7 +70,7 @@ class LeaseRoutes:
 
     def grant(self, request: Request, body: bytes) -> "Deferred[bytes]":
         try:
-            ttl = parse_lease_grant(body)
+            ttl = parse_ttl(body)
         except ValidationError as e:
             raise APIError(400, str(e), field=e.field) from e
         lease_id = new_lease_id()

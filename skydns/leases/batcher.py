@@ -36,8 +36,6 @@ class RenewalBatcher:
         self.delay = delay
         self._pending: list[tuple[Renewal, Deferred[Optional[int]]]] = []
         self._call: Optional[IDelayedCall] = None
-        #: Requests sent to the leader (for tests and metrics).
-        self.requests = 0
 
     def renew(self, renewal: Renewal) -> Deferred[Optional[int]]:
         """The leader's answer to ``renewal``; errbacks `NotLeader` when no
@@ -58,7 +56,6 @@ class RenewalBatcher:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        self.requests += 1
         asked = self.ask(encode_renewals([renewal for renewal, _ in batch]))
 
         def answered(data: bytes) -> None:
