@@ -27,6 +27,11 @@ class NotLeader(Exception):
     """This node cannot take the request now (no leader known, or lost it)."""
 
 
+class StoreUnavailable(NotLeader):
+    """The store (etcd, with ``--store etcd``) cannot take the request now;
+    the message says why."""
+
+
 class ICluster(Interface):
     """Agreement on the registry's commands."""
 

@@ -225,7 +225,7 @@ def decode(data: bytes) -> Command:
         now = float(now)
         command: Command
         if op == "register":
-            command = Register(_service(body["service"]), now)
+            command = Register(service_from_json(body["service"]), now)
         elif op == "unregister":
             check_uuid(body["uuid"])
             command = Unregister(body["uuid"], now)
@@ -261,7 +261,7 @@ def decode(data: bytes) -> Command:
                 _ends(body["leases"], check_lease_id), _ends(body["instances"], check_uuid), now
             )
         else:
-            command = AddCallback(_callback(body["callback"]), now)
+            command = AddCallback(callback_from_json(body["callback"]), now)
     except ValidationError as e:
         raise CommandDecodeError(f"invalid command: {e}") from e
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -289,7 +289,9 @@ def _ends(value: Any, check: Any) -> tuple[tuple[str, float], ...]:
     return tuple(ends)
 
 
-def _service(value: Any) -> Service:
+def service_from_json(value: Any) -> Service:
+    """A `Service` from its `Service.to_dict` form; ValueError (a
+    `CommandDecodeError` or `ValidationError`) for anything else."""
     data = _object(value, _SERVICE_FIELDS, "service")
     texts = _strings(data, ("uuid", "name", "environment", "region", "version", "host"))
     service = Service(
@@ -302,7 +304,8 @@ def _service(value: Any) -> Service:
     return service
 
 
-def _callback(value: Any) -> Callback:
+def callback_from_json(value: Any) -> Callback:
+    """A `Callback` from its `Callback.to_dict` form; ValueError otherwise."""
     data = _object(value, _CALLBACK_FIELDS, "callback")
     texts = _strings(data, ("uuid", "name", "environment", "region", "version", "host", "reply"))
     callback = Callback(**texts, port=data["port"])

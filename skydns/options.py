@@ -31,6 +31,7 @@ from skydns.dns.tlsconfig import trust_root
 from skydns.dns.upstreams import RESOLV_CONF, configured_upstreams
 from skydns.logging import parse_log_format, parse_log_level
 from skydns.patterns import ORDERS
+from skydns.store.etcd.settings import store_settings
 
 DEFAULT_DOMAIN = "skydns.local"
 DEFAULT_DNS = "127.0.0.1:8053"
@@ -206,6 +207,15 @@ class Options(usage.Options):
         ["raft-tls-ca", None, None, "Mutual TLS between Raft peers: the cluster CA (PEM)."],
         ["raft-tls-cert", None, None, "This node's certificate (PEM), signed by the CA."],
         ["raft-tls-key", None, None, "The private key (PEM) of --raft-tls-cert."],
+        ["store", None, "raft", "Where the registry lives: raft (SkyDNS's own cluster) or "
+         "etcd://HOST:PORT[,HOST:PORT...] (https:// for TLS): an existing etcd v3."],
+        ["etcd-prefix", None, "/skydns/", "With --store etcd: the keys SkyDNS keeps, under this."],
+        ["etcd-max-staleness", None, "60", "With --store etcd: seconds DNS answers from its "
+         "copy while etcd cannot be reached; SERVFAIL after that."],
+        ["etcd-ca", None, None, "With --store https://...: the CA (PEM) etcd's certificate is "
+         "checked against (default: the system's)."],
+        ["etcd-cert", None, None, "With --store https://...: a client certificate (PEM) for etcd."],
+        ["etcd-key", None, None, "The private key (PEM) of --etcd-cert."],
     ]
     optFlags = [
         ["no-forward", None, "Do not forward names outside the domain (answer REFUSED)."],
@@ -375,6 +385,7 @@ class Options(usage.Options):
                     "authenticates the members: give --cluster-key-file (or "
                     "$SKYDNS_CLUSTER_KEY), --raft-tls-ca/-cert/-key, or --secret"
                 )
+        self["etcd"] = store_settings(self)
         self["max-instances-per-name"] = _checked(
             "max-instances-per-name", instances_limit, self["max-instances-per-name"]
         )

@@ -135,13 +135,9 @@ def makeService(options: Options) -> service.MultiService:
     from skydns.gctune import THAW_INTERVAL, thaw, tune_gc
     from skydns.http.api import make_api
     from skydns.http.site import make_site
-    from skydns.leases.expiry import LeaseKeeper
     from skydns.logging import log_observer
     from skydns.metrics import Metrics
-    from skydns.raft.node.options import NodeOptions
-    from skydns.raft.storage.errors import StorageError
     from skydns.registry import Registry
-    from skydns.store.raft import build_cluster, exit_now
     from skydns.watch.hub import WatchHub
 
     tune_gc()
@@ -159,43 +155,26 @@ def makeService(options: Options) -> service.MultiService:
         if observer.rotates:
             _rotate_on_sigusr1(observer, reactor)
     top = _Node(observer, twistd=options.parent)
-
-    def fail_stop(reason: str) -> None:
-        top.tell_parent(reason)
-        exit_now(reason)
-
     registry = Registry()
     metrics.watch_instances(lambda: len(registry))
-    try:
-        cluster, node = build_cluster(
-            options["node-id"], options["peers"], options["raft"], options["data-dir"],
-            registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
-            raft_tls=options["raft-tls"], join=options["join"], fail_stop=fail_stop,
-            non_voter=options["non-voter"],
-            options=NodeOptions(
-                tick_interval=TICK_MS / 1000,
-                election_tick=options["election-timeout"] // TICK_MS,
-                heartbeat_tick=options["heartbeat-interval"] // TICK_MS,
-                snapshot_entries=options["snapshot-entries"],
-                keep_entries=options["snapshot-keep"],
-            ),
-        )  # fmt: skip
-    except StorageError as e:
-        # Before logging starts: this goes to stderr, and twistd exits 1.
-        where = "" if "data dir" in str(e) else f"data dir {options['data-dir']}: "
-        raise SystemExit(f"skydns: cannot start: {where}{e}") from None
-    hand_over(options["data-dir"], options.parent)
-    node.setServiceParent(top)
+    if options["etcd"] is not None:
+        from skydns.store.etcd.cluster import build_etcd_cluster
 
+        cluster, node = build_etcd_cluster(options["etcd"], options["node-id"], registry, reactor)
+        node.setServiceParent(top)
+        unavailable = cluster.unavailable
+        metrics.watch_leases(registry.lease_count, lambda: len(cluster.mirror.ttls))
+    else:
+        cluster = _raft_cluster(options, registry, reactor, metrics, top)
+        unavailable = None
     cluster.add_apply_listener(metrics.on_applied)
     cluster.add_apply_listener(RegistryLog().on_applied)
     cluster.add_apply_listener(CallbackNotifier(treq, clock=reactor).on_applied)
-    LeaseKeeper(cluster, reactor, lessor=cluster.lessor).setServiceParent(top)
-    metrics.watch_leases(registry.lease_count, lambda: len(cluster.lessor))
     TimerService(THAW_INTERVAL, thaw).setServiceParent(top)
 
     dns_service = build_dns(options, registry, reactor, metrics,
-                            reuse_port=options["dns-workers"] > 0)  # fmt: skip
+                            reuse_port=options["dns-workers"] > 0,
+                            unavailable=unavailable)  # fmt: skip
     dns_service.setServiceParent(top)
     if options["dns-workers"]:
         host = options["dns"].host
@@ -218,3 +197,41 @@ def makeService(options: Options) -> service.MultiService:
     )
     strports.service(options["http"], site).setServiceParent(top)  # type: ignore[arg-type]
     return top
+
+
+def _raft_cluster(options: Options, registry: Any, reactor: Any, metrics: Any,
+                  top: _Node) -> Any:  # fmt: skip
+    """The node of SkyDNS's own Raft (``--store raft``), its data dir
+    loaded and its lease loop started under ``top``."""
+    from skydns.leases.expiry import LeaseKeeper
+    from skydns.raft.node.options import NodeOptions
+    from skydns.raft.storage.errors import StorageError
+    from skydns.store.raft import build_cluster, exit_now
+
+    def fail_stop(reason: str) -> None:
+        top.tell_parent(reason)
+        exit_now(reason)
+
+    try:
+        cluster, node = build_cluster(
+            options["node-id"], options["peers"], options["raft"], options["data-dir"],
+            registry, reactor, metrics=metrics, cluster_key=options["cluster-key"],
+            raft_tls=options["raft-tls"], join=options["join"], fail_stop=fail_stop,
+            non_voter=options["non-voter"],
+            options=NodeOptions(
+                tick_interval=TICK_MS / 1000,
+                election_tick=options["election-timeout"] // TICK_MS,
+                heartbeat_tick=options["heartbeat-interval"] // TICK_MS,
+                snapshot_entries=options["snapshot-entries"],
+                keep_entries=options["snapshot-keep"],
+            ),
+        )  # fmt: skip
+    except StorageError as e:
+        # Before logging starts: this goes to stderr, and twistd exits 1.
+        where = "" if "data dir" in str(e) else f"data dir {options['data-dir']}: "
+        raise SystemExit(f"skydns: cannot start: {where}{e}") from None
+    hand_over(options["data-dir"], options.parent)
+    node.setServiceParent(top)
+    LeaseKeeper(cluster, reactor, lessor=cluster.lessor).setServiceParent(top)
+    metrics.watch_leases(registry.lease_count, lambda: len(cluster.lessor))
+    return cluster

@@ -6,7 +6,7 @@ from a copy of the registry), so both are built by this one function."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from twisted.names.resolve import ResolverChain
 
@@ -40,15 +40,17 @@ def nameservers(options: Any) -> list[tuple[str, str]]:
 
 
 def build_dns(options: Any, registry: Registry, reactor: Any, metrics: Any = None,
-              reuse_port: bool = False, tls: bool = True) -> DNSService:  # fmt: skip
+              reuse_port: bool = False, tls: bool = True,
+              unavailable: Optional[Callable[[], Optional[str]]] = None) -> DNSService:  # fmt: skip
     """The DNS service of a node started with ``options`` (`skydns.options`),
     answering from ``registry``; with ``reuse_port`` its sockets share the
-    address with others (SO_REUSEPORT); without ``tls``, no DNS over TLS."""
+    address with others (SO_REUSEPORT); without ``tls``, no DNS over TLS;
+    while ``unavailable()`` gives a reason, the domain's names get SERVFAIL."""
     tls_settings = (options["dns-tls"], options["dns-tls-context"]) if tls else (None, None)
     dns_address: HostPort = options["dns"]
     names = ORDERS[options["names"]]
     authority = SkyDNSAuthority(registry, reactor, options["domain"], nameservers(options),
-                                options["negative-ttl"], names)  # fmt: skip
+                                options["negative-ttl"], names, unavailable)  # fmt: skip
     forwarder = None
     if options["upstreams"] is not None:
         cache = ResponseCache(reactor, max_entries=options["cache-size"],

@@ -93,8 +93,11 @@ class SkyDNSAuthority(ResolverBase):
         nameservers: Union[Nameservers, Callable[[], Nameservers]] = (),
         negative_ttl: int = DEFAULT_NEGATIVE_TTL,
         names: tuple[str, ...] = POSITIONS,
+        unavailable: Optional[Callable[[], Optional[str]]] = None,
     ) -> None:
         ResolverBase.__init__(self)
+        #: Why the registry cannot be vouched for now (SERVFAIL), or None.
+        self.unavailable = unavailable
         #: The label order names are read in (`skydns.patterns.ORDERS`).
         self.names = names
         #: The SOA's MINIMUM and TTL: how long NXDOMAIN and NODATA are cached.
@@ -145,6 +148,8 @@ class SkyDNSAuthority(ResolverBase):
             parsed = self._parse(key)
         if qtype in (dns.AXFR, dns.IXFR):
             raise QueryRefused(name)
+        if self.unavailable is not None and self.unavailable() is not None:
+            raise error.DNSServerError(name)  # (answered SERVFAIL, never cached)
         work = Work(self.clock.seconds())
         if parsed is None:
             found: Optional[Answer] = self._apex(name, qtype, work)

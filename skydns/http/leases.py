@@ -36,8 +36,9 @@ class LeaseCluster(Protocol):
 
 
 def new_lease_id() -> str:
-    """A fresh lease ID: 16 random hex digits (64 bits)."""
-    return secrets.token_hex(8)
+    """A fresh lease ID: 16 hex digits of a random positive 63-bit number,
+    so that it can also be the ID of an etcd lease (``--store etcd``)."""
+    return f"{secrets.randbelow(2**63 - 1) + 1:016x}"
 
 
 def _lease_id(lease_id: str) -> str:

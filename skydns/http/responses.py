@@ -14,7 +14,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from skydns.bodies import ValidationError
-from skydns.cluster import NotLeader
+from skydns.cluster import NotLeader, StoreUnavailable
 
 #: Retry-After (seconds) sent with a 503.
 RETRY_AFTER = b"1"
@@ -63,10 +63,10 @@ def proposal_failed(failure: Failure) -> NoReturn:
         raise APIError(400, str(error), field=error.field) from error
     if isinstance(error, NotLeader):
         message = str(error)
-        raise APIError(
-            503, f"no leader can take the write now: {message}" if message else
-            "no leader can take the write now", {b"Retry-After": RETRY_AFTER},
-        ) from error  # fmt: skip
+        if not isinstance(error, StoreUnavailable):
+            message = f"no leader can take the write now: {message}" if message else \
+                "no leader can take the write now"
+        raise APIError(503, message, {b"Retry-After": RETRY_AFTER}) from error
     raise APIError(
         503,
         "the cluster did not commit the write in time; it may still be applied",

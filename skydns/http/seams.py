@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from skydns.cluster import NotLeader
+from skydns.cluster import NotLeader, StoreUnavailable
 from skydns.commands import Command
 from skydns.http.responses import RETRY_AFTER, APIError
 from skydns.leases.renewal import Renewal
@@ -69,6 +69,7 @@ async def read_barrier(cluster: Cluster, consistent: Optional[str], timeout: flo
     try:
         await d
     except (NotLeader, TimeoutError, defer.TimeoutError) as e:
+        reason = f": {e}" if isinstance(e, StoreUnavailable) else ""
         raise APIError(
-            503, "no consistent read is possible now", {b"Retry-After": RETRY_AFTER}
+            503, "no consistent read is possible now" + reason, {b"Retry-After": RETRY_AFTER}
         ) from e

@@ -47,6 +47,7 @@ from skydns.registry.addresses import Network as AddressNetwork
 from skydns.registry.expiry import ExpiryQueue
 from skydns.registry.leases import LeaseTable
 from skydns.registry.leasing import LeaseCommands
+from skydns.registry.mirroring import MirrorWrites
 from skydns.registry.model import (
     MAX_INSTANCES_PER_NAME,
     Applied,
@@ -67,7 +68,7 @@ def _fixed(value: str) -> Optional[str]:
 
 
 @define
-class Registry(LeaseCommands):
+class Registry(LeaseCommands, MirrorWrites):
     """All instances, indexed for lookups."""
 
     #: Bumped on every change; answer caches key on it.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import treq
@@ -82,6 +83,37 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: Optional[str]) -> bytes:
     return base64.b64decode(text) if text else b""
+
+
+def compare_created(key: bytes, revision: int, result: str = "EQUAL") -> dict[str, Any]:
+    """A txn compare on ``key``'s create revision (0: the key is absent)."""
+    return {"key": _b64(key), "target": "CREATE", "result": result,
+            "create_revision": str(revision)}  # fmt: skip
+
+
+def compare_modified(key: bytes, revision: int) -> dict[str, Any]:
+    """A txn compare: ``key`` was last written at ``revision``."""
+    return {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+
+
+def put_op(key: bytes, value: bytes, lease: int = 0) -> dict[str, Any]:
+    put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+    if lease:
+        put["lease"] = str(lease)
+    return {"request_put": put}
+
+
+def delete_op(key: bytes) -> dict[str, Any]:
+    return {"request_delete_range": {"key": _b64(key)}}
+
+
+def range_op(key: bytes) -> dict[str, Any]:
+    return {"request_range": {"key": _b64(key)}}
+
+
+def ranged(response: dict[str, Any]) -> list[KeyValue]:
+    """The keys a `range_op` in a txn's responses read."""
+    return [KeyValue.from_json(kv) for kv in response.get("response_range", {}).get("kvs", [])]
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -163,15 +195,8 @@ class EtcdClient:
     async def create(self, key: bytes, value: bytes, lease: int = 0) -> Optional[int]:
         """Write ``key`` only if it does not exist (one transaction): the
         revision, or None when it existed."""
-        put: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
-        if lease:
-            put["lease"] = str(lease)
-        answer = await self.call("/v3/kv/txn", {
-            "compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL",
-                         "create_revision": "0"}],
-            "success": [{"request_put": put}],
-        })  # fmt: skip
-        return int(answer["header"]["revision"]) if answer.get("succeeded") else None
+        done, revision, _ = await self.txn([compare_created(key, 0)], [put_op(key, value, lease)])
+        return revision if done else None
 
     async def delete(self, key: bytes, range_end: bytes = b"") -> int:
         """Delete ``key`` (or the range to ``range_end``); how many went."""
@@ -181,11 +206,26 @@ class EtcdClient:
         answer = await self.call("/v3/kv/deleterange", body)
         return int(answer.get("deleted", 0))
 
+    async def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
+                  failure: Sequence[dict[str, Any]] = ()
+                  ) -> tuple[bool, int, list[Any]]:  # fmt: skip
+        """One transaction, its parts in the gateway's JSON (`compare_*`,
+        `put_op`, `delete_op`, `range_op` build them): whether the compares
+        held, the revision, and the responses of the branch taken."""
+        answer = await self.call("/v3/kv/txn", {
+            "compare": compare, "success": list(success), "failure": list(failure)})
+        return (bool(answer.get("succeeded")), int(answer["header"]["revision"]),
+                list(answer.get("responses", [])))  # fmt: skip
+
     # -- leases --------------------------------------------------------------------
 
-    async def grant(self, ttl: int) -> int:
-        """A new lease of ``ttl`` seconds; its ID."""
-        answer = await self.call("/v3/lease/grant", {"TTL": str(ttl)})
+    async def grant(self, ttl: int, lease: int = 0) -> int:
+        """A new lease of ``ttl`` seconds (with the ID ``lease``, or one etcd
+        picks); its ID.  `EtcdError` if a lease has that ID already."""
+        body = {"TTL": str(ttl)}
+        if lease:
+            body["ID"] = str(lease)
+        answer = await self.call("/v3/lease/grant", body)
         if answer.get("error"):
             raise EtcdError(200, str(answer["error"]))
         return int(answer["ID"])
