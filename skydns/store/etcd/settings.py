@@ -76,8 +76,11 @@ def store_settings(options: Any) -> Optional[EtcdSettings]:
 
 
 def _readable(path: str) -> str:
-    with open(path, "rb") as f:
-        f.read(1)
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
     return path
 
 
