@@ -52,8 +52,10 @@ class FakeEtcd:
     async def time_to_live(self, lease: int) -> int:
         return self.ttls.get(lease, -1)
 
-    def watch(self, key: bytes, range_end: bytes, start: int, on_events: Any) -> Deferred[None]:
+    def watch(self, key: bytes, range_end: bytes, start: int, on_events: Any,
+              opened: Any) -> Deferred[None]:  # fmt: skip
         d: Deferred[None] = Deferred()
+        opened()
         self.watches.append((start, on_events, d))
         return d
 

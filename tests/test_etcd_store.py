@@ -11,14 +11,15 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.names import error
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from skydns.cluster import StoreUnavailable
-from skydns.commands import Command
+from skydns.commands import Command, Register
 from skydns.dns.authority import SkyDNSAuthority
+from skydns.dns.resolution import RegistryUnavailable
 from skydns.http.api import make_api
+from skydns.names import Service
 from skydns.options import Options
 from skydns.registry import Registry
 from skydns.store.etcd.client import KeyValue
@@ -101,7 +102,7 @@ class StalenessTests(SynchronousTestCase):
     def answers(self) -> bool:
         try:
             self.authority.resolution(b"skydns.local", 6)  # SOA
-        except error.DNSServerError:
+        except RegistryUnavailable:
             return False
         return True
 
@@ -136,6 +137,20 @@ class StalenessTests(SynchronousTestCase):
         self.probe()
         self.assertTrue(self.answers())
         self.assertTrue(self.cluster.is_ready())
+
+    def test_no_answer_revalidated_while_stale(self) -> None:
+        """The fast path's answers set aside at a registry change are reused
+        only if the authority vouches for them: never while stale."""
+        self.registry.apply(Register(Service(uuid="u1", name="web", environment="prod",
+                                             region="", version="", host="10.0.0.1", port=80,
+                                             ttl=30), self.clock.seconds()))  # fmt: skip
+        self.cluster.mirror.problem = None
+        self.probe()
+        sources = self.authority.resolution(b"web.prod.skydns.local", 33).sources
+        self.assertTrue(self.authority.unchanged(sources))
+        self.etcd.up = False
+        self.probe(11)
+        self.assertFalse(self.authority.unchanged(sources))
 
     def test_a_watch_left_behind_is_restarted(self) -> None:
         """etcd answers but the watch has not brought its last write for

@@ -52,6 +52,7 @@ from skydns.dns.resolution import (
     QUERY,
     NameNotFound,
     QueryRefused,
+    RegistryUnavailable,
     Resolution,
     Work,
 )
@@ -149,7 +150,7 @@ class SkyDNSAuthority(ResolverBase):
         if qtype in (dns.AXFR, dns.IXFR):
             raise QueryRefused(name)
         if self.unavailable is not None and self.unavailable() is not None:
-            raise error.DNSServerError(name)  # (answered SERVFAIL, never cached)
+            raise RegistryUnavailable(name)  # (answered SERVFAIL, never cached)
         work = Work(self.clock.seconds())
         if parsed is None:
             found: Optional[Answer] = self._apex(name, qtype, work)
@@ -172,7 +173,10 @@ class SkyDNSAuthority(ResolverBase):
     def unchanged(self, sources: Any) -> bool:
         """Whether the registry reads an answer was computed from (see
         `resolve_sources`) give the very same instances now: then so would
-        the answer, with the same TTLs until the time it was given with."""
+        the answer, with the same TTLs until the time it was given with
+        (never while the registry is unavailable: the answer is SERVFAIL)."""
+        if self.unavailable is not None and self.unavailable() is not None:
+            return False
         registry = self.registry
         now = self.clock.seconds()
         for kind, argument, result in sources:

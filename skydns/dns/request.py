@@ -11,7 +11,7 @@ from attrs import define
 from twisted.internet import defer
 from twisted.names import dns, error
 
-from skydns.dns.resolution import NameNotFound, QueryRefused
+from skydns.dns.resolution import NameNotFound, QueryRefused, RegistryUnavailable
 from skydns.dns.wirequery import Query
 
 
@@ -45,6 +45,7 @@ BuildResponse = Callable[
 _ERROR_RCODES: Sequence[tuple[type[BaseException], int]] = (
     (NameNotFound, dns.ENAME),
     (QueryRefused, dns.EREFUSED),
+    (RegistryUnavailable, dns.ESERVER),
     (error.DNSQueryRefusedError, dns.EREFUSED),
     (error.DNSFormatError, dns.EFORMAT),
     (error.DNSNotImplementedError, dns.ENOTIMP),

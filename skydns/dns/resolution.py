@@ -36,6 +36,12 @@ class QueryRefused(Exception):
     """A question in our domain we will not answer (zone transfers)."""
 
 
+class RegistryUnavailable(Exception):
+    """The registry cannot be vouched for now (``--store etcd`` cut off from
+    etcd too long): SERVFAIL.  Not a `DomainError`, which a resolver chain
+    would take as "not mine" and pass to the next resolver."""
+
+
 class Resolution(NamedTuple):
     """An answer from the authority, and what an answer cache needs of it.
 

@@ -253,15 +253,19 @@ class EtcdClient:
     # -- watching ------------------------------------------------------------------
 
     def watch(self, key: bytes, range_end: bytes, start_revision: int,
-              on_events: Callable[[list[Event], int], None]) -> Deferred[None]:  # fmt: skip
+              on_events: Callable[[list[Event], int], None],
+              opened: Callable[[], None] = lambda: None) -> Deferred[None]:  # fmt: skip
         """Call ``on_events(events, revision)`` for each batch of changes from
-        ``start_revision`` on; the Deferred fires when the stream ends
-        (errbacks `Compacted`, `EtcdUnavailable` or a connection error).
-        Cancel it to stop watching."""
-        return Deferred.fromCoroutine(self._watch(key, range_end, start_revision, on_events))
+        ``start_revision`` on (and ``opened()`` once etcd answered the
+        request); the Deferred fires when the stream ends (errbacks
+        `Compacted`, `EtcdUnavailable` or a connection error).  Cancel it to
+        stop watching."""
+        return Deferred.fromCoroutine(
+            self._watch(key, range_end, start_revision, on_events, opened))
 
     async def _watch(self, key: bytes, range_end: bytes, start_revision: int,
-                     on_events: Callable[[list[Event], int], None]) -> None:  # fmt: skip
+                     on_events: Callable[[list[Event], int], None],
+                     opened: Callable[[], None]) -> None:  # fmt: skip
         body = json.dumps({"create_request": {
             "key": _b64(key), "range_end": _b64(range_end),
             "start_revision": str(start_revision)}}).encode()  # fmt: skip
@@ -272,6 +276,8 @@ class EtcdClient:
         except _UNREACHABLE as e:
             self._first = (self._first + 1) % len(self.endpoints)
             raise EtcdUnavailable(f"{url}: {e}") from e
+        if response.code == 200:
+            opened()
         buffer = bytearray()
         failure: list[BaseException] = []
 

@@ -93,10 +93,9 @@ class EtcdMirror:
                 if self._reload:
                     await self.load()
                     self._reload = False
-                self.problem = None
-                delay = 0.1
                 self._watch = self.client.watch(self.layout.prefix, prefix_end(self.layout.prefix),
-                                                self.revision + 1, self.apply_events)  # fmt: skip
+                                                self.revision + 1, self.apply_events,
+                                                self._opened)  # fmt: skip
                 await self._watch
                 problem = "etcd ended the watch"
             except Compacted as e:
@@ -116,9 +115,15 @@ class EtcdMirror:
             if self.problem is None:
                 log.warn("etcd watch lost ({problem}); resuming from revision {revision}",
                          problem=problem, revision=self.revision + 1)  # fmt: skip
+                delay = 0.0 if self._reload else 0.1
             self.problem = problem
             await _sleep(self.clock, delay)
             delay = min(max(delay, 0.1) * 2, 2.0)
+
+    def _opened(self) -> None:
+        if self.problem is not None and self.revision:
+            log.info("etcd watch resumed from revision {revision}", revision=self.revision + 1)
+        self.problem = None
 
     async def load(self) -> None:
         """Replace the copy with one range read of the prefix."""
