@@ -90,6 +90,7 @@ class Node:
 
     def start(self) -> Node:
         self.process.start()
+        self.process.wait_for("/ready")
         return self
 
     def call(self, method: str, path: str, body: bytes | None = None,
@@ -105,10 +106,12 @@ class ServerTests(SynchronousTestCase):
     """server_test.go's API cases, each with the instance it registers."""
 
     node: ClassVar[Node]
+    #: Where the registry lives (test_skydns1_etcd.py runs these on etcd).
+    store: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.node = Node().start()
+        cls.node = Node(*cls.store).start()
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -212,11 +215,13 @@ class ServerTests(SynchronousTestCase):
 class AuthenticationTests(SynchronousTestCase):
     """TestAuthenticationFailure and TestAuthenticationSuccess."""
 
+    store: ClassVar[tuple[str, ...]] = ()
+
     def test_secret(self) -> None:
         """The raw secret in Authorization: 201.  Without it SkyDNS 1
         answered 403; deliberate difference: 401 (SkyDNS 1.0 itself moved
         to 401; neither Go client looks at the status)."""
-        node = Node("--secret", "myimportantsecret").start()
+        node = Node(*self.store, "--secret", "myimportantsecret").start()
         self.addCleanup(node.process.cleanup)
         body = go_body(**TEST_SERVICE)
         self.assertEqual(node.call("PUT", "/skydns/services/123", body)[0], 401)
@@ -230,12 +235,13 @@ class FixtureTests(SynchronousTestCase):
     node: ClassVar[Node]
     upstream: ClassVar[ThreadedUpstream]
     registered: ClassVar[float]
+    store: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.upstream = ThreadedUpstream(answering(count=2), "127.0.0.1", 0)
         address = cls.upstream.start()
-        cls.node = Node("--nameserver", f"{address.host}:{address.port}").start()
+        cls.node = Node(*cls.store, "--nameserver", f"{address.host}:{address.port}").start()
         cls.registered = time.monotonic()
         for uuid, name, version, region, host, environment, port, ttl in FIXTURE:
             code, body = cls.node.call("PUT", f"/skydns/services/{uuid}", go_body(
@@ -318,10 +324,11 @@ class ReadmeTests(SynchronousTestCase):
     """The DNS examples of SkyDNS 1's README, answered as it shows them."""
 
     node: ClassVar[Node]
+    store: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.node = Node().start()
+        cls.node = Node(*cls.store).start()
         for uuid, region, host, port in (("1001", "East", "web1.site.com", 80),
                                          ("1002", "East", "web2.site.com", 8080),
                                          ("1003", "West", "web3.site.com", 80),
