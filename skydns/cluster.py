@@ -2,7 +2,8 @@
 
 The HTTP API and the lease keeper only ever call `ICluster.propose`; the
 Raft store (`skydns.store.raft`) implements it by replicating the command
-first, and `skydns.testing.LocalCluster` by applying it at once in memory.
+first, the etcd store (`skydns.store.etcd`) by writing it to etcd, and
+`skydns.testing.LocalCluster` by applying it at once in memory.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ class EtcdMirror:
         if held is not None and held.alive(now) and _same(held.service, service):
             if held.service.drain is not service.drain:
                 self._emit(Drain(service.uuid, service.drain, now))
-            if _own_ttl(service) and held.service.ttl != service.ttl:
+            if not service.lease and held.service.ttl != service.ttl:
                 self._emit(Renew(service.uuid, service.ttl, now))
         else:
             if held is not None and held.alive(now):

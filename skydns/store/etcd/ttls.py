@@ -34,7 +34,7 @@ class TTLTracker:
     """The etcd leases of ``registry``'s leases and own-TTL instances."""
 
     def __init__(self, client: EtcdClient, registry: Registry, clock: IReactorTime,
-                 per_second: int = 500, concurrency: int = 16) -> None:  # fmt: skip
+                 per_second: int = 2000, concurrency: int = 16) -> None:  # fmt: skip
         self.client = client
         self.registry = registry
         self.clock = clock

@@ -96,7 +96,8 @@ class EtcdWriter:
 
     async def _register(self, service: Service) -> tuple[Applied, int]:
         key = self.layout.service_key(service.uuid)
-        if self.registry.count_named(service, exclude=key.decode()) >= MAX_INSTANCES_PER_NAME:
+        named = self.registry.count_named(service, exclude=service.uuid.lower())
+        if named >= MAX_INSTANCES_PER_NAME:
             return Applied(Outcome.TOO_MANY), 0
         compare = [compare_created(key, 0)]
         own = 0
@@ -157,15 +158,19 @@ class EtcdWriter:
         raise EtcdError(409, f"instance {uuid} kept changing; try again")
 
     async def _renew(self, uuid: str, ttl: int) -> tuple[Applied, int]:
-        """A new TTL for an instance living by its own: a new etcd lease."""
+        """A new TTL for an instance not under a lease: a new etcd lease of
+        that TTL (a NoExpire instance only takes the TTL, as with Raft)."""
         held = await self._read(uuid)
         if held is None or held[1].lease:
             return _NOT_FOUND, 0
+        if held[1].no_expire:
+            return await self._update(uuid, lambda s, c: (evolve(s, ttl=ttl), c))
         old = held[0].lease
         lease = await self.client.grant(ttl)
-        applied, revision = await self._update(
-            uuid, lambda s, c: (evolve(s, ttl=ttl, no_expire=False), c), lease)
-        await self.client.revoke(lease if applied.status is not Outcome.OK else old)
+        applied, revision = await self._update(uuid, lambda s, c: (evolve(s, ttl=ttl), c), lease)
+        gone = lease if applied.status is not Outcome.OK else old
+        if gone:
+            await self.client.revoke(gone)
         return applied, revision
 
     async def _add_callback(self, callback: Callback, now: float) -> tuple[Applied, int]:
