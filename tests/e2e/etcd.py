@@ -27,34 +27,52 @@ def etcd_missing() -> str | None:
 
 
 class EtcdProcess:
-    """One etcd member on 127.0.0.1."""
+    """One etcd member on 127.0.0.1; with ``tls`` (paths of the CA, etcd's
+    certificate and key, and a client's certificate and key), its client
+    port is HTTPS and takes only clients with a certificate from that CA."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str, str, str, str] | None = None) -> None:
         self.client_port = free_port()
         self.peer_port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="skydns-etcd-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
+
+    def _health(self) -> bool:
+        context = None
+        if self.tls is not None:
+            import ssl
+
+            ca, _, _, cert, key = self.tls
+            context = ssl.create_default_context(cafile=ca)
+            context.load_cert_chain(cert, key)
+        with urllib.request.urlopen(self.url + "/health", timeout=1, context=context) as answer:
+            return b"true" in answer.read()
 
     def start(self, timeout: float = 20.0) -> EtcdProcess:
         peer = f"http://127.0.0.1:{self.peer_port}"
+        tls: list[str] = []
+        if self.tls is not None:
+            ca, cert, key, _, _ = self.tls
+            tls = ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+                   "--client-cert-auth"]  # fmt: skip
         with open(os.path.join(self.data_dir, "etcd.log"), "ab") as log:
             self.process = subprocess.Popen(
                 [ETCD, "--name", "t", "--data-dir", os.path.join(self.data_dir, "d"),
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"t={peer}"],
+                 "--initial-cluster", f"t={peer}", *tls],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as answer:
-                    if b"true" in answer.read():
-                        return self
+                if self._health():
+                    return self
             except OSError:
                 pass
             if self.process.poll() is not None:

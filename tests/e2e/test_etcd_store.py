@@ -215,3 +215,42 @@ class FailureTests(EtcdTestCase):
         wait_until(lambda: len(srv(self.a, name)) == 2)
 
 
+
+
+class TLSTests(SynchronousTestCase):
+    def test_client_certificate(self) -> None:
+        """``--store https://...`` with ``--etcd-ca/-cert/-key`` works against
+        an etcd that requires client certificates; a node with no client
+        certificate is refused by etcd, and says so (not ready, writes 503)."""
+        import tempfile
+
+        from tests.e2e.certs import issue
+
+        missing = etcd_missing()
+        if missing:
+            raise SkipTest(missing)
+        directory = tempfile.mkdtemp(prefix="skydns-etcd-tls-")
+        ca = issue(directory, "ca")
+        server = issue(directory, "etcd", ca)
+        client = issue(directory, "skydns", ca)
+        etcd = EtcdProcess((ca.cert_path, server.cert_path, server.key_path,
+                            client.cert_path, client.key_path)).start()  # fmt: skip
+        self.addCleanup(etcd.cleanup)
+        store = ["--store", f"https://127.0.0.1:{etcd.client_port}", "--no-forward",
+                 "--etcd-ca", ca.cert_path]  # fmt: skip
+        good = SkyDNSProcess([*store, "--etcd-cert", client.cert_path,
+                              "--etcd-key", client.key_path])  # fmt: skip
+        bad = SkyDNSProcess(store)
+        for node in (good, bad):
+            self.addCleanup(node.cleanup)
+            node.start()
+        good.wait_for("/ready")
+        code, _ = http("PUT", good.url + "/skydns/services/t1", service(Name="tls"))
+        self.assertEqual(code, 201)
+        self.assertEqual(srv(good, "tls.prod.skydns.local."), ["t1.skydns.local."])
+        code, body = http("GET", bad.url + "/ready")
+        self.assertEqual(code, 503, body)
+        code, body = http("PUT", bad.url + "/skydns/services/t2", service(Name="tls"))
+        self.assertEqual(code, 503, body)
+        self.assertIn("etcd", body["error"])
+        print("\nwithout a client certificate:", body["error"])

@@ -85,6 +85,15 @@ def _unb64(text: Optional[str]) -> bytes:
     return base64.b64decode(text) if text else b""
 
 
+def describe(error: BaseException) -> str:
+    """One line for a failed connection (a `ResponseFailed` lists the
+    failures inside it, such as a TLS alert)."""
+    reasons = getattr(error, "reasons", None)
+    if isinstance(error, ResponseFailed) and reasons:
+        return "; ".join(str(r.getErrorMessage()) for r in reasons)
+    return str(error) or type(error).__name__
+
+
 def compare_created(key: bytes, revision: int, result: str = "EQUAL") -> dict[str, Any]:
     """A txn compare on ``key``'s create revision (0: the key is absent)."""
     return {"key": _b64(key), "target": "CREATE", "result": result,
@@ -155,7 +164,7 @@ class EtcdClient:
                 content.addTimeout(self.timeout, self.clock)
                 raw: bytes = await content
             except _UNREACHABLE as e:
-                failures.append(f"{self.endpoints[at]}: {e}")
+                failures.append(f"{self.endpoints[at]}: {describe(e)}")
                 continue
             self._first = at
             try:
@@ -275,7 +284,7 @@ class EtcdClient:
                                             headers={b"Content-Type": [b"application/json"]})
         except _UNREACHABLE as e:
             self._first = (self._first + 1) % len(self.endpoints)
-            raise EtcdUnavailable(f"{url}: {e}") from e
+            raise EtcdUnavailable(f"{url}: {describe(e)}") from e
         if response.code == 200:
             opened()
         buffer = bytearray()
