@@ -265,3 +265,28 @@ def udp_flood(port: int, wire: bytes, count: int, quiet: float = 0.5) -> tuple[i
         return sent, received, replies
     finally:
         sock.close()
+
+
+def callback_receiver(test: Any) -> tuple[int, list[str]]:
+    """An HTTP server on 127.0.0.1 recording the path of each DELETE it gets
+    (a SkyDNS callback), for as long as ``test`` runs: (port, paths)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_DELETE(self) -> None:  # noqa: N802 - http.server's hook name
+            received.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    server = HTTPServer(("127.0.0.1", port), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    test.addCleanup(server.server_close)
+    test.addCleanup(server.shutdown)
+    return port, received

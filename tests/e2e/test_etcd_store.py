@@ -7,17 +7,16 @@ Skipped, saying why, where no etcd binary exists."""
 
 from __future__ import annotations
 
+import json
 import statistics
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, ClassVar
 
 import dns.rcode
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.e2e.etcd import EtcdProcess, etcd_missing
-from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
+from tests.e2e.harness import SkyDNSProcess, callback_receiver, dns_query, http
 
 BOUND = 15.0
 
@@ -146,22 +145,7 @@ class TwoNodesTests(EtcdTestCase):
         self.assertEqual(srv(self.a, "hb.prod.skydns.local."), ["h1.skydns.local."])
 
     def test_callback_is_sent_once(self) -> None:
-        received: list[str] = []
-
-        class Receiver(BaseHTTPRequestHandler):
-            def do_DELETE(self) -> None:  # noqa: N802 - http.server's hook name
-                received.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        port = free_port()
-        server = HTTPServer(("127.0.0.1", port), Receiver)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.addCleanup(server.server_close)
-        self.addCleanup(server.shutdown)
+        port, received = callback_receiver(self)
         self.assertEqual(self.call(self.a, "PUT", "/skydns/services/cb1",
                                    service(Name="cb"))[0], 201)  # fmt: skip
         callback = {"Name": "cb", "Environment": "prod", "Reply": "127.0.0.1", "Port": port}
@@ -170,6 +154,35 @@ class TwoNodesTests(EtcdTestCase):
         wait_until(lambda: bool(received))
         time.sleep(1.5)  # a second sender would have sent by now
         self.assertEqual(received, ["/skydns/callbacks/k1"])
+
+
+    def test_a_key_skydns_cannot_read_is_left_alone(self) -> None:
+        """Garbage written under the prefix by someone else: both nodes go on
+        (and a node that reads it at start skips it), the API says 404 for
+        it, and writes around it work."""
+        import base64
+        import urllib.request
+
+        def b64(data: bytes) -> str:
+            return base64.b64encode(data).decode()
+
+        body = {"key": b64(b"/skydns/services/junk"), "value": b64(b"{not json")}
+        request = urllib.request.Request(self.etcd.url + "/v3/kv/put",
+                                         data=json.dumps(body).encode(), method="POST")  # fmt: skip
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            self.assertEqual(answer.status, 200)
+        self.assertEqual(self.call(self.a, "PUT", "/skydns/services/j1", service(Name="j"))[0], 201)
+        self.assertEqual(srv(self.b, "j.prod.skydns.local."), ["j1.skydns.local."])
+        for node in (self.a, self.b):
+            self.assertEqual(self.call(node, "GET", "/skydns/services/junk")[0], 404)
+            self.assertEqual(self.call(node, "PATCH", "/skydns/services/junk",
+                                       {"Drain": True})[0], 404)  # fmt: skip
+            self.assertEqual(self.call(node, "GET", "/ready")[0], 200)
+        late = etcd_node(self.etcd, "late")
+        self.addCleanup(late.cleanup)
+        late.start(wait=False)
+        late.wait_for("/ready")
+        self.assertEqual(srv(late, "j.prod.skydns.local."), ["j1.skydns.local."])
 
 
 class FailureTests(EtcdTestCase):

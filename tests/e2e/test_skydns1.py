@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
 import dns.message
@@ -22,7 +20,7 @@ from twisted.names import dns as tdns
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.dns_fakes import ThreadedUpstream, answering
-from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http
+from tests.e2e.harness import SkyDNSProcess, callback_receiver, dns_query, http
 
 BOUND = 10.0
 
@@ -177,22 +175,7 @@ class ServerTests(SynchronousTestCase):
         sends it (SkyDNS 1's TODO: "check for the callback to be
         performed").  Reply is 127.0.0.1 rather than localhost, so the
         test's receiver is found whatever localhost resolves to."""
-        received: list[str] = []
-
-        class Receiver(BaseHTTPRequestHandler):
-            def do_DELETE(self) -> None:  # noqa: N802 - http.server's hook name
-                received.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        port = free_port()
-        server = HTTPServer(("127.0.0.1", port), Receiver)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.addCleanup(server.server_close)
-        self.addCleanup(server.shutdown)
+        port, received = callback_receiver(self)
         fields = {**TEST_SERVICE, "Region": "CallbackTest"}
         self.put("c123", **fields)
         callback = {k: fields[k] for k in ("Name", "Version", "Region", "Environment", "Host")}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from attrs import evolve
+from twisted.logger import Logger
 
 from skydns.commands import (
     AddCallback,
@@ -42,12 +43,15 @@ from skydns.store.etcd.client import (
     put_op,
 )
 from skydns.store.etcd.layout import (
+    BadValue,
     Layout,
     decode_service,
     encode_lease,
     encode_service,
     lease_number,
 )
+
+log = Logger()
 
 #: Attempts at a read-modify-write that others keep overtaking.
 ATTEMPTS = 5
@@ -123,7 +127,11 @@ class EtcdWriter:
         found, _ = await self.client.range(self.layout.service_key(uuid))
         if not found:
             return None
-        service, callbacks = decode_service(found[0].value)
+        try:
+            service, callbacks = decode_service(found[0].value)
+        except BadValue as e:  # not SkyDNS's: no node shows it either
+            log.warn("etcd key {key!r} left alone: {e}", key=found[0].key, e=e)
+            return None
         return found[0], service, callbacks
 
     async def _unregister(self, uuid: str) -> tuple[Applied, int]:
