@@ -23,12 +23,13 @@ nodes compete for the same cores: say what else ran).
 
     python bench/heartbeats.py [--leases 2000] [--per-lease 50] [--v1 10000]
                                [--interval 10] [--seconds 40] [--ttl 30]
-                               [--before DIR]
+                               [--before DIR] [--store etcd]
 
 ``--before DIR`` (a ``git worktree`` of an earlier commit) runs the SkyDNS
 1 heartbeat load, the one both trees have, against that tree too, for the
-reference beside it.  Only loopback addresses are used; every wait is
-bounded.
+reference beside it.  ``--store etcd`` runs the nodes on one local etcd
+(docs/etcd.md); "leader" is then the node that sends callbacks.  Only
+loopback addresses are used; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ sys.path.insert(0, os.path.join(HERE, "bench"))
 
 from raft_write import Client, cpu_seconds  # noqa: E402
 
+from tests.e2e.etcd import EtcdProcess  # noqa: E402
 from tests.e2e.harness import SkyDNSProcess, dns_query, free_port, http  # noqa: E402
 
 #: Service names instances spread over (the per-name limit is 10,000).
@@ -58,14 +60,17 @@ NAMES = 64
 
 
 class Nodes:
-    """Three nodes started with the same --peers."""
+    """Three nodes started with the same --peers, or (``etcd``) on one etcd."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, etcd: bool = False) -> None:
         ids = ["n1", "n2", "n3"]
         ports = {i: free_port() for i in ids}
         peers = ",".join(f"{i}=127.0.0.1:{ports[i]}" for i in ids)
+        self.etcd = EtcdProcess().start() if etcd else None
+        store = (["--store", f"etcd://127.0.0.1:{self.etcd.client_port}"] if self.etcd
+                 else ["--peers", peers])  # fmt: skip
         self.nodes = [
-            SkyDNSProcess(extra_args=["--peers", peers, "--no-forward"], node_id=i,
+            SkyDNSProcess(extra_args=[*store, "--no-forward"], node_id=i,
                           raft_port=ports[i], data_dir=tempfile.mkdtemp(prefix=f"{i}-", dir=root))
             for i in ids
         ]  # fmt: skip
@@ -94,6 +99,8 @@ class Nodes:
         for node in self.nodes:
             if node.process is not None and node.process.poll() is None:
                 node.stop()
+        if self.etcd is not None:
+            self.etcd.cleanup()
 
 
 def metric(node: SkyDNSProcess, name: str, labels: str = "") -> float:
@@ -221,6 +228,8 @@ def measure(nodes: Nodes, requests: list[tuple[str, str, Any]], interval: float,
     expired = {n.node_id: metric(n, "skydns_expirations_total") for n in nodes.alive()}
     commit0, changes0, t0 = commit_index(leader), changes(leader), time.monotonic()
     cpu0 = {n.node_id: cpu_seconds(n.process.pid) for n in nodes.alive()}  # type: ignore[union-attr]
+    etcd_pid = nodes.etcd.process.pid if nodes.etcd and nodes.etcd.process else None
+    etcd0 = cpu_seconds(etcd_pid) if etcd_pid else 0.0
     gen0 = time.process_time()
     missing: list[Any] = []
     unanswered: list[Any] = []
@@ -268,6 +277,8 @@ def measure(nodes: Nodes, requests: list[tuple[str, str, Any]], interval: float,
         result["leader cpu"] = (cpu_seconds(measured.process.pid)  # type: ignore[union-attr]
                                 - cpu0[measured.node_id]) / wall  # fmt: skip
         result["loadgen cpu"] = (time.process_time() - gen0) / wall
+        if etcd_pid:
+            result["etcd cpu"] = (cpu_seconds(etcd_pid) - etcd0) / wall
     finally:
         stop.set()
         for thread in threads:
@@ -284,6 +295,7 @@ def show(label: str, r: dict[str, Any]) -> None:
           f"log {r['commands/s']:6.1f} commands/s in {r['entries/s']:4.1f} entries/s  "
           f"lost {r['lost']} (expired {r['expired']:.0f}, "
           f"held {r['held']})  loadgen CPU {r['loadgen cpu'] * 100:.0f}%"
+          + (f"  etcd CPU {r['etcd cpu'] * 100:.0f}%" if "etcd cpu" in r else "")
           + (f"  DNS misses {r['missing']} (unanswered {r['unanswered']})" if "missing" in r
              else ""), flush=True)
 
@@ -291,7 +303,7 @@ def show(label: str, r: dict[str, Any]) -> None:
 def run_tree(root: str, args: argparse.Namespace, kind: str) -> dict[str, dict[str, Any]]:
     """One cluster of the tree on PYTHONPATH, one ``kind`` of load
     (``leases`` or ``v1``): its figures by load."""
-    nodes = Nodes(tempfile.mkdtemp(prefix="hb-", dir=root))
+    nodes = Nodes(tempfile.mkdtemp(prefix="hb-", dir=root), etcd=args.store == "etcd")
     figures: dict[str, dict[str, Any]] = {}
     ports = [n.http_port for n in nodes.nodes]
     try:
@@ -356,6 +368,9 @@ def main() -> None:
     parser.add_argument("--no-failover", dest="failover", action="store_false",
                         help="skip the leader kill runs")
     parser.add_argument("--only", choices=("v1", "leases"), help="run one of the two loads")
+    parser.add_argument("--store", choices=("raft", "etcd"), default="raft",
+                        help="etcd: the nodes keep the registry in one local etcd; "
+                             "'leader' is then the node that sends callbacks")  # fmt: skip
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="skydns-heartbeats-")
     # The nodes run ``python -c``, which puts the working directory first on

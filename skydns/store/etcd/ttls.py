@@ -28,6 +28,8 @@ log = Logger()
 
 #: Seconds between looks for ends coming near.
 INTERVAL = 1.0
+#: How near an end must come before etcd is asked about it (seconds).
+WINDOW = 5.0
 
 
 class TTLTracker:
@@ -96,8 +98,10 @@ class TTLTracker:
             self.registry.apply(Checkpoint((), ((name, end),), now))
 
     def due(self, now: float) -> list[str]:
-        """The names whose recorded end is within a third of their TTL
-        (plus a second), soonest first, at most `per_second` of them."""
+        """The names whose recorded end is within `WINDOW` seconds (a third
+        of their TTL plus a second, if less), soonest first, at most
+        `per_second` of them: each is asked about about once per TTL less
+        the window, with several ticks to get its answer in."""
         ends = []
         for name, (_, kind, ttl) in self._tracked.items():
             if kind == "lease":
@@ -106,7 +110,7 @@ class TTLTracker:
             else:
                 instance = self.registry.held(name)
                 end = instance.expires if instance is not None else None
-            if end is not None and end - now < ttl / 3 + 1:
+            if end is not None and end - now < min(ttl / 3 + 1, WINDOW):
                 ends.append((end, name))
         ends.sort()
         return [name for _, name in ends[: self.per_second]]
