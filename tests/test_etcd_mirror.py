@@ -23,7 +23,6 @@ from skydns.store.etcd.layout import (
     decode_service,
     encode_lease,
     encode_service,
-    lease_name,
     lease_number,
 )
 from skydns.store.etcd.mirror import EtcdMirror
@@ -244,7 +243,7 @@ class LayoutTests(SynchronousTestCase):
         self.assertEqual(lease_number("0000000000000001"), 1)
         self.assertEqual(lease_number("8000000000000000"), 0)
         self.assertEqual(lease_number("0000000000000000"), 0)
-        self.assertEqual(lease_name(lease_number(LEASE)), LEASE)
+        self.assertEqual(f"{lease_number(LEASE):016x}", LEASE)
 
     def test_new_lease_ids_are_etcd_lease_ids(self) -> None:
         from skydns.http.leases import new_lease_id

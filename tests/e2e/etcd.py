@@ -13,6 +13,8 @@ import tempfile
 import time
 import urllib.request
 
+from twisted.trial.unittest import SkipTest
+
 from tests.e2e.harness import free_port
 
 #: Where the binary is looked for (Debian's etcd-server installs /usr/bin/etcd).
@@ -24,6 +26,13 @@ def etcd_missing() -> str | None:
     if not os.access(ETCD, os.X_OK):
         return f"no etcd binary ({ETCD}): install etcd-server (.ci/run does) to run these"
     return None
+
+
+def skip_without_etcd() -> None:
+    """Skip the test (or class) calling this, saying why, where there is no etcd."""
+    missing = etcd_missing()
+    if missing:
+        raise SkipTest(missing)
 
 
 class EtcdProcess:

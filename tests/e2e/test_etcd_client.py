@@ -13,7 +13,7 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e.etcd import EtcdProcess, etcd_missing
+from tests.e2e.etcd import EtcdProcess, skip_without_etcd
 from tests.e2e.harness import free_port
 
 SCRIPT = textwrap.dedent('''
@@ -59,9 +59,7 @@ SCRIPT = textwrap.dedent('''
 
 class EtcdClientTests(SynchronousTestCase):
     def setUp(self) -> None:
-        missing = etcd_missing()
-        if missing:
-            raise self.skipTest(missing)
+        skip_without_etcd()
         self.etcd = EtcdProcess().start()
         self.addCleanup(self.etcd.cleanup)
 

@@ -13,9 +13,9 @@ import time
 from typing import Any, Callable, ClassVar
 
 import dns.rcode
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e.etcd import EtcdProcess, etcd_missing
+from tests.e2e.etcd import EtcdProcess, skip_without_etcd
 from tests.e2e.harness import SkyDNSProcess, callback_receiver, dns_query, http
 
 BOUND = 15.0
@@ -67,9 +67,7 @@ class EtcdTestCase(SynchronousTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        missing = etcd_missing()
-        if missing:
-            raise SkipTest(missing)
+        skip_without_etcd()
         cls.etcd = EtcdProcess().start()
         cls.a = etcd_node(cls.etcd, "a", *cls.extra)
         cls.b = etcd_node(cls.etcd, "b", *cls.extra)
@@ -273,9 +271,7 @@ class TLSTests(SynchronousTestCase):
 
         from tests.e2e.certs import issue
 
-        missing = etcd_missing()
-        if missing:
-            raise SkipTest(missing)
+        skip_without_etcd()
         directory = tempfile.mkdtemp(prefix="skydns-etcd-tls-")
         ca = issue(directory, "ca")
         server = issue(directory, "etcd", ca)

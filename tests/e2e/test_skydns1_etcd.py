@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from twisted.trial.unittest import SkipTest
-
 import tests.e2e.test_skydns1 as v1
-from tests.e2e.etcd import EtcdProcess, etcd_missing
+from tests.e2e.etcd import EtcdProcess, skip_without_etcd
 
 
 class OnEtcd:
@@ -22,9 +20,7 @@ class OnEtcd:
 
     @classmethod
     def setUpClass(cls) -> None:
-        missing = etcd_missing()
-        if missing:
-            raise SkipTest(missing)
+        skip_without_etcd()
         cls.etcd = EtcdProcess().start()
         cls.store = ("--store", f"etcd://127.0.0.1:{cls.etcd.client_port}")
         try:

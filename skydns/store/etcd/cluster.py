@@ -57,7 +57,7 @@ class EtcdCluster:
         self.max_staleness = max_staleness
         self.monotonic = monotonic
         self.mirror = EtcdMirror(client, layout, registry, clock)
-        self.writer = EtcdWriter(client, layout, registry, node_id, clock.seconds)
+        self.writer = EtcdWriter(client, layout, registry, node_id)
         self.election = Election(client, layout.leader, node_id, clock)
         self.mirror.live = self.election.holds
         #: When etcd last answered while the copy followed it (monotonic).

@@ -110,7 +110,3 @@ def lease_number(lease_id: str) -> int:
     except ValueError:
         return 0
     return number if 0 < number < 2**63 else 0
-
-
-def lease_name(number: int) -> str:
-    return f"{number:016x}"

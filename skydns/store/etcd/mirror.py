@@ -65,14 +65,13 @@ class EtcdMirror:
         self._waiters: list[tuple[int, Deferred[None]]] = []
         self._reload = True
         self._running = False
-        self._loop: Optional[Deferred[None]] = None
         self._watch: Optional[Deferred[None]] = None
 
     # -- following etcd ------------------------------------------------------------
 
     def start(self) -> None:
         self._running = True
-        self._loop = Deferred.fromCoroutine(self._run())
+        Deferred.fromCoroutine(self._run())
 
     def stop(self) -> None:
         self._running = False
@@ -103,7 +102,6 @@ class EtcdMirror:
                          revision=self.revision)  # fmt: skip
                 self._reload = True
                 problem = f"reading afresh ({e})"
-                delay = 0.0
             except defer.CancelledError:
                 problem = "watch restarted"
             except Exception as e:
@@ -112,13 +110,13 @@ class EtcdMirror:
                 self._watch = None
             if not self._running:
                 return
-            if self.problem is None:
+            if self.problem is None:  # it was following etcd: back off afresh
                 log.warn("etcd watch lost ({problem}); resuming from revision {revision}",
                          problem=problem, revision=self.revision + 1)  # fmt: skip
-                delay = 0.0 if self._reload else 0.1
+                delay = 0.1
             self.problem = problem
-            await _sleep(self.clock, delay)
-            delay = min(max(delay, 0.1) * 2, 2.0)
+            await _sleep(self.clock, 0.0 if self._reload else delay)
+            delay = min(delay * 2, 2.0)
 
     def _opened(self) -> None:
         if self.problem is not None and self.revision:

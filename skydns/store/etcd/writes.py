@@ -69,12 +69,11 @@ class EtcdWriter:
     instances per name."""
 
     def __init__(self, client: EtcdClient, layout: Layout, registry: Registry,
-                 node_id: str, now: Callable[[], float]) -> None:  # fmt: skip
+                 node_id: str) -> None:  # fmt: skip
         self.client = client
         self.layout = layout
         self.registry = registry
         self.marker = put_op(layout.written, node_id.encode("utf-8"))
-        self.now = now
 
     async def write(self, command: Command) -> tuple[Applied, int]:
         """Apply ``command`` in etcd: its result, and the revision to wait
